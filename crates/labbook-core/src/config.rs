@@ -1,0 +1,329 @@
+//! Run configs: nested input flattened to dotted keys with typed values.
+
+use std::collections::BTreeMap;
+
+use serde::de::{self, Deserializer};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ValidationError;
+
+/// Longest config key or metric key accepted, in bytes (MLflow's limit too).
+pub const MAX_KEY_LEN: usize = 250;
+/// Deepest nesting accepted in a config: anything deeper is almost surely a
+/// cycle or a serialized object, not a hyperparameter.
+pub const MAX_DEPTH: usize = 32;
+/// Longest string value kept in a config (params in MLflow allow 6000; labbook
+/// is generous but bounded so one run cannot bloat every listing).
+pub const MAX_STRING_LEN: usize = 64 * 1024;
+
+/// One config value. `Object` appears only inside lists: top-level objects
+/// are flattened into dotted keys.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigValue {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    List(Vec<ConfigValue>),
+    Object(BTreeMap<String, ConfigValue>),
+}
+
+/// A flattened config: dotted key → value, sorted by key.
+pub type Config = BTreeMap<String, ConfigValue>;
+
+impl ConfigValue {
+    /// The value as a number when it is one (ints widen to f64; bools do not).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            ConfigValue::Int(i) => Some(*i as f64),
+            ConfigValue::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    /// A short human form for tables: strings unquoted, floats in their
+    /// shortest round-trip form.
+    pub fn display(&self) -> String {
+        match self {
+            ConfigValue::Null => "null".into(),
+            ConfigValue::Bool(b) => b.to_string(),
+            ConfigValue::Int(i) => i.to_string(),
+            ConfigValue::Float(f) => format_float(*f),
+            ConfigValue::Str(s) => s.clone(),
+            other => serde_json::to_string(other).unwrap_or_default(),
+        }
+    }
+
+    /// Converts JSON input. JSON cannot carry NaN or infinities; the
+    /// `{"$float": "NaN"}` form this type serializes them as is read back.
+    pub fn from_json(value: &serde_json::Value) -> ConfigValue {
+        match value {
+            serde_json::Value::Null => ConfigValue::Null,
+            serde_json::Value::Bool(b) => ConfigValue::Bool(*b),
+            serde_json::Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    ConfigValue::Int(i)
+                } else {
+                    ConfigValue::Float(n.as_f64().unwrap_or(f64::NAN))
+                }
+            }
+            serde_json::Value::String(s) => ConfigValue::Str(s.clone()),
+            serde_json::Value::Array(items) => {
+                ConfigValue::List(items.iter().map(ConfigValue::from_json).collect())
+            }
+            serde_json::Value::Object(map) => {
+                if let Some(f) = special_float(map) {
+                    return ConfigValue::Float(f);
+                }
+                ConfigValue::Object(
+                    map.iter()
+                        .map(|(k, v)| (k.clone(), ConfigValue::from_json(v)))
+                        .collect(),
+                )
+            }
+        }
+    }
+}
+
+fn special_float(map: &serde_json::Map<String, serde_json::Value>) -> Option<f64> {
+    if map.len() != 1 {
+        return None;
+    }
+    match map.get("$float")?.as_str()? {
+        "NaN" => Some(f64::NAN),
+        "Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        _ => None,
+    }
+}
+
+/// Shortest form that parses back to the same f64, as Python prints floats.
+pub fn format_float(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".into()
+    } else if f.is_infinite() {
+        if f > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+    } else if f == f.trunc() && f.abs() < 1e16 {
+        format!("{f:.1}")
+    } else if f.abs() < 1e-4 {
+        // Rust prints 1e-7 as 0.0000001; scientific is easier to read there.
+        format!("{f:e}")
+    } else {
+        format!("{f}")
+    }
+}
+
+impl Serialize for ConfigValue {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ConfigValue::Null => serializer.serialize_unit(),
+            ConfigValue::Bool(b) => serializer.serialize_bool(*b),
+            ConfigValue::Int(i) => serializer.serialize_i64(*i),
+            ConfigValue::Float(f) if f.is_finite() => serializer.serialize_f64(*f),
+            ConfigValue::Float(f) => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("$float", &format_float(*f))?;
+                map.end()
+            }
+            ConfigValue::Str(s) => serializer.serialize_str(s),
+            ConfigValue::List(items) => items.serialize(serializer),
+            ConfigValue::Object(map) => map.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer).map_err(de::Error::custom)?;
+        Ok(ConfigValue::from_json(&value))
+    }
+}
+
+/// Checks one key (config or metric) and names it in the error.
+pub fn validate_key(kind: &str, key: &str) -> Result<(), ValidationError> {
+    let field = || format!("{kind} key {}", truncate_for_message(key));
+    if key.is_empty() {
+        return Err(ValidationError::new(kind, "key must not be empty"));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(ValidationError::new(
+            field(),
+            format!("key is {} bytes; the limit is {MAX_KEY_LEN}", key.len()),
+        ));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(ValidationError::new(field(), "key contains a control character"));
+    }
+    Ok(())
+}
+
+/// Quotes a key for an error message without echoing megabytes back.
+pub fn truncate_for_message(s: &str) -> String {
+    const LIMIT: usize = 60;
+    if s.len() <= LIMIT {
+        format!("{s:?}")
+    } else {
+        let mut end = LIMIT;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{:?}…", &s[..end])
+    }
+}
+
+/// Flattens nested objects into dotted keys (`{"model": {"depth": 4}}` →
+/// `model.depth = 4`) and validates keys, depth and string sizes.
+pub fn flatten(nested: &BTreeMap<String, ConfigValue>) -> Result<Config, ValidationError> {
+    let mut out = Config::new();
+    flatten_into(&mut out, "", nested, 0)?;
+    Ok(out)
+}
+
+fn flatten_into(
+    out: &mut Config,
+    prefix: &str,
+    map: &BTreeMap<String, ConfigValue>,
+    depth: usize,
+) -> Result<(), ValidationError> {
+    if depth > MAX_DEPTH {
+        return Err(ValidationError::new(
+            format!("config key {}", truncate_for_message(prefix)),
+            format!("nested deeper than {MAX_DEPTH} levels"),
+        ));
+    }
+    for (key, value) in map {
+        let full = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        validate_key("config", &full)?;
+        match value {
+            ConfigValue::Object(inner) if !inner.is_empty() => {
+                flatten_into(out, &full, inner, depth + 1)?
+            }
+            other => {
+                check_value(&full, other, depth + 1)?;
+                out.insert(full, other.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_value(key: &str, value: &ConfigValue, depth: usize) -> Result<(), ValidationError> {
+    if depth > MAX_DEPTH {
+        return Err(ValidationError::new(
+            format!("config key {}", truncate_for_message(key)),
+            format!("nested deeper than {MAX_DEPTH} levels"),
+        ));
+    }
+    match value {
+        ConfigValue::Str(s) if s.len() > MAX_STRING_LEN => Err(ValidationError::new(
+            format!("config key {}", truncate_for_message(key)),
+            format!("string value is {} bytes; the limit is {MAX_STRING_LEN}", s.len()),
+        )),
+        ConfigValue::List(items) => {
+            items.iter().try_for_each(|item| check_value(key, item, depth + 1))
+        }
+        ConfigValue::Object(map) => map.values().try_for_each(|v| check_value(key, v, depth + 1)),
+        _ => Ok(()),
+    }
+}
+
+/// Parses a JSON object (the CLI's and HTTP API's config input) and flattens it.
+pub fn config_from_json(value: &serde_json::Value) -> Result<Config, ValidationError> {
+    match ConfigValue::from_json(value) {
+        ConfigValue::Object(map) => flatten(&map),
+        ConfigValue::Null => Ok(Config::new()),
+        _ => Err(ValidationError::new("config", "must be an object of key → value")),
+    }
+}
+
+/// The seed a run declares in its config, if any: `seed`, `random_seed` or
+/// any key ending in `.seed`, integers only.
+pub fn find_seed(config: &Config) -> Option<(String, i64)> {
+    config.iter().find_map(|(key, value)| {
+        let named_seed = key == "seed" || key == "random_seed" || key.ends_with(".seed");
+        match value {
+            ConfigValue::Int(i) if named_seed => Some((key.clone(), *i)),
+            _ => None,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nested_objects_become_dotted_keys_with_types_kept() {
+        let config = config_from_json(&json!({
+            "lr": 0.001, "epochs": 10, "model": {"depth": 4, "act": "relu", "norm": null},
+            "flags": [1, "a", true], "use_amp": false
+        }))
+        .unwrap();
+        assert_eq!(config["lr"], ConfigValue::Float(0.001));
+        assert_eq!(config["epochs"], ConfigValue::Int(10));
+        assert_eq!(config["model.depth"], ConfigValue::Int(4));
+        assert_eq!(config["model.act"], ConfigValue::Str("relu".into()));
+        assert_eq!(config["model.norm"], ConfigValue::Null);
+        assert_eq!(config["use_amp"], ConfigValue::Bool(false));
+        assert_eq!(
+            config["flags"],
+            ConfigValue::List(vec![
+                ConfigValue::Int(1),
+                ConfigValue::Str("a".into()),
+                ConfigValue::Bool(true)
+            ])
+        );
+    }
+
+    #[test]
+    fn non_finite_floats_round_trip_through_json() {
+        for f in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1.5, -0.0] {
+            let v = ConfigValue::Float(f);
+            let text = serde_json::to_string(&v).unwrap();
+            let back: ConfigValue = serde_json::from_str(&text).unwrap();
+            match back {
+                ConfigValue::Float(g) => assert!(g.to_bits() == f.to_bits() || (g.is_nan() && f.is_nan())),
+                other => panic!("{text} came back as {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_configs_name_the_field() {
+        let mut deep = json!(1);
+        for _ in 0..40 {
+            deep = json!({ "a": deep });
+        }
+        let err = config_from_json(&deep).unwrap_err();
+        assert!(err.to_string().contains("nested deeper"), "{err}");
+
+        let long_key = "k".repeat(300);
+        let err = config_from_json(&json!({ long_key: 1 })).unwrap_err();
+        assert!(err.to_string().contains("limit is 250"), "{err}");
+
+        let err = config_from_json(&json!({ "bad\u{0}key": 1 })).unwrap_err();
+        assert!(err.to_string().contains("control character"), "{err}");
+
+        let err = config_from_json(&json!([1, 2])).unwrap_err();
+        assert_eq!(err.field(), "config");
+    }
+
+    #[test]
+    fn seeds_are_found_by_name() {
+        let config = config_from_json(&json!({"train": {"seed": 7}, "lr": 0.1})).unwrap();
+        assert_eq!(find_seed(&config), Some(("train.seed".into(), 7)));
+        let config = config_from_json(&json!({"seed": "abc"})).unwrap();
+        assert_eq!(find_seed(&config), None);
+    }
+
+    #[test]
+    fn floats_display_like_python() {
+        assert_eq!(format_float(0.001), "0.001");
+        assert_eq!(format_float(3.0), "3.0");
+        assert_eq!(format_float(1e-7), "1e-7");
+        assert_eq!(format_float(f64::NAN), "NaN");
+    }
+}
