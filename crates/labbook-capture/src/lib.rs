@@ -5,6 +5,8 @@
 //! Nothing in this crate fails its caller: whatever cannot be read is left
 //! `None` or empty and a short reason goes to [`Environment::errors`].
 
+#![warn(missing_docs)]
+
 mod envvars;
 mod git;
 mod gpu;

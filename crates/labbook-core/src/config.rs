@@ -104,7 +104,11 @@ pub fn format_float(f: f64) -> String {
     if f.is_nan() {
         "NaN".into()
     } else if f.is_infinite() {
-        if f > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+        if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        }
     } else if f == f.trunc() && f.abs() < 1e16 {
         format!("{f:.1}")
     } else if f.abs() < 1e-4 {
@@ -154,7 +158,10 @@ pub fn validate_key(kind: &str, key: &str) -> Result<(), ValidationError> {
         ));
     }
     if key.chars().any(char::is_control) {
-        return Err(ValidationError::new(field(), "key contains a control character"));
+        return Err(ValidationError::new(
+            field(),
+            "key contains a control character",
+        ));
     }
     Ok(())
 }
@@ -194,7 +201,11 @@ fn flatten_into(
         ));
     }
     for (key, value) in map {
-        let full = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        let full = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
         validate_key("config", &full)?;
         match value {
             ConfigValue::Object(inner) if !inner.is_empty() => {
@@ -219,12 +230,17 @@ fn check_value(key: &str, value: &ConfigValue, depth: usize) -> Result<(), Valid
     match value {
         ConfigValue::Str(s) if s.len() > MAX_STRING_LEN => Err(ValidationError::new(
             format!("config key {}", truncate_for_message(key)),
-            format!("string value is {} bytes; the limit is {MAX_STRING_LEN}", s.len()),
+            format!(
+                "string value is {} bytes; the limit is {MAX_STRING_LEN}",
+                s.len()
+            ),
         )),
-        ConfigValue::List(items) => {
-            items.iter().try_for_each(|item| check_value(key, item, depth + 1))
-        }
-        ConfigValue::Object(map) => map.values().try_for_each(|v| check_value(key, v, depth + 1)),
+        ConfigValue::List(items) => items
+            .iter()
+            .try_for_each(|item| check_value(key, item, depth + 1)),
+        ConfigValue::Object(map) => map
+            .values()
+            .try_for_each(|v| check_value(key, v, depth + 1)),
         _ => Ok(()),
     }
 }
@@ -234,7 +250,10 @@ pub fn config_from_json(value: &serde_json::Value) -> Result<Config, ValidationE
     match ConfigValue::from_json(value) {
         ConfigValue::Object(map) => flatten(&map),
         ConfigValue::Null => Ok(Config::new()),
-        _ => Err(ValidationError::new("config", "must be an object of key → value")),
+        _ => Err(ValidationError::new(
+            "config",
+            "must be an object of key → value",
+        )),
     }
 }
 
@@ -285,7 +304,9 @@ mod tests {
             let text = serde_json::to_string(&v).unwrap();
             let back: ConfigValue = serde_json::from_str(&text).unwrap();
             match back {
-                ConfigValue::Float(g) => assert!(g.to_bits() == f.to_bits() || (g.is_nan() && f.is_nan())),
+                ConfigValue::Float(g) => {
+                    assert!(g.to_bits() == f.to_bits() || (g.is_nan() && f.is_nan()))
+                }
                 other => panic!("{text} came back as {other:?}"),
             }
         }

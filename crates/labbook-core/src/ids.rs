@@ -24,20 +24,21 @@ pub fn run_id_from_bits(mut bits: u64) -> String {
 /// Whether `s` has the shape of a run id (used to tell ids from names).
 pub fn looks_like_run_id(s: &str) -> bool {
     s.len() == RUN_ID_LEN
-        && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
         && s.as_bytes()[0].is_ascii_lowercase()
 }
 
 const ADJECTIVES: &[&str] = &[
-    "amber", "ancient", "bold", "brave", "bright", "calm", "clever", "cosmic", "crimson", "curious",
-    "daring", "dashing", "deep", "divine", "dry", "eager", "early", "electric", "elegant", "fancy",
-    "fearless", "fiery", "fine", "fluent", "fresh", "frosty", "gentle", "giddy", "glad", "golden",
-    "graceful", "grand", "hardy", "hidden", "honest", "icy", "jolly", "keen", "kind", "lively",
-    "lucid", "lucky", "lunar", "misty", "modest", "nimble", "noble", "olive", "patient", "peach",
-    "polar", "proud", "quick", "quiet", "rapid", "rare", "restful", "rosy", "royal", "rustic",
-    "sage", "scarlet", "serene", "sharp", "shy", "silent", "silver", "sleek", "smooth", "snowy",
-    "solar", "stellar", "stoic", "sunny", "swift", "tidy", "twilight", "upbeat", "valiant",
-    "vivid", "warm", "wild", "wise", "witty", "young", "zesty",
+    "amber", "ancient", "bold", "brave", "bright", "calm", "clever", "cosmic", "crimson",
+    "curious", "daring", "dashing", "deep", "divine", "dry", "eager", "early", "electric",
+    "elegant", "fancy", "fearless", "fiery", "fine", "fluent", "fresh", "frosty", "gentle",
+    "giddy", "glad", "golden", "graceful", "grand", "hardy", "hidden", "honest", "icy", "jolly",
+    "keen", "kind", "lively", "lucid", "lucky", "lunar", "misty", "modest", "nimble", "noble",
+    "olive", "patient", "peach", "polar", "proud", "quick", "quiet", "rapid", "rare", "restful",
+    "rosy", "royal", "rustic", "sage", "scarlet", "serene", "sharp", "shy", "silent", "silver",
+    "sleek", "smooth", "snowy", "solar", "stellar", "stoic", "sunny", "swift", "tidy", "twilight",
+    "upbeat", "valiant", "vivid", "warm", "wild", "wise", "witty", "young", "zesty",
 ];
 
 const NOUNS: &[&str] = &[
@@ -47,9 +48,9 @@ const NOUNS: &[&str] = &[
     "glacier", "grove", "harbor", "hawk", "haze", "heron", "hill", "island", "lake", "leaf",
     "lynx", "maple", "meadow", "mesa", "moon", "moss", "mountain", "nebula", "oak", "ocean",
     "orbit", "otter", "owl", "paper", "pebble", "pine", "planet", "pond", "prairie", "puffin",
-    "rain", "raven", "reef", "ridge", "river", "sea", "shadow", "sky", "snow", "sparrow",
-    "spring", "star", "stone", "storm", "sun", "sunset", "thunder", "tide", "tree", "valley",
-    "violet", "water", "wave", "willow", "wind", "wolf",
+    "rain", "raven", "reef", "ridge", "river", "sea", "shadow", "sky", "snow", "sparrow", "spring",
+    "star", "stone", "storm", "sun", "sunset", "thunder", "tide", "tree", "valley", "violet",
+    "water", "wave", "willow", "wind", "wolf",
 ];
 
 /// A readable run name such as `swift-otter-42`, from 64 random bits.
@@ -80,6 +81,9 @@ mod tests {
     fn names_are_readable() {
         let name = run_name_from_bits(123_456_789);
         assert_eq!(name.split('-').count(), 3, "{name}");
-        assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        );
     }
 }

@@ -56,7 +56,11 @@ impl SeriesColumns {
     }
 
     pub fn point(&self, i: usize) -> Point {
-        Point { step: self.steps[i], ts_ms: self.ts_ms[i], value: self.values[i] }
+        Point {
+            step: self.steps[i],
+            ts_ms: self.ts_ms[i],
+            value: self.values[i],
+        }
     }
 
     pub fn extend_from(&mut self, other: &SeriesColumns) {
@@ -233,7 +237,12 @@ mod tests {
 
     #[test]
     fn summary_ignores_nan_for_min_max_but_keeps_it_as_last() {
-        let s = series(&[(0, 1, 3.0), (1, 2, f64::INFINITY), (2, 3, -1.0), (3, 4, f64::NAN)]);
+        let s = series(&[
+            (0, 1, 3.0),
+            (1, 2, f64::INFINITY),
+            (2, 3, -1.0),
+            (3, 4, f64::NAN),
+        ]);
         let summary = SeriesSummary::of(&s).unwrap();
         assert_eq!(summary.count, 4);
         assert_eq!(summary.min, Some(-1.0));

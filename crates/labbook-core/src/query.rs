@@ -28,11 +28,30 @@ pub enum Expr {
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
     Not(Box<Expr>),
-    Compare { field: Field, op: CmpOp, value: Literal },
-    In { field: Field, values: Vec<Literal>, negated: bool },
-    IsNull { field: Field, negated: bool },
-    Like { field: Field, pattern: String, case_insensitive: bool, negated: bool },
-    Contains { field: Field, value: Literal },
+    Compare {
+        field: Field,
+        op: CmpOp,
+        value: Literal,
+    },
+    In {
+        field: Field,
+        values: Vec<Literal>,
+        negated: bool,
+    },
+    IsNull {
+        field: Field,
+        negated: bool,
+    },
+    Like {
+        field: Field,
+        pattern: String,
+        case_insensitive: bool,
+        negated: bool,
+    },
+    Contains {
+        field: Field,
+        value: Literal,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +121,10 @@ const ATTRS: [(&str, Attr); 12] = [
 
 impl Attr {
     pub fn name(self) -> &'static str {
-        ATTRS.iter().find(|(_, a)| *a == self).map_or("?", |(n, _)| n)
+        ATTRS
+            .iter()
+            .find(|(_, a)| *a == self)
+            .map_or("?", |(n, _)| n)
     }
 
     fn is_time(self) -> bool {
@@ -267,7 +289,9 @@ impl<'a> Lexer<'a> {
             self.pos += c.len_utf8();
             match c {
                 '\\' => {
-                    let Some(escaped) = self.peek_char() else { break };
+                    let Some(escaped) = self.peek_char() else {
+                        break;
+                    };
                     self.pos += escaped.len_utf8();
                     out.push(match escaped {
                         'n' => '\n',
@@ -352,7 +376,11 @@ struct Parser<'a> {
 impl<'a> Parser<'a> {
     fn new(src: &'a str, what: &'static str) -> Result<Self, QueryError> {
         let toks = Lexer { src, pos: 0, what }.tokens()?;
-        Ok(Parser { lexer: Lexer { src, pos: 0, what }, toks, i: 0 })
+        Ok(Parser {
+            lexer: Lexer { src, pos: 0, what },
+            toks,
+            i: 0,
+        })
     }
 
     fn peek(&self) -> &Tok {
@@ -441,20 +469,35 @@ impl<'a> Parser<'a> {
         }
         let negated = self.eat_keyword("not");
         if self.eat_keyword("in") {
-            return Ok(Expr::In { field, values: self.list()?, negated });
+            return Ok(Expr::In {
+                field,
+                values: self.list()?,
+                negated,
+            });
         }
         for (word, case_insensitive) in [("like", false), ("ilike", true)] {
             if self.eat_keyword(word) {
                 return match self.literal()? {
-                    Literal::Str(pattern) => Ok(Expr::Like { field, pattern, case_insensitive, negated }),
-                    _ => Err(self.error(format!("{word} needs a string pattern such as \"%drop%\""))),
+                    Literal::Str(pattern) => Ok(Expr::Like {
+                        field,
+                        pattern,
+                        case_insensitive,
+                        negated,
+                    }),
+                    _ => {
+                        Err(self.error(format!("{word} needs a string pattern such as \"%drop%\"")))
+                    }
                 };
             }
         }
         if self.eat_keyword("contains") {
             let value = self.literal()?;
             let expr = Expr::Contains { field, value };
-            return Ok(if negated { Expr::Not(Box::new(expr)) } else { expr });
+            return Ok(if negated {
+                Expr::Not(Box::new(expr))
+            } else {
+                expr
+            });
         }
         if negated {
             return Err(self.error("expected 'in', 'like', 'ilike' or 'contains' after 'not'"));
@@ -482,7 +525,10 @@ impl<'a> Parser<'a> {
                 Tok::Comma => values.push(self.literal()?),
                 Tok::RParen => return Ok(values),
                 other => {
-                    return Err(self.error(format!("expected ',' or ')' in list, found {}", Self::describe(&other))));
+                    return Err(self.error(format!(
+                        "expected ',' or ')' in list, found {}",
+                        Self::describe(&other)
+                    )));
                 }
             }
         }
@@ -508,7 +554,10 @@ impl<'a> Parser<'a> {
                     format!("expected a value, found {word:?} (quote strings: \"{word}\")"),
                 )),
             },
-            other => Err(self.lexer.error(offset, format!("expected a value, found {}", Self::describe(&other)))),
+            other => Err(self.lexer.error(
+                offset,
+                format!("expected a value, found {}", Self::describe(&other)),
+            )),
         }
     }
 
@@ -517,7 +566,10 @@ impl<'a> Parser<'a> {
         let name = match self.bump() {
             Tok::Ident(name) => name,
             other => {
-                return Err(self.lexer.error(offset, format!("expected a field name, found {}", Self::describe(&other))));
+                return Err(self.lexer.error(
+                    offset,
+                    format!("expected a field name, found {}", Self::describe(&other)),
+                ));
             }
         };
         let agg = match name.to_ascii_lowercase().as_str() {
@@ -536,7 +588,10 @@ impl<'a> Parser<'a> {
             }
             return match field {
                 Field::Metric(key, Agg::Last) => Ok(Field::Metric(key, agg)),
-                other => Err(self.lexer.error(inner_offset, format!("min/max/last/count apply to metrics.KEY, not {other}"))),
+                other => Err(self.lexer.error(
+                    inner_offset,
+                    format!("min/max/last/count apply to metrics.KEY, not {other}"),
+                )),
             };
         }
         resolve_field(&name).map_err(|message| self.lexer.error(offset, message))
@@ -548,11 +603,15 @@ pub fn resolve_field(name: &str) -> Result<Field, String> {
     let (namespace, rest) = name.split_once('.').unwrap_or((name, ""));
     let need_key = |ns: &str| format!("{ns}. needs a key after the dot, e.g. {ns}.lr");
     match namespace.to_ascii_lowercase().as_str() {
-        "config" | "params" => (!rest.is_empty()).then(|| Field::Config(rest.into())).ok_or_else(|| need_key("config")),
-        "metrics" | "metric" => {
-            (!rest.is_empty()).then(|| Field::Metric(rest.into(), Agg::Last)).ok_or_else(|| need_key("metrics"))
-        }
-        "summary" => (!rest.is_empty()).then(|| Field::Summary(rest.into())).ok_or_else(|| need_key("summary")),
+        "config" | "params" => (!rest.is_empty())
+            .then(|| Field::Config(rest.into()))
+            .ok_or_else(|| need_key("config")),
+        "metrics" | "metric" => (!rest.is_empty())
+            .then(|| Field::Metric(rest.into(), Agg::Last))
+            .ok_or_else(|| need_key("metrics")),
+        "summary" => (!rest.is_empty())
+            .then(|| Field::Summary(rest.into()))
+            .ok_or_else(|| need_key("summary")),
         _ => ATTRS
             .iter()
             .find(|(attr, _)| attr.eq_ignore_ascii_case(name))
@@ -601,11 +660,19 @@ pub fn parse_sort(src: &str) -> Result<Vec<SortKey>, QueryError> {
             }
             _ => false,
         };
-        keys.push(SortKey { field: parser.field()?, descending });
+        keys.push(SortKey {
+            field: parser.field()?,
+            descending,
+        });
         match parser.bump() {
             Tok::Comma => continue,
             Tok::End => return Ok(keys),
-            other => return Err(parser.error(format!("expected ',' or the end, found {}", Parser::describe(&other)))),
+            other => {
+                return Err(parser.error(format!(
+                    "expected ',' or the end, found {}",
+                    Parser::describe(&other)
+                )));
+            }
         }
     }
 }
@@ -653,9 +720,13 @@ impl Fields for RunView<'_> {
                 Attr::Host => opt_str(&run.host),
                 Attr::Tags => Value::List(&run.tags),
                 Attr::Created => Value::Num(run.created_ms as f64),
-                Attr::Ended => run.ended_ms.map_or(Value::Missing, |t| Value::Num(t as f64)),
+                Attr::Ended => run
+                    .ended_ms
+                    .map_or(Value::Missing, |t| Value::Num(t as f64)),
                 Attr::Duration => Value::Num(run.duration_ms(self.now_ms) as f64 / 1000.0),
-                Attr::ExitCode => run.exit_code.map_or(Value::Missing, |c| Value::Num(c as f64)),
+                Attr::ExitCode => run
+                    .exit_code
+                    .map_or(Value::Missing, |c| Value::Num(c as f64)),
             },
             Field::Config(key) => match run.config.get(key) {
                 None | Some(ConfigValue::Null) => Value::Missing,
@@ -679,7 +750,9 @@ impl Fields for RunView<'_> {
 }
 
 fn metric_value<'a>(run: &'a RunRecord, key: &str, agg: Agg) -> Value<'a> {
-    let Some(summary) = run.metrics.get(key) else { return Value::Missing };
+    let Some(summary) = run.metrics.get(key) else {
+        return Value::Missing;
+    };
     match agg {
         Agg::Last => Value::Num(summary.last),
         Agg::Min => summary.min.map_or(Value::Missing, Value::Num),
@@ -724,7 +797,9 @@ pub fn parse_datetime_ms(s: &str) -> Option<i64> {
 fn literal_as_num(field: &Field, lit: &Literal) -> Option<f64> {
     match lit {
         Literal::Num(n) => Some(*n),
-        Literal::Str(s) if matches!(field, Field::Attr(a) if a.is_time()) => parse_datetime_ms(s).map(|t| t as f64),
+        Literal::Str(s) if matches!(field, Field::Attr(a) if a.is_time()) => {
+            parse_datetime_ms(s).map(|t| t as f64)
+        }
         _ => None,
     }
 }
@@ -757,7 +832,13 @@ fn list_has(items: &[String], lit: &Literal) -> bool {
 
 /// SQL LIKE: `%` any run of characters, `_` one character.
 pub fn like_matches(text: &str, pattern: &str, case_insensitive: bool) -> bool {
-    let fold = |s: &str| if case_insensitive { s.to_lowercase() } else { s.to_string() };
+    let fold = |s: &str| {
+        if case_insensitive {
+            s.to_lowercase()
+        } else {
+            s.to_string()
+        }
+    };
     let text: Vec<char> = fold(text).chars().collect();
     let pattern: Vec<char> = fold(pattern).chars().collect();
     let (mut t, mut p) = (0, 0);
@@ -788,7 +869,11 @@ impl Expr {
             Expr::And(a, b) => a.matches(run) && b.matches(run),
             Expr::Or(a, b) => a.matches(run) || b.matches(run),
             Expr::Not(inner) => !inner.matches(run),
-            Expr::Compare { field, op, value: Literal::Null } => {
+            Expr::Compare {
+                field,
+                op,
+                value: Literal::Null,
+            } => {
                 let missing = run.get(field) == Value::Missing;
                 match op {
                     CmpOp::Eq => missing,
@@ -804,7 +889,11 @@ impl Expr {
                 },
                 v => op_holds(*op, compare(field, &v, value)),
             },
-            Expr::In { field, values, negated } => {
+            Expr::In {
+                field,
+                values,
+                negated,
+            } => {
                 let v = run.get(field);
                 if v == Value::Missing {
                     return false;
@@ -816,7 +905,12 @@ impl Expr {
                 hit != *negated
             }
             Expr::IsNull { field, negated } => (run.get(field) == Value::Missing) != *negated,
-            Expr::Like { field, pattern, case_insensitive, negated } => match run.get(field) {
+            Expr::Like {
+                field,
+                pattern,
+                case_insensitive,
+                negated,
+            } => match run.get(field) {
                 Value::Str(s) => like_matches(&s, pattern, *case_insensitive) != *negated,
                 _ => false,
             },

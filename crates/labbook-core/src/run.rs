@@ -128,7 +128,12 @@ impl RunRecord {
     /// Whether a run that says it is running is in fact dead: its process is
     /// gone from this host, or it stopped beating. `pid_alive` is asked only
     /// for runs on `this_host`.
-    pub fn is_stale(&self, now_ms: i64, this_host: Option<&str>, pid_alive: impl Fn(u32) -> bool) -> bool {
+    pub fn is_stale(
+        &self,
+        now_ms: i64,
+        this_host: Option<&str>,
+        pid_alive: impl Fn(u32) -> bool,
+    ) -> bool {
         if self.status != RunStatus::Running {
             return false;
         }
@@ -148,7 +153,10 @@ pub fn validate_tag(tag: &str) -> Result<(), ValidationError> {
         return Err(ValidationError::new("tag", "must not be empty"));
     }
     if tag.len() > 128 {
-        return Err(ValidationError::new("tag", format!("is {} bytes; the limit is 128", tag.len())));
+        return Err(ValidationError::new(
+            "tag",
+            format!("is {} bytes; the limit is 128", tag.len()),
+        ));
     }
     if tag.chars().any(|c| c.is_control() || c == ',') {
         return Err(ValidationError::new(
@@ -165,7 +173,10 @@ pub fn validate_name(field: &str, name: &str) -> Result<(), ValidationError> {
         return Err(ValidationError::new(field, "must not be empty"));
     }
     if name.len() > 256 {
-        return Err(ValidationError::new(field, format!("is {} bytes; the limit is 256", name.len())));
+        return Err(ValidationError::new(
+            field,
+            format!("is {} bytes; the limit is 256", name.len()),
+        ));
     }
     if name.chars().any(char::is_control) {
         return Err(ValidationError::new(field, "contains a control character"));

@@ -11,7 +11,11 @@ use crate::run::RunStatus;
 fn run(id: &str, config: serde_json::Value, loss: &[f64], tags: &[&str]) -> RunRecord {
     let mut series = SeriesColumns::default();
     for (i, v) in loss.iter().enumerate() {
-        series.push(Point { step: i as i64, ts_ms: i as i64, value: *v });
+        series.push(Point {
+            step: i as i64,
+            ts_ms: i as i64,
+            value: *v,
+        });
     }
     let mut metrics = BTreeMap::new();
     if let Some(s) = SeriesSummary::of(&series) {
@@ -49,27 +53,66 @@ fn hits(filter: &str, runs: &[RunRecord]) -> Vec<String> {
 
 fn sample() -> Vec<RunRecord> {
     vec![
-        run("a", json!({"lr": 0.1, "model": {"depth": 4}, "opt": "adam"}), &[1.0, 0.5, 0.4], &["baseline"]),
-        run("b", json!({"lr": 0.001, "model": {"depth": 8}, "opt": "sgd"}), &[1.0, 0.2, 0.3], &[]),
-        run("c", json!({"lr": 0.01, "odd key": 2}), &[], &["baseline", "x"]),
+        run(
+            "a",
+            json!({"lr": 0.1, "model": {"depth": 4}, "opt": "adam"}),
+            &[1.0, 0.5, 0.4],
+            &["baseline"],
+        ),
+        run(
+            "b",
+            json!({"lr": 0.001, "model": {"depth": 8}, "opt": "sgd"}),
+            &[1.0, 0.2, 0.3],
+            &[],
+        ),
+        run(
+            "c",
+            json!({"lr": 0.01, "odd key": 2}),
+            &[],
+            &["baseline", "x"],
+        ),
     ]
 }
 
 #[test]
 fn the_documented_examples_filter_as_described() {
     let runs = sample();
-    assert_eq!(hits("config.lr > 0.005 and status = \"finished\"", &runs), ["a", "c"]);
+    assert_eq!(
+        hits("config.lr > 0.005 and status = \"finished\"", &runs),
+        ["a", "c"]
+    );
     assert_eq!(hits("min(metrics.val/loss) < 0.3", &runs), ["b"]);
     assert_eq!(hits("metrics.val/loss < 0.35", &runs), ["b"]);
     assert_eq!(hits("tags contains \"baseline\"", &runs), ["a", "c"]);
     assert_eq!(hits("config.`odd key` in (1, 2)", &runs), ["c"]);
-    assert_eq!(hits("not notes like \"%dropout%\"", &runs), Vec::<String>::new());
+    assert_eq!(
+        hits("not notes like \"%dropout%\"", &runs),
+        Vec::<String>::new()
+    );
     assert_eq!(hits("notes ilike '%DROPOUT%'", &runs), ["a", "b", "c"]);
-    assert_eq!(hits("config.model.depth >= 8 or config.opt = 'adam'", &runs), ["a", "b"]);
-    assert_eq!(hits("group is null and config.lr is not null", &runs), ["a", "b", "c"]);
-    assert_eq!(hits("created >= \"2026-11-20\" and created < \"2026-11-21\"", &runs), ["a", "b", "c"]);
+    assert_eq!(
+        hits("config.model.depth >= 8 or config.opt = 'adam'", &runs),
+        ["a", "b"]
+    );
+    assert_eq!(
+        hits("group is null and config.lr is not null", &runs),
+        ["a", "b", "c"]
+    );
+    assert_eq!(
+        hits(
+            "created >= \"2026-11-20\" and created < \"2026-11-21\"",
+            &runs
+        ),
+        ["a", "b", "c"]
+    );
     assert_eq!(hits("duration = 60", &runs), ["a", "b", "c"]);
-    assert_eq!(hits("count(metrics.val/loss) = 3 and max(metrics.val/loss) <= 1", &runs), ["a", "b"]);
+    assert_eq!(
+        hits(
+            "count(metrics.val/loss) = 3 and max(metrics.val/loss) <= 1",
+            &runs
+        ),
+        ["a", "b"]
+    );
     assert_eq!(hits("(config.opt != 'sgd')", &runs), ["a"]);
     assert_eq!(hits("config.opt not in ('sgd')", &runs), ["a"]);
 }
@@ -85,7 +128,8 @@ fn missing_fields_compare_false_both_ways() {
 
 #[test]
 fn nan_and_infinity_literals_parse() {
-    let expr = parse_filter("metrics.loss = inf or metrics.loss > -inf or metrics.x = nan").unwrap();
+    let expr =
+        parse_filter("metrics.loss = inf or metrics.loss > -inf or metrics.x = nan").unwrap();
     assert_eq!(expr.fields().len(), 3);
 }
 
@@ -94,7 +138,11 @@ fn bad_filters_say_where_and_what() {
     let cases = [
         ("config.lr >", "expected a value", 12),
         ("lr > 1", "unknown field \"lr\"; use config.lr", 1),
-        ("config.lr > 1 config.x = 2", "join conditions with 'and'", 15),
+        (
+            "config.lr > 1 config.x = 2",
+            "join conditions with 'and'",
+            15,
+        ),
         ("config.lr = \"abc", "unterminated string", 13),
         ("status = finished", "quote strings", 10),
         ("min(config.lr) < 1", "apply to metrics.KEY", 5),
@@ -118,7 +166,13 @@ fn sort_orders_with_missing_last() {
     let order = |spec: &str| {
         let keys = parse_sort(spec).unwrap();
         let mut sorted: Vec<&RunRecord> = runs.iter().collect();
-        sorted.sort_by(|a, b| compare_by(&keys, &RunView { run: a, now_ms: 0 }, &RunView { run: b, now_ms: 0 }));
+        sorted.sort_by(|a, b| {
+            compare_by(
+                &keys,
+                &RunView { run: a, now_ms: 0 },
+                &RunView { run: b, now_ms: 0 },
+            )
+        });
         sorted.iter().map(|r| r.id.clone()).collect::<Vec<_>>()
     };
     assert_eq!(order("metrics.val/loss"), ["b", "a", "c"]);
@@ -142,14 +196,23 @@ fn like_handles_wildcards() {
 #[test]
 fn dates_parse_as_utc() {
     assert_eq!(parse_datetime_ms("1970-01-02"), Some(86_400_000));
-    assert_eq!(parse_datetime_ms("2000-03-01T00:00:01Z"), Some(951_868_801_000));
+    assert_eq!(
+        parse_datetime_ms("2000-03-01T00:00:01Z"),
+        Some(951_868_801_000)
+    );
     assert_eq!(parse_datetime_ms("2026-13-01"), None);
     assert_eq!(parse_datetime_ms("yesterday"), None);
 }
 
 #[test]
 fn fields_print_back_in_query_syntax() {
-    for text in ["config.lr", "metrics.train/loss", "min(metrics.val/loss)", "config.`a key`", "status"] {
+    for text in [
+        "config.lr",
+        "metrics.train/loss",
+        "min(metrics.val/loss)",
+        "config.`a key`",
+        "status",
+    ] {
         let keys = parse_sort(text).unwrap();
         assert_eq!(keys[0].field.to_string(), text);
     }

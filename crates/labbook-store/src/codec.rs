@@ -1,0 +1,308 @@
+//! The chunk codec: one chunk holds a run of points of one series as three
+//! columns, each encoded on its own.
+//!
+//! Layout (little-endian): `MAGIC n:u32` then three column sections
+//! `kind:u8 len:u32 bytes`. Column kinds: arithmetic (start, delta: the
+//! usual step column costs 16 bytes whatever its length), raw 8-byte values
+//! (tiny chunks, where a codec's header costs more than it saves), and pco
+//! (delta and float-aware entropy coding; lossless for every f64 bit
+//! pattern, NaN payloads included).
+
+use thiserror::Error;
+
+use labbook_core::SeriesColumns;
+
+const MAGIC: u8 = 0xB1;
+const KIND_ARITHMETIC: u8 = 0;
+const KIND_RAW: u8 = 1;
+const KIND_PCO: u8 = 2;
+
+/// Below this many points a column is stored raw.
+const PCO_MIN_POINTS: usize = 64;
+/// pco level 4: within 1–2% of level 8's size at ~1.6× its speed on noisy
+/// floats (measured on 65,536-point chunks: 6.54 vs 6.50 B/pt).
+const PCO_LEVEL: usize = 4;
+
+#[derive(Debug, Error)]
+pub enum CodecError {
+    #[error("chunk is corrupt: {0}")]
+    Corrupt(String),
+    #[error("chunk could not be encoded: {0}")]
+    Encode(String),
+}
+
+/// A column type the codec stores: i64 (steps, timestamps) or f64 (values).
+trait Column: Copy + pco::data_types::Number {
+    fn to_bits(self) -> u64;
+    fn from_bits(bits: u64) -> Self;
+    /// `Some((start, delta))` when the column is an arithmetic progression.
+    fn arithmetic(values: &[Self]) -> Option<(u64, u64)>;
+}
+
+impl Column for i64 {
+    fn to_bits(self) -> u64 {
+        self as u64
+    }
+    fn from_bits(bits: u64) -> Self {
+        bits as i64
+    }
+    fn arithmetic(values: &[i64]) -> Option<(u64, u64)> {
+        let start = *values.first()?;
+        let delta = values.get(1).map_or(0, |second| second.wrapping_sub(start));
+        let mut expected = start;
+        for &v in values {
+            if v != expected {
+                return None;
+            }
+            expected = expected.wrapping_add(delta);
+        }
+        Some((start as u64, delta as u64))
+    }
+}
+
+impl Column for f64 {
+    fn to_bits(self) -> u64 {
+        f64::to_bits(self)
+    }
+    fn from_bits(bits: u64) -> Self {
+        f64::from_bits(bits)
+    }
+    fn arithmetic(values: &[f64]) -> Option<(u64, u64)> {
+        // A constant float column (a flat learning-rate schedule) is common;
+        // equality by bits so that NaN and -0.0 survive.
+        let first = values.first()?.to_bits();
+        values
+            .iter()
+            .all(|v| v.to_bits() == first)
+            .then_some((first, 0))
+    }
+}
+
+fn encode_column<T: Column>(out: &mut Vec<u8>, values: &[T]) -> Result<(), CodecError> {
+    let body: Vec<u8> = if let Some((start, delta)) = T::arithmetic(values) {
+        out.push(KIND_ARITHMETIC);
+        [start.to_le_bytes(), delta.to_le_bytes()].concat()
+    } else if values.len() < PCO_MIN_POINTS {
+        out.push(KIND_RAW);
+        values
+            .iter()
+            .flat_map(|v| v.to_bits().to_le_bytes())
+            .collect()
+    } else {
+        out.push(KIND_PCO);
+        let config = pco::ChunkConfig::default().with_compression_level(PCO_LEVEL);
+        pco::standalone::simple_compress(values, &config)
+            .map_err(|e| CodecError::Encode(e.to_string()))?
+    };
+    let len = u32::try_from(body.len())
+        .map_err(|_| CodecError::Encode("column larger than 4 GiB".into()))?;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(())
+}
+
+/// Encodes a chunk. The columns must have one length (checked by the caller).
+pub fn encode(series: &SeriesColumns) -> Result<Vec<u8>, CodecError> {
+    let n = u32::try_from(series.len())
+        .map_err(|_| CodecError::Encode("chunk over 4G points".into()))?;
+    let mut out = Vec::with_capacity(16 + series.len() * 8);
+    out.push(MAGIC);
+    out.extend_from_slice(&n.to_le_bytes());
+    encode_column(&mut out, &series.steps)?;
+    encode_column(&mut out, &series.ts_ms)?;
+    encode_column(&mut out, &series.values)?;
+    Ok(out)
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], CodecError> {
+        let end = self.pos.checked_add(len).filter(|&e| e <= self.data.len());
+        let end =
+            end.ok_or_else(|| CodecError::Corrupt(format!("truncated at byte {}", self.pos)))?;
+        let slice = &self.data[self.pos..end];
+        self.pos = end;
+        Ok(slice)
+    }
+
+    fn u32(&mut self) -> Result<u32, CodecError> {
+        let bytes = self.take(4)?;
+        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, CodecError> {
+        let mut buf = [0u8; 8];
+        buf.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(buf))
+    }
+
+    fn column<T: Column>(&mut self, n: usize, into: &mut Vec<T>) -> Result<(), CodecError> {
+        let kind = self.take(1)?[0];
+        let len = self.u32()? as usize;
+        let mut body = Reader {
+            data: self.take(len)?,
+            pos: 0,
+        };
+        match kind {
+            KIND_ARITHMETIC => {
+                let (start, delta) = (body.u64()?, body.u64()?);
+                let mut v = start;
+                into.reserve(n);
+                for _ in 0..n {
+                    into.push(T::from_bits(v));
+                    v = v.wrapping_add(delta);
+                }
+            }
+            KIND_RAW => {
+                if len != n * 8 {
+                    return Err(CodecError::Corrupt(format!(
+                        "raw column of {len} bytes for {n} points"
+                    )));
+                }
+                into.extend(body.data.chunks_exact(8).map(|c| {
+                    let mut buf = [0u8; 8];
+                    buf.copy_from_slice(c);
+                    T::from_bits(u64::from_le_bytes(buf))
+                }));
+            }
+            KIND_PCO => {
+                let decoded: Vec<T> = pco::standalone::simple_decompress(body.data)
+                    .map_err(|e| CodecError::Corrupt(e.to_string()))?;
+                if decoded.len() != n {
+                    return Err(CodecError::Corrupt(format!(
+                        "column has {} points, header says {n}",
+                        decoded.len()
+                    )));
+                }
+                if into.is_empty() {
+                    *into = decoded;
+                } else {
+                    into.extend_from_slice(&decoded);
+                }
+            }
+            other => return Err(CodecError::Corrupt(format!("unknown column kind {other}"))),
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a chunk, appending its points to `into`.
+pub fn decode_into(data: &[u8], into: &mut SeriesColumns) -> Result<(), CodecError> {
+    let mut r = Reader { data, pos: 0 };
+    if r.take(1)?[0] != MAGIC {
+        return Err(CodecError::Corrupt("bad magic byte".into()));
+    }
+    let n = r.u32()? as usize;
+    r.column(n, &mut into.steps)?;
+    r.column(n, &mut into.ts_ms)?;
+    r.column(n, &mut into.values)?;
+    Ok(())
+}
+
+pub fn decode(data: &[u8]) -> Result<SeriesColumns, CodecError> {
+    let mut out = SeriesColumns::default();
+    decode_into(data, &mut out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn columns(steps: Vec<i64>, ts_ms: Vec<i64>, values: Vec<f64>) -> SeriesColumns {
+        SeriesColumns {
+            steps,
+            ts_ms,
+            values,
+        }
+    }
+
+    fn assert_bit_exact(a: &SeriesColumns, b: &SeriesColumns) {
+        assert_eq!(a.steps, b.steps);
+        assert_eq!(a.ts_ms, b.ts_ms);
+        let bits = |s: &SeriesColumns| s.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(a), bits(b));
+    }
+
+    #[test]
+    fn special_floats_survive_every_column_kind() {
+        let specials = [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -0.0,
+            f64::MIN_POSITIVE,
+            f64::from_bits(0x7ff8_dead_beef_0001),
+        ];
+        for n in [1usize, 7, 64, 1000] {
+            let values: Vec<f64> = (0..n)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        specials[i % specials.len()]
+                    } else {
+                        i as f64 * 0.1
+                    }
+                })
+                .collect();
+            let s = columns(
+                (0..n as i64).collect(),
+                (0..n as i64)
+                    .map(|i| 1_700_000_000_000 + i * 13 % 7)
+                    .collect(),
+                values,
+            );
+            assert_bit_exact(&decode(&encode(&s).unwrap()).unwrap(), &s);
+        }
+    }
+
+    #[test]
+    fn arithmetic_columns_cost_a_constant() {
+        let n = 100_000;
+        let s = columns((0..n).collect(), vec![5; n as usize], vec![0.5; n as usize]);
+        let encoded = encode(&s).unwrap();
+        assert_eq!(
+            encoded.len(),
+            5 + 3 * (1 + 4 + 16),
+            "header plus three (start, delta) columns"
+        );
+        assert_bit_exact(&decode(&encoded).unwrap(), &s);
+    }
+
+    #[test]
+    fn corrupt_chunks_are_errors_not_panics() {
+        let s = columns(
+            (0..500).collect(),
+            (0..500).map(|i| i * i).collect(),
+            (0..500).map(|i| (i as f64).sin()).collect(),
+        );
+        let encoded = encode(&s).unwrap();
+        for cut in [0, 1, 5, 20, encoded.len() - 1] {
+            assert!(decode(&encoded[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut flipped = encoded.clone();
+        flipped[0] ^= 0xff;
+        assert!(decode(&flipped).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip_is_bit_exact(points in proptest::collection::vec((any::<i64>(), any::<i64>(), any::<u64>()), 0..300)) {
+            let s = columns(
+                points.iter().map(|p| p.0).collect(),
+                points.iter().map(|p| p.1).collect(),
+                points.iter().map(|p| f64::from_bits(p.2)).collect(),
+            );
+            assert_bit_exact(&decode(&encode(&s).unwrap()).unwrap(), &s);
+        }
+
+        #[test]
+        fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode(&bytes);
+        }
+    }
+}

@@ -1,0 +1,69 @@
+use thiserror::Error;
+
+use labbook_core::ValidationError;
+use labbook_core::query::QueryError;
+
+use crate::codec::CodecError;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("{what} {id:?} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("{reference:?} matches several runs: {candidates}; use the run id")]
+    Ambiguous {
+        reference: String,
+        candidates: String,
+    },
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the disk is full: {0}; free space and retry (nothing already stored was changed)")]
+    DiskFull(String),
+    #[error("the store is busy (another process held the write lock too long): {0}")]
+    Busy(String),
+    #[error("store error: {0}")]
+    Sqlite(rusqlite::Error),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => StoreError::DiskFull(e.to_string()),
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StoreError::Busy(e.to_string())
+            }
+            _ => StoreError::Sqlite(e),
+        }
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Internal(format!("stored JSON does not parse: {e}"))
+    }
+}
+
+impl StoreError {
+    /// Whether retrying the same write later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::DiskFull(_) | StoreError::Busy(_) | StoreError::Io { .. }
+        )
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

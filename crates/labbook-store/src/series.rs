@@ -1,0 +1,458 @@
+//! The metric series engine, independent of the backend that stores chunks.
+//!
+//! A series is a set of chunk rows. Sealed chunks hold `SEAL_POINTS` points
+//! (the last one of a finished run may hold fewer). Points that do not fill a
+//! sealed chunk yet live in *tail* rows owned by the one writer that logged
+//! them. Every flush appends one tail row; whenever `TAIL_FANOUT` trailing
+//! rows share a size tier they are merged into one, so a point is rewritten
+//! about log₈(SEAL_POINTS) ≈ 5 times before it is sealed and a slow logger
+//! leaves at most a few dozen rows per series, never one row per flush.
+//!
+//! Planning (encoding) happens before the backend's transaction and touches
+//! no shared state; the writer's in-memory tail changes only after the
+//! commit succeeded, so a failed commit (disk full, lock timeout) can be
+//! retried with the same points and nothing is lost or written twice.
+
+use std::collections::HashMap;
+use std::thread;
+
+use labbook_core::{SeriesColumns, SeriesSummary};
+
+use crate::codec;
+use crate::error::StoreError;
+
+pub const SEAL_POINTS: usize = 65_536;
+pub const TAIL_FANOUT: usize = 8;
+/// The `level` of a sealed chunk; tail rows have levels 0..=SEALED_LEVEL-1.
+pub const SEALED_LEVEL: u8 = u8::MAX;
+
+/// Where a chunk sits in its series, kept beside the encoded bytes so that
+/// range reads and summaries need not decode.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChunkMeta {
+    pub n: usize,
+    pub step_min: i64,
+    pub step_max: i64,
+    pub ts_min: i64,
+    pub ts_max: i64,
+    /// Ignoring NaN; `None` when every value is NaN.
+    pub v_min: Option<f64>,
+    pub v_max: Option<f64>,
+}
+
+impl ChunkMeta {
+    pub fn of(points: &SeriesColumns) -> ChunkMeta {
+        let mut meta = ChunkMeta {
+            n: points.len(),
+            step_min: i64::MAX,
+            step_max: i64::MIN,
+            ts_min: i64::MAX,
+            ts_max: i64::MIN,
+            v_min: None,
+            v_max: None,
+        };
+        for &s in &points.steps {
+            meta.step_min = meta.step_min.min(s);
+            meta.step_max = meta.step_max.max(s);
+        }
+        for &t in &points.ts_ms {
+            meta.ts_min = meta.ts_min.min(t);
+            meta.ts_max = meta.ts_max.max(t);
+        }
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        let mut any = false;
+        for &v in &points.values {
+            if !v.is_nan() {
+                any = true;
+                lo = lo.min(v);
+                hi = hi.max(v);
+            }
+        }
+        if any {
+            meta.v_min = Some(lo);
+            meta.v_max = Some(hi);
+        }
+        meta
+    }
+}
+
+/// A chunk ready to be inserted.
+#[derive(Debug, Clone)]
+pub struct EncodedChunk {
+    pub key: String,
+    pub level: u8,
+    pub meta: ChunkMeta,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TailRow {
+    id: Option<i64>,
+    level: u8,
+    n: usize,
+}
+
+#[derive(Debug, Default)]
+struct KeyTail {
+    points: SeriesColumns,
+    rows: Vec<TailRow>,
+}
+
+/// Chunk operations for one flush, and how to update the writer once the
+/// backend has committed them.
+#[derive(Debug, Default)]
+pub struct SeriesPlan {
+    pub inserts: Vec<EncodedChunk>,
+    pub deletes: Vec<i64>,
+    pub summaries: Vec<(String, SeriesSummary)>,
+    updates: Vec<KeyUpdate>,
+}
+
+#[derive(Debug)]
+struct KeyUpdate {
+    key: String,
+    new_points: SeriesColumns,
+    drain_front: usize,
+    rows: Vec<TailRow>,
+    /// For each row with `id: None`, its index into `inserts`.
+    insert_index: Vec<usize>,
+}
+
+fn tier(n: usize) -> u8 {
+    // Size tiers of 8×: 1–7 points tier 0, 8–63 tier 1, …
+    (n.max(1).ilog(TAIL_FANOUT) as u8).min(SEALED_LEVEL - 1)
+}
+
+/// One writer's view of the series it appends to. Not shared: each process
+/// (and each run within it) has its own.
+#[derive(Debug, Default)]
+pub struct SeriesWriter {
+    tails: HashMap<String, KeyTail>,
+}
+
+/// Points `[start, end)` of the concatenation `a ++ b`.
+fn concat_range(a: &SeriesColumns, b: &SeriesColumns, start: usize, end: usize) -> SeriesColumns {
+    let mut out = SeriesColumns::with_capacity(end - start);
+    let split = a.len();
+    if start < split {
+        let e = end.min(split);
+        out.steps.extend_from_slice(&a.steps[start..e]);
+        out.ts_ms.extend_from_slice(&a.ts_ms[start..e]);
+        out.values.extend_from_slice(&a.values[start..e]);
+    }
+    if end > split {
+        let s = start.max(split) - split;
+        let e = end - split;
+        out.steps.extend_from_slice(&b.steps[s..e]);
+        out.ts_ms.extend_from_slice(&b.ts_ms[s..e]);
+        out.values.extend_from_slice(&b.values[s..e]);
+    }
+    out
+}
+
+struct Job {
+    key: String,
+    level: u8,
+    points: SeriesColumns,
+}
+
+/// Encodes jobs on up to the machine's cores; bulk writes of millions of
+/// points are CPU-bound on the codec.
+fn encode_all(jobs: Vec<Job>) -> Result<Vec<EncodedChunk>, StoreError> {
+    let encode_one = |job: Job| -> Result<EncodedChunk, StoreError> {
+        Ok(EncodedChunk {
+            meta: ChunkMeta::of(&job.points),
+            data: codec::encode(&job.points)?,
+            key: job.key,
+            level: job.level,
+        })
+    };
+    let total: usize = jobs.iter().map(|j| j.points.len()).sum();
+    let threads = thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len());
+    if threads <= 1 || total < 2 * SEAL_POINTS {
+        return jobs.into_iter().map(encode_one).collect();
+    }
+    let mut slots: Vec<Option<Job>> = jobs.into_iter().map(Some).collect();
+    let n = slots.len();
+    let mut results: Vec<Option<Result<EncodedChunk, StoreError>>> = (0..n).map(|_| None).collect();
+    thread::scope(|scope| {
+        let mut handles = Vec::new();
+        let mut slot_chunks = slots.chunks_mut(n.div_ceil(threads));
+        let mut result_chunks = results.chunks_mut(n.div_ceil(threads));
+        for _ in 0..threads {
+            let (Some(jobs), Some(out)) = (slot_chunks.next(), result_chunks.next()) else {
+                break;
+            };
+            handles.push(scope.spawn(move || {
+                for (job, out) in jobs.iter_mut().zip(out.iter_mut()) {
+                    if let Some(job) = job.take() {
+                        *out = Some(encode_one(job));
+                    }
+                }
+            }));
+        }
+        for h in handles {
+            // A panicking encoder would be a codec bug; surface it as an error.
+            if h.join().is_err() {
+                return;
+            }
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| Err(StoreError::Internal("an encoder thread panicked".into())))
+        })
+        .collect()
+}
+
+impl SeriesWriter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Points held in memory for tails, over all keys.
+    pub fn tail_points(&self) -> usize {
+        self.tails.values().map(|t| t.points.len()).sum()
+    }
+
+    /// Plans the chunk writes for new points. With `seal` every tail point is
+    /// sealed (the run is finishing).
+    pub fn plan(
+        &self,
+        new: Vec<(String, SeriesColumns)>,
+        seal: bool,
+    ) -> Result<SeriesPlan, StoreError> {
+        let mut jobs: Vec<Job> = Vec::new();
+        let mut plan = SeriesPlan::default();
+        let empty = KeyTail::default();
+        let mut keys: Vec<String> = new.iter().map(|(k, _)| k.clone()).collect();
+        let mut new: HashMap<String, SeriesColumns> = new.into_iter().collect();
+        if seal {
+            for (key, tail) in &self.tails {
+                if !tail.points.is_empty() && !new.contains_key(key) {
+                    keys.push(key.clone());
+                    new.insert(key.clone(), SeriesColumns::default());
+                }
+            }
+        }
+        for key in keys {
+            let Some(added) = new.remove(&key) else {
+                continue;
+            };
+            added.validate(&key)?;
+            let tail = self.tails.get(&key).unwrap_or(&empty);
+            let total = tail.points.len() + added.len();
+            if total == 0 {
+                continue;
+            }
+            if let Some(summary) = SeriesSummary::of(&added) {
+                plan.summaries.push((key.clone(), summary));
+            }
+            let sealed_count = if seal {
+                total
+            } else {
+                total / SEAL_POINTS * SEAL_POINTS
+            };
+            let mut start = 0;
+            while start < sealed_count {
+                let end = (start + SEAL_POINTS).min(sealed_count);
+                jobs.push(Job {
+                    key: key.clone(),
+                    level: SEALED_LEVEL,
+                    points: concat_range(&tail.points, &added, start, end),
+                });
+                start = end;
+            }
+            let mut rows: Vec<TailRow>;
+            if sealed_count > 0 {
+                plan.deletes.extend(tail.rows.iter().filter_map(|r| r.id));
+                rows = Vec::new();
+                if total > sealed_count {
+                    rows.push(TailRow {
+                        id: None,
+                        level: tier(total - sealed_count),
+                        n: total - sealed_count,
+                    });
+                }
+            } else {
+                rows = tail.rows.clone();
+                rows.push(TailRow {
+                    id: None,
+                    level: tier(added.len()),
+                    n: added.len(),
+                });
+                while rows.len() >= TAIL_FANOUT {
+                    let last = &rows[rows.len() - TAIL_FANOUT..];
+                    let level = last[0].level;
+                    if !last.iter().all(|r| r.level == level) {
+                        break;
+                    }
+                    let merged: Vec<TailRow> = rows.split_off(rows.len() - TAIL_FANOUT);
+                    plan.deletes.extend(merged.iter().filter_map(|r| r.id));
+                    let n = merged.iter().map(|r| r.n).sum();
+                    rows.push(TailRow {
+                        id: None,
+                        level: tier(n).max(level + 1),
+                        n,
+                    });
+                }
+            }
+            // Encode the rows that are new, from their place in the tail.
+            let mut insert_index = Vec::new();
+            let mut offset = sealed_count;
+            for row in &rows {
+                if row.id.is_none() {
+                    insert_index.push(jobs.len());
+                    jobs.push(Job {
+                        key: key.clone(),
+                        level: row.level,
+                        points: concat_range(&tail.points, &added, offset, offset + row.n),
+                    });
+                }
+                offset += row.n;
+            }
+            plan.updates.push(KeyUpdate {
+                key,
+                new_points: added,
+                drain_front: sealed_count,
+                rows,
+                insert_index,
+            });
+        }
+        plan.inserts = encode_all(jobs)?;
+        Ok(plan)
+    }
+
+    /// Records a committed plan; `inserted_ids` are the backend's ids for
+    /// `plan.inserts`, in order.
+    pub fn apply(&mut self, plan: SeriesPlan, inserted_ids: &[i64]) {
+        for update in plan.updates {
+            let tail = self.tails.entry(update.key).or_default();
+            tail.points.extend_from(&update.new_points);
+            if update.drain_front > 0 {
+                tail.points.steps.drain(..update.drain_front);
+                tail.points.ts_ms.drain(..update.drain_front);
+                tail.points.values.drain(..update.drain_front);
+            }
+            let mut fresh = update.insert_index.iter();
+            tail.rows = update
+                .rows
+                .into_iter()
+                .map(|mut row| {
+                    if row.id.is_none() {
+                        row.id = fresh.next().and_then(|&i| inserted_ids.get(i).copied());
+                    }
+                    row
+                })
+                .collect();
+        }
+        self.tails.retain(|_, t| !t.points.is_empty());
+    }
+}
+
+/// Min/max-preserving downsampling (M4): for each of `buckets` equal step
+/// ranges over `[lo, hi]`, the first, last, minimum and maximum points, in
+/// step order. Peaks survive; the series' first and last points are kept.
+#[derive(Debug)]
+pub struct Downsampler {
+    lo: i64,
+    width: f64,
+    buckets: Vec<Option<Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    first: (i64, i64, f64),
+    last: (i64, i64, f64),
+    min: Option<(i64, i64, f64)>,
+    max: Option<(i64, i64, f64)>,
+}
+
+impl Downsampler {
+    pub fn new(lo: i64, hi: i64, buckets: usize) -> Self {
+        let buckets = buckets.max(1);
+        let span = (hi as f64 - lo as f64 + 1.0).max(1.0);
+        Downsampler {
+            lo,
+            width: span / buckets as f64,
+            buckets: vec![None; buckets],
+        }
+    }
+
+    pub fn add(&mut self, points: &SeriesColumns) {
+        let last_bucket = self.buckets.len() - 1;
+        for i in 0..points.len() {
+            let p = (points.steps[i], points.ts_ms[i], points.values[i]);
+            let b = (((p.0 - self.lo) as f64 / self.width) as usize).min(last_bucket);
+            let bucket = self.buckets[b].get_or_insert(Bucket {
+                first: p,
+                last: p,
+                min: None,
+                max: None,
+            });
+            if (p.0, p.1) < (bucket.first.0, bucket.first.1) {
+                bucket.first = p;
+            }
+            if (p.0, p.1) >= (bucket.last.0, bucket.last.1) {
+                bucket.last = p;
+            }
+            if !p.2.is_nan() {
+                if bucket.min.is_none_or(|m| p.2 < m.2) {
+                    bucket.min = Some(p);
+                }
+                if bucket.max.is_none_or(|m| p.2 > m.2) {
+                    bucket.max = Some(p);
+                }
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: Downsampler) {
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
+            let Some(t) = theirs else { continue };
+            match mine {
+                None => *mine = Some(t),
+                Some(m) => {
+                    if (t.first.0, t.first.1) < (m.first.0, m.first.1) {
+                        m.first = t.first;
+                    }
+                    if (t.last.0, t.last.1) >= (m.last.0, m.last.1) {
+                        m.last = t.last;
+                    }
+                    if let Some(tm) = t.min {
+                        if m.min.is_none_or(|x| tm.2 < x.2) {
+                            m.min = Some(tm);
+                        }
+                    }
+                    if let Some(tm) = t.max {
+                        if m.max.is_none_or(|x| tm.2 > x.2) {
+                            m.max = Some(tm);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn finish(self) -> SeriesColumns {
+        let mut out = SeriesColumns::default();
+        for bucket in self.buckets.into_iter().flatten() {
+            let mut picks: Vec<(i64, i64, f64)> = vec![bucket.first];
+            picks.extend(bucket.min);
+            picks.extend(bucket.max);
+            picks.push(bucket.last);
+            picks.sort_by_key(|p| (p.0, p.1));
+            picks.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.2.to_bits() == b.2.to_bits());
+            for (step, ts_ms, value) in picks {
+                out.push(labbook_core::Point { step, ts_ms, value });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

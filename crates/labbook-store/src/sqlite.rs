@@ -1,0 +1,1005 @@
+//! The embedded SQLite backend: one file in WAL mode that many processes
+//! write at once. Every write runs in a `BEGIN IMMEDIATE` transaction, which
+//! takes the write lock up front (so two writers never deadlock upgrading a
+//! read lock) and waits up to the busy timeout for it; WAL with
+//! `synchronous=NORMAL` keeps every committed transaction through a process
+//! crash.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params,
+};
+
+use labbook_core::query::{RunView, compare_by};
+use labbook_core::run::{validate_name, validate_tag};
+use labbook_core::{Config, RunRecord, RunStatus, SeriesColumns, SeriesSummary, ids};
+
+use crate::Store;
+use crate::codec;
+use crate::error::{Result, StoreError};
+use crate::series::{Downsampler, SEAL_POINTS, SEALED_LEVEL};
+use crate::types::*;
+
+/// The database file inside a `.labbook` directory.
+pub const DB_FILE: &str = "labbook.db";
+const BUSY_TIMEOUT: Duration = Duration::from_secs(120);
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE projects (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE runs (
+    pk INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    project_id INTEGER NOT NULL REFERENCES projects(id),
+    name TEXT NOT NULL,
+    grp TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    notes TEXT,
+    status TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    ended_ms INTEGER,
+    heartbeat_ms INTEGER NOT NULL,
+    host TEXT,
+    pid INTEGER,
+    exit_code INTEGER,
+    error TEXT,
+    config TEXT NOT NULL DEFAULT '{}',
+    summary TEXT NOT NULL DEFAULT '{}',
+    deleted_ms INTEGER
+);
+CREATE INDEX runs_by_project ON runs(project_id, created_ms);
+CREATE INDEX runs_by_status ON runs(status) WHERE status = 'running';
+CREATE TABLE run_env (
+    run_pk INTEGER PRIMARY KEY REFERENCES runs(pk) ON DELETE CASCADE,
+    env TEXT NOT NULL
+);
+CREATE TABLE series (
+    id INTEGER PRIMARY KEY,
+    run_pk INTEGER NOT NULL REFERENCES runs(pk) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    count INTEGER NOT NULL DEFAULT 0,
+    last_step INTEGER,
+    last_ts INTEGER,
+    last_value REAL,
+    min_value REAL,
+    max_value REAL,
+    UNIQUE (run_pk, key)
+);
+CREATE TABLE chunks (
+    id INTEGER PRIMARY KEY,
+    series_id INTEGER NOT NULL REFERENCES series(id) ON DELETE CASCADE,
+    level INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    step_min INTEGER NOT NULL,
+    step_max INTEGER NOT NULL,
+    ts_min INTEGER NOT NULL,
+    ts_max INTEGER NOT NULL,
+    v_min REAL,
+    v_max REAL,
+    data BLOB NOT NULL
+);
+CREATE INDEX chunks_by_series ON chunks(series_id, step_min);
+CREATE TABLE output (
+    id INTEGER PRIMARY KEY,
+    run_pk INTEGER NOT NULL REFERENCES runs(pk) ON DELETE CASCADE,
+    stream INTEGER NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX output_by_run ON output(run_pk, id);
+CREATE TABLE notebook (
+    id INTEGER PRIMARY KEY,
+    project_id INTEGER NOT NULL REFERENCES projects(id),
+    run_pk INTEGER REFERENCES runs(pk) ON DELETE CASCADE,
+    created_ms INTEGER NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX notebook_by_run ON notebook(run_pk, id);
+CREATE TABLE applied_batches (
+    run_pk INTEGER NOT NULL,
+    batch_id TEXT NOT NULL,
+    PRIMARY KEY (run_pk, batch_id)
+) WITHOUT ROWID;
+"#];
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    dir: PathBuf,
+}
+
+fn random_bits() -> u64 {
+    // RandomState is seeded from the OS once per process and differs per
+    // instance; the counter and clock separate calls within a process.
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// Reads a REAL that SQLite may have stored as NULL: SQLite turns NaN into
+/// NULL, so a NULL where a value must exist means NaN.
+fn real_or_nan(row: &Row<'_>, idx: usize) -> rusqlite::Result<f64> {
+    Ok(row.get::<_, Option<f64>>(idx)?.unwrap_or(f64::NAN))
+}
+
+const RUN_COLUMNS: &str = "r.pk, r.id, p.name, r.name, r.grp, r.tags, r.notes, r.status, r.created_ms, r.ended_ms, \
+     r.heartbeat_ms, r.host, r.pid, r.exit_code, r.error, r.config, r.summary, r.deleted_ms";
+
+struct RawRun {
+    pk: i64,
+    record: RunRecord,
+}
+
+fn run_from_row(row: &Row<'_>) -> rusqlite::Result<(i64, String, String, String, String)> {
+    Ok((
+        row.get(0)?,
+        row.get(5)?,
+        row.get(7)?,
+        row.get(15)?,
+        row.get(16)?,
+    ))
+}
+
+fn decode_run(row: &Row<'_>) -> Result<RawRun> {
+    let (pk, tags, status, config, summary) = run_from_row(row)?;
+    let status: RunStatus = status
+        .parse()
+        .map_err(|_| StoreError::Internal(format!("stored status {status:?}")))?;
+    Ok(RawRun {
+        pk,
+        record: RunRecord {
+            id: row.get(1)?,
+            project: row.get(2)?,
+            name: row.get(3)?,
+            group: row.get(4)?,
+            tags: serde_json::from_str(&tags)?,
+            notes: row.get(6)?,
+            status,
+            created_ms: row.get(8)?,
+            ended_ms: row.get(9)?,
+            heartbeat_ms: row.get(10)?,
+            host: row.get(11)?,
+            pid: row.get(12)?,
+            exit_code: row.get(13)?,
+            error: row.get(14)?,
+            config: serde_json::from_str(&config)?,
+            metrics: BTreeMap::new(),
+            summary: serde_json::from_str(&summary)?,
+            deleted_ms: row.get(17)?,
+        },
+    })
+}
+
+fn summary_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<SeriesSummary> {
+    Ok(SeriesSummary {
+        count: row.get::<_, i64>(first)? as u64,
+        last_step: row.get::<_, Option<i64>>(first + 1)?.unwrap_or(0),
+        last_ts_ms: row.get::<_, Option<i64>>(first + 2)?.unwrap_or(0),
+        last: real_or_nan(row, first + 3)?,
+        min: row.get(first + 4)?,
+        max: row.get(first + 5)?,
+    })
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in a `.labbook` directory.
+    pub fn open(dir: &Path) -> Result<SqliteStore> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            context: format!("cannot create the store directory {}", dir.display()),
+            source,
+        })?;
+        let path = dir.join(DB_FILE);
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&path, flags)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+        conn.execute_batch(
+            "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-32000;",
+        )?;
+        let store = SqliteStore {
+            conn: Mutex::new(conn),
+            dir: dir.to_path_buf(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The `.labbook` directory this store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let mut conn = self.conn.lock();
+        let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if current as usize >= MIGRATIONS.len() {
+            return Ok(());
+        }
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Another process may have migrated while we waited for the lock.
+        let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for migration in MIGRATIONS.iter().skip(current as usize) {
+            tx.execute_batch(migration)?;
+        }
+        tx.execute_batch(&format!("PRAGMA user_version = {}", MIGRATIONS.len()))?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn run_pk(conn: &Connection, id: &str) -> Result<i64> {
+        conn.prepare_cached("SELECT pk FROM runs WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "run",
+                id: id.to_string(),
+            })
+    }
+
+    fn load_runs(
+        conn: &Connection,
+        where_sql: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<RunRecord>> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs r JOIN projects p ON p.id = r.project_id WHERE {where_sql}"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(args)?;
+        let mut runs = Vec::new();
+        let mut by_pk = HashMap::new();
+        while let Some(row) = rows.next()? {
+            let raw = decode_run(row)?;
+            by_pk.insert(raw.pk, runs.len());
+            runs.push(raw.record);
+        }
+        if runs.is_empty() {
+            return Ok(runs);
+        }
+        // One pass over the series table beats one query per run.
+        let sql = format!(
+            "SELECT s.run_pk, s.key, s.count, s.last_step, s.last_ts, s.last_value, s.min_value, s.max_value \
+             FROM series s JOIN runs r ON r.pk = s.run_pk JOIN projects p ON p.id = r.project_id \
+             WHERE s.count > 0 AND {where_sql}"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(args)?;
+        while let Some(row) = rows.next()? {
+            let pk: i64 = row.get(0)?;
+            if let Some(&i) = by_pk.get(&pk) {
+                runs[i]
+                    .metrics
+                    .insert(row.get(1)?, summary_from_row(row, 2)?);
+            }
+        }
+        Ok(runs)
+    }
+
+    fn load_run(conn: &Connection, id: &str) -> Result<RunRecord> {
+        Self::load_runs(conn, "r.id = ?1", &[&id])?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound {
+                what: "run",
+                id: id.to_string(),
+            })
+    }
+
+    fn project_id(tx: &Transaction<'_>, name: &str, now_ms: i64) -> Result<i64> {
+        validate_name("project", name)?;
+        tx.prepare_cached(
+            "INSERT INTO projects (name, created_ms) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+        )?
+        .execute(params![name, now_ms])?;
+        Ok(tx
+            .prepare_cached("SELECT id FROM projects WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))?)
+    }
+
+    fn apply_patch(tx: &Transaction<'_>, pk: i64, patch: &RunPatch) -> Result<()> {
+        if patch.is_empty() {
+            return Ok(());
+        }
+        let (mut tags, mut config, mut summary): (
+            Vec<String>,
+            Config,
+            BTreeMap<String, serde_json::Value>,
+        ) = {
+            let (t, c, s): (String, String, String) = tx.query_row(
+                "SELECT tags, config, summary FROM runs WHERE pk = ?1",
+                [pk],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            (
+                serde_json::from_str(&t)?,
+                serde_json::from_str(&c)?,
+                serde_json::from_str(&s)?,
+            )
+        };
+        for tag in &patch.add_tags {
+            validate_tag(tag)?;
+            if !tags.contains(tag) {
+                tags.push(tag.clone());
+            }
+        }
+        tags.retain(|t| !patch.remove_tags.contains(t));
+        if let Some(update) = &patch.config {
+            config.extend(update.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        for (key, value) in &patch.summary {
+            labbook_core::config::validate_key("summary", key)?;
+            if value.is_null() {
+                summary.remove(key);
+            } else {
+                summary.insert(key.clone(), value.clone());
+            }
+        }
+        if let Some(name) = &patch.name {
+            validate_name("name", name)?;
+        }
+        if let Some(group) = &patch.group {
+            validate_name("group", group)?;
+        }
+        tx.execute(
+            "UPDATE runs SET tags = ?2, config = ?3, summary = ?4,
+                 status = COALESCE(?5, status), ended_ms = COALESCE(?6, ended_ms),
+                 exit_code = COALESCE(?7, exit_code), error = COALESCE(?8, error),
+                 name = COALESCE(?9, name), grp = COALESCE(?10, grp), notes = COALESCE(?11, notes)
+             WHERE pk = ?1",
+            params![
+                pk,
+                serde_json::to_string(&tags)?,
+                serde_json::to_string(&config)?,
+                serde_json::to_string(&summary)?,
+                patch.status.map(RunStatus::as_str),
+                patch.ended_ms,
+                patch.exit_code,
+                patch.error,
+                patch.name,
+                patch.group,
+                patch.notes,
+            ],
+        )?;
+        if let Some((host, pid)) = &patch.reopen {
+            tx.execute(
+                "UPDATE runs SET status = 'running', ended_ms = NULL, exit_code = NULL, error = NULL,
+                     host = ?2, pid = ?3 WHERE pk = ?1",
+                params![pk, host, pid],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn series_id(
+        tx: &Transaction<'_>,
+        run_pk: i64,
+        key: &str,
+        cache: &mut HashMap<String, i64>,
+    ) -> Result<i64> {
+        if let Some(&id) = cache.get(key) {
+            return Ok(id);
+        }
+        labbook_core::metric::validate_metric_key(key)?;
+        tx.prepare_cached(
+            "INSERT INTO series (run_pk, key) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![run_pk, key])?;
+        let id: i64 = tx
+            .prepare_cached("SELECT id FROM series WHERE run_pk = ?1 AND key = ?2")?
+            .query_row(params![run_pk, key], |r| r.get(0))?;
+        cache.insert(key.to_string(), id);
+        Ok(id)
+    }
+
+    fn insert_chunk(
+        tx: &Transaction<'_>,
+        series_id: i64,
+        chunk: &crate::series::EncodedChunk,
+    ) -> Result<i64> {
+        let m = &chunk.meta;
+        tx.prepare_cached(
+            "INSERT INTO chunks (series_id, level, n, step_min, step_max, ts_min, ts_max, v_min, v_max, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            series_id,
+            chunk.level,
+            m.n as i64,
+            m.step_min,
+            m.step_max,
+            m.ts_min,
+            m.ts_max,
+            m.v_min,
+            m.v_max,
+            chunk.data
+        ])?;
+        Ok(tx.last_insert_rowid())
+    }
+
+    fn merge_summary(tx: &Transaction<'_>, series_id: i64, delta: &SeriesSummary) -> Result<()> {
+        let existing: Option<SeriesSummary> = tx
+            .prepare_cached(
+                "SELECT count, last_step, last_ts, last_value, min_value, max_value FROM series WHERE id = ?1 AND count > 0",
+            )?
+            .query_row([series_id], |r| summary_from_row(r, 0))
+            .optional()?;
+        let merged = match existing {
+            Some(mut s) => {
+                s.merge(delta);
+                s
+            }
+            None => *delta,
+        };
+        tx.prepare_cached(
+            "UPDATE series SET count = ?2, last_step = ?3, last_ts = ?4, last_value = ?5, min_value = ?6, max_value = ?7
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            series_id,
+            merged.count as i64,
+            merged.last_step,
+            merged.last_ts_ms,
+            merged.last,
+            merged.min,
+            merged.max
+        ])?;
+        Ok(())
+    }
+
+    /// The chunk blobs of a series overlapping a step range, in step order,
+    /// and the series' full step extent.
+    fn chunk_blobs(&self, run_id: &str, key: &str, range: StepRange) -> Result<Vec<Vec<u8>>> {
+        let conn = self.conn.lock();
+        let run_pk = Self::run_pk(&conn, run_id)?;
+        let series_id: Option<i64> = conn
+            .prepare_cached("SELECT id FROM series WHERE run_pk = ?1 AND key = ?2")?
+            .query_row(params![run_pk, key], |r| r.get(0))
+            .optional()?;
+        let Some(series_id) = series_id else {
+            return Err(StoreError::NotFound {
+                what: "metric",
+                id: key.to_string(),
+            });
+        };
+        let mut stmt = conn.prepare_cached(
+            "SELECT data FROM chunks WHERE series_id = ?1 AND step_max >= ?2 AND step_min <= ?3 ORDER BY step_min, id",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                series_id,
+                range.lo.unwrap_or(i64::MIN),
+                range.hi.unwrap_or(i64::MAX)
+            ],
+            |r| r.get::<_, Vec<u8>>(0),
+        )?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
+/// Runs `f` over `items` on up to the machine's cores, keeping order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
+    let threads = thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len())
+        .max(1);
+    if threads == 1 {
+        return vec![f(items)];
+    }
+    let per = items.len().div_ceil(threads);
+    thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(per)
+            .map(|part| scope.spawn(|| f(part)))
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    })
+}
+
+impl Store for SqliteStore {
+    fn create_run(&self, new: &NewRun) -> Result<RunRecord> {
+        if let Some(name) = &new.name {
+            validate_name("name", name)?;
+        }
+        if let Some(group) = &new.group {
+            validate_name("group", group)?;
+        }
+        for tag in &new.tags {
+            validate_tag(tag)?;
+        }
+        if let Some(id) = &new.id {
+            if id.is_empty()
+                || id.len() > 64
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(labbook_core::ValidationError::new(
+                    "id",
+                    "use 1–64 letters, digits, '-' or '_'",
+                )
+                .into());
+            }
+        }
+        let id = self.write(|tx| {
+            let project_id = Self::project_id(tx, &new.project, new.created_ms)?;
+            let mut tags = Vec::new();
+            for t in &new.tags {
+                if !tags.contains(t) {
+                    tags.push(t.clone());
+                }
+            }
+            for attempt in 0..8 {
+                let id = new.id.clone().unwrap_or_else(|| ids::run_id_from_bits(random_bits()));
+                let name = new.name.clone().unwrap_or_else(|| ids::run_name_from_bits(random_bits()));
+                let inserted = tx.execute(
+                    "INSERT INTO runs (id, project_id, name, grp, tags, notes, status, created_ms, heartbeat_ms, host, pid, config)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING",
+                    params![
+                        id,
+                        project_id,
+                        name,
+                        new.group,
+                        serde_json::to_string(&tags)?,
+                        new.notes,
+                        new.created_ms,
+                        new.host,
+                        new.pid,
+                        serde_json::to_string(&new.config)?,
+                    ],
+                )?;
+                if inserted == 1 {
+                    return Ok(id);
+                }
+                if new.id.is_some() || attempt == 7 {
+                    return Err(StoreError::Conflict(format!("a run with id {id:?} already exists")));
+                }
+            }
+            Err(StoreError::Internal("no free run id".into()))
+        })?;
+        self.get_run(&id)
+    }
+
+    fn get_run(&self, id: &str) -> Result<RunRecord> {
+        Self::load_run(&self.conn.lock(), id)
+    }
+
+    fn resolve_run(&self, reference: &str, project: Option<&str>) -> Result<RunRecord> {
+        let conn = self.conn.lock();
+        if let Ok(run) = Self::load_run(&conn, reference) {
+            return Ok(run);
+        }
+        let project = project.unwrap_or("");
+        let by_prefix =
+            if reference.len() >= 4 && reference.chars().all(|c| c.is_ascii_alphanumeric()) {
+                Self::load_runs(
+                    &conn,
+                    "r.id >= ?1 AND r.id < ?1 || '~' AND (?2 = '' OR p.name = ?2)",
+                    &[&reference, &project],
+                )?
+            } else {
+                Vec::new()
+            };
+        let candidates = if by_prefix.is_empty() {
+            Self::load_runs(
+                &conn,
+                "r.name = ?1 AND (?2 = '' OR p.name = ?2)",
+                &[&reference, &project],
+            )?
+        } else {
+            by_prefix
+        };
+        match candidates.len() {
+            0 => Err(StoreError::NotFound {
+                what: "run",
+                id: reference.to_string(),
+            }),
+            1 => Ok(candidates
+                .into_iter()
+                .next()
+                .ok_or_else(|| StoreError::Internal("empty".into()))?),
+            _ => Err(StoreError::Ambiguous {
+                reference: reference.to_string(),
+                candidates: candidates
+                    .iter()
+                    .take(5)
+                    .map(|r| format!("{} ({})", r.id, r.project))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    fn update_run(&self, id: &str, patch: &RunPatch) -> Result<()> {
+        self.write(|tx| {
+            let pk = Self::run_pk(tx, id)?;
+            Self::apply_patch(tx, pk, patch)
+        })
+    }
+
+    fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>> {
+        let deleted = match query.deleted {
+            Deleted::Exclude => "r.deleted_ms IS NULL",
+            Deleted::Only => "r.deleted_ms IS NOT NULL",
+            Deleted::Include => "1",
+        };
+        let project = query.project.clone().unwrap_or_default();
+        let mut runs = Self::load_runs(
+            &self.conn.lock(),
+            &format!("(?1 = '' OR p.name = ?1) AND {deleted}"),
+            &[&project],
+        )?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        if let Some(filter) = &query.filter {
+            runs.retain(|run| filter.matches(&RunView { run, now_ms: now }));
+        }
+        if query.sort.is_empty() {
+            runs.sort_by(|a, b| {
+                b.created_ms
+                    .cmp(&a.created_ms)
+                    .then_with(|| b.id.cmp(&a.id))
+            });
+        } else {
+            runs.sort_by(|a, b| {
+                compare_by(
+                    &query.sort,
+                    &RunView {
+                        run: a,
+                        now_ms: now,
+                    },
+                    &RunView {
+                        run: b,
+                        now_ms: now,
+                    },
+                )
+                .then_with(|| b.created_ms.cmp(&a.created_ms))
+            });
+        }
+        let runs = runs.into_iter().skip(query.offset);
+        Ok(match query.limit {
+            Some(limit) => runs.take(limit).collect(),
+            None => runs.collect(),
+        })
+    }
+
+    fn list_projects(&self) -> Result<Vec<ProjectInfo>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT p.name, COUNT(r.pk), COALESCE(SUM(r.status = 'running'), 0),
+                    MAX(COALESCE(r.ended_ms, r.heartbeat_ms))
+             FROM projects p LEFT JOIN runs r ON r.project_id = p.id AND r.deleted_ms IS NULL
+             GROUP BY p.id ORDER BY MAX(COALESCE(r.ended_ms, r.heartbeat_ms)) DESC, p.name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ProjectInfo {
+                name: r.get(0)?,
+                runs: r.get::<_, i64>(1)? as u64,
+                running: r.get::<_, i64>(2)? as u64,
+                last_activity_ms: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn delete_run(&self, id: &str, now_ms: i64) -> Result<()> {
+        self.write(|tx| {
+            let pk = Self::run_pk(tx, id)?;
+            tx.execute(
+                "UPDATE runs SET deleted_ms = ?2 WHERE pk = ?1 AND deleted_ms IS NULL",
+                params![pk, now_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn restore_run(&self, id: &str) -> Result<()> {
+        self.write(|tx| {
+            let pk = Self::run_pk(tx, id)?;
+            tx.execute("UPDATE runs SET deleted_ms = NULL WHERE pk = ?1", [pk])?;
+            Ok(())
+        })
+    }
+
+    fn commit(&self, write: &WriteSet) -> Result<Option<Vec<i64>>> {
+        self.write(|tx| {
+            let run_pk = Self::run_pk(tx, &write.run_id)?;
+            if let Some(batch) = &write.batch_id {
+                let fresh = tx
+                    .prepare_cached("INSERT INTO applied_batches (run_pk, batch_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?
+                    .execute(params![run_pk, batch])?;
+                if fresh == 0 {
+                    return Ok(None);
+                }
+            }
+            for id in &write.series.deletes {
+                tx.prepare_cached("DELETE FROM chunks WHERE id = ?1")?.execute([id])?;
+            }
+            let mut series_ids = HashMap::new();
+            let mut inserted = Vec::with_capacity(write.series.inserts.len());
+            for chunk in &write.series.inserts {
+                let series_id = Self::series_id(tx, run_pk, &chunk.key, &mut series_ids)?;
+                inserted.push(Self::insert_chunk(tx, series_id, chunk)?);
+            }
+            for (key, summary) in &write.series.summaries {
+                let series_id = Self::series_id(tx, run_pk, key, &mut series_ids)?;
+                Self::merge_summary(tx, series_id, summary)?;
+            }
+            for out in &write.output {
+                tx.prepare_cached("INSERT INTO output (run_pk, stream, ts_ms, data) VALUES (?1, ?2, ?3, ?4)")?
+                    .execute(params![run_pk, out.stream.code(), out.ts_ms, out.data])?;
+            }
+            if let Some(patch) = &write.patch {
+                Self::apply_patch(tx, run_pk, patch)?;
+            }
+            if let Some(beat) = write.heartbeat_ms {
+                tx.prepare_cached("UPDATE runs SET heartbeat_ms = MAX(heartbeat_ms, ?2) WHERE pk = ?1")?
+                    .execute(params![run_pk, beat])?;
+            }
+            Ok(Some(inserted))
+        })
+    }
+
+    fn read_series(&self, run_id: &str, key: &str, range: StepRange) -> Result<SeriesColumns> {
+        let blobs = self.chunk_blobs(run_id, key, range)?;
+        let parts = parallel_map(&blobs, |part| -> Result<SeriesColumns> {
+            let mut out = SeriesColumns::default();
+            for blob in part {
+                codec::decode_into(blob, &mut out)?;
+            }
+            Ok(out)
+        });
+        let mut out = SeriesColumns::default();
+        for part in parts {
+            let part = part?;
+            if out.is_empty() {
+                out = part;
+            } else {
+                out.extend_from(&part);
+            }
+        }
+        if range != StepRange::ALL {
+            let keep: Vec<usize> = (0..out.len())
+                .filter(|&i| range.contains(out.steps[i]))
+                .collect();
+            if keep.len() != out.len() {
+                let mut filtered = SeriesColumns::with_capacity(keep.len());
+                for i in keep {
+                    filtered.push(out.point(i));
+                }
+                out = filtered;
+            }
+        }
+        out.sort_by_step();
+        Ok(out)
+    }
+
+    fn downsample(
+        &self,
+        run_id: &str,
+        key: &str,
+        range: StepRange,
+        buckets: usize,
+    ) -> Result<SeriesColumns> {
+        let (lo, hi) = {
+            let conn = self.conn.lock();
+            let run_pk = Self::run_pk(&conn, run_id)?;
+            conn.prepare_cached(
+                "SELECT MIN(c.step_min), MAX(c.step_max) FROM chunks c JOIN series s ON s.id = c.series_id
+                 WHERE s.run_pk = ?1 AND s.key = ?2",
+            )?
+            .query_row(params![run_pk, key], |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)))?
+        };
+        let (Some(lo), Some(hi)) = (range.lo.max(lo), range.hi.or(hi).min(hi)) else {
+            return Ok(SeriesColumns::default());
+        };
+        if hi < lo {
+            return Ok(SeriesColumns::default());
+        }
+        let blobs = self.chunk_blobs(
+            run_id,
+            key,
+            StepRange {
+                lo: Some(lo),
+                hi: Some(hi),
+            },
+        )?;
+        let parts = parallel_map(&blobs, |part| -> Result<Downsampler> {
+            let mut sampler = Downsampler::new(lo, hi, buckets);
+            let mut scratch = SeriesColumns::default();
+            for blob in part {
+                scratch.steps.clear();
+                scratch.ts_ms.clear();
+                scratch.values.clear();
+                codec::decode_into(blob, &mut scratch)?;
+                if scratch.steps.iter().any(|&s| s < lo || s > hi) {
+                    let mut inside = SeriesColumns::default();
+                    for i in (0..scratch.len()).filter(|&i| (lo..=hi).contains(&scratch.steps[i])) {
+                        inside.push(scratch.point(i));
+                    }
+                    sampler.add(&inside);
+                } else {
+                    sampler.add(&scratch);
+                }
+            }
+            Ok(sampler)
+        });
+        let mut merged = Downsampler::new(lo, hi, buckets);
+        for part in parts {
+            merged.merge(part?);
+        }
+        Ok(merged.finish())
+    }
+
+    fn series_keys(&self, run_id: &str) -> Result<Vec<(String, u64)>> {
+        let conn = self.conn.lock();
+        let run_pk = Self::run_pk(&conn, run_id)?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT key, count FROM series WHERE run_pk = ?1 AND count > 0 ORDER BY key",
+        )?;
+        let rows = stmt.query_map([run_pk], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn compact_run(&self, run_id: &str) -> Result<()> {
+        self.write(|tx| {
+            let run_pk = Self::run_pk(tx, run_id)?;
+            let series: Vec<i64> = tx
+                .prepare(
+                    "SELECT DISTINCT c.series_id FROM chunks c JOIN series s ON s.id = c.series_id
+                     WHERE s.run_pk = ?1 AND c.level < ?2",
+                )?
+                .query_map(params![run_pk, SEALED_LEVEL], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for series_id in series {
+                let rows: Vec<(i64, Vec<u8>)> = tx
+                    .prepare("SELECT id, data FROM chunks WHERE series_id = ?1 AND level < ?2 ORDER BY step_min, id")?
+                    .query_map(params![series_id, SEALED_LEVEL], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut points = SeriesColumns::default();
+                for (id, data) in &rows {
+                    codec::decode_into(data, &mut points)?;
+                    tx.prepare_cached("DELETE FROM chunks WHERE id = ?1")?.execute([id])?;
+                }
+                points.sort_by_step();
+                for start in (0..points.len()).step_by(SEAL_POINTS) {
+                    let end = (start + SEAL_POINTS).min(points.len());
+                    let part = SeriesColumns {
+                        steps: points.steps[start..end].to_vec(),
+                        ts_ms: points.ts_ms[start..end].to_vec(),
+                        values: points.values[start..end].to_vec(),
+                    };
+                    let chunk = crate::series::EncodedChunk {
+                        key: String::new(),
+                        level: SEALED_LEVEL,
+                        meta: crate::series::ChunkMeta::of(&part),
+                        data: codec::encode(&part)?,
+                    };
+                    Self::insert_chunk(tx, series_id, &chunk)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn set_environment(&self, run_id: &str, env: &serde_json::Value) -> Result<()> {
+        self.write(|tx| {
+            let pk = Self::run_pk(tx, run_id)?;
+            tx.execute(
+                "INSERT INTO run_env (run_pk, env) VALUES (?1, ?2) ON CONFLICT (run_pk) DO UPDATE SET env = excluded.env",
+                params![pk, serde_json::to_string(env)?],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn environment(&self, run_id: &str) -> Result<Option<serde_json::Value>> {
+        let conn = self.conn.lock();
+        let pk = Self::run_pk(&conn, run_id)?;
+        let text: Option<String> = conn
+            .query_row("SELECT env FROM run_env WHERE run_pk = ?1", [pk], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+    }
+
+    fn read_output(&self, run_id: &str) -> Result<Vec<OutputChunk>> {
+        let conn = self.conn.lock();
+        let pk = Self::run_pk(&conn, run_id)?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT stream, ts_ms, data FROM output WHERE run_pk = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([pk], |r| {
+            Ok(OutputChunk {
+                stream: OutputStream::from_code(r.get(0)?),
+                ts_ms: r.get(1)?,
+                data: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn add_note(&self, run_id: &str, text: &str, now_ms: i64) -> Result<()> {
+        if text.trim().is_empty() {
+            return Err(labbook_core::ValidationError::new("note", "must not be empty").into());
+        }
+        self.write(|tx| {
+            let (pk, project_id): (i64, i64) = tx
+                .query_row("SELECT pk, project_id FROM runs WHERE id = ?1", [run_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound { what: "run", id: run_id.to_string() })?;
+            tx.execute(
+                "INSERT INTO notebook (project_id, run_pk, created_ms, text) VALUES (?1, ?2, ?3, ?4)",
+                params![project_id, pk, now_ms, text],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn notes(&self, run_id: &str) -> Result<Vec<NoteEntry>> {
+        let conn = self.conn.lock();
+        let pk = Self::run_pk(&conn, run_id)?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT created_ms, text FROM notebook WHERE run_pk = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([pk], |r| {
+            Ok(NoteEntry {
+                created_ms: r.get(0)?,
+                text: r.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn reap_stale_runs(
+        &self,
+        now_ms: i64,
+        this_host: Option<&str>,
+        pid_alive: &dyn Fn(u32) -> bool,
+    ) -> Result<Vec<String>> {
+        let running = Self::load_runs(&self.conn.lock(), "r.status = 'running'", &[])?;
+        let mut reaped = Vec::new();
+        for run in running
+            .iter()
+            .filter(|r| r.is_stale(now_ms, this_host, pid_alive))
+        {
+            let changed = self.write(|tx| {
+                Ok(tx.execute(
+                    "UPDATE runs SET status = 'crashed', ended_ms = heartbeat_ms WHERE id = ?1 AND status = 'running'",
+                    [&run.id],
+                )?)
+            })?;
+            if changed == 1 {
+                self.compact_run(&run.id)?;
+                reaped.push(run.id.clone());
+            }
+        }
+        Ok(reaped)
+    }
+}

@@ -1,0 +1,449 @@
+//! The SQLite store through the `Store` trait, as its callers use it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use labbook_core::config::config_from_json;
+use labbook_core::query::{parse_filter, parse_sort};
+use labbook_core::{Point, RunStatus, SeriesColumns};
+use labbook_store::series::SeriesWriter;
+use labbook_store::*;
+use serde_json::json;
+
+fn store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join(".labbook")).unwrap();
+    (dir, store)
+}
+
+fn new_run(project: &str) -> NewRun {
+    NewRun {
+        project: project.into(),
+        created_ms: 1_000,
+        host: Some("h".into()),
+        pid: Some(1),
+        ..Default::default()
+    }
+}
+
+fn series(range: std::ops::Range<i64>, f: impl Fn(i64) -> f64) -> SeriesColumns {
+    let mut s = SeriesColumns::default();
+    for i in range {
+        s.push(Point {
+            step: i,
+            ts_ms: 5_000 + i,
+            value: f(i),
+        });
+    }
+    s
+}
+
+fn log(
+    store: &dyn Store,
+    writer: &mut SeriesWriter,
+    run: &str,
+    new: Vec<(String, SeriesColumns)>,
+    seal: bool,
+) {
+    let plan = writer.plan(new, seal).unwrap();
+    let write = WriteSet {
+        run_id: run.into(),
+        series: plan,
+        heartbeat_ms: Some(9_000),
+        ..Default::default()
+    };
+    let ids = store.commit(&write).unwrap().unwrap();
+    writer.apply(write.series, &ids);
+}
+
+#[test]
+fn runs_are_created_listed_filtered_and_sorted() {
+    let (_dir, store) = store();
+    for (lr, loss) in [(0.1, 0.5), (0.01, 0.2), (0.001, 0.9)] {
+        let mut new = new_run("mnist");
+        new.config = config_from_json(&json!({"lr": lr, "model": {"depth": 4}})).unwrap();
+        new.tags = vec!["grid".into()];
+        let run = store.create_run(&new).unwrap();
+        assert_eq!(run.status, RunStatus::Running);
+        assert_eq!(run.id.len(), 8);
+        assert_eq!(run.name.split('-').count(), 3);
+        let mut writer = SeriesWriter::new();
+        log(
+            &store,
+            &mut writer,
+            &run.id,
+            vec![("val/loss".into(), series(0..3, |i| loss + (2 - i) as f64))],
+            true,
+        );
+        store
+            .update_run(
+                &run.id,
+                &RunPatch {
+                    status: Some(RunStatus::Finished),
+                    ended_ms: Some(2_000),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+    }
+    store.create_run(&new_run("other")).unwrap();
+
+    let query = RunQuery {
+        project: Some("mnist".into()),
+        filter: Some(parse_filter("config.lr > 0.005 and status = 'finished'").unwrap()),
+        sort: parse_sort("metrics.val/loss").unwrap(),
+        ..Default::default()
+    };
+    let runs = store.list_runs(&query).unwrap();
+    let losses: Vec<f64> = runs.iter().map(|r| r.metrics["val/loss"].last).collect();
+    assert_eq!(losses, vec![0.2, 0.5]);
+    assert_eq!(
+        runs[0].config["model.depth"],
+        labbook_core::ConfigValue::Int(4)
+    );
+    assert_eq!(runs[0].metrics["val/loss"].count, 3);
+    assert_eq!(runs[0].metrics["val/loss"].min, Some(0.2));
+    assert_eq!(runs[0].metrics["val/loss"].max, Some(2.2));
+
+    let projects = store.list_projects().unwrap();
+    let names: Vec<&str> = projects.iter().map(|p| p.name.as_str()).collect();
+    assert!(names.contains(&"mnist") && names.contains(&"other"));
+    assert_eq!(
+        projects.iter().find(|p| p.name == "other").unwrap().running,
+        1
+    );
+}
+
+#[test]
+fn runs_resolve_by_id_prefix_and_name() {
+    let (_dir, store) = store();
+    let mut new = new_run("p");
+    new.name = Some("baseline".into());
+    let run = store.create_run(&new).unwrap();
+    assert_eq!(store.resolve_run(&run.id[..5], None).unwrap().id, run.id);
+    assert_eq!(store.resolve_run("baseline", None).unwrap().id, run.id);
+    store.create_run(&new).unwrap();
+    let err = store.resolve_run("baseline", None).unwrap_err();
+    assert!(matches!(err, StoreError::Ambiguous { .. }), "{err}");
+    assert!(matches!(
+        store.resolve_run("nope", None),
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn explicit_ids_conflict_and_bad_input_is_named() {
+    let (_dir, store) = store();
+    let mut new = new_run("p");
+    new.id = Some("myrun".into());
+    store.create_run(&new).unwrap();
+    assert!(matches!(
+        store.create_run(&new),
+        Err(StoreError::Conflict(_))
+    ));
+    new.id = Some("../etc".into());
+    assert!(
+        store
+            .create_run(&new)
+            .unwrap_err()
+            .to_string()
+            .starts_with("id:")
+    );
+    let mut new = new_run("p");
+    new.tags = vec!["a,b".into()];
+    assert!(
+        store
+            .create_run(&new)
+            .unwrap_err()
+            .to_string()
+            .contains("tag")
+    );
+    let err = store.create_run(&new_run("")).unwrap_err();
+    assert!(err.to_string().starts_with("project:"), "{err}");
+}
+
+#[test]
+fn patches_merge_tags_config_and_summary() {
+    let (_dir, store) = store();
+    let run = store.create_run(&new_run("p")).unwrap();
+    let mut summary = BTreeMap::new();
+    summary.insert("best_acc".to_string(), json!(0.97));
+    let patch = RunPatch {
+        add_tags: vec!["a".into(), "b".into()],
+        config: Some(config_from_json(&json!({"lr": 0.5})).unwrap()),
+        summary,
+        notes: Some("why".into()),
+        ..Default::default()
+    };
+    store.update_run(&run.id, &patch).unwrap();
+    store
+        .update_run(
+            &run.id,
+            &RunPatch {
+                remove_tags: vec!["a".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let run = store.get_run(&run.id).unwrap();
+    assert_eq!(run.tags, vec!["b"]);
+    assert_eq!(run.summary["best_acc"], json!(0.97));
+    assert_eq!(run.notes.as_deref(), Some("why"));
+    assert_eq!(run.config["lr"], labbook_core::ConfigValue::Float(0.5));
+}
+
+#[test]
+fn nan_and_infinities_round_trip() {
+    let (_dir, store) = store();
+    let run = store.create_run(&new_run("p")).unwrap();
+    let specials = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 1.5];
+    let mut writer = SeriesWriter::new();
+    log(
+        &store,
+        &mut writer,
+        &run.id,
+        vec![("x".into(), series(0..5, |i| specials[i as usize]))],
+        false,
+    );
+    let back = store.read_series(&run.id, "x", StepRange::ALL).unwrap();
+    let bits: Vec<u64> = back.values.iter().map(|v| v.to_bits()).collect();
+    assert_eq!(
+        bits,
+        specials.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    let summary = &store.get_run(&run.id).unwrap().metrics["x"];
+    assert_eq!(
+        (summary.min, summary.max, summary.last),
+        (Some(f64::NEG_INFINITY), Some(f64::INFINITY), 1.5)
+    );
+    // NaN as the last value is kept as NaN, not lost as SQL NULL.
+    log(
+        &store,
+        &mut writer,
+        &run.id,
+        vec![("x".into(), series(5..6, |_| f64::NAN))],
+        false,
+    );
+    assert!(store.get_run(&run.id).unwrap().metrics["x"].last.is_nan());
+}
+
+#[test]
+fn ranges_and_downsampling_read_the_right_points() {
+    let (_dir, store) = store();
+    let run = store.create_run(&new_run("p")).unwrap();
+    let mut writer = SeriesWriter::new();
+    let n = 200_000;
+    log(
+        &store,
+        &mut writer,
+        &run.id,
+        vec![(
+            "y".into(),
+            series(0..n, |i| if i == 123_456 { 99.0 } else { (i % 7) as f64 }),
+        )],
+        false,
+    );
+    let all = store.read_series(&run.id, "y", StepRange::ALL).unwrap();
+    assert_eq!(
+        all,
+        series(0..n, |i| if i == 123_456 { 99.0 } else { (i % 7) as f64 })
+    );
+    let part = store
+        .read_series(
+            &run.id,
+            "y",
+            StepRange {
+                lo: Some(70_000),
+                hi: Some(70_009),
+            },
+        )
+        .unwrap();
+    assert_eq!(part.steps, (70_000..70_010).collect::<Vec<_>>());
+    let down = store.downsample(&run.id, "y", StepRange::ALL, 500).unwrap();
+    assert!(down.len() <= 2000 && down.len() >= 500, "{}", down.len());
+    assert!(down.values.contains(&99.0));
+    assert_eq!((down.steps[0], *down.steps.last().unwrap()), (0, n - 1));
+    let zoom = store
+        .downsample(
+            &run.id,
+            "y",
+            StepRange {
+                lo: Some(123_400),
+                hi: Some(123_500),
+            },
+            1000,
+        )
+        .unwrap();
+    assert_eq!(
+        zoom.len(),
+        101,
+        "a zoomed range with fewer points than buckets comes back whole"
+    );
+    assert!(matches!(
+        store.read_series(&run.id, "nope", StepRange::ALL),
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn retried_batches_apply_once() {
+    let (_dir, store) = store();
+    let run = store.create_run(&new_run("p")).unwrap();
+    let writer = SeriesWriter::new();
+    let write = WriteSet {
+        run_id: run.id.clone(),
+        batch_id: Some("b-1".into()),
+        series: writer
+            .plan(vec![("x".into(), series(0..10, |i| i as f64))], false)
+            .unwrap(),
+        ..Default::default()
+    };
+    assert!(store.commit(&write).unwrap().is_some());
+    assert!(store.commit(&write).unwrap().is_none());
+    assert_eq!(
+        store
+            .read_series(&run.id, "x", StepRange::ALL)
+            .unwrap()
+            .len(),
+        10
+    );
+    assert_eq!(store.get_run(&run.id).unwrap().metrics["x"].count, 10);
+}
+
+#[test]
+fn stale_runs_are_reaped_as_crashed_and_compacted() {
+    let (_dir, store) = store();
+    let run = store.create_run(&new_run("p")).unwrap();
+    let mut writer = SeriesWriter::new();
+    for i in 0..20 {
+        log(
+            &store,
+            &mut writer,
+            &run.id,
+            vec![("x".into(), series(i..i + 1, |i| i as f64))],
+            false,
+        );
+    }
+    drop(writer); // the process died: its tails stay as they were
+    let alive_elsewhere = store
+        .reap_stale_runs(10_000, Some("other-host"), &|_| false)
+        .unwrap();
+    assert!(
+        alive_elsewhere.is_empty(),
+        "another host's fresh run is not ours to judge"
+    );
+    let reaped = store
+        .reap_stale_runs(10_000, Some("h"), &|_| false)
+        .unwrap();
+    assert_eq!(reaped, vec![run.id.clone()]);
+    let run = store.get_run(&run.id).unwrap();
+    assert_eq!(run.status, RunStatus::Crashed);
+    assert_eq!(run.ended_ms, Some(9_000));
+    assert_eq!(
+        store.read_series(&run.id, "x", StepRange::ALL).unwrap(),
+        series(0..20, |i| i as f64)
+    );
+    let timed_out = store.create_run(&new_run("p")).unwrap();
+    let reaped = store
+        .reap_stale_runs(1_000 + 61_000, None, &|_| true)
+        .unwrap();
+    assert_eq!(reaped, vec![timed_out.id]);
+}
+
+#[test]
+fn soft_delete_hides_and_restore_brings_back() {
+    let (_dir, store) = store();
+    let run = store.create_run(&new_run("p")).unwrap();
+    store.delete_run(&run.id, 5).unwrap();
+    assert!(store.list_runs(&RunQuery::default()).unwrap().is_empty());
+    let deleted = store
+        .list_runs(&RunQuery {
+            deleted: Deleted::Only,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(deleted[0].deleted_ms, Some(5));
+    store.restore_run(&run.id).unwrap();
+    assert_eq!(store.list_runs(&RunQuery::default()).unwrap().len(), 1);
+}
+
+#[test]
+fn output_notes_and_environment_are_kept() {
+    let (_dir, store) = store();
+    let run = store.create_run(&new_run("p")).unwrap();
+    let write = WriteSet {
+        run_id: run.id.clone(),
+        output: vec![
+            OutputChunk {
+                stream: OutputStream::Stdout,
+                ts_ms: 1,
+                data: b"epoch 1\n".to_vec(),
+            },
+            OutputChunk {
+                stream: OutputStream::Stderr,
+                ts_ms: 2,
+                data: b"warning\n".to_vec(),
+            },
+        ],
+        ..Default::default()
+    };
+    store.commit(&write).unwrap();
+    let out = store.read_output(&run.id).unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[1].stream, OutputStream::Stderr);
+    store.add_note(&run.id, "lr too high, diverged", 3).unwrap();
+    assert_eq!(
+        store.notes(&run.id).unwrap()[0].text,
+        "lr too high, diverged"
+    );
+    assert!(store.add_note(&run.id, "  ", 3).is_err());
+    store
+        .set_environment(&run.id, &json!({"git": {"commit": "abc"}}))
+        .unwrap();
+    assert_eq!(
+        store.environment(&run.id).unwrap().unwrap()["git"]["commit"],
+        "abc"
+    );
+}
+
+#[test]
+fn sixteen_connections_write_at_once_without_losing_a_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".labbook");
+    SqliteStore::open(&path).unwrap();
+    let per_writer = 2_000i64;
+    let handles: Vec<_> = (0..16)
+        .map(|w| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+                let run = store.create_run(&new_run("conc")).unwrap();
+                let mut writer = SeriesWriter::new();
+                for batch in 0..20 {
+                    let lo = batch * per_writer / 20;
+                    let s = series(lo..lo + per_writer / 20, move |i| {
+                        (w * 1_000_000 + i) as f64
+                    });
+                    log(
+                        &*store,
+                        &mut writer,
+                        &run.id,
+                        vec![("x".into(), s)],
+                        batch == 19,
+                    );
+                }
+                run.id
+            })
+        })
+        .collect();
+    let ids: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let store = SqliteStore::open(&path).unwrap();
+    for id in ids {
+        let s = store.read_series(&id, "x", StepRange::ALL).unwrap();
+        assert_eq!(s.len(), per_writer as usize);
+        assert_eq!(
+            store.get_run(&id).unwrap().metrics["x"].count,
+            per_writer as u64
+        );
+    }
+}
