@@ -11,6 +11,7 @@ mod envvars;
 mod git;
 mod gpu;
 mod host;
+mod monitor;
 mod python;
 mod sampler;
 
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use envvars::env_var_allowed;
 pub use git::capture_git;
 pub use host::{hostname, pid_alive};
+pub use monitor::Monitor;
 pub use python::scan_python_packages;
 pub use sampler::SystemSampler;
 

@@ -9,6 +9,7 @@ pub mod locate;
 pub mod series;
 mod sqlite;
 mod types;
+pub mod writer;
 
 pub use error::{Result, StoreError};
 pub use sqlite::SqliteStore;

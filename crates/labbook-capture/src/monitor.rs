@@ -1,0 +1,90 @@
+//! A thread that samples system metrics on an interval and hands them to a
+//! sink (the run's writer). Stopping is prompt: the thread waits on a
+//! condition variable, not in a sleep.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::SystemSampler;
+
+/// Stops and joins the sampling thread when stopped or dropped.
+pub struct Monitor {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Monitor {
+    /// Samples process `pid` every `interval`, calling `sink` with each
+    /// non-empty sample and its index (0, 1, …).
+    pub fn spawn(pid: u32, interval: Duration, mut sink: impl FnMut(u64, Vec<(String, f64)>) + Send + 'static) -> Option<Monitor> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let stop_for_thread = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("labbook-monitor".into())
+            .spawn(move || {
+                let mut sampler = SystemSampler::new(pid);
+                let mut index = 0;
+                let (lock, wake) = &*stop_for_thread;
+                // Prime the CPU counters: percentages need two readings.
+                sampler.sample();
+                loop {
+                    let Ok(guard) = lock.lock() else { return };
+                    let Ok((stopped, _)) = wake.wait_timeout_while(guard, interval, |stopped| !*stopped) else { return };
+                    if *stopped {
+                        return;
+                    }
+                    drop(stopped);
+                    let sample = sampler.sample();
+                    if !sample.is_empty() {
+                        sink(index, sample);
+                        index += 1;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Monitor { stop, thread: Some(thread) })
+    }
+
+    /// Stops sampling and waits for the thread to end.
+    pub fn stop(&mut self) {
+        let (lock, wake) = &*self.stop;
+        if let Ok(mut stopped) = lock.lock() {
+            *stopped = true;
+        }
+        wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn samples_on_the_interval_and_stops_promptly() {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&samples);
+        let mut monitor = Monitor::spawn(std::process::id(), Duration::from_millis(250), move |i, s| {
+            sink.lock().unwrap().push((i, s));
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(900));
+        let started = Instant::now();
+        monitor.stop();
+        assert!(started.elapsed() < Duration::from_millis(200), "stop waited {:?}", started.elapsed());
+        let samples = samples.lock().unwrap();
+        assert!(samples.len() >= 2, "{} samples", samples.len());
+        assert_eq!(samples[1].0, 1);
+        assert!(samples[1].1.iter().any(|(k, v)| k == "sys/rss_mb" && *v > 0.0));
+    }
+}

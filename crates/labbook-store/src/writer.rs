@@ -1,0 +1,364 @@
+//! A run's background writer: callers hand points to it without waiting on
+//! the disk; a thread flushes them every `flush_interval` in one
+//! transaction, beats the heartbeat, and on `finish` seals every tail.
+//!
+//! The caller's side is a mutex-guarded append to a vector (tens of
+//! nanoseconds); the thread swaps the vector out, so the lock is never held
+//! while encoding or writing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use labbook_core::metric::validate_metric_key;
+use labbook_core::{SeriesColumns, ValidationError};
+
+use crate::error::{Result, StoreError};
+use crate::series::SeriesWriter;
+use crate::types::{OutputChunk, OutputStream, RunPatch, WriteSet};
+use crate::Store;
+
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// How often pending points are written. A process killed without
+    /// warning loses at most this much (plus one write) of logging.
+    pub flush_interval: Duration,
+    /// How often an idle run still proves it is alive.
+    pub heartbeat_interval: Duration,
+    /// Pending points that trigger an early flush, bounding memory.
+    pub max_pending_points: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            flush_interval: Duration::from_millis(500),
+            heartbeat_interval: Duration::from_secs(10),
+            max_pending_points: 2_000_000,
+        }
+    }
+}
+
+/// One logged value, its key given by index into the writer's key table.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingPoint {
+    pub key: u32,
+    pub step: i64,
+    pub ts_ms: i64,
+    pub value: f64,
+}
+
+#[derive(Default)]
+struct Pending {
+    points: Vec<PendingPoint>,
+    series: Vec<(u32, SeriesColumns)>,
+    output: Vec<OutputChunk>,
+    patch: Option<RunPatch>,
+    /// Bumped by each flush request; the thread reports the last one done.
+    requested: u64,
+    stop: bool,
+}
+
+struct Shared {
+    store: Arc<dyn Store>,
+    run_id: String,
+    options: WriterOptions,
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    keys: Mutex<KeyTable>,
+    done: Mutex<FlushState>,
+    done_changed: Condvar,
+}
+
+#[derive(Default)]
+struct KeyTable {
+    names: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+#[derive(Default)]
+struct FlushState {
+    completed: u64,
+    last_error: Option<String>,
+    points_written: u64,
+    finished: bool,
+}
+
+/// The handle a run's producers log through. Cheap to share behind an `Arc`.
+pub struct RunWriter {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl RunWriter {
+    pub fn start(store: Arc<dyn Store>, run_id: &str, options: WriterOptions) -> Result<RunWriter> {
+        let shared = Arc::new(Shared {
+            store,
+            run_id: run_id.to_string(),
+            options,
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+            keys: Mutex::new(KeyTable::default()),
+            done: Mutex::new(FlushState::default()),
+            done_changed: Condvar::new(),
+        });
+        let for_thread = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name(format!("labbook-writer-{run_id}"))
+            .spawn(move || flush_loop(&for_thread))
+            .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
+        Ok(RunWriter { shared, thread: Mutex::new(Some(thread)) })
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.shared.run_id
+    }
+
+    /// The index of a metric key, validating it the first time it is seen.
+    pub fn key_index(&self, key: &str) -> Result<u32, ValidationError> {
+        let mut keys = self.shared.keys.lock();
+        if let Some(&i) = keys.index.get(key) {
+            return Ok(i);
+        }
+        validate_metric_key(key)?;
+        let i = keys.names.len() as u32;
+        keys.names.push(key.to_string());
+        keys.index.insert(key.to_string(), i);
+        Ok(i)
+    }
+
+    /// Queues points; never waits for the disk.
+    pub fn push(&self, points: &[PendingPoint]) {
+        let mut pending = self.shared.pending.lock();
+        pending.points.extend_from_slice(points);
+        if pending.points.len() >= self.shared.options.max_pending_points {
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Queues a whole series for one key (bulk logging).
+    pub fn push_series(&self, key: u32, series: SeriesColumns) {
+        let mut pending = self.shared.pending.lock();
+        pending.series.push((key, series));
+        self.shared.wake.notify_one();
+    }
+
+    pub fn push_output(&self, stream: OutputStream, data: Vec<u8>) {
+        if data.is_empty() {
+            return;
+        }
+        self.shared.pending.lock().output.push(OutputChunk { stream, ts_ms: now_ms(), data });
+    }
+
+    /// Queues a change to the run, applied with the next flush.
+    pub fn patch(&self, patch: RunPatch) {
+        let mut pending = self.shared.pending.lock();
+        match &mut pending.patch {
+            Some(existing) => existing.absorb(patch),
+            None => pending.patch = Some(patch),
+        }
+    }
+
+    /// Writes everything queued so far and waits for it (up to `timeout`).
+    pub fn flush(&self, timeout: Duration) -> Result<()> {
+        let ticket = {
+            let mut pending = self.shared.pending.lock();
+            pending.requested += 1;
+            self.shared.wake.notify_one();
+            pending.requested
+        };
+        self.wait_for(ticket, timeout)
+    }
+
+    fn wait_for(&self, ticket: u64, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut done = self.shared.done.lock();
+        while done.completed < ticket && !done.finished {
+            if self.shared.done_changed.wait_until(&mut done, deadline).timed_out() {
+                return Err(StoreError::Busy(match &done.last_error {
+                    Some(e) => format!("flush did not finish in {timeout:?}; last error: {e}"),
+                    None => format!("flush did not finish in {timeout:?}"),
+                }));
+            }
+        }
+        match &done.last_error {
+            Some(e) if done.completed < ticket || done.finished => Err(StoreError::Internal(e.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Points committed so far.
+    pub fn points_written(&self) -> u64 {
+        self.shared.done.lock().points_written
+    }
+
+    /// The last write error, if the last flush failed (it will be retried).
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.done.lock().last_error.clone()
+    }
+
+    /// Flushes, seals every tail, applies `final_patch` and stops the
+    /// thread. Waits at most `timeout`; what is still queued then stays
+    /// queued in memory and is reported in the error.
+    pub fn finish(&self, final_patch: RunPatch, timeout: Duration) -> Result<()> {
+        let Some(thread) = self.thread.lock().take() else { return Ok(()) };
+        {
+            let mut pending = self.shared.pending.lock();
+            match &mut pending.patch {
+                Some(existing) => existing.absorb(final_patch),
+                None => pending.patch = Some(final_patch),
+            }
+            pending.stop = true;
+            self.shared.wake.notify_one();
+        }
+        let deadline = Instant::now() + timeout;
+        {
+            let mut done = self.shared.done.lock();
+            while !done.finished {
+                if self.shared.done_changed.wait_until(&mut done, deadline).timed_out() {
+                    let error = done.last_error.clone().unwrap_or_else(|| "still writing".into());
+                    // The thread keeps retrying in the background; dropping
+                    // its handle detaches it rather than blocking the caller.
+                    drop(thread);
+                    return Err(StoreError::Busy(format!("finish did not complete in {timeout:?}: {error}")));
+                }
+            }
+        }
+        let _ = thread.join();
+        match self.shared.done.lock().last_error.clone() {
+            Some(e) => Err(StoreError::Internal(e)),
+            None => Ok(()),
+        }
+    }
+}
+
+fn group_points(points: &[PendingPoint], series: Vec<(u32, SeriesColumns)>, names: &[String]) -> Vec<(String, SeriesColumns)> {
+    let mut by_key: HashMap<u32, SeriesColumns> = HashMap::new();
+    for p in points {
+        let s = by_key.entry(p.key).or_default();
+        s.steps.push(p.step);
+        s.ts_ms.push(p.ts_ms);
+        s.values.push(p.value);
+    }
+    for (key, columns) in series {
+        let s = by_key.entry(key).or_default();
+        if s.is_empty() {
+            *s = columns;
+        } else {
+            s.extend_from(&columns);
+        }
+    }
+    let mut out: Vec<(String, SeriesColumns)> = by_key
+        .into_iter()
+        .filter_map(|(k, s)| names.get(k as usize).map(|name| (name.clone(), s)))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn flush_loop(shared: &Shared) {
+    let mut series_writer = SeriesWriter::new();
+    let mut last_beat = Instant::now();
+    // What a failed flush could not write waits here for the next attempt.
+    let mut carry: Option<(Vec<(String, SeriesColumns)>, Vec<OutputChunk>, Option<RunPatch>)> = None;
+    loop {
+        let (points, series, output, patch, requested, stop) = {
+            let mut pending = shared.pending.lock();
+            let idle = pending.points.is_empty()
+                && pending.series.is_empty()
+                && pending.requested == shared.done.lock().completed
+                && !pending.stop;
+            if idle {
+                shared.wake.wait_for(&mut pending, shared.options.flush_interval);
+            }
+            (
+                std::mem::take(&mut pending.points),
+                std::mem::take(&mut pending.series),
+                std::mem::take(&mut pending.output),
+                pending.patch.take(),
+                pending.requested,
+                pending.stop,
+            )
+        };
+        let names = shared.keys.lock().names.clone();
+        let mut new_series = group_points(&points, series, &names);
+        let mut new_output = output;
+        let mut new_patch = patch;
+        if let Some((old_series, old_output, old_patch)) = carry.take() {
+            // Older points first, so a retried flush keeps logging order.
+            let mut merged: HashMap<String, SeriesColumns> = old_series.into_iter().collect();
+            for (k, s) in new_series {
+                merged.entry(k).or_default().extend_from(&s);
+            }
+            new_series = merged.into_iter().collect();
+            new_series.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut out = old_output;
+            out.extend(new_output);
+            new_output = out;
+            new_patch = match (old_patch, new_patch) {
+                (Some(mut a), Some(b)) => {
+                    a.absorb(b);
+                    Some(a)
+                }
+                (a, b) => a.or(b),
+            };
+        }
+        let has_data = !new_series.is_empty() || !new_output.is_empty() || new_patch.is_some();
+        let beat_due = last_beat.elapsed() >= shared.options.heartbeat_interval;
+        let result = if has_data || beat_due || stop {
+            let n_points: u64 = new_series.iter().map(|(_, s)| s.len() as u64).sum();
+            let attempt = series_writer.plan(new_series.clone(), stop).and_then(|plan| {
+                let write = WriteSet {
+                    run_id: shared.run_id.clone(),
+                    batch_id: None,
+                    series: plan,
+                    output: new_output.clone(),
+                    patch: new_patch.clone(),
+                    heartbeat_ms: Some(now_ms()),
+                };
+                let ids = shared.store.commit(&write)?.unwrap_or_default();
+                series_writer.apply(write.series, &ids);
+                Ok(())
+            });
+            if attempt.is_ok() {
+                last_beat = Instant::now();
+            }
+            attempt.map(|()| n_points)
+        } else {
+            Ok(0)
+        };
+        let failed = result.is_err();
+        {
+            let mut done = shared.done.lock();
+            match result {
+                Ok(n) => {
+                    done.points_written += n;
+                    done.last_error = None;
+                    done.completed = requested;
+                }
+                Err(e) => {
+                    done.last_error = Some(e.to_string());
+                    carry = Some((new_series, new_output, new_patch));
+                }
+            }
+            if stop && !failed {
+                done.finished = true;
+            }
+            shared.done_changed.notify_all();
+        }
+        if stop && !failed {
+            return;
+        }
+        if failed {
+            // Back off so a full disk or a long lock does not spin.
+            std::thread::sleep(shared.options.flush_interval.min(Duration::from_millis(500)));
+        }
+    }
+}
