@@ -17,7 +17,11 @@ pub struct Monitor {
 impl Monitor {
     /// Samples process `pid` every `interval`, calling `sink` with each
     /// non-empty sample and its index (0, 1, …).
-    pub fn spawn(pid: u32, interval: Duration, mut sink: impl FnMut(u64, Vec<(String, f64)>) + Send + 'static) -> Option<Monitor> {
+    pub fn spawn(
+        pid: u32,
+        interval: Duration,
+        mut sink: impl FnMut(u64, Vec<(String, f64)>) + Send + 'static,
+    ) -> Option<Monitor> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let stop_for_thread = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -30,7 +34,11 @@ impl Monitor {
                 sampler.sample();
                 loop {
                     let Ok(guard) = lock.lock() else { return };
-                    let Ok((stopped, _)) = wake.wait_timeout_while(guard, interval, |stopped| !*stopped) else { return };
+                    let Ok((stopped, _)) =
+                        wake.wait_timeout_while(guard, interval, |stopped| !*stopped)
+                    else {
+                        return;
+                    };
                     if *stopped {
                         return;
                     }
@@ -43,7 +51,10 @@ impl Monitor {
                 }
             })
             .ok()?;
-        Some(Monitor { stop, thread: Some(thread) })
+        Some(Monitor {
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// Stops sampling and waits for the thread to end.
@@ -74,17 +85,30 @@ mod tests {
     fn samples_on_the_interval_and_stops_promptly() {
         let samples = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&samples);
-        let mut monitor = Monitor::spawn(std::process::id(), Duration::from_millis(250), move |i, s| {
-            sink.lock().unwrap().push((i, s));
-        })
+        let mut monitor = Monitor::spawn(
+            std::process::id(),
+            Duration::from_millis(250),
+            move |i, s| {
+                sink.lock().unwrap().push((i, s));
+            },
+        )
         .unwrap();
         std::thread::sleep(Duration::from_millis(900));
         let started = Instant::now();
         monitor.stop();
-        assert!(started.elapsed() < Duration::from_millis(200), "stop waited {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "stop waited {:?}",
+            started.elapsed()
+        );
         let samples = samples.lock().unwrap();
         assert!(samples.len() >= 2, "{} samples", samples.len());
         assert_eq!(samples[1].0, 1);
-        assert!(samples[1].1.iter().any(|(k, v)| k == "sys/rss_mb" && *v > 0.0));
+        assert!(
+            samples[1]
+                .1
+                .iter()
+                .any(|(k, v)| k == "sys/rss_mb" && *v > 0.0)
+        );
     }
 }

@@ -1,1 +1,206 @@
-fn main() {}
+//! `labbook`: a local-first experiment tracker in one binary.
+//!
+//! This crate is only the command line: parsing, presentation and the
+//! process wrapper of `labbook run`. Storage, capture and the query language
+//! live in the other crates.
+
+mod app;
+mod commands;
+mod error;
+mod fmt;
+mod signals;
+mod style;
+mod table;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::app::App;
+
+/// A local-first ML experiment tracker: wrap any program with `labbook run`,
+/// then list, compare and export what it did.
+#[derive(Debug, Parser)]
+#[command(name = "labbook", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    /// The store directory (a `.labbook` folder) to use instead of the nearest
+    /// one found from the current directory upwards.
+    #[arg(long, global = true, env = "LABBOOK_DIR", value_name = "PATH")]
+    dir: Option<PathBuf>,
+
+    /// Never color the output (also: NO_COLOR=1, or output that is not a terminal).
+    #[arg(long, global = true)]
+    no_color: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a `.labbook` store in the current directory (or --dir).
+    Init,
+    /// Run a program as a tracked run: its output, exit status, environment
+    /// and system metrics are recorded.
+    Run(RunArgs),
+    /// List runs.
+    Ls(LsArgs),
+    /// Show everything about one run.
+    Show(ShowArgs),
+    /// Add tags to a run (or remove them with --remove).
+    Tag(TagArgs),
+    /// Append an entry to a run's notebook.
+    Note(NoteArgs),
+    /// Delete runs (soft: `labbook restore` brings them back).
+    Rm(RunsArgs),
+    /// Restore deleted runs.
+    Restore(RunsArgs),
+    /// Export a run's metrics as CSV, JSON or Parquet.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Project of the run [default: $LABBOOK_PROJECT, else the name of the
+    /// directory holding the store].
+    #[arg(long, short = 'p')]
+    project: Option<String>,
+    /// Name of the run [default: a generated one such as swift-otter-42].
+    #[arg(long, short = 'n')]
+    name: Option<String>,
+    /// Group of the run (a sweep, a seed set).
+    #[arg(long, short = 'g')]
+    group: Option<String>,
+    /// A tag; repeat the flag or separate tags with commas.
+    #[arg(long = "tag", short = 't', value_name = "TAG")]
+    tags: Vec<String>,
+    /// What this run tests, in a sentence.
+    #[arg(long, value_name = "TEXT")]
+    why: Option<String>,
+    /// A config value: KEY=VALUE, VALUE read as JSON when it parses
+    /// (lr=0.1 is a number, name=abc a string, layers=[64,64] a list).
+    #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
+    config: Vec<String>,
+    /// Do not sample the program's CPU, memory and GPU use.
+    #[arg(long)]
+    no_monitor: bool,
+    /// The program and its arguments (put them after `--`).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+struct LsArgs {
+    /// Project to list [default: $LABBOOK_PROJECT, else the name of the
+    /// directory holding the store].
+    #[arg(long, short = 'p', conflicts_with = "all_projects")]
+    project: Option<String>,
+    /// List runs of every project.
+    #[arg(long, short = 'A')]
+    all_projects: bool,
+    /// Keep runs matching an expression, e.g.
+    /// 'config.lr > 0.01 and status = "finished"'.
+    #[arg(long, short = 'f', value_name = "EXPR")]
+    filter: Option<String>,
+    /// Sort keys, comma-separated, `-` for descending, e.g. '-metrics.val/acc,created'.
+    #[arg(long, short = 's', value_name = "SPEC")]
+    sort: Option<String>,
+    /// At most this many runs (0: all).
+    #[arg(long, short = 'l', default_value_t = 50, value_name = "N")]
+    limit: usize,
+    /// List deleted runs (and only those).
+    #[arg(long)]
+    deleted: bool,
+    /// Print a JSON array of runs instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ShowArgs {
+    /// A run id, a unique id prefix, or a unique run name.
+    run: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct TagArgs {
+    /// A run id, a unique id prefix, or a unique run name.
+    run: String,
+    /// Tags to add (or remove); commas separate several in one argument.
+    #[arg(required = true)]
+    tags: Vec<String>,
+    /// Remove the tags instead of adding them.
+    #[arg(long, short = 'r')]
+    remove: bool,
+}
+
+#[derive(Debug, Args)]
+struct NoteArgs {
+    /// A run id, a unique id prefix, or a unique run name.
+    run: String,
+    /// The note; several words are joined with spaces.
+    #[arg(required = true, trailing_var_arg = true)]
+    text: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct RunsArgs {
+    /// Run ids, unique id prefixes, or unique run names.
+    #[arg(required = true)]
+    runs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExportFormat {
+    Csv,
+    Json,
+    Parquet,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// A run id, a unique id prefix, or a unique run name.
+    run: String,
+    /// Output format [default: from the --output extension, else csv].
+    #[arg(long, short = 'f', value_enum)]
+    format: Option<ExportFormat>,
+    /// Write to this file instead of stdout (required for parquet on a terminal).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Export only this metric key (repeatable) [default: every key].
+    #[arg(long = "key", short = 'k', value_name = "KEY")]
+    keys: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let app = match App::new(cli.dir.clone(), cli.no_color) {
+        Ok(app) => app,
+        Err(e) => return error::report(&e, false),
+    };
+    let result = match cli.command {
+        Command::Init => commands::init::run(&app),
+        Command::Run(args) => commands::run::run(&app, args),
+        Command::Ls(args) => commands::ls::run(&app, args),
+        Command::Show(args) => commands::show::run(&app, args),
+        Command::Tag(args) => commands::edit::tag(&app, args),
+        Command::Note(args) => commands::edit::note(&app, args),
+        Command::Rm(args) => commands::edit::remove(&app, args),
+        Command::Restore(args) => commands::edit::restore(&app, args),
+        Command::Export(args) => commands::export::run(&app, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => error::report(&e, app.color_stderr),
+    }
+}

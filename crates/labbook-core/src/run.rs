@@ -137,10 +137,11 @@ impl RunRecord {
         if self.status != RunStatus::Running {
             return false;
         }
-        if let (Some(host), Some(this), Some(pid)) = (self.host.as_deref(), this_host, self.pid) {
-            if host == this && !pid_alive(pid) {
-                return true;
-            }
+        if let (Some(host), Some(this), Some(pid)) = (self.host.as_deref(), this_host, self.pid)
+            && host == this
+            && !pid_alive(pid)
+        {
+            return true;
         }
         now_ms - self.heartbeat_ms > HEARTBEAT_TIMEOUT_MS
     }

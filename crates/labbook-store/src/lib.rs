@@ -55,6 +55,8 @@ pub trait Store: Send + Sync {
     /// Only for runs whose writers have all stopped.
     fn compact_run(&self, run_id: &str) -> Result<()>;
 
+    /// Merges the top-level keys of `env` into the run's stored environment
+    /// (the `labbook run` wrapper and the SDK inside it each add what they see).
     fn set_environment(&self, run_id: &str, env: &serde_json::Value) -> Result<()>;
     fn environment(&self, run_id: &str) -> Result<Option<serde_json::Value>>;
     fn read_output(&self, run_id: &str) -> Result<Vec<OutputChunk>>;

@@ -422,15 +422,15 @@ impl Downsampler {
                     if (t.last.0, t.last.1) >= (m.last.0, m.last.1) {
                         m.last = t.last;
                     }
-                    if let Some(tm) = t.min {
-                        if m.min.is_none_or(|x| tm.2 < x.2) {
-                            m.min = Some(tm);
-                        }
+                    if let Some(tm) = t.min
+                        && m.min.is_none_or(|x| tm.2 < x.2)
+                    {
+                        m.min = Some(tm);
                     }
-                    if let Some(tm) = t.max {
-                        if m.max.is_none_or(|x| tm.2 > x.2) {
-                            m.max = Some(tm);
-                        }
+                    if let Some(tm) = t.max
+                        && m.max.is_none_or(|x| tm.2 > x.2)
+                    {
+                        m.max = Some(tm);
                     }
                 }
             }

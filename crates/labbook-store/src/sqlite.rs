@@ -531,19 +531,18 @@ impl Store for SqliteStore {
         for tag in &new.tags {
             validate_tag(tag)?;
         }
-        if let Some(id) = &new.id {
-            if id.is_empty()
+        if let Some(id) = &new.id
+            && (id.is_empty()
                 || id.len() > 64
                 || !id
                     .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err(labbook_core::ValidationError::new(
-                    "id",
-                    "use 1–64 letters, digits, '-' or '_'",
-                )
-                .into());
-            }
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        {
+            return Err(labbook_core::ValidationError::new(
+                "id",
+                "use 1–64 letters, digits, '-' or '_'",
+            )
+            .into());
         }
         let id = self.write(|tx| {
             let project_id = Self::project_id(tx, &new.project, new.created_ms)?;
@@ -910,9 +909,21 @@ impl Store for SqliteStore {
     fn set_environment(&self, run_id: &str, env: &serde_json::Value) -> Result<()> {
         self.write(|tx| {
             let pk = Self::run_pk(tx, run_id)?;
+            let existing: Option<String> =
+                tx.query_row("SELECT env FROM run_env WHERE run_pk = ?1", [pk], |r| r.get(0)).optional()?;
+            let mut merged = match existing.map(|t| serde_json::from_str::<serde_json::Value>(&t)).transpose()? {
+                Some(serde_json::Value::Object(map)) => map,
+                _ => serde_json::Map::new(),
+            };
+            match env {
+                serde_json::Value::Object(update) => merged.extend(update.clone()),
+                other => {
+                    return Err(labbook_core::ValidationError::new("environment", format!("must be an object, not {other}")).into());
+                }
+            }
             tx.execute(
                 "INSERT INTO run_env (run_pk, env) VALUES (?1, ?2) ON CONFLICT (run_pk) DO UPDATE SET env = excluded.env",
-                params![pk, serde_json::to_string(env)?],
+                params![pk, serde_json::to_string(&merged)?],
             )?;
             Ok(())
         })

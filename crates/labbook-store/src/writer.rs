@@ -16,10 +16,10 @@ use parking_lot::{Condvar, Mutex};
 use labbook_core::metric::validate_metric_key;
 use labbook_core::{SeriesColumns, ValidationError};
 
+use crate::Store;
 use crate::error::{Result, StoreError};
 use crate::series::SeriesWriter;
 use crate::types::{OutputChunk, OutputStream, RunPatch, WriteSet};
-use crate::Store;
 
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
@@ -94,7 +94,9 @@ pub struct RunWriter {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl RunWriter {
@@ -114,7 +116,10 @@ impl RunWriter {
             .name(format!("labbook-writer-{run_id}"))
             .spawn(move || flush_loop(&for_thread))
             .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
-        Ok(RunWriter { shared, thread: Mutex::new(Some(thread)) })
+        Ok(RunWriter {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
     }
 
     pub fn run_id(&self) -> &str {
@@ -154,7 +159,11 @@ impl RunWriter {
         if data.is_empty() {
             return;
         }
-        self.shared.pending.lock().output.push(OutputChunk { stream, ts_ms: now_ms(), data });
+        self.shared.pending.lock().output.push(OutputChunk {
+            stream,
+            ts_ms: now_ms(),
+            data,
+        });
     }
 
     /// Queues a change to the run, applied with the next flush.
@@ -181,7 +190,12 @@ impl RunWriter {
         let deadline = Instant::now() + timeout;
         let mut done = self.shared.done.lock();
         while done.completed < ticket && !done.finished {
-            if self.shared.done_changed.wait_until(&mut done, deadline).timed_out() {
+            if self
+                .shared
+                .done_changed
+                .wait_until(&mut done, deadline)
+                .timed_out()
+            {
                 return Err(StoreError::Busy(match &done.last_error {
                     Some(e) => format!("flush did not finish in {timeout:?}; last error: {e}"),
                     None => format!("flush did not finish in {timeout:?}"),
@@ -189,7 +203,9 @@ impl RunWriter {
             }
         }
         match &done.last_error {
-            Some(e) if done.completed < ticket || done.finished => Err(StoreError::Internal(e.clone())),
+            Some(e) if done.completed < ticket || done.finished => {
+                Err(StoreError::Internal(e.clone()))
+            }
             _ => Ok(()),
         }
     }
@@ -208,7 +224,9 @@ impl RunWriter {
     /// thread. Waits at most `timeout`; what is still queued then stays
     /// queued in memory and is reported in the error.
     pub fn finish(&self, final_patch: RunPatch, timeout: Duration) -> Result<()> {
-        let Some(thread) = self.thread.lock().take() else { return Ok(()) };
+        let Some(thread) = self.thread.lock().take() else {
+            return Ok(());
+        };
         {
             let mut pending = self.shared.pending.lock();
             match &mut pending.patch {
@@ -222,12 +240,22 @@ impl RunWriter {
         {
             let mut done = self.shared.done.lock();
             while !done.finished {
-                if self.shared.done_changed.wait_until(&mut done, deadline).timed_out() {
-                    let error = done.last_error.clone().unwrap_or_else(|| "still writing".into());
+                if self
+                    .shared
+                    .done_changed
+                    .wait_until(&mut done, deadline)
+                    .timed_out()
+                {
+                    let error = done
+                        .last_error
+                        .clone()
+                        .unwrap_or_else(|| "still writing".into());
                     // The thread keeps retrying in the background; dropping
                     // its handle detaches it rather than blocking the caller.
                     drop(thread);
-                    return Err(StoreError::Busy(format!("finish did not complete in {timeout:?}: {error}")));
+                    return Err(StoreError::Busy(format!(
+                        "finish did not complete in {timeout:?}: {error}"
+                    )));
                 }
             }
         }
@@ -239,7 +267,11 @@ impl RunWriter {
     }
 }
 
-fn group_points(points: &[PendingPoint], series: Vec<(u32, SeriesColumns)>, names: &[String]) -> Vec<(String, SeriesColumns)> {
+fn group_points(
+    points: &[PendingPoint],
+    series: Vec<(u32, SeriesColumns)>,
+    names: &[String],
+) -> Vec<(String, SeriesColumns)> {
     let mut by_key: HashMap<u32, SeriesColumns> = HashMap::new();
     for p in points {
         let s = by_key.entry(p.key).or_default();
@@ -263,11 +295,46 @@ fn group_points(points: &[PendingPoint], series: Vec<(u32, SeriesColumns)>, name
     out
 }
 
+/// What one flush writes besides the heartbeat.
+#[derive(Default)]
+struct Batch {
+    series: Vec<(String, SeriesColumns)>,
+    output: Vec<OutputChunk>,
+    patch: Option<RunPatch>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.series.is_empty() && self.output.is_empty() && self.patch.is_none()
+    }
+
+    fn points(&self) -> u64 {
+        self.series.iter().map(|(_, s)| s.len() as u64).sum()
+    }
+
+    /// Appends a later batch, keeping logging order within each key.
+    fn absorb(&mut self, later: Batch) {
+        let mut merged: HashMap<String, SeriesColumns> =
+            std::mem::take(&mut self.series).into_iter().collect();
+        for (key, s) in later.series {
+            merged.entry(key).or_default().extend_from(&s);
+        }
+        self.series = merged.into_iter().collect();
+        self.series.sort_by(|a, b| a.0.cmp(&b.0));
+        self.output.extend(later.output);
+        match (&mut self.patch, later.patch) {
+            (Some(mine), Some(theirs)) => mine.absorb(theirs),
+            (mine @ None, theirs) => *mine = theirs,
+            (Some(_), None) => {}
+        }
+    }
+}
+
 fn flush_loop(shared: &Shared) {
     let mut series_writer = SeriesWriter::new();
     let mut last_beat = Instant::now();
     // What a failed flush could not write waits here for the next attempt.
-    let mut carry: Option<(Vec<(String, SeriesColumns)>, Vec<OutputChunk>, Option<RunPatch>)> = None;
+    let mut carry = Batch::default();
     loop {
         let (points, series, output, patch, requested, stop) = {
             let mut pending = shared.pending.lock();
@@ -276,7 +343,9 @@ fn flush_loop(shared: &Shared) {
                 && pending.requested == shared.done.lock().completed
                 && !pending.stop;
             if idle {
-                shared.wake.wait_for(&mut pending, shared.options.flush_interval);
+                shared
+                    .wake
+                    .wait_for(&mut pending, shared.options.flush_interval);
             }
             (
                 std::mem::take(&mut pending.points),
@@ -288,49 +357,33 @@ fn flush_loop(shared: &Shared) {
             )
         };
         let names = shared.keys.lock().names.clone();
-        let mut new_series = group_points(&points, series, &names);
-        let mut new_output = output;
-        let mut new_patch = patch;
-        if let Some((old_series, old_output, old_patch)) = carry.take() {
-            // Older points first, so a retried flush keeps logging order.
-            let mut merged: HashMap<String, SeriesColumns> = old_series.into_iter().collect();
-            for (k, s) in new_series {
-                merged.entry(k).or_default().extend_from(&s);
-            }
-            new_series = merged.into_iter().collect();
-            new_series.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut out = old_output;
-            out.extend(new_output);
-            new_output = out;
-            new_patch = match (old_patch, new_patch) {
-                (Some(mut a), Some(b)) => {
-                    a.absorb(b);
-                    Some(a)
-                }
-                (a, b) => a.or(b),
-            };
-        }
-        let has_data = !new_series.is_empty() || !new_output.is_empty() || new_patch.is_some();
+        let mut batch = std::mem::take(&mut carry);
+        batch.absorb(Batch {
+            series: group_points(&points, series, &names),
+            output,
+            patch,
+        });
         let beat_due = last_beat.elapsed() >= shared.options.heartbeat_interval;
-        let result = if has_data || beat_due || stop {
-            let n_points: u64 = new_series.iter().map(|(_, s)| s.len() as u64).sum();
-            let attempt = series_writer.plan(new_series.clone(), stop).and_then(|plan| {
-                let write = WriteSet {
-                    run_id: shared.run_id.clone(),
-                    batch_id: None,
-                    series: plan,
-                    output: new_output.clone(),
-                    patch: new_patch.clone(),
-                    heartbeat_ms: Some(now_ms()),
-                };
-                let ids = shared.store.commit(&write)?.unwrap_or_default();
-                series_writer.apply(write.series, &ids);
-                Ok(())
-            });
+        let result = if !batch.is_empty() || beat_due || stop {
+            let attempt = series_writer
+                .plan(batch.series.clone(), stop)
+                .and_then(|plan| {
+                    let write = WriteSet {
+                        run_id: shared.run_id.clone(),
+                        batch_id: None,
+                        series: plan,
+                        output: batch.output.clone(),
+                        patch: batch.patch.clone(),
+                        heartbeat_ms: Some(now_ms()),
+                    };
+                    let ids = shared.store.commit(&write)?.unwrap_or_default();
+                    series_writer.apply(write.series, &ids);
+                    Ok(())
+                });
             if attempt.is_ok() {
                 last_beat = Instant::now();
             }
-            attempt.map(|()| n_points)
+            attempt.map(|()| batch.points())
         } else {
             Ok(0)
         };
@@ -345,7 +398,7 @@ fn flush_loop(shared: &Shared) {
                 }
                 Err(e) => {
                     done.last_error = Some(e.to_string());
-                    carry = Some((new_series, new_output, new_patch));
+                    carry = batch;
                 }
             }
             if stop && !failed {
@@ -358,7 +411,12 @@ fn flush_loop(shared: &Shared) {
         }
         if failed {
             // Back off so a full disk or a long lock does not spin.
-            std::thread::sleep(shared.options.flush_interval.min(Duration::from_millis(500)));
+            std::thread::sleep(
+                shared
+                    .options
+                    .flush_interval
+                    .min(Duration::from_millis(500)),
+            );
         }
     }
 }

@@ -1,4 +1,5 @@
 //! The SQLite store through the `Store` trait, as its callers use it.
+#![allow(clippy::unwrap_used)] // a test that cannot set up should panic
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,0 +1,135 @@
+//! What every command needs: where the store is, which project is meant,
+//! and whether to color.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use labbook_capture::{hostname, pid_alive};
+use labbook_core::RunRecord;
+use labbook_store::locate::{default_store, find_store};
+use labbook_store::{SqliteStore, Store};
+
+use crate::error::hinted;
+use crate::style::{self, Painter};
+
+pub struct App {
+    pub cwd: PathBuf,
+    /// `--dir` or LABBOOK_DIR: the store directory itself.
+    pub dir_override: Option<PathBuf>,
+    pub color_stdout: bool,
+    pub color_stderr: bool,
+}
+
+impl App {
+    pub fn new(dir_override: Option<PathBuf>, no_color: bool) -> Result<App> {
+        let cwd = std::env::current_dir().context("cannot read the current directory")?;
+        Ok(App {
+            cwd,
+            // An empty LABBOOK_DIR (`LABBOOK_DIR= labbook ls`) means unset.
+            dir_override: dir_override.filter(|d| !d.as_os_str().is_empty()),
+            color_stdout: style::stdout_color(no_color),
+            color_stderr: style::stderr_color(no_color),
+        })
+    }
+
+    pub fn out(&self) -> Painter {
+        Painter::new(self.color_stdout)
+    }
+
+    pub fn err(&self) -> Painter {
+        Painter::new(self.color_stderr)
+    }
+
+    fn override_dir(&self) -> Option<PathBuf> {
+        self.dir_override.as_ref().map(|d| absolute(&self.cwd, d))
+    }
+
+    /// The directory `labbook init` creates.
+    pub fn init_dir(&self) -> PathBuf {
+        self.override_dir()
+            .unwrap_or_else(|| self.cwd.join(labbook_store::locate::STORE_DIR))
+    }
+
+    /// The store `labbook run` uses, created where git would put it when
+    /// none exists yet.
+    pub fn store_dir_for_run(&self) -> PathBuf {
+        find_store(&self.cwd, self.override_dir().as_deref())
+            .unwrap_or_else(|| default_store(&self.cwd))
+    }
+
+    /// The existing store the read commands use; never creates one.
+    pub fn existing_store_dir(&self) -> Result<PathBuf> {
+        let Some(dir) = find_store(&self.cwd, self.override_dir().as_deref()) else {
+            return Err(hinted(
+                format!(
+                    "no labbook store in {} or any parent directory",
+                    self.cwd.display()
+                ),
+                "run `labbook init` here, or set LABBOOK_DIR",
+            ));
+        };
+        if !dir.is_dir() {
+            return Err(hinted(
+                format!("no labbook store at {}", dir.display()),
+                "run `labbook init` (with the same --dir / LABBOOK_DIR) to create it",
+            ));
+        }
+        Ok(dir)
+    }
+
+    pub fn open_existing(&self) -> Result<(Arc<SqliteStore>, PathBuf)> {
+        let dir = self.existing_store_dir()?;
+        let store = open_store(&dir)?;
+        Ok((store, dir))
+    }
+
+    /// Marks runs whose process is gone as crashed, so listings do not show
+    /// dead runs as running. A store this user cannot write to is still
+    /// worth reading, so a failure here is only a warning.
+    pub fn reap(&self, store: &dyn Store) {
+        let host = hostname();
+        if let Err(e) = store.reap_stale_runs(crate::fmt::now_ms(), host.as_deref(), &pid_alive) {
+            eprintln!(
+                "{}: cannot update the status of stale runs: {e}",
+                self.err().warn("warning")
+            );
+        }
+    }
+}
+
+pub fn open_store(dir: &Path) -> Result<Arc<SqliteStore>> {
+    let store = SqliteStore::open(dir)
+        .with_context(|| format!("cannot open the labbook store at {}", dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+fn absolute(cwd: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        cwd.join(p)
+    }
+}
+
+/// The project meant when `--project` is not given: LABBOOK_PROJECT, else
+/// the name of the directory holding the store (`~/mnist/.labbook` → mnist).
+pub fn default_project(store_dir: &Path) -> String {
+    if let Some(p) = std::env::var("LABBOOK_PROJECT")
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+    {
+        return p;
+    }
+    let dir = std::fs::canonicalize(store_dir).unwrap_or_else(|_| store_dir.to_path_buf());
+    dir.parent()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| "default".to_string())
+}
+
+/// Resolves a run reference (id, id prefix or name) in any project.
+pub fn resolve(store: &dyn Store, reference: &str) -> Result<RunRecord> {
+    Ok(store.resolve_run(reference, None)?)
+}

@@ -1,0 +1,6 @@
+pub mod edit;
+pub mod export;
+pub mod init;
+pub mod ls;
+pub mod run;
+pub mod show;

@@ -1,0 +1,455 @@
+//! `labbook run -- COMMAND…`: runs a program as a tracked run.
+//!
+//! The wrapper is meant to be invisible: the program's output reaches the
+//! terminal byte for byte as it is written, signals sent to the wrapper
+//! reach the program, and the wrapper exits with the program's status. On
+//! the side it records the output, the exit, the environment and system
+//! metrics, and hands the run to the program (LABBOOK_RUN_ID) so the Python
+//! SDK logs into the same run.
+
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use labbook_capture::{CaptureOptions, Monitor, capture, hostname};
+use labbook_core::config::config_from_json;
+use labbook_core::{Config, RunRecord, RunStatus};
+use labbook_store::writer::{PendingPoint, RunWriter, WriterOptions};
+use labbook_store::{NewRun, OutputStream, RunPatch, Store};
+
+use crate::RunArgs;
+use crate::app::{App, default_project, open_store};
+use crate::error::hinted;
+use crate::fmt::{self, now_ms};
+use crate::signals;
+
+/// How often the program's CPU, memory and GPU use is sampled.
+const MONITOR_INTERVAL: Duration = Duration::from_secs(5);
+/// How long the final write may take before the wrapper gives up on it.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to keep reading output after the program exited. Longer only
+/// when a background process it started still holds the pipes open; the
+/// wrapper should not wait for that one.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn run(app: &App, args: RunArgs) -> Result<ExitCode> {
+    let config = parse_config(&args.config)?;
+    let tags = split_tags(&args.tags);
+    let command = args.command;
+    let Some(program) = command.first().cloned() else {
+        return Err(anyhow!("no command given; usage: labbook run [OPTIONS] -- COMMAND [ARGS]..."));
+    };
+    let argv: Vec<String> = command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+
+    let dir = app.store_dir_for_run();
+    let created_store = !dir.is_dir();
+    let store = open_store(&dir)?;
+    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+    let paint = app.err();
+    if created_store {
+        eprintln!("labbook: created a store in {}", dir.display());
+    }
+    let project = args.project.unwrap_or_else(|| default_project(&dir));
+    let record = store
+        .create_run(&NewRun {
+            id: None,
+            project: project.clone(),
+            name: args.name,
+            group: args.group,
+            tags,
+            notes: args.why,
+            config,
+            created_ms: now_ms(),
+            host: hostname(),
+            pid: Some(std::process::id()),
+        })
+        .context("cannot create the run")?;
+    let store: Arc<dyn Store> = store;
+    eprintln!(
+        "labbook: run {} ({}) started in project {}",
+        paint.bold(&record.name),
+        paint.id(&record.id),
+        project
+    );
+
+    let env_capture = start_capture(Arc::clone(&store), &record.id, &app.cwd, argv);
+    let writer = Arc::new(
+        RunWriter::start(Arc::clone(&store), &record.id, WriterOptions::default())
+            .context("cannot start the run's writer")?,
+    );
+    if let Err(e) = signals::install() {
+        eprintln!(
+            "labbook: {}: signals will not be forwarded to the program: {e}",
+            paint.warn("warning")
+        );
+    }
+
+    let mut child_cmd = Command::new(&program);
+    child_cmd
+        .args(&command[1..])
+        .env("LABBOOK_RUN_ID", &record.id)
+        .env("LABBOOK_DIR", &dir)
+        .env("LABBOOK_PROJECT", &project)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // Python block-buffers a pipe, which would hold its prints back until
+    // exit; the wrapper promises output as it is written.
+    if std::env::var_os("PYTHONUNBUFFERED").is_none() {
+        child_cmd.env("PYTHONUNBUFFERED", "1");
+    }
+    let mut child = match child_cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            return Ok(could_not_start(
+                app,
+                &store,
+                &writer,
+                env_capture,
+                &record,
+                &program,
+                &e,
+            ));
+        }
+    };
+    signals::set_child(child.id());
+
+    let (done_tx, done_rx) = mpsc::channel();
+    let mut tees = 0;
+    if let Some(out) = child.stdout.take() {
+        tees += spawn_tee(out, OutputStream::Stdout, Arc::clone(&writer), done_tx.clone());
+    }
+    if let Some(err) = child.stderr.take() {
+        tees += spawn_tee(err, OutputStream::Stderr, Arc::clone(&writer), done_tx.clone());
+    }
+    drop(done_tx);
+    let mut monitor = if args.no_monitor {
+        None
+    } else {
+        start_monitor(child.id(), Arc::clone(&writer))
+    };
+
+    let status = child.wait();
+    signals::clear_child();
+    let ended_ms = now_ms();
+    if let Some(m) = monitor.as_mut() {
+        m.stop();
+    }
+    let drain_deadline = Instant::now() + DRAIN_TIMEOUT;
+    for _ in 0..tees {
+        let left = drain_deadline.saturating_duration_since(Instant::now());
+        if done_rx.recv_timeout(left).is_err() {
+            break;
+        }
+    }
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => {
+            // The program ran but its status is lost (should not happen):
+            // record a failure rather than leave the run "running".
+            let patch = RunPatch {
+                status: Some(RunStatus::Failed),
+                ended_ms: Some(ended_ms),
+                error: Some(format!("cannot wait for the program: {e}")),
+                ..RunPatch::default()
+            };
+            let _ = writer.finish(patch, FINISH_TIMEOUT);
+            return Err(anyhow!(e).context("cannot wait for the program"));
+        }
+    };
+    let (code, signal) = exit_of(status);
+    let run_status = RunStatus::from_exit(code, signal);
+    let exit_code = code.or(signal.map(|s| 128 + s));
+    warn_capture(app, env_capture);
+    let finish = writer.finish(
+        RunPatch {
+            status: Some(run_status),
+            ended_ms: Some(ended_ms),
+            exit_code,
+            ..RunPatch::default()
+        },
+        FINISH_TIMEOUT,
+    );
+    if let Err(e) = finish {
+        eprintln!(
+            "labbook: {}: the end of the run may not be saved: {e}",
+            paint.warn("warning")
+        );
+    }
+
+    let how = match (run_status, code, signal) {
+        (RunStatus::Finished, _, _) => String::new(),
+        (_, _, Some(s)) => format!(" by {}", fmt::signal_name(s)),
+        (_, Some(c), None) => format!(" with exit code {c}"),
+        _ => String::new(),
+    };
+    eprintln!(
+        "labbook: run {} ({}) {}{how} after {} · labbook show {}",
+        paint.bold(&record.name),
+        paint.id(&record.id),
+        paint.status(run_status),
+        fmt::duration(ended_ms - record.created_ms),
+        record.id
+    );
+    let _ = io::stdout().flush();
+    Ok(ExitCode::from(
+        u8::try_from(exit_code.unwrap_or(1)).unwrap_or(1),
+    ))
+}
+
+/// The program could not be started (not found, not executable): the run
+/// is recorded as failed and the wrapper exits as a shell would (127, 126).
+fn could_not_start(
+    app: &App,
+    store: &Arc<dyn Store>,
+    writer: &RunWriter,
+    env_capture: Option<JoinHandle<Result<(), String>>>,
+    record: &RunRecord,
+    program: &OsString,
+    e: &io::Error,
+) -> ExitCode {
+    let code = match e.kind() {
+        io::ErrorKind::PermissionDenied => 126,
+        _ => 127,
+    };
+    let reason = match e.kind() {
+        io::ErrorKind::NotFound => "command not found".to_string(),
+        _ => e.to_string(),
+    };
+    let message = format!("cannot start `{}`: {reason}", program.to_string_lossy());
+    warn_capture(app, env_capture);
+    let patch = RunPatch {
+        status: Some(RunStatus::Failed),
+        ended_ms: Some(now_ms()),
+        exit_code: Some(code),
+        error: Some(message.clone()),
+        ..RunPatch::default()
+    };
+    if writer.finish(patch.clone(), FINISH_TIMEOUT).is_err() {
+        // The writer thread could not write; try once directly.
+        let _ = store.update_run(&record.id, &patch);
+    }
+    let _ = signals::take_pending();
+    let paint = app.err();
+    eprintln!(
+        "{}: {message} (run {} marked failed)",
+        paint.error("error"),
+        record.id
+    );
+    ExitCode::from(code as u8)
+}
+
+fn exit_of(status: ExitStatus) -> (Option<i32>, Option<i32>) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        (status.code(), status.signal())
+    }
+    #[cfg(not(unix))]
+    {
+        (status.code(), None)
+    }
+}
+
+/// `--config KEY=VALUE` values: JSON when the value parses as JSON (numbers,
+/// booleans, lists, objects), else the text itself. Keys keep their dots,
+/// and objects are flattened into dotted keys like any other config.
+pub fn parse_config(items: &[String]) -> Result<Config> {
+    let mut map = serde_json::Map::new();
+    for item in items {
+        let Some((key, raw)) = item.split_once('=') else {
+            return Err(hinted(
+                format!("--config expects KEY=VALUE, got {item:?}"),
+                "for example: --config lr=0.001 --config model.depth=4 --config opt=adam",
+            ));
+        };
+        let value = serde_json::from_str(raw)
+            .unwrap_or_else(|_| serde_json::Value::String(raw.to_string()));
+        map.insert(key.trim().to_string(), value);
+    }
+    config_from_json(&serde_json::Value::Object(map)).context("invalid --config")
+}
+
+/// Tags from repeated flags, each of which may hold a comma-separated list.
+pub fn split_tags(raw: &[String]) -> Vec<String> {
+    raw.iter()
+        .flat_map(|t| t.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Copies one of the program's streams to ours as it arrives and into the
+/// run. Returns how many threads it started (0 or 1).
+fn spawn_tee(
+    mut source: impl Read + Send + 'static,
+    stream: OutputStream,
+    writer: Arc<RunWriter>,
+    done: mpsc::Sender<()>,
+) -> usize {
+    let spawned = thread::Builder::new()
+        .name(format!("labbook-tee-{stream:?}"))
+        .spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            // Once our own stdout is gone (`labbook run … | head`), keep
+            // recording: killing a training run because a viewer quit
+            // would be worse than what a plain pipe does.
+            let mut echo = true;
+            loop {
+                match source.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if echo {
+                            echo = echo_chunk(stream, &buf[..n]).is_ok();
+                        }
+                        writer.push_output(stream, buf[..n].to_vec());
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                }
+            }
+            let _ = done.send(());
+        });
+    usize::from(spawned.is_ok())
+}
+
+fn echo_chunk(stream: OutputStream, data: &[u8]) -> io::Result<()> {
+    match stream {
+        OutputStream::Stdout => {
+            // Stdout is line-buffered; flushing each chunk passes a partial
+            // line (a progress bar) through at once.
+            let mut out = io::stdout().lock();
+            out.write_all(data)?;
+            out.flush()
+        }
+        OutputStream::Stderr => {
+            let mut err = io::stderr().lock();
+            err.write_all(data)?;
+            err.flush()
+        }
+    }
+}
+
+fn start_monitor(pid: u32, writer: Arc<RunWriter>) -> Option<Monitor> {
+    Monitor::spawn(pid, MONITOR_INTERVAL, move |index, sample| {
+        let ts_ms = now_ms();
+        let step = i64::try_from(index).unwrap_or(i64::MAX);
+        let points: Vec<PendingPoint> = sample
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let key = writer.key_index(&key).ok()?;
+                Some(PendingPoint {
+                    key,
+                    step,
+                    ts_ms,
+                    value,
+                })
+            })
+            .collect();
+        writer.push(&points);
+    })
+}
+
+/// Captures the environment (git state, host, GPUs) on a thread, since git
+/// on a large repository can take a while and the program should not wait.
+fn start_capture(
+    store: Arc<dyn Store>,
+    run_id: &str,
+    cwd: &Path,
+    argv: Vec<String>,
+) -> Option<JoinHandle<Result<(), String>>> {
+    let run_id = run_id.to_string();
+    let options = CaptureOptions {
+        cwd: cwd.to_path_buf(),
+        argv,
+        ..CaptureOptions::default()
+    };
+    thread::Builder::new()
+        .name("labbook-capture".into())
+        .spawn(move || {
+            let env = capture(&options);
+            let mut value = serde_json::to_value(&env).map_err(|e| e.to_string())?;
+            // The Python SDK in the program may have stored what only it
+            // knows (the interpreter, its packages); keep that.
+            if let Ok(Some(serde_json::Value::Object(theirs))) = store.environment(&run_id) {
+                if let serde_json::Value::Object(ours) = &mut value {
+                    for (key, v) in theirs {
+                        if ours.get(&key).is_none_or(serde_json::Value::is_null) {
+                            ours.insert(key, v);
+                        }
+                    }
+                }
+            }
+            store
+                .set_environment(&run_id, &value)
+                .map_err(|e| e.to_string())
+        })
+        .ok()
+}
+
+fn warn_capture(app: &App, handle: Option<JoinHandle<Result<(), String>>>) {
+    let problem = match handle.map(JoinHandle::join) {
+        None => Some("cannot start the capture thread".to_string()),
+        Some(Ok(Ok(()))) => None,
+        Some(Ok(Err(e))) => Some(e),
+        Some(Err(_)) => Some("the capture thread panicked".to_string()),
+    };
+    if let Some(problem) = problem {
+        eprintln!(
+            "labbook: {}: the environment was not recorded: {problem}",
+            app.err().warn("warning")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use labbook_core::ConfigValue;
+
+    #[test]
+    fn config_values_are_typed() {
+        let config = parse_config(&[
+            "lr=0.1".into(),
+            "model.depth=4".into(),
+            "name=abc".into(),
+            "layers=[64, 64]".into(),
+            "amp=true".into(),
+            "opt={\"name\": \"adam\", \"beta\": 0.9}".into(),
+            "empty=".into(),
+        ])
+        .unwrap();
+        assert_eq!(config["lr"], ConfigValue::Float(0.1));
+        assert_eq!(config["model.depth"], ConfigValue::Int(4));
+        assert_eq!(config["name"], ConfigValue::Str("abc".into()));
+        assert_eq!(config["amp"], ConfigValue::Bool(true));
+        assert_eq!(config["opt.name"], ConfigValue::Str("adam".into()));
+        assert_eq!(config["opt.beta"], ConfigValue::Float(0.9));
+        assert_eq!(config["empty"], ConfigValue::Str(String::new()));
+        assert!(matches!(config["layers"], ConfigValue::List(_)));
+    }
+
+    #[test]
+    fn bad_config_is_an_error_not_a_panic() {
+        assert!(parse_config(&["novalue".into()]).is_err());
+        assert!(parse_config(&["=1".into()]).is_err());
+    }
+
+    #[test]
+    fn tags_split_on_commas() {
+        assert_eq!(
+            split_tags(&["a,b".into(), " c ".into(), ",".into()]),
+            vec!["a", "b", "c"]
+        );
+    }
+}

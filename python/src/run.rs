@@ -1,0 +1,933 @@
+//! `RunCore`: a run being logged from Python. `labbook.Run` subclasses it
+//! without adding methods, so `run.log` is this type's method with no
+//! Python frame in between.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyAttributeError, PyKeyError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+
+use labbook_capture::{CaptureOptions, Monitor, PythonProbe};
+use labbook_core::config::{find_seed, flatten};
+use labbook_core::{Config, ConfigValue, RunRecord, RunStatus, SeriesColumns};
+use labbook_store::locate::{STORE_DIR, store_dir_for};
+use labbook_store::writer::{PendingPoint, RunWriter, WriterOptions};
+use labbook_store::{NewRun, RunPatch, SqliteStore, Store, StoreError};
+
+use crate::convert::{
+    config_value_to_py, json_to_py, summary_to_py, to_config_tree, to_f64_column, to_i64_column,
+};
+use crate::{now_ms, to_py_err};
+
+/// Key objects seen by `log`, by address. Holding a strong reference keeps
+/// the address from being reused by another object while it is cached, so
+/// a hit by address is a hit by identity; equal strings at other addresses
+/// fall back to the name lookup and get their own entry.
+const KEY_CACHE_LIMIT: usize = 4096;
+
+struct LogState {
+    step: i64,
+    keys: HashMap<usize, (Py<PyAny>, u32)>,
+    scratch: Vec<PendingPoint>,
+}
+
+#[pyclass(subclass, frozen, module = "labbook._native")]
+pub struct RunCore {
+    id: String,
+    name: String,
+    project: String,
+    dir: PathBuf,
+    attached: bool,
+    store: Arc<SqliteStore>,
+    writer: Arc<RunWriter>,
+    state: Mutex<LogState>,
+    config: Mutex<Config>,
+    summary: Mutex<BTreeMap<String, serde_json::Value>>,
+    monitor: Mutex<Option<Monitor>>,
+    capture: Mutex<Option<JoinHandle<()>>>,
+    finished: AtomicBool,
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The project when none is given: `LABBOOK_PROJECT`, else the name of the
+/// directory that holds the store (a project's store lives at its root).
+fn default_project(store_dir: &std::path::Path) -> String {
+    env_var("LABBOOK_PROJECT").unwrap_or_else(|| {
+        store_dir
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".into())
+    })
+}
+
+fn python_probe(py: Python<'_>) -> PyResult<PythonProbe> {
+    let sys = py.import("sys")?;
+    let site_paths = sys
+        .getattr("path")?
+        .try_iter()?
+        .filter_map(|p| p.ok()?.extract::<String>().ok())
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    Ok(PythonProbe {
+        version: sys
+            .getattr("version")?
+            .extract::<String>()?
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string(),
+        executable: sys.getattr("executable")?.extract()?,
+        implementation: sys.getattr("implementation")?.getattr("name")?.extract()?,
+        site_paths,
+    })
+}
+
+/// Which runs `resume` may continue, as W&B spells it.
+#[derive(Clone, Copy, PartialEq)]
+enum Resume {
+    Never,
+    Allow,
+    Must,
+}
+
+fn parse_resume(resume: Option<&Bound<'_, PyAny>>) -> PyResult<Resume> {
+    let Some(value) = resume.filter(|v| !v.is_none()) else {
+        return Ok(Resume::Never);
+    };
+    if let Ok(flag) = value.extract::<bool>() {
+        return Ok(if flag { Resume::Allow } else { Resume::Never });
+    }
+    match value.extract::<String>()?.as_str() {
+        "allow" | "auto" => Ok(Resume::Allow),
+        "must" => Ok(Resume::Must),
+        "never" => Ok(Resume::Never),
+        other => Err(PyValueError::new_err(format!(
+            "resume must be 'allow', 'must' or 'never', not {other:?}"
+        ))),
+    }
+}
+
+fn string_list(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Vec<String>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(Vec::new());
+    };
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(vec![s.to_cow()?.into_owned()]);
+    }
+    obj.try_iter()
+        .map_err(|_| PyTypeError::new_err(format!("{what} must be a list of strings")))?
+        .map(|t| {
+            t?.extract::<String>()
+                .map_err(|_| PyTypeError::new_err(format!("{what} must be a list of strings")))
+        })
+        .collect()
+}
+
+impl RunCore {
+    fn ensure_open(&self) -> PyResult<()> {
+        if self.finished.load(Ordering::Acquire) {
+            return Err(crate::LabbookError::new_err(format!(
+                "run {} is finished; start a new one with labbook.init() or resume it with labbook.init(id={:?}, resume='allow')",
+                self.id, self.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// The slow path of `log`: a key object not seen before.
+    fn key_slow(&self, state: &mut LogState, key: &Bound<'_, PyAny>) -> PyResult<u32> {
+        let Ok(text) = key.cast::<PyString>() else {
+            let type_name = key.get_type().name()?.to_string();
+            return Err(PyTypeError::new_err(format!(
+                "metric keys must be strings, not {type_name}"
+            )));
+        };
+        let index = self
+            .writer
+            .key_index(&text.to_cow()?)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        if state.keys.len() >= KEY_CACHE_LIMIT {
+            state.keys.clear();
+        }
+        state
+            .keys
+            .insert(key.as_ptr() as usize, (key.clone().unbind(), index));
+        Ok(index)
+    }
+
+    fn stage_value(
+        &self,
+        state: &mut LogState,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        prefix: Option<&str>,
+    ) -> PyResult<()> {
+        if let Ok(nested) = value.cast::<PyDict>() {
+            let name: String = key
+                .extract()
+                .map_err(|_| PyTypeError::new_err("metric keys must be strings"))?;
+            let prefix = match prefix {
+                Some(p) => format!("{p}.{name}"),
+                None => name,
+            };
+            for (k, v) in nested.iter() {
+                self.stage_value(state, &k, &v, Some(&prefix))?;
+            }
+            return Ok(());
+        }
+        let index = match prefix {
+            Some(p) => {
+                let name: String = key
+                    .extract()
+                    .map_err(|_| PyTypeError::new_err("metric keys must be strings"))?;
+                self.writer
+                    .key_index(&format!("{p}.{name}"))
+                    .map_err(|e| PyValueError::new_err(e.to_string()))?
+            }
+            None => match state.keys.get(&(key.as_ptr() as usize)) {
+                Some((_, index)) => *index,
+                None => self.key_slow(state, key)?,
+            },
+        };
+        let value = value.extract::<f64>().map_err(|_| {
+            let shown = key.str().map(|s| s.to_string()).unwrap_or_default();
+            let type_name = value.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+            PyTypeError::new_err(format!(
+                "metric {shown:?}: expected a number, got {type_name}; nothing from this log() call was recorded"
+            ))
+        })?;
+        state.scratch.push(PendingPoint {
+            key: index,
+            step: 0,
+            ts_ms: 0,
+            value,
+        });
+        Ok(())
+    }
+
+    fn finish_with(
+        &self,
+        py: Python<'_>,
+        status: RunStatus,
+        error: Option<String>,
+        exit_code: Option<i32>,
+    ) -> PyResult<()> {
+        if self.finished.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if let Some(mut monitor) = self.monitor.lock().take() {
+            py.detach(|| monitor.stop());
+        }
+        if let Some(capture) = self.capture.lock().take() {
+            py.detach(|| {
+                let _ = capture.join();
+            });
+        }
+        // Under `labbook run` the wrapper decides the final status from the
+        // exit code; the SDK only reports a failure it saw.
+        let patch = if self.attached && status == RunStatus::Finished {
+            RunPatch::default()
+        } else {
+            RunPatch {
+                status: Some(status),
+                ended_ms: Some(now_ms()),
+                error,
+                exit_code,
+                ..Default::default()
+            }
+        };
+        let writer = Arc::clone(&self.writer);
+        py.detach(move || writer.finish(patch, Duration::from_secs(60)))
+            .map_err(to_py_err)
+    }
+}
+
+#[pymethods]
+impl RunCore {
+    #[new]
+    #[pyo3(signature = (project=None, name=None, group=None, tags=None, notes=None, config=None, id=None, resume=None, dir=None, system_metrics=true, system_interval=5.0, flush_interval=0.5))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        project: Option<String>,
+        name: Option<String>,
+        group: Option<String>,
+        tags: Option<&Bound<'_, PyAny>>,
+        notes: Option<String>,
+        config: Option<&Bound<'_, PyAny>>,
+        id: Option<String>,
+        resume: Option<&Bound<'_, PyAny>>,
+        dir: Option<PathBuf>,
+        system_metrics: bool,
+        system_interval: f64,
+        flush_interval: f64,
+    ) -> PyResult<RunCore> {
+        let resume = parse_resume(resume)?;
+        let tags = string_list(tags, "tags")?;
+        let config_tree = match config {
+            Some(c) => to_config_tree(c)?,
+            None => BTreeMap::new(),
+        };
+        let config = flatten(&config_tree).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        if !(flush_interval > 0.0 && flush_interval <= 60.0) {
+            return Err(PyValueError::new_err(
+                "flush_interval must be between 0 and 60 seconds",
+            ));
+        }
+        let cwd = std::env::current_dir().map_err(|e| {
+            PyValueError::new_err(format!("cannot read the current directory: {e}"))
+        })?;
+        let store_dir = match dir {
+            Some(d)
+                if d.file_name().is_some_and(|n| n == STORE_DIR)
+                    || d.join("labbook.db").exists() =>
+            {
+                cwd.join(d)
+            }
+            Some(d) => cwd.join(d).join(STORE_DIR),
+            None => store_dir_for(&cwd, env_var("LABBOOK_DIR").map(PathBuf::from).as_deref()),
+        };
+        let attach_id = if id.is_none() {
+            env_var("LABBOOK_RUN_ID")
+        } else {
+            None
+        };
+        let host = labbook_capture::hostname();
+        let pid = std::process::id();
+
+        let opened = py
+            .detach(|| SqliteStore::open(&store_dir))
+            .map_err(to_py_err)?;
+        let store = Arc::new(opened);
+        let existing = match attach_id.as_deref().or(id.as_deref()) {
+            Some(run_id) => match store.get_run(run_id) {
+                Ok(run) => Some(run),
+                Err(StoreError::NotFound { .. }) => None,
+                Err(e) => return Err(to_py_err(e)),
+            },
+            None => None,
+        };
+        let mut step = 0;
+        let record: RunRecord = match (existing, attach_id.is_some()) {
+            (None, true) => {
+                return Err(crate::LabbookError::new_err(format!(
+                    "LABBOOK_RUN_ID={} names no run in {}; unset it or point LABBOOK_DIR at the right store",
+                    attach_id.unwrap_or_default(),
+                    store_dir.display()
+                )));
+            }
+            (Some(run), attached) => {
+                if !attached {
+                    if resume == Resume::Never {
+                        return Err(PyValueError::new_err(format!(
+                            "run id {:?} already exists; pass resume='allow' to continue it",
+                            run.id
+                        )));
+                    }
+                    let live = run.status == RunStatus::Running
+                        && run.host.as_deref() == host.as_deref()
+                        && run
+                            .pid
+                            .is_some_and(|p| p != pid && labbook_capture::pid_alive(p));
+                    if live {
+                        return Err(crate::LabbookError::new_err(format!(
+                            "run {} is still running in process {}; resume it once that process has ended",
+                            run.id,
+                            run.pid.unwrap_or(0)
+                        )));
+                    }
+                    py.detach(|| store.compact_run(&run.id))
+                        .map_err(to_py_err)?;
+                }
+                step = run
+                    .metrics
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with("sys/"))
+                    .map(|(_, s)| s.last_step + 1)
+                    .max()
+                    .unwrap_or(0);
+                let patch = RunPatch {
+                    reopen: (!attached).then(|| (host.clone(), Some(pid))),
+                    name: name.clone(),
+                    group: group.clone(),
+                    notes: notes.clone(),
+                    add_tags: tags.clone(),
+                    config: (!config.is_empty()).then(|| config.clone()),
+                    ..Default::default()
+                };
+                py.detach(|| store.update_run(&run.id, &patch))
+                    .map_err(to_py_err)?;
+                py.detach(|| store.get_run(&run.id)).map_err(to_py_err)?
+            }
+            (None, false) => {
+                if resume == Resume::Must {
+                    return Err(PyValueError::new_err(format!(
+                        "resume='must' but no run {:?} exists in {}",
+                        id.unwrap_or_default(),
+                        store_dir.display()
+                    )));
+                }
+                let new = NewRun {
+                    id,
+                    project: project.unwrap_or_else(|| default_project(&store_dir)),
+                    name,
+                    group,
+                    tags,
+                    notes,
+                    config: config.clone(),
+                    created_ms: now_ms(),
+                    host: host.clone(),
+                    pid: Some(pid),
+                };
+                py.detach(|| store.create_run(&new)).map_err(to_py_err)?
+            }
+        };
+        let attached = attach_id.is_some();
+        let options = WriterOptions {
+            flush_interval: Duration::from_secs_f64(flush_interval),
+            ..Default::default()
+        };
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let writer = Arc::new(RunWriter::start(dyn_store, &record.id, options).map_err(to_py_err)?);
+
+        let probe = python_probe(py)?;
+        let argv: Vec<String> = py
+            .import("sys")?
+            .getattr("argv")?
+            .extract()
+            .unwrap_or_default();
+        let seed = find_seed(&record.config);
+        let capture = {
+            let store = Arc::clone(&store);
+            let run_id = record.id.clone();
+            let options = CaptureOptions {
+                cwd,
+                argv,
+                python: Some(probe),
+                ..Default::default()
+            };
+            std::thread::Builder::new()
+                .name("labbook-capture".into())
+                .spawn(move || {
+                    let env = labbook_capture::capture(&options);
+                    let Ok(mut value) = serde_json::to_value(&env) else { return };
+                    if let (Some(map), Some((key, seed))) = (value.as_object_mut(), seed) {
+                        map.insert("seed".into(), serde_json::json!({ "key": key, "value": seed }));
+                    }
+                    // Under `labbook run` the wrapper recorded the command and
+                    // git state; the SDK adds what only it can see.
+                    if attached {
+                        value = serde_json::json!({ "python": value.get("python"), "seed": value.get("seed") });
+                    }
+                    let _ = store.set_environment(&run_id, &value);
+                })
+                .ok()
+        };
+        let monitor = if system_metrics && !attached && system_interval > 0.0 {
+            let writer = Arc::clone(&writer);
+            Monitor::spawn(
+                pid,
+                Duration::from_secs_f64(system_interval.max(0.1)),
+                move |index, sample| {
+                    let ts = now_ms();
+                    let points: Vec<PendingPoint> = sample
+                        .iter()
+                        .filter_map(|(key, value)| {
+                            let key = writer.key_index(key).ok()?;
+                            Some(PendingPoint {
+                                key,
+                                step: index as i64,
+                                ts_ms: ts,
+                                value: *value,
+                            })
+                        })
+                        .collect();
+                    writer.push(&points);
+                },
+            )
+        } else {
+            None
+        };
+        Ok(RunCore {
+            id: record.id.clone(),
+            name: record.name.clone(),
+            project: record.project.clone(),
+            dir: store_dir,
+            attached,
+            store,
+            writer,
+            state: Mutex::new(LogState {
+                step,
+                keys: HashMap::new(),
+                scratch: Vec::with_capacity(32),
+            }),
+            config: Mutex::new(record.config.clone()),
+            summary: Mutex::new(record.summary.clone()),
+            monitor: Mutex::new(monitor),
+            capture: Mutex::new(capture),
+            finished: AtomicBool::new(false),
+        })
+    }
+
+    /// Logs a dict of metric values at the next step (or at `step`).
+    /// Returns at once: a background thread writes the points.
+    #[pyo3(signature = (data, step=None))]
+    fn log(&self, data: &Bound<'_, PyDict>, step: Option<i64>) -> PyResult<()> {
+        self.ensure_open()?;
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        state.scratch.clear();
+        for (key, value) in data.iter() {
+            self.stage_value(state, &key, &value, None)?;
+        }
+        let step = step.unwrap_or(state.step);
+        state.step = step + 1;
+        let ts_ms = now_ms();
+        for p in &mut state.scratch {
+            p.step = step;
+            p.ts_ms = ts_ms;
+        }
+        self.writer.push(&state.scratch);
+        Ok(())
+    }
+
+    /// Logs a whole series for one key: `steps` (or None for the next
+    /// steps) and `values` as lists or NumPy arrays; `timestamps` in
+    /// seconds since the epoch, as `time.time()` gives, or None for now.
+    #[pyo3(signature = (key, steps, values, timestamps=None))]
+    fn log_series(
+        &self,
+        key: &str,
+        steps: Option<&Bound<'_, PyAny>>,
+        values: &Bound<'_, PyAny>,
+        timestamps: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        self.ensure_open()?;
+        let index = self
+            .writer
+            .key_index(key)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let values = to_f64_column(values, "values")?;
+        let n = values.len();
+        let mut state = self.state.lock();
+        let steps = match steps.filter(|s| !s.is_none()) {
+            Some(s) => to_i64_column(s, "steps")?,
+            None => (state.step..state.step + n as i64).collect(),
+        };
+        if steps.len() != n {
+            return Err(PyValueError::new_err(format!(
+                "log_series({key:?}): {} steps but {n} values",
+                steps.len()
+            )));
+        }
+        let ts_ms = match timestamps.filter(|t| !t.is_none()) {
+            Some(t) => {
+                let seconds = to_f64_column(t, "timestamps")?;
+                if seconds.len() != n {
+                    return Err(PyValueError::new_err(format!(
+                        "log_series({key:?}): {} timestamps but {n} values",
+                        seconds.len()
+                    )));
+                }
+                seconds.iter().map(|s| (s * 1000.0) as i64).collect()
+            }
+            None => vec![now_ms(); n],
+        };
+        if let Some(max) = steps.iter().max() {
+            state.step = state.step.max(max + 1);
+        }
+        drop(state);
+        self.writer.push_series(
+            index,
+            SeriesColumns {
+                steps,
+                ts_ms,
+                values,
+            },
+        );
+        Ok(())
+    }
+
+    /// Writes everything logged so far and waits for it.
+    #[pyo3(signature = (timeout=30.0))]
+    fn flush(&self, py: Python<'_>, timeout: f64) -> PyResult<()> {
+        let writer = Arc::clone(&self.writer);
+        py.detach(move || writer.flush(Duration::from_secs_f64(timeout.max(0.0))))
+            .map_err(to_py_err)
+    }
+
+    /// Ends the run: flushes, seals its series and records the status.
+    #[pyo3(signature = (status="finished", exit_code=None))]
+    fn finish(&self, py: Python<'_>, status: &str, exit_code: Option<i32>) -> PyResult<()> {
+        let status: RunStatus = status
+            .parse()
+            .map_err(|e: labbook_core::ValidationError| PyValueError::new_err(e.to_string()))?;
+        self.finish_with(py, status, None, exit_code)
+    }
+
+    /// Ends the run as failed (or killed), keeping the error text.
+    #[pyo3(signature = (error, status="failed"))]
+    fn fail(&self, py: Python<'_>, error: String, status: &str) -> PyResult<()> {
+        let status: RunStatus = status
+            .parse()
+            .map_err(|e: labbook_core::ValidationError| PyValueError::new_err(e.to_string()))?;
+        self.finish_with(py, status, Some(error), Some(1))
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: &Bound<'_, PyAny>,
+        exc: &Bound<'_, PyAny>,
+        tb: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        if exc_type.is_none() {
+            self.finish_with(py, RunStatus::Finished, None, None)?;
+        } else {
+            let lines = py
+                .import("traceback")?
+                .call_method1("format_exception", (exc_type, exc, tb))?;
+            let text: String = PyString::new(py, "")
+                .call_method1("join", (lines,))?
+                .extract()?;
+            let interrupted = exc_type.is(py.get_type::<pyo3::exceptions::PyKeyboardInterrupt>());
+            let status = if interrupted {
+                RunStatus::Killed
+            } else {
+                RunStatus::Failed
+            };
+            self.finish_with(py, status, Some(text), Some(1))?;
+        }
+        Ok(false)
+    }
+
+    /// Appends an entry to the run's notebook.
+    fn note(&self, py: Python<'_>, text: &str) -> PyResult<()> {
+        py.detach(|| self.store.add_note(&self.id, text, now_ms()))
+            .map_err(to_py_err)
+    }
+
+    /// Adds tags to the run.
+    #[pyo3(signature = (*tags))]
+    fn tag(&self, tags: &Bound<'_, PyTuple>) -> PyResult<()> {
+        let tags: Vec<String> = tags.extract()?;
+        for t in &tags {
+            labbook_core::run::validate_tag(t).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        }
+        self.writer.patch(RunPatch {
+            add_tags: tags,
+            ..Default::default()
+        });
+        Ok(())
+    }
+
+    #[getter]
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[getter]
+    fn project(&self) -> &str {
+        &self.project
+    }
+
+    /// The `.labbook` store this run writes to.
+    #[getter]
+    fn dir(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    /// The step the next `log()` without `step=` will use.
+    #[getter]
+    fn step(&self) -> i64 {
+        self.state.lock().step
+    }
+
+    #[getter]
+    fn finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    /// Whether this process attached to a run started by `labbook run`.
+    #[getter]
+    fn attached(&self) -> bool {
+        self.attached
+    }
+
+    #[getter]
+    fn config(slf: &Bound<'_, Self>) -> ConfigView {
+        ConfigView {
+            run: slf.clone().unbind(),
+        }
+    }
+
+    #[getter]
+    fn summary(slf: &Bound<'_, Self>) -> SummaryView {
+        SummaryView {
+            run: slf.clone().unbind(),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<labbook.Run {} ({}) project={:?}>",
+            self.name, self.id, self.project
+        )
+    }
+}
+
+/// Nested dict of the dotted keys under `prefix`.
+fn nested_under<'py>(
+    py: Python<'py>,
+    config: &Config,
+    prefix: &str,
+) -> PyResult<Option<Bound<'py, PyDict>>> {
+    let root = PyDict::new(py);
+    let mut any = false;
+    let dotted = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}.")
+    };
+    for (key, value) in config.range(dotted.clone()..) {
+        let Some(rest) = key.strip_prefix(&dotted) else {
+            break;
+        };
+        any = true;
+        let mut node = root.clone();
+        let parts: Vec<&str> = rest.split('.').collect();
+        for part in &parts[..parts.len() - 1] {
+            let child = match node.get_item(part)? {
+                Some(existing) if existing.cast::<PyDict>().is_ok() => {
+                    existing.cast_into::<PyDict>()?
+                }
+                _ => {
+                    let d = PyDict::new(py);
+                    node.set_item(part, &d)?;
+                    d
+                }
+            };
+            node = child;
+        }
+        node.set_item(parts[parts.len() - 1], config_value_to_py(py, value)?)?;
+    }
+    Ok(any.then_some(root))
+}
+
+/// `run.config`: item and attribute access over the flattened config
+/// (`config["model.depth"]`, `config.model.depth`, `config["model"]["depth"]`).
+/// Assignments are recorded in the store.
+#[pyclass(module = "labbook._native")]
+pub struct ConfigView {
+    run: Py<RunCore>,
+}
+
+impl ConfigView {
+    fn lookup<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let run = self.run.get();
+        let config = run.config.lock();
+        if let Some(value) = config.get(key) {
+            return Ok(Some(config_value_to_py(py, value)?));
+        }
+        Ok(nested_under(py, &config, key)?.map(|d| d.into_any()))
+    }
+
+    fn assign(&self, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let tree = BTreeMap::from([(
+            key.to_string(),
+            crate::convert::to_config_value(value, key, 0)?,
+        )]);
+        self.merge(tree)
+    }
+
+    fn merge(&self, tree: BTreeMap<String, ConfigValue>) -> PyResult<()> {
+        let flat = flatten(&tree).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let run = self.run.get();
+        run.config.lock().extend(flat.clone());
+        run.writer.patch(RunPatch {
+            config: Some(flat),
+            ..Default::default()
+        });
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl ConfigView {
+    fn __getitem__<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
+        self.lookup(py, key)?
+            .ok_or_else(|| PyKeyError::new_err(key.to_string()))
+    }
+
+    fn __getattr__<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        self.lookup(py, name)?
+            .ok_or_else(|| PyAttributeError::new_err(format!("config has no key {name:?}")))
+    }
+
+    fn __setitem__(&self, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.assign(key, value)
+    }
+
+    fn __setattr__(&self, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.assign(name, value)
+    }
+
+    fn __contains__(&self, key: &str) -> bool {
+        let config = self.run.get().config.lock();
+        let dotted = format!("{key}.");
+        config.contains_key(key)
+            || config
+                .range(dotted.clone()..)
+                .next()
+                .is_some_and(|(k, _)| k.starts_with(&dotted))
+    }
+
+    fn __len__(&self) -> usize {
+        self.run.get().config.lock().len()
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.keys(py)?.try_iter().map(|i| i.into_any())
+    }
+
+    /// The flattened keys (`model.depth`).
+    fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.run.get().config.lock().keys())
+    }
+
+    fn items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let config = self.run.get().config.lock();
+        let items = config
+            .iter()
+            .map(|(k, v)| {
+                PyTuple::new(
+                    py,
+                    [PyString::new(py, k).into_any(), config_value_to_py(py, v)?],
+                )
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, items)
+    }
+
+    #[pyo3(signature = (key, default=None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        key: &str,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Ok(self
+            .lookup(py, key)?
+            .or(default)
+            .unwrap_or_else(|| py.None().into_bound(py)))
+    }
+
+    /// Merges a dict (nested or dotted) into the config.
+    fn update(&self, values: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.merge(to_config_tree(values)?)
+    }
+
+    /// The config as nested dicts.
+    fn as_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        Ok(nested_under(py, &self.run.get().config.lock(), "")?.unwrap_or_else(|| PyDict::new(py)))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!("Config({})", self.as_dict(py)?.repr()?))
+    }
+}
+
+/// `run.summary`: the values a run's table row shows. Logged metrics
+/// contribute their last value; assignments override them.
+#[pyclass(module = "labbook._native")]
+pub struct SummaryView {
+    run: Py<RunCore>,
+}
+
+impl SummaryView {
+    fn metrics(&self, py: Python<'_>) -> PyResult<RunRecord> {
+        let run = self.run.get();
+        if !run.finished.load(Ordering::Acquire) {
+            let writer = Arc::clone(&run.writer);
+            py.detach(move || writer.flush(Duration::from_secs(30)))
+                .map_err(to_py_err)?;
+        }
+        py.detach(|| run.store.get_run(&run.id)).map_err(to_py_err)
+    }
+}
+
+#[pymethods]
+impl SummaryView {
+    fn __setitem__(&self, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let value = crate::convert::to_config_value(value, key, 0)?;
+        let json =
+            serde_json::to_value(&value).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let run = self.run.get();
+        run.summary.lock().insert(key.to_string(), json.clone());
+        run.writer.patch(RunPatch {
+            summary: BTreeMap::from([(key.to_string(), json)]),
+            ..Default::default()
+        });
+        Ok(())
+    }
+
+    fn __getitem__<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(value) = self.run.get().summary.lock().get(key) {
+            return json_to_py(py, value);
+        }
+        let record = self.metrics(py)?;
+        match record.metrics.get(key) {
+            Some(s) => Ok(s.last.into_pyobject(py)?.into_any()),
+            None => Err(PyKeyError::new_err(key.to_string())),
+        }
+    }
+
+    fn update(&self, values: &Bound<'_, PyDict>) -> PyResult<()> {
+        for (k, v) in values.iter() {
+            self.__setitem__(&k.extract::<String>()?, &v)?;
+        }
+        Ok(())
+    }
+
+    /// Every metric's summary (count, last, min, max) and the assigned values.
+    fn as_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let record = self.metrics(py)?;
+        let out = PyDict::new(py);
+        for (key, s) in &record.metrics {
+            out.set_item(key, summary_to_py(py, s)?)?;
+        }
+        for (key, value) in self.run.get().summary.lock().iter() {
+            out.set_item(key, json_to_py(py, value)?)?;
+        }
+        Ok(out)
+    }
+
+    fn __contains__(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+        if self.run.get().summary.lock().contains_key(key) {
+            return Ok(true);
+        }
+        Ok(self.metrics(py)?.metrics.contains_key(key))
+    }
+}
