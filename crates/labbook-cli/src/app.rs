@@ -133,3 +133,23 @@ pub fn default_project(store_dir: &Path) -> String {
 pub fn resolve(store: &dyn Store, reference: &str) -> Result<RunRecord> {
     Ok(store.resolve_run(reference, None)?)
 }
+
+/// A run as `ls --json` and `show --json` print it: the record's serde
+/// form plus `duration_ms` (which depends on now for a running run).
+pub fn run_json(run: &RunRecord, now_ms: i64) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let mut object = match serde_json::to_value(run)? {
+        serde_json::Value::Object(map) => map,
+        other => {
+            return Err(anyhow::anyhow!(
+                "a run serialized as {other}, not as an object"
+            ));
+        }
+    };
+    object.insert("duration_ms".into(), run.duration_ms(now_ms).into());
+    Ok(object)
+}
+
+/// Terminal columns of stdout, when it is a terminal.
+pub fn terminal_width() -> Option<usize> {
+    terminal_size::terminal_size_of(std::io::stdout()).map(|(w, _)| usize::from(w.0))
+}

@@ -87,6 +87,15 @@ impl Table {
         self.rows.push(row);
     }
 
+    /// Replaces each row's last cell, in order.
+    pub fn set_last_column(&mut self, cells: impl IntoIterator<Item = String>) {
+        for (row, cell) in self.rows.iter_mut().zip(cells) {
+            if let Some(last) = row.last_mut() {
+                *last = cell;
+            }
+        }
+    }
+
     fn widths(&self) -> Vec<usize> {
         let mut widths: Vec<usize> = self.headers.iter().map(|h| display_width(h)).collect();
         for row in &self.rows {

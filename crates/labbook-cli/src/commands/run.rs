@@ -39,6 +39,15 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn run(app: &App, args: RunArgs) -> Result<ExitCode> {
+    let paint = app.err();
+    // First, so that a SIGTERM during setup is held and delivered to the
+    // program once it starts, rather than killing a half-created run.
+    if let Err(e) = signals::install() {
+        eprintln!(
+            "labbook: {}: signals will not be forwarded to the program: {e}",
+            paint.warn("warning")
+        );
+    }
     let config = parse_config(&args.config)?;
     let tags = split_tags(&args.tags);
     let command = args.command;
@@ -54,7 +63,6 @@ pub fn run(app: &App, args: RunArgs) -> Result<ExitCode> {
     let created_store = !dir.is_dir();
     let store = open_store(&dir)?;
     let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-    let paint = app.err();
     if created_store {
         eprintln!("labbook: created a store in {}", dir.display());
     }
@@ -86,13 +94,6 @@ pub fn run(app: &App, args: RunArgs) -> Result<ExitCode> {
         RunWriter::start(Arc::clone(&store), &record.id, WriterOptions::default())
             .context("cannot start the run's writer")?,
     );
-    if let Err(e) = signals::install() {
-        eprintln!(
-            "labbook: {}: signals will not be forwarded to the program: {e}",
-            paint.warn("warning")
-        );
-    }
-
     let mut child_cmd = Command::new(&program);
     child_cmd
         .args(&command[1..])

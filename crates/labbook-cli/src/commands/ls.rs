@@ -1,0 +1,311 @@
+//! `labbook ls`: one row per run, with the config keys that tell the runs
+//! apart and their latest metrics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use labbook_core::query::{Expr, Field, SortKey, parse_filter, parse_sort};
+use labbook_core::{ConfigValue, RunRecord};
+use labbook_store::{Deleted, RunQuery, Store};
+
+use crate::LsArgs;
+use crate::app::{App, default_project, run_json, terminal_width};
+use crate::fmt::{self, now_ms};
+use crate::style::Painter;
+use crate::table::{Align, Table, truncate};
+
+/// Config and metric columns at most: more would not fit a terminal.
+const MAX_KEY_COLUMNS: usize = 4;
+/// Widest config value shown in a cell.
+const MAX_VALUE_WIDTH: usize = 24;
+/// Notes width when the terminal's width is unknown (output is piped).
+const NOTES_WIDTH_PIPED: usize = 60;
+/// Narrowest notes column worth printing.
+const MIN_NOTES_WIDTH: usize = 12;
+
+pub fn run(app: &App, args: LsArgs) -> Result<ExitCode> {
+    // The query is checked before the store is opened: a typo should be
+    // reported as such even where there is no store yet.
+    let filter = args.filter.as_deref().map(parse_filter).transpose()?;
+    let sort = args
+        .sort
+        .as_deref()
+        .map(parse_sort)
+        .transpose()?
+        .unwrap_or_default();
+    let (store, dir) = app.open_existing()?;
+    app.reap(&*store);
+    let project = if args.all_projects {
+        None
+    } else {
+        Some(args.project.unwrap_or_else(|| default_project(&dir)))
+    };
+    let mut runs = store.list_runs(&RunQuery {
+        project: project.clone(),
+        filter: filter.clone(),
+        sort: sort.clone(),
+        limit: None,
+        offset: 0,
+        deleted: if args.deleted {
+            Deleted::Only
+        } else {
+            Deleted::Exclude
+        },
+    })?;
+    let total = runs.len();
+    if args.limit > 0 {
+        runs.truncate(args.limit);
+    }
+    let now = now_ms();
+    let mut out = std::io::stdout().lock();
+
+    if args.json {
+        let items = runs
+            .iter()
+            .map(|r| run_json(r, now).map(serde_json::Value::Object))
+            .collect::<Result<Vec<_>>>()?;
+        serde_json::to_writer_pretty(&mut out, &items)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    if runs.is_empty() {
+        let what = match (filter.is_some(), args.deleted) {
+            (true, _) => "no runs match the filter",
+            (false, true) => "no deleted runs",
+            (false, false) => "no runs",
+        };
+        match &project {
+            Some(p) => eprintln!("{what} in project {p}"),
+            None => eprintln!("{what}"),
+        }
+        if let (Some(project), None) = (&project, &filter) {
+            hint_other_projects(app, &*store, project);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let lines = render(
+        &runs,
+        now,
+        project.is_none(),
+        &ListedFields::of(filter.as_ref(), &sort),
+        terminal_width(),
+        app.out(),
+    );
+    for line in lines {
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    if total > runs.len() {
+        eprintln!(
+            "showing {} of {total} runs; use --limit N (0 for all) to see more",
+            runs.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hint_other_projects(app: &App, store: &dyn Store, project: &str) {
+    let Ok(projects) = store.list_projects() else {
+        return;
+    };
+    let others: Vec<String> = projects
+        .iter()
+        .filter(|p| p.name != project && p.runs > 0)
+        .map(|p| format!("{} ({})", p.name, p.runs))
+        .collect();
+    if !others.is_empty() {
+        eprintln!(
+            "{}: other projects have runs: {}; use --all-projects or --project NAME",
+            app.err().hint("hint"),
+            others.join(", ")
+        );
+    }
+}
+
+/// Config and metric keys the filter or sort mentions: the user is
+/// looking at them, so they get columns first.
+#[derive(Debug, Default)]
+struct ListedFields {
+    config: Vec<String>,
+    metrics: Vec<String>,
+}
+
+impl ListedFields {
+    fn of(filter: Option<&Expr>, sort: &[SortKey]) -> Self {
+        let mut fields = ListedFields::default();
+        let mentioned = sort
+            .iter()
+            .map(|k| &k.field)
+            .chain(filter.map(Expr::fields).unwrap_or_default());
+        for field in mentioned {
+            match field {
+                Field::Config(k) if !fields.config.contains(k) => fields.config.push(k.clone()),
+                Field::Metric(k, _) | Field::Summary(k) if !fields.metrics.contains(k) => {
+                    fields.metrics.push(k.clone())
+                }
+                _ => {}
+            }
+        }
+        fields
+    }
+}
+
+/// Config keys whose values differ between the listed runs (a key some
+/// runs lack counts as differing), the most widely set first.
+fn config_columns(runs: &[RunRecord], preferred: &[String]) -> Vec<String> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for run in runs {
+        for key in run.config.keys() {
+            *counts.entry(key.as_str()).or_default() += 1;
+        }
+    }
+    let differs = |key: &str| {
+        let first = runs.first().and_then(|r| r.config.get(key));
+        runs.iter()
+            .any(|r| !same_value(r.config.get(key), first))
+    };
+    let mut columns: Vec<String> = preferred
+        .iter()
+        .filter(|k| counts.contains_key(k.as_str()))
+        .cloned()
+        .collect();
+    let mut rest: Vec<(&str, usize)> = counts
+        .iter()
+        .filter(|(k, _)| !columns.iter().any(|c| c == *k) && differs(k))
+        .map(|(k, n)| (*k, *n))
+        .collect();
+    rest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    columns.extend(rest.into_iter().map(|(k, _)| k.to_string()));
+    columns.truncate(MAX_KEY_COLUMNS);
+    columns
+}
+
+fn same_value(a: Option<&ConfigValue>, b: Option<&ConfigValue>) -> bool {
+    match (a, b) {
+        // NaN != NaN, but two runs with lr=NaN do not differ in lr.
+        (Some(ConfigValue::Float(x)), Some(ConfigValue::Float(y))) => x.to_bits() == y.to_bits(),
+        (a, b) => a == b,
+    }
+}
+
+/// Metric keys to show: the user's own before the `sys/` ones the wrapper
+/// samples, the most widely logged first.
+fn metric_columns(runs: &[RunRecord], preferred: &[String]) -> Vec<String> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for run in runs {
+        for key in run.metrics.keys() {
+            *counts.entry(key.as_str()).or_default() += 1;
+        }
+    }
+    let mut columns: Vec<String> = preferred
+        .iter()
+        .filter(|k| counts.contains_key(k.as_str()))
+        .cloned()
+        .collect();
+    let mut rest: Vec<(&str, usize)> = counts
+        .iter()
+        .filter(|(k, _)| !columns.iter().any(|c| c == *k))
+        .map(|(k, n)| (*k, *n))
+        .collect();
+    rest.sort_by(|a, b| {
+        a.0.starts_with("sys/")
+            .cmp(&b.0.starts_with("sys/"))
+            .then(b.1.cmp(&a.1))
+            .then(a.0.cmp(b.0))
+    });
+    columns.extend(rest.into_iter().map(|(k, _)| k.to_string()));
+    columns.truncate(MAX_KEY_COLUMNS);
+    columns
+}
+
+fn render(
+    runs: &[RunRecord],
+    now: i64,
+    all_projects: bool,
+    listed: &ListedFields,
+    width: Option<usize>,
+    paint: Painter,
+) -> Vec<String> {
+    let config_keys = config_columns(runs, &listed.config);
+    let metric_keys = metric_columns(runs, &listed.metrics);
+    let projects: BTreeSet<&str> = runs.iter().map(|r| r.project.as_str()).collect();
+    let show_project = all_projects && projects.len() > 1;
+    let show_group = runs.iter().any(|r| r.group.is_some());
+    let show_tags = runs.iter().any(|r| !r.tags.is_empty());
+    let missing = paint.dim("-");
+
+    let mut columns = vec![("ID".to_string(), Align::Left), ("NAME".into(), Align::Left)];
+    if show_project {
+        columns.push(("PROJECT".into(), Align::Left));
+    }
+    if show_group {
+        columns.push(("GROUP".into(), Align::Left));
+    }
+    columns.push(("STATUS".into(), Align::Left));
+    columns.push(("CREATED".into(), Align::Left));
+    columns.push(("DURATION".into(), Align::Right));
+    columns.extend(config_keys.iter().map(|k| (k.clone(), Align::Right)));
+    columns.extend(metric_keys.iter().map(|k| (k.clone(), Align::Right)));
+    if show_tags {
+        columns.push(("TAGS".into(), Align::Left));
+    }
+    columns.push(("NOTES".into(), Align::Left));
+    let mut table = Table::new(columns);
+
+    let mut notes = Vec::with_capacity(runs.len());
+    for run in runs {
+        let mut row = vec![paint.id(&run.id), truncate(&run.name, 40)];
+        if show_project {
+            row.push(truncate(&run.project, 24));
+        }
+        if show_group {
+            row.push(run.group.as_deref().map_or_else(|| missing.clone(), |g| truncate(g, 24)));
+        }
+        row.push(paint.status(run.status));
+        row.push(fmt::ago(now, run.created_ms));
+        row.push(fmt::duration(run.duration_ms(now)));
+        for key in &config_keys {
+            row.push(match run.config.get(key) {
+                Some(v) => truncate(&config_cell(v), MAX_VALUE_WIDTH),
+                None => missing.clone(),
+            });
+        }
+        for key in &metric_keys {
+            row.push(match run.metrics.get(key) {
+                Some(summary) => fmt::number(summary.last),
+                None => missing.clone(),
+            });
+        }
+        if show_tags {
+            row.push(truncate(&run.tags.join(","), 24));
+        }
+        // Filled in once the other columns' widths are known.
+        row.push(String::new());
+        notes.push(
+            run.notes
+                .as_deref()
+                .and_then(|n| n.lines().map(str::trim).find(|l| !l.is_empty()))
+                .unwrap_or("")
+                .to_string(),
+        );
+        table.push(row);
+    }
+    let used = table.width_before_last() + 2;
+    let notes_width = match width {
+        Some(w) => w.saturating_sub(used).max(MIN_NOTES_WIDTH),
+        None => NOTES_WIDTH_PIPED,
+    };
+    table.set_last_column(notes.iter().map(|n| truncate(n, notes_width)));
+    table.render(|h| paint.bold(h))
+}
+
+fn config_cell(v: &ConfigValue) -> String {
+    match v {
+        ConfigValue::Float(f) => fmt::number(*f),
+        other => other.display(),
+    }
+}

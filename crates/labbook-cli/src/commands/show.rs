@@ -1,0 +1,343 @@
+//! `labbook show RUN`: everything known about one run.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use labbook_core::{ConfigValue, RunRecord};
+use labbook_store::{NoteEntry, Store};
+use serde_json::Value;
+
+use crate::ShowArgs;
+use crate::app::{App, resolve, run_json};
+use crate::fmt::{self, now_ms};
+use crate::style::Painter;
+use crate::table::{Align, Table, display_width};
+
+pub fn run(app: &App, args: ShowArgs) -> Result<ExitCode> {
+    let (store, _) = app.open_existing()?;
+    app.reap(&*store);
+    let run = resolve(&*store, &args.run)?;
+    let environment = store.environment(&run.id)?;
+    let notebook = store.notes(&run.id)?;
+    let now = now_ms();
+    let mut out = std::io::stdout().lock();
+
+    if args.json {
+        let mut object = run_json(&run, now)?;
+        object.insert("environment".into(), environment.unwrap_or(Value::Null));
+        object.insert("notebook".into(), serde_json::to_value(&notebook)?);
+        let keys = store.series_keys(&run.id)?;
+        object.insert(
+            "metric_keys".into(),
+            keys.into_iter()
+                .map(|(key, count)| serde_json::json!({ "key": key, "count": count }))
+                .collect(),
+        );
+        serde_json::to_writer_pretty(&mut out, &Value::Object(object))?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    for line in render(&run, environment.as_ref(), &notebook, now, app.out()) {
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render(
+    run: &RunRecord,
+    env: Option<&Value>,
+    notebook: &[NoteEntry],
+    now: i64,
+    paint: Painter,
+) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{}  {}  {}",
+        paint.bold(&run.name),
+        paint.id(&run.id),
+        paint.status(run.status)
+    )];
+    let mut facts: Vec<(&str, String)> = vec![("project", run.project.clone())];
+    if let Some(group) = &run.group {
+        facts.push(("group", group.clone()));
+    }
+    if !run.tags.is_empty() {
+        facts.push(("tags", run.tags.join(", ")));
+    }
+    facts.push((
+        "created",
+        format!(
+            "{} ({})",
+            fmt::iso_utc(run.created_ms),
+            fmt::ago(now, run.created_ms)
+        ),
+    ));
+    if let Some(ended) = run.ended_ms {
+        facts.push(("ended", fmt::iso_utc(ended)));
+    }
+    let duration = fmt::duration(run.duration_ms(now));
+    facts.push((
+        "duration",
+        if run.status.is_terminal() {
+            duration
+        } else {
+            format!("{duration} so far")
+        },
+    ));
+    let mut host = Vec::new();
+    if let Some(h) = &run.host {
+        host.push(h.clone());
+    }
+    if let Some(pid) = run.pid {
+        host.push(format!("pid {pid}"));
+    }
+    if let Some(code) = run.exit_code {
+        host.push(format!("exit code {code}"));
+    }
+    if !host.is_empty() {
+        facts.push(("host", host.join(" · ")));
+    }
+    if let Some(env) = env {
+        env_facts(env, &mut facts);
+    }
+    if let Some(deleted) = run.deleted_ms {
+        facts.push((
+            "deleted",
+            format!(
+                "{} (labbook restore {})",
+                fmt::iso_utc(deleted),
+                run.id
+            ),
+        ));
+    }
+    let label_width = facts.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (label, value) in facts {
+        lines.push(format!("  {}  {value}", paint.dim(&format!("{label:label_width$}"))));
+    }
+
+    if let Some(why) = run.notes.as_deref().filter(|n| !n.trim().is_empty()) {
+        section(&mut lines, paint, "why");
+        lines.extend(why.lines().map(|l| format!("  {l}")));
+    }
+
+    if !notebook.is_empty() {
+        section(&mut lines, paint, "notebook");
+        for entry in notebook {
+            let mut text = entry.text.lines();
+            lines.push(format!(
+                "  {}  {}",
+                paint.dim(&fmt::iso_utc(entry.created_ms)),
+                text.next().unwrap_or("")
+            ));
+            // Continuation lines line up under the first.
+            let indent = " ".repeat(2 + 20 + 2);
+            lines.extend(text.map(|l| format!("{indent}{l}")));
+        }
+    }
+
+    if !run.config.is_empty() {
+        section(&mut lines, paint, "config");
+        let width = run.config.keys().map(|k| display_width(k)).max().unwrap_or(0);
+        for (key, value) in &run.config {
+            let pad = width - display_width(key);
+            lines.push(format!(
+                "  {key}{} = {}",
+                " ".repeat(pad),
+                config_value(value)
+            ));
+        }
+    }
+
+    if !run.metrics.is_empty() {
+        section(&mut lines, paint, "metrics");
+        let mut table = Table::new(vec![
+            ("KEY".into(), Align::Left),
+            ("COUNT".into(), Align::Right),
+            ("LAST".into(), Align::Right),
+            ("MIN".into(), Align::Right),
+            ("MAX".into(), Align::Right),
+        ]);
+        let mut keys: Vec<&String> = run.metrics.keys().collect();
+        keys.sort_by_key(|k| (k.starts_with("sys/"), k.as_str()));
+        for key in keys {
+            let Some(m) = run.metrics.get(key) else {
+                continue;
+            };
+            let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), fmt::number);
+            table.push(vec![
+                key.clone(),
+                m.count.to_string(),
+                fmt::number(m.last),
+                opt(m.min),
+                opt(m.max),
+            ]);
+        }
+        lines.extend(table.render(|h| paint.dim(h)).into_iter().map(|l| format!("  {l}")));
+    }
+
+    if !run.summary.is_empty() {
+        section(&mut lines, paint, "summary");
+        let width = run.summary.keys().map(|k| display_width(k)).max().unwrap_or(0);
+        for (key, value) in &run.summary {
+            let pad = width - display_width(key);
+            lines.push(format!("  {key}{} = {}", " ".repeat(pad), json_value(value)));
+        }
+    }
+
+    if let Some(error) = run.error.as_deref().filter(|e| !e.trim().is_empty()) {
+        section(&mut lines, paint, "error");
+        lines.extend(error.lines().map(|l| format!("  {l}")));
+    }
+    lines
+}
+
+fn section(lines: &mut Vec<String>, paint: Painter, title: &str) {
+    lines.push(String::new());
+    lines.push(paint.heading(title));
+}
+
+/// Lines from the captured environment: command, cwd, git, system, Python.
+fn env_facts(env: &Value, facts: &mut Vec<(&str, String)>) {
+    let str_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    if let Some(command) = env.get("command").and_then(Value::as_array) {
+        let words: Vec<String> = command
+            .iter()
+            .filter_map(Value::as_str)
+            .map(shell_quote)
+            .collect();
+        if !words.is_empty() {
+            facts.push(("command", words.join(" ")));
+        }
+    }
+    if let Some(cwd) = str_of(env, "cwd").filter(|c| !c.is_empty()) {
+        facts.push(("cwd", cwd));
+    }
+    if let Some(git) = env.get("git").filter(|g| g.is_object()) {
+        facts.push(("git", git_line(git)));
+    }
+    let mut system = Vec::new();
+    if let Some(os) = str_of(env, "os") {
+        system.push(os);
+    }
+    if let Some(cpus) = env.get("cpu_count").and_then(Value::as_u64).filter(|&n| n > 0) {
+        system.push(format!("{cpus} CPUs"));
+    }
+    if let Some(bytes) = env.get("memory_bytes").and_then(Value::as_u64) {
+        system.push(format!("{:.0} GiB RAM", bytes as f64 / (1u64 << 30) as f64));
+    }
+    if let Some(gpus) = env.get("gpus").and_then(Value::as_array).filter(|g| !g.is_empty()) {
+        let name = gpus
+            .first()
+            .and_then(|g| str_of(g, "name"))
+            .unwrap_or_else(|| "GPU".into());
+        system.push(format!("{} × {name}", gpus.len()));
+    }
+    if !system.is_empty() {
+        facts.push(("system", system.join(" · ")));
+    }
+    if let Some(python) = env.get("python").filter(|p| p.is_object()) {
+        let version = str_of(python, "version").unwrap_or_default();
+        let packages = python
+            .get("packages")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        facts.push(("python", format!("{version} ({packages} packages)")));
+    }
+}
+
+/// `a1b2c3d on main · dirty: 14 changed lines · 2 untracked files`.
+fn git_line(git: &Value) -> String {
+    let mut parts = Vec::new();
+    let commit = git
+        .get("commit")
+        .and_then(Value::as_str)
+        .map(|c| c.chars().take(7).collect::<String>());
+    let branch = git.get("branch").and_then(Value::as_str);
+    parts.push(match (commit, branch) {
+        (Some(c), Some(b)) => format!("{c} on {b}"),
+        (Some(c), None) => format!("{c} (detached)"),
+        (None, Some(b)) => format!("no commits yet on {b}"),
+        (None, None) => "no commits yet".into(),
+    });
+    if git.get("dirty").and_then(Value::as_bool) == Some(true) {
+        let diff = git.get("diff").and_then(Value::as_str).unwrap_or("");
+        let changed = changed_lines(diff);
+        let more = if git.get("diff_truncated").and_then(Value::as_bool) == Some(true) {
+            "+"
+        } else {
+            ""
+        };
+        parts.push(format!("dirty: {changed}{more} changed lines"));
+    } else {
+        parts.push("clean".into());
+    }
+    let untracked = git
+        .get("untracked")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    if untracked > 0 {
+        let s = if untracked == 1 { "" } else { "s" };
+        parts.push(format!("{untracked} untracked file{s}"));
+    }
+    parts.join(" · ")
+}
+
+/// Added and removed lines of a unified diff, file headers excluded.
+pub fn changed_lines(diff: &str) -> usize {
+    diff.lines()
+        .filter(|l| {
+            (l.starts_with('+') && !l.starts_with("+++"))
+                || (l.starts_with('-') && !l.starts_with("---"))
+        })
+        .count()
+}
+
+/// Quotes a word for a POSIX shell when it needs it, so a printed command
+/// can be pasted back.
+fn shell_quote(word: &str) -> String {
+    let safe = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if safe {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+fn config_value(v: &ConfigValue) -> String {
+    match v {
+        ConfigValue::Str(s) => format!("{s:?}"),
+        other => other.display(),
+    }
+}
+
+fn json_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) if n.is_f64() => n.as_f64().map_or_else(|| n.to_string(), fmt::number),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_lines_skip_headers() {
+        let diff = "diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1,2 @@\n-old\n+new\n+more\n context\n";
+        assert_eq!(changed_lines(diff), 3);
+    }
+
+    #[test]
+    fn words_are_quoted_only_when_needed() {
+        assert_eq!(shell_quote("train.py"), "train.py");
+        assert_eq!(shell_quote("--lr=0.1"), "--lr=0.1");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}
