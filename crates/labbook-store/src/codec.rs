@@ -103,14 +103,21 @@ fn encode_column<T: Column>(out: &mut Vec<u8>, values: &[T]) -> Result<(), Codec
 
 /// Encodes a chunk. The columns must have one length (checked by the caller).
 pub fn encode(series: &SeriesColumns) -> Result<Vec<u8>, CodecError> {
-    let n = u32::try_from(series.len())
+    encode_slices(&series.steps, &series.ts_ms, &series.values)
+}
+
+pub fn encode_slices(steps: &[i64], ts_ms: &[i64], values: &[f64]) -> Result<Vec<u8>, CodecError> {
+    if ts_ms.len() != steps.len() || values.len() != steps.len() {
+        return Err(CodecError::Encode("columns differ in length".into()));
+    }
+    let n = u32::try_from(steps.len())
         .map_err(|_| CodecError::Encode("chunk over 4G points".into()))?;
-    let mut out = Vec::with_capacity(16 + series.len() * 8);
+    let mut out = Vec::with_capacity(64 + steps.len() * 8);
     out.push(MAGIC);
     out.extend_from_slice(&n.to_le_bytes());
-    encode_column(&mut out, &series.steps)?;
-    encode_column(&mut out, &series.ts_ms)?;
-    encode_column(&mut out, &series.values)?;
+    encode_column(&mut out, steps)?;
+    encode_column(&mut out, ts_ms)?;
+    encode_column(&mut out, values)?;
     Ok(out)
 }
 
@@ -140,7 +147,9 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(buf))
     }
 
-    fn column<T: Column>(&mut self, n: usize, into: &mut Vec<T>) -> Result<(), CodecError> {
+    /// Decodes one column into `dst`, which holds exactly the chunk's points.
+    fn column_to<T: Column>(&mut self, dst: &mut [T]) -> Result<(), CodecError> {
+        let n = dst.len();
         let kind = self.take(1)?[0];
         let len = self.u32()? as usize;
         let mut body = Reader {
@@ -151,9 +160,8 @@ impl<'a> Reader<'a> {
             KIND_ARITHMETIC => {
                 let (start, delta) = (body.u64()?, body.u64()?);
                 let mut v = start;
-                into.reserve(n);
-                for _ in 0..n {
-                    into.push(T::from_bits(v));
+                for slot in dst.iter_mut() {
+                    *slot = T::from_bits(v);
                     v = v.wrapping_add(delta);
                 }
             }
@@ -163,25 +171,20 @@ impl<'a> Reader<'a> {
                         "raw column of {len} bytes for {n} points"
                     )));
                 }
-                into.extend(body.data.chunks_exact(8).map(|c| {
+                for (slot, c) in dst.iter_mut().zip(body.data.chunks_exact(8)) {
                     let mut buf = [0u8; 8];
                     buf.copy_from_slice(c);
-                    T::from_bits(u64::from_le_bytes(buf))
-                }));
+                    *slot = T::from_bits(u64::from_le_bytes(buf));
+                }
             }
             KIND_PCO => {
-                let decoded: Vec<T> = pco::standalone::simple_decompress(body.data)
+                let progress = pco::standalone::simple_decompress_into(body.data, dst)
                     .map_err(|e| CodecError::Corrupt(e.to_string()))?;
-                if decoded.len() != n {
+                if progress.n_processed != n || !progress.finished {
                     return Err(CodecError::Corrupt(format!(
                         "column has {} points, header says {n}",
-                        decoded.len()
+                        progress.n_processed
                     )));
-                }
-                if into.is_empty() {
-                    *into = decoded;
-                } else {
-                    into.extend_from_slice(&decoded);
                 }
             }
             other => return Err(CodecError::Corrupt(format!("unknown column kind {other}"))),
@@ -190,17 +193,64 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes a chunk, appending its points to `into`.
-pub fn decode_into(data: &[u8], into: &mut SeriesColumns) -> Result<(), CodecError> {
+/// The number of points in an encoded chunk, from its header.
+pub fn point_count(data: &[u8]) -> Result<usize, CodecError> {
     let mut r = Reader { data, pos: 0 };
     if r.take(1)?[0] != MAGIC {
         return Err(CodecError::Corrupt("bad magic byte".into()));
     }
-    let n = r.u32()? as usize;
-    r.column(n, &mut into.steps)?;
-    r.column(n, &mut into.ts_ms)?;
-    r.column(n, &mut into.values)?;
+    Ok(r.u32()? as usize)
+}
+
+/// Decodes a chunk into three slices of exactly its point count, so that
+/// readers can decode many chunks in parallel straight into one output.
+pub fn decode_to(
+    data: &[u8],
+    steps: &mut [i64],
+    ts_ms: &mut [i64],
+    values: &mut [f64],
+) -> Result<(), CodecError> {
+    let n = point_count(data)?;
+    if steps.len() != n || ts_ms.len() != n || values.len() != n {
+        return Err(CodecError::Corrupt(format!(
+            "chunk holds {n} points, {} slots given",
+            steps.len()
+        )));
+    }
+    let mut r = Reader { data, pos: 5 };
+    r.column_to(steps)?;
+    r.column_to(ts_ms)?;
+    r.column_to(values)?;
     Ok(())
+}
+
+/// Decodes a chunk, appending its points to `into`.
+pub fn decode_into(data: &[u8], into: &mut SeriesColumns) -> Result<(), CodecError> {
+    let n = point_count(data)?;
+    if n > data.len().saturating_mul(64).max(1 << 20) {
+        // No codec here packs more than 64 points per byte; a header that
+        // claims more is corrupt, and trusting it would allocate without bound.
+        return Err(CodecError::Corrupt(format!(
+            "header claims {n} points in {} bytes",
+            data.len()
+        )));
+    }
+    let start = into.len();
+    into.steps.resize(start + n, 0);
+    into.ts_ms.resize(start + n, 0);
+    into.values.resize(start + n, 0.0);
+    let result = decode_to(
+        data,
+        &mut into.steps[start..],
+        &mut into.ts_ms[start..],
+        &mut into.values[start..],
+    );
+    if result.is_err() {
+        into.steps.truncate(start);
+        into.ts_ms.truncate(start);
+        into.values.truncate(start);
+    }
+    result
 }
 
 pub fn decode(data: &[u8]) -> Result<SeriesColumns, CodecError> {

@@ -42,8 +42,12 @@ pub struct ChunkMeta {
 
 impl ChunkMeta {
     pub fn of(points: &SeriesColumns) -> ChunkMeta {
+        Self::of_slices(&points.steps, &points.ts_ms, &points.values)
+    }
+
+    pub fn of_slices(steps: &[i64], ts_ms: &[i64], values: &[f64]) -> ChunkMeta {
         let mut meta = ChunkMeta {
-            n: points.len(),
+            n: steps.len(),
             step_min: i64::MAX,
             step_max: i64::MIN,
             ts_min: i64::MAX,
@@ -51,17 +55,17 @@ impl ChunkMeta {
             v_min: None,
             v_max: None,
         };
-        for &s in &points.steps {
+        for &s in steps {
             meta.step_min = meta.step_min.min(s);
             meta.step_max = meta.step_max.max(s);
         }
-        for &t in &points.ts_ms {
+        for &t in ts_ms {
             meta.ts_min = meta.ts_min.min(t);
             meta.ts_max = meta.ts_max.max(t);
         }
         let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
         let mut any = false;
-        for &v in &points.values {
+        for &v in values {
             if !v.is_nan() {
                 any = true;
                 lo = lo.min(v);
@@ -130,82 +134,86 @@ pub struct SeriesWriter {
     tails: HashMap<String, KeyTail>,
 }
 
-/// Points `[start, end)` of the concatenation `a ++ b`.
-fn concat_range(a: &SeriesColumns, b: &SeriesColumns, start: usize, end: usize) -> SeriesColumns {
-    let mut out = SeriesColumns::with_capacity(end - start);
-    let split = a.len();
-    if start < split {
-        let e = end.min(split);
-        out.steps.extend_from_slice(&a.steps[start..e]);
-        out.ts_ms.extend_from_slice(&a.ts_ms[start..e]);
-        out.values.extend_from_slice(&a.values[start..e]);
-    }
-    if end > split {
-        let s = start.max(split) - split;
-        let e = end - split;
-        out.steps.extend_from_slice(&b.steps[s..e]);
-        out.ts_ms.extend_from_slice(&b.ts_ms[s..e]);
-        out.values.extend_from_slice(&b.values[s..e]);
-    }
-    out
+/// A chunk to encode: points `[start, end)` of a key's tail followed by its
+/// new points.
+struct Job {
+    key: usize,
+    level: u8,
+    start: usize,
+    end: usize,
 }
 
-struct Job {
-    key: String,
-    level: u8,
-    points: SeriesColumns,
+fn encode_job(
+    job: &Job,
+    keys: &[(String, SeriesColumns)],
+    tails: &HashMap<String, KeyTail>,
+) -> Result<EncodedChunk, StoreError> {
+    let (key, added) = &keys[job.key];
+    let empty = SeriesColumns::default();
+    let tail = tails.get(key).map_or(&empty, |t| &t.points);
+    let split = tail.len();
+    // A range within the tail or within the new points is encoded in place
+    // (a bulk write never copies); only one straddling both is copied.
+    let straddling: SeriesColumns;
+    let (steps, ts, values): (&[i64], &[i64], &[f64]) = if job.start >= split {
+        let (a, b) = (job.start - split, job.end - split);
+        (&added.steps[a..b], &added.ts_ms[a..b], &added.values[a..b])
+    } else if job.end <= split {
+        let (a, b) = (job.start, job.end);
+        (&tail.steps[a..b], &tail.ts_ms[a..b], &tail.values[a..b])
+    } else {
+        let (a, b) = (job.start, job.end - split);
+        straddling = SeriesColumns {
+            steps: [&tail.steps[a..], &added.steps[..b]].concat(),
+            ts_ms: [&tail.ts_ms[a..], &added.ts_ms[..b]].concat(),
+            values: [&tail.values[a..], &added.values[..b]].concat(),
+        };
+        (&straddling.steps, &straddling.ts_ms, &straddling.values)
+    };
+    Ok(EncodedChunk {
+        meta: ChunkMeta::of_slices(steps, ts, values),
+        data: codec::encode_slices(steps, ts, values)?,
+        key: key.clone(),
+        level: job.level,
+    })
 }
 
 /// Encodes jobs on up to the machine's cores; bulk writes of millions of
 /// points are CPU-bound on the codec.
-fn encode_all(jobs: Vec<Job>) -> Result<Vec<EncodedChunk>, StoreError> {
-    let encode_one = |job: Job| -> Result<EncodedChunk, StoreError> {
-        Ok(EncodedChunk {
-            meta: ChunkMeta::of(&job.points),
-            data: codec::encode(&job.points)?,
-            key: job.key,
-            level: job.level,
-        })
-    };
-    let total: usize = jobs.iter().map(|j| j.points.len()).sum();
+fn encode_all(
+    jobs: &[Job],
+    keys: &[(String, SeriesColumns)],
+    tails: &HashMap<String, KeyTail>,
+) -> Result<Vec<EncodedChunk>, StoreError> {
+    let total: usize = jobs.iter().map(|j| j.end - j.start).sum();
     let threads = thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(jobs.len());
     if threads <= 1 || total < 2 * SEAL_POINTS {
-        return jobs.into_iter().map(encode_one).collect();
+        return jobs.iter().map(|j| encode_job(j, keys, tails)).collect();
     }
-    let mut slots: Vec<Option<Job>> = jobs.into_iter().map(Some).collect();
-    let n = slots.len();
-    let mut results: Vec<Option<Result<EncodedChunk, StoreError>>> = (0..n).map(|_| None).collect();
-    thread::scope(|scope| {
-        let mut handles = Vec::new();
-        let mut slot_chunks = slots.chunks_mut(n.div_ceil(threads));
-        let mut result_chunks = results.chunks_mut(n.div_ceil(threads));
-        for _ in 0..threads {
-            let (Some(jobs), Some(out)) = (slot_chunks.next(), result_chunks.next()) else {
-                break;
-            };
-            handles.push(scope.spawn(move || {
-                for (job, out) in jobs.iter_mut().zip(out.iter_mut()) {
-                    if let Some(job) = job.take() {
-                        *out = Some(encode_one(job));
-                    }
-                }
-            }));
-        }
-        for h in handles {
-            // A panicking encoder would be a codec bug; surface it as an error.
-            if h.join().is_err() {
-                return;
-            }
-        }
+    let per = jobs.len().div_ceil(threads);
+    let parts: Vec<Result<Vec<EncodedChunk>, StoreError>> = thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(per)
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|j| encode_job(j, keys, tails)).collect())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(StoreError::Internal("an encoder thread panicked".into()))
+                })
+            })
+            .collect()
     });
-    results
-        .into_iter()
-        .map(|r| {
-            r.unwrap_or_else(|| Err(StoreError::Internal("an encoder thread panicked".into())))
-        })
-        .collect()
+    let mut out = Vec::with_capacity(jobs.len());
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
 }
 
 impl SeriesWriter {
@@ -225,30 +233,32 @@ impl SeriesWriter {
         new: Vec<(String, SeriesColumns)>,
         seal: bool,
     ) -> Result<SeriesPlan, StoreError> {
-        let mut jobs: Vec<Job> = Vec::new();
-        let mut plan = SeriesPlan::default();
-        let empty = KeyTail::default();
-        let mut keys: Vec<String> = new.iter().map(|(k, _)| k.clone()).collect();
-        let mut new: HashMap<String, SeriesColumns> = new.into_iter().collect();
+        let mut keys: Vec<(String, SeriesColumns)> = Vec::with_capacity(new.len());
+        for (key, added) in new {
+            added.validate(&key)?;
+            match keys.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, existing)) => existing.extend_from(&added),
+                None => keys.push((key, added)),
+            }
+        }
         if seal {
             for (key, tail) in &self.tails {
-                if !tail.points.is_empty() && !new.contains_key(key) {
-                    keys.push(key.clone());
-                    new.insert(key.clone(), SeriesColumns::default());
+                if !tail.points.is_empty() && !keys.iter().any(|(k, _)| k == key) {
+                    keys.push((key.clone(), SeriesColumns::default()));
                 }
             }
         }
-        for key in keys {
-            let Some(added) = new.remove(&key) else {
-                continue;
-            };
-            added.validate(&key)?;
-            let tail = self.tails.get(&key).unwrap_or(&empty);
+        let mut plan = SeriesPlan::default();
+        let mut jobs: Vec<Job> = Vec::new();
+        let mut layouts: Vec<(usize, usize, Vec<TailRow>, Vec<usize>)> = Vec::new();
+        let empty = KeyTail::default();
+        for (k, (key, added)) in keys.iter().enumerate() {
+            let tail = self.tails.get(key).unwrap_or(&empty);
             let total = tail.points.len() + added.len();
             if total == 0 {
                 continue;
             }
-            if let Some(summary) = SeriesSummary::of(&added) {
+            if let Some(summary) = SeriesSummary::of(added) {
                 plan.summaries.push((key.clone(), summary));
             }
             let sealed_count = if seal {
@@ -260,9 +270,10 @@ impl SeriesWriter {
             while start < sealed_count {
                 let end = (start + SEAL_POINTS).min(sealed_count);
                 jobs.push(Job {
-                    key: key.clone(),
+                    key: k,
                     level: SEALED_LEVEL,
-                    points: concat_range(&tail.points, &added, start, end),
+                    start,
+                    end,
                 });
                 start = end;
             }
@@ -307,22 +318,29 @@ impl SeriesWriter {
                 if row.id.is_none() {
                     insert_index.push(jobs.len());
                     jobs.push(Job {
-                        key: key.clone(),
+                        key: k,
                         level: row.level,
-                        points: concat_range(&tail.points, &added, offset, offset + row.n),
+                        start: offset,
+                        end: offset + row.n,
                     });
                 }
                 offset += row.n;
             }
-            plan.updates.push(KeyUpdate {
-                key,
-                new_points: added,
-                drain_front: sealed_count,
-                rows,
-                insert_index,
-            });
+            layouts.push((k, sealed_count, rows, insert_index));
         }
-        plan.inserts = encode_all(jobs)?;
+        plan.inserts = encode_all(&jobs, &keys, &self.tails)?;
+        let mut keys: Vec<Option<(String, SeriesColumns)>> = keys.into_iter().map(Some).collect();
+        for (k, drain_front, rows, insert_index) in layouts {
+            if let Some((key, new_points)) = keys[k].take() {
+                plan.updates.push(KeyUpdate {
+                    key,
+                    new_points,
+                    drain_front,
+                    rows,
+                    insert_index,
+                });
+            }
+        }
         Ok(plan)
     }
 

@@ -210,9 +210,14 @@ impl SqliteStore {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&path, flags)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Chunks are blobs of tens to hundreds of KB: 32 KiB pages cut the
+        // overflow-page chains that SQLite walks per blob by 8× against the
+        // 4 KiB default. Only takes effect when the file is created.
+        conn.execute_batch("PRAGMA page_size=32768")?;
         conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
         conn.execute_batch(
-            "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-32000;",
+            "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-32000;
+             PRAGMA mmap_size=1073741824;",
         )?;
         let store = SqliteStore {
             conn: Mutex::new(conn),
@@ -220,6 +225,26 @@ impl SqliteStore {
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Moves the write-ahead log into the database file and truncates it, so
+    /// the file size is the data's size (benchmarks, backups).
+    pub fn checkpoint(&self) -> Result<()> {
+        self.conn
+            .lock()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// Bytes on disk: the database file plus its write-ahead log.
+    pub fn disk_bytes(&self) -> u64 {
+        let db = self.dir.join(DB_FILE);
+        let wal = self.dir.join(format!("{DB_FILE}-wal"));
+        [db, wal]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     /// The `.labbook` directory this store lives in.
@@ -501,6 +526,69 @@ impl SqliteStore {
     }
 }
 
+/// Decodes chunks, in order, into one set of columns: sized once from the
+/// chunk headers and filled in parallel, each chunk straight into its slice.
+fn decode_all(blobs: &[Vec<u8>]) -> Result<SeriesColumns> {
+    let counts = blobs
+        .iter()
+        .map(|b| codec::point_count(b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let total: usize = counts.iter().sum();
+    let mut out = SeriesColumns {
+        steps: vec![0; total],
+        ts_ms: vec![0; total],
+        values: vec![0.0; total],
+    };
+    let mut jobs = Vec::with_capacity(blobs.len());
+    let (mut steps, mut ts, mut values) =
+        (&mut out.steps[..], &mut out.ts_ms[..], &mut out.values[..]);
+    for (blob, &n) in blobs.iter().zip(&counts) {
+        let (s, rest_s) = steps.split_at_mut(n);
+        let (t, rest_t) = ts.split_at_mut(n);
+        let (v, rest_v) = values.split_at_mut(n);
+        jobs.push((blob.as_slice(), s, t, v));
+        (steps, ts, values) = (rest_s, rest_t, rest_v);
+    }
+    let threads = thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len())
+        .max(1);
+    if threads == 1 || total < 100_000 {
+        for (blob, s, t, v) in jobs {
+            codec::decode_to(blob, s, t, v)?;
+        }
+        return Ok(out);
+    }
+    // Deal chunks round-robin so both threads get early and late chunks.
+    let mut per_thread: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, job) in jobs.into_iter().enumerate() {
+        per_thread[i % threads].push(job);
+    }
+    let results: Vec<Result<(), codec::CodecError>> = thread::scope(|scope| {
+        let handles: Vec<_> = per_thread
+            .into_iter()
+            .map(|jobs| {
+                scope.spawn(move || {
+                    jobs.into_iter()
+                        .try_for_each(|(b, s, t, v)| codec::decode_to(b, s, t, v))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(codec::CodecError::Corrupt("decoder thread panicked".into()))
+                })
+            })
+            .collect()
+    });
+    for r in results {
+        r?;
+    }
+    Ok(out)
+}
+
 /// Runs `f` over `items` on up to the machine's cores, keeping order.
 fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
     let threads = thread::available_parallelism()
@@ -766,22 +854,7 @@ impl Store for SqliteStore {
 
     fn read_series(&self, run_id: &str, key: &str, range: StepRange) -> Result<SeriesColumns> {
         let blobs = self.chunk_blobs(run_id, key, range)?;
-        let parts = parallel_map(&blobs, |part| -> Result<SeriesColumns> {
-            let mut out = SeriesColumns::default();
-            for blob in part {
-                codec::decode_into(blob, &mut out)?;
-            }
-            Ok(out)
-        });
-        let mut out = SeriesColumns::default();
-        for part in parts {
-            let part = part?;
-            if out.is_empty() {
-                out = part;
-            } else {
-                out.extend_from(&part);
-            }
-        }
+        let mut out = decode_all(&blobs)?;
         if range != StepRange::ALL {
             let keep: Vec<usize> = (0..out.len())
                 .filter(|&i| range.contains(out.steps[i]))
