@@ -90,7 +90,7 @@ impl App {
     pub fn reap(&self, store: &dyn Store) {
         let host = hostname();
         if let Err(e) = store.reap_stale_runs(crate::fmt::now_ms(), host.as_deref(), &pid_alive) {
-            eprintln!(
+            say!(
                 "{}: cannot update the status of stale runs: {e}",
                 self.err().warn("warning")
             );
@@ -136,7 +136,10 @@ pub fn resolve(store: &dyn Store, reference: &str) -> Result<RunRecord> {
 
 /// A run as `ls --json` and `show --json` print it: the record's serde
 /// form plus `duration_ms` (which depends on now for a running run).
-pub fn run_json(run: &RunRecord, now_ms: i64) -> Result<serde_json::Map<String, serde_json::Value>> {
+pub fn run_json(
+    run: &RunRecord,
+    now_ms: i64,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
     let mut object = match serde_json::to_value(run)? {
         serde_json::Value::Object(map) => map,
         other => {

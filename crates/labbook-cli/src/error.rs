@@ -59,8 +59,11 @@ fn hint_for(e: &anyhow::Error) -> Option<String> {
 /// error worth a message.
 pub fn report(e: &anyhow::Error, color: bool) -> ExitCode {
     let broken_pipe = e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        let kind = c
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind)
+            .or_else(|| c.downcast_ref::<serde_json::Error>()?.io_error_kind());
+        kind == Some(std::io::ErrorKind::BrokenPipe)
     });
     if broken_pipe {
         return ExitCode::SUCCESS;

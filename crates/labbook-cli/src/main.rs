@@ -4,6 +4,15 @@
 //! process wrapper of `labbook run`. Storage, capture and the query language
 //! live in the other crates.
 
+/// `say!` without its panic: a message to a stderr that is gone
+/// (`labbook run … 2>&1 | head`) is dropped, not fatal.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod app;
 mod commands;
 mod error;
@@ -23,7 +32,12 @@ use crate::app::App;
 /// A local-first ML experiment tracker: wrap any program with `labbook run`,
 /// then list, compare and export what it did.
 #[derive(Debug, Parser)]
-#[command(name = "labbook", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "labbook",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     /// The store directory (a `.labbook` folder) to use instead of the nearest
     /// one found from the current directory upwards.
@@ -44,6 +58,7 @@ enum Command {
     Init,
     /// Run a program as a tracked run: its output, exit status, environment
     /// and system metrics are recorded.
+    #[command(override_usage = "labbook run [OPTIONS] -- <COMMAND> [ARGS]...")]
     Run(RunArgs),
     /// List runs.
     Ls(LsArgs),
@@ -77,7 +92,7 @@ struct RunArgs {
     #[arg(long = "tag", short = 't', value_name = "TAG")]
     tags: Vec<String>,
     /// What this run tests, in a sentence.
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
     why: Option<String>,
     /// A config value: KEY=VALUE, VALUE read as JSON when it parses
     /// (lr=0.1 is a number, name=abc a string, layers=[64,64] a list).
@@ -107,10 +122,10 @@ struct LsArgs {
     all_projects: bool,
     /// Keep runs matching an expression, e.g.
     /// 'config.lr > 0.01 and status = "finished"'.
-    #[arg(long, short = 'f', value_name = "EXPR")]
+    #[arg(long, short = 'f', value_name = "EXPR", allow_hyphen_values = true)]
     filter: Option<String>,
     /// Sort keys, comma-separated, `-` for descending, e.g. '-metrics.val/acc,created'.
-    #[arg(long, short = 's', value_name = "SPEC")]
+    #[arg(long, short = 's', value_name = "SPEC", allow_hyphen_values = true)]
     sort: Option<String>,
     /// At most this many runs (0: all).
     #[arg(long, short = 'l', default_value_t = 50, value_name = "N")]
@@ -149,7 +164,7 @@ struct NoteArgs {
     /// A run id, a unique id prefix, or a unique run name.
     run: String,
     /// The note; several words are joined with spaces.
-    #[arg(required = true, trailing_var_arg = true)]
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     text: Vec<String>,
 }
 

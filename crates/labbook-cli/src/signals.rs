@@ -50,9 +50,23 @@ fn from_terminal(_: *mut libc::siginfo_t) -> bool {
 }
 
 /// Installs the forwarding handlers. Call before spawning the child.
+///
+/// A signal ignored when labbook started (`nohup`, a shell's `&` without job
+/// control) stays ignored: the program inherits that, as it would have
+/// without the wrapper.
 #[cfg(unix)]
 pub fn install() -> std::io::Result<()> {
     for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: with a null new action, sigaction(2) only reads the
+        // current one into `current`, a valid, writable sigaction.
+        let ignored = unsafe {
+            let mut current: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(signal, std::ptr::null(), &mut current) == 0
+                && current.sa_sigaction == libc::SIG_IGN
+        };
+        if ignored {
+            continue;
+        }
         // SAFETY: a zeroed sigaction is a valid "no flags, empty mask"
         // value; we then set a handler with the three-argument signature
         // SA_SIGINFO requires. The handler is async-signal-safe (see above).

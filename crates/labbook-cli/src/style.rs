@@ -69,10 +69,7 @@ impl Painter {
     }
 
     pub fn id(&self, text: &str) -> String {
-        self.paint(
-            Style::new().fg_color(Some(AnsiColor::Cyan.into())),
-            text,
-        )
+        self.paint(Style::new().fg_color(Some(AnsiColor::Cyan.into())), text)
     }
 
     pub fn error(&self, text: &str) -> String {

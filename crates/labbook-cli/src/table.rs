@@ -185,7 +185,11 @@ mod tests {
         ]);
         t.push(vec!["\x1b[31mab\x1b[0m".into(), "1".into(), "x".into()]);
         t.push(vec!["abcd".into(), "100".into(), "".into()]);
-        let lines: Vec<String> = t.render(|h| h.to_string()).iter().map(|l| strip_ansi(l)).collect();
+        let lines: Vec<String> = t
+            .render(|h| h.to_string())
+            .iter()
+            .map(|l| strip_ansi(l))
+            .collect();
         assert_eq!(lines, vec!["NAME    N  NOTE", "ab      1  x", "abcd  100"]);
     }
 }

@@ -204,6 +204,15 @@ impl SqliteStore {
             context: format!("cannot create the store directory {}", dir.display()),
             source,
         })?;
+        // A store inside a git repository would otherwise show up as
+        // untracked files in every run's captured git state. Best effort.
+        let ignore = dir.join(".gitignore");
+        if !ignore.exists() {
+            let _ = std::fs::write(
+                ignore,
+                "# Created by labbook: the store is local data, not source.\n*\n",
+            );
+        }
         let path = dir.join(DB_FILE);
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE

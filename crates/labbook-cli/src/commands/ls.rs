@@ -78,8 +78,8 @@ pub fn run(app: &App, args: LsArgs) -> Result<ExitCode> {
             (false, false) => "no runs",
         };
         match &project {
-            Some(p) => eprintln!("{what} in project {p}"),
-            None => eprintln!("{what}"),
+            Some(p) => say!("{what} in project {p}"),
+            None => say!("{what}"),
         }
         if let (Some(project), None) = (&project, &filter) {
             hint_other_projects(app, &*store, project);
@@ -100,7 +100,7 @@ pub fn run(app: &App, args: LsArgs) -> Result<ExitCode> {
     }
     out.flush()?;
     if total > runs.len() {
-        eprintln!(
+        say!(
             "showing {} of {total} runs; use --limit N (0 for all) to see more",
             runs.len()
         );
@@ -118,7 +118,7 @@ fn hint_other_projects(app: &App, store: &dyn Store, project: &str) {
         .map(|p| format!("{} ({})", p.name, p.runs))
         .collect();
     if !others.is_empty() {
-        eprintln!(
+        say!(
             "{}: other projects have runs: {}; use --all-projects or --project NAME",
             app.err().hint("hint"),
             others.join(", ")
@@ -165,8 +165,7 @@ fn config_columns(runs: &[RunRecord], preferred: &[String]) -> Vec<String> {
     }
     let differs = |key: &str| {
         let first = runs.first().and_then(|r| r.config.get(key));
-        runs.iter()
-            .any(|r| !same_value(r.config.get(key), first))
+        runs.iter().any(|r| !same_value(r.config.get(key), first))
     };
     let mut columns: Vec<String> = preferred
         .iter()
@@ -238,7 +237,10 @@ fn render(
     let show_tags = runs.iter().any(|r| !r.tags.is_empty());
     let missing = paint.dim("-");
 
-    let mut columns = vec![("ID".to_string(), Align::Left), ("NAME".into(), Align::Left)];
+    let mut columns = vec![
+        ("ID".to_string(), Align::Left),
+        ("NAME".into(), Align::Left),
+    ];
     if show_project {
         columns.push(("PROJECT".into(), Align::Left));
     }
@@ -248,8 +250,12 @@ fn render(
     columns.push(("STATUS".into(), Align::Left));
     columns.push(("CREATED".into(), Align::Left));
     columns.push(("DURATION".into(), Align::Right));
-    columns.extend(config_keys.iter().map(|k| (k.clone(), Align::Right)));
-    columns.extend(metric_keys.iter().map(|k| (k.clone(), Align::Right)));
+    columns.extend(
+        config_keys
+            .iter()
+            .chain(&metric_keys)
+            .map(|k| (truncate(k, MAX_VALUE_WIDTH), Align::Right)),
+    );
     if show_tags {
         columns.push(("TAGS".into(), Align::Left));
     }
@@ -263,7 +269,11 @@ fn render(
             row.push(truncate(&run.project, 24));
         }
         if show_group {
-            row.push(run.group.as_deref().map_or_else(|| missing.clone(), |g| truncate(g, 24)));
+            row.push(
+                run.group
+                    .as_deref()
+                    .map_or_else(|| missing.clone(), |g| truncate(g, 24)),
+            );
         }
         row.push(paint.status(run.status));
         row.push(fmt::ago(now, run.created_ms));
@@ -294,7 +304,8 @@ fn render(
         );
         table.push(row);
     }
-    let used = table.width_before_last() + 2;
+    // One column spare: a line exactly as wide as the terminal wraps in some.
+    let used = table.width_before_last() + 1;
     let notes_width = match width {
         Some(w) => w.saturating_sub(used).max(MIN_NOTES_WIDTH),
         None => NOTES_WIDTH_PIPED,

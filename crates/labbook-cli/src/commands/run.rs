@@ -43,7 +43,7 @@ pub fn run(app: &App, args: RunArgs) -> Result<ExitCode> {
     // First, so that a SIGTERM during setup is held and delivered to the
     // program once it starts, rather than killing a half-created run.
     if let Err(e) = signals::install() {
-        eprintln!(
+        say!(
             "labbook: {}: signals will not be forwarded to the program: {e}",
             paint.warn("warning")
         );
@@ -52,7 +52,9 @@ pub fn run(app: &App, args: RunArgs) -> Result<ExitCode> {
     let tags = split_tags(&args.tags);
     let command = args.command;
     let Some(program) = command.first().cloned() else {
-        return Err(anyhow!("no command given; usage: labbook run [OPTIONS] -- COMMAND [ARGS]..."));
+        return Err(anyhow!(
+            "no command given; usage: labbook run [OPTIONS] -- COMMAND [ARGS]..."
+        ));
     };
     let argv: Vec<String> = command
         .iter()
@@ -64,7 +66,7 @@ pub fn run(app: &App, args: RunArgs) -> Result<ExitCode> {
     let store = open_store(&dir)?;
     let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
     if created_store {
-        eprintln!("labbook: created a store in {}", dir.display());
+        say!("labbook: created a store in {}", dir.display());
     }
     let project = args.project.unwrap_or_else(|| default_project(&dir));
     let record = store
@@ -82,7 +84,7 @@ pub fn run(app: &App, args: RunArgs) -> Result<ExitCode> {
         })
         .context("cannot create the run")?;
     let store: Arc<dyn Store> = store;
-    eprintln!(
+    say!(
         "labbook: run {} ({}) started in project {}",
         paint.bold(&record.name),
         paint.id(&record.id),
@@ -127,10 +129,20 @@ pub fn run(app: &App, args: RunArgs) -> Result<ExitCode> {
     let (done_tx, done_rx) = mpsc::channel();
     let mut tees = 0;
     if let Some(out) = child.stdout.take() {
-        tees += spawn_tee(out, OutputStream::Stdout, Arc::clone(&writer), done_tx.clone());
+        tees += spawn_tee(
+            out,
+            OutputStream::Stdout,
+            Arc::clone(&writer),
+            done_tx.clone(),
+        );
     }
     if let Some(err) = child.stderr.take() {
-        tees += spawn_tee(err, OutputStream::Stderr, Arc::clone(&writer), done_tx.clone());
+        tees += spawn_tee(
+            err,
+            OutputStream::Stderr,
+            Arc::clone(&writer),
+            done_tx.clone(),
+        );
     }
     drop(done_tx);
     let mut monitor = if args.no_monitor {
@@ -181,7 +193,7 @@ pub fn run(app: &App, args: RunArgs) -> Result<ExitCode> {
         FINISH_TIMEOUT,
     );
     if let Err(e) = finish {
-        eprintln!(
+        say!(
             "labbook: {}: the end of the run may not be saved: {e}",
             paint.warn("warning")
         );
@@ -193,11 +205,16 @@ pub fn run(app: &App, args: RunArgs) -> Result<ExitCode> {
         (_, Some(c), None) => format!(" with exit code {c}"),
         _ => String::new(),
     };
-    eprintln!(
-        "labbook: run {} ({}) {}{how} after {} · labbook show {}",
+    say!(
+        "labbook: run {} ({}) {}{how} {} {} · labbook show {}",
         paint.bold(&record.name),
         paint.id(&record.id),
         paint.status(run_status),
+        if run_status == RunStatus::Finished {
+            "in"
+        } else {
+            "after"
+        },
         fmt::duration(ended_ms - record.created_ms),
         record.id
     );
@@ -241,7 +258,7 @@ fn could_not_start(
     }
     let _ = signals::take_pending();
     let paint = app.err();
-    eprintln!(
+    say!(
         "{}: {message} (run {} marked failed)",
         paint.error("error"),
         record.id
@@ -379,18 +396,9 @@ fn start_capture(
         .name("labbook-capture".into())
         .spawn(move || {
             let env = capture(&options);
-            let mut value = serde_json::to_value(&env).map_err(|e| e.to_string())?;
-            // The Python SDK in the program may have stored what only it
-            // knows (the interpreter, its packages); keep that.
-            if let Ok(Some(serde_json::Value::Object(theirs))) = store.environment(&run_id) {
-                if let serde_json::Value::Object(ours) = &mut value {
-                    for (key, v) in theirs {
-                        if ours.get(&key).is_none_or(serde_json::Value::is_null) {
-                            ours.insert(key, v);
-                        }
-                    }
-                }
-            }
+            let value = serde_json::to_value(&env).map_err(|e| e.to_string())?;
+            // The store merges top-level keys, so what the Python SDK in the
+            // program adds (the interpreter, its packages) stays.
             store
                 .set_environment(&run_id, &value)
                 .map_err(|e| e.to_string())
@@ -406,7 +414,7 @@ fn warn_capture(app: &App, handle: Option<JoinHandle<Result<(), String>>>) {
         Some(Err(_)) => Some("the capture thread panicked".to_string()),
     };
     if let Some(problem) = problem {
-        eprintln!(
+        say!(
             "labbook: {}: the environment was not recorded: {problem}",
             app.err().warn("warning")
         );

@@ -105,16 +105,15 @@ fn render(
     if let Some(deleted) = run.deleted_ms {
         facts.push((
             "deleted",
-            format!(
-                "{} (labbook restore {})",
-                fmt::iso_utc(deleted),
-                run.id
-            ),
+            format!("{} (labbook restore {})", fmt::iso_utc(deleted), run.id),
         ));
     }
     let label_width = facts.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (label, value) in facts {
-        lines.push(format!("  {}  {value}", paint.dim(&format!("{label:label_width$}"))));
+        lines.push(format!(
+            "  {}  {value}",
+            paint.dim(&format!("{label:label_width$}"))
+        ));
     }
 
     if let Some(why) = run.notes.as_deref().filter(|n| !n.trim().is_empty()) {
@@ -139,7 +138,12 @@ fn render(
 
     if !run.config.is_empty() {
         section(&mut lines, paint, "config");
-        let width = run.config.keys().map(|k| display_width(k)).max().unwrap_or(0);
+        let width = run
+            .config
+            .keys()
+            .map(|k| display_width(k))
+            .max()
+            .unwrap_or(0);
         for (key, value) in &run.config {
             let pad = width - display_width(key);
             lines.push(format!(
@@ -174,15 +178,29 @@ fn render(
                 opt(m.max),
             ]);
         }
-        lines.extend(table.render(|h| paint.dim(h)).into_iter().map(|l| format!("  {l}")));
+        lines.extend(
+            table
+                .render(|h| paint.dim(h))
+                .into_iter()
+                .map(|l| format!("  {l}")),
+        );
     }
 
     if !run.summary.is_empty() {
         section(&mut lines, paint, "summary");
-        let width = run.summary.keys().map(|k| display_width(k)).max().unwrap_or(0);
+        let width = run
+            .summary
+            .keys()
+            .map(|k| display_width(k))
+            .max()
+            .unwrap_or(0);
         for (key, value) in &run.summary {
             let pad = width - display_width(key);
-            lines.push(format!("  {key}{} = {}", " ".repeat(pad), json_value(value)));
+            lines.push(format!(
+                "  {key}{} = {}",
+                " ".repeat(pad),
+                json_value(value)
+            ));
         }
     }
 
@@ -221,13 +239,21 @@ fn env_facts(env: &Value, facts: &mut Vec<(&str, String)>) {
     if let Some(os) = str_of(env, "os") {
         system.push(os);
     }
-    if let Some(cpus) = env.get("cpu_count").and_then(Value::as_u64).filter(|&n| n > 0) {
+    if let Some(cpus) = env
+        .get("cpu_count")
+        .and_then(Value::as_u64)
+        .filter(|&n| n > 0)
+    {
         system.push(format!("{cpus} CPUs"));
     }
     if let Some(bytes) = env.get("memory_bytes").and_then(Value::as_u64) {
         system.push(format!("{:.0} GiB RAM", bytes as f64 / (1u64 << 30) as f64));
     }
-    if let Some(gpus) = env.get("gpus").and_then(Value::as_array).filter(|g| !g.is_empty()) {
+    if let Some(gpus) = env
+        .get("gpus")
+        .and_then(Value::as_array)
+        .filter(|g| !g.is_empty())
+    {
         let name = gpus
             .first()
             .and_then(|g| str_of(g, "name"))
@@ -269,7 +295,12 @@ fn git_line(git: &Value) -> String {
         } else {
             ""
         };
-        parts.push(format!("dirty: {changed}{more} changed lines"));
+        let s = if changed == 1 && more.is_empty() {
+            ""
+        } else {
+            "s"
+        };
+        parts.push(format!("dirty: {changed}{more} changed line{s}"));
     } else {
         parts.push("clean".into());
     }
@@ -329,7 +360,8 @@ mod tests {
 
     #[test]
     fn changed_lines_skip_headers() {
-        let diff = "diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1,2 @@\n-old\n+new\n+more\n context\n";
+        let diff =
+            "diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1,2 @@\n-old\n+new\n+more\n context\n";
         assert_eq!(changed_lines(diff), 3);
     }
 

@@ -1,0 +1,66 @@
+# One entry point: `make demo` builds everything and runs the demo sweep;
+# `make test` runs the whole suite (what CI runs); `make bench` measures.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+CARGO ?= cargo
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+DEMO_STORE := $(CURDIR)/examples/spirals/.labbook
+# Tests and scripts find the CLI and the Python package here.
+export PATH := $(BIN):$(PATH)
+export LABBOOK_BIN := $(CURDIR)/target/release/labbook
+
+.PHONY: all build demo test test-rust test-python lint bench clean
+
+all: build
+
+$(BIN)/.deps: python/requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r python/requirements-dev.txt
+	touch $@
+
+## build: the labbook binary and the Python package, installed into .venv
+build: $(BIN)/.deps
+	$(CARGO) build --release -p labbook-cli
+	cd python && VIRTUAL_ENV=$(VENV) $(BIN)/maturin develop --release --quiet
+	ln -sf $(LABBOOK_BIN) $(BIN)/labbook
+
+## demo: a real sweep (3 learning rates × 2 widths × 3 seeds) and its results
+demo: build
+	rm -rf $(DEMO_STORE)
+	@echo "Running 18 training runs of examples/spirals/train.py under 'labbook run'…"
+	LABBOOK_DIR=$(DEMO_STORE) examples/spirals/sweep.sh
+	@echo
+	labbook --dir $(DEMO_STORE) ls --project spirals --sort -metrics.val/acc --limit 18
+	@echo
+	labbook --dir $(DEMO_STORE) show "$$(labbook --dir $(DEMO_STORE) ls --project spirals --sort -metrics.val/acc --limit 1 --json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')"
+	@echo
+	@echo "The demo store is $(DEMO_STORE); explore it with: source .venv/bin/activate && labbook --dir $(DEMO_STORE) ls"
+
+## test: lint, then every Rust and Python test
+test: lint test-rust test-python
+
+test-rust: build
+	$(CARGO) test --release
+
+test-python: build
+	$(BIN)/python -m pytest python/tests -q
+
+lint: $(BIN)/.deps
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
+	$(BIN)/ruff check python examples bench
+	$(BIN)/ruff format --check python examples bench
+
+## bench: every figure of the foundation's targets (not part of the tests)
+bench: build
+	@tmp=$$(mktemp -d) && cd $$tmp && { \
+	  $(CARGO) bench --manifest-path $(CURDIR)/Cargo.toml -p labbook-store --bench store 2>/dev/null; \
+	  $(BIN)/python $(CURDIR)/bench/sdk_bench.py; \
+	} | tee $$tmp/raw.jsonl | $(BIN)/python $(CURDIR)/bench/report.py; rm -rf $$tmp
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV) $(DEMO_STORE)

@@ -1,0 +1,92 @@
+"""Tabulates the JSON lines of the Rust and Python benchmarks against the targets."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+
+# figure: (label, target as text, check, peers measured on this kind of
+# machine in 2026-11, from ../shared/field-notes.md — the side-by-side run
+# against installed peers is `make bench-peers`, a later step)
+TARGETS = {
+    "import": (
+        "import labbook",
+        "≤ 10 ms",
+        lambda m: m <= 10,
+        "mlflow 1.5–4.5 s · wandb 0.9 s · expman-rs 5 ms",
+    ),
+    "init": ("labbook.init()", "–", None, ""),
+    "capture": ("capture at init", "≤ 150 ms", lambda m: m <= 150, ""),
+    "log_2_keys": (
+        "log() 2 keys",
+        "≤ 0.5 µs",
+        lambda m: m <= 0.5,
+        "mlflow 574 µs · wandb 354 µs · expman-rs 2.0 µs",
+    ),
+    "log_20_keys": ("log() 20 keys", "–", None, ""),
+    "finish": ("finish()", "bounded", None, ""),
+    "python_bulk_ingest": (
+        "bulk ingest, Python",
+        "≥ 5M pts/s",
+        lambda m: m >= 5e6,
+        "expman-rs 255k/s",
+    ),
+    "rust_ingest": ("bulk ingest, Rust", "≥ 20M pts/s", lambda m: m >= 20e6, ""),
+    "disk_noisy_f64": (
+        "disk, noisy float64",
+        "≤ 8 B/pt",
+        lambda m: m <= 8,
+        "mlflow 243 B · expman-rs 15–17 B",
+    ),
+    "disk_f32_valued": ("disk, float32-valued", "≤ 4 B/pt", lambda m: m <= 4, ""),
+    "read_1m": (
+        "read 1M-point history",
+        "≤ 20 ms",
+        lambda m: m <= 20,
+        "mlflow 50k points in 1.5 s",
+    ),
+    "downsample_10m": ("1,000-bucket downsample of 10M", "–", None, ""),
+}
+
+
+def fmt(value: float, unit: str) -> str:
+    if unit == "points/s":
+        return f"{value / 1e6:.1f}M pts/s"
+    if unit == "us/call":
+        return f"{value:.3f} µs"
+    if unit == "bytes/point":
+        return f"{value:.2f} B/pt"
+    return f"{value:.2f} {unit}"
+
+
+def main() -> None:
+    rows = [json.loads(line) for line in sys.stdin if line.startswith("{")]
+    by_figure = {r["figure"]: r for r in rows}
+    print(f"\nlabbook benchmark · {platform.node()} · {platform.processor() or platform.machine()}")
+    print(
+        "medians over repetitions (min–max); the machine is shared, so re-run before trusting a small delta\n"
+    )
+    header = f"{'figure':<32} {'labbook (median)':>18} {'min–max':>28} {'target':>13}  ok   peers"
+    print(header)
+    print("-" * len(header))
+    failed = []
+    for key, (label, target, check, peers) in TARGETS.items():
+        r = by_figure.get(key)
+        if r is None:
+            print(f"{label:<32} {'(not measured)':>18}")
+            failed.append(key)
+            continue
+        spread = f"{fmt(r['min'], r['unit'])} – {fmt(r['max'], r['unit'])}"
+        verdict = "" if check is None else ("yes" if check(r["median"]) else "NO")
+        if verdict == "NO":
+            failed.append(key)
+        print(
+            f"{label:<32} {fmt(r['median'], r['unit']):>18} {spread:>28} {target:>13}  {verdict:<4} {peers}"
+        )
+    if failed:
+        print(f"\nmissed or missing: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
