@@ -29,13 +29,15 @@ build: $(BIN)/.deps
 
 ## demo: a real sweep (3 learning rates × 2 widths × 3 seeds) and its results
 demo: build
-	rm -rf $(DEMO_STORE)
+	@rm -rf $(DEMO_STORE)
 	@echo "Running 18 training runs of examples/spirals/train.py under 'labbook run'…"
-	LABBOOK_DIR=$(DEMO_STORE) examples/spirals/sweep.sh
+	@LABBOOK_DIR=$(DEMO_STORE) examples/spirals/sweep.sh
 	@echo
-	labbook --dir $(DEMO_STORE) ls --project spirals --sort -metrics.val/acc --limit 18
+	@echo "\$$ labbook ls --project spirals --sort -metrics.val/acc"
+	@labbook --dir $(DEMO_STORE) ls --project spirals --sort -metrics.val/acc --limit 18
 	@echo
-	labbook --dir $(DEMO_STORE) show "$$(labbook --dir $(DEMO_STORE) ls --project spirals --sort -metrics.val/acc --limit 1 --json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')"
+	@echo "\$$ labbook show BEST_RUN"
+	@labbook --dir $(DEMO_STORE) show "$$(labbook --dir $(DEMO_STORE) ls --project spirals --sort -metrics.val/acc --limit 1 --json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')"
 	@echo
 	@echo "The demo store is $(DEMO_STORE); explore it with: source .venv/bin/activate && labbook --dir $(DEMO_STORE) ls"
 

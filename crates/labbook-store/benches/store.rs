@@ -92,7 +92,7 @@ fn main() {
     let store = SqliteStore::open(&tmp.path().join("ingest")).unwrap();
     let data = curve(n, false, 1);
     let mut rates = Vec::new();
-    for _ in 0..7 {
+    for _ in 0..15 {
         let run = new_run(&store);
         let copy = data.clone();
         let started = Instant::now();

@@ -314,9 +314,8 @@ fn render(
     table.render(|h| paint.bold(h))
 }
 
+/// Hyperparameters as the user wrote them (`1.0`, `3e-4`), not rounded like
+/// metrics: two runs whose lr differs in the fifth digit must look different.
 fn config_cell(v: &ConfigValue) -> String {
-    match v {
-        ConfigValue::Float(f) => fmt::number(*f),
-        other => other.display(),
-    }
+    v.display()
 }
