@@ -59,6 +59,16 @@ fn now_ms() -> i64 {
     crate::now_ms()
 }
 
+impl Api {
+    /// Marks runs whose process died as crashed before anything is read, so
+    /// a listing never shows a dead run as running.
+    fn reap(&self) -> labbook_store::Result<Vec<String>> {
+        let host = labbook_capture::hostname();
+        self.store
+            .reap_stale_runs(now_ms(), host.as_deref(), &labbook_capture::pid_alive)
+    }
+}
+
 #[pymethods]
 impl Api {
     /// Opens the store at `dir` (a `.labbook` directory or the folder holding
@@ -119,11 +129,7 @@ impl Api {
         };
         let runs = py
             .detach(|| {
-                self.store.reap_stale_runs(
-                    now_ms(),
-                    labbook_capture::hostname().as_deref(),
-                    &labbook_capture::pid_alive,
-                )?;
+                self.reap()?;
                 self.store.list_runs(&query)
             })
             .map_err(to_py_err)?;
@@ -139,11 +145,7 @@ impl Api {
     fn run<'py>(&self, py: Python<'py>, reference: &str) -> PyResult<Bound<'py, PyDict>> {
         let (run, env, notes) = py
             .detach(|| {
-                self.store.reap_stale_runs(
-                    now_ms(),
-                    labbook_capture::hostname().as_deref(),
-                    &labbook_capture::pid_alive,
-                )?;
+                self.reap()?;
                 let run = self.store.resolve_run(reference, None)?;
                 let env = self.store.environment(&run.id)?;
                 let notes = self.store.notes(&run.id)?;

@@ -154,33 +154,52 @@ impl ListedFields {
     }
 }
 
-/// Config keys whose values differ between the listed runs (a key some
-/// runs lack counts as differing), the most widely set first.
-fn config_columns(runs: &[RunRecord], preferred: &[String]) -> Vec<String> {
+/// Up to `MAX_KEY_COLUMNS` keys: the ones the query names first, then those
+/// `keep` accepts, ordered by `rank` (lower first), then by how many runs
+/// have them, then by name.
+fn pick_columns<'a, K: Ord>(
+    keys: impl Iterator<Item = &'a String>,
+    preferred: &[String],
+    keep: impl Fn(&str) -> bool,
+    rank: impl Fn(&str) -> K,
+) -> Vec<String> {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for run in runs {
-        for key in run.config.keys() {
-            *counts.entry(key.as_str()).or_default() += 1;
-        }
+    for key in keys {
+        *counts.entry(key.as_str()).or_default() += 1;
     }
-    let differs = |key: &str| {
-        let first = runs.first().and_then(|r| r.config.get(key));
-        runs.iter().any(|r| !same_value(r.config.get(key), first))
-    };
     let mut columns: Vec<String> = preferred
         .iter()
         .filter(|k| counts.contains_key(k.as_str()))
         .cloned()
         .collect();
     let mut rest: Vec<(&str, usize)> = counts
-        .iter()
-        .filter(|(k, _)| !columns.iter().any(|c| c == *k) && differs(k))
-        .map(|(k, n)| (*k, *n))
+        .into_iter()
+        .filter(|(k, _)| !columns.iter().any(|c| c == k) && keep(k))
         .collect();
-    rest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    rest.sort_by(|a, b| {
+        rank(a.0)
+            .cmp(&rank(b.0))
+            .then(b.1.cmp(&a.1))
+            .then(a.0.cmp(b.0))
+    });
     columns.extend(rest.into_iter().map(|(k, _)| k.to_string()));
     columns.truncate(MAX_KEY_COLUMNS);
     columns
+}
+
+/// Config keys whose values differ between the listed runs (a key some
+/// runs lack counts as differing), the most widely set first.
+fn config_columns(runs: &[RunRecord], preferred: &[String]) -> Vec<String> {
+    let differs = |key: &str| {
+        let first = runs.first().and_then(|r| r.config.get(key));
+        runs.iter().any(|r| !same_value(r.config.get(key), first))
+    };
+    pick_columns(
+        runs.iter().flat_map(|r| r.config.keys()),
+        preferred,
+        differs,
+        |_| (),
+    )
 }
 
 fn same_value(a: Option<&ConfigValue>, b: Option<&ConfigValue>) -> bool {
@@ -194,31 +213,12 @@ fn same_value(a: Option<&ConfigValue>, b: Option<&ConfigValue>) -> bool {
 /// Metric keys to show: the user's own before the `sys/` ones the wrapper
 /// samples, the most widely logged first.
 fn metric_columns(runs: &[RunRecord], preferred: &[String]) -> Vec<String> {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for run in runs {
-        for key in run.metrics.keys() {
-            *counts.entry(key.as_str()).or_default() += 1;
-        }
-    }
-    let mut columns: Vec<String> = preferred
-        .iter()
-        .filter(|k| counts.contains_key(k.as_str()))
-        .cloned()
-        .collect();
-    let mut rest: Vec<(&str, usize)> = counts
-        .iter()
-        .filter(|(k, _)| !columns.iter().any(|c| c == *k))
-        .map(|(k, n)| (*k, *n))
-        .collect();
-    rest.sort_by(|a, b| {
-        a.0.starts_with("sys/")
-            .cmp(&b.0.starts_with("sys/"))
-            .then(b.1.cmp(&a.1))
-            .then(a.0.cmp(b.0))
-    });
-    columns.extend(rest.into_iter().map(|(k, _)| k.to_string()));
-    columns.truncate(MAX_KEY_COLUMNS);
-    columns
+    pick_columns(
+        runs.iter().flat_map(|r| r.metrics.keys()),
+        preferred,
+        |_| true,
+        |k| k.starts_with("sys/"),
+    )
 }
 
 fn render(
