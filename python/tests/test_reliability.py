@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sqlite3
 import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ def test_sixteen_processes_log_into_one_store_at_once(store: Path) -> None:
     steps = 5_000
     procs = [
         subprocess.Popen(
-            ["python", "-c", WORKER, str(w), str(steps)],
+            [sys.executable, "-c", WORKER, str(w), str(steps)],
             cwd=store.parent,
             env={"LABBOOK_DIR": str(store), "PATH": __import__("os").environ["PATH"]},
             stdout=subprocess.PIPE,
