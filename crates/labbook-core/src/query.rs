@@ -947,9 +947,16 @@ impl Expr {
 
 /// Orders two runs by sort keys; missing values go last whatever the direction.
 pub fn compare_by(keys: &[SortKey], a: &impl Fields, b: &impl Fields) -> Ordering {
-    for key in keys {
-        let (va, vb) = (a.get(&key.field), b.get(&key.field));
-        let ord = match (&va, &vb) {
+    let va: Vec<Value<'_>> = keys.iter().map(|k| a.get(&k.field)).collect();
+    let vb: Vec<Value<'_>> = keys.iter().map(|k| b.get(&k.field)).collect();
+    compare_values(keys, &va, &vb)
+}
+
+/// `compare_by` on values already read (`sort_values`), for sorting many
+/// runs without looking every field up again in each comparison.
+pub fn compare_values(keys: &[SortKey], a: &[Value<'_>], b: &[Value<'_>]) -> Ordering {
+    for ((key, va), vb) in keys.iter().zip(a).zip(b) {
+        let ord = match (va, vb) {
             (Value::Missing, Value::Missing) => Ordering::Equal,
             (Value::Missing, _) => return Ordering::Greater,
             (_, Value::Missing) => return Ordering::Less,
@@ -967,6 +974,11 @@ pub fn compare_by(keys: &[SortKey], a: &impl Fields, b: &impl Fields) -> Orderin
         }
     }
     Ordering::Equal
+}
+
+/// The values a run sorts by.
+pub fn sort_values<'a>(keys: &[SortKey], run: &'a impl Fields) -> Vec<Value<'a>> {
+    keys.iter().map(|k| run.get(&k.field)).collect()
 }
 
 fn kind_rank(v: &Value<'_>) -> u8 {

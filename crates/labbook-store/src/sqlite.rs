@@ -17,7 +17,7 @@ use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params,
 };
 
-use labbook_core::query::{RunView, compare_by};
+use labbook_core::query::{RunView, compare_values, sort_values};
 use labbook_core::run::{validate_name, validate_tag};
 use labbook_core::{Config, RunRecord, RunStatus, SeriesColumns, SeriesSummary, ids};
 
@@ -31,7 +31,8 @@ use crate::types::*;
 pub const DB_FILE: &str = "labbook.db";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(120);
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE projects (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -110,11 +111,45 @@ CREATE TABLE applied_batches (
     batch_id TEXT NOT NULL,
     PRIMARY KEY (run_pk, batch_id)
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+-- A change sequence: every insert or change of a run (or of its metric
+-- summaries) stamps the run with the next number, so a long-lived reader
+-- refreshes its in-memory index by loading only the runs stamped since.
+-- Triggers, so that no write path can forget it.
+CREATE TABLE change_seq (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
+INSERT INTO change_seq VALUES (1, 0);
+ALTER TABLE runs ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX runs_by_seq ON runs(seq);
+CREATE TRIGGER runs_inserted AFTER INSERT ON runs BEGIN
+    UPDATE change_seq SET value = value + 1 WHERE id = 1;
+    UPDATE runs SET seq = (SELECT value FROM change_seq WHERE id = 1) WHERE pk = NEW.pk;
+END;
+CREATE TRIGGER runs_updated AFTER UPDATE OF project_id, name, grp, tags, notes, status, ended_ms,
+    heartbeat_ms, host, pid, exit_code, error, config, summary, deleted_ms ON runs BEGIN
+    UPDATE change_seq SET value = value + 1 WHERE id = 1;
+    UPDATE runs SET seq = (SELECT value FROM change_seq WHERE id = 1) WHERE pk = NEW.pk;
+END;
+CREATE TRIGGER series_changed AFTER UPDATE OF count ON series BEGIN
+    UPDATE change_seq SET value = value + 1 WHERE id = 1;
+    UPDATE runs SET seq = (SELECT value FROM change_seq WHERE id = 1) WHERE pk = NEW.run_pk;
+END;
+"#,
+];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     dir: PathBuf,
+    index: Mutex<RunIndex>,
+}
+
+/// Every run, in memory, as of change `seq`. Listing 10,000 runs filtered
+/// and sorted by a metric then costs a refresh of what changed plus an
+/// in-memory sort, instead of parsing every run's config again.
+#[derive(Default)]
+struct RunIndex {
+    seq: i64,
+    runs: HashMap<String, RunRecord>,
 }
 
 fn random_bits() -> u64 {
@@ -231,6 +266,7 @@ impl SqliteStore {
         let store = SqliteStore {
             conn: Mutex::new(conn),
             dir: dir.to_path_buf(),
+            index: Mutex::new(RunIndex::default()),
         };
         store.migrate()?;
         Ok(store)
@@ -738,49 +774,67 @@ impl Store for SqliteStore {
     }
 
     fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>> {
-        let deleted = match query.deleted {
-            Deleted::Exclude => "r.deleted_ms IS NULL",
-            Deleted::Only => "r.deleted_ms IS NOT NULL",
-            Deleted::Include => "1",
-        };
-        let project = query.project.clone().unwrap_or_default();
-        let mut runs = Self::load_runs(
-            &self.conn.lock(),
-            &format!("(?1 = '' OR p.name = ?1) AND {deleted}"),
-            &[&project],
-        )?;
+        let mut index = self.index.lock();
+        {
+            let conn = self.conn.lock();
+            let current: i64 =
+                conn.query_row("SELECT value FROM change_seq WHERE id = 1", [], |r| {
+                    r.get(0)
+                })?;
+            if current != index.seq {
+                // Read in a later snapshot than `current`: a run changed in
+                // between is loaded now and again next time, never missed.
+                let since = index.seq;
+                for run in Self::load_runs(&conn, "r.seq > ?1", &[&since])? {
+                    index.runs.insert(run.id.clone(), run);
+                }
+                index.seq = current;
+            }
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        if let Some(filter) = &query.filter {
-            runs.retain(|run| filter.matches(&RunView { run, now_ms: now }));
-        }
+        let mut runs: Vec<&RunRecord> = index
+            .runs
+            .values()
+            .filter(|r| query.project.as_ref().is_none_or(|p| *p == r.project))
+            .filter(|r| match query.deleted {
+                Deleted::Exclude => r.deleted_ms.is_none(),
+                Deleted::Only => r.deleted_ms.is_some(),
+                Deleted::Include => true,
+            })
+            .filter(|run| {
+                query
+                    .filter
+                    .as_ref()
+                    .is_none_or(|f| f.matches(&RunView { run, now_ms: now }))
+            })
+            .collect();
+        let newest_first = |a: &RunRecord, b: &RunRecord| {
+            b.created_ms
+                .cmp(&a.created_ms)
+                .then_with(|| b.id.cmp(&a.id))
+        };
         if query.sort.is_empty() {
-            runs.sort_by(|a, b| {
-                b.created_ms
-                    .cmp(&a.created_ms)
-                    .then_with(|| b.id.cmp(&a.id))
-            });
+            runs.sort_unstable_by(|a, b| newest_first(a, b));
         } else {
-            runs.sort_by(|a, b| {
-                compare_by(
-                    &query.sort,
-                    &RunView {
-                        run: a,
-                        now_ms: now,
-                    },
-                    &RunView {
-                        run: b,
-                        now_ms: now,
-                    },
-                )
-                .then_with(|| b.created_ms.cmp(&a.created_ms))
+            let views: Vec<RunView<'_>> = runs
+                .iter()
+                .map(|run| RunView { run, now_ms: now })
+                .collect();
+            let mut keyed: Vec<(Vec<labbook_core::query::Value<'_>>, &RunRecord)> = views
+                .iter()
+                .map(|v| (sort_values(&query.sort, v), v.run))
+                .collect();
+            keyed.sort_unstable_by(|(ka, a), (kb, b)| {
+                compare_values(&query.sort, ka, kb).then_with(|| newest_first(a, b))
             });
+            runs = keyed.into_iter().map(|(_, run)| run).collect();
         }
-        let runs = runs.into_iter().skip(query.offset);
+        let page = runs.into_iter().skip(query.offset);
         Ok(match query.limit {
-            Some(limit) => runs.take(limit).collect(),
-            None => runs.collect(),
+            Some(limit) => page.take(limit).cloned().collect(),
+            None => page.cloned().collect(),
         })
     }
 

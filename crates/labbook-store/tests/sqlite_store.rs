@@ -448,3 +448,62 @@ fn sixteen_connections_write_at_once_without_losing_a_point() {
         );
     }
 }
+
+#[test]
+fn a_warm_listing_sees_what_other_connections_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".labbook");
+    let reader = SqliteStore::open(&path).unwrap();
+    let writer = SqliteStore::open(&path).unwrap();
+    let first = writer.create_run(&new_run("p")).unwrap();
+    assert_eq!(reader.list_runs(&RunQuery::default()).unwrap().len(), 1);
+
+    let second = writer.create_run(&new_run("p")).unwrap();
+    writer
+        .update_run(
+            &first.id,
+            &RunPatch {
+                status: Some(RunStatus::Finished),
+                add_tags: vec!["done".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let mut series_writer = SeriesWriter::new();
+    log(
+        &writer,
+        &mut series_writer,
+        &second.id,
+        vec![("loss".into(), series(0..5, |i| i as f64))],
+        false,
+    );
+    writer.delete_run(&first.id, 7).unwrap();
+
+    let listed = reader.list_runs(&RunQuery::default()).unwrap();
+    assert_eq!(listed.len(), 1, "the deleted run drops out");
+    assert_eq!(
+        listed[0].metrics["loss"].count, 5,
+        "new metric summaries show"
+    );
+    let deleted = reader
+        .list_runs(&RunQuery {
+            deleted: Deleted::Only,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        (deleted[0].status, deleted[0].tags.clone()),
+        (RunStatus::Finished, vec!["done".to_string()])
+    );
+    log(
+        &writer,
+        &mut series_writer,
+        &second.id,
+        vec![("loss".into(), series(5..7, |i| i as f64))],
+        false,
+    );
+    assert_eq!(
+        reader.list_runs(&RunQuery::default()).unwrap()[0].metrics["loss"].count,
+        7
+    );
+}
