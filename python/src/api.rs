@@ -189,7 +189,10 @@ impl Api {
         let range = StepRange { lo: start, hi: end };
         let series = py
             .detach(|| match buckets {
-                Some(b) => self.store.downsample(run, key, range, b),
+                Some(b) => self
+                    .store
+                    .downsample(run, key, range, b)
+                    .map(|(points, _)| points),
                 None => self.store.read_series(run, key, range),
             })
             .map_err(to_py_err)?;

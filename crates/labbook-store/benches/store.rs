@@ -148,7 +148,7 @@ fn main() {
     let mut times = Vec::new();
     for _ in 0..7 {
         let started = Instant::now();
-        let s = store
+        let (s, _) = store
             .downsample(&run, "loss", StepRange::ALL, 1000)
             .unwrap();
         times.push(secs(started.elapsed()) * 1e3);

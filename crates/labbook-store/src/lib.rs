@@ -27,7 +27,29 @@ pub trait Store: Send + Sync {
     /// A run by id, unique id prefix (4+ characters) or unique name.
     fn resolve_run(&self, reference: &str, project: Option<&str>) -> Result<RunRecord>;
     fn update_run(&self, id: &str, patch: &RunPatch) -> Result<()>;
-    fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>>;
+    /// Calls `visit` with every run that matches the query's project,
+    /// deletion and filter, sorted, before `offset`/`limit` are applied, so
+    /// callers can page, count and aggregate without copying runs.
+    fn visit_runs(&self, query: &RunQuery, visit: &mut dyn FnMut(&[&RunRecord])) -> Result<()>;
+    /// The query's page of runs and how many matched in all.
+    fn list_runs_counted(&self, query: &RunQuery) -> Result<(Vec<RunRecord>, usize)> {
+        let mut out = (Vec::new(), 0);
+        self.visit_runs(query, &mut |runs| {
+            let page = runs.iter().skip(query.offset);
+            out.0 = match query.limit {
+                Some(limit) => page.take(limit).map(|r| (*r).clone()).collect(),
+                None => page.map(|r| (*r).clone()).collect(),
+            };
+            out.1 = runs.len();
+        })?;
+        Ok(out)
+    }
+    fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>> {
+        Ok(self.list_runs_counted(query)?.0)
+    }
+    /// The current change sequence and the runs changed after `seq` (a
+    /// live view polls this; 0 returns every run).
+    fn changes_since(&self, seq: i64) -> Result<(i64, Vec<RunRecord>)>;
     fn list_projects(&self) -> Result<Vec<ProjectInfo>>;
     /// Soft delete: hidden from listings until restored.
     fn delete_run(&self, id: &str, now_ms: i64) -> Result<()>;
@@ -41,14 +63,16 @@ pub trait Store: Send + Sync {
 
     /// Points of one series, sorted by step, optionally within a step range.
     fn read_series(&self, run_id: &str, key: &str, range: StepRange) -> Result<SeriesColumns>;
-    /// At most ~4 × `buckets` points that keep every bucket's extremes.
+    /// At most ~4 × `buckets` points that keep every bucket's extremes (all
+    /// points when the range holds no more than `buckets`), and how many
+    /// points the range holds.
     fn downsample(
         &self,
         run_id: &str,
         key: &str,
         range: StepRange,
         buckets: usize,
-    ) -> Result<SeriesColumns>;
+    ) -> Result<(SeriesColumns, usize)>;
     /// The metric keys of a run with their point counts.
     fn series_keys(&self, run_id: &str) -> Result<Vec<(String, u64)>>;
     /// Rewrites tails left by writers that are gone into sealed chunks.
@@ -62,6 +86,16 @@ pub trait Store: Send + Sync {
     fn read_output(&self, run_id: &str) -> Result<Vec<OutputChunk>>;
     fn add_note(&self, run_id: &str, text: &str, now_ms: i64) -> Result<()>;
     fn notes(&self, run_id: &str) -> Result<Vec<NoteEntry>>;
+    /// A project's notebook: notes written for the project and for its
+    /// runs, newest first.
+    fn project_notes(&self, project: &str) -> Result<Vec<NotebookNote>>;
+    fn add_project_note(
+        &self,
+        project: &str,
+        text: &str,
+        run_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<NotebookNote>;
 
     /// Marks running runs whose process is gone as crashed and compacts
     /// them; returns their ids.

@@ -376,6 +376,7 @@ impl SeriesWriter {
 /// step order. Peaks survive; the series' first and last points are kept.
 #[derive(Debug)]
 pub struct Downsampler {
+    seen: usize,
     lo: i64,
     width: f64,
     buckets: Vec<Option<Bucket>>,
@@ -394,13 +395,20 @@ impl Downsampler {
         let buckets = buckets.max(1);
         let span = (hi as f64 - lo as f64 + 1.0).max(1.0);
         Downsampler {
+            seen: 0,
             lo,
             width: span / buckets as f64,
             buckets: vec![None; buckets],
         }
     }
 
+    /// Points added so far.
+    pub fn seen(&self) -> usize {
+        self.seen
+    }
+
     pub fn add(&mut self, points: &SeriesColumns) {
+        self.seen += points.len();
         let last_bucket = self.buckets.len() - 1;
         for i in 0..points.len() {
             let p = (points.steps[i], points.ts_ms[i], points.values[i]);
@@ -429,6 +437,7 @@ impl Downsampler {
     }
 
     pub fn merge(&mut self, other: Downsampler) {
+        self.seen += other.seen;
         for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
             let Some(t) = theirs else { continue };
             match mine {

@@ -773,7 +773,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>> {
+    fn visit_runs(&self, query: &RunQuery, visit: &mut dyn FnMut(&[&RunRecord])) -> Result<()> {
         let mut index = self.index.lock();
         {
             let conn = self.conn.lock();
@@ -831,11 +831,20 @@ impl Store for SqliteStore {
             });
             runs = keyed.into_iter().map(|(_, run)| run).collect();
         }
-        let page = runs.into_iter().skip(query.offset);
-        Ok(match query.limit {
-            Some(limit) => page.take(limit).cloned().collect(),
-            None => page.cloned().collect(),
-        })
+        visit(&runs);
+        Ok(())
+    }
+
+    fn changes_since(&self, seq: i64) -> Result<(i64, Vec<RunRecord>)> {
+        let conn = self.conn.lock();
+        let current: i64 =
+            conn.query_row("SELECT value FROM change_seq WHERE id = 1", [], |r| {
+                r.get(0)
+            })?;
+        if current == seq {
+            return Ok((current, Vec::new()));
+        }
+        Ok((current, Self::load_runs(&conn, "r.seq > ?1", &[&seq])?))
     }
 
     fn list_projects(&self) -> Result<Vec<ProjectInfo>> {
@@ -940,30 +949,42 @@ impl Store for SqliteStore {
         key: &str,
         range: StepRange,
         buckets: usize,
-    ) -> Result<SeriesColumns> {
-        let (lo, hi) = {
+    ) -> Result<(SeriesColumns, usize)> {
+        let (lo, hi, stored) = {
             let conn = self.conn.lock();
             let run_pk = Self::run_pk(&conn, run_id)?;
             conn.prepare_cached(
-                "SELECT MIN(c.step_min), MAX(c.step_max) FROM chunks c JOIN series s ON s.id = c.series_id
-                 WHERE s.run_pk = ?1 AND s.key = ?2",
+                "SELECT MIN(c.step_min), MAX(c.step_max), SUM(c.n) FROM chunks c JOIN series s ON s.id = c.series_id
+                 WHERE s.run_pk = ?1 AND s.key = ?2 AND c.step_max >= ?3 AND c.step_min <= ?4",
             )?
-            .query_row(params![run_pk, key], |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)))?
+            .query_row(
+                params![run_pk, key, range.lo.unwrap_or(i64::MIN), range.hi.unwrap_or(i64::MAX)],
+                |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?, r.get::<_, Option<i64>>(2)?)),
+            )?
         };
         let (Some(lo), Some(hi)) = (range.lo.max(lo), range.hi.or(hi).min(hi)) else {
-            return Ok(SeriesColumns::default());
+            return Ok((SeriesColumns::default(), 0));
         };
         if hi < lo {
-            return Ok(SeriesColumns::default());
+            return Ok((SeriesColumns::default(), 0));
         }
-        let blobs = self.chunk_blobs(
-            run_id,
-            key,
-            StepRange {
-                lo: Some(lo),
-                hi: Some(hi),
-            },
-        )?;
+        let range = StepRange {
+            lo: Some(lo),
+            hi: Some(hi),
+        };
+        // Few points: send them all (the chunks overlapping the range bound
+        // the count from above, so this never reads a large series whole).
+        if stored.unwrap_or(0) as usize <= buckets.saturating_mul(4) {
+            let points = self.read_series(run_id, key, range)?;
+            let total = points.len();
+            if total <= buckets {
+                return Ok((points, total));
+            }
+            let mut sampler = Downsampler::new(lo, hi, buckets);
+            sampler.add(&points);
+            return Ok((sampler.finish(), total));
+        }
+        let blobs = self.chunk_blobs(run_id, key, range)?;
         let parts = parallel_map(&blobs, |part| -> Result<Downsampler> {
             let mut sampler = Downsampler::new(lo, hi, buckets);
             let mut scratch = SeriesColumns::default();
@@ -988,7 +1009,8 @@ impl Store for SqliteStore {
         for part in parts {
             merged.merge(part?);
         }
-        Ok(merged.finish())
+        let total = merged.seen();
+        Ok((merged.finish(), total))
     }
 
     fn series_keys(&self, run_id: &str) -> Result<Vec<(String, u64)>> {
@@ -1122,6 +1144,63 @@ impl Store for SqliteStore {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn project_notes(&self, project: &str) -> Result<Vec<NotebookNote>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT n.id, n.created_ms, n.text, r.id FROM notebook n JOIN projects p ON p.id = n.project_id
+             LEFT JOIN runs r ON r.pk = n.run_pk WHERE p.name = ?1 ORDER BY n.created_ms DESC, n.id DESC",
+        )?;
+        let rows = stmt.query_map([project], |r| {
+            Ok(NotebookNote {
+                id: r.get(0)?,
+                created_ms: r.get(1)?,
+                text: r.get(2)?,
+                run_id: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn add_project_note(
+        &self,
+        project: &str,
+        text: &str,
+        run_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<NotebookNote> {
+        if text.trim().is_empty() {
+            return Err(
+                labbook_core::ValidationError::new("text", "a note must not be empty").into(),
+            );
+        }
+        if text.len() > 1 << 20 {
+            return Err(
+                labbook_core::ValidationError::new("text", "a note is limited to 1 MiB").into(),
+            );
+        }
+        let id = self.write(|tx| {
+            let project_id: i64 = tx
+                .query_row("SELECT id FROM projects WHERE name = ?1", [project], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound { what: "project", id: project.to_string() })?;
+            let run_pk = match run_id {
+                Some(id) => Some(Self::run_pk(tx, id)?),
+                None => None,
+            };
+            tx.execute(
+                "INSERT INTO notebook (project_id, run_pk, created_ms, text) VALUES (?1, ?2, ?3, ?4)",
+                params![project_id, run_pk, now_ms, text],
+            )?;
+            Ok(tx.last_insert_rowid())
+        })?;
+        Ok(NotebookNote {
+            id,
+            created_ms: now_ms,
+            text: text.to_string(),
+            run_id: run_id.map(str::to_string),
+        })
     }
 
     fn reap_stale_runs(

@@ -148,6 +148,15 @@ pub struct NoteEntry {
     pub text: String,
 }
 
+/// A notebook entry with where it belongs, for the project's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotebookNote {
+    pub id: i64,
+    pub created_ms: i64,
+    pub text: String,
+    pub run_id: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProjectInfo {
     pub name: String,

@@ -260,11 +260,12 @@ fn ranges_and_downsampling_read_the_right_points() {
         )
         .unwrap();
     assert_eq!(part.steps, (70_000..70_010).collect::<Vec<_>>());
-    let down = store.downsample(&run.id, "y", StepRange::ALL, 500).unwrap();
+    let (down, total) = store.downsample(&run.id, "y", StepRange::ALL, 500).unwrap();
+    assert_eq!(total, n as usize);
     assert!(down.len() <= 2000 && down.len() >= 500, "{}", down.len());
     assert!(down.values.contains(&99.0));
     assert_eq!((down.steps[0], *down.steps.last().unwrap()), (0, n - 1));
-    let zoom = store
+    let (zoom, zoom_total) = store
         .downsample(
             &run.id,
             "y",
@@ -276,10 +277,23 @@ fn ranges_and_downsampling_read_the_right_points() {
         )
         .unwrap();
     assert_eq!(
-        zoom.len(),
-        101,
+        (zoom.len(), zoom_total),
+        (101, 101),
         "a zoomed range with fewer points than buckets comes back whole"
     );
+    let (few, few_total) = store
+        .downsample(
+            &run.id,
+            "y",
+            StepRange {
+                lo: Some(0),
+                hi: Some(3_999),
+            },
+            1000,
+        )
+        .unwrap();
+    assert_eq!(few_total, 4_000);
+    assert!(few.len() < 4_000 && few.len() >= 1_000, "{}", few.len());
     assert!(matches!(
         store.read_series(&run.id, "nope", StepRange::ALL),
         Err(StoreError::NotFound { .. })
