@@ -74,6 +74,21 @@ enum Command {
     Restore(RunsArgs),
     /// Export a run's metrics as CSV, JSON or Parquet.
     Export(ExportArgs),
+    /// Serve the dashboard for this store in the browser.
+    Ui(UiArgs),
+}
+
+#[derive(Debug, Args)]
+struct UiArgs {
+    /// Address to listen on (0.0.0.0 to reach it from other machines).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 5001)]
+    port: u16,
+    /// Open the dashboard in the default browser.
+    #[arg(long)]
+    open: bool,
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +228,7 @@ fn main() -> ExitCode {
         Command::Rm(args) => commands::edit::remove(&app, args),
         Command::Restore(args) => commands::edit::restore(&app, args),
         Command::Export(args) => commands::export::run(&app, args),
+        Command::Ui(args) => commands::ui::run(&app, args),
     };
     match result {
         Ok(code) => code,

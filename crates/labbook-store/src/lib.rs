@@ -48,7 +48,7 @@ pub trait Store: Send + Sync {
         Ok(self.list_runs_counted(query)?.0)
     }
     /// The current change sequence and the runs changed after `seq` (a
-    /// live view polls this; 0 returns every run).
+    /// live view polls this; a negative `seq` returns every run).
     fn changes_since(&self, seq: i64) -> Result<(i64, Vec<RunRecord>)>;
     fn list_projects(&self) -> Result<Vec<ProjectInfo>>;
     /// Soft delete: hidden from listings until restored.

@@ -146,10 +146,19 @@ pub struct SqliteStore {
 /// Every run, in memory, as of change `seq`. Listing 10,000 runs filtered
 /// and sorted by a metric then costs a refresh of what changed plus an
 /// in-memory sort, instead of parsing every run's config again.
-#[derive(Default)]
 struct RunIndex {
     seq: i64,
     runs: HashMap<String, RunRecord>,
+}
+
+impl Default for RunIndex {
+    fn default() -> Self {
+        // Runs from before the change sequence existed carry seq 0.
+        RunIndex {
+            seq: -1,
+            runs: HashMap::new(),
+        }
+    }
 }
 
 fn random_bits() -> u64 {

@@ -521,3 +521,19 @@ fn a_warm_listing_sees_what_other_connections_wrote() {
         7
     );
 }
+
+#[test]
+fn runs_from_before_the_change_sequence_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".labbook");
+    let store = SqliteStore::open(&path).unwrap();
+    let run = store.create_run(&new_run("p")).unwrap();
+    drop(store);
+    // What a store written by the first schema looks like after migrating.
+    let conn = rusqlite::Connection::open(path.join("labbook.db")).unwrap();
+    conn.execute_batch("UPDATE runs SET seq = 0; UPDATE change_seq SET value = 0;")
+        .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.list_runs(&RunQuery::default()).unwrap()[0].id, run.id);
+}

@@ -4,3 +4,4 @@ pub mod init;
 pub mod ls;
 pub mod run;
 pub mod show;
+pub mod ui;

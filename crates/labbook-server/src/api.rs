@@ -1,0 +1,513 @@
+//! The handlers of docs/API.md. Store calls block (SQLite), so each runs on
+//! tokio's blocking pool; handlers only parse, call and shape JSON.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+
+use labbook_core::query::{
+    Field, RunView, Value as FieldValue, parse_filter, parse_sort, resolve_field,
+};
+use labbook_core::{ConfigValue, RunRecord};
+use labbook_store::{Deleted, RunPatch, RunQuery, StepRange, Store, StoreError};
+
+use crate::error::ApiError;
+use crate::json::{self, Floats, now_ms};
+use crate::{AppState, events};
+
+type Params = Query<HashMap<String, String>>;
+type ApiResult = Result<Json<Value>, ApiError>;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/projects", get(projects))
+        .route("/projects/{project}/runs", get(runs))
+        .route("/projects/{project}/keys", get(keys))
+        .route("/projects/{project}/groups", get(groups))
+        .route("/projects/{project}/notebook", get(notebook).post(add_note))
+        .route("/query/validate", get(validate))
+        .route("/runs/tags", post(tag_runs))
+        .route("/runs/delete", post(delete_runs))
+        .route("/runs/restore", post(restore_runs))
+        .route("/runs/{id}", get(run))
+        .route("/runs/{id}/output", get(output))
+        .route("/series", get(series))
+        .route("/events", get(events::events))
+}
+
+/// Runs a store call on the blocking pool.
+pub async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&dyn Store) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || f(&*store))
+        .await
+        .map_err(|e| ApiError::internal(format!("a store task failed: {e}")))?
+}
+
+fn param_usize(
+    params: &HashMap<String, String>,
+    name: &str,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    match params.get(name).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n <= max => Ok(n),
+            Ok(_) => Err(ApiError::invalid(
+                name,
+                format!("{name} must be at most {max}"),
+            )),
+            Err(_) => Err(ApiError::invalid(
+                name,
+                format!("{name} must be a non-negative integer, not {v:?}"),
+            )),
+        },
+    }
+}
+
+fn param_i64(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
+    match params.get(name).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
+            ApiError::invalid(name, format!("{name} must be an integer step, not {v:?}"))
+        }),
+    }
+}
+
+fn run_query(
+    project: Option<String>,
+    params: &HashMap<String, String>,
+) -> Result<RunQuery, ApiError> {
+    let filter = match params
+        .get("filter")
+        .map(|f| f.trim())
+        .filter(|f| !f.is_empty())
+    {
+        Some(f) => Some(parse_filter(f).map_err(|e| ApiError::query("filter", e))?),
+        None => None,
+    };
+    let sort = match params
+        .get("sort")
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+    {
+        Some(s) => parse_sort(s).map_err(|e| ApiError::query("sort", e))?,
+        None => Vec::new(),
+    };
+    let deleted = match params.get("deleted").map(String::as_str) {
+        None | Some("" | "0" | "false") => Deleted::Exclude,
+        Some("1" | "true") => Deleted::Only,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "deleted",
+                format!("deleted must be 0 or 1, not {other:?}"),
+            ));
+        }
+    };
+    Ok(RunQuery {
+        project,
+        filter,
+        sort,
+        limit: Some(param_usize(params, "limit", 100, 10_000)?),
+        offset: param_usize(params, "offset", 0, usize::MAX)?,
+        deleted,
+    })
+}
+
+async fn projects(State(state): State<AppState>) -> ApiResult {
+    let projects = blocking(&state, |store| Ok(store.list_projects()?)).await?;
+    Ok(Json(json!({ "projects": projects })))
+}
+
+async fn runs(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    Query(params): Params,
+) -> ApiResult {
+    let query = run_query(Some(project), &params)?;
+    let (limit, offset) = (query.limit, query.offset);
+    let (runs, total) = blocking(&state, move |store| Ok(store.list_runs_counted(&query)?)).await?;
+    let now = now_ms();
+    let runs: Vec<Value> = runs
+        .iter()
+        .map(|r| Value::Object(json::run(r, now)))
+        .collect();
+    Ok(Json(
+        json!({ "runs": runs, "total": total, "offset": offset, "limit": limit }),
+    ))
+}
+
+async fn keys(State(state): State<AppState>, Path(project): Path<String>) -> ApiResult {
+    let query = RunQuery {
+        project: Some(project),
+        ..Default::default()
+    };
+    blocking(&state, move |store| {
+        let mut config: BTreeMap<String, (usize, bool)> = BTreeMap::new();
+        let mut metrics: BTreeMap<String, usize> = BTreeMap::new();
+        let mut summary: BTreeMap<String, usize> = BTreeMap::new();
+        store.visit_runs(&query, &mut |runs| {
+            for run in runs {
+                for (k, v) in &run.config {
+                    let entry = config.entry(k.clone()).or_insert((0, true));
+                    entry.0 += 1;
+                    entry.1 &= matches!(v, ConfigValue::Int(_) | ConfigValue::Float(_));
+                }
+                for k in run.metrics.keys() {
+                    *metrics.entry(k.clone()).or_default() += 1;
+                }
+                for k in run.summary.keys() {
+                    *summary.entry(k.clone()).or_default() += 1;
+                }
+            }
+        })?;
+        let list = |m: BTreeMap<String, usize>| -> Vec<Value> {
+            m.into_iter().map(|(key, count)| json!({ "key": key, "count": count })).collect()
+        };
+        Ok(Json(json!({
+            "config": config.into_iter().map(|(key, (count, numeric))| json!({ "key": key, "count": count, "numeric": numeric })).collect::<Vec<_>>(),
+            "metrics": list(metrics),
+            "summary": list(summary),
+            "attributes": ["id", "name", "project", "group", "status", "notes", "tags", "host", "created", "ended", "duration", "exit_code"],
+        })))
+    })
+    .await
+}
+
+fn group_key(value: &FieldValue<'_>) -> Vec<Value> {
+    match value {
+        FieldValue::Missing => vec![Value::Null],
+        FieldValue::Num(n) => vec![json::num(*n)],
+        FieldValue::Str(s) => vec![json!(s)],
+        FieldValue::Bool(b) => vec![json!(b)],
+        FieldValue::List([]) => vec![Value::Null],
+        FieldValue::List(items) => items.iter().map(|t| json!(t)).collect(),
+    }
+}
+
+async fn groups(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    Query(params): Params,
+) -> ApiResult {
+    let by_text = params.get("by").cloned().unwrap_or_default();
+    let by: Field = resolve_field(by_text.trim()).map_err(|e| ApiError::invalid("by", e))?;
+    let query = RunQuery {
+        limit: None,
+        ..run_query(Some(project), &params)?
+    };
+    blocking(&state, move |store| {
+        let now = now_ms();
+        let mut out = Vec::new();
+        store.visit_runs(&query, &mut |runs| {
+            // Keyed by the value's JSON text so that 0.1 and "0.1" stay apart.
+            let mut groups: BTreeMap<String, (Value, Vec<&RunRecord>)> = BTreeMap::new();
+            for run in runs {
+                let view = RunView { run, now_ms: now };
+                for key in group_key(&labbook_core::query::Fields::get(&view, &by)) {
+                    groups.entry(key.to_string()).or_insert_with(|| (key, Vec::new())).1.push(run);
+                }
+            }
+            for (value, members) in groups.values() {
+                let mut per_metric: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+                for run in members {
+                    for (k, s) in &run.metrics {
+                        if s.last.is_finite() {
+                            per_metric.entry(k.as_str()).or_default().push(s.last);
+                        }
+                    }
+                }
+                let metrics: Map<String, Value> = per_metric
+                    .into_iter()
+                    .map(|(k, xs)| {
+                        let n = xs.len() as f64;
+                        let mean = xs.iter().sum::<f64>() / n;
+                        let var = if xs.len() > 1 { xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+                        (k.to_string(), json!({ "mean": json::num(mean), "std": json::num(var.sqrt()), "n": xs.len() }))
+                    })
+                    .collect();
+                out.push(json!({
+                    "value": value,
+                    "count": members.len(),
+                    "run_ids": members.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+                    "metrics": metrics,
+                }));
+            }
+        })?;
+        Ok(Json(json!({ "by": by.to_string(), "groups": out })))
+    })
+    .await
+}
+
+async fn validate(Query(params): Params) -> ApiResult {
+    run_query(None, &params)?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+async fn run(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    blocking(&state, move |store| {
+        let run = store.get_run(&id)?;
+        let mut m = json::run(&run, now_ms());
+        m.insert(
+            "environment".into(),
+            store.environment(&id)?.unwrap_or(Value::Null),
+        );
+        m.insert("notebook".into(), json!(store.notes(&id)?));
+        let keys: Vec<Value> = store
+            .series_keys(&id)?
+            .into_iter()
+            .map(|(key, count)| json!({ "key": key, "count": count }))
+            .collect();
+        m.insert("metric_keys".into(), Value::Array(keys));
+        Ok(Json(Value::Object(m)))
+    })
+    .await
+}
+
+async fn output(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    blocking(&state, move |store| {
+        let chunks: Vec<Value> = store
+            .read_output(&id)?
+            .into_iter()
+            .map(|c| json!({ "stream": c.stream, "ts_ms": c.ts_ms, "text": String::from_utf8_lossy(&c.data) }))
+            .collect();
+        Ok(Json(json!({ "chunks": chunks })))
+    })
+    .await
+}
+
+fn csv_param(
+    params: &HashMap<String, String>,
+    name: &str,
+    max: usize,
+) -> Result<Vec<String>, ApiError> {
+    let items: Vec<String> = params
+        .get(name)
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    if items.is_empty() {
+        return Err(ApiError::invalid(
+            name,
+            format!("{name} is required: a comma-separated list"),
+        ));
+    }
+    if items.len() > max {
+        return Err(ApiError::invalid(
+            name,
+            format!("at most {max} {name} per request, got {}", items.len()),
+        ));
+    }
+    Ok(items)
+}
+
+async fn series(State(state): State<AppState>, Query(params): Params) -> ApiResult {
+    let runs = csv_param(&params, "runs", 200)?;
+    let keys = csv_param(&params, "keys", 50)?;
+    let buckets = param_usize(&params, "buckets", 1000, 10_000)?.max(1);
+    let (lo, hi, after) = (
+        param_i64(&params, "lo")?,
+        param_i64(&params, "hi")?,
+        param_i64(&params, "after")?,
+    );
+    blocking(&state, move |store| {
+        let mut out = Vec::new();
+        for run in &runs {
+            for key in &keys {
+                let result = match after {
+                    Some(after) => store
+                        .read_series(run, key, StepRange { lo: Some(after.saturating_add(1)), hi })
+                        .map(|s| {
+                            let n = s.len();
+                            (s, n)
+                        }),
+                    None => store.downsample(run, key, StepRange { lo, hi }, buckets),
+                };
+                let (points, total) = match result {
+                    Ok(found) => found,
+                    // A run without this key, or an unknown run, has no curve.
+                    Err(StoreError::NotFound { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                out.push(json!({
+                    "run": run,
+                    "key": key,
+                    "steps": points.steps,
+                    "ts_ms": points.ts_ms,
+                    "values": serde_json::to_value(Floats(&points.values)).map_err(|e| ApiError::internal(e.to_string()))?,
+                    "total": total,
+                    "downsampled": total > points.len(),
+                }));
+            }
+        }
+        Ok(Json(json!({ "series": out })))
+    })
+    .await
+}
+
+fn body_json(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::invalid("body", "the body must be a JSON object")),
+        Err(e) => Err(ApiError::invalid(
+            "body",
+            format!("the body is not valid JSON: {e}"),
+        )),
+    }
+}
+
+fn string_list(
+    body: &Map<String, Value>,
+    name: &str,
+    required: bool,
+) -> Result<Vec<String>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) if !required => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str().map(str::to_string).ok_or_else(|| {
+                    ApiError::invalid(name, format!("{name} must be a list of strings"))
+                })
+            })
+            .collect(),
+        _ => Err(ApiError::invalid(
+            name,
+            format!("{name} must be a list of strings"),
+        )),
+    }
+}
+
+async fn tag_runs(State(state): State<AppState>, body: Bytes) -> ApiResult {
+    let body = body_json(&body)?;
+    let ids = string_list(&body, "ids", true)?;
+    let patch = RunPatch {
+        add_tags: string_list(&body, "add", false)?,
+        remove_tags: string_list(&body, "remove", false)?,
+        ..Default::default()
+    };
+    blocking(&state, move |store| {
+        // Every id must exist before anything changes.
+        for id in &ids {
+            store.get_run(id)?;
+        }
+        for id in &ids {
+            store.update_run(id, &patch)?;
+        }
+        Ok(Json(json!({ "ok": true })))
+    })
+    .await
+}
+
+async fn delete_runs(State(state): State<AppState>, body: Bytes) -> ApiResult {
+    let ids = string_list(&body_json(&body)?, "ids", true)?;
+    blocking(&state, move |store| {
+        for id in &ids {
+            store.get_run(id)?;
+        }
+        let now = now_ms();
+        for id in &ids {
+            store.delete_run(id, now)?;
+        }
+        Ok(Json(json!({ "ok": true })))
+    })
+    .await
+}
+
+async fn restore_runs(State(state): State<AppState>, body: Bytes) -> ApiResult {
+    let ids = string_list(&body_json(&body)?, "ids", true)?;
+    blocking(&state, move |store| {
+        for id in &ids {
+            store.get_run(id)?;
+        }
+        for id in &ids {
+            store.restore_run(id)?;
+        }
+        Ok(Json(json!({ "ok": true })))
+    })
+    .await
+}
+
+fn note_json(n: &labbook_store::NotebookNote) -> Value {
+    json!({ "kind": "note", "id": n.id, "created_ms": n.created_ms, "text": n.text, "run_id": n.run_id })
+}
+
+async fn notebook(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    Query(params): Params,
+) -> ApiResult {
+    let headline = params.get("headline").cloned().filter(|h| !h.is_empty());
+    blocking(&state, move |store| {
+        let now = now_ms();
+        let mut entries: Vec<(i64, Value)> = Vec::new();
+        let query = RunQuery { project: Some(project.clone()), ..Default::default() };
+        store.visit_runs(&query, &mut |runs| {
+            for run in runs {
+                let key = headline
+                    .clone()
+                    .filter(|h| run.metrics.contains_key(h))
+                    .or_else(|| run.metrics.keys().find(|k| !k.starts_with("sys/")).cloned());
+                let headline = key.and_then(|k| run.metrics.get(&k).map(|s| json!({ "key": k, "value": json::num(s.last) })));
+                entries.push((
+                    run.created_ms,
+                    json!({
+                        "kind": "run",
+                        "created_ms": run.created_ms,
+                        "run": {
+                            "id": run.id, "name": run.name, "group": run.group, "status": run.status.as_str(),
+                            "notes": run.notes, "duration_ms": run.duration_ms(now), "headline": headline,
+                        },
+                    }),
+                ));
+            }
+        })?;
+        for note in store.project_notes(&project)? {
+            entries.push((note.created_ms, note_json(&note)));
+        }
+        entries.sort_by_key(|e| std::cmp::Reverse(e.0));
+        Ok(Json(json!({ "entries": entries.into_iter().map(|(_, e)| e).collect::<Vec<_>>() })))
+    })
+    .await
+}
+
+async fn add_note(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let body = body_json(&body)?;
+    let text = body
+        .get("text")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid("text", "text is required: the note, as a string"))?
+        .to_string();
+    let run_id = match body.get("run_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "run_id",
+                "run_id must be a string or null",
+            ));
+        }
+    };
+    blocking(&state, move |store| {
+        let note = store.add_project_note(&project, &text, run_id.as_deref(), now_ms())?;
+        Ok(Json(note_json(&note)))
+    })
+    .await
+}

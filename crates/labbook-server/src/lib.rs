@@ -1,0 +1,98 @@
+//! labbook's HTTP server. Only this crate knows HTTP and wire formats: it
+//! turns the store's Rust types into the JSON of docs/API.md and serves the
+//! dashboard's embedded assets.
+
+mod api;
+mod assets;
+mod error;
+mod events;
+mod json;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use tower_http::compression::CompressionLayer;
+
+use labbook_store::Store;
+
+pub use error::ApiError;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+}
+
+/// The whole app: the API under `/api/v1`, `/health`, and the dashboard.
+pub fn router(store: Arc<dyn Store>) -> Router {
+    let state = AppState { store };
+    Router::new()
+        .nest("/api/v1", api::routes())
+        .route("/health", axum::routing::get(|| async { "ok" }))
+        .merge(assets::routes())
+        .layer(CompressionLayer::new())
+        .with_state(state)
+}
+
+/// Serves until the process gets Ctrl-C or SIGTERM. `ready` is called once
+/// the socket listens, with the address it is bound to.
+pub async fn serve(
+    store: Arc<dyn Store>,
+    addr: SocketAddr,
+    ready: impl FnOnce(SocketAddr),
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    ready(listener.local_addr()?);
+    tokio::spawn(reap_forever(store.clone()));
+    axum::serve(listener, router(store))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+/// Marks runs whose process died as crashed while the dashboard is open,
+/// so a killed run never shows as running.
+async fn reap_forever(store: Arc<dyn Store>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let store = store.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let host = labbook_capture::hostname();
+            store.reap_stale_runs(json_now(), host.as_deref(), &labbook_capture::pid_alive)
+        })
+        .await;
+    }
+}
+
+fn json_now() -> i64 {
+    json::now_ms()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Whether the dashboard's assets were built into this binary.
+pub fn has_dashboard() -> bool {
+    assets::has_dashboard()
+}

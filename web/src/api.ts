@@ -1,0 +1,238 @@
+// The dashboard's JSON API (docs/API.md): types and fetch helpers.
+
+export type Num = number | "NaN" | "Infinity" | "-Infinity";
+export type ConfigValue = null | boolean | number | string | ConfigValue[] | { [k: string]: ConfigValue };
+export type MetricSummary = { count: number; last: Num; last_step: number; min: Num | null; max: Num | null };
+export type Status = "running" | "finished" | "failed" | "killed" | "crashed";
+
+export type Run = {
+  id: string;
+  name: string;
+  project: string;
+  group: string | null;
+  tags: string[];
+  notes: string | null;
+  status: Status;
+  created_ms: number;
+  ended_ms: number | null;
+  heartbeat_ms: number;
+  duration_ms: number;
+  exit_code: number | null;
+  error: string | null;
+  host: string | null;
+  pid: number | null;
+  config: { [dottedKey: string]: ConfigValue };
+  metrics: { [key: string]: MetricSummary };
+  summary: { [key: string]: ConfigValue };
+  deleted: boolean;
+};
+
+export type GitInfo = {
+  commit?: string | null;
+  branch?: string | null;
+  remote?: string | null;
+  dirty?: boolean;
+  diff?: string | null;
+  diff_truncated?: boolean;
+  untracked?: string[];
+  root?: string;
+};
+
+export type Environment = {
+  command?: string[];
+  cwd?: string;
+  host?: string;
+  user?: string;
+  os?: string;
+  kernel?: string;
+  arch?: string;
+  cpu_model?: string;
+  cpu_count?: number;
+  memory_bytes?: number;
+  gpus?: { name?: string; memory_bytes?: number; driver?: string; cuda?: string; [k: string]: unknown }[];
+  python?: { version?: string; executable?: string; implementation?: string; packages?: { name: string; version: string }[] };
+  git?: GitInfo | null;
+  env_vars?: { [k: string]: string };
+  seed?: { key?: string; value?: unknown } | null;
+  errors?: unknown[];
+  [k: string]: unknown;
+};
+
+export type RunDetail = Run & {
+  environment: Environment | null;
+  notebook: { created_ms: number; text: string }[];
+  metric_keys: { key: string; count: number }[];
+};
+
+export type Project = { name: string; runs: number; running: number; last_activity_ms: number | null };
+export type RunsPage = { runs: Run[]; total: number; offset: number; limit: number };
+export type Keys = {
+  config: { key: string; count: number; numeric: boolean }[];
+  metrics: { key: string; count: number }[];
+  summary: { key: string; count: number }[];
+  attributes: string[];
+};
+export type GroupStat = { mean: Num; std: Num; n: number };
+export type Group = { value: ConfigValue; count: number; run_ids: string[]; metrics: { [key: string]: GroupStat } };
+export type Groups = { by: string; groups: Group[] };
+export type Series = {
+  run: string;
+  key: string;
+  steps: number[];
+  ts_ms: number[];
+  values: Num[];
+  total: number;
+  downsampled: boolean;
+};
+export type OutputChunk = { stream: "stdout" | "stderr"; ts_ms: number; text: string };
+export type NotebookEntry =
+  | {
+      kind: "run";
+      created_ms: number;
+      run: {
+        id: string;
+        name: string;
+        group: string | null;
+        status: Status;
+        notes: string | null;
+        duration_ms: number;
+        headline: { key: string; value: Num } | null;
+      };
+    }
+  | { kind: "note"; id: number; created_ms: number; text: string; run_id: string | null };
+export type RunChange = {
+  id: string;
+  status: Status;
+  heartbeat_ms: number;
+  metrics: { [key: string]: { count: number; last_step: number } };
+};
+
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    public status: number,
+    public code: string,
+    public field?: string,
+    public column?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** A metric number from the wire: the strings become JS's non-finite numbers. */
+export function num(v: Num | null | undefined | ConfigValue): number {
+  if (typeof v === "number") return v;
+  if (v === "NaN") return NaN;
+  if (v === "Infinity") return Infinity;
+  if (v === "-Infinity") return -Infinity;
+  return NaN;
+}
+
+export function isNum(v: unknown): v is Num {
+  return typeof v === "number" || v === "NaN" || v === "Infinity" || v === "-Infinity";
+}
+
+type Params = Record<string, string | number | undefined | null | false>;
+
+export function qs(params: Params): string {
+  const sp = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v === undefined || v === null || v === false || v === "") continue;
+    sp.set(k, String(v));
+  }
+  const s = sp.toString();
+  return s ? `?${s}` : "";
+}
+
+async function request<T>(path: string, init?: RequestInit): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(path, init);
+  } catch (e) {
+    if (init?.signal?.aborted) throw e;
+    throw new ApiError(`cannot reach the labbook server (${String(e)})`, 0, "NETWORK");
+  }
+  const text = await res.text();
+  let body: unknown = null;
+  try {
+    body = text ? JSON.parse(text) : null;
+  } catch {
+    body = null;
+  }
+  if (!res.ok) {
+    const err = (body as { error?: { code?: string; message?: string; field?: string; column?: number } } | null)?.error;
+    throw new ApiError(
+      err?.message ?? `${res.status} ${res.statusText}${text && !body ? `: ${text.slice(0, 200)}` : ""}`,
+      res.status,
+      err?.code ?? "HTTP",
+      err?.field,
+      err?.column,
+    );
+  }
+  return body as T;
+}
+
+const enc = encodeURIComponent;
+const V1 = "/api/v1";
+
+export const api = {
+  projects: () => request<{ projects: Project[] }>(`${V1}/projects`),
+  runs: (
+    project: string,
+    p: { filter?: string; sort?: string; limit?: number; offset?: number; deleted?: boolean },
+    signal?: AbortSignal,
+  ) =>
+    request<RunsPage>(
+      `${V1}/projects/${enc(project)}/runs${qs({ filter: p.filter, sort: p.sort, limit: p.limit, offset: p.offset, deleted: p.deleted ? "1" : undefined })}`,
+      { signal },
+    ),
+  keys: (project: string) => request<Keys>(`${V1}/projects/${enc(project)}/keys`),
+  groups: (project: string, by: string, filter?: string, signal?: AbortSignal) =>
+    request<Groups>(`${V1}/projects/${enc(project)}/groups${qs({ by, filter })}`, { signal }),
+  validate: (p: { filter?: string; sort?: string }, signal?: AbortSignal) =>
+    request<{ ok: true }>(`${V1}/query/validate${qs(p)}`, { signal }),
+  run: (id: string) => request<RunDetail>(`${V1}/runs/${enc(id)}`),
+  output: (id: string) => request<{ chunks: OutputChunk[] }>(`${V1}/runs/${enc(id)}/output`),
+  series: (
+    p: { runs: string[]; keys: string[]; buckets?: number; lo?: number; hi?: number; after?: number },
+    signal?: AbortSignal,
+  ) =>
+    request<{ series: Series[] }>(
+      `${V1}/series${qs({
+        runs: p.runs.join(","),
+        keys: p.keys.join(","),
+        buckets: p.buckets,
+        lo: p.lo,
+        hi: p.hi,
+        after: p.after,
+      })}`,
+      { signal },
+    ),
+  tags: (ids: string[], add: string[], remove: string[]) =>
+    request<{ ok: true }>(`${V1}/runs/tags`, post({ ids, add, remove })),
+  del: (ids: string[]) => request<{ ok: true }>(`${V1}/runs/delete`, post({ ids })),
+  restore: (ids: string[]) => request<{ ok: true }>(`${V1}/runs/restore`, post({ ids })),
+  notebook: (project: string, headline?: string) =>
+    request<{ entries: NotebookEntry[] }>(`${V1}/projects/${enc(project)}/notebook${qs({ headline })}`),
+  addNote: (project: string, text: string, run_id: string | null = null) =>
+    request<NotebookEntry>(`${V1}/projects/${enc(project)}/notebook`, post({ text, run_id })),
+  eventsUrl: (project: string) => `${V1}/events${qs({ project })}`,
+};
+
+function post(body: unknown): RequestInit {
+  return { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+}
+
+/** Fetches many runs by id in as few requests as the filter language allows. */
+export async function runsByIds(project: string, ids: string[]): Promise<Run[]> {
+  if (ids.length === 0) return [];
+  const out: Run[] = [];
+  for (let i = 0; i < ids.length; i += 200) {
+    const chunk = ids.slice(i, i + 200);
+    const filter = `id in (${chunk.map((id) => JSON.stringify(id)).join(", ")})`;
+    const page = await api.runs(project, { filter, limit: chunk.length });
+    out.push(...page.runs);
+  }
+  const order = new Map(ids.map((id, i) => [id, i]));
+  return out.sort((a, b) => (order.get(a.id) ?? 0) - (order.get(b.id) ?? 0));
+}

@@ -1,0 +1,213 @@
+// Turning /series answers into what uPlot draws: x transforms, EMA
+// smoothing, non-finite handling and aligning many runs on one x axis.
+import type { Series } from "./api";
+import { num } from "./api";
+
+export type XMode = "step" | "time" | "rel";
+
+export type RunSeries = {
+  run: string;
+  steps: number[];
+  ts: number[];
+  values: number[]; // NaN and ±Infinity kept as JS numbers
+  total: number;
+  downsampled: boolean;
+};
+
+export function fromWire(s: Series): RunSeries {
+  return {
+    run: s.run,
+    steps: s.steps,
+    ts: s.ts_ms,
+    values: s.values.map(num),
+    total: s.total,
+    downsampled: s.downsampled,
+  };
+}
+
+/** Appends live points (step > the last step held). */
+export function appendSeries(into: RunSeries, more: RunSeries): RunSeries {
+  const last = into.steps.length ? into.steps[into.steps.length - 1] : -Infinity;
+  let i = 0;
+  while (i < more.steps.length && more.steps[i] <= last) i++;
+  if (i >= more.steps.length) return into;
+  return {
+    ...into,
+    steps: into.steps.concat(more.steps.slice(i)),
+    ts: into.ts.concat(more.ts.slice(i)),
+    values: into.values.concat(more.values.slice(i)),
+    total: Math.max(into.total, more.total, into.steps.length + more.steps.length - i),
+  };
+}
+
+export function xsOf(s: RunSeries, mode: XMode, t0: number | undefined): number[] {
+  if (mode === "step") return s.steps;
+  if (mode === "time") return s.ts.map((t) => t / 1000);
+  const base = t0 ?? (s.ts.length ? s.ts[0] : 0);
+  return s.ts.map((t) => (t - base) / 1000);
+}
+
+/** TensorBoard-style debiased exponential moving average; non-finite
+ * points are skipped (and stay gaps). */
+export function ema(values: ArrayLike<number>, weight: number): number[] {
+  const out = new Array<number>(values.length);
+  let last = 0;
+  let n = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (!Number.isFinite(v)) {
+      out[i] = v;
+      continue;
+    }
+    last = last * weight + (1 - weight) * v;
+    n++;
+    const debias = 1 - Math.pow(weight, n);
+    out[i] = debias > 0 ? last / debias : v;
+  }
+  return out;
+}
+
+export type Prepared = {
+  run: string;
+  xs: number[];
+  raw: (number | null)[];
+  smooth: (number | null)[] | null;
+};
+
+/** Values as uPlot wants them: NaN → null (a gap), ±∞ clamped to the finite
+ * extremes of the panel, non-positive → null on a log axis. */
+export function prepare(
+  series: RunSeries[],
+  opts: { x: XMode; smooth: number; logy: boolean; t0: (run: string) => number | undefined },
+): Prepared[] {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const s of series) {
+    for (const v of s.values) {
+      if (Number.isFinite(v) && (!opts.logy || v > 0)) {
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
+    }
+  }
+  const fix = (v: number): number | null => {
+    if (Number.isNaN(v)) return null;
+    if (v === Infinity) return hi === -Infinity ? null : hi;
+    if (v === -Infinity) return lo === Infinity ? null : opts.logy ? lo : lo;
+    if (opts.logy && v <= 0) return null;
+    return v;
+  };
+  return series.map((s) => {
+    const xs = xsOf(s, opts.x, opts.t0(s.run));
+    const order = isSorted(xs) ? null : sortOrder(xs);
+    const pick = <T,>(a: T[]): T[] => (order ? order.map((i) => a[i]) : a);
+    const xsSorted = pick(xs);
+    const vals = pick(s.values);
+    const clean = vals.map(fix);
+    const smooth = opts.smooth > 0 ? ema(clean.map((v) => (v === null ? NaN : v)), opts.smooth).map((v) => (Number.isFinite(v) ? v : null)) : null;
+    return { run: s.run, xs: xsSorted, raw: clean, smooth };
+  });
+}
+
+function isSorted(xs: number[]): boolean {
+  for (let i = 1; i < xs.length; i++) if (xs[i] < xs[i - 1]) return false;
+  return true;
+}
+
+function sortOrder(xs: number[]): number[] {
+  return xs.map((_, i) => i).sort((a, b) => xs[a] - xs[b] || a - b);
+}
+
+/** Merges many sorted x arrays into one, and each run's ys onto it
+ * (undefined where a run has no point: uPlot spans those, while null is a gap). */
+export function align(prepared: Prepared[]): { xs: number[]; cols: (number | null | undefined)[][] } {
+  let n = 0;
+  for (const p of prepared) n += p.xs.length;
+  const all = new Float64Array(n);
+  let o = 0;
+  for (const p of prepared) {
+    all.set(p.xs, o);
+    o += p.xs.length;
+  }
+  all.sort();
+  const xs: number[] = [];
+  for (let i = 0; i < all.length; i++) if (i === 0 || all[i] !== all[i - 1]) xs.push(all[i]);
+  const cols: (number | null | undefined)[][] = [];
+  for (const p of prepared) {
+    const arrays = p.smooth ? [p.raw, p.smooth] : [p.raw];
+    for (const ys of arrays) {
+      const col = new Array<number | null | undefined>(xs.length).fill(undefined);
+      let j = 0;
+      for (let i = 0; i < p.xs.length; i++) {
+        const x = p.xs[i];
+        while (xs[j] < x) j++;
+        col[j] = ys[i];
+      }
+      cols.push(col);
+    }
+  }
+  return { xs, cols };
+}
+
+/** Index of the point nearest to x in a sorted array. */
+export function nearest(xs: number[], x: number): number {
+  let lo = 0;
+  let hi = xs.length - 1;
+  if (hi < 0) return -1;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (xs[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo > 0 && Math.abs(xs[lo - 1] - x) <= Math.abs(xs[lo] - x)) return lo - 1;
+  return lo;
+}
+
+/** The step range that a zoomed x range covers, for refetching at full detail. */
+export function stepRange(series: RunSeries[], mode: XMode, t0: (run: string) => number | undefined, lo: number, hi: number): [number, number] | null {
+  if (mode === "step") return [Math.floor(lo), Math.ceil(hi)];
+  let a = Infinity;
+  let b = -Infinity;
+  for (const s of series) {
+    const xs = xsOf(s, mode, t0(s.run));
+    for (let i = 0; i < xs.length; i++) {
+      if (xs[i] >= lo && xs[i] <= hi) {
+        // Include the neighbours so the curve reaches the edges.
+        const l = s.steps[Math.max(0, i - 1)];
+        if (l < a) a = l;
+        break;
+      }
+    }
+    for (let i = xs.length - 1; i >= 0; i--) {
+      if (xs[i] >= lo && xs[i] <= hi) {
+        const r = s.steps[Math.min(xs.length - 1, i + 1)];
+        if (r > b) b = r;
+        break;
+      }
+    }
+  }
+  return a <= b ? [a, b] : null;
+}
+
+/** "Nice" tick values for an SVG axis. */
+export function ticks(lo: number, hi: number, n = 5): number[] {
+  if (!Number.isFinite(lo) || !Number.isFinite(hi) || lo === hi) return [lo];
+  const span = hi - lo;
+  const step0 = Math.pow(10, Math.floor(Math.log10(span / n)));
+  const err = (n * step0) / span;
+  const step = err <= 0.15 ? step0 * 10 : err <= 0.35 ? step0 * 5 : err <= 0.75 ? step0 * 2 : step0;
+  const out: number[] = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
+  return out;
+}
+
+/** Section of a metric key: its prefix before the first "/". */
+export function sectionOf(key: string): string {
+  const i = key.indexOf("/");
+  return i > 0 ? key.slice(0, i) : "other";
+}
+
+export function sortSections(names: string[]): string[] {
+  const rank = (s: string) => (s === "train" ? 0 : s === "val" || s === "valid" || s === "eval" ? 1 : s === "test" ? 2 : s === "other" ? 8 : s === "sys" ? 9 : 5);
+  return [...names].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+}

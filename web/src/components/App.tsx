@@ -1,0 +1,174 @@
+import { useEffect, useState } from "preact/hooks";
+import { api } from "../api";
+import type { Route } from "../router";
+import { navigate, onLinkClick, projectPath, useLocation, withParams } from "../router";
+import { currentTheme, onTheme, setTheme } from "../theme";
+import { Toasts, useAsync, useDismiss } from "./common";
+import { ProjectsPage } from "./Projects";
+import { RunsPage } from "./RunsPage";
+import { ChartsPage } from "./ChartsPage";
+import { RunPage } from "./RunPage";
+import { ComparePage } from "./Compare";
+import { ParallelPage } from "./Parallel";
+import { ScatterPage } from "./Scatter";
+import { NotebookPage } from "./Notebook";
+
+const NAV: { page: Route["page"]; sub?: string; label: string }[] = [
+  { page: "runs", label: "Runs" },
+  { page: "charts", sub: "charts", label: "Charts" },
+  { page: "compare", sub: "compare", label: "Compare" },
+  { page: "parallel", sub: "parallel", label: "Parallel" },
+  { page: "scatter", sub: "scatter", label: "Scatter" },
+  { page: "notebook", sub: "notebook", label: "Notebook" },
+];
+
+/** Parameters that follow the user from page to page within a project. */
+const CARRIED = ["runs", "filter"];
+
+export function App() {
+  const { route, params } = useLocation();
+  useEffect(() => {
+    document.addEventListener("click", onLinkClick);
+    return () => document.removeEventListener("click", onLinkClick);
+  }, []);
+  useEffect(() => {
+    const page = NAV.find((n) => n.page === route.page)?.label;
+    document.title = route.project
+      ? `${route.page === "run" ? `${route.runId} · ` : page ? `${page} · ` : ""}${route.project} · labbook`
+      : "labbook";
+  }, [route.page, route.project, route.runId]);
+
+  const carried: Record<string, string | null> = {};
+  for (const k of CARRIED) carried[k] = params.get(k);
+  const carry = withParams(carried, "");
+
+  return (
+    <div class="app">
+      <header class="topbar">
+        <a class="brand" href="/">
+          <Logo />
+          labbook
+        </a>
+        {route.project && <ProjectSwitcher current={route.project} />}
+        {route.project && (
+          <nav class="nav">
+            {NAV.map((n) => (
+              <a
+                key={n.label}
+                class={`nav-link ${route.page === n.page || (n.page === "runs" && route.page === "run") ? "active" : ""}`}
+                href={projectPath(route.project ?? "", n.sub) + carry}
+              >
+                {n.label}
+              </a>
+            ))}
+          </nav>
+        )}
+        <div class="topbar-right">
+          <ThemeToggle />
+        </div>
+      </header>
+      <main class="main">
+        <Page route={route} params={params} />
+      </main>
+      <Toasts />
+    </div>
+  );
+}
+
+function Page({ route, params }: { route: Route; params: URLSearchParams }) {
+  const p = route.project ?? "";
+  switch (route.page) {
+    case "projects":
+      return <ProjectsPage />;
+    case "runs":
+      return <RunsPage project={p} params={params} />;
+    case "charts":
+      return <ChartsPage project={p} params={params} />;
+    case "run":
+      return <RunPage project={p} id={route.runId ?? ""} params={params} />;
+    case "compare":
+      return <ComparePage project={p} params={params} />;
+    case "parallel":
+      return <ParallelPage project={p} params={params} />;
+    case "scatter":
+      return <ScatterPage project={p} params={params} />;
+    case "notebook":
+      return <NotebookPage project={p} />;
+    default:
+      return (
+        <div class="page">
+          <div class="empty">
+            <div class="empty-title">Page not found</div>
+            <div class="empty-body">
+              <a href="/">Go to the projects</a>
+            </div>
+          </div>
+        </div>
+      );
+  }
+}
+
+function ProjectSwitcher({ current }: { current: string }) {
+  const [open, setOpen] = useState(false);
+  const ref = useDismiss(open, () => setOpen(false));
+  const projects = useAsync(() => (open ? api.projects() : Promise.resolve(null)), [open]);
+  return (
+    <div class="switcher" ref={ref}>
+      <button class="switcher-btn" onClick={() => setOpen(!open)} aria-haspopup="listbox" aria-expanded={open} data-testid="project-switcher">
+        <span class="muted">/</span>
+        <span class="switcher-name">{current}</span>
+        <span class="chev">▾</span>
+      </button>
+      {open && (
+        <div class="popover switcher-pop" role="listbox">
+          {projects.loading && !projects.data && <div class="pop-item muted">Loading…</div>}
+          {projects.data?.projects.map((p) => (
+            <button
+              key={p.name}
+              class={`pop-item ${p.name === current ? "active" : ""}`}
+              onClick={() => {
+                setOpen(false);
+                navigate(projectPath(p.name));
+              }}
+            >
+              <span>{p.name}</span>
+              <span class="muted num">{p.runs} runs</span>
+            </button>
+          ))}
+          <a class="pop-item pop-foot" href="/" onClick={() => setOpen(false)}>
+            All projects
+          </a>
+        </div>
+      )}
+    </div>
+  );
+}
+
+function ThemeToggle() {
+  const [theme, set] = useState(currentTheme());
+  useEffect(() => onTheme(set), []);
+  const next = theme === "dark" ? "light" : "dark";
+  return (
+    <button class="icon-btn theme-toggle" onClick={() => setTheme(next)} title={`Switch to the ${next} theme`} aria-label={`Switch to the ${next} theme`} data-testid="theme-toggle">
+      {theme === "dark" ? (
+        <svg width="16" height="16" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round">
+          <circle cx="12" cy="12" r="4" />
+          <path d="M12 2v2M12 20v2M4.9 4.9l1.4 1.4M17.7 17.7l1.4 1.4M2 12h2M20 12h2M4.9 19.1l1.4-1.4M17.7 6.3l1.4-1.4" />
+        </svg>
+      ) : (
+        <svg width="16" height="16" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">
+          <path d="M21 12.8A9 9 0 1 1 11.2 3a7 7 0 0 0 9.8 9.8z" />
+        </svg>
+      )}
+    </button>
+  );
+}
+
+function Logo() {
+  return (
+    <svg class="logo" width="20" height="20" viewBox="0 0 24 24" aria-hidden="true">
+      <rect x="2" y="2" width="20" height="20" rx="5" fill="var(--accent)" />
+      <path d="M6 16.5l3.5-4 3 2.5L18 8" fill="none" stroke="#fff" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" />
+    </svg>
+  );
+}

@@ -1,0 +1,707 @@
+// Metric charts: one uPlot panel per metric key, grouped in sections by
+// prefix, one stable color per run, EMA smoothing with the raw curve faint
+// behind, log y, drag-to-zoom that refetches the range from the server at
+// full detail, hover values for every run, PNG/SVG export and live appends.
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import uPlot from "uplot";
+import "uplot/dist/uPlot.min.css";
+import type { Series } from "../api";
+import { api } from "../api";
+import type { Prepared, RunSeries, XMode } from "../chartdata";
+import { align, appendSeries, fromWire, nearest, prepare, sectionOf, sortSections, stepRange, ticks, xsOf } from "../chartdata";
+import { fmtDuration, fmtNum, runColor, withAlpha } from "../format";
+import { useLive } from "../live";
+import { setParams } from "../router";
+import { cssVar, onTheme } from "../theme";
+import { Empty, ErrorBox } from "./common";
+
+export type ChartRun = { id: string; name: string; created_ms?: number };
+
+export type ChartSettings = {
+  x: XMode;
+  smooth: number;
+  logy: boolean;
+  sync: boolean;
+  zoom: [number, number] | null;
+  zoomFor: (key: string) => [number, number] | null;
+  hidden: Set<string>;
+  folded: Set<string>;
+};
+
+function parseRange(v: string | null): [number, number] | null {
+  if (!v) return null;
+  const [a, b] = v.split(",").map(Number);
+  return Number.isFinite(a) && Number.isFinite(b) && a < b ? [a, b] : null;
+}
+
+export function chartSettings(params: URLSearchParams): ChartSettings {
+  const x = params.get("x");
+  const sync = params.get("sync") !== "0";
+  const zoom = parseRange(params.get("zoom"));
+  return {
+    x: x === "time" || x === "rel" ? x : "step",
+    smooth: Math.min(0.99, Math.max(0, Number(params.get("smooth") ?? 0) || 0)),
+    logy: params.get("logy") === "1",
+    sync,
+    zoom,
+    zoomFor: (key) => (sync ? zoom : parseRange(params.get(`zoom.${key}`))),
+    hidden: new Set((params.get("hide") ?? "").split(",").filter(Boolean)),
+    folded: new Set((params.get("fold") ?? "").split(",").filter(Boolean)),
+  };
+}
+
+/** Data each panel received, for tests and debugging. */
+type ChartDebug = { key: string; runs: number; points: number; perRun: Record<string, number>; lo: number | null; hi: number | null; fetches: number; requests: string[] };
+declare global {
+  interface Window {
+    __labbookCharts?: Record<string, ChartDebug>;
+  }
+}
+
+export function ChartControls({ settings, hasZoom }: { settings: ChartSettings; hasZoom: boolean }) {
+  const [smooth, setSmooth] = useState(settings.smooth);
+  useEffect(() => setSmooth(settings.smooth), [settings.smooth]);
+  return (
+    <div class="chart-controls" data-testid="chart-controls">
+      <label class="ctl">
+        <span>X axis</span>
+        <select
+          value={settings.x}
+          onChange={(e) => setParams({ x: (e.target as HTMLSelectElement).value === "step" ? null : (e.target as HTMLSelectElement).value, zoom: null })}
+        >
+          <option value="step">Step</option>
+          <option value="time">Wall time</option>
+          <option value="rel">Relative time</option>
+        </select>
+      </label>
+      <label class="ctl ctl-slider">
+        <span>Smoothing</span>
+        <input
+          type="range"
+          min="0"
+          max="0.99"
+          step="0.01"
+          value={smooth}
+          onInput={(e) => setSmooth(Number((e.target as HTMLInputElement).value))}
+          onChange={(e) => setParams({ smooth: Number((e.target as HTMLInputElement).value) > 0 ? (e.target as HTMLInputElement).value : null })}
+        />
+        <span class="num ctl-val">{smooth.toFixed(2)}</span>
+      </label>
+      <label class="ctl check">
+        <input type="checkbox" checked={settings.logy} onChange={(e) => setParams({ logy: (e.target as HTMLInputElement).checked ? "1" : null })} />
+        <span>Log y</span>
+      </label>
+      <label class="ctl check" title="Share the cursor and the zoom range across panels">
+        <input type="checkbox" checked={settings.sync} onChange={(e) => setParams({ sync: (e.target as HTMLInputElement).checked ? null : "0" })} />
+        <span>Sync x</span>
+      </label>
+      {hasZoom && (
+        <button class="btn btn-sm" onClick={() => clearZoom()}>
+          Reset zoom
+        </button>
+      )}
+      <span class="hint">Drag to zoom · double-click to reset</span>
+    </div>
+  );
+}
+
+function clearZoom() {
+  const sp = new URLSearchParams(location.search);
+  const patch: Record<string, null> = { zoom: null };
+  for (const k of sp.keys()) if (k.startsWith("zoom.")) patch[k] = null;
+  setParams(patch, { push: true });
+}
+
+export function Legend({ runs, hidden }: { runs: ChartRun[]; hidden: Set<string> }) {
+  const toggle = (id: string) => {
+    const h = new Set(hidden);
+    if (h.has(id)) h.delete(id);
+    else h.add(id);
+    setParams({ hide: h.size ? [...h].join(",") : null });
+  };
+  return (
+    <div class="legend" data-testid="legend">
+      {runs.map((r) => (
+        <button
+          key={r.id}
+          class={`legend-item ${hidden.has(r.id) ? "off" : ""}`}
+          onClick={() => toggle(r.id)}
+          title={hidden.has(r.id) ? "Show this run" : "Hide this run"}
+        >
+          <span class="swatch" style={{ background: runColor(r.id) }} />
+          {r.name}
+        </button>
+      ))}
+    </div>
+  );
+}
+
+type PanelHandle = { lastStep: (run: string) => number | undefined; append: (s: RunSeries[]) => void };
+
+/** Every metric of the given runs, sectioned; follows live runs. */
+export function ChartGrid({
+  project,
+  runs,
+  keys,
+  settings,
+  compact,
+}: {
+  project: string;
+  runs: ChartRun[];
+  keys: string[];
+  settings: ChartSettings;
+  compact?: boolean;
+}) {
+  const handles = useRef(new Map<string, PanelHandle>());
+  const [extraKeys, setExtraKeys] = useState<string[]>([]);
+  const runIds = useMemo(() => new Set(runs.map((r) => r.id)), [runs]);
+  const allKeys = useMemo(() => [...new Set([...keys, ...extraKeys])].sort(), [keys, extraKeys]);
+  const inflight = useRef(new Set<string>());
+
+  useLive(project, (changes) => {
+    const newKeys: string[] = [];
+    const need = new Map<string, { after: number; keys: Set<string> }>();
+    for (const c of changes) {
+      if (!runIds.has(c.id)) continue;
+      for (const [k, m] of Object.entries(c.metrics)) {
+        if (!allKeys.includes(k) && !newKeys.includes(k)) newKeys.push(k);
+        const h = handles.current.get(k);
+        if (!h) continue;
+        const have = h.lastStep(c.id) ?? -1;
+        if (m.last_step > have) {
+          const e = need.get(c.id) ?? { after: have, keys: new Set<string>() };
+          e.after = Math.min(e.after, have);
+          e.keys.add(k);
+          need.set(c.id, e);
+        }
+      }
+    }
+    if (newKeys.length) setExtraKeys((ks) => [...ks, ...newKeys]);
+    for (const [run, e] of need) {
+      if (inflight.current.has(run)) continue;
+      inflight.current.add(run);
+      api
+        .series({ runs: [run], keys: [...e.keys].slice(0, 50), after: e.after })
+        .then((res) => {
+          const byKey = new Map<string, RunSeries[]>();
+          for (const s of res.series) byKey.set(s.key, [...(byKey.get(s.key) ?? []), fromWire(s)]);
+          for (const [k, arr] of byKey) handles.current.get(k)?.append(arr);
+        })
+        .catch(() => undefined)
+        .finally(() => inflight.current.delete(run));
+    }
+  });
+
+  const visible = runs.filter((r) => !settings.hidden.has(r.id));
+  const sections = useMemo(() => {
+    const m = new Map<string, string[]>();
+    for (const k of allKeys) {
+      const s = sectionOf(k);
+      m.set(s, [...(m.get(s) ?? []), k]);
+    }
+    return sortSections([...m.keys()]).map((s) => ({ name: s, keys: m.get(s) ?? [] }));
+  }, [allKeys]);
+
+  if (runs.length === 0) return <Empty title="No runs to chart">Select runs in the table, or log one with <code>labbook.init()</code>.</Empty>;
+  if (allKeys.length === 0) return <Empty title="No metrics yet">These runs have not logged any metric. Log one with <code>run.log({"{"}"loss": 0.5{"}"})</code>.</Empty>;
+
+  const toggleFold = (name: string) => {
+    const f = new Set(settings.folded);
+    if (f.has(name)) f.delete(name);
+    else f.add(name);
+    setParams({ fold: f.size ? [...f].join(",") : null });
+  };
+
+  return (
+    <div class={`chart-grid ${compact ? "compact" : ""}`}>
+      {sections.map((sec) => {
+        const folded = settings.folded.has(sec.name);
+        return (
+          <div class="chart-section" key={sec.name} data-section={sec.name}>
+            <button class="section-head" onClick={() => toggleFold(sec.name)} aria-expanded={!folded}>
+              <span class={`caret ${folded ? "" : "open"}`}>▸</span>
+              {sec.name === "other" ? "Other" : `${sec.name}/`}
+              <span class="muted"> {sec.keys.length}</span>
+            </button>
+            {!folded && (
+              <div class="panels">
+                {sec.keys.map((k) => (
+                  <ChartPanel
+                    key={k}
+                    metric={k}
+                    runs={visible}
+                    settings={settings}
+                    register={(h) => {
+                      if (h) handles.current.set(k, h);
+                      else handles.current.delete(k);
+                    }}
+                  />
+                ))}
+              </div>
+            )}
+          </div>
+        );
+      })}
+    </div>
+  );
+}
+
+const HEIGHT = 210;
+
+export function ChartPanel({
+  metric,
+  runs,
+  settings,
+  register,
+  height = HEIGHT,
+}: {
+  metric: string;
+  runs: ChartRun[];
+  settings: ChartSettings;
+  register?: (h: PanelHandle | null) => void;
+  height?: number;
+}) {
+  const root = useRef<HTMLDivElement>(null);
+  const plotEl = useRef<HTMLDivElement>(null);
+  const tipEl = useRef<HTMLDivElement>(null);
+  const plot = useRef<uPlot | null>(null);
+  const [width, setWidth] = useState(0);
+  const [visible, setVisible] = useState(false);
+  const [base, setBase] = useState<Map<string, RunSeries> | null>(null);
+  const [zoomed, setZoomed] = useState<{ range: [number, number]; data: Map<string, RunSeries> } | null>(null);
+  const [error, setError] = useState<Error | null>(null);
+  const [loading, setLoading] = useState(false);
+  const [themeTick, setThemeTick] = useState(0);
+  const debug = useRef<ChartDebug>({ key: metric, runs: 0, points: 0, perRun: {}, lo: null, hi: null, fetches: 0, requests: [] });
+  const zoom = settings.zoomFor(metric);
+  const runKey = runs.map((r) => r.id).join(",");
+  const t0 = useMemo(() => {
+    const m = new Map(runs.map((r) => [r.id, r.created_ms]));
+    return (id: string) => m.get(id);
+  }, [runKey]);
+  const buckets = Math.max(100, Math.min(10000, Math.round(width || 600)));
+  const bucketBand = Math.round(buckets / 100);
+
+  useEffect(() => onTheme(() => setThemeTick((t) => t + 1)), []);
+
+  // Width, and loading only once the panel is near the viewport.
+  useEffect(() => {
+    const el = root.current;
+    if (!el) return;
+    const ro = new ResizeObserver(() => setWidth(plotEl.current?.clientWidth ?? el.clientWidth));
+    ro.observe(el);
+    setWidth(plotEl.current?.clientWidth ?? el.clientWidth);
+    const io = new IntersectionObserver((es) => es.some((e) => e.isIntersecting) && setVisible(true), { rootMargin: "300px" });
+    io.observe(el);
+    return () => {
+      ro.disconnect();
+      io.disconnect();
+    };
+  }, []);
+
+  const fetchSeries = (lo?: number, hi?: number, signal?: AbortSignal) => {
+    const ids = runs.map((r) => r.id);
+    const chunks: string[][] = [];
+    for (let i = 0; i < ids.length; i += 200) chunks.push(ids.slice(i, i + 200));
+    debug.current.fetches++;
+    const q = `buckets=${buckets}${lo !== undefined ? `&lo=${lo}&hi=${hi}` : ""}`;
+    debug.current.requests.push(q);
+    return Promise.all(chunks.map((c) => api.series({ runs: c, keys: [metric], buckets, lo, hi }, signal))).then((rs) => {
+      const m = new Map<string, RunSeries>();
+      for (const r of rs) for (const s of r.series as Series[]) m.set(s.run, fromWire(s));
+      return m;
+    });
+  };
+
+  // The whole curve.
+  useEffect(() => {
+    if (!visible || !width || runs.length === 0) return;
+    const ctl = new AbortController();
+    setLoading(true);
+    fetchSeries(undefined, undefined, ctl.signal).then(
+      (m) => {
+        if (ctl.signal.aborted) return;
+        setBase(m);
+        setError(null);
+        setLoading(false);
+      },
+      (e: unknown) => {
+        if (ctl.signal.aborted) return;
+        setError(e instanceof Error ? e : new Error(String(e)));
+        setLoading(false);
+      },
+    );
+    return () => ctl.abort();
+  }, [visible, runKey, metric, bucketBand]);
+
+  // The zoomed range, refetched so the server re-downsamples it.
+  const zoomKey = zoom ? zoom.join(",") : "";
+  useEffect(() => {
+    if (!zoom || !base) {
+      setZoomed(null);
+      return;
+    }
+    const range = stepRange([...base.values()], settings.x, t0, zoom[0], zoom[1]);
+    if (!range) {
+      setZoomed({ range: zoom, data: new Map() });
+      return;
+    }
+    const ctl = new AbortController();
+    fetchSeries(range[0], range[1], ctl.signal).then(
+      (m) => !ctl.signal.aborted && setZoomed({ range: zoom, data: m }),
+      () => undefined,
+    );
+    return () => ctl.abort();
+  }, [zoomKey, base, settings.x, bucketBand]);
+
+  // Live appends.
+  const dataRef = useRef({ base, zoomed });
+  dataRef.current = { base, zoomed };
+  useEffect(() => {
+    register?.({
+      lastStep: (run) => {
+        const s = dataRef.current.base?.get(run);
+        if (!s) return runs.some((r) => r.id === run) ? -1 : undefined;
+        return s.steps.length ? s.steps[s.steps.length - 1] : -1;
+      },
+      append: (more) => {
+        setBase((b) => {
+          const m = new Map(b ?? []);
+          for (const s of more) {
+            const cur = m.get(s.run);
+            m.set(s.run, cur ? appendSeries(cur, s) : s);
+          }
+          return m;
+        });
+        setZoomed((z) => {
+          if (!z) return z;
+          const m = new Map(z.data);
+          for (const s of more) {
+            const cur = m.get(s.run);
+            if (cur) m.set(s.run, appendSeries(cur, s));
+          }
+          return { ...z, data: m };
+        });
+      },
+    });
+    return () => register?.(null);
+  }, [runKey]);
+
+  const shown = zoomed?.data ?? base;
+  const prepared = useMemo<Prepared[]>(() => {
+    if (!shown) return [];
+    const order = runs.map((r) => shown.get(r.id)).filter((s): s is RunSeries => !!s);
+    return prepare(order, { x: settings.x, smooth: settings.smooth, logy: settings.logy, t0 });
+  }, [shown, runKey, settings.x, settings.smooth, settings.logy]);
+
+  // Draw.
+  const names = useMemo(() => new Map(runs.map((r) => [r.id, r.name])), [runKey]);
+  useEffect(() => {
+    const el = plotEl.current;
+    if (!el || !width || prepared.length === 0) {
+      plot.current?.destroy();
+      plot.current = null;
+      return;
+    }
+    const { xs, cols } = align(prepared);
+    const data = [xs, ...cols] as uPlot.AlignedData;
+    const smooth = settings.smooth > 0;
+    const series: uPlot.Series[] = [{}];
+    for (const p of prepared) {
+      const c = runColor(p.run);
+      if (smooth) {
+        series.push({ label: names.get(p.run), stroke: withAlpha(c, 0.22), width: 1, points: { show: false } });
+        series.push({ label: names.get(p.run), stroke: c, width: 1.6, points: { show: false } });
+      } else {
+        series.push({ label: names.get(p.run), stroke: c, width: 1.5, points: { size: 4, fill: c } });
+      }
+    }
+    const axisStroke = cssVar("--text-3");
+    const grid = cssVar("--grid");
+    const font = `11px ${cssVar("--font-sans") || "system-ui"}`;
+    const xFmt = (v: number) => (settings.x === "rel" ? fmtDuration(v * 1000) : fmtNum(v));
+    const yAxisSize = (u: uPlot, values: string[] | null) => {
+      const ctx = u.ctx;
+      ctx.font = font;
+      const w = Math.max(0, ...(values ?? []).map((s) => ctx.measureText(s).width));
+      return Math.ceil(w) + 16;
+    };
+    const opts: uPlot.Options = {
+      width,
+      height,
+      pxAlign: 0,
+      legend: { show: false },
+      series,
+      scales: {
+        x: {
+          time: settings.x === "time",
+          range: (_u, min, max) => (zoom ? [zoom[0], zoom[1]] : [min, max === min ? min + 1 : max]),
+        },
+        y: {
+          distr: settings.logy ? 3 : 1,
+          range: settings.logy ? undefined : (_u, min, max) => {
+            if (min === null || max === null || !Number.isFinite(min)) return [0, 1];
+            if (min === max) return [min - Math.abs(min || 1) * 0.1, max + Math.abs(max || 1) * 0.1];
+            const pad = (max - min) * 0.05;
+            return [min - pad, max + pad];
+          },
+        },
+      },
+      axes: [
+        {
+          stroke: axisStroke,
+          grid: { stroke: grid, width: 1 },
+          ticks: { stroke: grid, width: 1, size: 4 },
+          font,
+          space: 60,
+          values: settings.x === "time" ? undefined : (_u, vals) => vals.map(xFmt),
+        },
+        {
+          stroke: axisStroke,
+          grid: { stroke: grid, width: 1 },
+          ticks: { show: false },
+          font,
+          size: yAxisSize,
+          space: 28,
+          values: (_u, vals) => vals.map((v) => (v === null ? "" : fmtNum(v))),
+        },
+      ],
+      cursor: {
+        drag: { x: true, y: false, setScale: false },
+        sync: settings.sync ? { key: "labbook-x", setSeries: false } : undefined,
+        points: { size: 5 },
+        bind: {
+          dblclick: () => () => {
+            if (settings.sync) setParams({ zoom: null }, { push: true });
+            else setParams({ [`zoom.${metric}`]: null }, { push: true });
+            return null;
+          },
+        },
+      },
+      hooks: {
+        setSelect: [
+          (u) => {
+            const w = u.select.width;
+            if (w < 4) return;
+            const lo = u.posToVal(u.select.left, "x");
+            const hi = u.posToVal(u.select.left + w, "x");
+            u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+            const v = `${round(lo)},${round(hi)}`;
+            if (settings.sync) setParams({ zoom: v }, { push: true });
+            else setParams({ [`zoom.${metric}`]: v }, { push: true });
+          },
+        ],
+        setCursor: [(u) => showTip(u)],
+      },
+    };
+    const showTip = (u: uPlot) => {
+      const tip = tipEl.current;
+      if (!tip) return;
+      const left = u.cursor.left ?? -1;
+      if (left < 0 || u.cursor.idx === null || u.cursor.idx === undefined) {
+        tip.style.display = "none";
+        return;
+      }
+      const x = u.posToVal(left, "x");
+      const rows: { id: string; v: number; raw: number | null }[] = [];
+      for (const p of prepared) {
+        const i = nearest(p.xs, x);
+        if (i < 0) continue;
+        const ys = p.smooth ?? p.raw;
+        const v = ys[i];
+        if (v === null || v === undefined) continue;
+        rows.push({ id: p.run, v, raw: p.smooth ? p.raw[i] : null });
+      }
+      rows.sort((a, b) => b.v - a.v);
+      const head = settings.x === "time" ? new Date(x * 1000).toLocaleString() : settings.x === "rel" ? fmtDuration(x * 1000) : `step ${fmtNum(Math.round(x))}`;
+      const max = 12;
+      tip.innerHTML =
+        `<div class="tip-head">${esc(head)}</div>` +
+        rows
+          .slice(0, max)
+          .map(
+            (r) =>
+              `<div class="tip-row"><span class="swatch" style="background:${runColor(r.id)}"></span><span class="tip-name">${esc(names.get(r.id) ?? r.id)}</span><span class="num">${esc(fmtNum(r.v))}${r.raw !== null ? ` <span class="muted">(${esc(fmtNum(r.raw))})</span>` : ""}</span></div>`,
+          )
+          .join("") +
+        (rows.length > max ? `<div class="tip-more">+${rows.length - max} more</div>` : "");
+      tip.style.display = rows.length ? "block" : "none";
+      const bbox = u.over.getBoundingClientRect();
+      const pbox = root.current?.getBoundingClientRect();
+      const offX = pbox ? bbox.left - pbox.left : 0;
+      const offY = pbox ? bbox.top - pbox.top : 0;
+      const tw = tip.offsetWidth;
+      const px = offX + left + 14;
+      tip.style.left = `${px + tw > (pbox?.width ?? 0) ? offX + left - tw - 14 : px}px`;
+      tip.style.top = `${offY + 4}px`;
+    };
+    plot.current?.destroy();
+    el.innerHTML = "";
+    const u = new uPlot(opts, data, el);
+    plot.current = u;
+    (el as HTMLElement & { __uplot?: uPlot }).__uplot = u;
+    // Expose what this panel drew.
+    let points = 0;
+    const perRun: Record<string, number> = {};
+    for (const p of prepared) {
+      perRun[p.run] = p.xs.length;
+      points += p.xs.length;
+    }
+    Object.assign(debug.current, { key: metric, runs: prepared.length, points, perRun, lo: zoomed ? zoomed.range[0] : null, hi: zoomed ? zoomed.range[1] : null });
+    window.__labbookCharts = window.__labbookCharts ?? {};
+    window.__labbookCharts[metric] = { ...debug.current, requests: [...debug.current.requests] };
+    root.current?.setAttribute("data-points", String(points));
+    root.current?.setAttribute("data-zoomed", zoomed ? "1" : "0");
+    return undefined;
+  }, [prepared, width, height, settings.sync, settings.x, settings.logy, zoomKey, themeTick]);
+
+  useEffect(
+    () => () => {
+      plot.current?.destroy();
+      plot.current = null;
+      if (window.__labbookCharts) delete window.__labbookCharts[metric];
+    },
+    [],
+  );
+
+  const exportPng = () => {
+    const u = plot.current;
+    if (!u) return;
+    const src = u.ctx.canvas;
+    const c = document.createElement("canvas");
+    const pad = 36 * devicePixelRatio;
+    c.width = src.width;
+    c.height = src.height + pad;
+    const ctx = c.getContext("2d");
+    if (!ctx) return;
+    ctx.fillStyle = cssVar("--panel");
+    ctx.fillRect(0, 0, c.width, c.height);
+    ctx.fillStyle = cssVar("--text");
+    ctx.font = `600 ${13 * devicePixelRatio}px ${cssVar("--font-sans")}`;
+    ctx.fillText(metric, 12 * devicePixelRatio, 22 * devicePixelRatio);
+    ctx.drawImage(src, 0, pad);
+    download(c.toDataURL("image/png"), `${fileName(metric)}.png`);
+  };
+
+  const exportSvg = () => {
+    const u = plot.current;
+    if (!u) return;
+    const svg = buildSvg(u, metric, prepared, names, settings);
+    download(URL.createObjectURL(new Blob([svg], { type: "image/svg+xml" })), `${fileName(metric)}.svg`);
+  };
+
+  const anyDownsampled = shown ? [...shown.values()].some((s) => s.downsampled) : false;
+  return (
+    <div class="panel chart-panel" ref={root} data-metric={metric} data-testid="chart-panel">
+      <div class="panel-head">
+        <span class="panel-title" title={metric}>
+          {metric}
+        </span>
+        <span class="panel-meta">
+          {zoomed && <span class="badge">zoomed</span>}
+          {anyDownsampled && <span class="badge subtle" title="Min/max-preserving downsampling to the panel's pixel width">downsampled</span>}
+          {loading && <span class="spinner sm" />}
+          <button class="icon-btn" title="Download PNG" onClick={exportPng}>
+            PNG
+          </button>
+          <button class="icon-btn" title="Download SVG" onClick={exportSvg}>
+            SVG
+          </button>
+        </span>
+      </div>
+      {error ? (
+        <ErrorBox error={error} />
+      ) : (
+        <div class="plot" ref={plotEl} style={{ height: `${height}px` }}>
+          {!loading && base && prepared.length === 0 && <div class="plot-empty">No data for these runs</div>}
+        </div>
+      )}
+      <div class="chart-tip" ref={tipEl} />
+    </div>
+  );
+}
+
+function round(v: number): number {
+  return Number(v.toPrecision(10));
+}
+
+function esc(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function fileName(s: string): string {
+  return s.replace(/[^\w.-]+/g, "_");
+}
+
+function download(href: string, name: string) {
+  const a = document.createElement("a");
+  a.href = href;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  if (href.startsWith("blob:")) setTimeout(() => URL.revokeObjectURL(href), 10000);
+}
+
+/** An SVG of the panel as drawn (scales from uPlot, curves from the data). */
+function buildSvg(u: uPlot, title: string, prepared: Prepared[], names: Map<string, string>, s: ChartSettings): string {
+  const W = u.width;
+  const H = u.height + 30;
+  const bb = u.bbox;
+  const dpr = devicePixelRatio || 1;
+  const L = bb.left / dpr;
+  const T = bb.top / dpr + 30;
+  const PW = bb.width / dpr;
+  const PH = bb.height / dpr;
+  const xmin = u.scales.x.min ?? 0;
+  const xmax = u.scales.x.max ?? 1;
+  const ymin = u.scales.y.min ?? 0;
+  const ymax = u.scales.y.max ?? 1;
+  const sx = (x: number) => L + ((x - xmin) / (xmax - xmin || 1)) * PW;
+  const sy = (y: number) =>
+    s.logy ? T + PH - ((Math.log10(y) - Math.log10(ymin)) / (Math.log10(ymax) - Math.log10(ymin) || 1)) * PH : T + PH - ((y - ymin) / (ymax - ymin || 1)) * PH;
+  const text = cssVar("--text");
+  const muted = cssVar("--text-3");
+  const grid = cssVar("--grid");
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="system-ui, sans-serif" font-size="11">`);
+  out.push(`<rect width="100%" height="100%" fill="${cssVar("--panel")}"/>`);
+  out.push(`<text x="12" y="20" font-size="13" font-weight="600" fill="${text}">${esc(title)}</text>`);
+  for (const t of ticks(ymin, ymax)) {
+    if (s.logy) break;
+    const y = sy(t);
+    out.push(`<line x1="${L}" x2="${L + PW}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}" stroke="${grid}"/>`);
+    out.push(`<text x="${L - 6}" y="${(y + 4).toFixed(1)}" text-anchor="end" fill="${muted}">${esc(fmtNum(t))}</text>`);
+  }
+  for (const t of ticks(xmin, xmax)) {
+    const x = sx(t);
+    out.push(`<line x1="${x.toFixed(1)}" x2="${x.toFixed(1)}" y1="${T}" y2="${T + PH}" stroke="${grid}"/>`);
+    const label = s.x === "time" ? new Date(t * 1000).toLocaleTimeString() : s.x === "rel" ? fmtDuration(t * 1000) : fmtNum(t);
+    out.push(`<text x="${x.toFixed(1)}" y="${T + PH + 16}" text-anchor="middle" fill="${muted}">${esc(label)}</text>`);
+  }
+  out.push(`<clipPath id="plot"><rect x="${L}" y="${T}" width="${PW}" height="${PH}"/></clipPath><g clip-path="url(#plot)" fill="none">`);
+  for (const p of prepared) {
+    const c = runColor(p.run);
+    const layers: [(number | null)[], string, number][] = p.smooth ? [[p.raw, withAlpha(c, 0.22), 1], [p.smooth, c, 1.6]] : [[p.raw, c, 1.5]];
+    for (const [ys, stroke, w] of layers) {
+      const segs: string[] = [];
+      let cur: string[] = [];
+      for (let i = 0; i < p.xs.length; i++) {
+        const y = ys[i];
+        if (y === null || (s.logy && y <= 0)) {
+          if (cur.length) segs.push(cur.join(" "));
+          cur = [];
+          continue;
+        }
+        cur.push(`${sx(p.xs[i]).toFixed(1)},${sy(y).toFixed(1)}`);
+      }
+      if (cur.length) segs.push(cur.join(" "));
+      for (const seg of segs) out.push(`<polyline points="${seg}" stroke="${stroke}" stroke-width="${w}"><title>${esc(names.get(p.run) ?? p.run)}</title></polyline>`);
+    }
+  }
+  out.push(`</g></svg>`);
+  return out.join("\n");
+}
+
+/** xs of a series in the current mode; re-exported for the run page. */
+export { xsOf };

@@ -1,0 +1,191 @@
+// The filter box: the query language of `labbook ls --filter`, validated by
+// the server as the user types (debounced), with the server's one-line error
+// and column, and autocompletion of field names from /keys.
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import type { Keys } from "../api";
+import { api, ApiError } from "../api";
+import { quoteKey } from "../format";
+
+type Suggestion = { text: string; hint: string };
+
+export function fieldSuggestions(keys: Keys | undefined): Suggestion[] {
+  if (!keys) return [];
+  const out: Suggestion[] = [];
+  for (const a of keys.attributes) out.push({ text: a, hint: "attribute" });
+  for (const c of keys.config) out.push({ text: `config.${quoteKey(c.key)}`, hint: c.numeric ? "config · number" : "config" });
+  for (const m of keys.metrics) {
+    out.push({ text: `metrics.${quoteKey(m.key)}`, hint: "metric · last" });
+  }
+  for (const m of keys.metrics) {
+    out.push({ text: `min(metrics.${quoteKey(m.key)})`, hint: "metric · min" });
+    out.push({ text: `max(metrics.${quoteKey(m.key)})`, hint: "metric · max" });
+  }
+  for (const s of keys.summary) out.push({ text: `summary.${quoteKey(s.key)}`, hint: "summary" });
+  return out;
+}
+
+const WORD = /[\p{L}\p{N}_.\/\-@:\[\]`(]/u;
+
+/** The identifier being typed at `pos`: its start and text. */
+function tokenAt(text: string, pos: number): { start: number; word: string } {
+  let s = pos;
+  while (s > 0 && WORD.test(text[s - 1])) s--;
+  return { start: s, word: text.slice(s, pos) };
+}
+
+export function FilterBox({ value, keys, onCommit }: { value: string; keys: Keys | undefined; onCommit: (filter: string) => void }) {
+  const [text, setText] = useState(value);
+  const [error, setError] = useState<ApiError | null>(null);
+  const [checking, setChecking] = useState(false);
+  const [cursor, setCursor] = useState(0);
+  const [open, setOpen] = useState(false);
+  const [active, setActive] = useState(0);
+  const input = useRef<HTMLInputElement>(null);
+  const all = useMemo(() => fieldSuggestions(keys), [keys]);
+
+  useEffect(() => setText(value), [value]);
+
+  // Validate as the user types; commit valid filters to the URL.
+  useEffect(() => {
+    const t = text.trim();
+    if (t === value.trim()) {
+      setError(null);
+      return;
+    }
+    const ctl = new AbortController();
+    const timer = setTimeout(() => {
+      if (!t) {
+        setError(null);
+        onCommit("");
+        return;
+      }
+      setChecking(true);
+      api.validate({ filter: t }, ctl.signal).then(
+        () => {
+          setChecking(false);
+          setError(null);
+          onCommit(t);
+        },
+        (e: unknown) => {
+          if (ctl.signal.aborted) return;
+          setChecking(false);
+          setError(e instanceof ApiError ? e : new ApiError(String(e), 0, "NETWORK"));
+        },
+      );
+    }, 300);
+    return () => {
+      clearTimeout(timer);
+      ctl.abort();
+    };
+  }, [text]);
+
+  const tok = tokenAt(text, cursor);
+  const matches = useMemo(() => {
+    const w = tok.word.replace(/^\(/, "").toLowerCase();
+    if (!w) return [];
+    return all.filter((s) => s.text.toLowerCase().includes(w) && s.text.toLowerCase() !== w).slice(0, 12);
+  }, [tok.word, all]);
+  const showList = open && matches.length > 0;
+
+  const accept = (s: Suggestion) => {
+    const start = tok.word.startsWith("(") ? tok.start + 1 : tok.start;
+    const next = text.slice(0, start) + s.text + " " + text.slice(cursor);
+    const pos = start + s.text.length + 1;
+    setText(next);
+    setOpen(false);
+    requestAnimationFrame(() => {
+      input.current?.focus();
+      input.current?.setSelectionRange(pos, pos);
+      setCursor(pos);
+    });
+  };
+
+  const onKey = (e: KeyboardEvent) => {
+    if (showList) {
+      if (e.key === "ArrowDown") {
+        setActive((a) => (a + 1) % matches.length);
+        e.preventDefault();
+        return;
+      }
+      if (e.key === "ArrowUp") {
+        setActive((a) => (a - 1 + matches.length) % matches.length);
+        e.preventDefault();
+        return;
+      }
+      if (e.key === "Tab" || (e.key === "Enter" && matches[active])) {
+        accept(matches[active]);
+        e.preventDefault();
+        return;
+      }
+      if (e.key === "Escape") {
+        setOpen(false);
+        return;
+      }
+    }
+    if (e.key === "Escape" && text) setText("");
+  };
+
+  const col = error?.column;
+  return (
+    <div class={`filterbox ${error ? "invalid" : ""}`}>
+      <div class="filter-input-wrap">
+        <svg class="filter-icon" width="14" height="14" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round">
+          <path d="M3 5h18l-7 8v6l-4 2v-8z" />
+        </svg>
+        <input
+          ref={input}
+          class="filter-input mono"
+          data-testid="filter-input"
+          placeholder='Filter runs: config.lr > 0.01 and status = "finished"'
+          spellcheck={false}
+          autocomplete="off"
+          value={text}
+          onInput={(e) => {
+            const el = e.target as HTMLInputElement;
+            setText(el.value);
+            setCursor(el.selectionStart ?? el.value.length);
+            setOpen(true);
+            setActive(0);
+          }}
+          onKeyDown={onKey}
+          onKeyUp={(e) => setCursor((e.target as HTMLInputElement).selectionStart ?? 0)}
+          onClick={(e) => setCursor((e.target as HTMLInputElement).selectionStart ?? 0)}
+          onBlur={() => setTimeout(() => setOpen(false), 150)}
+        />
+        {checking && <span class="spinner sm" />}
+        {text && (
+          <button class="icon-btn clear" title="Clear the filter" onClick={() => setText("")}>
+            ×
+          </button>
+        )}
+      </div>
+      {showList && (
+        <div class="popover suggest" role="listbox" data-testid="filter-suggestions">
+          {matches.map((m, i) => (
+            <div
+              key={m.text}
+              class={`pop-item ${i === active ? "active" : ""}`}
+              onMouseDown={(e) => {
+                e.preventDefault();
+                accept(m);
+              }}
+            >
+              <span class="mono">{m.text}</span>
+              <span class="muted">{m.hint}</span>
+            </div>
+          ))}
+        </div>
+      )}
+      {error && (
+        <div class="filter-error" data-testid="filter-error">
+          {col !== undefined && col > 0 && (
+            <div class="mono caret-line" aria-hidden="true">
+              <span class="caret-pad">{text.slice(0, col - 1).replace(/[^\t]/g, " ")}</span>^
+            </div>
+          )}
+          <span>{error.message}</span>
+        </div>
+      )}
+    </div>
+  );
+}

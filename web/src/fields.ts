@@ -1,0 +1,124 @@
+// Reading a field (`config.lr`, `metrics.val/acc`, `min(metrics.loss)`,
+// `summary.best`, `group`, …) off a run, for the parallel and scatter plots.
+import type { ConfigValue, Keys, Run } from "./api";
+import { isNum, num } from "./api";
+
+export type FieldValue = number | string | null;
+
+export function fieldValue(r: Run, field: string): FieldValue {
+  const m = /^(min|max)\(metrics\.(.+)\)$/.exec(field);
+  if (m) {
+    const s = r.metrics[m[2]];
+    const v = s ? (m[1] === "min" ? s.min : s.max) : null;
+    return v === null ? null : num(v);
+  }
+  if (field.startsWith("metrics.")) {
+    const s = r.metrics[field.slice(8)];
+    return s ? num(s.last) : null;
+  }
+  if (field.startsWith("config.")) return scalar(r.config[field.slice(7)]);
+  if (field.startsWith("summary.")) return scalar(r.summary[field.slice(8)]);
+  switch (field) {
+    case "group":
+      return r.group;
+    case "status":
+      return r.status;
+    case "tags":
+      return r.tags.length ? r.tags.join(", ") : null;
+    case "duration":
+      return r.duration_ms / 1000;
+    case "created":
+      return r.created_ms;
+    case "host":
+      return r.host;
+    case "name":
+      return r.name;
+    default:
+      return null;
+  }
+}
+
+function scalar(v: ConfigValue | undefined): FieldValue {
+  if (v === undefined || v === null) return null;
+  if (typeof v === "number") return v;
+  if (isNum(v)) return num(v);
+  if (typeof v === "boolean") return String(v);
+  if (typeof v === "string") return v;
+  return JSON.stringify(v);
+}
+
+export function fieldLabel(field: string): string {
+  return field.replace(/^config\./, "").replace(/^metrics\./, "").replace(/^summary\./, "summary:");
+}
+
+/** Axis choices: numeric-ish fields first. */
+export function fieldChoices(keys: Keys | undefined): { value: string; label: string; group: string }[] {
+  if (!keys) return [];
+  return [
+    ...keys.config.map((c) => ({ value: `config.${c.key}`, label: c.key, group: "Config" })),
+    ...keys.metrics.map((m) => ({ value: `metrics.${m.key}`, label: m.key, group: "Metrics (last)" })),
+    ...keys.metrics.map((m) => ({ value: `min(metrics.${m.key})`, label: `min ${m.key}`, group: "Metrics (min)" })),
+    ...keys.metrics.map((m) => ({ value: `max(metrics.${m.key})`, label: `max ${m.key}`, group: "Metrics (max)" })),
+    ...keys.summary.map((s) => ({ value: `summary.${s.key}`, label: s.key, group: "Summary" })),
+    { value: "duration", label: "duration (s)", group: "Attributes" },
+    { value: "created", label: "created", group: "Attributes" },
+  ];
+}
+
+/** A scale over a field's values: linear for numbers, ordinal for the rest. */
+export type Scale = { kind: "num"; lo: number; hi: number; log: boolean } | { kind: "cat"; cats: string[] };
+
+export function makeScale(values: FieldValue[], log = false): Scale {
+  const nums = values.filter((v): v is number => typeof v === "number" && Number.isFinite(v) && (!log || v > 0));
+  const strs = values.filter((v): v is string => typeof v === "string");
+  if (strs.length > nums.length) return { kind: "cat", cats: [...new Set(strs)].sort() };
+  if (!nums.length) return { kind: "num", lo: 0, hi: 1, log: false };
+  let lo = Math.min(...nums);
+  let hi = Math.max(...nums);
+  if (lo === hi) {
+    lo -= Math.abs(lo) * 0.1 || 1;
+    hi += Math.abs(hi) * 0.1 || 1;
+    if (log && lo <= 0) lo = hi / 100;
+  }
+  return { kind: "num", lo, hi, log };
+}
+
+/** 0..1 along the scale (null for values it cannot place); ±∞ clamp to the ends. */
+export function position(s: Scale, v: FieldValue): number | null {
+  if (v === null) return null;
+  if (s.kind === "cat") {
+    const i = s.cats.indexOf(String(v));
+    if (i < 0) return null;
+    return s.cats.length === 1 ? 0.5 : i / (s.cats.length - 1);
+  }
+  if (typeof v !== "number" || Number.isNaN(v)) return null;
+  if (v === Infinity) return 1;
+  if (v === -Infinity) return 0;
+  if (s.log) {
+    if (v <= 0) return null;
+    return (Math.log(v) - Math.log(s.lo)) / (Math.log(s.hi) - Math.log(s.lo) || 1);
+  }
+  return (v - s.lo) / (s.hi - s.lo || 1);
+}
+
+export function invert(s: Scale, t: number): number {
+  if (s.kind === "cat") return t;
+  if (s.log) return Math.exp(Math.log(s.lo) + t * (Math.log(s.hi) - Math.log(s.lo)));
+  return s.lo + t * (s.hi - s.lo);
+}
+
+/** A viridis-like ramp for coloring by a metric. */
+export function ramp(t: number): string {
+  const stops = [
+    [68, 1, 84],
+    [59, 82, 139],
+    [33, 145, 140],
+    [94, 201, 98],
+    [253, 231, 37],
+  ];
+  const x = Math.max(0, Math.min(1, t)) * (stops.length - 1);
+  const i = Math.min(stops.length - 2, Math.floor(x));
+  const f = x - i;
+  const c = stops[i].map((a, k) => Math.round(a + (stops[i + 1][k] - a) * f));
+  return `rgb(${c[0]},${c[1]},${c[2]})`;
+}

@@ -1,0 +1,99 @@
+// A tiny history-API router. All view state lives in the URL: the path picks
+// the page, query parameters hold filters, sorting, selection and chart
+// settings, so any view can be bookmarked and shared.
+import { useEffect, useState } from "preact/hooks";
+
+export type Page = "projects" | "runs" | "charts" | "run" | "compare" | "parallel" | "scatter" | "notebook" | "notfound";
+export type Route = { page: Page; project?: string; runId?: string };
+
+export function parsePath(pathname: string): Route {
+  const parts = pathname.split("/").filter(Boolean).map(decodeURIComponent);
+  if (parts.length === 0) return { page: "projects" };
+  if (parts[0] !== "p" || parts.length < 2) return { page: "notfound" };
+  const project = parts[1];
+  if (parts.length === 2) return { page: "runs", project };
+  const sub = parts[2];
+  if (sub === "run" && parts.length === 4) return { page: "run", project, runId: parts[3] };
+  if (parts.length === 3 && ["charts", "compare", "parallel", "scatter", "notebook", "runs"].includes(sub)) {
+    return { page: (sub === "runs" ? "runs" : sub) as Page, project };
+  }
+  return { page: "notfound" };
+}
+
+export function projectPath(project: string, sub?: string): string {
+  return `/p/${encodeURIComponent(project)}${sub ? `/${sub}` : ""}`;
+}
+
+export function runPath(project: string, id: string): string {
+  return `${projectPath(project, "run")}/${encodeURIComponent(id)}`;
+}
+
+type Listener = () => void;
+const listeners = new Set<Listener>();
+function emit() {
+  for (const l of listeners) l();
+}
+window.addEventListener("popstate", emit);
+
+export function navigate(href: string, opts: { replace?: boolean } = {}) {
+  const url = new URL(href, location.href);
+  const cur = location.pathname + location.search;
+  const next = url.pathname + url.search;
+  if (next === cur && !opts.replace) return;
+  if (opts.replace) history.replaceState(null, "", next);
+  else {
+    history.pushState(null, "", next);
+    window.scrollTo(0, 0);
+  }
+  emit();
+}
+
+export type ParamPatch = Record<string, string | string[] | null | undefined>;
+
+/** Returns the current search with `patch` applied (null removes a key). */
+export function withParams(patch: ParamPatch, search: string = location.search): string {
+  const sp = new URLSearchParams(search);
+  for (const [k, v] of Object.entries(patch)) {
+    sp.delete(k);
+    if (v === null || v === undefined || v === "") continue;
+    if (Array.isArray(v)) for (const x of v) sp.append(k, x);
+    else sp.set(k, v);
+  }
+  const s = sp.toString().replace(/%2C/g, ",").replace(/%2F/g, "/");
+  return s ? `?${s}` : "";
+}
+
+/** Updates query parameters. Defaults to replacing the history entry
+ * (typing in a filter box should not flood the back button). */
+export function setParams(patch: ParamPatch, opts: { push?: boolean } = {}) {
+  navigate(location.pathname + withParams(patch), { replace: !opts.push });
+}
+
+export function useLocation(): { route: Route; params: URLSearchParams; href: string } {
+  const [, setTick] = useState(0);
+  useEffect(() => {
+    const l = () => setTick((t) => t + 1);
+    listeners.add(l);
+    return () => {
+      listeners.delete(l);
+    };
+  }, []);
+  return { route: parsePath(location.pathname), params: new URLSearchParams(location.search), href: location.href };
+}
+
+/** Intercepts a plain left click on an in-app link. */
+export function onLinkClick(e: MouseEvent) {
+  if (e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+  const a = (e.target as Element | null)?.closest?.("a");
+  if (!a || a.target || a.hasAttribute("download")) return;
+  const href = a.getAttribute("href");
+  if (!href || href.startsWith("http") || href.startsWith("#") || href.startsWith("/api/")) return;
+  e.preventDefault();
+  navigate(href);
+}
+
+/** Comma-separated id list parameter. */
+export function listParam(params: URLSearchParams, key: string): string[] {
+  const v = params.get(key);
+  return v ? v.split(",").filter(Boolean) : [];
+}
