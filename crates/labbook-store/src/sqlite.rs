@@ -962,6 +962,13 @@ impl Store for SqliteStore {
         let (lo, hi, stored) = {
             let conn = self.conn.lock();
             let run_pk = Self::run_pk(&conn, run_id)?;
+            let exists: Option<i64> = conn
+                .prepare_cached("SELECT id FROM series WHERE run_pk = ?1 AND key = ?2")?
+                .query_row(params![run_pk, key], |r| r.get(0))
+                .optional()?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound { what: "metric", id: key.to_string() });
+            }
             conn.prepare_cached(
                 "SELECT MIN(c.step_min), MAX(c.step_max), SUM(c.n) FROM chunks c JOIN series s ON s.id = c.series_id
                  WHERE s.run_pk = ?1 AND s.key = ?2 AND c.step_max >= ?3 AND c.step_min <= ?4",
