@@ -967,7 +967,10 @@ impl Store for SqliteStore {
                 .query_row(params![run_pk, key], |r| r.get(0))
                 .optional()?;
             if exists.is_none() {
-                return Err(StoreError::NotFound { what: "metric", id: key.to_string() });
+                return Err(StoreError::NotFound {
+                    what: "metric",
+                    id: key.to_string(),
+                });
             }
             conn.prepare_cached(
                 "SELECT MIN(c.step_min), MAX(c.step_max), SUM(c.n) FROM chunks c JOIN series s ON s.id = c.series_id
