@@ -11,7 +11,7 @@ DEMO_STORE := $(CURDIR)/examples/spirals/.labbook
 export PATH := $(BIN):$(PATH)
 export LABBOOK_BIN := $(CURDIR)/target/release/labbook
 
-.PHONY: all build demo test test-rust test-python lint bench clean
+.PHONY: all build web demo test test-rust test-python test-web lint bench clean
 
 all: build
 
@@ -21,8 +21,19 @@ $(BIN)/.deps: python/requirements-dev.txt
 	$(BIN)/python -m pip install -q -r python/requirements-dev.txt
 	touch $@
 
-## build: the labbook binary and the Python package, installed into .venv
-build: $(BIN)/.deps
+WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/package.json web/vite.config.ts web/tsconfig.json
+
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
+# The dashboard, built before cargo so the binary embeds it.
+web/dist/index.html: web/node_modules/.package-lock.json $(WEB_SOURCES)
+	cd web && npm run build
+
+web: web/dist/index.html
+
+## build: the labbook binary (with the dashboard) and the Python package, installed into .venv
+build: $(BIN)/.deps web/dist/index.html
 	$(CARGO) build --release -p labbook-cli
 	cd python && VIRTUAL_ENV=$(VENV) $(BIN)/maturin develop --release --quiet
 	ln -sf $(LABBOOK_BIN) $(BIN)/labbook
