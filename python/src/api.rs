@@ -191,7 +191,7 @@ impl Api {
             .detach(|| match buckets {
                 Some(b) => self
                     .store
-                    .downsample(run, key, range, b)
+                    .downsample(run, key, range, b, true)
                     .map(|(points, _)| points),
                 None => self.store.read_series(run, key, range),
             })

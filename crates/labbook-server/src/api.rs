@@ -7,6 +7,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
@@ -314,7 +315,24 @@ fn csv_param(
     Ok(items)
 }
 
-async fn series(State(state): State<AppState>, Query(params): Params) -> ApiResult {
+/// One curve of a `/series` response, serialized straight from the
+/// decoded columns (a `Value` per point would cost an allocation each).
+#[derive(serde::Serialize)]
+struct Curve<'a> {
+    run: &'a str,
+    key: &'a str,
+    steps: &'a [i64],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ts_ms: Option<&'a [i64]>,
+    values: Floats<'a>,
+    total: usize,
+    downsampled: bool,
+}
+
+async fn series(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<axum::response::Response, ApiError> {
     let runs = csv_param(&params, "runs", 200)?;
     let keys = csv_param(&params, "keys", 50)?;
     let buckets = param_usize(&params, "buckets", 1000, 10_000)?.max(1);
@@ -323,39 +341,67 @@ async fn series(State(state): State<AppState>, Query(params): Params) -> ApiResu
         param_i64(&params, "hi")?,
         param_i64(&params, "after")?,
     );
-    blocking(&state, move |store| {
-        let mut out = Vec::new();
-        for run in &runs {
-            for key in &keys {
-                let result = match after {
-                    Some(after) => store
-                        .read_series(run, key, StepRange { lo: Some(after.saturating_add(1)), hi })
-                        .map(|s| {
-                            let n = s.len();
-                            (s, n)
-                        }),
-                    None => store.downsample(run, key, StepRange { lo, hi }, buckets),
-                };
-                let (points, total) = match result {
-                    Ok(found) => found,
-                    // A run without this key, or an unknown run, has no curve.
-                    Err(StoreError::NotFound { .. }) => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                out.push(json!({
-                    "run": run,
-                    "key": key,
-                    "steps": points.steps,
-                    "ts_ms": points.ts_ms,
-                    "values": serde_json::to_value(Floats(&points.values)).map_err(|e| ApiError::internal(e.to_string()))?,
-                    "total": total,
-                    "downsampled": total > points.len(),
-                }));
+    let timestamps = !matches!(params.get("ts").map(String::as_str), Some("0" | "false"));
+    let body = blocking(&state, move |store| {
+        let pairs: Vec<(&String, &String)> = runs.iter().flat_map(|r| keys.iter().map(move |k| (r, k))).collect();
+        let one = |(run, key): (&String, &String)| -> Result<Option<(labbook_core::SeriesColumns, usize)>, ApiError> {
+            let result = match after {
+                Some(after) => store.read_series(run, key, StepRange { lo: Some(after.saturating_add(1)), hi }).map(|s| {
+                    let n = s.len();
+                    (s, n)
+                }),
+                None => store.downsample(run, key, StepRange { lo, hi }, buckets, timestamps),
+            };
+            match result {
+                Ok(found) => Ok(Some(found)),
+                // A run without this key, or an unknown run, has no curve.
+                Err(StoreError::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e.into()),
             }
+        };
+        // Curves are independent: decode them on every core.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(pairs.len()).max(1);
+        let per = pairs.len().div_ceil(threads).max(1);
+        type Found = Option<(labbook_core::SeriesColumns, usize)>;
+        let parts: Vec<Result<Vec<Found>, ApiError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = pairs.chunks(per).map(|part| scope.spawn(move || part.iter().map(|&p| one(p)).collect())).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(ApiError::internal("a series worker panicked"))))
+                .collect()
+        });
+        let mut found = Vec::with_capacity(pairs.len());
+        for part in parts {
+            found.extend(part?);
         }
-        Ok(Json(json!({ "series": out })))
+        let curves: Vec<Curve<'_>> = pairs
+            .iter()
+            .zip(&found)
+            .filter_map(|((run, key), f)| {
+                let (points, total) = f.as_ref()?;
+                Some(Curve {
+                    run,
+                    key,
+                    steps: &points.steps,
+                    ts_ms: timestamps.then_some(&points.ts_ms[..]),
+                    values: Floats(&points.values),
+                    total: *total,
+                    downsampled: *total > points.len(),
+                })
+            })
+            .collect();
+        #[derive(serde::Serialize)]
+        struct SeriesResponse<'a> {
+            series: Vec<Curve<'a>>,
+        }
+        serde_json::to_vec(&SeriesResponse { series: curves }).map_err(|e| ApiError::internal(e.to_string()))
     })
-    .await
+    .await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 fn body_json(body: &Bytes) -> Result<Map<String, Value>, ApiError> {

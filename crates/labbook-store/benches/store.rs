@@ -149,7 +149,7 @@ fn main() {
     for _ in 0..7 {
         let started = Instant::now();
         let (s, _) = store
-            .downsample(&run, "loss", StepRange::ALL, 1000)
+            .downsample(&run, "loss", StepRange::ALL, 1000, true)
             .unwrap();
         times.push(secs(started.elapsed()) * 1e3);
         assert!(s.len() <= 4000 && s.len() >= 1000);

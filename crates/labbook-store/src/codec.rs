@@ -210,8 +210,19 @@ pub fn decode_to(
     ts_ms: &mut [i64],
     values: &mut [f64],
 ) -> Result<(), CodecError> {
+    decode_parts(data, steps, Some(ts_ms), values)
+}
+
+/// `decode_to`, skipping the timestamp column when `ts_ms` is `None`: a
+/// chart over steps never pays for decoding wall times.
+pub fn decode_parts(
+    data: &[u8],
+    steps: &mut [i64],
+    ts_ms: Option<&mut [i64]>,
+    values: &mut [f64],
+) -> Result<(), CodecError> {
     let n = point_count(data)?;
-    if steps.len() != n || ts_ms.len() != n || values.len() != n {
+    if steps.len() != n || values.len() != n || ts_ms.as_ref().is_some_and(|t| t.len() != n) {
         return Err(CodecError::Corrupt(format!(
             "chunk holds {n} points, {} slots given",
             steps.len()
@@ -219,13 +230,29 @@ pub fn decode_to(
     }
     let mut r = Reader { data, pos: 5 };
     r.column_to(steps)?;
-    r.column_to(ts_ms)?;
+    match ts_ms {
+        Some(ts) => r.column_to(ts)?,
+        None => {
+            r.take(1)?;
+            let len = r.u32()? as usize;
+            r.take(len)?;
+        }
+    }
     r.column_to(values)?;
     Ok(())
 }
 
 /// Decodes a chunk, appending its points to `into`.
 pub fn decode_into(data: &[u8], into: &mut SeriesColumns) -> Result<(), CodecError> {
+    decode_into_with(data, into, true)
+}
+
+/// `decode_into`; without `timestamps` the appended wall times are 0.
+pub fn decode_into_with(
+    data: &[u8],
+    into: &mut SeriesColumns,
+    timestamps: bool,
+) -> Result<(), CodecError> {
     let n = point_count(data)?;
     if n > data.len().saturating_mul(64).max(1 << 20) {
         // No codec here packs more than 64 points per byte; a header that
@@ -239,10 +266,15 @@ pub fn decode_into(data: &[u8], into: &mut SeriesColumns) -> Result<(), CodecErr
     into.steps.resize(start + n, 0);
     into.ts_ms.resize(start + n, 0);
     into.values.resize(start + n, 0.0);
-    let result = decode_to(
+    let ts = if timestamps {
+        Some(&mut into.ts_ms[start..])
+    } else {
+        None
+    };
+    let result = decode_parts(
         data,
         &mut into.steps[start..],
-        &mut into.ts_ms[start..],
+        ts,
         &mut into.values[start..],
     );
     if result.is_err() {

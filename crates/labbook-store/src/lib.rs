@@ -66,12 +66,14 @@ pub trait Store: Send + Sync {
     /// At most ~4 × `buckets` points that keep every bucket's extremes (all
     /// points when the range holds no more than `buckets`), and how many
     /// points the range holds.
+    /// Without `timestamps` the wall times are not decoded and come back 0.
     fn downsample(
         &self,
         run_id: &str,
         key: &str,
         range: StepRange,
         buckets: usize,
+        timestamps: bool,
     ) -> Result<(SeriesColumns, usize)>;
     /// The metric keys of a run with their point counts.
     fn series_keys(&self, run_id: &str) -> Result<Vec<(String, u64)>>;

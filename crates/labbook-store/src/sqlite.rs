@@ -958,6 +958,7 @@ impl Store for SqliteStore {
         key: &str,
         range: StepRange,
         buckets: usize,
+        timestamps: bool,
     ) -> Result<(SeriesColumns, usize)> {
         let (lo, hi, stored) = {
             let conn = self.conn.lock();
@@ -1011,7 +1012,7 @@ impl Store for SqliteStore {
                 scratch.steps.clear();
                 scratch.ts_ms.clear();
                 scratch.values.clear();
-                codec::decode_into(blob, &mut scratch)?;
+                codec::decode_into_with(blob, &mut scratch, timestamps)?;
                 if scratch.steps.iter().any(|&s| s < lo || s > hi) {
                     let mut inside = SeriesColumns::default();
                     for i in (0..scratch.len()).filter(|&i| (lo..=hi).contains(&scratch.steps[i])) {

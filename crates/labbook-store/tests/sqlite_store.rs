@@ -260,7 +260,9 @@ fn ranges_and_downsampling_read_the_right_points() {
         )
         .unwrap();
     assert_eq!(part.steps, (70_000..70_010).collect::<Vec<_>>());
-    let (down, total) = store.downsample(&run.id, "y", StepRange::ALL, 500).unwrap();
+    let (down, total) = store
+        .downsample(&run.id, "y", StepRange::ALL, 500, true)
+        .unwrap();
     assert_eq!(total, n as usize);
     assert!(down.len() <= 2000 && down.len() >= 500, "{}", down.len());
     assert!(down.values.contains(&99.0));
@@ -274,6 +276,7 @@ fn ranges_and_downsampling_read_the_right_points() {
                 hi: Some(123_500),
             },
             1000,
+            true,
         )
         .unwrap();
     assert_eq!(
@@ -290,9 +293,21 @@ fn ranges_and_downsampling_read_the_right_points() {
                 hi: Some(3_999),
             },
             1000,
+            true,
         )
         .unwrap();
     assert_eq!(few_total, 4_000);
+    let (no_ts, _) = store
+        .downsample(&run.id, "y", StepRange::ALL, 500, false)
+        .unwrap();
+    assert_eq!(
+        (no_ts.steps.clone(), no_ts.values.clone()),
+        (down.steps.clone(), down.values.clone())
+    );
+    assert!(
+        no_ts.ts_ms.iter().all(|&t| t == 0),
+        "timestamps skipped, not decoded"
+    );
     assert!(few.len() < 4_000 && few.len() >= 1_000, "{}", few.len());
     assert!(matches!(
         store.read_series(&run.id, "nope", StepRange::ALL),

@@ -1,0 +1,158 @@
+//! The dashboard's server-side targets, over real HTTP on loopback:
+//! the first page of 10,000 runs (20 config keys, 10 metrics) sorted by a
+//! metric, and the downsampled chart response for 100 runs × 100k steps.
+//! Prints JSON lines for bench/report.py.
+
+#![allow(clippy::unwrap_used)] // a benchmark that cannot set up should stop
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Instant;
+
+use labbook_core::config::config_from_json;
+use labbook_core::{Point, SeriesColumns};
+use labbook_store::series::SeriesWriter;
+use labbook_store::{NewRun, SqliteStore, Store, WriteSet};
+
+fn get(addr: SocketAddr, path: &str) -> (u16, usize) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let head = String::from_utf8_lossy(&response[..response.len().min(64)]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, response.len())
+}
+
+fn commit(store: &SqliteStore, run: &str, series: Vec<(String, SeriesColumns)>) {
+    let plan = SeriesWriter::new().plan(series, true).unwrap();
+    store
+        .commit(&WriteSet {
+            run_id: run.into(),
+            series: plan,
+            ..Default::default()
+        })
+        .unwrap();
+}
+
+fn median_ms(mut f: impl FnMut(), reps: usize) -> (f64, f64, f64) {
+    let mut times: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], times[0], times[times.len() - 1])
+}
+
+fn report(name: &str, (median, min, max): (f64, f64, f64)) {
+    println!(
+        r#"{{"figure": "{name}", "unit": "ms", "median": {median}, "min": {min}, "max": {max}}}"#
+    );
+}
+
+fn main() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&tmp.path().join(".labbook")).unwrap());
+
+    for i in 0..10_000i64 {
+        let mut config = serde_json::Map::new();
+        for k in 0..20 {
+            config.insert(
+                format!("param_{k}"),
+                serde_json::json!(((i * 31 + k * 7) % 97) as f64 / 10.0),
+            );
+        }
+        let new = NewRun {
+            project: "big".into(),
+            config: config_from_json(&serde_json::Value::Object(config)).unwrap(),
+            created_ms: 1_700_000_000_000 + i,
+            ..Default::default()
+        };
+        let run = store.create_run(&new).unwrap();
+        let metrics = (0..10)
+            .map(|m| {
+                let mut s = SeriesColumns::default();
+                s.push(Point {
+                    step: 0,
+                    ts_ms: 0,
+                    value: ((i * 17 + m * 13) % 1000) as f64 / 1000.0,
+                });
+                (format!("metric_{m}"), s)
+            })
+            .collect();
+        commit(&store, &run.id, metrics);
+    }
+    let mut curve_runs = Vec::new();
+    for r in 0..100 {
+        let run = store
+            .create_run(&NewRun {
+                project: "curves".into(),
+                created_ms: r,
+                ..Default::default()
+            })
+            .unwrap();
+        let mut s = SeriesColumns::with_capacity(100_000);
+        for step in 0..100_000i64 {
+            let noise = ((step * 7919 + r * 104_729) % 1000) as f64 / 1e4;
+            s.push(Point {
+                step,
+                ts_ms: 1_700_000_000_000 + step * 50,
+                value: (-(step as f64) / 30_000.0).exp() + noise,
+            });
+        }
+        commit(&store, &run.id, vec![("loss".into(), s)]);
+        curve_runs.push(run.id);
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let dyn_store: Arc<dyn Store> = store.clone();
+    runtime.spawn(async move {
+        let _ = labbook_server::serve(dyn_store, "127.0.0.1:0".parse().unwrap(), move |addr| {
+            let _ = tx.send(addr);
+        })
+        .await;
+    });
+    let addr = rx.recv().unwrap();
+
+    let page = "/api/v1/projects/big/runs?sort=-metrics.metric_3&limit=100";
+    assert_eq!(get(addr, page).0, 200);
+    report(
+        "api_runs_page_10k",
+        median_ms(|| assert_eq!(get(addr, page).0, 200), 31),
+    );
+
+    let filtered = "/api/v1/projects/big/runs?filter=config.param_3%20%3E%205%20and%20metrics.metric_1%20%3C%200.5&sort=-metrics.metric_3&limit=100";
+    report(
+        "api_runs_filtered_10k",
+        median_ms(|| assert_eq!(get(addr, filtered).0, 200), 31),
+    );
+
+    let series = format!(
+        "/api/v1/series?runs={}&keys=loss&buckets=1000&ts=0",
+        curve_runs.join(",")
+    );
+    let (status, bytes) = get(addr, &series);
+    assert_eq!(status, 200);
+    eprintln!("series response: {bytes} bytes for 100 runs");
+    report(
+        "api_series_100x100k",
+        median_ms(|| assert_eq!(get(addr, &series).0, 200), 11),
+    );
+}
