@@ -52,8 +52,8 @@ demo: build
 	@echo
 	@echo "The demo store is $(DEMO_STORE); explore it with: source .venv/bin/activate && labbook --dir $(DEMO_STORE) ls"
 
-## test: lint, then every Rust and Python test
-test: lint test-rust test-python
+## test: lint, then every Rust, Python and browser test
+test: lint test-rust test-python test-web
 
 test-rust: build
 	$(CARGO) test --release
@@ -61,11 +61,17 @@ test-rust: build
 test-python: build
 	$(BIN)/python -m pytest python/tests -q
 
-lint: $(BIN)/.deps
+# The dashboard end to end: Playwright drives Debian's Chromium against the
+# real `labbook ui`; screenshots of every page land in web/test-results/.
+test-web: build
+	cd web && LABBOOK_BIN=$(LABBOOK_BIN) PYTHON=$(BIN)/python npm run test:e2e
+
+lint: $(BIN)/.deps web/node_modules/.package-lock.json
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
-	$(BIN)/ruff check python examples bench
-	$(BIN)/ruff format --check python examples bench
+	$(BIN)/ruff check python examples bench web/tests
+	$(BIN)/ruff format --check python examples bench web/tests
+	cd web && npm run typecheck
 
 ## bench: every figure of the foundation's targets (not part of the tests)
 bench: build

@@ -3,7 +3,7 @@
 import type { JSX } from "preact";
 import type { Keys, Run } from "./api";
 import { num } from "./api";
-import { fmtDate, fmtDuration, fmtNum, fmtRelative, fmtValue, quoteKey } from "./format";
+import { fmtDate, fmtDuration, fmtNum, fmtRelative, fmtValue, plainText, quoteKey } from "./format";
 import { runPath } from "./router";
 import { StatusPill, Tags } from "./components/common";
 
@@ -53,7 +53,7 @@ const ATTR: Record<string, Omit<Column, "id">> = {
     cell: (r, now) => fmtDuration(r.status === "running" ? now - r.created_ms : r.duration_ms),
     value: (r) => r.duration_ms,
   },
-  notes: { label: "Why", title: "notes: what the run tests and why", width: 300, sort: "notes", numeric: false, cell: (r) => <span class="ellipsis notes-cell" title={r.notes ?? ""}>{r.notes ?? ""}</span> },
+  notes: { label: "Why", title: "notes: what the run tests and why", width: 300, sort: "notes", numeric: false, cell: (r) => <span class="ellipsis notes-cell" title={r.notes ?? ""}>{plainText(r.notes)}</span> },
   host: { label: "Host", title: "host", width: 110, sort: "host", numeric: false, cell: (r) => r.host ?? "" },
   exit_code: { label: "Exit", title: "exit_code", width: 60, sort: "exit_code", numeric: true, cell: (r) => (r.exit_code === null ? "" : String(r.exit_code)) },
 };
@@ -66,7 +66,7 @@ function numCell(v: number | undefined | null): JSX.Element | string {
   return <span class={Number.isFinite(v) ? "" : "nonfinite"}>{fmtNum(v)}</span>;
 }
 
-export function column(id: string): Column {
+export function column(id: string, keys?: Keys): Column {
   const attr = ATTR[id];
   if (attr) return { id, ...attr };
   const m = /^(min|max)\(metrics\.(.+)\)$/.exec(id);
@@ -102,7 +102,7 @@ export function column(id: string): Column {
       title: `config.${key}`,
       width: 100,
       sort: `config.${quoteKey(key)}`,
-      numeric: true,
+      numeric: keys?.config.find((c) => c.key === key)?.numeric ?? true,
       cell: (r) => {
         const v = r.config[key];
         if (v === undefined) return "";
@@ -131,16 +131,18 @@ export function column(id: string): Column {
   return { id, label: id, title: id, width: 100, sort: null, numeric: false, cell: () => "" };
 }
 
-/** The columns to show by default: attributes, up to 5 config keys and the
- * last value of up to 4 non-system metrics. */
-export function defaultColumns(keys: Keys | undefined): string[] {
+/** The columns to show by default: the attributes, the config keys whose
+ * values differ across `sample` (like `labbook ls`; up to 6) and the last
+ * value of up to 4 non-system metrics. */
+export function defaultColumns(keys: Keys | undefined, sample: Run[] = []): string[] {
   const cols = [...DEFAULT_ATTRS];
   if (!keys) return cols;
-  cols.splice(cols.indexOf("notes"), 0);
-  const config = keys.config.slice(0, 5).map((c) => `config.${c.key}`);
+  const varies = (k: string) => new Set(sample.map((r) => JSON.stringify(r.config[k] ?? null))).size > 1;
+  let config = keys.config.map((c) => c.key);
+  if (sample.length > 1) config = config.filter(varies);
   const metrics = keys.metrics.filter((m) => !m.key.startsWith("sys/")).slice(0, 4).map((m) => `metrics.${m.key}`);
   const notesAt = cols.indexOf("notes");
-  return [...cols.slice(0, notesAt), ...config, ...metrics, ...cols.slice(notesAt)];
+  return [...cols.slice(0, notesAt), ...config.slice(0, 6).map((k) => `config.${k}`), ...metrics, ...cols.slice(notesAt)];
 }
 
 /** Splits a sort spec into its first field and direction. */

@@ -107,18 +107,29 @@ export function invert(s: Scale, t: number): number {
   return s.lo + t * (s.hi - s.lo);
 }
 
-/** A viridis-like ramp for coloring by a metric. */
+/** A sequential ramp (indigo → blue → teal → green → amber → red) that
+ * keeps its contrast on light and dark backgrounds. */
+export const RAMP = ["#4c3fb0", "#2b8cbe", "#1fa187", "#7cb342", "#f5a623", "#e8453c"];
+
 export function ramp(t: number): string {
-  const stops = [
-    [68, 1, 84],
-    [59, 82, 139],
-    [33, 145, 140],
-    [94, 201, 98],
-    [253, 231, 37],
-  ];
+  const stops = RAMP.map((h) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16)));
   const x = Math.max(0, Math.min(1, t)) * (stops.length - 1);
   const i = Math.min(stops.length - 2, Math.floor(x));
   const f = x - i;
   const c = stops[i].map((a, k) => Math.round(a + (stops[i + 1][k] - a) * f));
   return `rgb(${c[0]},${c[1]},${c[2]})`;
+}
+
+/** Config keys whose values differ across `runs`, in key order. */
+export function varyingConfig(keys: Keys | undefined, runs: Run[]): string[] {
+  if (!keys) return [];
+  return keys.config
+    .map((c) => c.key)
+    .filter((k) => new Set(runs.map((r) => JSON.stringify(r.config[k] ?? null))).size > 1);
+}
+
+/** The metric to show by default: a validation metric when there is one. */
+export function preferredMetric(keys: Keys | undefined): string | undefined {
+  const ms = keys?.metrics.map((m) => m.key).filter((k) => !k.startsWith("sys/")) ?? [];
+  return ms.find((k) => /^(val|valid|validation|eval|test)[/_.]/.test(k)) ?? ms[0];
 }

@@ -76,10 +76,11 @@ export function fmtPct(x: number): string {
 }
 
 // Run colors: one stable color per run id across every panel and page.
+// 18 hues evenly spaced in OKLCH (alternating lightness), ordered so that
+// neighbouring slots are far apart: a collision moves a run to the next slot.
 const PALETTE = [
-  "#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#edc948", "#76b7b2", "#ff9da7",
-  "#9c755f", "#2f9fd8", "#d45087", "#7fb800", "#8c61d4", "#e6820e", "#00a19b", "#c44e52",
-  "#5a8ff0", "#bab0ac", "#dd7e6b", "#3bb273",
+  "#d8625c", "#0bc18d", "#a272d4", "#cf9b00", "#009dd0", "#f07998", "#47a34e", "#9c95fe", "#c97500",
+  "#00bed1", "#ca62a1", "#8fb43f", "#5f87e7", "#f0834e", "#00a898", "#d381d8", "#9b9000", "#43acfb",
 ];
 
 function hash(s: string): number {
@@ -91,8 +92,40 @@ function hash(s: string): number {
   return h >>> 0;
 }
 
+/** A run's own color (its hash slot in the palette). */
 export function runColor(id: string): string {
   return PALETTE[hash(id) % PALETTE.length];
+}
+
+/** Colors for a set of runs shown together: each run keeps its hash slot
+ * unless a run of the set already holds it or a neighbouring hue, then it
+ * takes the next slot that is far enough from every color taken. The result
+ * depends only on the set, so every panel, legend and table of a view agrees. */
+export function runColors(ids: string[]): Map<string, string> {
+  const n = PALETTE.length;
+  const hueOf = (slot: number) => (slot * 7) % n; // PALETTE is hues stepped by 7
+  const out = new Map<string, string>();
+  const used: number[] = [];
+  const uniq = [...new Set(ids)].sort((a, b) => hash(a) - hash(b) || (a < b ? -1 : 1));
+  for (const id of uniq) {
+    const pref = hash(id) % n;
+    let chosen = pref;
+    if (used.length < n) {
+      const gap = (slot: number) => Math.min(n, ...used.map((u) => Math.min(Math.abs(hueOf(u) - hueOf(slot)), n - Math.abs(hueOf(u) - hueOf(slot)))));
+      search: for (let want = Math.max(1, Math.floor(n / Math.max(1, uniq.length))); want >= 1; want--) {
+        for (let k = 0; k < n; k++) {
+          const slot = (pref + k) % n;
+          if (!used.includes(slot) && gap(slot) >= want) {
+            chosen = slot;
+            break search;
+          }
+        }
+      }
+    }
+    used.push(chosen);
+    out.set(id, PALETTE[chosen]);
+  }
+  return out;
 }
 
 export function withAlpha(hex: string, a: number): string {
@@ -104,4 +137,30 @@ export function withAlpha(hex: string, a: number): string {
  * identifier cannot hold. */
 export function quoteKey(key: string): string {
   return /^[\p{L}\p{N}_.\/\-@:\[\]]+$/u.test(key) ? key : "`" + key.replace(/`/g, "``") + "`";
+}
+
+/** One line of Markdown as plain text (emphasis, code and link markup removed). */
+export function plainText(md: string | null | undefined): string {
+  if (!md) return "";
+  return md
+    .replace(/\[([^\]]*)\]\([^)]*\)/g, "$1")
+    .replace(/(\*\*|`)(\S(?:.*?\S)?)\1/g, "$2")
+    .replace(/^#+\s+/gm, "")
+    .replace(/\s*\n\s*/g, " ")
+    .trim();
+}
+
+/** Axis tick labels with just enough decimals to tell neighbours apart. */
+export function fmtTicks(vals: (number | null)[]): string[] {
+  const nums = vals.filter((v): v is number => v !== null && Number.isFinite(v));
+  let step = Infinity;
+  for (let i = 1; i < nums.length; i++) step = Math.min(step, Math.abs(nums[i] - nums[i - 1]));
+  const big = Math.max(0, ...nums.map(Math.abs));
+  if (!Number.isFinite(step) || step === 0 || big >= 1e6 || (big > 0 && big < 1e-3)) return vals.map((v) => (v === null ? "" : fmtNum(v)));
+  const decimals = Math.max(0, Math.min(10, -Math.floor(Math.log10(step) + 1e-9)));
+  return vals.map((v) => {
+    if (v === null) return "";
+    if (Number.isInteger(v) && Math.abs(v) >= 1000) return v.toLocaleString("en-US");
+    return Number(v.toFixed(decimals)).toLocaleString("en-US", { maximumFractionDigits: decimals });
+  });
 }

@@ -93,7 +93,7 @@ function Page({ route, params }: { route: Route; params: URLSearchParams }) {
     case "scatter":
       return <ScatterPage project={p} params={params} />;
     case "notebook":
-      return <NotebookPage project={p} />;
+      return <NotebookPage project={p} params={params} />;
     default:
       return (
         <div class="page">

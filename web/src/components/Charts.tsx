@@ -9,13 +9,13 @@ import type { Series } from "../api";
 import { api } from "../api";
 import type { Prepared, RunSeries, XMode } from "../chartdata";
 import { align, appendSeries, fromWire, nearest, prepare, sectionOf, sortSections, stepRange, ticks, xsOf } from "../chartdata";
-import { fmtDuration, fmtNum, runColor, withAlpha } from "../format";
+import { fmtDuration, fmtNum, fmtTicks, withAlpha } from "../format";
 import { useLive } from "../live";
 import { setParams } from "../router";
 import { cssVar, onTheme } from "../theme";
 import { Empty, ErrorBox } from "./common";
 
-export type ChartRun = { id: string; name: string; created_ms?: number };
+export type ChartRun = { id: string; name: string; created_ms?: number; color: string };
 
 export type ChartSettings = {
   x: XMode;
@@ -51,7 +51,7 @@ export function chartSettings(params: URLSearchParams): ChartSettings {
 }
 
 /** Data each panel received, for tests and debugging. */
-type ChartDebug = { key: string; runs: number; points: number; perRun: Record<string, number>; lo: number | null; hi: number | null; fetches: number; requests: string[] };
+type ChartDebug = { key: string; runs: number; points: number; perRun: Record<string, number>; steps: Record<string, number[]>; lo: number | null; hi: number | null; fetches: number; requests: string[] };
 declare global {
   interface Window {
     __labbookCharts?: Record<string, ChartDebug>;
@@ -128,7 +128,7 @@ export function Legend({ runs, hidden }: { runs: ChartRun[]; hidden: Set<string>
           onClick={() => toggle(r.id)}
           title={hidden.has(r.id) ? "Show this run" : "Hide this run"}
         >
-          <span class="swatch" style={{ background: runColor(r.id) }} />
+          <span class="swatch" style={{ background: r.color }} />
           {r.name}
         </button>
       ))}
@@ -145,16 +145,21 @@ export function ChartGrid({
   keys,
   settings,
   compact,
+  keyFilter,
 }: {
   project: string;
   runs: ChartRun[];
   keys: string[];
   settings: ChartSettings;
   compact?: boolean;
+  /** Which metric keys this grid shows (live runs may log new ones). */
+  keyFilter?: (key: string) => boolean;
 }) {
   const handles = useRef(new Map<string, PanelHandle>());
   const [extraKeys, setExtraKeys] = useState<string[]>([]);
   const runIds = useMemo(() => new Set(runs.map((r) => r.id)), [runs]);
+  const runIdsKey = runs.map((r) => r.id).join(",");
+  useEffect(() => setExtraKeys([]), [runIdsKey]);
   const allKeys = useMemo(() => [...new Set([...keys, ...extraKeys])].sort(), [keys, extraKeys]);
   const inflight = useRef(new Set<string>());
 
@@ -164,6 +169,7 @@ export function ChartGrid({
     for (const c of changes) {
       if (!runIds.has(c.id)) continue;
       for (const [k, m] of Object.entries(c.metrics)) {
+        if (keyFilter && !keyFilter(k)) continue;
         if (!allKeys.includes(k) && !newKeys.includes(k)) newKeys.push(k);
         const h = handles.current.get(k);
         if (!h) continue;
@@ -268,19 +274,24 @@ export function ChartPanel({
   const [width, setWidth] = useState(0);
   const [visible, setVisible] = useState(false);
   const [base, setBase] = useState<Map<string, RunSeries> | null>(null);
+  const [baseGen, setBaseGen] = useState(0); // counts full fetches, not live appends
   const [zoomed, setZoomed] = useState<{ range: [number, number]; data: Map<string, RunSeries> } | null>(null);
   const [error, setError] = useState<Error | null>(null);
   const [loading, setLoading] = useState(false);
   const [themeTick, setThemeTick] = useState(0);
-  const debug = useRef<ChartDebug>({ key: metric, runs: 0, points: 0, perRun: {}, lo: null, hi: null, fetches: 0, requests: [] });
+  const debug = useRef<ChartDebug>({ key: metric, runs: 0, points: 0, perRun: {}, steps: {}, lo: null, hi: null, fetches: 0, requests: [] });
   const zoom = settings.zoomFor(metric);
   const runKey = runs.map((r) => r.id).join(",");
   const t0 = useMemo(() => {
     const m = new Map(runs.map((r) => [r.id, r.created_ms]));
     return (id: string) => m.get(id);
   }, [runKey]);
-  const buckets = Math.max(100, Math.min(10000, Math.round(width || 600)));
-  const bucketBand = Math.round(buckets / 100);
+  // `buckets` is the panel's pixel width; a refetch only when it grows a lot.
+  const [fetchW, setFetchW] = useState(0);
+  useEffect(() => {
+    if (width && (fetchW === 0 || width > fetchW * 1.25)) setFetchW(width);
+  }, [width]);
+  const buckets = Math.max(100, Math.min(10000, Math.round(fetchW || 600)));
 
   useEffect(() => onTheme(() => setThemeTick((t) => t + 1)), []);
 
@@ -291,7 +302,7 @@ export function ChartPanel({
     const ro = new ResizeObserver(() => setWidth(plotEl.current?.clientWidth ?? el.clientWidth));
     ro.observe(el);
     setWidth(plotEl.current?.clientWidth ?? el.clientWidth);
-    const io = new IntersectionObserver((es) => es.some((e) => e.isIntersecting) && setVisible(true), { rootMargin: "300px" });
+    const io = new IntersectionObserver((es) => es.some((e) => e.isIntersecting) && setVisible(true), { rootMargin: "600px" });
     io.observe(el);
     return () => {
       ro.disconnect();
@@ -315,13 +326,14 @@ export function ChartPanel({
 
   // The whole curve.
   useEffect(() => {
-    if (!visible || !width || runs.length === 0) return;
+    if (!visible || !fetchW || runs.length === 0) return;
     const ctl = new AbortController();
     setLoading(true);
     fetchSeries(undefined, undefined, ctl.signal).then(
       (m) => {
         if (ctl.signal.aborted) return;
         setBase(m);
+        setBaseGen((g) => g + 1);
         setError(null);
         setLoading(false);
       },
@@ -332,7 +344,7 @@ export function ChartPanel({
       },
     );
     return () => ctl.abort();
-  }, [visible, runKey, metric, bucketBand]);
+  }, [visible, runKey, metric, buckets]);
 
   // The zoomed range, refetched so the server re-downsamples it.
   const zoomKey = zoom ? zoom.join(",") : "";
@@ -352,7 +364,8 @@ export function ChartPanel({
       () => undefined,
     );
     return () => ctl.abort();
-  }, [zoomKey, base, settings.x, bucketBand]);
+    // Not on every live append: the zoomed range is refetched only when it changes.
+  }, [zoomKey, baseGen, settings.x, buckets]);
 
   // Live appends.
   const dataRef = useRef({ base, zoomed });
@@ -396,6 +409,8 @@ export function ChartPanel({
 
   // Draw.
   const names = useMemo(() => new Map(runs.map((r) => [r.id, r.name])), [runKey]);
+  const colors = useMemo(() => new Map(runs.map((r) => [r.id, r.color])), [runKey, runs.map((r) => r.color).join()]);
+  const colorOf = (id: string) => colors.get(id) ?? "#888";
   useEffect(() => {
     const el = plotEl.current;
     if (!el || !width || prepared.length === 0) {
@@ -408,7 +423,7 @@ export function ChartPanel({
     const smooth = settings.smooth > 0;
     const series: uPlot.Series[] = [{}];
     for (const p of prepared) {
-      const c = runColor(p.run);
+      const c = colorOf(p.run);
       if (smooth) {
         series.push({ label: names.get(p.run), stroke: withAlpha(c, 0.22), width: 1, points: { show: false } });
         series.push({ label: names.get(p.run), stroke: c, width: 1.6, points: { show: false } });
@@ -419,7 +434,7 @@ export function ChartPanel({
     const axisStroke = cssVar("--text-3");
     const grid = cssVar("--grid");
     const font = `11px ${cssVar("--font-sans") || "system-ui"}`;
-    const xFmt = (v: number) => (settings.x === "rel" ? fmtDuration(v * 1000) : fmtNum(v));
+    const xFmt = (vals: number[]) => (settings.x === "rel" ? vals.map((v) => fmtDuration(v * 1000)) : fmtTicks(vals));
     const yAxisSize = (u: uPlot, values: string[] | null) => {
       const ctx = u.ctx;
       ctx.font = font;
@@ -431,6 +446,7 @@ export function ChartPanel({
       height,
       pxAlign: 0,
       legend: { show: false },
+      padding: [6, 10, 0, 0],
       series,
       scales: {
         x: {
@@ -453,8 +469,9 @@ export function ChartPanel({
           grid: { stroke: grid, width: 1 },
           ticks: { stroke: grid, width: 1, size: 4 },
           font,
+          size: 30,
           space: 60,
-          values: settings.x === "time" ? undefined : (_u, vals) => vals.map(xFmt),
+          values: settings.x === "time" ? undefined : (_u, vals) => xFmt(vals),
         },
         {
           stroke: axisStroke,
@@ -463,7 +480,7 @@ export function ChartPanel({
           font,
           size: yAxisSize,
           space: 28,
-          values: (_u, vals) => vals.map((v) => (v === null ? "" : fmtNum(v))),
+          values: (_u, vals) => fmtTicks(vals),
         },
       ],
       cursor: {
@@ -521,7 +538,7 @@ export function ChartPanel({
           .slice(0, max)
           .map(
             (r) =>
-              `<div class="tip-row"><span class="swatch" style="background:${runColor(r.id)}"></span><span class="tip-name">${esc(names.get(r.id) ?? r.id)}</span><span class="num">${esc(fmtNum(r.v))}${r.raw !== null ? ` <span class="muted">(${esc(fmtNum(r.raw))})</span>` : ""}</span></div>`,
+              `<div class="tip-row"><span class="swatch" style="background:${colorOf(r.id)}"></span><span class="tip-name">${esc(names.get(r.id) ?? r.id)}</span><span class="num">${esc(fmtNum(r.v))}${r.raw !== null ? ` <span class="muted">(${esc(fmtNum(r.raw))})</span>` : ""}</span></div>`,
           )
           .join("") +
         (rows.length > max ? `<div class="tip-more">+${rows.length - max} more</div>` : "");
@@ -543,17 +560,19 @@ export function ChartPanel({
     // Expose what this panel drew.
     let points = 0;
     const perRun: Record<string, number> = {};
+    const steps: Record<string, number[]> = {};
     for (const p of prepared) {
       perRun[p.run] = p.xs.length;
+      steps[p.run] = p.xs;
       points += p.xs.length;
     }
-    Object.assign(debug.current, { key: metric, runs: prepared.length, points, perRun, lo: zoomed ? zoomed.range[0] : null, hi: zoomed ? zoomed.range[1] : null });
+    Object.assign(debug.current, { key: metric, runs: prepared.length, points, perRun, steps, lo: zoomed ? zoomed.range[0] : null, hi: zoomed ? zoomed.range[1] : null });
     window.__labbookCharts = window.__labbookCharts ?? {};
     window.__labbookCharts[metric] = { ...debug.current, requests: [...debug.current.requests] };
     root.current?.setAttribute("data-points", String(points));
     root.current?.setAttribute("data-zoomed", zoomed ? "1" : "0");
     return undefined;
-  }, [prepared, width, height, settings.sync, settings.x, settings.logy, zoomKey, themeTick]);
+  }, [prepared, width, height, settings.sync, settings.x, settings.logy, zoomKey, themeTick, colors]);
 
   useEffect(
     () => () => {
@@ -586,7 +605,7 @@ export function ChartPanel({
   const exportSvg = () => {
     const u = plot.current;
     if (!u) return;
-    const svg = buildSvg(u, metric, prepared, names, settings);
+    const svg = buildSvg(u, metric, prepared, names, colors, settings);
     download(URL.createObjectURL(new Blob([svg], { type: "image/svg+xml" })), `${fileName(metric)}.svg`);
   };
 
@@ -600,7 +619,7 @@ export function ChartPanel({
         <span class="panel-meta">
           {zoomed && <span class="badge">zoomed</span>}
           {anyDownsampled && <span class="badge subtle" title="Min/max-preserving downsampling to the panel's pixel width">downsampled</span>}
-          {loading && <span class="spinner sm" />}
+          {loading && <span class="spinner sm" title="Loading" />}
           <button class="icon-btn" title="Download PNG" onClick={exportPng}>
             PNG
           </button>
@@ -644,7 +663,7 @@ function download(href: string, name: string) {
 }
 
 /** An SVG of the panel as drawn (scales from uPlot, curves from the data). */
-function buildSvg(u: uPlot, title: string, prepared: Prepared[], names: Map<string, string>, s: ChartSettings): string {
+function buildSvg(u: uPlot, title: string, prepared: Prepared[], names: Map<string, string>, colors: Map<string, string>, s: ChartSettings): string {
   const W = u.width;
   const H = u.height + 30;
   const bb = u.bbox;
@@ -681,7 +700,7 @@ function buildSvg(u: uPlot, title: string, prepared: Prepared[], names: Map<stri
   }
   out.push(`<clipPath id="plot"><rect x="${L}" y="${T}" width="${PW}" height="${PH}"/></clipPath><g clip-path="url(#plot)" fill="none">`);
   for (const p of prepared) {
-    const c = runColor(p.run);
+    const c = colors.get(p.run) ?? "#888";
     const layers: [(number | null)[], string, number][] = p.smooth ? [[p.raw, withAlpha(c, 0.22), 1], [p.smooth, c, 1.6]] : [[p.raw, c, 1.5]];
     for (const [ys, stroke, w] of layers) {
       const segs: string[] = [];

@@ -1,10 +1,15 @@
 import { useState } from "preact/hooks";
 import type { ConfigValue, RunDetail } from "../api";
 import { api, isNum, num } from "../api";
-import { fmtNum, fmtPct, fmtValue, runColor } from "../format";
+import { fmtNum, fmtPct, fmtValue, runColors } from "../format";
 import { listParam, projectPath, runPath, setParams, withParams } from "../router";
 import { Empty, ErrorBox, Loading, Section, StatusPill, useAsync } from "./common";
 import { DiffView } from "./RunPage";
+
+/** Whether lower is better for a metric, guessed from its name. */
+function lowerIsBetter(key: string): boolean {
+  return /loss|err|error|perplexity|ppl|mse|mae|rmse|nll|wer|cer|time|latency|_ms$|\/ms$|regret|cost/i.test(key);
+}
 
 function same(a: ConfigValue | undefined, b: ConfigValue | undefined): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
@@ -32,6 +37,8 @@ export function ComparePage({ project, params }: { project: string; params: URLS
   if (!runs.data) return <div class="page"><Loading /></div>;
   const rs = runs.data;
   const b = rs.find((r) => r.id === base) ?? rs[0];
+  const colors = runColors(rs.map((r) => r.id));
+  const runColor = (id: string) => colors.get(id) ?? "#888";
 
   const configKeys = [...new Set(rs.flatMap((r) => Object.keys(r.config)))].sort();
   const differing = configKeys.filter((k) => !rs.every((r) => same(r.config[k], rs[0].config[k])));
@@ -149,7 +156,7 @@ export function ComparePage({ project, params }: { project: string; params: URLS
                         <td key={r.id} class="num">
                           <div>{fmtNum(v)}</div>
                           {!isBase && bv !== undefined && Number.isFinite(d) && d !== 0 && (
-                            <div class={`delta ${d > 0 ? "up" : "down"}`}>
+                            <div class={`delta ${(d > 0) !== lowerIsBetter(k) ? "better" : "worse"}`} title={lowerIsBetter(k) ? "lower is better" : "higher is better"}>
                               {d > 0 ? "+" : "−"}
                               {fmtNum(Math.abs(d))} {Number.isFinite(pct) && <span>({fmtPct(pct)})</span>}
                             </div>
@@ -167,7 +174,7 @@ export function ComparePage({ project, params }: { project: string; params: URLS
       </Section>
 
       <Section title="Environment" right={<span class="muted">packages against the baseline</span>}>
-        <EnvDiff rs={rs} b={b} />
+        <EnvDiff rs={rs} b={b} colors={colors} />
       </Section>
 
       <Section title="Code">
@@ -230,7 +237,8 @@ function DirtyDiffs({ rs }: { rs: RunDetail[] }) {
   );
 }
 
-function EnvDiff({ rs, b }: { rs: RunDetail[]; b: RunDetail }) {
+function EnvDiff({ rs, b, colors }: { rs: RunDetail[]; b: RunDetail; colors: Map<string, string> }) {
+  const runColor = (id: string) => colors.get(id) ?? "#888";
   const pk = (r: RunDetail) => new Map((r.environment?.python?.packages ?? []).map((p) => [p.name, p.version]));
   const bp = pk(b);
   const others = rs.filter((r) => r.id !== b.id);
@@ -272,6 +280,8 @@ function EnvDiff({ rs, b }: { rs: RunDetail[]; b: RunDetail }) {
 function RecentPicker({ project, ids }: { project: string; ids: string[] }) {
   const recent = useAsync(() => api.runs(project, { limit: 12 }), [project]);
   if (!recent.data || recent.data.runs.length === 0) return null;
+  const colors = runColors(recent.data.runs.map((r) => r.id));
+  const runColor = (id: string) => colors.get(id) ?? "#888";
   return (
     <div class="card pad">
       <div class="muted" style={{ marginBottom: "8px" }}>

@@ -43,7 +43,10 @@ export function FilterBox({ value, keys, onCommit }: { value: string; keys: Keys
   const input = useRef<HTMLInputElement>(null);
   const all = useMemo(() => fieldSuggestions(keys), [keys]);
 
-  useEffect(() => setText(value), [value]);
+  // Follow the URL (back button, links) without clobbering what is being typed.
+  useEffect(() => {
+    if (value.trim() !== text.trim()) setText(value);
+  }, [value]);
 
   // Validate as the user types; commit valid filters to the URL.
   useEffect(() => {
@@ -78,6 +81,18 @@ export function FilterBox({ value, keys, onCommit }: { value: string; keys: Keys
       ctl.abort();
     };
   }, [text]);
+
+  // "/" focuses the filter from anywhere on the page.
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      const t = e.target as HTMLElement | null;
+      if (e.key !== "/" || e.metaKey || e.ctrlKey || t?.closest("input, textarea, select, [contenteditable]")) return;
+      e.preventDefault();
+      input.current?.focus();
+    };
+    document.addEventListener("keydown", onKey);
+    return () => document.removeEventListener("keydown", onKey);
+  }, []);
 
   const tok = tokenAt(text, cursor);
   const matches = useMemo(() => {
@@ -136,7 +151,7 @@ export function FilterBox({ value, keys, onCommit }: { value: string; keys: Keys
           ref={input}
           class="filter-input mono"
           data-testid="filter-input"
-          placeholder='Filter runs: config.lr > 0.01 and status = "finished"'
+          placeholder='Filter runs: config.lr > 0.01 and status = "finished"   (press /)'
           spellcheck={false}
           autocomplete="off"
           value={text}

@@ -3,8 +3,10 @@
 import { useState } from "preact/hooks";
 import type { NotebookEntry } from "../api";
 import { api } from "../api";
-import { fmtDate, fmtDuration, fmtNum, fmtRelative } from "../format";
-import { runPath } from "../router";
+import { fmtDate, fmtDuration, fmtNum, fmtRelative, plainText } from "../format";
+import { preferredMetric } from "../fields";
+import { runPath, setParams } from "../router";
+import { useKeys } from "./RunsPage";
 import { Empty, ErrorBox, Loading, Markdown, StatusPill, toast, useAsync } from "./common";
 
 type RunEntry = Extract<NotebookEntry, { kind: "run" }>;
@@ -29,8 +31,10 @@ function dayOf(ms: number): string {
   return new Date(ms).toLocaleDateString(undefined, { weekday: "long", year: "numeric", month: "long", day: "numeric" });
 }
 
-export function NotebookPage({ project }: { project: string }) {
-  const nb = useAsync(() => api.notebook(project), [project]);
+export function NotebookPage({ project, params }: { project: string; params: URLSearchParams }) {
+  const keys = useKeys(project);
+  const headline = params.get("headline") ?? preferredMetric(keys.data) ?? "";
+  const nb = useAsync(() => (keys.data || keys.error ? api.notebook(project, headline || undefined) : new Promise<never>(() => undefined)), [project, headline, !!(keys.data || keys.error)]);
   const [text, setText] = useState("");
   const [preview, setPreview] = useState(false);
   const [busy, setBusy] = useState(false);
@@ -57,6 +61,18 @@ export function NotebookPage({ project }: { project: string }) {
       <div class="page-head">
         <h1>Lab notebook</h1>
         <span class="muted">what was tried, why, and what came of it</span>
+        {keys.data && keys.data.metrics.length > 0 && (
+          <label class="ctl push-right">
+            <span>Headline</span>
+            <select value={headline} onChange={(e) => setParams({ headline: (e.target as HTMLSelectElement).value })} data-testid="headline">
+              {keys.data.metrics.map((m) => (
+                <option key={m.key} value={m.key}>
+                  {m.key}
+                </option>
+              ))}
+            </select>
+          </label>
+        )}
       </div>
       <div class="card note-editor">
         <div class="seg">
@@ -110,7 +126,7 @@ export function NotebookPage({ project }: { project: string }) {
               ),
               it.kind === "note" ? (
                 <li class="tl-item tl-note" key={`n${it.e.id}-${i}`} data-testid="note-entry">
-                  <span class="tl-dot note" />
+                  <span class="tl-dot is-note" />
                   <div class="tl-body card">
                     <div class="tl-meta muted" title={fmtDate(it.e.created_ms)}>
                       Note · {fmtRelative(it.e.created_ms)}
@@ -138,7 +154,7 @@ export function NotebookPage({ project }: { project: string }) {
                       )}{" "}
                       · {fmtRelative(it.created_ms)}
                     </div>
-                    {it.runs.length > 1 && it.runs.every((r) => r.run.notes && r.run.notes === it.runs[0].run.notes) && it.runs[0].run.notes && <div class="tl-why">{it.runs[0].run.notes}</div>}
+                    {it.runs.length > 1 && it.runs.every((r) => r.run.notes && r.run.notes === it.runs[0].run.notes) && it.runs[0].run.notes && <div class="tl-why">{plainText(it.runs[0].run.notes)}</div>}
                     <div class="tl-runs">
                       {it.runs.map((r) => (
                         <div class="tl-run" key={r.run.id}>
@@ -152,7 +168,7 @@ export function NotebookPage({ project }: { project: string }) {
                             </span>
                           )}
                           <span class="muted num">{fmtDuration(r.run.duration_ms)}</span>
-                          {!(it.runs.length > 1 && it.runs.every((x) => x.run.notes === it.runs[0].run.notes)) && r.run.notes && <span class="tl-run-why">{r.run.notes}</span>}
+                          {!(it.runs.length > 1 && it.runs.every((x) => x.run.notes === it.runs[0].run.notes)) && r.run.notes && <span class="tl-run-why" title={r.run.notes}>{plainText(r.run.notes)}</span>}
                         </div>
                       ))}
                     </div>

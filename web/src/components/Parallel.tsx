@@ -5,7 +5,8 @@ import { useMemo, useRef, useState } from "preact/hooks";
 import type { Run } from "../api";
 import { api } from "../api";
 import type { Scale } from "../fields";
-import { fieldChoices, fieldLabel, fieldValue, invert, makeScale, position, ramp } from "../fields";
+import { fieldChoices, fieldLabel, fieldValue, invert, makeScale, position, preferredMetric, ramp, varyingConfig } from "../fields";
+import { ticks } from "../chartdata";
 import { fmtNum } from "../format";
 import { listParam, projectPath, runPath, setParams, withParams } from "../router";
 import { Empty, ErrorBox, Loading, useAsync, useElementWidth } from "./common";
@@ -43,10 +44,10 @@ export function ParallelPage({ project, params }: { project: string; params: URL
   const axesParam = params.getAll("axis");
   const defaults = useMemo(() => {
     if (!keys.data) return [];
-    const cfg = keys.data.config.filter((c) => c.count > 0).slice(0, 6).map((c) => `config.${c.key}`);
-    const m = keys.data.metrics.find((x) => !x.key.startsWith("sys/"));
-    return [...cfg, ...(m ? [`metrics.${m.key}`] : [])];
-  }, [keys.data]);
+    const cfg = varyingConfig(keys.data, pop.data?.runs ?? []).slice(0, 6).map((k) => `config.${k}`);
+    const m = preferredMetric(keys.data);
+    return [...cfg, ...(m ? [`metrics.${m}`] : [])];
+  }, [keys.data, pop.data]);
   const axes = axesParam.length ? axesParam : defaults;
   const color = params.get("color") ?? axes[axes.length - 1] ?? "";
   const brushes = parseBrushes(params.get("brush"));
@@ -152,12 +153,12 @@ function tickLabels(s: Scale): { t: number; label: string }[] {
     const step = Math.ceil(s.cats.length / 12);
     return s.cats.filter((_, i) => i % step === 0).map((c) => ({ t: position(s, c) ?? 0, label: c.length > 18 ? `${c.slice(0, 17)}…` : c }));
   }
-  const out: { t: number; label: string }[] = [];
-  for (let i = 0; i <= 4; i++) {
-    const t = i / 4;
-    out.push({ t, label: fmtNum(invert(s, t)) });
+  if (s.log) {
+    const out: { t: number; label: string }[] = [];
+    for (let i = 0; i <= 4; i++) out.push({ t: i / 4, label: fmtNum(invert(s, i / 4)) });
+    return out;
   }
-  return out;
+  return ticks(s.lo, s.hi, 5).map((v) => ({ t: position(s, v) ?? 0, label: fmtNum(v) }));
 }
 
 function ParallelPlot({ runs, axes, color, brushes, selected, project }: { runs: Run[]; axes: string[]; color: string; brushes: Brush[]; selected: Set<string>; project: string }) {

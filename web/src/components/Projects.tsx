@@ -49,6 +49,11 @@ export function ProjectsPage() {
           ))}
         </div>
       )}
+      {projects.data && projects.data.projects.length > 0 && (
+        <p class="muted hint-foot">
+          A new project appears with its first run: <code>labbook.init(project="name")</code> or <code>labbook run --project name -- …</code>
+        </p>
+      )}
     </div>
   );
 }

@@ -1,8 +1,8 @@
 import type { JSX } from "preact";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import type { ConfigValue, Environment, OutputChunk, RunDetail } from "../api";
-import { api, isNum, num } from "../api";
-import { fmtBytes, fmtDate, fmtDuration, fmtNum, fmtRelative, fmtValue } from "../format";
+import type { ConfigValue, Environment, OutputChunk, Run, RunDetail } from "../api";
+import { api, isNum, num, runsByIds } from "../api";
+import { fmtBytes, fmtDate, fmtDuration, fmtNum, fmtRelative, fmtValue, runColor } from "../format";
 import { useLive } from "../live";
 import { projectPath, setParams, withParams } from "../router";
 import { ChartControls, ChartGrid, chartSettings } from "./Charts";
@@ -20,25 +20,26 @@ const TABS = [
 export function RunPage({ project, id, params }: { project: string; id: string; params: URLSearchParams }) {
   const run = useAsync(() => api.run(id), [id]);
   const tab = params.get("tab") ?? "overview";
-  const now = useTicker(1000);
-  // Keep status, duration and metric keys fresh while the run is live.
-  const [live, setLive] = useState<RunDetail | null>(null);
+  // Keep status, duration, metrics and summary fresh while the run is live:
+  // the light Run record (no environment) merged into the detail.
+  const [live, setLive] = useState<Run | null>(null);
   useEffect(() => setLive(null), [id]);
   const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
   useLive(project, (changes) => {
     if (!changes.some((c) => c.id === id) || timer.current) return;
     timer.current = setTimeout(() => {
       timer.current = null;
-      api.run(id).then(setLive, () => undefined);
+      runsByIds(project, [id]).then((rs) => rs[0] && setLive(rs[0]), () => undefined);
     }, 1000);
   });
-  const r = live ?? run.data;
+  const r: RunDetail | undefined = run.data && live ? { ...run.data, ...live, metric_keys: Object.entries(live.metrics).map(([key, m]) => ({ key, count: m.count })) } : run.data;
+  const now = useTicker(r?.status === "running" ? 1000 : 30000);
 
   if (run.error) return <div class="page"><ErrorBox error={run.error} retry={run.reload} /></div>;
   if (!r) return <div class="page"><Loading /></div>;
   const duration = r.status === "running" ? now - r.created_ms : r.duration_ms;
   const env = r.environment;
-  const cmd = env?.command?.join(" ");
+  const cmd = env?.command?.map(shellQuote).join(" ");
   return (
     <div class="page run-page" data-run={r.id}>
       <div class="crumbs">
@@ -96,6 +97,11 @@ export function RunPage({ project, id, params }: { project: string; id: string; 
   );
 }
 
+/** A command-line argument as a shell would need it. */
+function shellQuote(a: string): string {
+  return /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`;
+}
+
 function Fact({ label, value }: { label: string; value: JSX.Element | string }) {
   return (
     <div class="fact">
@@ -133,7 +139,7 @@ export function KeyValues({ obj, empty }: { obj: { [k: string]: ConfigValue }; e
         {keys.map((k) => (
           <tr key={k}>
             <td class="mono key">{k}</td>
-            <td class={`mono ${typeof obj[k] === "number" || isNum(obj[k]) ? "num" : ""}`}>{fmtValue(obj[k])}</td>
+            <td class="mono val">{fmtValue(obj[k])}</td>
           </tr>
         ))}
       </tbody>
@@ -188,9 +194,9 @@ function RunMetrics({ r, project, params, sys }: { r: RunDetail; project: string
   const keys = useMemo(() => {
     const all = new Set([...r.metric_keys.map((k) => k.key), ...Object.keys(r.metrics)]);
     return [...all].filter((k) => k.startsWith("sys/") === !!sys).sort();
-  }, [r]);
+  }, [r.id, r.metric_keys.map((k) => k.key).join(), Object.keys(r.metrics).join(), sys]);
   const settings = chartSettings(params);
-  const runs = useMemo(() => [{ id: r.id, name: r.name, created_ms: r.created_ms }], [r.id, r.name]);
+  const runs = useMemo(() => [{ id: r.id, name: r.name, created_ms: r.created_ms, color: runColor(r.id) }], [r.id, r.name]);
   if (!keys.length)
     return sys ? (
       <Empty title="No system metrics">System metrics (<code>sys/cpu_percent</code>, memory, GPUs) are sampled every 5 s unless <code>system_metrics=False</code>.</Empty>
@@ -200,7 +206,7 @@ function RunMetrics({ r, project, params, sys }: { r: RunDetail; project: string
   return (
     <div class="charts-block">
       <ChartControls settings={settings} hasZoom={!!settings.zoom} />
-      <ChartGrid project={project} runs={runs} keys={keys} settings={settings} />
+      <ChartGrid project={project} runs={runs} keys={keys} settings={settings} keyFilter={(k) => k.startsWith("sys/") === !!sys} />
     </div>
   );
 }

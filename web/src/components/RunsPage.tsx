@@ -3,7 +3,7 @@ import type { Group, Keys, Run } from "../api";
 import { api, num, runsByIds } from "../api";
 import type { Column } from "../columns";
 import { ATTR_IDS, column, defaultColumns, parseSort } from "../columns";
-import { fmtNum, fmtValue } from "../format";
+import { fmtNum, fmtValue, runColors } from "../format";
 import { listParam, projectPath, setParams, withParams } from "../router";
 import { ChartControls, ChartGrid, Legend, chartSettings } from "./Charts";
 import type { ChartRun } from "./Charts";
@@ -28,11 +28,14 @@ export function RunsPage({ project, params }: { project: string; params: URLSear
   const selectedIds = listParam(params, "runs");
   const selected = useMemo(() => new Set(selectedIds), [selectedIds.join(",")]);
   const colIds = params.getAll("col");
-  const colKey = colIds.join("\u0000") + "|" + (keys.data ? "k" : "");
-  const columns = useMemo(() => (colIds.length ? colIds : defaultColumns(keys.data)).map(column), [colKey]);
+  // Which config keys differ, for the default columns (like `labbook ls`).
+  const sample = useAsync(() => (colIds.length ? Promise.resolve(null) : api.runs(project, { limit: 200 })), [project, colIds.length > 0]);
+  const colKey = colIds.join("\u0000") + "|" + (keys.data ? "k" : "") + (sample.data ? "s" : "");
+  const columns = useMemo(() => (colIds.length ? colIds : defaultColumns(keys.data, sample.data?.runs ?? [])).map((id) => column(id, keys.data)), [colKey]);
   const [version, setVersion] = useState(0);
   const table = useRef<TableApi | null>(null);
   const showCharts = params.get("charts") !== "0";
+  const maxHeight = showCharts ? Math.max(300, Math.min(640, Math.round(window.innerHeight * 0.56))) : Math.max(300, window.innerHeight - 150);
 
   const onSort = (c: Column) => {
     const s = parseSort(sort);
@@ -64,7 +67,11 @@ export function RunsPage({ project, params }: { project: string; params: URLSear
       </div>
       {selected.size > 0 && <SelectionBar project={project} selected={[...selected]} onChanged={bump} />}
       {keys.error && <ErrorBox error={keys.error} retry={keys.reload} />}
-      {groupBy ? (
+      {!(colIds.length > 0 || ((keys.data || keys.error) && (sample.data !== undefined || sample.error))) ? (
+        <div class="table-wrap" style={{ height: `${maxHeight}px` }}>
+          <Loading />
+        </div>
+      ) : groupBy ? (
         <GroupsTable project={project} by={groupBy} filter={filter} columns={columns} selected={selected} onSelect={onSelect} version={version} />
       ) : (
         <RunsTable
@@ -77,7 +84,7 @@ export function RunsPage({ project, params }: { project: string; params: URLSear
           onSort={onSort}
           version={version}
           tableRef={(t) => (table.current = t)}
-          height={showCharts ? "min(56vh, 640px)" : "calc(100vh - 150px)"}
+          maxHeight={maxHeight}
         />
       )}
       <div class="runs-charts">
@@ -106,7 +113,10 @@ export function RunCharts({ project, params, selectedIds, filter, compact = true
   );
   const settings = chartSettings(params);
   const list: Run[] = runs.data ?? [];
-  const chartRuns: ChartRun[] = useMemo(() => list.map((r) => ({ id: r.id, name: r.name, created_ms: r.created_ms })), [list]);
+  const chartRuns: ChartRun[] = useMemo(() => {
+    const colors = runColors(list.map((r) => r.id));
+    return list.map((r) => ({ id: r.id, name: r.name, created_ms: r.created_ms, color: colors.get(r.id) ?? "#888" }));
+  }, [list]);
   const metricKeys = useMemo(() => {
     const s = new Set<string>();
     for (const r of list) for (const k of Object.keys(r.metrics)) s.add(k);

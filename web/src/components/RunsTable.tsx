@@ -31,7 +31,8 @@ export function RunsTable({
   onSort,
   version,
   tableRef,
-  height,
+  maxHeight,
+  onFirstPage,
 }: {
   project: string;
   filter: string;
@@ -42,7 +43,8 @@ export function RunsTable({
   onSort: (col: Column) => void;
   version: number;
   tableRef?: (api: TableApi) => void;
-  height: string;
+  maxHeight: number;
+  onFirstPage?: (runs: Run[]) => void;
 }) {
   const [total, setTotal] = useState<number | null>(null);
   const [pages, setPages] = useState<Map<number, Run[]>>(new Map());
@@ -53,6 +55,7 @@ export function RunsTable({
   const scroller = useRef<HTMLDivElement>(null);
   const inflight = useRef(new Map<number, Promise<Run[]>>());
   const gen = useRef(0);
+  const stale = useRef(false);
   const lastClicked = useRef<number | null>(null);
   const requests = useRef(0);
   const now = useTicker(15000);
@@ -68,7 +71,13 @@ export function RunsTable({
         (res) => {
           if (g !== gen.current) return res.runs;
           setTotal(res.total);
-          setPages((old) => new Map(old).set(p, res.runs));
+          setPages((old) => {
+            // After a refresh the old pages stay on screen until fresh rows arrive.
+            const next = stale.current ? new Map<number, Run[]>() : new Map(old);
+            stale.current = false;
+            return next.set(p, res.runs);
+          });
+          if (p === 0) onFirstPage?.(res.runs);
           setError(null);
           return res.runs;
         },
@@ -93,17 +102,14 @@ export function RunsTable({
     const same = prevQuery.current.filter === filter && prevQuery.current.sort === sort && prevQuery.current.project === project;
     prevQuery.current = { filter, sort, project };
     if (!same) {
+      stale.current = false;
       setPages(new Map());
       setTotal(null);
       if (scroller.current) scroller.current.scrollTop = 0;
       setScrollTop(0);
       loadPage(0).catch(() => undefined);
     } else {
-      const first = Math.floor(scrollTop / ROW_H / PAGE);
-      loadPage(first).then(
-        () => setPages((old) => new Map([...old].filter(([k]) => k === first))),
-        () => undefined,
-      );
+      refreshVisible();
     }
   }, [queryKey]);
 
@@ -115,6 +121,17 @@ export function RunsTable({
     setViewH(el.clientHeight);
     return () => ro.disconnect();
   }, []);
+
+  /** Refetches the pages on screen (same query, changed data), keeping the
+   * current rows visible until the fresh ones arrive. */
+  function refreshVisible() {
+    gen.current++;
+    inflight.current = new Map();
+    stale.current = true;
+    const a = Math.floor(Math.max(0, scrollTop / ROW_H - OVERSCAN) / PAGE);
+    const b = Math.floor((scrollTop + viewH) / ROW_H / PAGE);
+    for (let p = a; p <= b; p++) loadPage(p).catch(() => undefined);
+  }
 
   const first = Math.max(0, Math.floor(scrollTop / ROW_H) - OVERSCAN);
   const last = total === null ? 0 : Math.min(total - 1, Math.ceil((scrollTop + viewH) / ROW_H) + OVERSCAN);
@@ -151,12 +168,7 @@ export function RunsTable({
         api
           .runs(project, { filter: filter || undefined, sort: sort || undefined, limit: 1 })
           .then((res) => {
-            if (res.total !== total) {
-              gen.current++;
-              inflight.current = new Map();
-              setPages(new Map());
-              setTotal(res.total);
-            }
+            if (res.total !== total) refreshVisible();
           })
           .catch(() => undefined);
       }
@@ -192,12 +204,7 @@ export function RunsTable({
   useEffect(() => {
     tableRef?.({
       rowsBetween,
-      reload: () => {
-        gen.current++;
-        inflight.current = new Map();
-        setPages(new Map());
-        loadPage(0).catch(() => undefined);
-      },
+      reload: refreshVisible,
     });
   });
 
@@ -259,8 +266,9 @@ export function RunsTable({
   }
 
   const allLoadedSelected = total !== null && total > 0 && selected.size >= total;
+  const contentH = total === null ? maxHeight : 34 + total * ROW_H + (total === 0 ? 190 : 0) + (width > (scroller.current?.clientWidth ?? Infinity) ? 14 : 2);
   return (
-    <div class="table-wrap" style={{ height }}>
+    <div class="table-wrap" style={{ height: `${Math.min(maxHeight, contentH)}px` }}>
       {error && <ErrorBox error={error} retry={() => loadPage(0).catch(() => undefined)} />}
       <div
         class="scroller"

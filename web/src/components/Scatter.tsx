@@ -4,8 +4,8 @@ import { useMemo, useState } from "preact/hooks";
 import type { Run } from "../api";
 import { ticks } from "../chartdata";
 import type { FieldValue, Scale } from "../fields";
-import { fieldChoices, fieldLabel, fieldValue, makeScale, position } from "../fields";
-import { fmtNum, runColor } from "../format";
+import { fieldChoices, fieldLabel, fieldValue, makeScale, position, preferredMetric, varyingConfig } from "../fields";
+import { fmtNum, runColors } from "../format";
 import { listParam, runPath, setParams } from "../router";
 import { Empty, ErrorBox, Loading, useElementWidth } from "./common";
 import { FieldSelect, formatField, usePopulation } from "./Parallel";
@@ -18,9 +18,10 @@ export function ScatterPage({ project, params }: { project: string; params: URLS
   const filter = params.get("filter") ?? "";
   const pop = usePopulation(project, filter);
   const choices = useMemo(() => fieldChoices(keys.data), [keys.data]);
-  const firstMetric = keys.data?.metrics.find((m) => !m.key.startsWith("sys/"));
-  const x = params.get("sx") ?? (keys.data?.config[0] ? `config.${keys.data.config[0].key}` : "");
-  const y = params.get("sy") ?? (firstMetric ? `metrics.${firstMetric.key}` : "");
+  const metric = preferredMetric(keys.data);
+  const firstConfig = varyingConfig(keys.data, pop.data?.runs ?? [])[0] ?? keys.data?.config[0]?.key;
+  const x = params.get("sx") ?? (firstConfig ? `config.${firstConfig}` : "");
+  const y = params.get("sy") ?? (metric ? `metrics.${metric}` : "");
   const color = params.get("sc") ?? "group";
   const xlog = params.get("xlog") === "1";
   const ylog = params.get("ylog") === "1";
@@ -92,10 +93,14 @@ function axisTicks(s: Scale): { t: number; label: string }[] {
   if (s.kind === "cat") return s.cats.map((c) => ({ t: position(s, c) ?? 0, label: c }));
   if (s.log) {
     const out: { t: number; label: string }[] = [];
+    const decades = Math.log10(s.hi / s.lo);
+    const mults = decades <= 1.5 ? [1, 2, 3, 5] : decades <= 3 ? [1, 2, 5] : [1];
     for (let e = Math.floor(Math.log10(s.lo)); e <= Math.ceil(Math.log10(s.hi)); e++) {
-      const v = Math.pow(10, e);
-      const t = position(s, v);
-      if (t !== null && t >= -1e-9 && t <= 1 + 1e-9) out.push({ t, label: fmtNum(v) });
+      for (const m of mults) {
+        const v = m * Math.pow(10, e);
+        const t = position(s, v);
+        if (t !== null && t >= -1e-9 && t <= 1 + 1e-9) out.push({ t, label: fmtNum(v) });
+      }
     }
     return out;
   }
@@ -108,11 +113,19 @@ function ScatterPlot({ runs, x, y, color, xlog, ylog, selected, project }: { run
   const W = Math.max(400, width);
   const H = 440;
   const M = { top: 16, right: 24, bottom: 44, left: 64 };
-  const pad = (s: Scale): Scale => (s.kind === "num" && !s.log ? { ...s, lo: s.lo - (s.hi - s.lo) * 0.05, hi: s.hi + (s.hi - s.lo) * 0.05 } : s);
+  const pad = (s: Scale): Scale => {
+    if (s.kind !== "num") return s;
+    if (s.log) {
+      const f = Math.pow(s.hi / s.lo, 0.05);
+      return { ...s, lo: s.lo / f, hi: s.hi * f };
+    }
+    return { ...s, lo: s.lo - (s.hi - s.lo) * 0.05, hi: s.hi + (s.hi - s.lo) * 0.05 };
+  };
   const xs = useMemo(() => pad(makeScale(runs.map((r) => fieldValue(r, x)), xlog)), [runs, x, xlog]);
   const ys = useMemo(() => pad(makeScale(runs.map((r) => fieldValue(r, y)), ylog)), [runs, y, ylog]);
   const groups = useMemo(() => [...new Set(runs.map((r) => colorKey(r, color)))].sort(), [runs, color]);
-  const colorOf = (r: Run) => (color === "run" ? runColor(r.id) : PALETTE[groups.indexOf(colorKey(r, color)) % PALETTE.length]);
+  const own = useMemo(() => runColors(runs.map((r) => r.id)), [runs]);
+  const colorOf = (r: Run) => (color === "run" ? (own.get(r.id) ?? "#888") : PALETTE[groups.indexOf(colorKey(r, color)) % PALETTE.length]);
   const px = (t: number) => M.left + t * (W - M.left - M.right);
   const py = (t: number) => M.top + (1 - t) * (H - M.top - M.bottom);
   // Categorical axes get a little jitter so equal values stay visible.

@@ -1,7 +1,5 @@
 import type { ComponentChildren } from "preact";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { marked } from "marked";
-import DOMPurify from "dompurify";
 import type { Status } from "../api";
 import { ApiError } from "../api";
 
@@ -117,15 +115,23 @@ export function Loading({ label = "Loading…" }: { label?: string }) {
   );
 }
 
-marked.setOptions({ gfm: true, breaks: true });
-
-export function renderMarkdown(text: string): string {
-  const html = marked.parse(text, { async: false });
-  return DOMPurify.sanitize(html, { USE_PROFILES: { html: true } });
+type Renderer = (text: string) => string;
+let renderer: Renderer | null = null;
+let loading: Promise<Renderer> | null = null;
+function loadRenderer(): Promise<Renderer> {
+  loading ??= import("../markdown").then((m) => (renderer = m.renderMarkdown));
+  return loading;
 }
 
+/** Sanitized Markdown (marked + DOMPurify, loaded on first use); plain text
+ * until the renderer is there. */
 export function Markdown({ text, class: cls }: { text: string; class?: string }) {
-  const html = useMemo(() => renderMarkdown(text), [text]);
+  const [ready, setReady] = useState(renderer !== null);
+  useEffect(() => {
+    if (!ready) loadRenderer().then(() => setReady(true), () => undefined);
+  }, []);
+  const html = useMemo(() => (ready && renderer ? renderer(text) : null), [text, ready]);
+  if (html === null) return <div class={`markdown ${cls ?? ""}`} style={{ whiteSpace: "pre-wrap" }}>{text}</div>;
   return <div class={`markdown ${cls ?? ""}`} dangerouslySetInnerHTML={{ __html: html }} />;
 }
 
