@@ -77,6 +77,7 @@ lint: $(BIN)/.deps web/node_modules/.package-lock.json
 bench: build
 	@tmp=$$(mktemp -d) && cd $$tmp && { \
 	  $(CARGO) bench --manifest-path $(CURDIR)/Cargo.toml -p labbook-store --bench store 2>/dev/null; \
+	  LABBOOK_BENCH_BROWSER=1 $(CARGO) bench --manifest-path $(CURDIR)/Cargo.toml -p labbook-server --bench api 2>/dev/null; \
 	  $(BIN)/python $(CURDIR)/bench/sdk_bench.py; \
 	} | tee $$tmp/raw.jsonl | $(BIN)/python $(CURDIR)/bench/report.py; rm -rf $$tmp
 

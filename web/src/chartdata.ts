@@ -118,9 +118,14 @@ function sortOrder(xs: number[]): number[] {
   return xs.map((_, i) => i).sort((a, b) => xs[a] - xs[b] || a - b);
 }
 
+/** More x positions than this and runs are placed on a grid instead: far
+ * finer than any panel's pixels, and it keeps 100 downsampled runs (whose
+ * min/max picks fall on different steps) from needing millions of cells. */
+export const MAX_ALIGNED_XS = 8192;
+
 /** Merges many sorted x arrays into one, and each run's ys onto it
  * (undefined where a run has no point: uPlot spans those, while null is a gap). */
-export function align(prepared: Prepared[]): { xs: number[]; cols: (number | null | undefined)[][] } {
+export function align(prepared: Prepared[], maxXs = MAX_ALIGNED_XS): { xs: number[]; cols: (number | null | undefined)[][] } {
   let n = 0;
   for (const p of prepared) n += p.xs.length;
   const all = new Float64Array(n);
@@ -130,18 +135,34 @@ export function align(prepared: Prepared[]): { xs: number[]; cols: (number | nul
     o += p.xs.length;
   }
   all.sort();
-  const xs: number[] = [];
+  let xs: number[] = [];
   for (let i = 0; i < all.length; i++) if (i === 0 || all[i] !== all[i - 1]) xs.push(all[i]);
+  const grid = xs.length > maxXs;
+  const lo = xs[0] ?? 0;
+  const dx = grid ? (xs[xs.length - 1] - lo) / (maxXs - 1) || 1 : 0;
+  if (grid) xs = Array.from({ length: maxXs }, (_, i) => lo + i * dx);
   const cols: (number | null | undefined)[][] = [];
   for (const p of prepared) {
     const arrays = p.smooth ? [p.raw, p.smooth] : [p.raw];
     for (const ys of arrays) {
       const col = new Array<number | null | undefined>(xs.length).fill(undefined);
-      let j = 0;
-      for (let i = 0; i < p.xs.length; i++) {
-        const x = p.xs[i];
-        while (xs[j] < x) j++;
-        col[j] = ys[i];
+      if (grid) {
+        // Each point to its nearest slot; a taken slot pushes it to the next
+        // free one, so no point (no spike) is dropped.
+        let last = -1;
+        for (let i = 0; i < p.xs.length; i++) {
+          let k = Math.max(last + 1, Math.round((p.xs[i] - lo) / dx));
+          if (k >= xs.length) k = xs.length - 1;
+          col[k] = ys[i];
+          last = k;
+        }
+      } else {
+        let j = 0;
+        for (let i = 0; i < p.xs.length; i++) {
+          const x = p.xs[i];
+          while (xs[j] < x) j++;
+          col[j] = ys[i];
+        }
       }
       cols.push(col);
     }

@@ -155,4 +155,18 @@ fn main() {
         "api_series_100x100k",
         median_ms(|| assert_eq!(get(addr, &series).0, 200), 11),
     );
+
+    // The browser figures need Node, Playwright (web/node_modules) and
+    // Chromium; `make bench` asks for them.
+    if std::env::var_os("LABBOOK_BENCH_BROWSER").is_some() {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/ui_browser.mjs");
+        let status = std::process::Command::new("node")
+            .arg(script)
+            .arg(format!("http://{addr}"))
+            .arg(curve_runs.join(","))
+            .status();
+        if !status.as_ref().is_ok_and(|s| s.success()) {
+            eprintln!("the browser benchmark failed: {status:?}");
+        }
+    }
 }

@@ -1,0 +1,64 @@
+// `make bench`'s browser half: time until the runs table of 10,000 runs is
+// interactive, and until a chart of 100 runs × 100k steps is drawn, in
+// headless Chromium against a running `labbook` server.
+// Usage: node bench/ui_browser.mjs BASE_URL CURVE_RUN_IDS
+// Prints JSON lines for bench/report.py.
+import { chromium } from "../web/node_modules/playwright-core/index.mjs";
+
+const [base, curveIds] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+});
+
+async function timed(reps, fn) {
+  const times = [];
+  for (let i = 0; i < reps; i++) {
+    const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    const page = await context.newPage();
+    times.push(await fn(page));
+    await context.close();
+  }
+  times.sort((a, b) => a - b);
+  return { median: times[Math.floor(times.length / 2)], min: times[0], max: times[times.length - 1] };
+}
+
+function report(figure, t) {
+  console.log(JSON.stringify({ figure, unit: "ms", ...t }));
+}
+
+// Interactive: the first rows of the sorted table are on screen and a row's
+// checkbox takes a click.
+report(
+  "ui_runs_interactive_10k",
+  await timed(5, async (page) => {
+    const start = performance.now();
+    await page.goto(`${base}/p/big?sort=-metrics.metric_3`);
+    const row = page.locator(".tr[data-run]").first();
+    await row.waitFor({ state: "visible" });
+    await row.locator("input[type=checkbox]").click();
+    await page.locator(".tr.selected").first().waitFor();
+    return performance.now() - start;
+  }),
+);
+
+// Drawn: the panel received every run's downsampled curve and uPlot drew it.
+const ids = curveIds.split(",");
+report(
+  "ui_chart_drawn_100x100k",
+  await timed(5, async (page) => {
+    const start = performance.now();
+    await page.goto(`${base}/p/curves/charts?runs=${ids.join(",")}`);
+    await page.waitForFunction(
+      (n) => {
+        const c = window.__labbookCharts?.loss;
+        return c && Object.keys(c.perRun).length === n && c.points > 0;
+      },
+      ids.length,
+      { timeout: 30_000, polling: 16 },
+    );
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r())));
+    return performance.now() - start;
+  }),
+);
+await browser.close();
