@@ -7,6 +7,7 @@ CARGO ?= cargo
 VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 DEMO_STORE := $(CURDIR)/examples/spirals/.labbook
+DEMO_PORT ?= 5001
 # Tests and scripts find the CLI and the Python package here.
 export PATH := $(BIN):$(PATH)
 export LABBOOK_BIN := $(CURDIR)/target/release/labbook
@@ -38,7 +39,7 @@ build: $(BIN)/.deps web/dist/index.html
 	cd python && VIRTUAL_ENV=$(VENV) $(BIN)/maturin develop --release --quiet
 	ln -sf $(LABBOOK_BIN) $(BIN)/labbook
 
-## demo: a real sweep (3 learning rates × 2 widths × 3 seeds) and its results
+## demo: a real sweep (3 learning rates × 2 widths × 3 seeds), its results, then the dashboard
 demo: build
 	@rm -rf $(DEMO_STORE)
 	@echo "Running 18 training runs of examples/spirals/train.py under 'labbook run'…"
@@ -50,7 +51,9 @@ demo: build
 	@echo "\$$ labbook show BEST_RUN"
 	@labbook --dir $(DEMO_STORE) show "$$(labbook --dir $(DEMO_STORE) ls --project spirals --sort -metrics.val/acc --limit 1 --json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')"
 	@echo
-	@echo "The demo store is $(DEMO_STORE); explore it with: source .venv/bin/activate && labbook --dir $(DEMO_STORE) ls"
+	@echo "The demo store is $(DEMO_STORE); in another terminal: source .venv/bin/activate && labbook --dir $(DEMO_STORE) ls"
+	@echo "The dashboard of the demo project: http://127.0.0.1:$(DEMO_PORT)/p/spirals  (Ctrl-C stops it)"
+	@labbook --dir $(DEMO_STORE) ui --port $(DEMO_PORT)
 
 ## test: lint, then every Rust, Python and browser test
 test: lint test-rust test-python test-web
