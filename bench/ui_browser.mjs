@@ -58,7 +58,14 @@ report(
       { timeout: 30_000, polling: 16 },
     );
     await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r())));
-    return performance.now() - start;
+    const elapsed = performance.now() - start;
+    if (process.env.LABBOOK_BENCH_DIAG) {
+      const entries = await page.evaluate(() =>
+        performance.getEntriesByType("resource").map((e) => ({ name: e.name.split("?")[0].split("/").slice(-2).join("/"), start: Math.round(e.startTime), end: Math.round(e.responseEnd), size: e.transferSize })),
+      );
+      console.error(JSON.stringify({ elapsed: Math.round(elapsed), entries }));
+    }
+    return elapsed;
   }),
 );
 await browser.close();

@@ -79,7 +79,7 @@ export type Series = {
   run: string;
   key: string;
   steps: number[];
-  ts_ms: number[];
+  ts_ms?: number[];
   values: Num[];
   total: number;
   downsampled: boolean;
@@ -194,7 +194,7 @@ export const api = {
   run: (id: string) => request<RunDetail>(`${V1}/runs/${enc(id)}`),
   output: (id: string) => request<{ chunks: OutputChunk[] }>(`${V1}/runs/${enc(id)}/output`),
   series: (
-    p: { runs: string[]; keys: string[]; buckets?: number; lo?: number; hi?: number; after?: number },
+    p: { runs: string[]; keys: string[]; buckets?: number; lo?: number; hi?: number; after?: number; ts?: boolean },
     signal?: AbortSignal,
   ) =>
     request<{ series: Series[] }>(
@@ -205,6 +205,8 @@ export const api = {
         lo: p.lo,
         hi: p.hi,
         after: p.after,
+        // A step axis needs no wall times: the server then skips decoding them.
+        ts: p.ts === false ? 0 : undefined,
       })}`,
       { signal },
     ),

@@ -18,7 +18,7 @@ export function fromWire(s: Series): RunSeries {
   return {
     run: s.run,
     steps: s.steps,
-    ts: s.ts_ms,
+    ts: s.ts_ms ?? [],
     values: s.values.map(num),
     total: s.total,
     downsampled: s.downsampled,

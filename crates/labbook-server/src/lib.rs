@@ -31,7 +31,9 @@ pub fn router(store: Arc<dyn Store>) -> Router {
         .nest("/api/v1", api::routes())
         .route("/health", axum::routing::get(|| async { "ok" }))
         .merge(assets::routes())
-        .layer(CompressionLayer::new())
+        // The fastest level: on a laptop or a LAN the wire is rarely the
+        // bottleneck, and the default level spent ~0.4 s on a 12 MB chart.
+        .layer(CompressionLayer::new().quality(tower_http::CompressionLevel::Fastest))
         .with_state(state)
 }
 

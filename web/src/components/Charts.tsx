@@ -317,7 +317,7 @@ export function ChartPanel({
     debug.current.fetches++;
     const q = `buckets=${buckets}${lo !== undefined ? `&lo=${lo}&hi=${hi}` : ""}`;
     debug.current.requests.push(q);
-    return Promise.all(chunks.map((c) => api.series({ runs: c, keys: [metric], buckets, lo, hi }, signal))).then((rs) => {
+    return Promise.all(chunks.map((c) => api.series({ runs: c, keys: [metric], buckets, lo, hi, ts: settings.x !== "step" }, signal))).then((rs) => {
       const m = new Map<string, RunSeries>();
       for (const r of rs) for (const s of r.series as Series[]) m.set(s.run, fromWire(s));
       return m;
@@ -344,7 +344,7 @@ export function ChartPanel({
       },
     );
     return () => ctl.abort();
-  }, [visible, runKey, metric, buckets]);
+  }, [visible, runKey, metric, buckets, settings.x === "step"]);
 
   // The zoomed range, refetched so the server re-downsamples it.
   const zoomKey = zoom ? zoom.join(",") : "";
