@@ -437,6 +437,25 @@ fn string_list(
     }
 }
 
+/// Applies a change to every run in `ids`, after checking that they all
+/// exist: a typo in one id changes nothing.
+async fn for_all_runs(
+    state: &AppState,
+    ids: Vec<String>,
+    change: impl Fn(&dyn Store, &str) -> Result<(), StoreError> + Send + 'static,
+) -> ApiResult {
+    blocking(state, move |store| {
+        for id in &ids {
+            store.get_run(id)?;
+        }
+        for id in &ids {
+            change(store, id)?;
+        }
+        Ok(Json(json!({ "ok": true })))
+    })
+    .await
+}
+
 async fn tag_runs(State(state): State<AppState>, body: Bytes) -> ApiResult {
     let body = body_json(&body)?;
     let ids = string_list(&body, "ids", true)?;
@@ -445,46 +464,18 @@ async fn tag_runs(State(state): State<AppState>, body: Bytes) -> ApiResult {
         remove_tags: string_list(&body, "remove", false)?,
         ..Default::default()
     };
-    blocking(&state, move |store| {
-        // Every id must exist before anything changes.
-        for id in &ids {
-            store.get_run(id)?;
-        }
-        for id in &ids {
-            store.update_run(id, &patch)?;
-        }
-        Ok(Json(json!({ "ok": true })))
-    })
-    .await
+    for_all_runs(&state, ids, move |store, id| store.update_run(id, &patch)).await
 }
 
 async fn delete_runs(State(state): State<AppState>, body: Bytes) -> ApiResult {
     let ids = string_list(&body_json(&body)?, "ids", true)?;
-    blocking(&state, move |store| {
-        for id in &ids {
-            store.get_run(id)?;
-        }
-        let now = now_ms();
-        for id in &ids {
-            store.delete_run(id, now)?;
-        }
-        Ok(Json(json!({ "ok": true })))
-    })
-    .await
+    let now = now_ms();
+    for_all_runs(&state, ids, move |store, id| store.delete_run(id, now)).await
 }
 
 async fn restore_runs(State(state): State<AppState>, body: Bytes) -> ApiResult {
     let ids = string_list(&body_json(&body)?, "ids", true)?;
-    blocking(&state, move |store| {
-        for id in &ids {
-            store.get_run(id)?;
-        }
-        for id in &ids {
-            store.restore_run(id)?;
-        }
-        Ok(Json(json!({ "ok": true })))
-    })
-    .await
+    for_all_runs(&state, ids, |store, id| store.restore_run(id)).await
 }
 
 fn note_json(n: &labbook_store::NotebookNote) -> Value {
