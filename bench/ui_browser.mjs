@@ -63,7 +63,8 @@ report(
       const entries = await page.evaluate(() =>
         performance.getEntriesByType("resource").map((e) => ({ name: e.name.split("?")[0].split("/").slice(-2).join("/"), start: Math.round(e.startTime), end: Math.round(e.responseEnd), size: e.transferSize })),
       );
-      console.error(JSON.stringify({ elapsed: Math.round(elapsed), entries }));
+      const requests = await page.evaluate(() => window.__labbookCharts?.loss?.requests);
+      console.error(JSON.stringify({ elapsed: Math.round(elapsed), requests, entries }));
     }
     return elapsed;
   }),
