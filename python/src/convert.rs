@@ -185,41 +185,61 @@ fn array_bytes(obj: &Bound<'_, PyAny>, dtype: &str, typecode: &str) -> PyResult<
     Ok(None)
 }
 
-/// A float column from a NumPy array, an `array.array`, or any iterable of
-/// numbers. Arrays are copied as one block, never element by element.
-pub fn to_f64_column(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<f64>> {
-    if let Some(bytes) = array_bytes(obj, "float64", "d")? {
-        return Ok(words(&bytes).map(f64::from_le_bytes).collect());
+/// A column's element type: its NumPy dtype, `array` typecode and name.
+trait ColumnType: Sized + for<'a, 'py> FromPyObject<'a, 'py> {
+    const DTYPE: &'static str;
+    const TYPECODE: &'static str;
+    const NOUN: &'static str;
+    fn from_le(word: [u8; 8]) -> Self;
+}
+
+impl ColumnType for f64 {
+    const DTYPE: &'static str = "float64";
+    const TYPECODE: &'static str = "d";
+    const NOUN: &'static str = "number";
+    fn from_le(word: [u8; 8]) -> Self {
+        f64::from_le_bytes(word)
     }
+}
+
+impl ColumnType for i64 {
+    const DTYPE: &'static str = "int64";
+    const TYPECODE: &'static str = "q";
+    const NOUN: &'static str = "integer";
+    fn from_le(word: [u8; 8]) -> Self {
+        i64::from_le_bytes(word)
+    }
+}
+
+/// A column from a NumPy array, an `array.array`, or any iterable. Arrays
+/// are copied as one block, never element by element.
+fn to_column<T: ColumnType>(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<T>> {
+    if let Some(bytes) = array_bytes(obj, T::DTYPE, T::TYPECODE)? {
+        return Ok(words(&bytes).map(T::from_le).collect());
+    }
+    let noun = T::NOUN;
     obj.try_iter()
         .map_err(|_| {
-            PyTypeError::new_err(format!("{what} must be a sequence or array of numbers"))
+            PyTypeError::new_err(format!("{what} must be a sequence or array of {noun}s"))
         })?
         .enumerate()
         .map(|(i, item)| {
-            item?
-                .extract::<f64>()
-                .map_err(|_| PyTypeError::new_err(format!("{what}[{i}] is not a number")))
+            item?.extract::<T>().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "{what}[{i}] is not a{} {noun}",
+                    if noun.starts_with('i') { "n" } else { "" }
+                ))
+            })
         })
         .collect()
 }
 
-/// An integer column, likewise.
+pub fn to_f64_column(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<f64>> {
+    to_column(obj, what)
+}
+
 pub fn to_i64_column(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<i64>> {
-    if let Some(bytes) = array_bytes(obj, "int64", "q")? {
-        return Ok(words(&bytes).map(i64::from_le_bytes).collect());
-    }
-    obj.try_iter()
-        .map_err(|_| {
-            PyTypeError::new_err(format!("{what} must be a sequence or array of integers"))
-        })?
-        .enumerate()
-        .map(|(i, item)| {
-            item?
-                .extract::<i64>()
-                .map_err(|_| PyTypeError::new_err(format!("{what}[{i}] is not an integer")))
-        })
-        .collect()
+    to_column(obj, what)
 }
 
 /// An `array.array` of the given typecode holding `bytes` (a zero-dependency
