@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+
+# CI harnesses may start the suite with SIGTERM ignored, and an ignored signal
+# stays ignored across exec; the children here must see what a shell gives them.
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture
