@@ -3,14 +3,18 @@
 //! file system, the network, the clock or the OS, so every other crate can
 //! trust it and test it without setup.
 
+pub mod artifact;
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod lineage;
 pub mod metric;
+pub mod model;
 pub mod query;
 pub mod run;
 
 pub use config::{Config, ConfigValue};
+pub use lineage::{DatasetInput, ModelOutput};
 pub use error::ValidationError;
 pub use metric::{MetricKey, Point, SeriesColumns, SeriesSummary};
 pub use run::{RunRecord, RunStatus};

@@ -108,7 +108,8 @@ impl SeriesColumns {
 }
 
 /// What a run's table row shows for one metric. `min`/`max` ignore NaN; `last`
-/// is the value at the highest step (the latest logged among equal steps).
+/// is the point greatest by (step, timestamp, value), as MLflow defines its
+/// latest value; a later point at the same step and time wins a tie.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SeriesSummary {
     pub count: u64,
@@ -143,7 +144,7 @@ impl SeriesSummary {
 
     pub fn add(&mut self, p: Point) {
         self.count += 1;
-        if (p.step, p.ts_ms) >= (self.last_step, self.last_ts_ms) {
+        if self.count == 1 || is_later(p.step, p.ts_ms, p.value, self) {
             self.last_step = p.step;
             self.last_ts_ms = p.ts_ms;
             self.last = p.value;
@@ -155,8 +156,9 @@ impl SeriesSummary {
     }
 
     pub fn merge(&mut self, other: &SeriesSummary) {
+        let was_empty = self.count == 0;
         self.count += other.count;
-        if (other.last_step, other.last_ts_ms) >= (self.last_step, self.last_ts_ms) {
+        if was_empty || is_later(other.last_step, other.last_ts_ms, other.last, self) {
             self.last_step = other.last_step;
             self.last_ts_ms = other.last_ts_ms;
             self.last = other.last;
@@ -166,6 +168,13 @@ impl SeriesSummary {
             self.max = Some(self.max.map_or(v, |m| m.max(v)));
         }
     }
+}
+
+fn is_later(step: i64, ts_ms: i64, value: f64, than: &SeriesSummary) -> bool {
+    (step, ts_ms)
+        .cmp(&(than.last_step, than.last_ts_ms))
+        .then_with(|| value.total_cmp(&than.last))
+        .is_ge()
 }
 
 /// JSON has no NaN or infinities; labbook writes them as the strings

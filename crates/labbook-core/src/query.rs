@@ -78,6 +78,20 @@ pub enum Field {
     Config(String),
     Metric(String, Agg),
     Summary(String),
+    /// A config value as the string MLflow shows for a param.
+    Param(String),
+    /// A key/value tag.
+    Tag(String),
+    /// A property of the run's datasets: a list, so `=` and `in` ask
+    /// whether any dataset has the value.
+    Dataset(DatasetAttr),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DatasetAttr {
+    Name,
+    Digest,
+    Context,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -139,6 +153,13 @@ impl fmt::Display for Field {
             Field::Config(k) => write!(f, "config.{}", quote_key(k)),
             Field::Summary(k) => write!(f, "summary.{}", quote_key(k)),
             Field::Metric(k, Agg::Last) => write!(f, "metrics.{}", quote_key(k)),
+            Field::Param(k) => write!(f, "params.{}", quote_key(k)),
+            Field::Tag(k) => write!(f, "tags.{}", quote_key(k)),
+            Field::Dataset(a) => f.write_str(match a {
+                DatasetAttr::Name => "datasets.name",
+                DatasetAttr::Digest => "datasets.digest",
+                DatasetAttr::Context => "datasets.context",
+            }),
             Field::Metric(k, agg) => {
                 let name = match agg {
                     Agg::Min => "min",
@@ -609,6 +630,13 @@ pub fn resolve_field(name: &str) -> Result<Field, String> {
         "metrics" | "metric" => (!rest.is_empty())
             .then(|| Field::Metric(rest.into(), Agg::Last))
             .ok_or_else(|| need_key("metrics")),
+        "tags" if !rest.is_empty() => Ok(Field::Tag(rest.into())),
+        "datasets" | "dataset" => match rest.to_ascii_lowercase().as_str() {
+            "name" => Ok(Field::Dataset(DatasetAttr::Name)),
+            "digest" => Ok(Field::Dataset(DatasetAttr::Digest)),
+            "context" => Ok(Field::Dataset(DatasetAttr::Context)),
+            _ => Err("datasets. takes name, digest or context".into()),
+        },
         "summary" => (!rest.is_empty())
             .then(|| Field::Summary(rest.into()))
             .ok_or_else(|| need_key("summary")),
@@ -686,7 +714,7 @@ pub enum Value<'a> {
     Num(f64),
     Str(Cow<'a, str>),
     Bool(bool),
-    List(&'a [String]),
+    List(Cow<'a, [String]>),
 }
 
 /// What a filter or sort reads from a run. The store implements it over its
@@ -718,7 +746,7 @@ impl Fields for RunView<'_> {
                 Attr::Status => Value::Str(Cow::Borrowed(run.status.as_str())),
                 Attr::Notes => opt_str(&run.notes),
                 Attr::Host => opt_str(&run.host),
-                Attr::Tags => Value::List(&run.tags),
+                Attr::Tags => Value::List(Cow::Borrowed(&run.tags)),
                 Attr::Created => Value::Num(run.created_ms as f64),
                 Attr::Ended => run
                     .ended_ms
@@ -737,6 +765,25 @@ impl Fields for RunView<'_> {
                 Some(other) => Value::Str(Cow::Owned(other.display())),
             },
             Field::Metric(key, agg) => metric_value(run, key, *agg),
+            Field::Param(key) => match run.config.get(key) {
+                None => Value::Missing,
+                Some(ConfigValue::Str(s)) => Value::Str(Cow::Borrowed(s)),
+                Some(other) => Value::Str(Cow::Owned(other.display())),
+            },
+            Field::Tag(key) => run
+                .kv_tags
+                .get(key)
+                .map_or(Value::Missing, |v| Value::Str(Cow::Borrowed(v))),
+            Field::Dataset(attr) => Value::List(Cow::Owned(
+                run.inputs
+                    .iter()
+                    .filter_map(|d| match attr {
+                        DatasetAttr::Name => Some(d.name.clone()),
+                        DatasetAttr::Digest => Some(d.digest.clone()),
+                        DatasetAttr::Context => d.context().map(str::to_string),
+                    })
+                    .collect(),
+            )),
             Field::Summary(key) => match run.summary.get(key) {
                 Some(serde_json::Value::Number(n)) => n.as_f64().map_or(Value::Missing, Value::Num),
                 Some(serde_json::Value::String(s)) => Value::Str(Cow::Borrowed(s)),
@@ -883,8 +930,8 @@ impl Expr {
             }
             Expr::Compare { field, op, value } => match run.get(field) {
                 Value::List(items) => match op {
-                    CmpOp::Eq => list_has(items, value),
-                    CmpOp::Ne => !list_has(items, value),
+                    CmpOp::Eq => list_has(&items, value),
+                    CmpOp::Ne => !list_has(&items, value),
                     _ => false,
                 },
                 v => op_holds(*op, compare(field, &v, value)),
@@ -915,7 +962,7 @@ impl Expr {
                 _ => false,
             },
             Expr::Contains { field, value } => match (run.get(field), value) {
-                (Value::List(items), lit) => list_has(items, lit),
+                (Value::List(items), lit) => list_has(&items, lit),
                 (Value::Str(s), Literal::Str(needle)) => s.contains(needle.as_str()),
                 _ => false,
             },

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::error::ValidationError;
+use crate::lineage::{DatasetInput, ModelOutput};
 use crate::metric::SeriesSummary;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -88,6 +89,9 @@ impl FromStr for RunStatus {
 pub struct RunRecord {
     pub id: String,
     pub project: String,
+    /// The project's number (MLflow's experiment id).
+    #[serde(default)]
+    pub project_id: i64,
     pub name: String,
     pub group: Option<String>,
     pub tags: Vec<String>,
@@ -109,6 +113,15 @@ pub struct RunRecord {
     /// where a key is in both.
     pub summary: BTreeMap<String, serde_json::Value>,
     pub deleted_ms: Option<i64>,
+    /// Key/value tags (MLflow's run tags); `tags` are labels.
+    #[serde(default)]
+    pub kv_tags: BTreeMap<String, String>,
+    /// The datasets the run read.
+    #[serde(default)]
+    pub inputs: Vec<DatasetInput>,
+    /// The models the run logged.
+    #[serde(default)]
+    pub outputs: Vec<ModelOutput>,
 }
 
 /// How long a running run may go without a heartbeat before it is called
@@ -127,14 +140,15 @@ impl RunRecord {
 
     /// Whether a run that says it is running is in fact dead: its process is
     /// gone from this host, or it stopped beating. `pid_alive` is asked only
-    /// for runs on `this_host`.
+    /// for runs on `this_host`. A run without a pid has no process to watch
+    /// (an MLflow client created it over HTTP): only its client ends it.
     pub fn is_stale(
         &self,
         now_ms: i64,
         this_host: Option<&str>,
         pid_alive: impl Fn(u32) -> bool,
     ) -> bool {
-        if self.status != RunStatus::Running {
+        if self.status != RunStatus::Running || self.pid.is_none() {
             return false;
         }
         if let (Some(host), Some(this), Some(pid)) = (self.host.as_deref(), this_host, self.pid)

@@ -40,6 +40,18 @@ fn run(id: &str, config: serde_json::Value, loss: &[f64], tags: &[&str]) -> RunR
         metrics,
         summary: BTreeMap::new(),
         deleted_ms: None,
+        project_id: 1,
+        kv_tags: [("team".to_string(), format!("team-{id}"))].into(),
+        inputs: vec![crate::DatasetInput {
+            name: format!("data-{id}"),
+            digest: "abc".into(),
+            source_type: "local".into(),
+            source: "/data".into(),
+            schema: None,
+            profile: None,
+            tags: [("mlflow.data.context".to_string(), "training".to_string())].into(),
+        }],
+        outputs: Vec::new(),
     }
 }
 
@@ -232,4 +244,29 @@ proptest! {
         let expr = parse_filter(&format!("config.lr > {threshold:e}")).unwrap();
         prop_assert_eq!(expr.matches(&view), lr > threshold);
     }
+}
+
+#[test]
+fn params_tags_and_datasets_are_fields() {
+    let runs = [
+        run("a", json!({"lr": 0.01, "opt": "adam"}), &[1.0], &[]),
+        run("b", json!({"lr": 0.1}), &[1.0], &[]),
+    ];
+    // MLflow's params are strings: the server asks for Field::Param.
+    let param_is = |key: &str, value: &str| Expr::Compare {
+        field: Field::Param(key.into()),
+        op: CmpOp::Eq,
+        value: Literal::Str(value.into()),
+    };
+    let param_hits = |e: Expr| -> Vec<&str> {
+        runs.iter()
+            .filter(|r| e.matches(&RunView { run: r, now_ms: 0 }))
+            .map(|r| r.id.as_str())
+            .collect()
+    };
+    assert_eq!(param_hits(param_is("lr", "0.01")), ["a"]);
+    assert_eq!(param_hits(param_is("opt", "adam")), ["a"]);
+    assert_eq!(hits("tags.team = 'team-b'", &runs), ["b"]);
+    assert_eq!(hits("datasets.name in ('data-a', 'x')", &runs), ["a"]);
+    assert_eq!(hits("datasets.context = 'training'", &runs).len(), 2);
 }
