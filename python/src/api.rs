@@ -220,7 +220,7 @@ impl Api {
             .detach(|| self.store.list_projects())
             .map_err(to_py_err)?;
         let list = PyList::empty(py);
-        for p in projects {
+        for p in projects.into_iter().filter(|p| p.is_listed()) {
             let d = PyDict::new(py);
             d.set_item("name", p.name)?;
             d.set_item("runs", p.runs)?;

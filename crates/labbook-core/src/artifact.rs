@@ -45,9 +45,19 @@ mod tests {
 
     #[test]
     fn paths_stay_inside_the_root() {
-        assert_eq!(normalize_artifact_path("a/./b/").ok().as_deref(), Some("a/b"));
+        assert_eq!(
+            normalize_artifact_path("a/./b/").ok().as_deref(),
+            Some("a/b")
+        );
         assert_eq!(normalize_artifact_path("").ok().as_deref(), Some(""));
-        for bad in ["../x", "a/../../x", "/etc/passwd", "a\\..\\b", "C:/x", "a/\0"] {
+        for bad in [
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "a\\..\\b",
+            "C:/x",
+            "a/\0",
+        ] {
             assert!(normalize_artifact_path(bad).is_err(), "{bad:?} accepted");
         }
     }

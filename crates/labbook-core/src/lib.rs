@@ -14,7 +14,7 @@ pub mod query;
 pub mod run;
 
 pub use config::{Config, ConfigValue};
-pub use lineage::{DatasetInput, ModelOutput};
 pub use error::ValidationError;
+pub use lineage::{DatasetInput, ModelOutput};
 pub use metric::{MetricKey, Point, SeriesColumns, SeriesSummary};
 pub use run::{RunRecord, RunStatus};

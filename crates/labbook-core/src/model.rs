@@ -189,7 +189,9 @@ pub fn validate_alias(alias: &str) -> Result<(), ValidationError> {
     }
     let lower = alias.to_ascii_lowercase();
     if lower == "latest"
-        || (lower.starts_with('v') && lower.len() > 1 && lower[1..].bytes().all(|b| b.is_ascii_digit()))
+        || (lower.starts_with('v')
+            && lower.len() > 1
+            && lower[1..].bytes().all(|b| b.is_ascii_digit()))
     {
         return Err(ValidationError::new(
             "alias",

@@ -124,7 +124,8 @@ fn run_query(
 }
 
 async fn projects(State(state): State<AppState>) -> ApiResult {
-    let projects = blocking(&state, |store| Ok(store.list_projects()?)).await?;
+    let mut projects = blocking(&state, |store| Ok(store.list_projects()?)).await?;
+    projects.retain(|p| p.is_listed());
     Ok(Json(json!({ "projects": projects })))
 }
 
@@ -189,7 +190,7 @@ fn group_key(value: &FieldValue<'_>) -> Vec<Value> {
         FieldValue::Num(n) => vec![json::num(*n)],
         FieldValue::Str(s) => vec![json!(s)],
         FieldValue::Bool(b) => vec![json!(b)],
-        FieldValue::List([]) => vec![Value::Null],
+        FieldValue::List(items) if items.is_empty() => vec![Value::Null],
         FieldValue::List(items) => items.iter().map(|t| json!(t)).collect(),
     }
 }

@@ -3,9 +3,11 @@
 //! ([`series`], [`codec`]) is independent of the backend, so PostgreSQL can
 //! store the same chunks later.
 
+pub mod appender;
 pub mod codec;
 mod error;
 pub mod locate;
+pub mod models;
 pub mod series;
 mod sqlite;
 mod types;
@@ -50,7 +52,13 @@ pub trait Store: Send + Sync {
     /// The current change sequence and the runs changed after `seq` (a
     /// live view polls this; a negative `seq` returns every run).
     fn changes_since(&self, seq: i64) -> Result<(i64, Vec<RunRecord>)>;
+    /// Every project, deleted ones included (`ProjectInfo::is_listed` says
+    /// which a person's listing shows), most recently active first.
     fn list_projects(&self) -> Result<Vec<ProjectInfo>>;
+    /// Creates an empty project; a name in use is a conflict.
+    fn create_project(&self, new: &NewProject) -> Result<ProjectInfo>;
+    fn project(&self, reference: ProjectRef<'_>) -> Result<ProjectInfo>;
+    fn update_project(&self, id: i64, patch: &ProjectPatch) -> Result<()>;
     /// Soft delete: hidden from listings until restored.
     fn delete_run(&self, id: &str, now_ms: i64) -> Result<()>;
     fn restore_run(&self, id: &str) -> Result<()>;
@@ -98,6 +106,37 @@ pub trait Store: Send + Sync {
         run_id: Option<&str>,
         now_ms: i64,
     ) -> Result<NotebookNote>;
+
+    /// Stores a file at `path` (relative, see
+    /// `labbook_core::artifact::normalize_artifact_path`), replacing one
+    /// already there. Contents are kept once per distinct content hash.
+    fn put_artifact(
+        &self,
+        path: &str,
+        data: &mut dyn std::io::Read,
+        now_ms: i64,
+    ) -> Result<ArtifactEntry>;
+    /// A file's contents and size.
+    fn open_artifact(&self, path: &str) -> Result<(Box<dyn std::io::Read + Send>, u64)>;
+    /// The files and folders directly inside `dir` ("" is the root), by path.
+    fn list_artifacts(&self, dir: &str) -> Result<Vec<ArtifactEntry>>;
+    /// Deletes a file, or a folder with everything in it; returns how many
+    /// files went.
+    fn delete_artifacts(&self, path: &str) -> Result<u64>;
+
+    /// A JSON document (a registered model, a logged model, …) by kind and key.
+    fn document(&self, kind: &str, key: &str) -> Result<Option<serde_json::Value>>;
+    /// Every document of a kind, by key.
+    fn documents(&self, kind: &str) -> Result<Vec<(String, serde_json::Value)>>;
+    /// Reads, changes and writes one document in one transaction: `update`
+    /// gets the current document and returns the new one (`None` deletes).
+    /// An error from `update` changes nothing.
+    fn update_document(
+        &self,
+        kind: &str,
+        key: &str,
+        update: &mut dyn FnMut(Option<serde_json::Value>) -> Result<Option<serde_json::Value>>,
+    ) -> Result<Option<serde_json::Value>>;
 
     /// Marks running runs whose process is gone as crashed and compacts
     /// them; returns their ids.

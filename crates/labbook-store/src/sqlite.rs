@@ -19,13 +19,18 @@ use rusqlite::{
 
 use labbook_core::query::{RunView, compare_values, sort_values};
 use labbook_core::run::{validate_name, validate_tag};
-use labbook_core::{Config, RunRecord, RunStatus, SeriesColumns, SeriesSummary, ids};
+use labbook_core::{
+    Config, DatasetInput, ModelOutput, RunRecord, RunStatus, SeriesColumns, SeriesSummary, ids,
+};
 
 use crate::Store;
 use crate::codec;
 use crate::error::{Result, StoreError};
 use crate::series::{Downsampler, SEAL_POINTS, SEALED_LEVEL};
 use crate::types::*;
+
+mod artifacts;
+mod projects;
 
 /// The database file inside a `.labbook` directory.
 pub const DB_FILE: &str = "labbook.db";
@@ -135,6 +140,40 @@ CREATE TRIGGER series_changed AFTER UPDATE OF count ON series BEGIN
     UPDATE runs SET seq = (SELECT value FROM change_seq WHERE id = 1) WHERE pk = NEW.run_pk;
 END;
 "#,
+    r#"
+-- MLflow's model: experiments carry tags, a lifecycle and an artifact
+-- location; runs carry key/value tags, dataset inputs and model outputs;
+-- artifacts are files by path whose contents live once per hash on disk;
+-- registered and logged models are JSON documents.
+ALTER TABLE projects ADD COLUMN updated_ms INTEGER;
+ALTER TABLE projects ADD COLUMN deleted_ms INTEGER;
+ALTER TABLE projects ADD COLUMN artifact_location TEXT;
+ALTER TABLE projects ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
+INSERT INTO projects (id, name, created_ms) VALUES (0, 'Default', 0) ON CONFLICT DO NOTHING;
+ALTER TABLE runs ADD COLUMN kv_tags TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE runs ADD COLUMN inputs TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE runs ADD COLUMN outputs TEXT NOT NULL DEFAULT '[]';
+DROP TRIGGER runs_updated;
+CREATE TRIGGER runs_updated AFTER UPDATE OF project_id, name, grp, tags, notes, status, ended_ms,
+    heartbeat_ms, host, pid, exit_code, error, config, summary, deleted_ms, kv_tags, inputs, outputs
+    ON runs BEGIN
+    UPDATE change_seq SET value = value + 1 WHERE id = 1;
+    UPDATE runs SET seq = (SELECT value FROM change_seq WHERE id = 1) WHERE pk = NEW.pk;
+END;
+CREATE TABLE artifacts (
+    path TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX artifacts_by_hash ON artifacts(hash);
+CREATE TABLE documents (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+"#,
 ];
 
 pub struct SqliteStore {
@@ -161,7 +200,7 @@ impl Default for RunIndex {
     }
 }
 
-fn random_bits() -> u64 {
+pub(crate) fn random_bits() -> u64 {
     // RandomState is seeded from the OS once per process and differs per
     // instance; the counter and clock separate calls within a process.
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -183,7 +222,8 @@ fn real_or_nan(row: &Row<'_>, idx: usize) -> rusqlite::Result<f64> {
 }
 
 const RUN_COLUMNS: &str = "r.pk, r.id, p.name, r.name, r.grp, r.tags, r.notes, r.status, r.created_ms, r.ended_ms, \
-     r.heartbeat_ms, r.host, r.pid, r.exit_code, r.error, r.config, r.summary, r.deleted_ms";
+     r.heartbeat_ms, r.host, r.pid, r.exit_code, r.error, r.config, r.summary, r.deleted_ms, \
+     p.id, r.kv_tags, r.inputs, r.outputs";
 
 struct RawRun {
     pk: i64,
@@ -226,6 +266,10 @@ fn decode_run(row: &Row<'_>) -> Result<RawRun> {
             metrics: BTreeMap::new(),
             summary: serde_json::from_str(&summary)?,
             deleted_ms: row.get(17)?,
+            project_id: row.get(18)?,
+            kv_tags: serde_json::from_str(&row.get::<_, String>(19)?)?,
+            inputs: serde_json::from_str(&row.get::<_, String>(20)?)?,
+            outputs: serde_json::from_str(&row.get::<_, String>(21)?)?,
         },
     })
 }
@@ -404,22 +448,26 @@ impl SqliteStore {
         if patch.is_empty() {
             return Ok(());
         }
-        let (mut tags, mut config, mut summary): (
-            Vec<String>,
-            Config,
-            BTreeMap<String, serde_json::Value>,
-        ) = {
-            let (t, c, s): (String, String, String) = tx.query_row(
-                "SELECT tags, config, summary FROM runs WHERE pk = ?1",
-                [pk],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
-            (
-                serde_json::from_str(&t)?,
-                serde_json::from_str(&c)?,
-                serde_json::from_str(&s)?,
-            )
-        };
+        let (t, c, s, kv, i, o): (String, String, String, String, String, String) = tx
+            .prepare_cached(
+                "SELECT tags, config, summary, kv_tags, inputs, outputs FROM runs WHERE pk = ?1",
+            )?
+            .query_row([pk], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })?;
+        let mut tags: Vec<String> = serde_json::from_str(&t)?;
+        let mut config: Config = serde_json::from_str(&c)?;
+        let mut summary: BTreeMap<String, serde_json::Value> = serde_json::from_str(&s)?;
+        let mut kv_tags: BTreeMap<String, String> = serde_json::from_str(&kv)?;
+        let mut inputs: Vec<DatasetInput> = serde_json::from_str(&i)?;
+        let mut outputs: Vec<ModelOutput> = serde_json::from_str(&o)?;
         for tag in &patch.add_tags {
             validate_tag(tag)?;
             if !tags.contains(tag) {
@@ -430,6 +478,25 @@ impl SqliteStore {
         if let Some(update) = &patch.config {
             config.extend(update.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
+        if let Some(params) = &patch.params {
+            for (key, value) in params {
+                labbook_core::config::validate_key("param", key)?;
+                if let Some(old) = config.get(key)
+                    && old.display() != value.display()
+                {
+                    return Err(labbook_core::ValidationError::new(
+                        format!("param {}", labbook_core::config::truncate_for_message(key)),
+                        format!(
+                            "was logged as {:?}; params cannot change (tried {:?})",
+                            old.display(),
+                            value.display()
+                        ),
+                    )
+                    .into());
+                }
+                config.insert(key.clone(), value.clone());
+            }
+        }
         for (key, value) in &patch.summary {
             labbook_core::config::validate_key("summary", key)?;
             if value.is_null() {
@@ -438,32 +505,59 @@ impl SqliteStore {
                 summary.insert(key.clone(), value.clone());
             }
         }
+        for (key, value) in &patch.set_kv_tags {
+            labbook_core::config::validate_key("tag", key)?;
+            kv_tags.insert(key.clone(), value.clone());
+        }
+        for key in &patch.remove_kv_tags {
+            if kv_tags.remove(key).is_none() {
+                return Err(StoreError::NotFound {
+                    what: "tag",
+                    id: key.clone(),
+                });
+            }
+        }
+        for input in &patch.add_inputs {
+            input.validate()?;
+            if !inputs.iter().any(|i| i.same_use(input)) {
+                inputs.push(input.clone());
+            }
+        }
+        for output in &patch.add_outputs {
+            if !outputs.contains(output) {
+                outputs.push(output.clone());
+            }
+        }
         if let Some(name) = &patch.name {
             validate_name("name", name)?;
         }
         if let Some(group) = &patch.group {
             validate_name("group", group)?;
         }
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE runs SET tags = ?2, config = ?3, summary = ?4,
                  status = COALESCE(?5, status), ended_ms = COALESCE(?6, ended_ms),
                  exit_code = COALESCE(?7, exit_code), error = COALESCE(?8, error),
-                 name = COALESCE(?9, name), grp = COALESCE(?10, grp), notes = COALESCE(?11, notes)
+                 name = COALESCE(?9, name), grp = COALESCE(?10, grp), notes = COALESCE(?11, notes),
+                 kv_tags = ?12, inputs = ?13, outputs = ?14
              WHERE pk = ?1",
-            params![
-                pk,
-                serde_json::to_string(&tags)?,
-                serde_json::to_string(&config)?,
-                serde_json::to_string(&summary)?,
-                patch.status.map(RunStatus::as_str),
-                patch.ended_ms,
-                patch.exit_code,
-                patch.error,
-                patch.name,
-                patch.group,
-                patch.notes,
-            ],
-        )?;
+        )?
+        .execute(params![
+            pk,
+            serde_json::to_string(&tags)?,
+            serde_json::to_string(&config)?,
+            serde_json::to_string(&summary)?,
+            patch.status.map(RunStatus::as_str),
+            patch.ended_ms,
+            patch.exit_code,
+            patch.error,
+            patch.name,
+            patch.group,
+            patch.notes,
+            serde_json::to_string(&kv_tags)?,
+            serde_json::to_string(&inputs)?,
+            serde_json::to_string(&outputs)?,
+        ])?;
         if let Some((host, pid)) = &patch.reopen {
             tx.execute(
                 "UPDATE runs SET status = 'running', ended_ms = NULL, exit_code = NULL, error = NULL,
@@ -857,22 +951,98 @@ impl Store for SqliteStore {
     }
 
     fn list_projects(&self) -> Result<Vec<ProjectInfo>> {
+        self.load_projects("1")
+    }
+
+    fn create_project(&self, new: &NewProject) -> Result<ProjectInfo> {
+        self.create_project_impl(new)
+    }
+
+    fn project(&self, reference: ProjectRef<'_>) -> Result<ProjectInfo> {
+        self.project_impl(reference)
+    }
+
+    fn update_project(&self, id: i64, patch: &ProjectPatch) -> Result<()> {
+        self.update_project_impl(id, patch)
+    }
+
+    fn put_artifact(
+        &self,
+        path: &str,
+        data: &mut dyn std::io::Read,
+        now_ms: i64,
+    ) -> Result<ArtifactEntry> {
+        self.put_artifact_impl(path, data, now_ms)
+    }
+
+    fn open_artifact(&self, path: &str) -> Result<(Box<dyn std::io::Read + Send>, u64)> {
+        self.open_artifact_impl(path)
+    }
+
+    fn list_artifacts(&self, dir: &str) -> Result<Vec<ArtifactEntry>> {
+        self.list_artifacts_impl(dir)
+    }
+
+    fn delete_artifacts(&self, path: &str) -> Result<u64> {
+        self.delete_artifacts_impl(path)
+    }
+
+    fn document(&self, kind: &str, key: &str) -> Result<Option<serde_json::Value>> {
         let conn = self.conn.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT p.name, COUNT(r.pk), COALESCE(SUM(r.status = 'running'), 0),
-                    MAX(COALESCE(r.ended_ms, r.heartbeat_ms))
-             FROM projects p LEFT JOIN runs r ON r.project_id = p.id AND r.deleted_ms IS NULL
-             GROUP BY p.id ORDER BY MAX(COALESCE(r.ended_ms, r.heartbeat_ms)) DESC, p.name",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(ProjectInfo {
-                name: r.get(0)?,
-                runs: r.get::<_, i64>(1)? as u64,
-                running: r.get::<_, i64>(2)? as u64,
-                last_activity_ms: r.get(3)?,
-            })
+        let body: Option<String> = conn
+            .prepare_cached("SELECT body FROM documents WHERE kind = ?1 AND key = ?2")?
+            .query_row([kind, key], |r| r.get(0))
+            .optional()?;
+        Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
+    }
+
+    fn documents(&self, kind: &str) -> Result<Vec<(String, serde_json::Value)>> {
+        let conn = self.conn.lock();
+        let mut stmt =
+            conn.prepare_cached("SELECT key, body FROM documents WHERE kind = ?1 ORDER BY key")?;
+        let rows = stmt.query_map([kind], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, body) = row?;
+            out.push((key, serde_json::from_str(&body)?));
+        }
+        Ok(out)
+    }
+
+    fn update_document(
+        &self,
+        kind: &str,
+        key: &str,
+        update: &mut dyn FnMut(Option<serde_json::Value>) -> Result<Option<serde_json::Value>>,
+    ) -> Result<Option<serde_json::Value>> {
+        self.write(|tx| {
+            let body: Option<String> = tx
+                .prepare_cached("SELECT body FROM documents WHERE kind = ?1 AND key = ?2")?
+                .query_row([kind, key], |r| r.get(0))
+                .optional()?;
+            let current = body.map(|b| serde_json::from_str(&b)).transpose()?;
+            let next = update(current)?;
+            match &next {
+                Some(doc) => {
+                    tx.prepare_cached(
+                        "INSERT INTO documents (kind, key, body) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (kind, key) DO UPDATE SET body = excluded.body",
+                    )?
+                    .execute(params![
+                        kind,
+                        key,
+                        serde_json::to_string(doc)?
+                    ])?;
+                }
+                None => {
+                    tx.prepare_cached("DELETE FROM documents WHERE kind = ?1 AND key = ?2")?
+                        .execute([kind, key])?;
+                }
+            }
+            Ok(next)
+        })
     }
 
     fn delete_run(&self, id: &str, now_ms: i64) -> Result<()> {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use labbook_core::query::{Expr, SortKey};
-use labbook_core::{Config, RunStatus};
+use labbook_core::{Config, DatasetInput, ModelOutput, RunStatus};
 
 use crate::series::SeriesPlan;
 
@@ -43,6 +43,15 @@ pub struct RunPatch {
     /// Resuming: the run is running again under this host and pid; its end,
     /// exit code and error are cleared.
     pub reopen: Option<(Option<String>, Option<u32>)>,
+    /// Params (MLflow's): merged into the config, but a key already set to
+    /// a different value is an error and the whole write is refused.
+    pub params: Option<Config>,
+    pub set_kv_tags: BTreeMap<String, String>,
+    /// Key/value tags to remove; one the run does not have is an error.
+    pub remove_kv_tags: Vec<String>,
+    /// Datasets used; one already recorded the same way is skipped.
+    pub add_inputs: Vec<DatasetInput>,
+    pub add_outputs: Vec<ModelOutput>,
 }
 
 impl RunPatch {
@@ -70,7 +79,20 @@ impl RunPatch {
         if let Some(config) = later.config {
             self.config.get_or_insert_with(Config::new).extend(config);
         }
+        if let Some(params) = later.params {
+            self.params.get_or_insert_with(Config::new).extend(params);
+        }
         self.summary.extend(later.summary);
+        for (k, v) in later.set_kv_tags {
+            self.remove_kv_tags.retain(|t| *t != k);
+            self.set_kv_tags.insert(k, v);
+        }
+        for k in later.remove_kv_tags {
+            self.set_kv_tags.remove(&k);
+            self.remove_kv_tags.push(k);
+        }
+        self.add_inputs.extend(later.add_inputs);
+        self.add_outputs.extend(later.add_outputs);
     }
 }
 
@@ -157,12 +179,68 @@ pub struct NotebookNote {
     pub run_id: Option<String>,
 }
 
+/// A project (MLflow's experiment) with its run counts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProjectInfo {
+    /// Stable across renames; MLflow's experiment id.
+    pub id: i64,
     pub name: String,
     pub runs: u64,
     pub running: u64,
     pub last_activity_ms: Option<i64>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub deleted_ms: Option<i64>,
+    /// Where an MLflow client was told this project's artifacts live, when
+    /// it chose the place itself.
+    pub artifact_location: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl ProjectInfo {
+    /// Whether listings for people show it: not deleted, and not the empty
+    /// `Default` project every store has for MLflow clients.
+    pub fn is_listed(&self) -> bool {
+        self.deleted_ms.is_none() && !(self.id == DEFAULT_PROJECT_ID && self.runs == 0)
+    }
+}
+
+/// The project MLflow clients log to when they name none (experiment "0").
+pub const DEFAULT_PROJECT_ID: i64 = 0;
+
+#[derive(Debug, Clone, Default)]
+pub struct NewProject {
+    pub name: String,
+    pub artifact_location: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum ProjectRef<'a> {
+    Id(i64),
+    Name(&'a str),
+}
+
+/// Changes to a project; `deleted` is `Some(Some(t))` to delete at `t`,
+/// `Some(None)` to restore.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectPatch {
+    pub name: Option<String>,
+    pub set_tags: BTreeMap<String, String>,
+    pub remove_tags: Vec<String>,
+    pub deleted: Option<Option<i64>>,
+    pub now_ms: i64,
+}
+
+/// One entry of an artifact listing: a file, or a folder holding files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactEntry {
+    /// The full path from the artifact root.
+    pub path: String,
+    pub is_dir: bool,
+    /// Bytes of a file; 0 for a folder.
+    pub size: u64,
 }
 
 /// One writer flush, applied atomically by [`Store::commit`](crate::Store::commit).

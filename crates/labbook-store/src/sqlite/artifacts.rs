@@ -1,0 +1,210 @@
+//! Artifacts: a table maps each path to a content hash; the contents live
+//! once per hash under `artifacts/blobs/`. A write lands in a temporary
+//! file, is synced, renamed into place, and only then recorded, so a crash
+//! leaves at worst an unreferenced blob, never a path without contents.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use rusqlite::{OptionalExtension, params};
+
+use labbook_core::artifact::normalize_artifact_path;
+
+use super::{SqliteStore, random_bits};
+use crate::error::{Result, StoreError};
+use crate::types::ArtifactEntry;
+
+fn io_error(context: String) -> impl FnOnce(std::io::Error) -> StoreError {
+    move |source| StoreError::Io { context, source }
+}
+
+impl SqliteStore {
+    fn artifacts_dir(&self) -> PathBuf {
+        self.dir.join("artifacts")
+    }
+
+    fn blob_path(&self, hash: &str) -> PathBuf {
+        self.artifacts_dir()
+            .join("blobs")
+            .join(&hash[..2])
+            .join(hash)
+    }
+
+    pub(super) fn put_artifact_impl(
+        &self,
+        path: &str,
+        data: &mut dyn Read,
+        now_ms: i64,
+    ) -> Result<ArtifactEntry> {
+        let path = normalize_artifact_path(path)?;
+        if path.is_empty() {
+            return Err(labbook_core::ValidationError::new("path", "names no file").into());
+        }
+        let tmp_dir = self.artifacts_dir().join("tmp");
+        std::fs::create_dir_all(&tmp_dir)
+            .map_err(io_error(format!("cannot create {}", tmp_dir.display())))?;
+        let tmp = tmp_dir.join(format!("{:016x}", random_bits()));
+        let written = (|| -> std::io::Result<(String, u64)> {
+            let mut file = File::create(&tmp)?;
+            let mut hasher = blake3::Hasher::new();
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut size = 0u64;
+            loop {
+                let n = match data.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                hasher.update(&buf[..n]);
+                file.write_all(&buf[..n])?;
+                size += n as u64;
+            }
+            file.sync_all()?;
+            Ok((hasher.finalize().to_hex().to_string(), size))
+        })();
+        let (hash, size) = match written {
+            Ok(ok) => ok,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(StoreError::Io {
+                    context: format!("cannot store artifact {path:?}"),
+                    source: e,
+                });
+            }
+        };
+        let blob = self.blob_path(&hash);
+        let parent = blob.parent().unwrap_or(&tmp_dir).to_path_buf();
+        std::fs::create_dir_all(&parent)
+            .map_err(io_error(format!("cannot create {}", parent.display())))?;
+        // The rename happens under the write lock, as blob removal does, so
+        // a concurrent delete of the same contents cannot remove the blob
+        // between its placing and its recording.
+        let replaced: Option<String> = self.write(|tx| {
+            std::fs::rename(&tmp, &blob).map_err(io_error(format!(
+                "cannot move artifact {path:?} into place"
+            )))?;
+            if let Ok(dir) = File::open(&parent) {
+                let _ = dir.sync_all();
+            }
+            let old: Option<String> = tx
+                .prepare_cached("SELECT hash FROM artifacts WHERE path = ?1")?
+                .query_row([&path], |r| r.get(0))
+                .optional()?;
+            tx.prepare_cached(
+                "INSERT INTO artifacts (path, hash, size, created_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (path) DO UPDATE SET hash = excluded.hash, size = excluded.size,
+                     created_ms = excluded.created_ms",
+            )?
+            .execute(params![path, hash, size as i64, now_ms])?;
+            Ok(old.filter(|h| *h != hash))
+        })?;
+        if let Some(old) = replaced {
+            self.drop_unreferenced_blobs(&[old])?;
+        }
+        Ok(ArtifactEntry {
+            path,
+            is_dir: false,
+            size,
+        })
+    }
+
+    pub(super) fn open_artifact_impl(&self, path: &str) -> Result<(Box<dyn Read + Send>, u64)> {
+        let path = normalize_artifact_path(path)?;
+        let found: Option<(String, i64)> = self
+            .conn
+            .lock()
+            .prepare_cached("SELECT hash, size FROM artifacts WHERE path = ?1")?
+            .query_row([&path], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let (hash, size) = found.ok_or(StoreError::NotFound {
+            what: "artifact",
+            id: path.clone(),
+        })?;
+        let file = File::open(self.blob_path(&hash)).map_err(io_error(format!(
+            "the contents of artifact {path:?} are missing"
+        )))?;
+        Ok((Box::new(file), size as u64))
+    }
+
+    pub(super) fn list_artifacts_impl(&self, dir: &str) -> Result<Vec<ArtifactEntry>> {
+        let dir = normalize_artifact_path(dir)?;
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        // '/' + 1 is '0': every path under `prefix` sorts before `prefix0`.
+        let upper = format!("{dir}0");
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT path, size FROM artifacts WHERE path >= ?1 AND (?2 = '' OR path < ?3) ORDER BY path",
+        )?;
+        let mut rows = stmt.query(params![prefix, dir, upper])?;
+        let mut out: Vec<ArtifactEntry> = Vec::new();
+        while let Some(row) = rows.next()? {
+            let path: String = row.get(0)?;
+            let Some(rest) = path.strip_prefix(&prefix) else {
+                continue;
+            };
+            match rest.split_once('/') {
+                None => out.push(ArtifactEntry {
+                    path: path.clone(),
+                    is_dir: false,
+                    size: row.get::<_, i64>(1)? as u64,
+                }),
+                Some((child, _)) => {
+                    let child_path = format!("{prefix}{child}");
+                    if !out.last().is_some_and(|e| e.is_dir && e.path == child_path) {
+                        out.push(ArtifactEntry {
+                            path: child_path,
+                            is_dir: true,
+                            size: 0,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn delete_artifacts_impl(&self, path: &str) -> Result<u64> {
+        let path = normalize_artifact_path(path)?;
+        let upper = format!("{path}0");
+        let prefix = format!("{path}/");
+        let hashes: Vec<String> = self.write(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT hash FROM artifacts WHERE path = ?1 OR ?1 = '' OR (path >= ?2 AND path < ?3)",
+            )?;
+            let hashes = stmt
+                .query_map(params![path, prefix, upper], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            tx.prepare_cached(
+                "DELETE FROM artifacts WHERE path = ?1 OR ?1 = '' OR (path >= ?2 AND path < ?3)",
+            )?
+            .execute(params![path, prefix, upper])?;
+            Ok(hashes)
+        })?;
+        let count = hashes.len() as u64;
+        self.drop_unreferenced_blobs(&hashes)?;
+        Ok(count)
+    }
+
+    /// Removes the blobs no path points at any more. A crash before this
+    /// leaves them on disk unreferenced: space, never a wrong answer.
+    fn drop_unreferenced_blobs(&self, hashes: &[String]) -> Result<()> {
+        if hashes.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached("SELECT 1 FROM artifacts WHERE hash = ?1 LIMIT 1")?;
+            for hash in hashes {
+                if stmt.query_row([hash], |_| Ok(())).optional()?.is_none() {
+                    let _ = std::fs::remove_file(self.blob_path(hash));
+                }
+            }
+            Ok(())
+        })
+    }
+}
