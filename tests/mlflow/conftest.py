@@ -1,0 +1,351 @@
+"""Conformance suite: the real `mlflow` client against a tracking server.
+
+The server under test is chosen by ``CONFORMANCE_SERVER``:
+
+- ``labbook`` (default): ``$LABBOOK_BIN`` (default ``target/release/labbook`` at the
+  repository root) as ``labbook --dir TMP/.labbook serve --host 127.0.0.1 --port 0``.
+  It prints ``labbook serve: serving <dir> at http://127.0.0.1:<port>`` on stdout.
+- ``mlflow``: the reference, ``mlflow server`` on SQLite with proxied artifacts.
+  Every test must pass against it; a test that does not is a wrong test.
+
+``CONFORMANCE_ENDPOINTS_OUT=FILE`` writes the REST endpoints the suite called
+(``METHOD PATH STATUS``, ids normalized), as the client saw them and, for
+``mlflow``, as the server's access log recorded them (the CLI tests included).
+
+``CONFORMANCE_URL=http://...`` uses a server that is already running instead of
+starting one (``CONFORMANCE_STORE`` names its store for the labbook-only tests,
+``CONFORMANCE_SERVER_LOG`` its log).
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+SERVER_KIND = os.environ.get("CONFORMANCE_SERVER", "labbook")
+if SERVER_KIND not in ("labbook", "mlflow"):
+    raise RuntimeError(f"CONFORMANCE_SERVER must be 'labbook' or 'mlflow', not {SERVER_KIND!r}")
+
+IS_MLFLOW = SERVER_KIND == "mlflow"
+IS_LABBOOK = SERVER_KIND == "labbook"
+
+labbook_only = pytest.mark.skipif(not IS_LABBOOK, reason="labbook-only behaviour")
+
+# What a logged +inf metric reads back as. MLflow's SQL store replaces ±inf with
+# ±max float64 (SqlAlchemyStore.sanitize_metric_value); labbook keeps infinities.
+STORED_INF = sys.float_info.max if IS_MLFLOW else math.inf
+
+MLFLOW_START_TIMEOUT_S = 120.0
+LABBOOK_START_TIMEOUT_S = 30.0
+LABBOOK_BANNER = re.compile(r"^labbook serve: serving (?P<dir>.+) at (?P<url>http://\S+)\s*$")
+
+
+@dataclass
+class Server:
+    kind: str
+    url: str
+    tmp: Path
+    log_path: Path
+    process: subprocess.Popen[bytes] | None
+    # labbook only:
+    store_dir: Path | None = None
+    binary: Path | None = None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _log_tail(path: Path, limit: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-limit:]
+    except OSError:
+        return "(no log)"
+
+
+def _server_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME"):
+        env.pop(key, None)
+    return env
+
+
+def _start_labbook(tmp: Path) -> Server:
+    binary = Path(os.environ.get("LABBOOK_BIN", str(REPO / "target/release/labbook")))
+    if not binary.is_file():
+        pytest.exit(f"labbook binary not found at {binary} (build it or set LABBOOK_BIN)", 2)
+    store = tmp / ".labbook"
+    log_path = tmp / "server.log"
+    log = open(log_path, "ab")
+    proc = subprocess.Popen(
+        [str(binary), "--dir", str(store), "serve", "--host", "127.0.0.1", "--port", "0"],
+        cwd=tmp,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        env=_server_env(),
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    first: list[bytes] = []
+    got_line = threading.Event()
+
+    def drain() -> None:
+        # Read the banner, then keep the pipe empty so the server never blocks on stdout.
+        line = stdout.readline()
+        first.append(line)
+        log.write(line)
+        log.flush()
+        got_line.set()
+        for rest in iter(stdout.readline, b""):
+            log.write(rest)
+            log.flush()
+        log.close()
+
+    threading.Thread(target=drain, daemon=True, name="labbook-stdout").start()
+    if not got_line.wait(LABBOOK_START_TIMEOUT_S) or not first[0]:
+        _stop(proc)
+        pytest.exit(f"labbook serve printed no banner; log:\n{_log_tail(log_path)}", 2)
+    text = first[0].decode(errors="replace")
+    match = LABBOOK_BANNER.match(text)
+    if match is None:
+        _stop(proc)
+        pytest.exit(f"unexpected banner from labbook serve: {text!r}", 2)
+    url = match["url"].rstrip("/")
+    _wait_healthy(url, proc, log_path, LABBOOK_START_TIMEOUT_S)
+    return Server("labbook", url, tmp, log_path, proc, store_dir=store, binary=binary)
+
+
+def _start_mlflow(tmp: Path) -> Server:
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    port = _free_port()
+    log_path = tmp / "server.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [
+                str(mlflow_bin),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{tmp / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(tmp / "artifacts"),
+            ],
+            cwd=tmp,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_server_env(),
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    _wait_healthy(url, proc, log_path, MLFLOW_START_TIMEOUT_S)
+    return Server("mlflow", url, tmp, log_path, proc)
+
+
+def _attach(tmp: Path) -> Server:
+    """Use a server that is already running (for iterating on the suite)."""
+    url = os.environ["CONFORMANCE_URL"].rstrip("/")
+    store = os.environ.get("CONFORMANCE_STORE")
+    binary = Path(os.environ.get("LABBOOK_BIN", str(REPO / "target/release/labbook")))
+    log_path = Path(os.environ.get("CONFORMANCE_SERVER_LOG", str(tmp / "server.log")))
+    return Server(
+        SERVER_KIND,
+        url,
+        tmp,
+        log_path,
+        None,
+        store_dir=Path(store) if store else None,
+        binary=binary if IS_LABBOOK else None,
+    )
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.exit(f"server exited with {proc.returncode}; log:\n{_log_tail(log_path)}", 2)
+        try:
+            if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.25)
+    _stop(proc)
+    pytest.exit(
+        f"server at {url} not healthy after {timeout:.0f} s; log:\n{_log_tail(log_path)}", 2
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM the server's process group (it was started in its own session), then SIGKILL."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        proc.wait(timeout=15)
+
+
+# --- endpoint recording ---------------------------------------------------------------
+
+_CALLS: collections.Counter[tuple[str, str, int]] = collections.Counter()
+_CALLS_LOCK = threading.Lock()
+_ORIGINAL_REQUEST = requests.Session.request
+
+_ID_PATTERNS = [
+    (re.compile(r"/mlflow-artifacts/artifacts/.+"), "/mlflow-artifacts/artifacts/<path>"),
+    (re.compile(r"/logged-models/m-[0-9a-f]+"), "/logged-models/<model_id>"),
+    (re.compile(r"/(get-artifact|model-versions/get-artifact)\b.*"), r"/\1"),
+]
+
+
+def normalize_path(path: str) -> str:
+    path = path.split("?", 1)[0]
+    for pattern, replacement in _ID_PATTERNS:
+        path = pattern.sub(replacement, path)
+    return path
+
+
+def _recording_request(
+    self: requests.Session, method: str, url: str, *args: Any, **kwargs: Any
+) -> Any:
+    response = _ORIGINAL_REQUEST(self, method, url, *args, **kwargs)
+    path = normalize_path(requests.utils.urlparse(url).path or "/")
+    with _CALLS_LOCK:
+        _CALLS[(method.upper(), path, response.status_code)] += 1
+    return response
+
+
+_ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3})')
+
+
+def _write_endpoints(server: Server, out: Path) -> None:
+    lines = ["# client side: METHOD PATH STATUS COUNT"]
+    for (method, path, status), count in sorted(_CALLS.items()):
+        lines.append(f"{method} {path} {status} {count}")
+    if server.kind == "mlflow":
+        seen: collections.Counter[tuple[str, str, int]] = collections.Counter()
+        for line in _log_tail(server.log_path, limit=1 << 30).splitlines():
+            match = _ACCESS_LINE.search(line)
+            if match:
+                key = (match["method"], normalize_path(match["path"]), int(match["status"]))
+                seen[key] += 1
+        lines.append("# server access log: METHOD PATH STATUS COUNT")
+        for (method, path, status), count in sorted(seen.items()):
+            lines.append(f"{method} {path} {status} {count}")
+    out.write_text("\n".join(lines) + "\n")
+
+
+# --- fixtures ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp(f"conformance-{SERVER_KIND}")
+    requests.Session.request = _recording_request  # type: ignore[method-assign]
+    if os.environ.get("CONFORMANCE_URL"):
+        srv = _attach(tmp)
+    else:
+        srv = _start_labbook(tmp) if IS_LABBOOK else _start_mlflow(tmp)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", srv.url)
+        # A 5xx must fail the test at once, not after minutes of client retries.
+        mp.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        mp.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+        mp.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+        mp.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+        mlflow.set_tracking_uri(srv.url)
+        mlflow.set_registry_uri(srv.url)
+        try:
+            yield srv
+        finally:
+            while mlflow.active_run() is not None:
+                mlflow.end_run()
+            _stop(srv.process)
+            requests.Session.request = _ORIGINAL_REQUEST  # type: ignore[method-assign]
+            out = os.environ.get("CONFORMANCE_ENDPOINTS_OUT")
+            if out:
+                _write_endpoints(srv, Path(out))
+            keep = os.environ.get("CONFORMANCE_KEEP_LOG")
+            if keep:
+                shutil.copyfile(srv.log_path, keep)
+
+
+@pytest.fixture(autouse=True)
+def _tracking(server: Server) -> Iterator[None]:
+    """Every test talks to the server under test and leaves no active run behind."""
+    mlflow.set_tracking_uri(server.url)
+    yield
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+
+
+@pytest.fixture(scope="session")
+def base_url(server: Server) -> str:
+    return server.url
+
+
+@pytest.fixture(scope="session")
+def http(server: Server) -> Iterator[requests.Session]:
+    """A plain session for raw-HTTP tests (no retries)."""
+    with requests.Session() as session:
+        yield session
+
+
+@pytest.fixture
+def client() -> mlflow.MlflowClient:
+    return mlflow.MlflowClient()
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class Experiment:
+    id: str
+    name: str
+
+
+@pytest.fixture
+def experiment(request: pytest.FixtureRequest) -> Experiment:
+    """A fresh experiment of its own, made the active one."""
+    test_name = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:60]
+    name = unique_name(f"conf-{test_name}")
+    exp = mlflow.set_experiment(name)
+    return Experiment(exp.experiment_id, name)
