@@ -1,0 +1,105 @@
+"""labbook only: MLflow runs are labbook runs, and labbook runs are MLflow runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+from urllib.parse import quote
+
+import mlflow
+import pytest
+import requests
+from conftest import Experiment, Server, labbook_only, unique_name
+
+pytestmark = labbook_only
+
+
+def labbook(server: Server, *args: str) -> str:
+    if server.binary is None or server.store_dir is None:
+        pytest.skip("needs the labbook binary and the store (set CONFORMANCE_STORE)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABBOOK_", "MLFLOW_"))}
+    done = subprocess.run(
+        [str(server.binary), "--dir", str(server.store_dir), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"labbook {' '.join(args)}: {done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def as_text(value: Any) -> str:
+    """A config value as MLflow would show it (params are strings in MLflow)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def test_mlflow_run_in_labbook_ls_and_dashboard_api(
+    server: Server, experiment: Experiment, http: requests.Session
+) -> None:
+    with mlflow.start_run(run_name="interop") as run:
+        mlflow.log_params({"lr": "0.01", "depth": "4", "opt": "adam"})
+        mlflow.log_metric("loss", 0.5, step=0)
+        mlflow.log_metric("loss", 0.25, step=1)
+        mlflow.log_metric("acc", 0.75, step=1)
+        mlflow.set_tag("team", "vision")
+    run_id = run.info.run_id
+
+    listed = json.loads(labbook(server, "ls", "--json", "--project", experiment.name))
+    assert isinstance(listed, list)
+    (found,) = [r for r in listed if r["id"] == run_id]
+    assert found["name"] == "interop"
+    assert found["project"] == experiment.name
+    assert found["status"] == "finished"
+    assert {k: as_text(found["config"][k]) for k in ("lr", "depth", "opt")} == {
+        "lr": "0.01",
+        "depth": "4",
+        "opt": "adam",
+    }
+    loss = found["metrics"]["loss"]
+    assert (loss["count"], loss["last"], loss["last_step"]) == (2, 0.25, 1)
+    assert (loss["min"], loss["max"]) == (0.25, 0.5)
+    assert found["metrics"]["acc"]["last"] == 0.75
+
+    resp = http.get(f"{server.url}/api/v1/projects/{quote(experiment.name, safe='')}/runs")
+    assert resp.status_code == 200, resp.text
+    runs = resp.json()["runs"]
+    (api_run,) = [r for r in runs if r["id"] == run_id]
+    assert api_run["name"] == "interop"
+    assert as_text(api_run["config"]["lr"]) == "0.01"
+    assert api_run["metrics"]["loss"]["last"] == 0.25
+    assert api_run["metrics"]["loss"]["count"] == 2
+
+
+def test_native_labbook_run_visible_to_mlflow(server: Server, client: mlflow.MlflowClient) -> None:
+    project = unique_name("conf-native")
+    labbook(
+        server,
+        "run",
+        "--project",
+        project,
+        "--name",
+        "native-run",
+        "--config",
+        "lr=0.1",
+        "--",
+        sys.executable,
+        "-c",
+        "print(1)",
+    )
+    experiment = client.get_experiment_by_name(project)
+    assert experiment is not None
+    frame = mlflow.search_runs(experiment_names=[project])
+    assert len(frame) == 1
+    row = frame.iloc[0]
+    assert row["tags.mlflow.runName"] == "native-run"
+    assert row["status"] == "FINISHED"
+    assert row["params.lr"] == "0.1"
+    got = client.get_run(str(row["run_id"]))
+    assert got.info.run_name == "native-run"
+    assert got.info.experiment_id == experiment.experiment_id
+    assert got.info.end_time is not None and got.info.end_time >= got.info.start_time
