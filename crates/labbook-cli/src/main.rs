@@ -76,6 +76,20 @@ enum Command {
     Export(ExportArgs),
     /// Serve the dashboard for this store in the browser.
     Ui(UiArgs),
+    /// Serve this store to others: the dashboard, labbook's API and MLflow's
+    /// tracking API (point MLFLOW_TRACKING_URI here). Creates the store if
+    /// there is none.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on (0.0.0.0 to reach it from other machines).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Port to listen on (0 picks a free one); 5000 is MLflow's.
+    #[arg(long, default_value_t = 5000)]
+    port: u16,
 }
 
 #[derive(Debug, Args)]
@@ -229,6 +243,7 @@ fn main() -> ExitCode {
         Command::Restore(args) => commands::edit::restore(&app, args),
         Command::Export(args) => commands::export::run(&app, args),
         Command::Ui(args) => commands::ui::run(&app, args),
+        Command::Serve(args) => commands::ui::serve(&app, args),
     };
     match result {
         Ok(code) => code,

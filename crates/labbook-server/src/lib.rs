@@ -7,6 +7,7 @@ mod assets;
 mod error;
 mod events;
 mod json;
+mod mlflow;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,13 +23,19 @@ pub use error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// Commits MLflow clients' metrics as each request arrives.
+    pub appender: Arc<labbook_store::appender::Appender>,
 }
 
 /// The whole app: the API under `/api/v1`, `/health`, and the dashboard.
 pub fn router(store: Arc<dyn Store>) -> Router {
-    let state = AppState { store };
+    let state = AppState {
+        appender: Arc::new(labbook_store::appender::Appender::new(store.clone())),
+        store,
+    };
     Router::new()
         .nest("/api/v1", api::routes())
+        .merge(mlflow::routes())
         .route("/health", axum::routing::get(|| async { "ok" }))
         .merge(assets::routes())
         // The fastest level: on a laptop or a LAN the wire is rarely the

@@ -1,4 +1,5 @@
-//! `labbook ui`: the dashboard for this store, served from this binary.
+//! `labbook ui` (the dashboard for this store) and `labbook serve` (the
+//! same server for others, MLflow clients included), from this binary.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -9,40 +10,58 @@ use anyhow::{Context, Result};
 
 use labbook_store::Store;
 
-use crate::UiArgs;
+use crate::{ServeArgs, UiArgs};
 use crate::app::App;
 
 pub fn run(app: &App, args: UiArgs) -> Result<ExitCode> {
     let (store, dir) = app.open_existing()?;
+    let open = args.open;
+    serve_store(app, store, dir, SocketAddr::new(args.host, args.port), "ui", move |url| {
+        if open {
+            // Best effort: a machine without a desktop has no opener.
+            let _ = std::process::Command::new("xdg-open")
+                .arg(url)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+        }
+    })
+}
+
+pub fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
+    let dir = app.store_dir_for_run();
+    let store = crate::app::open_store(&dir)?;
+    serve_store(app, store, dir, SocketAddr::new(args.host, args.port), "serve", |_| {})
+}
+
+fn serve_store(
+    app: &App,
+    store: Arc<labbook_store::SqliteStore>,
+    dir: std::path::PathBuf,
+    addr: SocketAddr,
+    command: &str,
+    on_ready: impl FnOnce(&str),
+) -> Result<ExitCode> {
     app.reap(&*store);
     let store: Arc<dyn Store> = store;
-    let addr = SocketAddr::new(args.host, args.port);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the server's runtime")?;
     let shown_dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-    let open = args.open;
     let served = runtime.block_on(labbook_server::serve(store, addr, |bound| {
         let url = format!("http://{bound}");
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "labbook ui: serving {} at {url}", shown_dir.display());
+        let _ = writeln!(out, "labbook {command}: serving {} at {url}", shown_dir.display());
         if !labbook_server::has_dashboard() {
             let _ = writeln!(
                 out,
-                "labbook ui: this binary was built without the dashboard's assets; run `make build` (the JSON API works)"
+                "labbook {command}: this binary was built without the dashboard's assets; run `make build` (the APIs work)"
             );
         }
         let _ = out.flush();
-        if open {
-            // Best effort: a machine without a desktop has no opener.
-            let _ = std::process::Command::new("xdg-open")
-                .arg(&url)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn();
-        }
+        on_ready(&url);
     }));
     served.with_context(|| format!("cannot serve on {addr}"))?;
     Ok(ExitCode::SUCCESS)

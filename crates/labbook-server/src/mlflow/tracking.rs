@@ -1,0 +1,1050 @@
+//! Experiments, runs, params, tags, metrics and dataset inputs.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use labbook_core::config::{ConfigValue, validate_key};
+use labbook_core::metric::validate_metric_key;
+use labbook_core::query::{Attr, Expr, Field, Fields, Literal, SortKey, Value as FieldValue};
+use labbook_core::{Config, DatasetInput, ModelOutput, RunRecord, RunStatus, SeriesColumns};
+use labbook_store::models;
+use labbook_store::{
+    Deleted, NewProject, NewRun, ProjectInfo, ProjectPatch, ProjectRef, RunPatch, RunQuery,
+    StepRange,
+};
+
+use super::filter;
+use super::{
+    MlResult, MlflowError, Req, blocking, decode_page_token, key_value_list, max_results,
+    page_token, store,
+};
+use crate::AppState;
+use crate::json::{now_ms, num};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/experiments/create", post(create_experiment))
+        .route("/experiments/get", get(get_experiment))
+        .route("/experiments/get-by-name", get(get_experiment_by_name))
+        .route("/experiments/search", post(search_experiments).get(search_experiments))
+        .route("/experiments/update", post(update_experiment))
+        .route("/experiments/delete", post(delete_experiment))
+        .route("/experiments/restore", post(restore_experiment))
+        .route("/experiments/set-experiment-tag", post(set_experiment_tag))
+        .route("/experiments/delete-experiment-tag", post(delete_experiment_tag))
+        .route("/runs/create", post(create_run))
+        .route("/runs/get", get(get_run))
+        .route("/runs/update", post(update_run))
+        .route("/runs/delete", post(delete_run))
+        .route("/runs/restore", post(restore_run))
+        .route("/runs/log-metric", post(log_metric))
+        .route("/runs/log-parameter", post(log_param))
+        .route("/runs/log-batch", post(log_batch))
+        .route("/runs/set-tag", post(set_tag))
+        .route("/runs/delete-tag", post(delete_tag))
+        .route("/runs/search", post(search_runs).get(search_runs))
+        .route("/runs/log-inputs", post(log_inputs))
+        .route("/runs/outputs", post(log_outputs))
+        .route("/runs/log-model", post(log_model_history))
+        .route("/metrics/get-history", get(get_history))
+        .route("/metrics/get-history-bulk-interval", get(get_history_bulk_interval))
+        .route("/artifacts/list", get(list_run_artifacts))
+}
+
+// Limits MLflow enforces, so that a client that works here works there.
+const MAX_BATCH_METRICS: usize = 1000;
+const MAX_BATCH_PARAMS: usize = 100;
+const MAX_BATCH_TAGS: usize = 100;
+const MAX_BATCH_TOTAL: usize = 1000;
+const MAX_PARAM_VALUE: usize = 6000;
+const MAX_TAG_VALUE: usize = 8000;
+const MAX_ENTITY_KEY: usize = 250;
+
+const RUN_NAME_TAG: &str = "mlflow.runName";
+const NOTE_TAG: &str = "mlflow.note.content";
+const USER_TAG: &str = "mlflow.user";
+
+// ------------------------------------------------------------ experiments
+
+/// Where a project's artifacts live, as an MLflow URI.
+pub fn artifact_root(p: &ProjectInfo) -> String {
+    p.artifact_location
+        .clone()
+        .unwrap_or_else(|| format!("mlflow-artifacts:/{}", p.id))
+}
+
+pub fn experiment_json(p: &ProjectInfo) -> Value {
+    json!({
+        "experiment_id": p.id.to_string(),
+        "name": p.name,
+        "artifact_location": artifact_root(p),
+        "lifecycle_stage": if p.deleted_ms.is_some() { "deleted" } else { "active" },
+        "last_update_time": p.updated_ms.max(p.last_activity_ms.unwrap_or(0)),
+        "creation_time": p.created_ms,
+        "tags": key_value_list(&p.tags),
+    })
+}
+
+pub fn experiment_id(req: &Req, name: &str) -> MlResult<i64> {
+    let raw = req.str(name)?;
+    raw.trim()
+        .parse()
+        .map_err(|_| MlflowError::not_found(format!("Could not find experiment with ID {raw}")))
+}
+
+pub fn project_by_id(s: &dyn labbook_store::Store, id: i64) -> MlResult<ProjectInfo> {
+    s.project(ProjectRef::Id(id))
+        .map_err(|_| MlflowError::not_found(format!("No Experiment with id={id} exists")))
+}
+
+async fn create_experiment(State(state): State<AppState>, req: Req) -> MlResult {
+    let name = req.str("name")?.to_string();
+    let artifact_location = req
+        .opt_str("artifact_location")?
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let tags: BTreeMap<String, String> = req.key_values("tags")?.into_iter().collect();
+    blocking(&state, move |state| {
+        let created = store(state)
+            .create_project(&NewProject {
+                name: name.clone(),
+                artifact_location,
+                tags,
+                created_ms: now_ms(),
+            })
+            .map_err(|e| match e {
+                labbook_store::StoreError::Conflict(_) => {
+                    MlflowError::exists(format!("Experiment '{name}' already exists."))
+                }
+                other => other.into(),
+            })?;
+        Ok(Json(json!({ "experiment_id": created.id.to_string() })))
+    })
+    .await
+}
+
+async fn get_experiment(State(state): State<AppState>, req: Req) -> MlResult {
+    let id = experiment_id(&req, "experiment_id")?;
+    blocking(&state, move |state| {
+        let p = project_by_id(store(state), id)?;
+        Ok(Json(json!({ "experiment": experiment_json(&p) })))
+    })
+    .await
+}
+
+async fn get_experiment_by_name(State(state): State<AppState>, req: Req) -> MlResult {
+    let name = req.str("experiment_name")?.to_string();
+    blocking(&state, move |state| {
+        let p = store(state)
+            .project(ProjectRef::Name(&name))
+            .map_err(|_| {
+                MlflowError::not_found(format!("Could not find experiment with name '{name}'"))
+            })?;
+        Ok(Json(json!({ "experiment": experiment_json(&p) })))
+    })
+    .await
+}
+
+/// An experiment as the query evaluator sees it (see
+/// `filter::experiment_filter` for the field mapping).
+struct ExperimentView<'a>(&'a ProjectInfo);
+
+impl Fields for ExperimentView<'_> {
+    fn get(&self, field: &Field) -> FieldValue<'_> {
+        let p = self.0;
+        match field {
+            Field::Attr(Attr::Name) => FieldValue::Str(p.name.as_str().into()),
+            Field::Attr(Attr::Id) => FieldValue::Str(p.id.to_string().into()),
+            Field::Attr(Attr::Created) => FieldValue::Num(p.created_ms as f64),
+            Field::Attr(Attr::Ended) => FieldValue::Num(p.updated_ms as f64),
+            Field::Tag(k) => p
+                .tags
+                .get(k)
+                .map_or(FieldValue::Missing, |v| FieldValue::Str(v.as_str().into())),
+            _ => FieldValue::Missing,
+        }
+    }
+}
+
+fn view_type(req: &Req, name: &str) -> MlResult<Deleted> {
+    match req.opt_str(name)?.unwrap_or("ACTIVE_ONLY") {
+        "ACTIVE_ONLY" | "1" => Ok(Deleted::Exclude),
+        "DELETED_ONLY" | "2" => Ok(Deleted::Only),
+        "ALL" | "3" => Ok(Deleted::Include),
+        other => Err(MlflowError::invalid(format!(
+            "Invalid view type {other:?}; use ACTIVE_ONLY, DELETED_ONLY or ALL"
+        ))),
+    }
+}
+
+async fn search_experiments(State(state): State<AppState>, req: Req) -> MlResult {
+    let deleted = view_type(&req, "view_type")?;
+    let limit = max_results(&req, 1000, 50_000)?;
+    let offset = decode_page_token(req.opt_str("page_token")?)?;
+    let filter = match req.opt_str("filter")?.filter(|f| !f.trim().is_empty()) {
+        Some(f) => filter::experiment_filter(f)?,
+        None => None,
+    };
+    let mut order = filter::order_by(&req.strs("order_by")?, filter::experiment_order_field)?;
+    if order.is_empty() {
+        order.push(SortKey {
+            field: Field::Attr(Attr::Created),
+            descending: true,
+        });
+    }
+    blocking(&state, move |state| {
+        let projects = store(state).list_projects()?;
+        let mut hits: Vec<&ProjectInfo> = projects
+            .iter()
+            .filter(|p| match deleted {
+                Deleted::Exclude => p.deleted_ms.is_none(),
+                Deleted::Only => p.deleted_ms.is_some(),
+                Deleted::Include => true,
+            })
+            .filter(|p| filter.as_ref().is_none_or(|f| f.matches(&ExperimentView(p))))
+            .collect();
+        hits.sort_by(|a, b| {
+            labbook_core::query::compare_by(&order, &ExperimentView(a), &ExperimentView(b))
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        let total = hits.len();
+        let page: Vec<Value> = hits
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|p| experiment_json(p))
+            .collect();
+        let mut out = json!({ "experiments": page });
+        if let Some(token) = page_token(offset, limit, total) {
+            out["next_page_token"] = json!(token);
+        }
+        Ok(Json(out))
+    })
+    .await
+}
+
+async fn update_experiment(State(state): State<AppState>, req: Req) -> MlResult {
+    let id = experiment_id(&req, "experiment_id")?;
+    let new_name = req.opt_str("new_name")?.map(str::to_string);
+    change_experiment(&state, id, move |p| p.name = new_name).await
+}
+
+async fn delete_experiment(State(state): State<AppState>, req: Req) -> MlResult {
+    let id = experiment_id(&req, "experiment_id")?;
+    change_experiment(&state, id, |p| p.deleted = Some(Some(now_ms()))).await
+}
+
+async fn restore_experiment(State(state): State<AppState>, req: Req) -> MlResult {
+    let id = experiment_id(&req, "experiment_id")?;
+    change_experiment(&state, id, |p| p.deleted = Some(None)).await
+}
+
+async fn set_experiment_tag(State(state): State<AppState>, req: Req) -> MlResult {
+    let id = experiment_id(&req, "experiment_id")?;
+    let key = req.str("key")?.to_string();
+    let value = req.opt_str("value")?.unwrap_or("").to_string();
+    check_tag(&key, &value)?;
+    change_experiment(&state, id, move |p| {
+        p.set_tags.insert(key, value);
+    })
+    .await
+}
+
+async fn delete_experiment_tag(State(state): State<AppState>, req: Req) -> MlResult {
+    let id = experiment_id(&req, "experiment_id")?;
+    let key = req.str("key")?.to_string();
+    change_experiment(&state, id, move |p| p.remove_tags.push(key)).await
+}
+
+async fn change_experiment(
+    state: &AppState,
+    id: i64,
+    change: impl FnOnce(&mut ProjectPatch) + Send + 'static,
+) -> MlResult {
+    blocking(state, move |state| {
+        project_by_id(store(state), id)?;
+        let mut patch = ProjectPatch {
+            now_ms: now_ms(),
+            ..ProjectPatch::default()
+        };
+        change(&mut patch);
+        store(state).update_project(id, &patch).map_err(|e| match e {
+            labbook_store::StoreError::Conflict(m) => MlflowError::exists(m),
+            other => other.into(),
+        })?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+// ------------------------------------------------------------------- runs
+
+fn mlflow_status(s: RunStatus) -> &'static str {
+    match s {
+        RunStatus::Running => "RUNNING",
+        RunStatus::Finished => "FINISHED",
+        RunStatus::Failed | RunStatus::Crashed => "FAILED",
+        RunStatus::Killed => "KILLED",
+    }
+}
+
+fn labbook_status(s: &str) -> MlResult<RunStatus> {
+    match s {
+        "RUNNING" | "SCHEDULED" | "1" | "2" => Ok(RunStatus::Running),
+        "FINISHED" | "3" => Ok(RunStatus::Finished),
+        "FAILED" | "4" => Ok(RunStatus::Failed),
+        "KILLED" | "5" => Ok(RunStatus::Killed),
+        other => Err(MlflowError::invalid(format!(
+            "Invalid value \"{other}\" for parameter 'status': use RUNNING, SCHEDULED, FINISHED, FAILED or KILLED"
+        ))),
+    }
+}
+
+fn run_info_json(r: &RunRecord, root: &str) -> Value {
+    let mut info = json!({
+        "run_id": r.id,
+        "run_uuid": r.id,
+        "run_name": r.name,
+        "experiment_id": r.project_id.to_string(),
+        "user_id": r.kv_tags.get(USER_TAG).map_or("", String::as_str),
+        "status": mlflow_status(r.status),
+        "start_time": r.created_ms,
+        "artifact_uri": format!("{root}/{}/artifacts", r.id),
+        "lifecycle_stage": if r.deleted_ms.is_some() { "deleted" } else { "active" },
+    });
+    if let Some(end) = r.ended_ms {
+        info["end_time"] = json!(end);
+    }
+    info
+}
+
+/// A config value as the string MLflow shows for a param.
+fn param_string(v: &ConfigValue) -> String {
+    v.display()
+}
+
+pub fn run_json(r: &RunRecord, root: &str) -> Value {
+    let metrics: Vec<Value> = r
+        .metrics
+        .iter()
+        .map(|(k, s)| json!({ "key": k, "value": num(s.last), "timestamp": s.last_ts_ms, "step": s.last_step }))
+        .collect();
+    let params: Vec<Value> = r
+        .config
+        .iter()
+        .map(|(k, v)| json!({ "key": k, "value": param_string(v) }))
+        .collect();
+    let mut tags = r.kv_tags.clone();
+    tags.insert(RUN_NAME_TAG.into(), r.name.clone());
+    if let Some(notes) = &r.notes {
+        tags.insert(NOTE_TAG.into(), notes.clone());
+    }
+    let datasets: Vec<Value> = r
+        .inputs
+        .iter()
+        .map(|d| {
+            let mut dataset = json!({
+                "name": d.name, "digest": d.digest, "source_type": d.source_type, "source": d.source,
+            });
+            if let Some(schema) = &d.schema {
+                dataset["schema"] = json!(schema);
+            }
+            if let Some(profile) = &d.profile {
+                dataset["profile"] = json!(profile);
+            }
+            json!({ "tags": key_value_list(&d.tags), "dataset": dataset })
+        })
+        .collect();
+    let outputs: Vec<Value> = r
+        .outputs
+        .iter()
+        .map(|o| json!({ "model_id": o.model_id, "step": o.step }))
+        .collect();
+    json!({
+        "info": run_info_json(r, root),
+        "data": { "metrics": metrics, "params": params, "tags": key_value_list(&tags) },
+        "inputs": { "dataset_inputs": datasets },
+        "outputs": { "model_outputs": outputs },
+    })
+}
+
+/// The artifact roots of the projects some runs belong to.
+fn roots_for<'a>(
+    s: &dyn labbook_store::Store,
+    runs: impl IntoIterator<Item = &'a RunRecord>,
+) -> HashMap<i64, String> {
+    let mut roots = HashMap::new();
+    for r in runs {
+        roots.entry(r.project_id).or_insert_with(|| {
+            s.project(ProjectRef::Id(r.project_id))
+                .map(|p| artifact_root(&p))
+                .unwrap_or_else(|_| format!("mlflow-artifacts:/{}", r.project_id))
+        });
+    }
+    roots
+}
+
+pub fn run_root(s: &dyn labbook_store::Store, r: &RunRecord) -> String {
+    roots_for(s, [r])
+        .remove(&r.project_id)
+        .unwrap_or_default()
+}
+
+fn run_id(req: &Req) -> MlResult<String> {
+    match req.opt_str("run_id")?.filter(|s| !s.is_empty()) {
+        Some(id) => Ok(id.to_string()),
+        None => Ok(req.str("run_uuid").map_err(|_| MlflowError::invalid(
+            "Missing value for required parameter 'run_id'. See the API docs for more information about request parameters.",
+        ))?.to_string()),
+    }
+}
+
+pub fn load_run(s: &dyn labbook_store::Store, id: &str) -> MlResult<RunRecord> {
+    s.get_run(id)
+        .map_err(|_| MlflowError::not_found(format!("Run with id={id} not found")))
+}
+
+/// A run that may be written to: it exists and is not deleted.
+fn active_run(s: &dyn labbook_store::Store, id: &str) -> MlResult<RunRecord> {
+    let run = load_run(s, id)?;
+    if run.deleted_ms.is_some() {
+        return Err(MlflowError::invalid(format!(
+            "The run {id} must be in the 'active' state. Current state is deleted."
+        )));
+    }
+    Ok(run)
+}
+
+fn check_tag(key: &str, value: &str) -> MlResult<()> {
+    validate_key("tag", key)?;
+    if key.len() > MAX_ENTITY_KEY {
+        return Err(MlflowError::invalid(format!(
+            "Tag key '{}' had length {}, which exceeded length limit of {MAX_ENTITY_KEY}",
+            key.chars().take(40).collect::<String>(),
+            key.len()
+        )));
+    }
+    if value.len() > MAX_TAG_VALUE {
+        return Err(MlflowError::invalid(format!(
+            "Tag value for key '{key}' had length {}, which exceeded length limit of {MAX_TAG_VALUE}",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_param(key: &str, value: &str) -> MlResult<()> {
+    validate_key("param", key)?;
+    if key.len() > MAX_ENTITY_KEY {
+        return Err(MlflowError::invalid(format!(
+            "Param key had length {}, which exceeded length limit of {MAX_ENTITY_KEY}",
+            key.len()
+        )));
+    }
+    if value.len() > MAX_PARAM_VALUE {
+        return Err(MlflowError::invalid(format!(
+            "Param value for key '{key}' had length {}, which exceeded length limit of {MAX_PARAM_VALUE}",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Folds MLflow tags into a patch: the run name and note tags are the run's
+/// own name and notes; the rest are key/value tags.
+fn tags_into_patch(tags: Vec<(String, String)>, patch: &mut RunPatch) -> MlResult<()> {
+    for (key, value) in tags {
+        check_tag(&key, &value)?;
+        match key.as_str() {
+            RUN_NAME_TAG if !value.is_empty() => patch.name = Some(value),
+            RUN_NAME_TAG => {}
+            NOTE_TAG => patch.notes = Some(value),
+            _ => {
+                patch.set_kv_tags.insert(key, value);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn create_run(State(state): State<AppState>, req: Req) -> MlResult {
+    let experiment = match req.opt_str("experiment_id")?.filter(|s| !s.is_empty()) {
+        Some(_) => experiment_id(&req, "experiment_id")?,
+        None => labbook_store::DEFAULT_PROJECT_ID,
+    };
+    let start = req.opt_i64("start_time")?.unwrap_or_else(now_ms);
+    let run_name = req.opt_str("run_name")?.filter(|s| !s.is_empty()).map(str::to_string);
+    let user = req.opt_str("user_id")?.filter(|s| !s.is_empty()).map(str::to_string);
+    let mut patch = RunPatch::default();
+    tags_into_patch(req.key_values("tags")?, &mut patch)?;
+    if let Some(user) = user {
+        patch.set_kv_tags.entry(USER_TAG.into()).or_insert(user);
+    }
+    blocking(&state, move |state| {
+        let s = store(state);
+        let project = project_by_id(s, experiment)?;
+        if project.deleted_ms.is_some() {
+            return Err(MlflowError::invalid_state(format!(
+                "The experiment {experiment} must be in the 'active' state. Current state is deleted."
+            )));
+        }
+        let run = s.create_run(&NewRun {
+            project: project.name.clone(),
+            name: run_name.or_else(|| patch.name.take()),
+            notes: patch.notes.take(),
+            created_ms: start,
+            ..NewRun::default()
+        })?;
+        if !patch.is_empty() {
+            s.update_run(&run.id, &patch)?;
+        }
+        let run = load_run(s, &run.id)?;
+        Ok(Json(json!({ "run": run_json(&run, &artifact_root(&project)) })))
+    })
+    .await
+}
+
+async fn get_run(State(state): State<AppState>, req: Req) -> MlResult {
+    let id = run_id(&req)?;
+    blocking(&state, move |state| {
+        let s = store(state);
+        let run = load_run(s, &id)?;
+        Ok(Json(json!({ "run": run_json(&run, &run_root(s, &run)) })))
+    })
+    .await
+}
+
+async fn update_run(State(state): State<AppState>, req: Req) -> MlResult {
+    let id = run_id(&req)?;
+    let status = req.opt_str("status")?.map(labbook_status).transpose()?;
+    let end_time = req.opt_i64("end_time")?;
+    let name = req.opt_str("run_name")?.filter(|s| !s.is_empty()).map(str::to_string);
+    blocking(&state, move |state| {
+        let s = store(state);
+        active_run(s, &id)?;
+        let terminal = status.is_some_and(RunStatus::is_terminal);
+        let patch = RunPatch {
+            status,
+            ended_ms: if terminal { Some(end_time.unwrap_or_else(now_ms)) } else { end_time },
+            name,
+            ..RunPatch::default()
+        };
+        // Ending a run seals its series into full chunks.
+        state.appender.commit(&id, Vec::new(), Some(patch), terminal)?;
+        let run = load_run(s, &id)?;
+        Ok(Json(json!({ "run_info": run_info_json(&run, &run_root(s, &run)) })))
+    })
+    .await
+}
+
+async fn delete_run(State(state): State<AppState>, req: Req) -> MlResult {
+    let id = run_id(&req)?;
+    blocking(&state, move |state| {
+        load_run(store(state), &id)?;
+        store(state).delete_run(&id, now_ms())?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+async fn restore_run(State(state): State<AppState>, req: Req) -> MlResult {
+    let id = run_id(&req)?;
+    blocking(&state, move |state| {
+        load_run(store(state), &id)?;
+        store(state).restore_run(&id)?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+/// One metric of a request, checked.
+struct MetricIn {
+    key: String,
+    step: i64,
+    ts_ms: i64,
+    value: f64,
+    model_id: Option<String>,
+}
+
+fn metric_in(m: &Req) -> MlResult<MetricIn> {
+    let key = m.str("key")?.to_string();
+    validate_metric_key(&key)?;
+    if key.len() > MAX_ENTITY_KEY {
+        return Err(MlflowError::invalid(format!(
+            "Metric key had length {}, which exceeded length limit of {MAX_ENTITY_KEY}",
+            key.len()
+        )));
+    }
+    Ok(MetricIn {
+        value: m.f64("value")?,
+        ts_ms: m.i64("timestamp")?,
+        step: m.opt_i64("step")?.unwrap_or(0),
+        model_id: m.opt_str("model_id")?.filter(|s| !s.is_empty()).map(str::to_string),
+        key,
+    })
+}
+
+fn series_of(metrics: &[MetricIn]) -> Vec<(String, SeriesColumns)> {
+    let mut by_key: Vec<(String, SeriesColumns)> = Vec::new();
+    for m in metrics {
+        let i = match by_key.iter().position(|(k, _)| *k == m.key) {
+            Some(i) => i,
+            None => {
+                by_key.push((m.key.clone(), SeriesColumns::default()));
+                by_key.len() - 1
+            }
+        };
+        by_key[i].1.push(labbook_core::Point {
+            step: m.step,
+            ts_ms: m.ts_ms,
+            value: m.value,
+        });
+    }
+    by_key
+}
+
+/// MLflow params are strings; one that reads back as the same number or
+/// boolean is kept typed, so the dashboard can plot it, and shows as the
+/// very string the client sent.
+fn param_value(text: &str) -> ConfigValue {
+    let typed = if let Ok(i) = text.parse::<i64>() {
+        ConfigValue::Int(i)
+    } else if let Ok(f) = text.parse::<f64>() {
+        ConfigValue::Float(f)
+    } else {
+        return ConfigValue::Str(text.to_string());
+    };
+    if typed.display() == text {
+        typed
+    } else {
+        ConfigValue::Str(text.to_string())
+    }
+}
+
+/// Links metrics logged with a `model_id` to that logged model.
+fn record_model_metrics(
+    s: &dyn labbook_store::Store,
+    run_id: &str,
+    metrics: &[MetricIn],
+) -> MlResult<()> {
+    for m in metrics {
+        if let Some(model_id) = &m.model_id {
+            models::update_logged_model(s, model_id, |model| {
+                model.metrics.push(labbook_core::model::ModelMetric {
+                    key: m.key.clone(),
+                    value: m.value,
+                    ts_ms: m.ts_ms,
+                    step: m.step,
+                    run_id: Some(run_id.to_string()),
+                    dataset_name: None,
+                    dataset_digest: None,
+                });
+                Ok(())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+async fn log_metric(State(state): State<AppState>, req: Req) -> MlResult {
+    let id = run_id(&req)?;
+    let metric = metric_in(&req)?;
+    blocking(&state, move |state| {
+        active_run(store(state), &id)?;
+        let metrics = [metric];
+        state.appender.commit(&id, series_of(&metrics), None, false)?;
+        record_model_metrics(store(state), &id, &metrics)?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+async fn log_param(State(state): State<AppState>, req: Req) -> MlResult {
+    let id = run_id(&req)?;
+    let key = req.str("key")?.to_string();
+    let value = req.opt_str("value")?.unwrap_or("").to_string();
+    check_param(&key, &value)?;
+    blocking(&state, move |state| {
+        active_run(store(state), &id)?;
+        let params: Config = [(key, param_value(&value))].into();
+        store(state).update_run(
+            &id,
+            &RunPatch {
+                params: Some(params),
+                ..RunPatch::default()
+            },
+        )?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+async fn log_batch(State(state): State<AppState>, req: Req) -> MlResult {
+    let id = run_id(&req)?;
+    let metrics = req.objects("metrics")?;
+    let params = req.key_values("params")?;
+    let tags = req.key_values("tags")?;
+    if metrics.len() > MAX_BATCH_METRICS {
+        return Err(MlflowError::invalid(format!(
+            "A batch logging request can contain at most {MAX_BATCH_METRICS} metrics. Got {} metrics. Please split up metrics across multiple requests and try again.",
+            metrics.len()
+        )));
+    }
+    if params.len() > MAX_BATCH_PARAMS {
+        return Err(MlflowError::invalid(format!(
+            "A batch logging request can contain at most {MAX_BATCH_PARAMS} params. Got {} params. Please split up params across multiple requests and try again.",
+            params.len()
+        )));
+    }
+    if tags.len() > MAX_BATCH_TAGS {
+        return Err(MlflowError::invalid(format!(
+            "A batch logging request can contain at most {MAX_BATCH_TAGS} tags. Got {} tags. Please split up tags across multiple requests and try again.",
+            tags.len()
+        )));
+    }
+    let total = metrics.len() + params.len() + tags.len();
+    if total > MAX_BATCH_TOTAL {
+        return Err(MlflowError::invalid(format!(
+            "A batch logging request can contain at most {MAX_BATCH_TOTAL} metrics, params, and tags in total. Got {total}. Please split up across multiple requests and try again."
+        )));
+    }
+    let metrics: Vec<MetricIn> = metrics.iter().map(metric_in).collect::<MlResult<_>>()?;
+    let mut patch = RunPatch::default();
+    let mut config = Config::new();
+    for (key, value) in params {
+        check_param(&key, &value)?;
+        let value = param_value(&value);
+        if let Some(prior) = config.get(&key)
+            && prior.display() != value.display()
+        {
+            return Err(MlflowError::invalid(format!(
+                "Duplicate parameter keys have been submitted: '{key}' appears with two values"
+            )));
+        }
+        config.insert(key, value);
+    }
+    if !config.is_empty() {
+        patch.params = Some(config);
+    }
+    tags_into_patch(tags, &mut patch)?;
+    blocking(&state, move |state| {
+        active_run(store(state), &id)?;
+        let patch = (!patch.is_empty()).then_some(patch);
+        if !metrics.is_empty() || patch.is_some() {
+            state.appender.commit(&id, series_of(&metrics), patch, false)?;
+        }
+        record_model_metrics(store(state), &id, &metrics)?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+async fn set_tag(State(state): State<AppState>, req: Req) -> MlResult {
+    let id = run_id(&req)?;
+    let key = req.str("key")?.to_string();
+    let value = req.opt_str("value")?.unwrap_or("").to_string();
+    let mut patch = RunPatch::default();
+    tags_into_patch(vec![(key, value)], &mut patch)?;
+    blocking(&state, move |state| {
+        active_run(store(state), &id)?;
+        store(state).update_run(&id, &patch)?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+async fn delete_tag(State(state): State<AppState>, req: Req) -> MlResult {
+    let id = run_id(&req)?;
+    let key = req.str("key")?.to_string();
+    blocking(&state, move |state| {
+        active_run(store(state), &id)?;
+        let patch = RunPatch {
+            remove_kv_tags: vec![key.clone()],
+            ..RunPatch::default()
+        };
+        store(state).update_run(&id, &patch).map_err(|e| match e {
+            labbook_store::StoreError::NotFound { .. } => {
+                MlflowError::not_found(format!("No tag with name: {key} in run with id {id}"))
+            }
+            other => other.into(),
+        })?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+async fn search_runs(State(state): State<AppState>, req: Req) -> MlResult {
+    let experiments: Vec<i64> = req
+        .strs("experiment_ids")?
+        .iter()
+        .map(|e| {
+            e.trim()
+                .parse()
+                .map_err(|_| MlflowError::invalid(format!("Invalid experiment id {e:?}")))
+        })
+        .collect::<MlResult<_>>()?;
+    let filter = match req.opt_str("filter")?.filter(|f| !f.trim().is_empty()) {
+        Some(f) => filter::run_filter(f)?,
+        None => None,
+    };
+    let sort = filter::order_by(&req.strs("order_by")?, filter::run_order_field)?;
+    let deleted = view_type(&req, "run_view_type")?;
+    let limit = max_results(&req, 1000, 50_000)?;
+    let offset = decode_page_token(req.opt_str("page_token")?)?;
+    blocking(&state, move |state| {
+        let s = store(state);
+        let mut names = Vec::new();
+        let mut roots = HashMap::new();
+        for id in &experiments {
+            let p = project_by_id(s, *id)?;
+            roots.insert(p.id, artifact_root(&p));
+            names.push(Literal::Str(p.name));
+        }
+        let scope = Expr::In {
+            field: Field::Attr(Attr::Project),
+            values: names,
+            negated: false,
+        };
+        let filter = Some(match filter {
+            Some(f) => Expr::And(Box::new(scope), Box::new(f)),
+            None => scope,
+        });
+        let query = RunQuery {
+            filter,
+            sort,
+            deleted,
+            ..RunQuery::default()
+        };
+        let mut page = Vec::new();
+        let mut total = 0;
+        s.visit_runs(&query, &mut |runs| {
+            total = runs.len();
+            page = runs
+                .iter()
+                .skip(offset)
+                .take(limit)
+                .map(|r| {
+                    let root = roots.get(&r.project_id).map_or("", String::as_str);
+                    run_json(r, root)
+                })
+                .collect();
+        })?;
+        let mut out = json!({ "runs": page });
+        if let Some(token) = page_token(offset, limit, total) {
+            out["next_page_token"] = json!(token);
+        }
+        Ok(Json(out))
+    })
+    .await
+}
+
+fn dataset_input(d: &Req) -> MlResult<DatasetInput> {
+    let dataset = d
+        .object("dataset")?
+        .ok_or_else(|| MlflowError::invalid("Missing value for required parameter 'dataset'"))?;
+    let input = DatasetInput {
+        name: dataset.str("name")?.to_string(),
+        digest: dataset.str("digest")?.to_string(),
+        source_type: dataset.str("source_type")?.to_string(),
+        source: dataset.str("source")?.to_string(),
+        schema: dataset.opt_str("schema")?.map(str::to_string),
+        profile: dataset.opt_str("profile")?.map(str::to_string),
+        tags: d.key_values("tags")?.into_iter().collect(),
+    };
+    input.validate()?;
+    Ok(input)
+}
+
+async fn log_inputs(State(state): State<AppState>, req: Req) -> MlResult {
+    let id = run_id(&req)?;
+    let inputs: Vec<DatasetInput> = req
+        .objects("datasets")?
+        .iter()
+        .map(dataset_input)
+        .collect::<MlResult<_>>()?;
+    blocking(&state, move |state| {
+        active_run(store(state), &id)?;
+        store(state).update_run(
+            &id,
+            &RunPatch {
+                add_inputs: inputs,
+                ..RunPatch::default()
+            },
+        )?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+async fn log_outputs(State(state): State<AppState>, req: Req) -> MlResult {
+    let id = run_id(&req)?;
+    let outputs: Vec<ModelOutput> = req
+        .objects("models")?
+        .iter()
+        .map(|m| {
+            Ok(ModelOutput {
+                model_id: m.str("model_id")?.to_string(),
+                step: m.opt_i64("step")?.unwrap_or(0),
+            })
+        })
+        .collect::<MlResult<_>>()?;
+    blocking(&state, move |state| {
+        active_run(store(state), &id)?;
+        store(state).update_run(
+            &id,
+            &RunPatch {
+                add_outputs: outputs,
+                ..RunPatch::default()
+            },
+        )?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+/// The MLflow 2 way of recording a model on a run: its MLmodel JSON is
+/// appended to the `mlflow.log-model.history` tag.
+async fn log_model_history(State(state): State<AppState>, req: Req) -> MlResult {
+    let id = run_id(&req)?;
+    let model_json = req.str("model_json")?.to_string();
+    let model: Value = serde_json::from_str(&model_json)
+        .map_err(|e| MlflowError::invalid(format!("model_json is not JSON: {e}")))?;
+    blocking(&state, move |state| {
+        let run = active_run(store(state), &id)?;
+        const HISTORY: &str = "mlflow.log-model.history";
+        let mut history: Vec<Value> = run
+            .kv_tags
+            .get(HISTORY)
+            .and_then(|h| serde_json::from_str(h).ok())
+            .unwrap_or_default();
+        history.push(model);
+        let patch = RunPatch {
+            set_kv_tags: [(HISTORY.to_string(), Value::Array(history).to_string())].into(),
+            ..RunPatch::default()
+        };
+        store(state).update_run(&id, &patch)?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- metrics
+
+fn points_json(key: &str, cols: &SeriesColumns, range: std::ops::Range<usize>, run_id: Option<&str>) -> Vec<Value> {
+    range
+        .map(|i| {
+            let mut m = json!({
+                "key": key,
+                "value": num(cols.values[i]),
+                "timestamp": cols.ts_ms[i],
+                "step": cols.steps[i],
+            });
+            if let Some(id) = run_id {
+                m["run_id"] = json!(id);
+            }
+            m
+        })
+        .collect()
+}
+
+async fn get_history(State(state): State<AppState>, req: Req) -> MlResult {
+    let id = run_id(&req)?;
+    let key = req.str("metric_key")?.to_string();
+    let limit = match req.opt_i64("max_results")? {
+        Some(_) => Some(max_results(&req, 25_000, 25_000_000)?),
+        None => None,
+    };
+    let offset = decode_page_token(req.opt_str("page_token")?)?;
+    blocking(&state, move |state| {
+        let s = store(state);
+        load_run(s, &id)?;
+        let cols = s.read_series(&id, &key, StepRange::ALL)?;
+        let total = cols.len();
+        let start = offset.min(total);
+        let end = limit.map_or(total, |l| (start + l).min(total));
+        let mut out = json!({ "metrics": points_json(&key, &cols, start..end, None) });
+        if let Some(l) = limit
+            && let Some(token) = page_token(start, l, total)
+        {
+            out["next_page_token"] = json!(token);
+        }
+        Ok(Json(out))
+    })
+    .await
+}
+
+async fn get_history_bulk_interval(State(state): State<AppState>, req: Req) -> MlResult {
+    let ids = req.strs("run_ids")?;
+    if ids.is_empty() {
+        return Err(MlflowError::invalid(
+            "Missing value for required parameter 'run_ids'.",
+        ));
+    }
+    if ids.len() > 100 {
+        return Err(MlflowError::invalid(format!(
+            "GetMetricHistoryBulkInterval request must specify at most 100 run_ids. Received {} run_ids.",
+            ids.len()
+        )));
+    }
+    let key = req.str("metric_key")?.to_string();
+    let range = StepRange {
+        lo: req.opt_i64("start_step")?,
+        hi: req.opt_i64("end_step")?,
+    };
+    if let (Some(lo), Some(hi)) = (range.lo, range.hi)
+        && lo > hi
+    {
+        return Err(MlflowError::invalid(
+            "end_step must be greater than start_step.",
+        ));
+    }
+    let per_run = max_results(&req, 320, 2500)?;
+    blocking(&state, move |state| {
+        let s = store(state);
+        let mut metrics = Vec::new();
+        for id in &ids {
+            load_run(s, id)?;
+            let (cols, _) = s.downsample(id, &key, range, per_run.div_ceil(4).max(1), true)?;
+            let n = cols.len().min(per_run);
+            metrics.extend(points_json(&key, &cols, 0..n, Some(id)));
+        }
+        Ok(Json(json!({ "metrics": metrics })))
+    })
+    .await
+}
+
+/// `artifacts/list` on the tracking service: a run's artifacts, with paths
+/// relative to its artifact root.
+async fn list_run_artifacts(State(state): State<AppState>, req: Req) -> MlResult {
+    let id = run_id(&req)?;
+    let path = req.opt_str("path")?.unwrap_or("").to_string();
+    blocking(&state, move |state| {
+        let s = store(state);
+        let run = load_run(s, &id)?;
+        let root = run_root(s, &run);
+        let base = super::artifacts::store_path_of(&format!("{root}/{id}/artifacts"))
+            .ok_or_else(|| MlflowError::invalid("this run's artifacts are not kept by this server"))?;
+        let rel = labbook_core::artifact::normalize_artifact_path(&path)?;
+        let dir = if rel.is_empty() { base.clone() } else { format!("{base}/{rel}") };
+        let files: Vec<Value> = s
+            .list_artifacts(&dir)?
+            .into_iter()
+            .map(|e| {
+                let shown = e.path.strip_prefix(&format!("{base}/")).unwrap_or(&e.path).to_string();
+                let mut f = json!({ "path": shown, "is_dir": e.is_dir });
+                if !e.is_dir {
+                    f["file_size"] = json!(e.size);
+                }
+                f
+            })
+            .collect();
+        Ok(Json(json!({ "root_uri": format!("{root}/{id}/artifacts"), "files": files })))
+    })
+    .await
+}
