@@ -12,6 +12,9 @@ The server under test is chosen by ``CONFORMANCE_SERVER``:
 (``METHOD PATH STATUS``, ids normalized), as the client saw them and, for
 ``mlflow``, as the server's access log recorded them (the CLI tests included).
 
+``CONFORMANCE_KEEP_LOG=FILE`` copies the server's log (for ``mlflow``, its access
+log) there at the end.
+
 ``CONFORMANCE_URL=http://...`` uses a server that is already running instead of
 starting one (``CONFORMANCE_STORE`` names its store for the labbook-only tests,
 ``CONFORMANCE_SERVER_LOG`` its log).
@@ -36,9 +39,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import pytest
 import requests
+
+# Before mlflow is imported: a test run must not send usage telemetry anywhere. The
+# servers and CLI processes started below inherit this.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+import mlflow
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_KIND = os.environ.get("CONFORMANCE_SERVER", "labbook")
@@ -302,7 +311,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             if out:
                 _write_endpoints(srv, Path(out))
             keep = os.environ.get("CONFORMANCE_KEEP_LOG")
-            if keep:
+            if keep and srv.log_path.exists():
                 shutil.copyfile(srv.log_path, keep)
 
 
