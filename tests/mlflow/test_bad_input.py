@@ -62,6 +62,11 @@ class Ctx:
         data: dict[str, Any] = resp.json()["run"].get("data", {})
         return data
 
+    def logged(self, run_id: str | None = None) -> tuple[list[Any], list[Any]]:
+        """The run's metrics and params (absent and empty lists are the same thing)."""
+        data = self.run_data(run_id)
+        return data.get("metrics", []), data.get("params", [])
+
     def fresh_run(self) -> str:
         resp = self.post("runs/create", {"experiment_id": self.experiment_id})
         assert resp.status_code == 200, resp.text
@@ -125,7 +130,7 @@ def test_missing_required_fields(ctx: Ctx) -> None:
         "INVALID_PARAMETER_VALUE",
     )
     error(ctx.post("registered-models/create", {}), 400, "INVALID_PARAMETER_VALUE")
-    assert "metrics" not in ctx.run_data()
+    assert ctx.logged()[0] == []
 
 
 def test_wrong_types(ctx: Ctx) -> None:
@@ -162,8 +167,7 @@ def test_wrong_types(ctx: Ctx) -> None:
         "INVALID_PARAMETER_VALUE",
     )
     error(ctx.get("experiments/get", experiment_id="abc"), 400, "INVALID_PARAMETER_VALUE")
-    data = ctx.run_data()
-    assert "metrics" not in data and "params" not in data
+    assert ctx.logged() == ([], [])
 
 
 def test_bad_names(ctx: Ctx) -> None:
@@ -180,7 +184,7 @@ def test_bad_names(ctx: Ctx) -> None:
         "INVALID_PARAMETER_VALUE",
     )
     assert ctx.post("runs/log-parameter", {"run_id": rid, "key": "k" * 250, "value": "v"}).ok
-    assert "metrics" not in ctx.run_data()
+    assert ctx.logged()[0] == []
 
 
 def test_lenient_json_the_proto_way(ctx: Ctx) -> None:
@@ -242,8 +246,8 @@ def test_log_batch_rejected_whole(ctx: Ctx, label: str, batch: dict[str, Any]) -
         ctx.post("runs/log-batch", {"run_id": ctx.run_id} | batch), 400, "INVALID_PARAMETER_VALUE"
     )
     data = ctx.run_data()
-    assert "metrics" not in data, label
-    assert "params" not in data, label
+    assert data.get("metrics", []) == [], label
+    assert data.get("params", []) == [], label
     assert [t["key"] for t in data.get("tags", []) if t["key"].startswith("lim")] == [], label
 
 
@@ -285,7 +289,7 @@ def test_log_batch_wrong_types(ctx: Ctx, label: str, bad: dict[str, Any]) -> Non
         assert resp.status_code == 200, label
         return
     error(resp, 400, "INVALID_PARAMETER_VALUE")
-    assert "metrics" not in ctx.run_data(run_id), label
+    assert ctx.logged(run_id)[0] == [], label
 
 
 def test_log_batch_param_value_not_a_string(ctx: Ctx) -> None:
@@ -297,7 +301,7 @@ def test_log_batch_param_value_not_a_string(ctx: Ctx) -> None:
         assert ctx.run_data(run_id)["params"] == [{"key": "p", "value": ""}]
         return
     error(resp, 400, "INVALID_PARAMETER_VALUE")
-    assert "params" not in ctx.run_data(run_id)
+    assert ctx.logged(run_id)[1] == []
 
 
 # --- unknown things -----------------------------------------------------------------------
@@ -384,7 +388,7 @@ def test_duplicates_and_states(ctx: Ctx) -> None:
     resp = ctx.get("runs/get", run_id=run_id)
     assert resp.status_code == 200
     assert resp.json()["run"]["info"]["lifecycle_stage"] == "deleted"
-    assert "metrics" not in resp.json()["run"].get("data", {})
+    assert resp.json()["run"].get("data", {}).get("metrics", []) == []
 
 
 def test_search_arguments(ctx: Ctx) -> None:
@@ -428,7 +432,7 @@ def test_malformed_json(ctx: Ctx) -> None:
         assert resp.status_code == 500
     else:
         is_4xx_error(resp)
-    assert "metrics" not in ctx.run_data()
+    assert ctx.logged()[0] == []
 
 
 def test_unknown_route_and_method(ctx: Ctx) -> None:

@@ -68,9 +68,12 @@ def test_latest_metric_is_max_of_step_timestamp_value(
     metrics = client.get_run(run_id).data.metrics
     assert metrics == {"by_step": 1.0, "by_time": 1.0, "by_value": 3.0, "batch": 30.0}
 
-    # The history keeps every point; MLflow orders it by (timestamp, step, value).
+    # The history keeps every point.
     by_step = client.get_metric_history(run_id, "by_step")
-    assert [(m.timestamp, m.step, m.value) for m in by_step] == [(1000, 5, 1.0), (2000, 3, 2.0)]
+    assert sorted((m.timestamp, m.step, m.value) for m in by_step) == [
+        (1000, 5, 1.0),
+        (2000, 3, 2.0),
+    ]
     by_value = client.get_metric_history(run_id, "by_value")
     assert sorted((m.timestamp, m.step, m.value) for m in by_value) == [
         (1000, 1, 2.0),
@@ -80,6 +83,24 @@ def test_latest_metric_is_max_of_step_timestamp_value(
     assert [(m.step, m.value) for m in batch] == [(10, 10.0), (20, 20.0), (30, 30.0)]
     assert all(m.key == "batch" for m in batch)
     assert client.get_metric_history(run_id, "never-logged") == []
+
+
+def test_history_order_is_timestamp_step_value(
+    experiment: Experiment, client: mlflow.MlflowClient
+) -> None:
+    """MLflow returns a history sorted by (timestamp, step, value), not by step."""
+    run_id = client.create_run(experiment.id).info.run_id
+    client.log_metric(run_id, "m", 1.0, timestamp=1000, step=5)
+    client.log_metric(run_id, "m", 2.0, timestamp=2000, step=3)
+    client.log_metric(run_id, "m", 4.0, timestamp=1500, step=9)
+    client.log_metric(run_id, "m", 3.0, timestamp=1500, step=9)
+    history = client.get_metric_history(run_id, "m")
+    assert [(m.timestamp, m.step, m.value) for m in history] == [
+        (1000, 5, 1.0),
+        (1500, 9, 3.0),
+        (1500, 9, 4.0),
+        (2000, 3, 2.0),
+    ]
 
 
 def test_metric_values_round_trip_exactly(
