@@ -774,6 +774,9 @@ impl Fields for RunView<'_> {
                 .kv_tags
                 .get(key)
                 .map_or(Value::Missing, |v| Value::Str(Cow::Borrowed(v))),
+            // A run without datasets has none to compare: like MLflow's
+            // join, no condition on datasets holds for it.
+            Field::Dataset(_) if run.inputs.is_empty() => Value::Missing,
             Field::Dataset(attr) => Value::List(Cow::Owned(
                 run.inputs
                     .iter()
@@ -1007,6 +1010,15 @@ pub fn compare_values(keys: &[SortKey], a: &[Value<'_>], b: &[Value<'_>]) -> Ord
             (Value::Missing, Value::Missing) => Ordering::Equal,
             (Value::Missing, _) => return Ordering::Greater,
             (_, Value::Missing) => return Ordering::Less,
+            // NaN sorts after every number whatever the direction, like a
+            // missing value (MLflow's order too).
+            (Value::Num(x), Value::Num(y)) if x.is_nan() || y.is_nan() => {
+                match (x.is_nan(), y.is_nan()) {
+                    (true, true) => Ordering::Equal,
+                    (true, false) => return Ordering::Greater,
+                    _ => return Ordering::Less,
+                }
+            }
             (Value::Num(x), Value::Num(y)) => x.total_cmp(y),
             (Value::Str(x), Value::Str(y)) => x.cmp(y),
             (Value::Bool(x), Value::Bool(y)) => x.cmp(y),

@@ -35,12 +35,15 @@ pub fn router(store: Arc<dyn Store>) -> Router {
     };
     Router::new()
         .nest("/api/v1", api::routes())
-        .merge(mlflow::routes())
         .route("/health", axum::routing::get(|| async { "ok" }))
         .merge(assets::routes())
         // The fastest level: on a laptop or a LAN the wire is rarely the
         // bottleneck, and the default level spent ~0.4 s on a 12 MB chart.
         .layer(CompressionLayer::new().quality(tower_http::CompressionLevel::Fastest))
+        // MLflow's API stays uncompressed: its clients are scripts on the
+        // same machine or network, where a log call's latency is the cost
+        // that matters, and artifacts are streamed with their length.
+        .merge(mlflow::routes())
         .with_state(state)
 }
 

@@ -10,28 +10,42 @@ use anyhow::{Context, Result};
 
 use labbook_store::Store;
 
-use crate::{ServeArgs, UiArgs};
 use crate::app::App;
+use crate::{ServeArgs, UiArgs};
 
 pub fn run(app: &App, args: UiArgs) -> Result<ExitCode> {
     let (store, dir) = app.open_existing()?;
     let open = args.open;
-    serve_store(app, store, dir, SocketAddr::new(args.host, args.port), "ui", move |url| {
-        if open {
-            // Best effort: a machine without a desktop has no opener.
-            let _ = std::process::Command::new("xdg-open")
-                .arg(url)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn();
-        }
-    })
+    serve_store(
+        app,
+        store,
+        dir,
+        SocketAddr::new(args.host, args.port),
+        "ui",
+        move |url| {
+            if open {
+                // Best effort: a machine without a desktop has no opener.
+                let _ = std::process::Command::new("xdg-open")
+                    .arg(url)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn();
+            }
+        },
+    )
 }
 
 pub fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
     let dir = app.store_dir_for_run();
     let store = crate::app::open_store(&dir)?;
-    serve_store(app, store, dir, SocketAddr::new(args.host, args.port), "serve", |_| {})
+    serve_store(
+        app,
+        store,
+        dir,
+        SocketAddr::new(args.host, args.port),
+        "serve",
+        |_| {},
+    )
 }
 
 fn serve_store(

@@ -3,7 +3,6 @@
 //! server's artifact root, which is labbook's artifact store. Paths are
 //! checked by `normalize_artifact_path`, so none can leave the root.
 
-use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -16,7 +15,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use labbook_core::artifact::normalize_artifact_path;
 
-use super::{MlResult, MlflowError, Req, blocking, store};
+use super::{MlResult, MlflowError, Req, blocking, store, wire};
 use crate::AppState;
 use crate::json::now_ms;
 
@@ -61,7 +60,7 @@ async fn list(State(state): State<AppState>, req: Req) -> MlResult {
                 f
             })
             .collect();
-        Ok(Json(json!({ "files": files })))
+        Ok(wire(json!({ "files": files })))
     })
     .await
 }
@@ -77,14 +76,19 @@ async fn upload(State(state): State<AppState>, Path(path): Path<String>, body: B
     let mut reader = SyncIoBridge::new(StreamReader::new(stream));
     blocking(&state, move |state| {
         store(state).put_artifact(&path, &mut reader, now_ms())?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
 
 async fn download(State(state): State<AppState>, Path(path): Path<String>) -> MlResult<Response> {
-    let path = checked(&path)?;
-    let (mut reader, size) = blocking(&state, move |state| Ok(store(state).open_artifact(&path)?)).await?;
+    send_file(&state, checked(&path)?).await
+}
+
+/// Streams one stored file.
+pub async fn send_file(state: &AppState, path: String) -> MlResult<Response> {
+    let (mut reader, size) =
+        blocking(state, move |state| Ok(store(state).open_artifact(&path)?)).await?;
     // Read on a blocking thread and hand chunks to the response as they come,
     // so a large model never sits in memory whole.
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
@@ -94,7 +98,10 @@ async fn download(State(state): State<AppState>, Path(path): Path<String>) -> Ml
             match reader.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
-                    if tx.blocking_send(Ok(Bytes::copy_from_slice(&buf[..n]))).is_err() {
+                    if tx
+                        .blocking_send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -123,7 +130,7 @@ async fn delete(State(state): State<AppState>, Path(path): Path<String>) -> MlRe
     let path = checked(&path)?;
     blocking(&state, move |state| {
         store(state).delete_artifacts(&path)?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }

@@ -184,7 +184,11 @@ pub fn parse(src: &str) -> Result<Vec<Clause>, MlflowError> {
     while it.peek().is_some() {
         let ident = match it.next() {
             Some(Tok::Ident(s)) => s,
-            other => return Err(bad(format!("expected a field such as metrics.acc, found {other:?}"))),
+            other => {
+                return Err(bad(format!(
+                    "expected a field such as metrics.acc, found {other:?}"
+                )));
+            }
         };
         let entity = entity(&ident)?;
         let word = |t: &Option<&Tok>, w: &str| matches!(t, Some(Tok::Ident(s)) if s.eq_ignore_ascii_case(w));
@@ -201,9 +205,16 @@ pub fn parse(src: &str) -> Result<Vec<Clause>, MlflowError> {
                 };
                 (Op::Cmp(cmp), vec![literal(it.next())?])
             }
-            Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("like") || w.eq_ignore_ascii_case("ilike") => {
+            Some(Tok::Ident(w))
+                if w.eq_ignore_ascii_case("like") || w.eq_ignore_ascii_case("ilike") =>
+            {
                 let ci = w.eq_ignore_ascii_case("ilike");
-                (Op::Like { case_insensitive: ci }, vec![literal(it.next())?])
+                (
+                    Op::Like {
+                        case_insensitive: ci,
+                    },
+                    vec![literal(it.next())?],
+                )
             }
             Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("is") => {
                 let negated = word(&it.peek(), "not");
@@ -216,9 +227,13 @@ pub fn parse(src: &str) -> Result<Vec<Clause>, MlflowError> {
                 it.next();
                 (Op::IsNull { negated }, Vec::new())
             }
-            Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("in") || w.eq_ignore_ascii_case("not") => {
+            Some(Tok::Ident(w))
+                if w.eq_ignore_ascii_case("in") || w.eq_ignore_ascii_case("not") =>
+            {
                 let negated = w.eq_ignore_ascii_case("not");
-                if negated && !matches!(it.next(), Some(Tok::Ident(s)) if s.eq_ignore_ascii_case("in")) {
+                if negated
+                    && !matches!(it.next(), Some(Tok::Ident(s)) if s.eq_ignore_ascii_case("in"))
+                {
                     return Err(bad("expected IN after NOT"));
                 }
                 if it.next() != Some(Tok::LParen) {
@@ -235,14 +250,20 @@ pub fn parse(src: &str) -> Result<Vec<Clause>, MlflowError> {
                 }
                 (Op::In { negated }, values)
             }
-            other => return Err(bad(format!("expected a comparator after {ident}, found {other:?}"))),
+            other => {
+                return Err(bad(format!(
+                    "expected a comparator after {ident}, found {other:?}"
+                )));
+            }
         };
         clauses.push(Clause { entity, op, values });
         match it.next() {
             None => break,
             Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("and") => continue,
             Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("or") => {
-                return Err(bad("Invalid clause(s) in filter string: OR is not supported; join conditions with AND"));
+                return Err(bad(
+                    "Invalid clause(s) in filter string: OR is not supported; join conditions with AND",
+                ));
             }
             Some(other) => return Err(bad(format!("expected AND, found {other:?}"))),
         }
@@ -262,7 +283,9 @@ fn expect_str(entity: &Entity, values: &[Literal]) -> Result<(), MlflowError> {
     if values.iter().all(|v| matches!(v, Literal::Str(_))) {
         Ok(())
     } else {
-        Err(bad(format!("Expected a quoted string value for {entity:?}")))
+        Err(bad(format!(
+            "Expected a quoted string value for {entity:?}"
+        )))
     }
 }
 
@@ -370,7 +393,9 @@ pub fn run_filter(src: &str) -> Result<Option<Expr>, MlflowError> {
                 expect_num(&clause.entity, &values)?;
             }
             (Entity::Attribute(a), _) if a == "experiment_id" => {
-                return Err(bad("filter runs by experiment with experiment_ids, not in the filter"));
+                return Err(bad(
+                    "filter runs by experiment with experiment_ids, not in the filter",
+                ));
             }
             (_, Field::Attr(Attr::Status)) => {
                 values = status_values(&values)?;
@@ -390,7 +415,14 @@ pub fn run_filter(src: &str) -> Result<Option<Expr>, MlflowError> {
                 }
                 let negated = matches!(clause.op, Op::Cmp(CmpOp::Ne) | Op::In { negated: true });
                 if matches!(clause.op, Op::Cmp(CmpOp::Eq | CmpOp::Ne) | Op::In { .. }) {
-                    expr = Some(and(expr, Expr::In { field, values, negated }));
+                    expr = Some(and(
+                        expr,
+                        Expr::In {
+                            field,
+                            values,
+                            negated,
+                        },
+                    ));
                     continue;
                 }
                 return Err(bad("status supports =, !=, IN, NOT IN and LIKE"));
@@ -491,11 +523,13 @@ mod tests {
 
     #[test]
     fn parses_mlflow_filters() {
-        let c = parse("metrics.acc > 0.9 and params.lr = '0.01' AND tags.`my tag` LIKE 'a%'").unwrap();
+        let c =
+            parse("metrics.acc > 0.9 and params.lr = '0.01' AND tags.`my tag` LIKE 'a%'").unwrap();
         assert_eq!(c.len(), 3);
         assert_eq!(c[0].entity, Entity::Metric("acc".into()));
         assert_eq!(c[2].entity, Entity::Tag("my tag".into()));
-        let c = parse("tags.mlflow.runName IN ('a', 'b') and attributes.status != 'FAILED'").unwrap();
+        let c =
+            parse("tags.mlflow.runName IN ('a', 'b') and attributes.status != 'FAILED'").unwrap();
         assert_eq!(c[0].entity, Entity::Tag("mlflow.runName".into()));
         assert_eq!(c[0].values.len(), 2);
         let c = parse("metrics.\"val loss\" < -1.5e-3 and tags.x IS NOT NULL").unwrap();
@@ -506,7 +540,11 @@ mod tests {
         assert!(parse("foo.bar = 'x'").is_err());
         assert!(run_filter("metrics.acc > 'x'").is_err());
         assert!(run_filter("params.lr = 0.1").is_err());
-        assert!(run_filter("attributes.status = 'FINISHED'").unwrap().is_some());
+        assert!(
+            run_filter("attributes.status = 'FINISHED'")
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]

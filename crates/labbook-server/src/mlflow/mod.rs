@@ -35,6 +35,11 @@ pub fn routes() -> Router<AppState> {
         .nest("/ajax-api/2.0/mlflow", service)
         .nest("/api/2.0/mlflow-artifacts", artifacts::routes())
         .nest("/ajax-api/2.0/mlflow-artifacts", artifacts::routes())
+        .route("/get-artifact", axum::routing::get(tracking::get_artifact))
+        .route(
+            "/ajax-api/2.0/mlflow/get-artifact",
+            axum::routing::get(tracking::get_artifact),
+        )
         .route(
             "/version",
             axum::routing::get(|| async { MLFLOW_COMPATIBLE_VERSION }),
@@ -167,7 +172,26 @@ pub async fn blocking<T: Send + 'static>(
 }
 
 /// A request's fields: the JSON body merged over the query parameters.
-pub struct Req(pub Map<String, Value>);
+/// `from_query` says the values are strings from a URL, where a repeated
+/// field may arrive as one value.
+pub struct Req(pub Map<String, Value>, pub bool);
+
+/// A response body in MLflow's JSON form: its protos are proto2, whose JSON
+/// leaves out repeated fields that are empty (clients test for presence).
+pub fn wire(mut body: Value) -> Json<Value> {
+    fn prune(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                map.retain(|_, v| !matches!(v, Value::Array(a) if a.is_empty()));
+                map.values_mut().for_each(prune);
+            }
+            Value::Array(items) => items.iter_mut().for_each(prune),
+            _ => {}
+        }
+    }
+    prune(&mut body);
+    Json(body)
+}
 
 impl<S: Send + Sync> FromRequest<S> for Req {
     type Rejection = MlflowError;
@@ -190,6 +214,7 @@ impl<S: Send + Sync> FromRequest<S> for Req {
             }
         }
         let method = req.method().clone();
+        let from_query = method == Method::GET;
         let body = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| MlflowError::invalid(format!("cannot read the request body: {e}")))?;
@@ -197,22 +222,18 @@ impl<S: Send + Sync> FromRequest<S> for Req {
             match serde_json::from_slice::<Value>(&body) {
                 Ok(Value::Object(map)) => fields.extend(map),
                 Ok(_) => {
-                    return Err(MlflowError {
-                        status: StatusCode::BAD_REQUEST,
-                        code: "MALFORMED_REQUEST",
-                        message: "the request body must be a JSON object".into(),
-                    });
+                    return Err(MlflowError::invalid(
+                        "Malformed request: the body must be a JSON object",
+                    ));
                 }
                 Err(e) => {
-                    return Err(MlflowError {
-                        status: StatusCode::BAD_REQUEST,
-                        code: "MALFORMED_REQUEST",
-                        message: format!("the request body is not valid JSON: {e}"),
-                    });
+                    return Err(MlflowError::invalid(format!(
+                        "Malformed request: the body is not valid JSON: {e}"
+                    )));
                 }
             }
         }
-        Ok(Req(fields))
+        Ok(Req(fields, from_query))
     }
 }
 
@@ -252,7 +273,9 @@ impl Req {
     }
 
     pub fn f64(&self, name: &str) -> MlResult<f64> {
-        let v = self.present(name).ok_or_else(|| MlflowError::missing(name))?;
+        let v = self
+            .present(name)
+            .ok_or_else(|| MlflowError::missing(name))?;
         as_f64(v).ok_or_else(|| MlflowError::wrong_type(name, v, "a number"))
     }
 
@@ -269,7 +292,7 @@ impl Req {
     pub fn strs(&self, name: &str) -> MlResult<Vec<String>> {
         match self.present(name) {
             None => Ok(Vec::new()),
-            Some(Value::String(s)) => Ok(vec![s.clone()]),
+            Some(Value::String(s)) if self.1 => Ok(vec![s.clone()]),
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| match v {
@@ -288,7 +311,7 @@ impl Req {
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| match v {
-                    Value::Object(m) => Ok(Req(m.clone())),
+                    Value::Object(m) => Ok(Req(m.clone(), false)),
                     other => Err(MlflowError::wrong_type(name, other, "a list of objects")),
                 })
                 .collect(),
@@ -299,7 +322,7 @@ impl Req {
     pub fn object(&self, name: &str) -> MlResult<Option<Req>> {
         match self.present(name) {
             None => Ok(None),
-            Some(Value::Object(m)) => Ok(Some(Req(m.clone()))),
+            Some(Value::Object(m)) => Ok(Some(Req(m.clone(), false))),
             Some(other) => Err(MlflowError::wrong_type(name, other, "an object")),
         }
     }
@@ -375,6 +398,29 @@ pub fn max_results(req: &Req, default: i64, limit: i64) -> MlResult<usize> {
         )));
     }
     Ok(n as usize)
+}
+
+/// Metric, param and tag keys as MLflow accepts them: letters, digits and
+/// `_ - . / : space`, and no path tricks (`..`, a leading `/`), since
+/// MLflow's file store makes files of them.
+pub fn validate_entity_key(kind: &str, key: &str) -> MlResult<()> {
+    let ok_chars = key
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ':' | ' '));
+    if !ok_chars {
+        return Err(MlflowError::invalid(format!(
+            "Invalid {kind} name: '{key}'. Names may only contain alphanumerics, underscores (_), dashes (-), periods (.), spaces ( ), colons (:) and slashes (/)."
+        )));
+    }
+    if key.starts_with('/')
+        || key.split('/').any(|part| part == ".." || part == ".")
+        || key.contains("//")
+    {
+        return Err(MlflowError::invalid(format!(
+            "Invalid {kind} name: '{key}'. Names cannot contain '.' or '..' path parts or start with '/'."
+        )));
+    }
+    Ok(())
 }
 
 /// The store behind a state, for code that takes `&dyn Store`.

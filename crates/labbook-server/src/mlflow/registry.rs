@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{delete, get, patch, post};
@@ -18,7 +17,10 @@ use labbook_store::{Store, StoreError, models};
 
 use super::filter::{self, Entity};
 use super::tracking::{artifact_root, experiment_id, load_run, project_by_id};
-use super::{MlResult, MlflowError, Req, blocking, decode_page_token, key_value_list, max_results, page_token, store};
+use super::{
+    MlResult, MlflowError, Req, blocking, decode_page_token, key_value_list, max_results,
+    page_token, store, wire,
+};
 use crate::AppState;
 use crate::json::{now_ms, num};
 
@@ -32,18 +34,33 @@ pub fn routes() -> Router<AppState> {
                 .patch(finalize_logged_model)
                 .delete(delete_logged_model),
         )
-        .route("/logged-models/{model_id}/tags", patch(set_logged_model_tags))
-        .route("/logged-models/{model_id}/tags/{key}", delete(delete_logged_model_tag))
-        .route("/logged-models/{model_id}/params", post(log_logged_model_params))
+        .route(
+            "/logged-models/{model_id}/tags",
+            patch(set_logged_model_tags),
+        )
+        .route(
+            "/logged-models/{model_id}/tags/{key}",
+            delete(delete_logged_model_tag),
+        )
+        .route(
+            "/logged-models/{model_id}/params",
+            post(log_logged_model_params),
+        )
         .route("/registered-models/create", post(create_registered_model))
         .route("/registered-models/get", get(get_registered_model))
         .route("/registered-models/rename", post(rename_registered_model))
         .route("/registered-models/update", patch(update_registered_model))
         .route("/registered-models/delete", delete(delete_registered_model))
         .route("/registered-models/search", get(search_registered_models))
-        .route("/registered-models/get-latest-versions", post(get_latest_versions).get(get_latest_versions))
+        .route(
+            "/registered-models/get-latest-versions",
+            post(get_latest_versions).get(get_latest_versions),
+        )
         .route("/registered-models/set-tag", post(set_registered_model_tag))
-        .route("/registered-models/delete-tag", delete(delete_registered_model_tag))
+        .route(
+            "/registered-models/delete-tag",
+            delete(delete_registered_model_tag),
+        )
         .route(
             "/registered-models/alias",
             post(set_alias).delete(delete_alias).get(get_by_alias),
@@ -56,7 +73,10 @@ pub fn routes() -> Router<AppState> {
         .route("/model-versions/get-download-uri", get(get_download_uri))
         .route("/model-versions/transition-stage", post(transition_stage))
         .route("/model-versions/set-tag", post(set_model_version_tag))
-        .route("/model-versions/delete-tag", delete(delete_model_version_tag))
+        .route(
+            "/model-versions/delete-tag",
+            delete(delete_model_version_tag),
+        )
 }
 
 fn random_hex() -> String {
@@ -122,15 +142,26 @@ fn logged_model_json(s: &dyn Store, m: &LoggedModel) -> Value {
 fn live_logged_model(s: &dyn Store, id: &str) -> MlResult<LoggedModel> {
     match models::get::<LoggedModel>(s, models::LOGGED_MODEL, id)? {
         Some(m) if !m.deleted => Ok(m),
-        _ => Err(MlflowError::not_found(format!("Logged model with ID '{id}' not found."))),
+        _ => Err(MlflowError::not_found(format!(
+            "Logged model with ID '{id}' not found."
+        ))),
     }
 }
 
 async fn create_logged_model(State(state): State<AppState>, req: Req) -> MlResult {
     let experiment = experiment_id(&req, "experiment_id")?;
-    let name = req.opt_str("name")?.filter(|s| !s.is_empty()).map(str::to_string);
-    let model_type = req.opt_str("model_type")?.filter(|s| !s.is_empty()).map(str::to_string);
-    let source_run_id = req.opt_str("source_run_id")?.filter(|s| !s.is_empty()).map(str::to_string);
+    let name = req
+        .opt_str("name")?
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let model_type = req
+        .opt_str("model_type")?
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let source_run_id = req
+        .opt_str("source_run_id")?
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     let params: BTreeMap<String, String> = req.key_values("params")?.into_iter().collect();
     let tags: BTreeMap<String, String> = req.key_values("tags")?.into_iter().collect();
     blocking(&state, move |state| {
@@ -157,11 +188,16 @@ async fn create_logged_model(State(state): State<AppState>, req: Req) -> MlResul
             deleted: false,
         };
         let saved = model.clone();
-        models::update(s, models::LOGGED_MODEL, &id, move |doc: &mut Option<LoggedModel>| {
-            *doc = Some(saved);
-            Ok(())
-        })?;
-        Ok(Json(json!({ "model": logged_model_json(s, &model) })))
+        models::update(
+            s,
+            models::LOGGED_MODEL,
+            &id,
+            move |doc: &mut Option<LoggedModel>| {
+                *doc = Some(saved);
+                Ok(())
+            },
+        )?;
+        Ok(wire(json!({ "model": logged_model_json(s, &model) })))
     })
     .await
 }
@@ -169,7 +205,9 @@ async fn create_logged_model(State(state): State<AppState>, req: Req) -> MlResul
 async fn get_logged_model(State(state): State<AppState>, Path(id): Path<String>) -> MlResult {
     blocking(&state, move |state| {
         let m = live_logged_model(store(state), &id)?;
-        Ok(Json(json!({ "model": logged_model_json(store(state), &m) })))
+        Ok(wire(
+            json!({ "model": logged_model_json(store(state), &m) }),
+        ))
     })
     .await
 }
@@ -216,7 +254,9 @@ async fn finalize_logged_model(
             m.status = status;
             Ok(())
         })?;
-        Ok(Json(json!({ "model": logged_model_json(store(state), &m) })))
+        Ok(wire(
+            json!({ "model": logged_model_json(store(state), &m) }),
+        ))
     })
     .await
 }
@@ -227,7 +267,7 @@ async fn delete_logged_model(State(state): State<AppState>, Path(id): Path<Strin
             m.deleted = true;
             Ok(())
         })?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
@@ -243,7 +283,7 @@ async fn set_logged_model_tags(
             m.tags.extend(tags);
             Ok(())
         })?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
@@ -258,7 +298,7 @@ async fn delete_logged_model_tag(
                 MlflowError::not_found(format!("No tag with key '{key}' on logged model {}", m.id))
             })
         })?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
@@ -274,7 +314,7 @@ async fn log_logged_model_params(
             m.params.extend(params);
             Ok(())
         })?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
@@ -325,10 +365,16 @@ fn logged_model_field(entity: &Entity) -> MlResult<Field> {
             "creation_timestamp" | "creation_time" => Field::Attr(Attr::Created),
             "last_updated_timestamp" => Field::Attr(Attr::Ended),
             "model_type" | "source_run_id" => Field::Summary(a.clone()),
-            other => return Err(MlflowError::invalid(format!("Invalid attribute key '{other}'"))),
+            other => {
+                return Err(MlflowError::invalid(format!(
+                    "Invalid attribute key '{other}'"
+                )));
+            }
         },
         Entity::Dataset(_) => {
-            return Err(MlflowError::invalid("filter logged models by dataset with `datasets`"));
+            return Err(MlflowError::invalid(
+                "filter logged models by dataset with `datasets`",
+            ));
         }
     })
 }
@@ -343,7 +389,20 @@ fn clauses_to_expr(
     let mut expr: Option<Expr> = None;
     for clause in filter::parse(src)? {
         let field = field_of(&clause.entity)?;
-        let next = filter::build_clause(field, &clause.op, clause.values);
+        let tag_ne = matches!(field, Field::Tag(_))
+            && clause.op == filter::Op::Cmp(labbook_core::query::CmpOp::Ne);
+        let mut next = filter::build_clause(field.clone(), &clause.op, clause.values);
+        // The client hides prompts with `tag.mlflow.prompt.is_prompt != 'true'`:
+        // a model without the tag must pass, so `!=` holds where the tag is missing.
+        if tag_ne {
+            next = Expr::Or(
+                Box::new(Expr::IsNull {
+                    field,
+                    negated: false,
+                }),
+                Box::new(next),
+            );
+        }
         expr = Some(match expr {
             None => next,
             Some(prev) => Expr::And(Box::new(prev), Box::new(next)),
@@ -356,7 +415,11 @@ async fn search_logged_models(State(state): State<AppState>, req: Req) -> MlResu
     let experiments: Vec<i64> = req
         .strs("experiment_ids")?
         .iter()
-        .map(|e| e.trim().parse().map_err(|_| MlflowError::invalid(format!("Invalid experiment id {e:?}"))))
+        .map(|e| {
+            e.trim()
+                .parse()
+                .map_err(|_| MlflowError::invalid(format!("Invalid experiment id {e:?}")))
+        })
         .collect::<MlResult<_>>()?;
     let filter = clauses_to_expr(req.opt_str("filter")?, logged_model_field)?;
     let mut order = Vec::new();
@@ -375,7 +438,10 @@ async fn search_logged_models(State(state): State<AppState>, req: Req) -> MlResu
         });
     }
     if order.is_empty() {
-        order.push(SortKey { field: Field::Attr(Attr::Created), descending: true });
+        order.push(SortKey {
+            field: Field::Attr(Attr::Created),
+            descending: true,
+        });
     }
     let limit = max_results(&req, 50, 1000)?;
     let offset = decode_page_token(req.opt_str("page_token")?)?;
@@ -386,19 +452,28 @@ async fn search_logged_models(State(state): State<AppState>, req: Req) -> MlResu
             .iter()
             .filter(|m| !m.deleted)
             .filter(|m| experiments.is_empty() || experiments.contains(&m.project_id))
-            .filter(|m| filter.as_ref().is_none_or(|f| f.matches(&LoggedModelView(m))))
+            .filter(|m| {
+                filter
+                    .as_ref()
+                    .is_none_or(|f| f.matches(&LoggedModelView(m)))
+            })
             .collect();
         hits.sort_by(|a, b| {
             labbook_core::query::compare_by(&order, &LoggedModelView(a), &LoggedModelView(b))
                 .then_with(|| a.id.cmp(&b.id))
         });
         let total = hits.len();
-        let page: Vec<Value> = hits.iter().skip(offset).take(limit).map(|m| logged_model_json(s, m)).collect();
+        let page: Vec<Value> = hits
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|m| logged_model_json(s, m))
+            .collect();
         let mut out = json!({ "models": page });
         if let Some(token) = page_token(offset, limit, total) {
             out["next_page_token"] = json!(token);
         }
-        Ok(Json(out))
+        Ok(wire(out))
     })
     .await
 }
@@ -428,7 +503,12 @@ fn version_json(m: &RegisteredModel, v: &ModelVersion) -> Value {
 fn latest_per_stage<'a>(m: &'a RegisteredModel, stages: &[&str]) -> Vec<&'a ModelVersion> {
     let mut out: Vec<&ModelVersion> = Vec::new();
     for stage in stages {
-        if let Some(v) = m.versions.iter().filter(|v| v.stage == *stage).max_by_key(|v| v.version) {
+        if let Some(v) = m
+            .versions
+            .iter()
+            .filter(|v| v.stage == *stage)
+            .max_by_key(|v| v.version)
+        {
             out.push(v);
         }
     }
@@ -437,7 +517,10 @@ fn latest_per_stage<'a>(m: &'a RegisteredModel, stages: &[&str]) -> Vec<&'a Mode
 }
 
 fn registered_model_json(m: &RegisteredModel) -> Value {
-    let latest: Vec<Value> = latest_per_stage(m, &STAGES).iter().map(|v| version_json(m, v)).collect();
+    let latest: Vec<Value> = latest_per_stage(m, &STAGES)
+        .iter()
+        .map(|v| version_json(m, v))
+        .collect();
     let aliases: Vec<Value> = m
         .aliases
         .iter()
@@ -471,22 +554,27 @@ fn change_model<R>(
     change: impl FnOnce(&mut RegisteredModel) -> MlResult<R>,
 ) -> MlResult<R> {
     let mut failure = None;
-    let result = models::update(s, models::REGISTERED_MODEL, name, |doc: &mut Option<RegisteredModel>| {
-        let Some(model) = doc.as_mut() else {
-            failure = Some(not_found_model(name));
-            return Err(StoreError::Conflict("missing".into()));
-        };
-        match change(model) {
-            Ok(r) => {
-                model.updated_ms = model.updated_ms.max(now_ms());
-                Ok(r)
+    let result = models::update(
+        s,
+        models::REGISTERED_MODEL,
+        name,
+        |doc: &mut Option<RegisteredModel>| {
+            let Some(model) = doc.as_mut() else {
+                failure = Some(not_found_model(name));
+                return Err(StoreError::Conflict("missing".into()));
+            };
+            match change(model) {
+                Ok(r) => {
+                    model.updated_ms = model.updated_ms.max(now_ms());
+                    Ok(r)
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    Err(StoreError::Conflict("rejected".into()))
+                }
             }
-            Err(e) => {
-                failure = Some(e);
-                Err(StoreError::Conflict("rejected".into()))
-            }
-        }
-    });
+        },
+    );
     match (result, failure) {
         (_, Some(e)) => Err(e),
         (Ok(r), None) => Ok(r),
@@ -497,20 +585,27 @@ fn change_model<R>(
 fn version_number(req: &Req) -> MlResult<i64> {
     let raw = req.str("version")?;
     raw.trim().parse().map_err(|_| {
-        MlflowError::invalid(format!("Parameter 'version' must be an integer, got '{raw}'."))
+        MlflowError::invalid(format!(
+            "Parameter 'version' must be an integer, got '{raw}'."
+        ))
     })
 }
 
 fn version_of<'a>(m: &'a RegisteredModel, version: i64) -> MlResult<&'a ModelVersion> {
     m.version(version).ok_or_else(|| {
-        MlflowError::not_found(format!("Model Version (name={}, version={version}) not found", m.name))
+        MlflowError::not_found(format!(
+            "Model Version (name={}, version={version}) not found",
+            m.name
+        ))
     })
 }
 
 fn version_mut<'a>(m: &'a mut RegisteredModel, version: i64) -> MlResult<&'a mut ModelVersion> {
     let name = m.name.clone();
     m.version_mut(version).ok_or_else(|| {
-        MlflowError::not_found(format!("Model Version (name={name}, version={version}) not found"))
+        MlflowError::not_found(format!(
+            "Model Version (name={name}, version={version}) not found"
+        ))
     })
 }
 
@@ -521,19 +616,28 @@ async fn create_registered_model(State(state): State<AppState>, req: Req) -> MlR
     let tags: BTreeMap<String, String> = req.key_values("tags")?.into_iter().collect();
     blocking(&state, move |state| {
         let mut exists = false;
-        let created = models::update(store(state), models::REGISTERED_MODEL, &name, |doc: &mut Option<RegisteredModel>| {
-            if doc.is_some() {
-                exists = true;
-                return Ok(None);
-            }
-            let mut model = RegisteredModel::new(name.clone(), description, now_ms());
-            model.tags = tags;
-            *doc = Some(model.clone());
-            Ok(Some(model))
-        })?;
+        let created = models::update(
+            store(state),
+            models::REGISTERED_MODEL,
+            &name,
+            |doc: &mut Option<RegisteredModel>| {
+                if doc.is_some() {
+                    exists = true;
+                    return Ok(None);
+                }
+                let mut model = RegisteredModel::new(name.clone(), description, now_ms());
+                model.tags = tags;
+                *doc = Some(model.clone());
+                Ok(Some(model))
+            },
+        )?;
         match created {
-            Some(m) if !exists => Ok(Json(json!({ "registered_model": registered_model_json(&m) }))),
-            _ => Err(MlflowError::exists(format!("Registered Model (name={name}) already exists."))),
+            Some(m) if !exists => Ok(wire(
+                json!({ "registered_model": registered_model_json(&m) }),
+            )),
+            _ => Err(MlflowError::exists(format!(
+                "Registered Model (name={name}) already exists."
+            ))),
         }
     })
     .await
@@ -543,7 +647,9 @@ async fn get_registered_model(State(state): State<AppState>, req: Req) -> MlResu
     let name = req.str("name")?.to_string();
     blocking(&state, move |state| {
         let m = load_model(store(state), &name)?;
-        Ok(Json(json!({ "registered_model": registered_model_json(&m) })))
+        Ok(wire(
+            json!({ "registered_model": registered_model_json(&m) }),
+        ))
     })
     .await
 }
@@ -558,21 +664,35 @@ async fn rename_registered_model(State(state): State<AppState>, req: Req) -> MlR
         model.name = new_name.clone();
         model.updated_ms = now_ms();
         let renamed = model.clone();
-        let placed = models::update(s, models::REGISTERED_MODEL, &new_name, |doc: &mut Option<RegisteredModel>| {
-            if doc.is_some() {
-                return Ok(false);
-            }
-            *doc = Some(renamed);
-            Ok(true)
-        })?;
+        let placed = models::update(
+            s,
+            models::REGISTERED_MODEL,
+            &new_name,
+            |doc: &mut Option<RegisteredModel>| {
+                if doc.is_some() {
+                    return Ok(false);
+                }
+                *doc = Some(renamed);
+                Ok(true)
+            },
+        )?;
         if !placed {
-            return Err(MlflowError::exists(format!("Registered Model (name={new_name}) already exists.")));
+            return Err(MlflowError::exists(format!(
+                "Registered Model (name={new_name}) already exists."
+            )));
         }
-        models::update(s, models::REGISTERED_MODEL, &name, |doc: &mut Option<RegisteredModel>| {
-            *doc = None;
-            Ok(())
-        })?;
-        Ok(Json(json!({ "registered_model": registered_model_json(&model) })))
+        models::update(
+            s,
+            models::REGISTERED_MODEL,
+            &name,
+            |doc: &mut Option<RegisteredModel>| {
+                *doc = None;
+                Ok(())
+            },
+        )?;
+        Ok(wire(
+            json!({ "registered_model": registered_model_json(&model) }),
+        ))
     })
     .await
 }
@@ -585,7 +705,9 @@ async fn update_registered_model(State(state): State<AppState>, req: Req) -> MlR
             m.description = description;
             Ok(m.clone())
         })?;
-        Ok(Json(json!({ "registered_model": registered_model_json(&m) })))
+        Ok(wire(
+            json!({ "registered_model": registered_model_json(&m) }),
+        ))
     })
     .await
 }
@@ -594,11 +716,16 @@ async fn delete_registered_model(State(state): State<AppState>, req: Req) -> MlR
     let name = req.str("name")?.to_string();
     blocking(&state, move |state| {
         load_model(store(state), &name)?;
-        models::update(store(state), models::REGISTERED_MODEL, &name, |doc: &mut Option<RegisteredModel>| {
-            *doc = None;
-            Ok(())
-        })?;
-        Ok(Json(json!({})))
+        models::update(
+            store(state),
+            models::REGISTERED_MODEL,
+            &name,
+            |doc: &mut Option<RegisteredModel>| {
+                *doc = None;
+                Ok(())
+            },
+        )?;
+        Ok(wire(json!({})))
     })
     .await
 }
@@ -616,10 +743,16 @@ impl Fields for RegistryView<'_> {
             (Field::Attr(Attr::Name), _) => text(&self.model.name),
             (Field::Attr(Attr::Created), None) => FieldValue::Num(self.model.created_ms as f64),
             (Field::Attr(Attr::Ended), None) => FieldValue::Num(self.model.updated_ms as f64),
-            (Field::Tag(k), None) => self.model.tags.get(k).map_or(FieldValue::Missing, |v| text(v)),
+            (Field::Tag(k), None) => self
+                .model
+                .tags
+                .get(k)
+                .map_or(FieldValue::Missing, |v| text(v)),
             (Field::Attr(Attr::Created), Some(v)) => FieldValue::Num(v.created_ms as f64),
             (Field::Attr(Attr::Ended), Some(v)) => FieldValue::Num(v.updated_ms as f64),
-            (Field::Attr(Attr::Id), Some(v)) => v.run_id.as_deref().map_or(FieldValue::Missing, text),
+            (Field::Attr(Attr::Id), Some(v)) => {
+                v.run_id.as_deref().map_or(FieldValue::Missing, text)
+            }
             (Field::Attr(Attr::Group), Some(v)) => FieldValue::Num(v.version as f64),
             (Field::Attr(Attr::Status), Some(v)) => text(&v.stage),
             (Field::Summary(k), Some(v)) if k == "source_path" => text(&v.source),
@@ -643,15 +776,26 @@ fn registry_field(entity: &Entity) -> MlResult<Field> {
             "version_number" => Field::Attr(Attr::Group),
             "current_stage" => Field::Attr(Attr::Status),
             "source_path" => Field::Summary("source_path".into()),
-            other => return Err(MlflowError::invalid(format!("Invalid attribute key '{other}' specified."))),
+            other => {
+                return Err(MlflowError::invalid(format!(
+                    "Invalid attribute key '{other}' specified."
+                )));
+            }
         },
-        other => return Err(MlflowError::invalid(format!("the registry cannot be filtered by {other:?}"))),
+        other => {
+            return Err(MlflowError::invalid(format!(
+                "the registry cannot be filtered by {other:?}"
+            )));
+        }
     })
 }
 
 fn registry_order(req: &Req, default: Field, descending: bool) -> MlResult<Vec<SortKey>> {
     let mut order = filter::order_by(&req.strs("order_by")?, registry_field)?;
-    order.push(SortKey { field: default, descending });
+    order.push(SortKey {
+        field: default,
+        descending,
+    });
     Ok(order)
 }
 
@@ -664,22 +808,40 @@ async fn search_registered_models(State(state): State<AppState>, req: Req) -> Ml
         let all: Vec<RegisteredModel> = models::list(store(state), models::REGISTERED_MODEL)?;
         let mut hits: Vec<&RegisteredModel> = all
             .iter()
-            .filter(|m| filter.as_ref().is_none_or(|f| f.matches(&RegistryView { model: m, version: None })))
+            .filter(|m| {
+                filter.as_ref().is_none_or(|f| {
+                    f.matches(&RegistryView {
+                        model: m,
+                        version: None,
+                    })
+                })
+            })
             .collect();
         hits.sort_by(|a, b| {
             labbook_core::query::compare_by(
                 &order,
-                &RegistryView { model: a, version: None },
-                &RegistryView { model: b, version: None },
+                &RegistryView {
+                    model: a,
+                    version: None,
+                },
+                &RegistryView {
+                    model: b,
+                    version: None,
+                },
             )
         });
         let total = hits.len();
-        let page: Vec<Value> = hits.iter().skip(offset).take(limit).map(|m| registered_model_json(m)).collect();
+        let page: Vec<Value> = hits
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|m| registered_model_json(m))
+            .collect();
         let mut out = json!({ "registered_models": page });
         if let Some(token) = page_token(offset, limit, total) {
             out["next_page_token"] = json!(token);
         }
-        Ok(Json(out))
+        Ok(wire(out))
     })
     .await
 }
@@ -698,8 +860,11 @@ async fn get_latest_versions(State(state): State<AppState>, req: Req) -> MlResul
         } else {
             stages.iter().map(String::as_str).collect()
         };
-        let versions: Vec<Value> = latest_per_stage(&m, &wanted).iter().map(|v| version_json(&m, v)).collect();
-        Ok(Json(json!({ "model_versions": versions })))
+        let versions: Vec<Value> = latest_per_stage(&m, &wanted)
+            .iter()
+            .map(|v| version_json(&m, v))
+            .collect();
+        Ok(wire(json!({ "model_versions": versions })))
     })
     .await
 }
@@ -713,7 +878,7 @@ async fn set_registered_model_tag(State(state): State<AppState>, req: Req) -> Ml
             m.tags.insert(key, value);
             Ok(())
         })?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
@@ -726,7 +891,7 @@ async fn delete_registered_model_tag(State(state): State<AppState>, req: Req) ->
             m.tags.remove(&key);
             Ok(())
         })?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
@@ -742,7 +907,7 @@ async fn set_alias(State(state): State<AppState>, req: Req) -> MlResult {
             m.aliases.insert(alias, version);
             Ok(())
         })?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
@@ -755,7 +920,7 @@ async fn delete_alias(State(state): State<AppState>, req: Req) -> MlResult {
             m.aliases.remove(&alias);
             Ok(())
         })?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
@@ -768,7 +933,9 @@ async fn get_by_alias(State(state): State<AppState>, req: Req) -> MlResult {
         let version = m.aliases.get(&alias).copied().ok_or_else(|| {
             MlflowError::not_found(format!("Registered model alias {alias} not found."))
         })?;
-        Ok(Json(json!({ "model_version": version_json(&m, version_of(&m, version)?) })))
+        Ok(wire(
+            json!({ "model_version": version_json(&m, version_of(&m, version)?) }),
+        ))
     })
     .await
 }
@@ -776,13 +943,32 @@ async fn get_by_alias(State(state): State<AppState>, req: Req) -> MlResult {
 async fn create_model_version(State(state): State<AppState>, req: Req) -> MlResult {
     let name = req.str("name")?.to_string();
     let source = req.str("source")?.to_string();
-    let run_id = req.opt_str("run_id")?.filter(|s| !s.is_empty()).map(str::to_string);
-    let model_id = req.opt_str("model_id")?.filter(|s| !s.is_empty()).map(str::to_string);
-    let description = req.opt_str("description")?.filter(|s| !s.is_empty()).map(str::to_string);
+    let run_id = req
+        .opt_str("run_id")?
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let model_id = req
+        .opt_str("model_id")?
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let description = req
+        .opt_str("description")?
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     let tags: BTreeMap<String, String> = req.key_values("tags")?.into_iter().collect();
     blocking(&state, move |state| {
         let now = now_ms();
-        let model_id = model_id.or_else(|| source.strip_prefix("models:/").filter(|m| m.starts_with("m-")).map(str::to_string));
+        let model_id = model_id.or_else(|| {
+            source
+                .strip_prefix("models:/")
+                .filter(|m| m.starts_with("m-"))
+                .map(str::to_string)
+        });
+        // A version of a logged model belongs to the run that logged it.
+        let run_id = run_id.or_else(|| {
+            let logged = live_logged_model(store(state), model_id.as_deref()?).ok()?;
+            logged.source_run_id
+        });
         let (m, v) = change_model(store(state), &name, |m| {
             let v = m
                 .add_version(ModelVersion {
@@ -799,7 +985,7 @@ async fn create_model_version(State(state): State<AppState>, req: Req) -> MlResu
                 .clone();
             Ok((m.clone(), v))
         })?;
-        Ok(Json(json!({ "model_version": version_json(&m, &v) })))
+        Ok(wire(json!({ "model_version": version_json(&m, &v) })))
     })
     .await
 }
@@ -809,7 +995,9 @@ async fn get_model_version(State(state): State<AppState>, req: Req) -> MlResult 
     let version = version_number(&req)?;
     blocking(&state, move |state| {
         let m = load_model(store(state), &name)?;
-        Ok(Json(json!({ "model_version": version_json(&m, version_of(&m, version)?) })))
+        Ok(wire(
+            json!({ "model_version": version_json(&m, version_of(&m, version)?) }),
+        ))
     })
     .await
 }
@@ -826,7 +1014,7 @@ async fn update_model_version(State(state): State<AppState>, req: Req) -> MlResu
             let v = v.clone();
             Ok((m.clone(), v))
         })?;
-        Ok(Json(json!({ "model_version": version_json(&m, &v) })))
+        Ok(wire(json!({ "model_version": version_json(&m, &v) })))
     })
     .await
 }
@@ -840,7 +1028,7 @@ async fn delete_model_version(State(state): State<AppState>, req: Req) -> MlResu
             m.remove_version(version);
             Ok(())
         })?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
@@ -854,7 +1042,12 @@ async fn search_model_versions(State(state): State<AppState>, req: Req) -> MlRes
         let all: Vec<RegisteredModel> = models::list(store(state), models::REGISTERED_MODEL)?;
         let mut hits: Vec<RegistryView<'_>> = all
             .iter()
-            .flat_map(|m| m.versions.iter().map(move |v| RegistryView { model: m, version: Some(v) }))
+            .flat_map(|m| {
+                m.versions.iter().map(move |v| RegistryView {
+                    model: m,
+                    version: Some(v),
+                })
+            })
             .filter(|view| filter.as_ref().is_none_or(|f| f.matches(view)))
             .collect();
         hits.sort_by(|a, b| labbook_core::query::compare_by(&order, a, b));
@@ -869,7 +1062,7 @@ async fn search_model_versions(State(state): State<AppState>, req: Req) -> MlRes
         if let Some(token) = page_token(offset, limit, total) {
             out["next_page_token"] = json!(token);
         }
-        Ok(Json(out))
+        Ok(wire(out))
     })
     .await
 }
@@ -886,7 +1079,7 @@ async fn get_download_uri(State(state): State<AppState>, req: Req) -> MlResult {
             Some(Ok(logged)) => logged_model_root(s, &logged),
             _ => v.source.clone(),
         };
-        Ok(Json(json!({ "artifact_uri": uri })))
+        Ok(wire(json!({ "artifact_uri": uri })))
     })
     .await
 }
@@ -904,7 +1097,10 @@ async fn transition_stage(State(state): State<AppState>, req: Req) -> MlResult {
                 if other.version == version {
                     other.stage = stage.to_string();
                     other.updated_ms = now;
-                } else if archive_others && other.stage == stage && matches!(stage, "Staging" | "Production") {
+                } else if archive_others
+                    && other.stage == stage
+                    && matches!(stage, "Staging" | "Production")
+                {
                     other.stage = "Archived".into();
                     other.updated_ms = now;
                 }
@@ -912,7 +1108,7 @@ async fn transition_stage(State(state): State<AppState>, req: Req) -> MlResult {
             let v = version_of(m, version)?.clone();
             Ok((m.clone(), v))
         })?;
-        Ok(Json(json!({ "model_version": version_json(&m, &v) })))
+        Ok(wire(json!({ "model_version": version_json(&m, &v) })))
     })
     .await
 }
@@ -927,7 +1123,7 @@ async fn set_model_version_tag(State(state): State<AppState>, req: Req) -> MlRes
             version_mut(m, version)?.tags.insert(key, value);
             Ok(())
         })?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
@@ -941,8 +1137,7 @@ async fn delete_model_version_tag(State(state): State<AppState>, req: Req) -> Ml
             version_mut(m, version)?.tags.remove(&key);
             Ok(())
         })?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
-

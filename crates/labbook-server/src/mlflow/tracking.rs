@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 
-use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -22,7 +21,7 @@ use labbook_store::{
 use super::filter;
 use super::{
     MlResult, MlflowError, Req, blocking, decode_page_token, key_value_list, max_results,
-    page_token, store,
+    page_token, store, wire,
 };
 use crate::AppState;
 use crate::json::{now_ms, num};
@@ -32,12 +31,18 @@ pub fn routes() -> Router<AppState> {
         .route("/experiments/create", post(create_experiment))
         .route("/experiments/get", get(get_experiment))
         .route("/experiments/get-by-name", get(get_experiment_by_name))
-        .route("/experiments/search", post(search_experiments).get(search_experiments))
+        .route(
+            "/experiments/search",
+            post(search_experiments).get(search_experiments),
+        )
         .route("/experiments/update", post(update_experiment))
         .route("/experiments/delete", post(delete_experiment))
         .route("/experiments/restore", post(restore_experiment))
         .route("/experiments/set-experiment-tag", post(set_experiment_tag))
-        .route("/experiments/delete-experiment-tag", post(delete_experiment_tag))
+        .route(
+            "/experiments/delete-experiment-tag",
+            post(delete_experiment_tag),
+        )
         .route("/runs/create", post(create_run))
         .route("/runs/get", get(get_run))
         .route("/runs/update", post(update_run))
@@ -53,8 +58,35 @@ pub fn routes() -> Router<AppState> {
         .route("/runs/outputs", post(log_outputs))
         .route("/runs/log-model", post(log_model_history))
         .route("/metrics/get-history", get(get_history))
-        .route("/metrics/get-history-bulk-interval", get(get_history_bulk_interval))
+        .route(
+            "/metrics/get-history-bulk-interval",
+            get(get_history_bulk_interval),
+        )
         .route("/artifacts/list", get(list_run_artifacts))
+}
+
+/// Where a run's artifacts are in the artifact store.
+fn run_artifact_base(s: &dyn labbook_store::Store, run: &RunRecord) -> MlResult<String> {
+    let root = run_root(s, run);
+    super::artifacts::store_path_of(&format!("{root}/{}/artifacts", run.id))
+        .ok_or_else(|| MlflowError::invalid("this run's artifacts are not kept by this server"))
+}
+
+/// `/get-artifact?run_uuid=…&path=…`: one file of a run, as MLflow's web UI
+/// fetches it.
+pub async fn get_artifact(
+    State(state): State<AppState>,
+    req: Req,
+) -> MlResult<axum::response::Response> {
+    let id = run_id(&req)?;
+    let rel = labbook_core::artifact::normalize_artifact_path(req.str("path")?)
+        .map_err(|e| MlflowError::invalid(format!("Invalid path: {e}")))?;
+    let base = blocking(&state, move |state| {
+        let s = store(state);
+        run_artifact_base(s, &load_run(s, &id)?)
+    })
+    .await?;
+    super::artifacts::send_file(&state, format!("{base}/{rel}")).await
 }
 
 // Limits MLflow enforces, so that a client that works here works there.
@@ -93,9 +125,11 @@ pub fn experiment_json(p: &ProjectInfo) -> Value {
 
 pub fn experiment_id(req: &Req, name: &str) -> MlResult<i64> {
     let raw = req.str(name)?;
-    raw.trim()
-        .parse()
-        .map_err(|_| MlflowError::not_found(format!("Could not find experiment with ID {raw}")))
+    raw.trim().parse().map_err(|_| {
+        MlflowError::invalid(format!(
+            "Invalid value '{raw}' for parameter 'experiment_id': experiment ids are integers"
+        ))
+    })
 }
 
 pub fn project_by_id(s: &dyn labbook_store::Store, id: i64) -> MlResult<ProjectInfo> {
@@ -124,7 +158,7 @@ async fn create_experiment(State(state): State<AppState>, req: Req) -> MlResult 
                 }
                 other => other.into(),
             })?;
-        Ok(Json(json!({ "experiment_id": created.id.to_string() })))
+        Ok(wire(json!({ "experiment_id": created.id.to_string() })))
     })
     .await
 }
@@ -133,7 +167,7 @@ async fn get_experiment(State(state): State<AppState>, req: Req) -> MlResult {
     let id = experiment_id(&req, "experiment_id")?;
     blocking(&state, move |state| {
         let p = project_by_id(store(state), id)?;
-        Ok(Json(json!({ "experiment": experiment_json(&p) })))
+        Ok(wire(json!({ "experiment": experiment_json(&p) })))
     })
     .await
 }
@@ -141,12 +175,10 @@ async fn get_experiment(State(state): State<AppState>, req: Req) -> MlResult {
 async fn get_experiment_by_name(State(state): State<AppState>, req: Req) -> MlResult {
     let name = req.str("experiment_name")?.to_string();
     blocking(&state, move |state| {
-        let p = store(state)
-            .project(ProjectRef::Name(&name))
-            .map_err(|_| {
-                MlflowError::not_found(format!("Could not find experiment with name '{name}'"))
-            })?;
-        Ok(Json(json!({ "experiment": experiment_json(&p) })))
+        let p = store(state).project(ProjectRef::Name(&name)).map_err(|_| {
+            MlflowError::not_found(format!("Could not find experiment with name '{name}'"))
+        })?;
+        Ok(wire(json!({ "experiment": experiment_json(&p) })))
     })
     .await
 }
@@ -207,7 +239,11 @@ async fn search_experiments(State(state): State<AppState>, req: Req) -> MlResult
                 Deleted::Only => p.deleted_ms.is_some(),
                 Deleted::Include => true,
             })
-            .filter(|p| filter.as_ref().is_none_or(|f| f.matches(&ExperimentView(p))))
+            .filter(|p| {
+                filter
+                    .as_ref()
+                    .is_none_or(|f| f.matches(&ExperimentView(p)))
+            })
             .collect();
         hits.sort_by(|a, b| {
             labbook_core::query::compare_by(&order, &ExperimentView(a), &ExperimentView(b))
@@ -224,7 +260,7 @@ async fn search_experiments(State(state): State<AppState>, req: Req) -> MlResult
         if let Some(token) = page_token(offset, limit, total) {
             out["next_page_token"] = json!(token);
         }
-        Ok(Json(out))
+        Ok(wire(out))
     })
     .await
 }
@@ -274,11 +310,13 @@ async fn change_experiment(
             ..ProjectPatch::default()
         };
         change(&mut patch);
-        store(state).update_project(id, &patch).map_err(|e| match e {
-            labbook_store::StoreError::Conflict(m) => MlflowError::exists(m),
-            other => other.into(),
-        })?;
-        Ok(Json(json!({})))
+        store(state)
+            .update_project(id, &patch)
+            .map_err(|e| match e {
+                labbook_store::StoreError::Conflict(m) => MlflowError::exists(m),
+                other => other.into(),
+            })?;
+        Ok(wire(json!({})))
     })
     .await
 }
@@ -391,9 +429,7 @@ fn roots_for<'a>(
 }
 
 pub fn run_root(s: &dyn labbook_store::Store, r: &RunRecord) -> String {
-    roots_for(s, [r])
-        .remove(&r.project_id)
-        .unwrap_or_default()
+    roots_for(s, [r]).remove(&r.project_id).unwrap_or_default()
 }
 
 fn run_id(req: &Req) -> MlResult<String> {
@@ -423,6 +459,7 @@ fn active_run(s: &dyn labbook_store::Store, id: &str) -> MlResult<RunRecord> {
 
 fn check_tag(key: &str, value: &str) -> MlResult<()> {
     validate_key("tag", key)?;
+    super::validate_entity_key("tag", key)?;
     if key.len() > MAX_ENTITY_KEY {
         return Err(MlflowError::invalid(format!(
             "Tag key '{}' had length {}, which exceeded length limit of {MAX_ENTITY_KEY}",
@@ -441,6 +478,7 @@ fn check_tag(key: &str, value: &str) -> MlResult<()> {
 
 fn check_param(key: &str, value: &str) -> MlResult<()> {
     validate_key("param", key)?;
+    super::validate_entity_key("param", key)?;
     if key.len() > MAX_ENTITY_KEY {
         return Err(MlflowError::invalid(format!(
             "Param key had length {}, which exceeded length limit of {MAX_ENTITY_KEY}",
@@ -479,8 +517,14 @@ async fn create_run(State(state): State<AppState>, req: Req) -> MlResult {
         None => labbook_store::DEFAULT_PROJECT_ID,
     };
     let start = req.opt_i64("start_time")?.unwrap_or_else(now_ms);
-    let run_name = req.opt_str("run_name")?.filter(|s| !s.is_empty()).map(str::to_string);
-    let user = req.opt_str("user_id")?.filter(|s| !s.is_empty()).map(str::to_string);
+    let run_name = req
+        .opt_str("run_name")?
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let user = req
+        .opt_str("user_id")?
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     let mut patch = RunPatch::default();
     tags_into_patch(req.key_values("tags")?, &mut patch)?;
     if let Some(user) = user {
@@ -505,7 +549,7 @@ async fn create_run(State(state): State<AppState>, req: Req) -> MlResult {
             s.update_run(&run.id, &patch)?;
         }
         let run = load_run(s, &run.id)?;
-        Ok(Json(json!({ "run": run_json(&run, &artifact_root(&project)) })))
+        Ok(wire(json!({ "run": run_json(&run, &artifact_root(&project)) })))
     })
     .await
 }
@@ -515,7 +559,7 @@ async fn get_run(State(state): State<AppState>, req: Req) -> MlResult {
     blocking(&state, move |state| {
         let s = store(state);
         let run = load_run(s, &id)?;
-        Ok(Json(json!({ "run": run_json(&run, &run_root(s, &run)) })))
+        Ok(wire(json!({ "run": run_json(&run, &run_root(s, &run)) })))
     })
     .await
 }
@@ -524,21 +568,32 @@ async fn update_run(State(state): State<AppState>, req: Req) -> MlResult {
     let id = run_id(&req)?;
     let status = req.opt_str("status")?.map(labbook_status).transpose()?;
     let end_time = req.opt_i64("end_time")?;
-    let name = req.opt_str("run_name")?.filter(|s| !s.is_empty()).map(str::to_string);
+    let name = req
+        .opt_str("run_name")?
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     blocking(&state, move |state| {
         let s = store(state);
         active_run(s, &id)?;
         let terminal = status.is_some_and(RunStatus::is_terminal);
         let patch = RunPatch {
             status,
-            ended_ms: if terminal { Some(end_time.unwrap_or_else(now_ms)) } else { end_time },
+            ended_ms: if terminal {
+                Some(end_time.unwrap_or_else(now_ms))
+            } else {
+                end_time
+            },
             name,
             ..RunPatch::default()
         };
         // Ending a run seals its series into full chunks.
-        state.appender.commit(&id, Vec::new(), Some(patch), terminal)?;
+        state
+            .appender
+            .commit(&id, Vec::new(), Some(patch), terminal)?;
         let run = load_run(s, &id)?;
-        Ok(Json(json!({ "run_info": run_info_json(&run, &run_root(s, &run)) })))
+        Ok(wire(
+            json!({ "run_info": run_info_json(&run, &run_root(s, &run)) }),
+        ))
     })
     .await
 }
@@ -548,7 +603,7 @@ async fn delete_run(State(state): State<AppState>, req: Req) -> MlResult {
     blocking(&state, move |state| {
         load_run(store(state), &id)?;
         store(state).delete_run(&id, now_ms())?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
@@ -558,7 +613,7 @@ async fn restore_run(State(state): State<AppState>, req: Req) -> MlResult {
     blocking(&state, move |state| {
         load_run(store(state), &id)?;
         store(state).restore_run(&id)?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
@@ -575,6 +630,7 @@ struct MetricIn {
 fn metric_in(m: &Req) -> MlResult<MetricIn> {
     let key = m.str("key")?.to_string();
     validate_metric_key(&key)?;
+    super::validate_entity_key("metric", &key)?;
     if key.len() > MAX_ENTITY_KEY {
         return Err(MlflowError::invalid(format!(
             "Metric key had length {}, which exceeded length limit of {MAX_ENTITY_KEY}",
@@ -585,7 +641,10 @@ fn metric_in(m: &Req) -> MlResult<MetricIn> {
         value: m.f64("value")?,
         ts_ms: m.i64("timestamp")?,
         step: m.opt_i64("step")?.unwrap_or(0),
-        model_id: m.opt_str("model_id")?.filter(|s| !s.is_empty()).map(str::to_string),
+        model_id: m
+            .opt_str("model_id")?
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
         key,
     })
 }
@@ -658,9 +717,11 @@ async fn log_metric(State(state): State<AppState>, req: Req) -> MlResult {
     blocking(&state, move |state| {
         active_run(store(state), &id)?;
         let metrics = [metric];
-        state.appender.commit(&id, series_of(&metrics), None, false)?;
+        state
+            .appender
+            .commit(&id, series_of(&metrics), None, false)?;
         record_model_metrics(store(state), &id, &metrics)?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
@@ -680,7 +741,7 @@ async fn log_param(State(state): State<AppState>, req: Req) -> MlResult {
                 ..RunPatch::default()
             },
         )?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
@@ -737,10 +798,12 @@ async fn log_batch(State(state): State<AppState>, req: Req) -> MlResult {
         active_run(store(state), &id)?;
         let patch = (!patch.is_empty()).then_some(patch);
         if !metrics.is_empty() || patch.is_some() {
-            state.appender.commit(&id, series_of(&metrics), patch, false)?;
+            state
+                .appender
+                .commit(&id, series_of(&metrics), patch, false)?;
         }
         record_model_metrics(store(state), &id, &metrics)?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
@@ -754,7 +817,7 @@ async fn set_tag(State(state): State<AppState>, req: Req) -> MlResult {
     blocking(&state, move |state| {
         active_run(store(state), &id)?;
         store(state).update_run(&id, &patch)?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
@@ -774,7 +837,7 @@ async fn delete_tag(State(state): State<AppState>, req: Req) -> MlResult {
             }
             other => other.into(),
         })?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
@@ -801,10 +864,12 @@ async fn search_runs(State(state): State<AppState>, req: Req) -> MlResult {
         let s = store(state);
         let mut names = Vec::new();
         let mut roots = HashMap::new();
+        // An unknown experiment holds no runs (MLflow answers the same).
         for id in &experiments {
-            let p = project_by_id(s, *id)?;
-            roots.insert(p.id, artifact_root(&p));
-            names.push(Literal::Str(p.name));
+            if let Ok(p) = s.project(ProjectRef::Id(*id)) {
+                roots.insert(p.id, artifact_root(&p));
+                names.push(Literal::Str(p.name));
+            }
         }
         let scope = Expr::In {
             field: Field::Attr(Attr::Project),
@@ -839,7 +904,7 @@ async fn search_runs(State(state): State<AppState>, req: Req) -> MlResult {
         if let Some(token) = page_token(offset, limit, total) {
             out["next_page_token"] = json!(token);
         }
-        Ok(Json(out))
+        Ok(wire(out))
     })
     .await
 }
@@ -877,7 +942,7 @@ async fn log_inputs(State(state): State<AppState>, req: Req) -> MlResult {
                 ..RunPatch::default()
             },
         )?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
@@ -903,7 +968,7 @@ async fn log_outputs(State(state): State<AppState>, req: Req) -> MlResult {
                 ..RunPatch::default()
             },
         )?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
@@ -929,14 +994,19 @@ async fn log_model_history(State(state): State<AppState>, req: Req) -> MlResult 
             ..RunPatch::default()
         };
         store(state).update_run(&id, &patch)?;
-        Ok(Json(json!({})))
+        Ok(wire(json!({})))
     })
     .await
 }
 
 // ---------------------------------------------------------------- metrics
 
-fn points_json(key: &str, cols: &SeriesColumns, range: std::ops::Range<usize>, run_id: Option<&str>) -> Vec<Value> {
+fn points_json(
+    key: &str,
+    cols: &SeriesColumns,
+    range: std::ops::Range<usize>,
+    run_id: Option<&str>,
+) -> Vec<Value> {
     range
         .map(|i| {
             let mut m = json!({
@@ -953,6 +1023,26 @@ fn points_json(key: &str, cols: &SeriesColumns, range: std::ops::Range<usize>, r
         .collect()
 }
 
+/// MLflow lists a history by (timestamp, step, value); labbook keeps series
+/// by step. They agree unless steps were logged out of time order.
+fn sort_by_time(cols: &mut SeriesColumns) {
+    let key = |i: usize| (cols.ts_ms[i], cols.steps[i]);
+    if (1..cols.len()).all(|i| key(i - 1) <= key(i)) {
+        return;
+    }
+    let mut order: Vec<usize> = (0..cols.len()).collect();
+    order.sort_by(|&a, &b| {
+        key(a)
+            .cmp(&key(b))
+            .then_with(|| cols.values[a].total_cmp(&cols.values[b]))
+    });
+    *cols = SeriesColumns {
+        steps: order.iter().map(|&i| cols.steps[i]).collect(),
+        ts_ms: order.iter().map(|&i| cols.ts_ms[i]).collect(),
+        values: order.iter().map(|&i| cols.values[i]).collect(),
+    };
+}
+
 async fn get_history(State(state): State<AppState>, req: Req) -> MlResult {
     let id = run_id(&req)?;
     let key = req.str("metric_key")?.to_string();
@@ -964,7 +1054,12 @@ async fn get_history(State(state): State<AppState>, req: Req) -> MlResult {
     blocking(&state, move |state| {
         let s = store(state);
         load_run(s, &id)?;
-        let cols = s.read_series(&id, &key, StepRange::ALL)?;
+        // A key the run never logged has an empty history, as in MLflow.
+        let mut cols = match s.read_series(&id, &key, StepRange::ALL) {
+            Err(labbook_store::StoreError::NotFound { .. }) => SeriesColumns::default(),
+            other => other?,
+        };
+        sort_by_time(&mut cols);
         let total = cols.len();
         let start = offset.min(total);
         let end = limit.map_or(total, |l| (start + l).min(total));
@@ -974,7 +1069,7 @@ async fn get_history(State(state): State<AppState>, req: Req) -> MlResult {
         {
             out["next_page_token"] = json!(token);
         }
-        Ok(Json(out))
+        Ok(wire(out))
     })
     .await
 }
@@ -997,6 +1092,11 @@ async fn get_history_bulk_interval(State(state): State<AppState>, req: Req) -> M
         lo: req.opt_i64("start_step")?,
         hi: req.opt_i64("end_step")?,
     };
+    if range.lo.is_some() != range.hi.is_some() {
+        return Err(MlflowError::invalid(
+            "If either start step or end step are specified, both must be specified.",
+        ));
+    }
     if let (Some(lo), Some(hi)) = (range.lo, range.hi)
         && lo > hi
     {
@@ -1010,11 +1110,14 @@ async fn get_history_bulk_interval(State(state): State<AppState>, req: Req) -> M
         let mut metrics = Vec::new();
         for id in &ids {
             load_run(s, id)?;
-            let (cols, _) = s.downsample(id, &key, range, per_run.div_ceil(4).max(1), true)?;
+            let cols = match s.downsample(id, &key, range, per_run.div_ceil(4).max(1), true) {
+                Err(labbook_store::StoreError::NotFound { .. }) => SeriesColumns::default(),
+                other => other?.0,
+            };
             let n = cols.len().min(per_run);
             metrics.extend(points_json(&key, &cols, 0..n, Some(id)));
         }
-        Ok(Json(json!({ "metrics": metrics })))
+        Ok(wire(json!({ "metrics": metrics })))
     })
     .await
 }
@@ -1028,15 +1131,23 @@ async fn list_run_artifacts(State(state): State<AppState>, req: Req) -> MlResult
         let s = store(state);
         let run = load_run(s, &id)?;
         let root = run_root(s, &run);
-        let base = super::artifacts::store_path_of(&format!("{root}/{id}/artifacts"))
-            .ok_or_else(|| MlflowError::invalid("this run's artifacts are not kept by this server"))?;
-        let rel = labbook_core::artifact::normalize_artifact_path(&path)?;
-        let dir = if rel.is_empty() { base.clone() } else { format!("{base}/{rel}") };
+        let base = run_artifact_base(s, &run)?;
+        let rel = labbook_core::artifact::normalize_artifact_path(&path)
+            .map_err(|e| MlflowError::invalid(format!("Invalid path: {e}")))?;
+        let dir = if rel.is_empty() {
+            base.clone()
+        } else {
+            format!("{base}/{rel}")
+        };
         let files: Vec<Value> = s
             .list_artifacts(&dir)?
             .into_iter()
             .map(|e| {
-                let shown = e.path.strip_prefix(&format!("{base}/")).unwrap_or(&e.path).to_string();
+                let shown = e
+                    .path
+                    .strip_prefix(&format!("{base}/"))
+                    .unwrap_or(&e.path)
+                    .to_string();
                 let mut f = json!({ "path": shown, "is_dir": e.is_dir });
                 if !e.is_dir {
                     f["file_size"] = json!(e.size);
@@ -1044,7 +1155,9 @@ async fn list_run_artifacts(State(state): State<AppState>, req: Req) -> MlResult
                 f
             })
             .collect();
-        Ok(Json(json!({ "root_uri": format!("{root}/{id}/artifacts"), "files": files })))
+        Ok(wire(
+            json!({ "root_uri": format!("{root}/{id}/artifacts"), "files": files }),
+        ))
     })
     .await
 }
