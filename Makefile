@@ -12,7 +12,7 @@ DEMO_PORT ?= 5001
 export PATH := $(BIN):$(PATH)
 export LABBOOK_BIN := $(CURDIR)/target/release/labbook
 
-.PHONY: all build web demo test test-rust test-python test-web lint bench clean
+.PHONY: all build web demo test test-rust test-python test-web test-mlflow lint bench clean
 
 all: build
 
@@ -20,6 +20,16 @@ $(BIN)/.deps: python/requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r python/requirements-dev.txt
+	touch $@
+
+# The real `mlflow` client, pinned, in its own environment: the MLflow
+# conformance suite and the server benchmark drive labbook with it.
+MLFLOW_VENV := $(CURDIR)/.venv-mlflow
+
+$(MLFLOW_VENV)/.deps: tests/mlflow/requirements.txt
+	$(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install -q --upgrade pip
+	$(MLFLOW_VENV)/bin/python -m pip install -q -r tests/mlflow/requirements.txt
 	touch $@
 
 WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/package.json web/vite.config.ts web/tsconfig.json
@@ -55,8 +65,8 @@ demo: build
 	@echo "The dashboard of the demo project: http://127.0.0.1:$(DEMO_PORT)/p/spirals  (Ctrl-C stops it)"
 	@labbook --dir $(DEMO_STORE) ui --port $(DEMO_PORT)
 
-## test: lint, then every Rust, Python and browser test
-test: lint test-rust test-python test-web
+## test: lint, then every Rust, Python, browser and MLflow-client test
+test: lint test-rust test-python test-web test-mlflow
 
 test-rust: build
 	$(CARGO) test --release
@@ -69,11 +79,15 @@ test-python: build
 test-web: build
 	cd web && LABBOOK_BIN=$(LABBOOK_BIN) PYTHON=$(BIN)/python npm run test:e2e
 
+# The unchanged `mlflow` client against a fresh `labbook serve`.
+test-mlflow: build $(MLFLOW_VENV)/.deps
+	$(MLFLOW_VENV)/bin/python -m pytest tests/mlflow -q -p no:cacheprovider
+
 lint: $(BIN)/.deps web/node_modules/.package-lock.json
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
-	$(BIN)/ruff check python examples bench web/tests
-	$(BIN)/ruff format --check python examples bench web/tests
+	$(BIN)/ruff check python examples bench web/tests tests
+	$(BIN)/ruff format --check python examples bench web/tests tests
 	cd web && npm run typecheck
 
 ## bench: every figure of the foundation's targets (not part of the tests)
@@ -86,4 +100,4 @@ bench: build
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) $(DEMO_STORE)
+	rm -rf $(VENV) $(MLFLOW_VENV) $(DEMO_STORE)

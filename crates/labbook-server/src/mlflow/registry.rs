@@ -591,7 +591,7 @@ fn version_number(req: &Req) -> MlResult<i64> {
     })
 }
 
-fn version_of<'a>(m: &'a RegisteredModel, version: i64) -> MlResult<&'a ModelVersion> {
+fn version_of(m: &RegisteredModel, version: i64) -> MlResult<&ModelVersion> {
     m.version(version).ok_or_else(|| {
         MlflowError::not_found(format!(
             "Model Version (name={}, version={version}) not found",
@@ -600,7 +600,7 @@ fn version_of<'a>(m: &'a RegisteredModel, version: i64) -> MlResult<&'a ModelVer
     })
 }
 
-fn version_mut<'a>(m: &'a mut RegisteredModel, version: i64) -> MlResult<&'a mut ModelVersion> {
+fn version_mut(m: &mut RegisteredModel, version: i64) -> MlResult<&mut ModelVersion> {
     let name = m.name.clone();
     m.version_mut(version).ok_or_else(|| {
         MlflowError::not_found(format!(
