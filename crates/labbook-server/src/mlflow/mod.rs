@@ -389,6 +389,22 @@ pub fn page_token(offset: usize, page: usize, total: usize) -> Option<String> {
     (offset + page < total).then(|| format!("o{}", offset + page))
 }
 
+/// One page of a search answer: `{key: [...], next_page_token}`.
+pub fn paged<T>(
+    key: &str,
+    hits: &[T],
+    offset: usize,
+    limit: usize,
+    to_json: impl Fn(&T) -> Value,
+) -> Json<Value> {
+    let page: Vec<Value> = hits.iter().skip(offset).take(limit).map(to_json).collect();
+    let mut out = json!({ key: page });
+    if let Some(token) = page_token(offset, limit, hits.len()) {
+        out["next_page_token"] = json!(token);
+    }
+    wire(out)
+}
+
 /// `max_results`, defaulted and bounded as MLflow does.
 pub fn max_results(req: &Req, default: i64, limit: i64) -> MlResult<usize> {
     let n = req.opt_i64("max_results")?.unwrap_or(default);

@@ -18,8 +18,8 @@ use labbook_store::{Store, StoreError, models};
 use super::filter::{self, Entity};
 use super::tracking::{artifact_root, experiment_id, load_run, project_by_id};
 use super::{
-    MlResult, MlflowError, Req, blocking, decode_page_token, key_value_list, max_results,
-    page_token, store, wire,
+    MlResult, MlflowError, Req, blocking, decode_page_token, key_value_list, max_results, store,
+    wire,
 };
 use crate::AppState;
 use crate::json::{now_ms, num};
@@ -462,18 +462,9 @@ async fn search_logged_models(State(state): State<AppState>, req: Req) -> MlResu
             labbook_core::query::compare_by(&order, &LoggedModelView(a), &LoggedModelView(b))
                 .then_with(|| a.id.cmp(&b.id))
         });
-        let total = hits.len();
-        let page: Vec<Value> = hits
-            .iter()
-            .skip(offset)
-            .take(limit)
-            .map(|m| logged_model_json(s, m))
-            .collect();
-        let mut out = json!({ "models": page });
-        if let Some(token) = page_token(offset, limit, total) {
-            out["next_page_token"] = json!(token);
-        }
-        Ok(wire(out))
+        Ok(super::paged("models", &hits, offset, limit, |m| {
+            logged_model_json(s, m)
+        }))
     })
     .await
 }
@@ -830,18 +821,13 @@ async fn search_registered_models(State(state): State<AppState>, req: Req) -> Ml
                 },
             )
         });
-        let total = hits.len();
-        let page: Vec<Value> = hits
-            .iter()
-            .skip(offset)
-            .take(limit)
-            .map(|m| registered_model_json(m))
-            .collect();
-        let mut out = json!({ "registered_models": page });
-        if let Some(token) = page_token(offset, limit, total) {
-            out["next_page_token"] = json!(token);
-        }
-        Ok(wire(out))
+        Ok(super::paged(
+            "registered_models",
+            &hits,
+            offset,
+            limit,
+            |m| registered_model_json(m),
+        ))
     })
     .await
 }
@@ -1051,18 +1037,16 @@ async fn search_model_versions(State(state): State<AppState>, req: Req) -> MlRes
             .filter(|view| filter.as_ref().is_none_or(|f| f.matches(view)))
             .collect();
         hits.sort_by(|a, b| labbook_core::query::compare_by(&order, a, b));
-        let total = hits.len();
-        let page: Vec<Value> = hits
-            .iter()
-            .skip(offset)
-            .take(limit)
-            .filter_map(|view| view.version.map(|v| version_json(view.model, v)))
-            .collect();
-        let mut out = json!({ "model_versions": page });
-        if let Some(token) = page_token(offset, limit, total) {
-            out["next_page_token"] = json!(token);
-        }
-        Ok(wire(out))
+        Ok(super::paged(
+            "model_versions",
+            &hits,
+            offset,
+            limit,
+            |view| {
+                view.version
+                    .map_or(Value::Null, |v| version_json(view.model, v))
+            },
+        ))
     })
     .await
 }

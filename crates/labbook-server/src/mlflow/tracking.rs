@@ -249,18 +249,9 @@ async fn search_experiments(State(state): State<AppState>, req: Req) -> MlResult
             labbook_core::query::compare_by(&order, &ExperimentView(a), &ExperimentView(b))
                 .then_with(|| a.id.cmp(&b.id))
         });
-        let total = hits.len();
-        let page: Vec<Value> = hits
-            .iter()
-            .skip(offset)
-            .take(limit)
-            .map(|p| experiment_json(p))
-            .collect();
-        let mut out = json!({ "experiments": page });
-        if let Some(token) = page_token(offset, limit, total) {
-            out["next_page_token"] = json!(token);
-        }
-        Ok(wire(out))
+        Ok(super::paged("experiments", &hits, offset, limit, |p| {
+            experiment_json(p)
+        }))
     })
     .await
 }
@@ -618,6 +609,16 @@ async fn restore_run(State(state): State<AppState>, req: Req) -> MlResult {
     .await
 }
 
+/// Applies a change to a run that may be written to.
+async fn patch_active_run(state: &AppState, id: String, patch: RunPatch) -> MlResult {
+    blocking(state, move |state| {
+        active_run(store(state), &id)?;
+        store(state).update_run(&id, &patch)?;
+        Ok(wire(json!({})))
+    })
+    .await
+}
+
 /// One metric of a request, checked.
 struct MetricIn {
     key: String,
@@ -731,19 +732,11 @@ async fn log_param(State(state): State<AppState>, req: Req) -> MlResult {
     let key = req.str("key")?.to_string();
     let value = req.opt_str("value")?.unwrap_or("").to_string();
     check_param(&key, &value)?;
-    blocking(&state, move |state| {
-        active_run(store(state), &id)?;
-        let params: Config = [(key, param_value(&value))].into();
-        store(state).update_run(
-            &id,
-            &RunPatch {
-                params: Some(params),
-                ..RunPatch::default()
-            },
-        )?;
-        Ok(wire(json!({})))
-    })
-    .await
+    let patch = RunPatch {
+        params: Some([(key, param_value(&value))].into()),
+        ..RunPatch::default()
+    };
+    patch_active_run(&state, id, patch).await
 }
 
 async fn log_batch(State(state): State<AppState>, req: Req) -> MlResult {
@@ -814,12 +807,7 @@ async fn set_tag(State(state): State<AppState>, req: Req) -> MlResult {
     let value = req.opt_str("value")?.unwrap_or("").to_string();
     let mut patch = RunPatch::default();
     tags_into_patch(vec![(key, value)], &mut patch)?;
-    blocking(&state, move |state| {
-        active_run(store(state), &id)?;
-        store(state).update_run(&id, &patch)?;
-        Ok(wire(json!({})))
-    })
-    .await
+    patch_active_run(&state, id, patch).await
 }
 
 async fn delete_tag(State(state): State<AppState>, req: Req) -> MlResult {
@@ -933,18 +921,11 @@ async fn log_inputs(State(state): State<AppState>, req: Req) -> MlResult {
         .iter()
         .map(dataset_input)
         .collect::<MlResult<_>>()?;
-    blocking(&state, move |state| {
-        active_run(store(state), &id)?;
-        store(state).update_run(
-            &id,
-            &RunPatch {
-                add_inputs: inputs,
-                ..RunPatch::default()
-            },
-        )?;
-        Ok(wire(json!({})))
-    })
-    .await
+    let patch = RunPatch {
+        add_inputs: inputs,
+        ..RunPatch::default()
+    };
+    patch_active_run(&state, id, patch).await
 }
 
 async fn log_outputs(State(state): State<AppState>, req: Req) -> MlResult {
@@ -959,18 +940,11 @@ async fn log_outputs(State(state): State<AppState>, req: Req) -> MlResult {
             })
         })
         .collect::<MlResult<_>>()?;
-    blocking(&state, move |state| {
-        active_run(store(state), &id)?;
-        store(state).update_run(
-            &id,
-            &RunPatch {
-                add_outputs: outputs,
-                ..RunPatch::default()
-            },
-        )?;
-        Ok(wire(json!({})))
-    })
-    .await
+    let patch = RunPatch {
+        add_outputs: outputs,
+        ..RunPatch::default()
+    };
+    patch_active_run(&state, id, patch).await
 }
 
 /// The MLflow 2 way of recording a model on a run: its MLmodel JSON is
