@@ -54,9 +54,15 @@ pub async fn serve(
     addr: SocketAddr,
     ready: impl FnOnce(SocketAddr),
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     ready(listener.local_addr()?);
     tokio::spawn(reap_forever(store.clone()));
+    // Small request/response pairs (a logged metric) would otherwise wait on
+    // Nagle's algorithm against the client's delayed ACK: ~40 ms each.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router(store))
         .with_graceful_shutdown(shutdown_signal())
         .await

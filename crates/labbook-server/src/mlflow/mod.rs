@@ -389,6 +389,24 @@ pub fn page_token(offset: usize, page: usize, total: usize) -> Option<String> {
     (offset + page < total).then(|| format!("o{}", offset + page))
 }
 
+/// The items a search keeps, in its order (ties broken by `tie`), as the
+/// query evaluator sees them through `view`.
+pub fn filter_sorted<'a, T, V: labbook_core::query::Fields>(
+    items: impl Iterator<Item = &'a T>,
+    filter: Option<&labbook_core::query::Expr>,
+    order: &[labbook_core::query::SortKey],
+    view: impl Fn(&'a T) -> V,
+    tie: impl Fn(&T, &T) -> std::cmp::Ordering,
+) -> Vec<&'a T> {
+    let mut hits: Vec<&T> = items
+        .filter(|item| filter.is_none_or(|f| f.matches(&view(item))))
+        .collect();
+    hits.sort_by(|a, b| {
+        labbook_core::query::compare_by(order, &view(a), &view(b)).then_with(|| tie(a, b))
+    });
+    hits
+}
+
 /// One page of a search answer: `{key: [...], next_page_token}`.
 pub fn paged<T>(
     key: &str,

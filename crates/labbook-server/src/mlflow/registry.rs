@@ -448,19 +448,11 @@ async fn search_logged_models(State(state): State<AppState>, req: Req) -> MlResu
     blocking(&state, move |state| {
         let s = store(state);
         let all: Vec<LoggedModel> = models::list(s, models::LOGGED_MODEL)?;
-        let mut hits: Vec<&LoggedModel> = all
-            .iter()
-            .filter(|m| !m.deleted)
-            .filter(|m| experiments.is_empty() || experiments.contains(&m.project_id))
-            .filter(|m| {
-                filter
-                    .as_ref()
-                    .is_none_or(|f| f.matches(&LoggedModelView(m)))
-            })
-            .collect();
-        hits.sort_by(|a, b| {
-            labbook_core::query::compare_by(&order, &LoggedModelView(a), &LoggedModelView(b))
-                .then_with(|| a.id.cmp(&b.id))
+        let live = all.iter().filter(|m| {
+            !m.deleted && (experiments.is_empty() || experiments.contains(&m.project_id))
+        });
+        let hits = super::filter_sorted(live, filter.as_ref(), &order, LoggedModelView, |a, b| {
+            a.id.cmp(&b.id)
         });
         Ok(super::paged("models", &hits, offset, limit, |m| {
             logged_model_json(s, m)
@@ -797,29 +789,12 @@ async fn search_registered_models(State(state): State<AppState>, req: Req) -> Ml
     let offset = decode_page_token(req.opt_str("page_token")?)?;
     blocking(&state, move |state| {
         let all: Vec<RegisteredModel> = models::list(store(state), models::REGISTERED_MODEL)?;
-        let mut hits: Vec<&RegisteredModel> = all
-            .iter()
-            .filter(|m| {
-                filter.as_ref().is_none_or(|f| {
-                    f.matches(&RegistryView {
-                        model: m,
-                        version: None,
-                    })
-                })
-            })
-            .collect();
-        hits.sort_by(|a, b| {
-            labbook_core::query::compare_by(
-                &order,
-                &RegistryView {
-                    model: a,
-                    version: None,
-                },
-                &RegistryView {
-                    model: b,
-                    version: None,
-                },
-            )
+        let view = |model| RegistryView {
+            model,
+            version: None,
+        };
+        let hits = super::filter_sorted(all.iter(), filter.as_ref(), &order, view, |_, _| {
+            std::cmp::Ordering::Equal
         });
         Ok(super::paged(
             "registered_models",

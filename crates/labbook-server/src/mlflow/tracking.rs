@@ -232,22 +232,13 @@ async fn search_experiments(State(state): State<AppState>, req: Req) -> MlResult
     }
     blocking(&state, move |state| {
         let projects = store(state).list_projects()?;
-        let mut hits: Vec<&ProjectInfo> = projects
-            .iter()
-            .filter(|p| match deleted {
-                Deleted::Exclude => p.deleted_ms.is_none(),
-                Deleted::Only => p.deleted_ms.is_some(),
-                Deleted::Include => true,
-            })
-            .filter(|p| {
-                filter
-                    .as_ref()
-                    .is_none_or(|f| f.matches(&ExperimentView(p)))
-            })
-            .collect();
-        hits.sort_by(|a, b| {
-            labbook_core::query::compare_by(&order, &ExperimentView(a), &ExperimentView(b))
-                .then_with(|| a.id.cmp(&b.id))
+        let live = projects.iter().filter(|p| match deleted {
+            Deleted::Exclude => p.deleted_ms.is_none(),
+            Deleted::Only => p.deleted_ms.is_some(),
+            Deleted::Include => true,
+        });
+        let hits = super::filter_sorted(live, filter.as_ref(), &order, ExperimentView, |a, b| {
+            a.id.cmp(&b.id)
         });
         Ok(super::paged("experiments", &hits, offset, limit, |p| {
             experiment_json(p)
