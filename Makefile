@@ -12,7 +12,7 @@ DEMO_PORT ?= 5001
 export PATH := $(BIN):$(PATH)
 export LABBOOK_BIN := $(CURDIR)/target/release/labbook
 
-.PHONY: all build web demo test test-rust test-python test-web test-mlflow lint bench clean
+.PHONY: all build web demo test test-rust test-python test-web test-mlflow lint bench bench-mlflow clean
 
 all: build
 
@@ -91,12 +91,22 @@ lint: $(BIN)/.deps web/node_modules/.package-lock.json
 	cd web && npm run typecheck
 
 ## bench: every figure of the foundation's targets (not part of the tests)
-bench: build
+bench: build $(MLFLOW_VENV)/.deps
 	@tmp=$$(mktemp -d) && cd $$tmp && { \
 	  $(CARGO) bench --manifest-path $(CURDIR)/Cargo.toml -p labbook-store --bench store 2>/dev/null; \
 	  LABBOOK_BENCH_BROWSER=1 $(CARGO) bench --manifest-path $(CURDIR)/Cargo.toml -p labbook-server --bench api 2>/dev/null; \
 	  $(BIN)/python $(CURDIR)/bench/sdk_bench.py; \
 	} | tee $$tmp/raw.jsonl | $(BIN)/python $(CURDIR)/bench/report.py; rm -rf $$tmp
+	@echo
+	$(MAKE) bench-mlflow
+
+## bench-mlflow: `labbook serve` against `mlflow server`, the same MLflow client code
+## on both (~15 min: seeding MLflow with 10,000 runs dominates). Pass
+## BENCH_MLFLOW_ARGS="--servers labbook --reuse bench/out/mlflow_server.json" to
+## measure labbook again beside an earlier MLflow run.
+BENCH_MLFLOW_ARGS ?=
+bench-mlflow: build $(MLFLOW_VENV)/.deps
+	$(MLFLOW_VENV)/bin/python bench/mlflow_server.py $(BENCH_MLFLOW_ARGS)
 
 clean:
 	$(CARGO) clean
