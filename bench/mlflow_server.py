@@ -16,6 +16,11 @@ Run it with an interpreter that has `mlflow` installed (the client under test):
 A full MLflow pass takes ~13 minutes on 2 cores (two starts of 15 to 45 s, a
 minute of 32 clients, ~8 minutes seeding 10,000 runs over HTTP), so `--reuse`
 takes the servers not measured now from an earlier JSON file.
+
+Beside each client figure, a "raw HTTP" row times the same request with the
+same JSON body sent with http.client over one kept-alive connection: the MLflow
+client's own cost per call (protobuf parsing, entity objects; ~40 ms of a
+3,000-point get_metric_history) hides the server's speed, which those rows show.
 """
 
 from __future__ import annotations
@@ -43,9 +48,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -573,9 +579,10 @@ def seed_runs(url: str, experiment_id: str, n: int, threads: int) -> tuple[float
     return time.perf_counter() - t0, errors
 
 
-def measure_search(
+def seed_search(
     client: MlflowClient, url: str, n_runs: int, sizes: Sizes, result: ServerResult
-) -> None:
+) -> str:
+    """Seeds an experiment for the searches; its id."""
     experiment_id = client.create_experiment(f"search-{n_runs}")
     log(f"  seeding {n_runs:,} runs with {sizes.seed_threads} threads")
     seconds, errors = seed_runs(url, experiment_id, n_runs, sizes.seed_threads)
@@ -593,7 +600,16 @@ def measure_search(
             },
         ),
     )
-    expected = sum(1 for i in range(n_runs) if (v := seeded_values(i))[0] == "0.01" and v[2] > 0.9)
+    return experiment_id
+
+
+def seeded_matches(n_runs: int) -> int:
+    """How many of n_runs seeded runs SEARCH_FILTER matches."""
+    return sum(1 for i in range(n_runs) if (v := seeded_values(i))[0] == "0.01" and v[2] > 0.9)
+
+
+def measure_search(client: MlflowClient, experiment_id: str, n_runs: int, sizes: Sizes) -> Figure:
+    expected = seeded_matches(n_runs)
     returned: list[int] = []
 
     def search() -> None:
@@ -605,15 +621,214 @@ def measure_search(
         raise AssertionError(
             f"search_runs returned {sorted(set(returned))} runs, expected {expected}"
         )
-    result.add(
-        "search_runs",
-        Figure(
-            "ms",
-            samples,
-            f"{SEARCH_FILTER!r} over {n_runs} runs, max_results=1000",
-            {"runs": n_runs, "matches": expected},
-        ),
+    return Figure(
+        "ms",
+        samples,
+        f"{SEARCH_FILTER!r} over {n_runs} runs, max_results=1000",
+        {"runs": n_runs, "matches": expected},
     )
+
+
+# --------------------------------------------------------------------------- raw HTTP figures
+
+# The same requests as the client figures above, with the JSON bodies the
+# MLflow client sends (as its message_to_json writes them), sent with
+# http.client over one kept-alive connection: no MLflow client, no `requests`,
+# so what is left is the server and the loopback. Request bodies are encoded
+# ahead of the clock (json.dumps of 1,000 metrics alone takes ~1-2 ms here; its
+# median goes in the figure as encode_ms); answers are read whole and, where
+# they carry data, parsed with json.loads inside it, as any client must (that
+# median goes in as parse_ms). These requests are not in the endpoint table.
+
+
+class RawHTTP:
+    """One kept-alive `http.client` connection with TCP_NODELAY set, so the
+    client side is not held back by Nagle's algorithm. Each figure opens its
+    own (an idle connection may be dropped by the server between figures); if
+    an answer closes it, the next call opens another: connects counts them."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.conn = http.client.HTTPConnection(parts.hostname or HOST, parts.port, timeout=60)
+        self.connects = 0
+
+    def __enter__(self) -> RawHTTP:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()
+
+    def call(self, method: str, path: str, body: bytes | None = None) -> bytes:
+        if self.conn.sock is None:
+            self.conn.connect()
+            self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.connects += 1
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        self.conn.request(method, path, body=body, headers=headers)
+        response = self.conn.getresponse()
+        data = response.read()
+        if response.status != 200:
+            where = path.split("?", 1)[0]
+            raise RuntimeError(f"{method} {where} answered {response.status}: {data[:300]!r}")
+        return data
+
+
+def encoded(bodies: list[dict[str, Any]]) -> tuple[list[bytes], float]:
+    """The bodies as `requests` would send them (json.dumps, default separators),
+    and the median time one took to encode, ms."""
+    out, times = [], []
+    for body in bodies:
+        t = time.perf_counter()
+        out.append(json.dumps(body).encode())
+        times.append((time.perf_counter() - t) * 1e3)
+    return out, statistics.median(times)
+
+
+def raw_figure(raw: RawHTTP, samples: list[float], note: str, **extra: Any) -> Figure:
+    return Figure("ms", samples, note, {"connects": raw.connects, **extra})
+
+
+def measure_raw_health(url: str, sizes: Sizes) -> Figure:
+    with RawHTTP(url) as raw:
+        samples = timed_ms(lambda: raw.call("GET", "/health"), sizes.health_calls, warmup=10)
+        return raw_figure(raw, samples, "GET /health via http.client, kept-alive, TCP_NODELAY")
+
+
+def measure_raw_log_metric(
+    url: str, client: MlflowClient, experiment_id: str, sizes: Sizes
+) -> Figure:
+    run_id = client.create_run(experiment_id, run_name="raw log_metric").info.run_id
+    n = sizes.log_metric_warmup + sizes.log_metric_calls
+    bodies, encode_ms = encoded(
+        [
+            {
+                "run_uuid": run_id,
+                "key": "loss",
+                "value": random.random(),
+                "timestamp": now_ms(),
+                "step": step,
+                "run_id": run_id,
+            }
+            for step in range(n)
+        ]
+    )
+    it = iter(bodies)
+    with RawHTTP(url) as raw:
+        samples = timed_ms(
+            lambda: raw.call("POST", "/api/2.0/mlflow/runs/log-metric", next(it)),
+            sizes.log_metric_calls,
+            warmup=sizes.log_metric_warmup,
+        )
+        return raw_figure(
+            raw,
+            samples,
+            f"POST runs/log-metric via http.client, {sizes.log_metric_calls} calls",
+            encode_ms=encode_ms,
+        )
+
+
+def measure_raw_log_batch(
+    url: str, client: MlflowClient, experiment_id: str, sizes: Sizes
+) -> Figure:
+    run_id = client.create_run(experiment_id, run_name="raw log_batch").info.run_id
+    n = sizes.batch_metrics
+    ts = now_ms()
+    bodies, encode_ms = encoded(
+        [
+            {
+                "run_id": run_id,
+                "metrics": [
+                    {"key": "batch", "value": random.random(), "timestamp": ts, "step": i * n + j}
+                    for j in range(n)
+                ],
+            }
+            for i in range(sizes.batch_calls + 2)
+        ]
+    )
+    it = iter(bodies)
+    with RawHTTP(url) as raw:
+        samples = timed_ms(
+            lambda: raw.call("POST", "/api/2.0/mlflow/runs/log-batch", next(it)),
+            sizes.batch_calls,
+            warmup=2,
+        )
+        return raw_figure(
+            raw,
+            samples,
+            f"POST runs/log-batch of {n} metrics via http.client, one key, distinct steps",
+            encode_ms=encode_ms,
+        )
+
+
+def parsed(
+    raw: RawHTTP, parse_times: list[float], method: str, path: str, body: bytes | None
+) -> Any:
+    """The answer to one request, read whole and parsed; the parse is timed."""
+    data = raw.call(method, path, body)
+    t = time.perf_counter()
+    answer = json.loads(data)
+    parse_times.append((time.perf_counter() - t) * 1e3)
+    return answer
+
+
+def measure_raw_metric_history(
+    url: str, client: MlflowClient, experiment_id: str, sizes: Sizes
+) -> Figure:
+    run_id = client.create_run(experiment_id, run_name="raw history").info.run_id
+    n, chunk = sizes.history_points, sizes.batch_metrics
+    for first in range(0, n, chunk):
+        client.log_batch(run_id, metrics=metric_batch("history", first, min(chunk, n - first)))
+    # The query string the client sends (it passes its JSON body as params).
+    path = "/api/2.0/mlflow/metrics/get-history?" + urlencode(
+        {"run_uuid": run_id, "metric_key": "history", "run_id": run_id, "max_results": 25000}
+    )
+    parse_times: list[float] = []
+
+    def get() -> None:
+        answer = parsed(raw, parse_times, "GET", path, None)
+        got = len(answer.get("metrics", []))
+        if got != n or answer.get("next_page_token"):
+            raise AssertionError(f"get-history returned {got} points of {n}, or a next page")
+
+    with RawHTTP(url) as raw:
+        samples = timed_ms(get, sizes.history_calls, warmup=2)
+        return raw_figure(
+            raw,
+            samples,
+            f"GET metrics/get-history via http.client, {n}-point series, body parsed",
+            parse_ms=statistics.median(parse_times),
+        )
+
+
+def measure_raw_search(url: str, experiment_id: str, n_runs: int, sizes: Sizes) -> Figure:
+    expected = seeded_matches(n_runs)
+    body = {
+        "experiment_ids": [experiment_id],
+        "run_view_type": "ACTIVE_ONLY",
+        "filter": SEARCH_FILTER,
+        "max_results": 1000,
+    }
+    (payload,), encode_ms = encoded([body])
+    parse_times: list[float] = []
+
+    def search() -> None:
+        answer = parsed(raw, parse_times, "POST", "/api/2.0/mlflow/runs/search", payload)
+        got = len(answer.get("runs", []))
+        if got != expected or answer.get("next_page_token"):
+            raise AssertionError(f"runs/search returned {got} runs, expected {expected}")
+
+    with RawHTTP(url) as raw:
+        samples = timed_ms(search, sizes.search_calls, warmup=2)
+        return raw_figure(
+            raw,
+            samples,
+            f"POST runs/search via http.client, {SEARCH_FILTER!r} over {n_runs} runs, "
+            "max_results=1000, body parsed",
+            runs=n_runs,
+            matches=expected,
+            encode_ms=encode_ms,
+            parse_ms=statistics.median(parse_times),
+        )
 
 
 # --------------------------------------------------------------------------- concurrent clients
@@ -812,11 +1027,17 @@ def measure_server(name: str, args: argparse.Namespace, sizes: Sizes) -> ServerR
         client = client_for(url)
         with measuring(result, "health_rtt"):
             result.add("health_rtt", measure_health_rtt(url, sizes))
+        with measuring(result, "raw_health_rtt"):
+            result.add("raw_health_rtt", measure_raw_health(url, sizes))
         experiment_id = client.create_experiment("bench")
+        # Each client figure, then the same requests as raw HTTP.
         for key, measure in (
             ("log_metric", measure_log_metric),
+            ("raw_log_metric", partial(measure_raw_log_metric, url)),
             ("log_batch_1000", measure_log_batch),
+            ("raw_log_batch_1000", partial(measure_raw_log_batch, url)),
             ("metric_history_3000", measure_metric_history),
+            ("raw_metric_history_3000", partial(measure_raw_metric_history, url)),
         ):
             log(f"  {key}")
             with measuring(result, key):
@@ -824,9 +1045,18 @@ def measure_server(name: str, args: argparse.Namespace, sizes: Sizes) -> ServerR
         with measuring(result, "concurrent"):
             log("  concurrent clients")
             measure_concurrent(client, url, client.create_experiment("concurrent"), sizes, result)
+        n_runs = sizes.runs[name]
+        search_experiment: str | None = None
         with measuring(result, "search_runs"):
             log("  search_runs")
-            measure_search(client, url, sizes.runs[name], sizes, result)
+            search_experiment = seed_search(client, url, n_runs, sizes, result)
+            result.add("search_runs", measure_search(client, search_experiment, n_runs, sizes))
+        if search_experiment is not None:
+            with measuring(result, "raw_search_runs"):
+                log("  raw_search_runs")
+                result.add(
+                    "raw_search_runs", measure_raw_search(url, search_experiment, n_runs, sizes)
+                )
 
         mem = tree_memory(server.proc.pid)
         result.add("memory_after_rss", Figure("MB", [mem.rss_mb], "after all of the above"))
@@ -866,8 +1096,16 @@ def rows_for(config: dict[str, Any]) -> list[Row]:
         Row("idle_rss", "idle memory, RSS summed"),
         Row("idle_processes", "processes", better=None),
         Row("health_rtt", "`GET /health` round trip (floor)"),
+        Row("raw_health_rtt", "`GET /health`, raw HTTP (floor)"),
         Row("log_metric", "`log_metric` round trip", "≤ 1 ms", lambda m: m <= 1),
+        Row("raw_log_metric", "`log_metric`, raw HTTP", "≤ 1 ms", lambda m: m <= 1),
         Row("log_batch_1000", "`log_batch`, 1,000 metrics", "≤ 5 ms", lambda m: m <= 5),
+        Row(
+            "raw_log_batch_1000",
+            "`log_batch`, 1,000 metrics, raw HTTP",
+            "≤ 5 ms",
+            lambda m: m <= 5,
+        ),
         Row(
             "metric_history_3000",
             "`get_metric_history`, 3,000 points",
@@ -875,8 +1113,20 @@ def rows_for(config: dict[str, Any]) -> list[Row]:
             lambda m: m <= 5,
         ),
         Row(
+            "raw_metric_history_3000",
+            "`get_metric_history`, 3,000 points, raw HTTP",
+            "≤ 5 ms",
+            lambda m: m <= 5,
+        ),
+        Row(
             "search_runs",
             f"`search_runs`, metric + param filter, {runs_text} runs",
+            "≤ 50 ms",
+            lambda m: m <= 50,
+        ),
+        Row(
+            "raw_search_runs",
+            f"`search_runs`, metric + param filter, {runs_text} runs, raw HTTP",
             "≤ 50 ms",
             lambda m: m <= 50,
         ),
@@ -930,6 +1180,10 @@ def markdown(report: dict[str, Any]) -> str:
         "medians (min–max); ratio: how many times better labbook is; load average "
         f"{report['machine']['loadavg_start'][0]:.1f} at the start, "
         f"{report['machine'].get('loadavg_end', [float('nan')])[0]:.1f} at the end",
+        "",
+        "raw HTTP: the same requests and JSON bodies as the MLflow client's, sent with "
+        "http.client over one kept-alive connection (TCP_NODELAY), bodies encoded ahead, "
+        "answers read whole and json.loads-ed; the targets are for the server answering",
         "",
         "| figure | mlflow | labbook | ratio | target | met |",
         "|---|---|---|---|---|---|",
