@@ -12,7 +12,13 @@ use crate::SystemSampler;
 pub struct Monitor {
     stop: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<JoinHandle<()>>,
+    exited: std::sync::mpsc::Receiver<()>,
 }
+
+/// How long stopping waits for a sample in progress. A sample that takes
+/// longer (a GPU driver that hangs, a slow /proc) is left to finish on its
+/// own: a run's end must never wait on its system metrics.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 
 impl Monitor {
     /// Samples process `pid` every `interval`, calling `sink` with each
@@ -24,9 +30,12 @@ impl Monitor {
     ) -> Option<Monitor> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let stop_for_thread = Arc::clone(&stop);
+        let (exit_tx, exited) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("labbook-monitor".into())
             .spawn(move || {
+                // Dropped on every way out of the thread: tells `stop` it ended.
+                let _exit = exit_tx;
                 let mut sampler = SystemSampler::new(pid);
                 let mut index = 0;
                 let (lock, wake) = &*stop_for_thread;
@@ -44,6 +53,10 @@ impl Monitor {
                     }
                     drop(stopped);
                     let sample = sampler.sample();
+                    // A stop that came during a slow sample: the run is over.
+                    if lock.lock().map_or(true, |stopped| *stopped) {
+                        return;
+                    }
                     if !sample.is_empty() {
                         sink(index, sample);
                         index += 1;
@@ -54,6 +67,7 @@ impl Monitor {
         Some(Monitor {
             stop,
             thread: Some(thread),
+            exited,
         })
     }
 
@@ -65,7 +79,11 @@ impl Monitor {
         }
         wake.notify_all();
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            // The sender is dropped when the thread exits, which ends the wait.
+            let _ = self.exited.recv_timeout(STOP_WAIT);
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
         }
     }
 }

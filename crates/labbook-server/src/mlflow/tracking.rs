@@ -966,26 +966,47 @@ async fn log_model_history(State(state): State<AppState>, req: Req) -> MlResult 
 
 // ---------------------------------------------------------------- metrics
 
-fn points_json(
-    key: &str,
+/// One metric point on the wire, serialized straight from the decoded
+/// columns: a history of many thousands of points never becomes a tree of
+/// JSON values.
+#[derive(serde::Serialize)]
+struct PointJson<'a> {
+    key: &'a str,
+    #[serde(serialize_with = "labbook_core::metric::json_float::serialize")]
+    value: f64,
+    timestamp: i64,
+    step: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_id: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct HistoryJson<'a> {
+    // proto2 JSON leaves an empty repeated field out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    metrics: Vec<PointJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<String>,
+}
+
+fn points_json<'a>(
+    key: &'a str,
     cols: &SeriesColumns,
     range: std::ops::Range<usize>,
-    run_id: Option<&str>,
-) -> Vec<Value> {
-    range
-        .map(|i| {
-            let mut m = json!({
-                "key": key,
-                "value": num(cols.values[i]),
-                "timestamp": cols.ts_ms[i],
-                "step": cols.steps[i],
-            });
-            if let Some(id) = run_id {
-                m["run_id"] = json!(id);
-            }
-            m
-        })
-        .collect()
+    run_id: Option<&'a str>,
+) -> impl Iterator<Item = PointJson<'a>> {
+    let (steps, ts, values) = (
+        cols.steps[range.clone()].to_vec(),
+        cols.ts_ms[range.clone()].to_vec(),
+        cols.values[range].to_vec(),
+    );
+    (0..steps.len()).map(move |i| PointJson {
+        key,
+        value: values[i],
+        timestamp: ts[i],
+        step: steps[i],
+        run_id,
+    })
 }
 
 /// MLflow lists a history by (timestamp, step, value); labbook keeps series
@@ -1008,7 +1029,10 @@ fn sort_by_time(cols: &mut SeriesColumns) {
     };
 }
 
-async fn get_history(State(state): State<AppState>, req: Req) -> MlResult {
+async fn get_history(
+    State(state): State<AppState>,
+    req: Req,
+) -> MlResult<axum::response::Response> {
     let id = run_id(&req)?;
     let key = req.str("metric_key")?.to_string();
     let limit = match req.opt_i64("max_results")? {
@@ -1028,13 +1052,13 @@ async fn get_history(State(state): State<AppState>, req: Req) -> MlResult {
         let total = cols.len();
         let start = offset.min(total);
         let end = limit.map_or(total, |l| (start + l).min(total));
-        let mut out = json!({ "metrics": points_json(&key, &cols, start..end, None) });
-        if let Some(l) = limit
-            && let Some(token) = page_token(start, l, total)
-        {
-            out["next_page_token"] = json!(token);
-        }
-        Ok(wire(out))
+        let answer = HistoryJson {
+            metrics: points_json(&key, &cols, start..end, None).collect(),
+            next_page_token: limit.and_then(|l| page_token(start, l, total)),
+        };
+        Ok(axum::response::IntoResponse::into_response(axum::Json(
+            answer,
+        )))
     })
     .await
 }
@@ -1080,7 +1104,10 @@ async fn get_history_bulk_interval(State(state): State<AppState>, req: Req) -> M
                 other => other?.0,
             };
             let n = cols.len().min(per_run);
-            metrics.extend(points_json(&key, &cols, 0..n, Some(id)));
+            metrics.extend(
+                points_json(&key, &cols, 0..n, Some(id))
+                    .map(|p| serde_json::to_value(p).unwrap_or(Value::Null)),
+            );
         }
         Ok(wire(json!({ "metrics": metrics })))
     })
