@@ -11,9 +11,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-# CI harnesses may start the suite with SIGTERM ignored, and an ignored signal
-# stays ignored across exec; the children here must see what a shell gives them.
+# CI harnesses may start the suite with SIGTERM ignored or blocked, and both
+# survive exec into the children the tests start (subprocess resets neither);
+# the children must see what a login shell gives them.
 signal.signal(signal.SIGTERM, signal.SIG_DFL)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
 
 
 @pytest.fixture

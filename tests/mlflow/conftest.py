@@ -49,6 +49,11 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 
 import mlflow
 
+# CI harnesses may start the suite with SIGTERM ignored or blocked; both survive
+# exec, and the servers started here must stop on SIGTERM as they would from a shell.
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+
 REPO = Path(__file__).resolve().parents[2]
 SERVER_KIND = os.environ.get("CONFORMANCE_SERVER", "labbook")
 if SERVER_KIND not in ("labbook", "mlflow"):
