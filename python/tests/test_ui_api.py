@@ -78,14 +78,17 @@ def test_health_and_projects(server: str) -> None:
         assert r.read() == b"ok"
     status, body = get(server, "/api/v1/projects")
     assert status == 200
-    assert body["projects"] == [
-        {
-            "name": "sweep",
-            "runs": 4,
-            "running": 0,
-            "last_activity_ms": body["projects"][0]["last_activity_ms"],
-        }
-    ]
+    # The empty Default project (MLflow's experiment 0) is not listed.
+    [project] = body["projects"]
+    assert project["last_activity_ms"] >= project["created_ms"] > 0
+    assert {k: project[k] for k in ("name", "runs", "running", "deleted_ms", "tags")} == {
+        "name": "sweep",
+        "runs": 4,
+        "running": 0,
+        "deleted_ms": None,
+        "tags": {},
+    }
+    assert isinstance(project["id"], int)
 
 
 def test_runs_filter_sort_page_and_total(server: str) -> None:
