@@ -222,7 +222,7 @@ impl Api {
         let list = PyList::empty(py);
         for p in projects.into_iter().filter(|p| p.is_listed()) {
             let d = PyDict::new(py);
-            d.set_item("name", p.name)?;
+            d.set_item("name", p.project.name)?;
             d.set_item("runs", p.runs)?;
             d.set_item("running", p.running)?;
             d.set_item("last_activity_ms", p.last_activity_ms)?;

@@ -56,8 +56,8 @@ pub trait Store: Send + Sync {
     /// which a person's listing shows), most recently active first.
     fn list_projects(&self) -> Result<Vec<ProjectInfo>>;
     /// Creates an empty project; a name in use is a conflict.
-    fn create_project(&self, new: &NewProject) -> Result<ProjectInfo>;
-    fn project(&self, reference: ProjectRef<'_>) -> Result<ProjectInfo>;
+    fn create_project(&self, new: &NewProject) -> Result<Project>;
+    fn project(&self, reference: ProjectRef<'_>) -> Result<Project>;
     fn update_project(&self, id: i64, patch: &ProjectPatch) -> Result<()>;
     /// Soft delete: hidden from listings until restored.
     fn delete_run(&self, id: &str, now_ms: i64) -> Result<()>;

@@ -951,14 +951,14 @@ impl Store for SqliteStore {
     }
 
     fn list_projects(&self) -> Result<Vec<ProjectInfo>> {
-        self.load_projects("1")
+        self.load_projects()
     }
 
-    fn create_project(&self, new: &NewProject) -> Result<ProjectInfo> {
+    fn create_project(&self, new: &NewProject) -> Result<Project> {
         self.create_project_impl(new)
     }
 
-    fn project(&self, reference: ProjectRef<'_>) -> Result<ProjectInfo> {
+    fn project(&self, reference: ProjectRef<'_>) -> Result<Project> {
         self.project_impl(reference)
     }
 

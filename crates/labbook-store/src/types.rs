@@ -179,15 +179,13 @@ pub struct NotebookNote {
     pub run_id: Option<String>,
 }
 
-/// A project (MLflow's experiment) with its run counts.
+/// A project (MLflow's experiment), as a lookup returns it: finding one
+/// never scans its runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProjectInfo {
+pub struct Project {
     /// Stable across renames; MLflow's experiment id.
     pub id: i64,
     pub name: String,
-    pub runs: u64,
-    pub running: u64,
-    pub last_activity_ms: Option<i64>,
     pub created_ms: i64,
     pub updated_ms: i64,
     pub deleted_ms: Option<i64>,
@@ -197,11 +195,22 @@ pub struct ProjectInfo {
     pub tags: BTreeMap<String, String>,
 }
 
+/// A project with its run counts, as listings show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectInfo {
+    #[serde(flatten)]
+    pub project: Project,
+    pub runs: u64,
+    pub running: u64,
+    pub last_activity_ms: Option<i64>,
+}
+
 impl ProjectInfo {
     /// Whether listings for people show it: not deleted, and not the empty
     /// `Default` project every store has for MLflow clients.
     pub fn is_listed(&self) -> bool {
-        self.deleted_ms.is_none() && !(self.id == DEFAULT_PROJECT_ID && self.runs == 0)
+        self.project.deleted_ms.is_none()
+            && !(self.project.id == DEFAULT_PROJECT_ID && self.runs == 0)
     }
 }
 

@@ -31,9 +31,18 @@ fn default_project_exists_and_is_hidden_while_empty() {
     let (_d, store) = store();
     let default = store.project(ProjectRef::Id(DEFAULT_PROJECT_ID)).unwrap();
     assert_eq!(default.name, "Default");
-    assert!(!default.is_listed());
+    let listed = |store: &SqliteStore| {
+        store
+            .list_projects()
+            .unwrap()
+            .into_iter()
+            .find(|p| p.project.id == DEFAULT_PROJECT_ID)
+            .unwrap()
+            .is_listed()
+    };
+    assert!(!listed(&store));
     run_in(&store, "Default");
-    assert!(store.project(ProjectRef::Id(0)).unwrap().is_listed());
+    assert!(listed(&store));
 }
 
 #[test]

@@ -107,10 +107,14 @@ fn runs_are_created_listed_filtered_and_sorted() {
     assert_eq!(runs[0].metrics["val/loss"].max, Some(2.2));
 
     let projects = store.list_projects().unwrap();
-    let names: Vec<&str> = projects.iter().map(|p| p.name.as_str()).collect();
+    let names: Vec<&str> = projects.iter().map(|p| p.project.name.as_str()).collect();
     assert!(names.contains(&"mnist") && names.contains(&"other"));
     assert_eq!(
-        projects.iter().find(|p| p.name == "other").unwrap().running,
+        projects
+            .iter()
+            .find(|p| p.project.name == "other")
+            .unwrap()
+            .running,
         1
     );
 }

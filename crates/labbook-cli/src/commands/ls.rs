@@ -114,8 +114,8 @@ fn hint_other_projects(app: &App, store: &dyn Store, project: &str) {
     };
     let others: Vec<String> = projects
         .iter()
-        .filter(|p| p.name != project && p.runs > 0 && p.is_listed())
-        .map(|p| format!("{} ({})", p.name, p.runs))
+        .filter(|p| p.project.name != project && p.runs > 0 && p.is_listed())
+        .map(|p| format!("{} ({})", p.project.name, p.runs))
         .collect();
     if !others.is_empty() {
         say!(

@@ -14,8 +14,7 @@ use labbook_core::query::{Attr, Expr, Field, Fields, Literal, SortKey, Value as 
 use labbook_core::{Config, DatasetInput, ModelOutput, RunRecord, RunStatus, SeriesColumns};
 use labbook_store::models;
 use labbook_store::{
-    Deleted, NewProject, NewRun, ProjectInfo, ProjectPatch, ProjectRef, RunPatch, RunQuery,
-    StepRange,
+    Deleted, NewProject, NewRun, Project, ProjectPatch, ProjectRef, RunPatch, RunQuery, StepRange,
 };
 
 use super::filter;
@@ -105,19 +104,19 @@ const USER_TAG: &str = "mlflow.user";
 // ------------------------------------------------------------ experiments
 
 /// Where a project's artifacts live, as an MLflow URI.
-pub fn artifact_root(p: &ProjectInfo) -> String {
+pub fn artifact_root(p: &Project) -> String {
     p.artifact_location
         .clone()
         .unwrap_or_else(|| format!("mlflow-artifacts:/{}", p.id))
 }
 
-pub fn experiment_json(p: &ProjectInfo) -> Value {
+pub fn experiment_json(p: &Project) -> Value {
     json!({
         "experiment_id": p.id.to_string(),
         "name": p.name,
         "artifact_location": artifact_root(p),
         "lifecycle_stage": if p.deleted_ms.is_some() { "deleted" } else { "active" },
-        "last_update_time": p.updated_ms.max(p.last_activity_ms.unwrap_or(0)),
+        "last_update_time": p.updated_ms,
         "creation_time": p.created_ms,
         "tags": key_value_list(&p.tags),
     })
@@ -132,7 +131,7 @@ pub fn experiment_id(req: &Req, name: &str) -> MlResult<i64> {
     })
 }
 
-pub fn project_by_id(s: &dyn labbook_store::Store, id: i64) -> MlResult<ProjectInfo> {
+pub fn project_by_id(s: &dyn labbook_store::Store, id: i64) -> MlResult<Project> {
     s.project(ProjectRef::Id(id))
         .map_err(|_| MlflowError::not_found(format!("No Experiment with id={id} exists")))
 }
@@ -185,7 +184,7 @@ async fn get_experiment_by_name(State(state): State<AppState>, req: Req) -> MlRe
 
 /// An experiment as the query evaluator sees it (see
 /// `filter::experiment_filter` for the field mapping).
-struct ExperimentView<'a>(&'a ProjectInfo);
+struct ExperimentView<'a>(&'a Project);
 
 impl Fields for ExperimentView<'_> {
     fn get(&self, field: &Field) -> FieldValue<'_> {
@@ -232,11 +231,14 @@ async fn search_experiments(State(state): State<AppState>, req: Req) -> MlResult
     }
     blocking(&state, move |state| {
         let projects = store(state).list_projects()?;
-        let live = projects.iter().filter(|p| match deleted {
-            Deleted::Exclude => p.deleted_ms.is_none(),
-            Deleted::Only => p.deleted_ms.is_some(),
-            Deleted::Include => true,
-        });
+        let live = projects
+            .iter()
+            .map(|p| &p.project)
+            .filter(|p| match deleted {
+                Deleted::Exclude => p.deleted_ms.is_none(),
+                Deleted::Only => p.deleted_ms.is_some(),
+                Deleted::Include => true,
+            });
         let hits = super::filter_sorted(live, filter.as_ref(), &order, ExperimentView, |a, b| {
             a.id.cmp(&b.id)
         });

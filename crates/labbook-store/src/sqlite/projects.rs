@@ -8,66 +8,59 @@ use labbook_core::run::validate_name;
 
 use super::SqliteStore;
 use crate::error::{Result, StoreError};
-use crate::types::{NewProject, ProjectInfo, ProjectPatch, ProjectRef};
+use crate::types::{NewProject, Project, ProjectInfo, ProjectPatch, ProjectRef};
 
 impl SqliteStore {
-    pub(super) fn load_projects(&self, where_sql: &str) -> Result<Vec<ProjectInfo>> {
-        self.load_projects_with(where_sql, &[])
-    }
-
-    fn load_projects_with(
-        &self,
-        where_sql: &str,
-        args: &[&dyn rusqlite::ToSql],
-    ) -> Result<Vec<ProjectInfo>> {
+    pub(super) fn load_projects(&self) -> Result<Vec<ProjectInfo>> {
         let conn = self.conn.lock();
-        let sql = format!(
-            "SELECT p.id, p.name, COUNT(r.pk), COALESCE(SUM(r.status = 'running'), 0),
-                    MAX(COALESCE(r.ended_ms, r.heartbeat_ms)), p.created_ms,
-                    COALESCE(p.updated_ms, p.created_ms), p.deleted_ms, p.artifact_location, p.tags
+        let mut stmt = conn.prepare_cached(
+            "SELECT p.id, p.name, p.created_ms, COALESCE(p.updated_ms, p.created_ms), p.deleted_ms,
+                    p.artifact_location, p.tags,
+                    COUNT(r.pk), COALESCE(SUM(r.status = 'running'), 0),
+                    MAX(COALESCE(r.ended_ms, r.heartbeat_ms))
              FROM projects p LEFT JOIN runs r ON r.project_id = p.id AND r.deleted_ms IS NULL
-             WHERE {where_sql}
-             GROUP BY p.id ORDER BY MAX(COALESCE(r.ended_ms, r.heartbeat_ms)) DESC, p.name"
-        );
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query(args)?;
+             GROUP BY p.id ORDER BY MAX(COALESCE(r.ended_ms, r.heartbeat_ms)) DESC, p.name",
+        )?;
+        let mut rows = stmt.query([])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            let tags: String = r.get(9)?;
             out.push(ProjectInfo {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                runs: r.get::<_, i64>(2)? as u64,
-                running: r.get::<_, i64>(3)? as u64,
-                last_activity_ms: r.get(4)?,
-                created_ms: r.get(5)?,
-                updated_ms: r.get(6)?,
-                deleted_ms: r.get(7)?,
-                artifact_location: r.get(8)?,
-                tags: serde_json::from_str(&tags)?,
+                project: project_from_row(r)?,
+                runs: r.get::<_, i64>(7)? as u64,
+                running: r.get::<_, i64>(8)? as u64,
+                last_activity_ms: r.get(9)?,
             });
         }
         Ok(out)
     }
 
-    pub(super) fn project_impl(&self, reference: ProjectRef<'_>) -> Result<ProjectInfo> {
+    pub(super) fn project_impl(&self, reference: ProjectRef<'_>) -> Result<Project> {
+        const COLUMNS: &str = "p.id, p.name, p.created_ms, COALESCE(p.updated_ms, p.created_ms), \
+             p.deleted_ms, p.artifact_location, p.tags";
+        let conn = self.conn.lock();
         let (found, shown) = match reference {
             ProjectRef::Id(id) => (
-                self.load_projects_with("p.id = ?1", &[&id])?,
+                conn.prepare_cached(&format!("SELECT {COLUMNS} FROM projects p WHERE p.id = ?1"))?
+                    .query_row([id], |r| Ok(project_from_row(r)))
+                    .optional()?,
                 id.to_string(),
             ),
             ProjectRef::Name(name) => (
-                self.load_projects_with("p.name = ?1", &[&name])?,
+                conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM projects p WHERE p.name = ?1"
+                ))?
+                .query_row([name], |r| Ok(project_from_row(r)))
+                .optional()?,
                 name.to_string(),
             ),
         };
-        found.into_iter().next().ok_or(StoreError::NotFound {
+        found.transpose()?.ok_or(StoreError::NotFound {
             what: "project",
             id: shown,
         })
     }
 
-    pub(super) fn create_project_impl(&self, new: &NewProject) -> Result<ProjectInfo> {
+    pub(super) fn create_project_impl(&self, new: &NewProject) -> Result<Project> {
         validate_name("name", &new.name)?;
         for key in new.tags.keys() {
             labbook_core::config::validate_key("tag", key)?;
@@ -179,4 +172,18 @@ impl SqliteStore {
             Ok(())
         })
     }
+}
+
+/// The first seven columns of a project query.
+fn project_from_row(r: &rusqlite::Row<'_>) -> Result<Project> {
+    let tags: String = r.get(6)?;
+    Ok(Project {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        created_ms: r.get(2)?,
+        updated_ms: r.get(3)?,
+        deleted_ms: r.get(4)?,
+        artifact_location: r.get(5)?,
+        tags: serde_json::from_str(&tags)?,
+    })
 }
