@@ -16,7 +16,7 @@ use labbook_core::query::{Attr, Expr, Field, Fields, SortKey, Value as FieldValu
 use labbook_store::{Store, StoreError, models};
 
 use super::filter::{self, Entity};
-use super::tracking::{artifact_root, experiment_id, load_run, project_by_id};
+use super::tracking::{artifact_root, experiment_id, experiment_ids, load_run, project_by_id};
 use super::{
     MlResult, MlflowError, Req, blocking, decode_page_token, key_value_list, max_results, store,
     wire,
@@ -412,15 +412,7 @@ fn clauses_to_expr(
 }
 
 async fn search_logged_models(State(state): State<AppState>, req: Req) -> MlResult {
-    let experiments: Vec<i64> = req
-        .strs("experiment_ids")?
-        .iter()
-        .map(|e| {
-            e.trim()
-                .parse()
-                .map_err(|_| MlflowError::invalid(format!("Invalid experiment id {e:?}")))
-        })
-        .collect::<MlResult<_>>()?;
+    let experiments = experiment_ids(&req)?;
     let filter = clauses_to_expr(req.opt_str("filter")?, logged_model_field)?;
     let mut order = Vec::new();
     for o in req.objects("order_by")? {

@@ -823,16 +823,20 @@ async fn delete_tag(State(state): State<AppState>, req: Req) -> MlResult {
     .await
 }
 
-async fn search_runs(State(state): State<AppState>, req: Req) -> MlResult {
-    let experiments: Vec<i64> = req
-        .strs("experiment_ids")?
+/// The `experiment_ids` a search names.
+pub fn experiment_ids(req: &Req) -> MlResult<Vec<i64>> {
+    req.strs("experiment_ids")?
         .iter()
         .map(|e| {
             e.trim()
                 .parse()
                 .map_err(|_| MlflowError::invalid(format!("Invalid experiment id {e:?}")))
         })
-        .collect::<MlResult<_>>()?;
+        .collect()
+}
+
+async fn search_runs(State(state): State<AppState>, req: Req) -> MlResult {
+    let experiments = experiment_ids(&req)?;
     let filter = match req.opt_str("filter")?.filter(|f| !f.trim().is_empty()) {
         Some(f) => filter::run_filter(f)?,
         None => None,
