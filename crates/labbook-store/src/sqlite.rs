@@ -10,7 +10,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rusqlite::{
@@ -35,6 +35,28 @@ mod projects;
 /// The database file inside a `.labbook` directory.
 pub const DB_FILE: &str = "labbook.db";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs `f` again while it fails with SQLITE_BUSY, up to the busy timeout.
+/// SQLite answers a few races with SQLITE_BUSY at once instead of consulting
+/// the busy handler, because waiting could deadlock: two connections that
+/// switch a new file to WAL together (a sweep's workers all starting before
+/// the store exists) is one. Whoever lost has released its locks, so trying
+/// again after a pause is safe.
+fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match f() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && Instant::now() < deadline =>
+            {
+                thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -311,7 +333,7 @@ impl SqliteStore {
         // overflow-page chains that SQLite walks per blob by 8× against the
         // 4 KiB default. Only takes effect when the file is created.
         conn.execute_batch("PRAGMA page_size=32768")?;
-        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+        retry_busy(|| conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())))?;
         conn.execute_batch(
             "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-32000;
              PRAGMA mmap_size=1073741824;",
