@@ -12,7 +12,7 @@ DEMO_PORT ?= 5001
 export PATH := $(BIN):$(PATH)
 export LABBOOK_BIN := $(CURDIR)/target/release/labbook
 
-.PHONY: all build web demo test test-rust test-python test-web test-mlflow lint bench bench-mlflow clean
+.PHONY: all build web demo test test-rust test-python test-web test-mlflow lint bench bench-mlflow bench-peers fuzz clean
 
 all: build
 
@@ -108,6 +108,44 @@ BENCH_MLFLOW_ARGS ?=
 bench-mlflow: build $(MLFLOW_VENV)/.deps
 	$(MLFLOW_VENV)/bin/python bench/mlflow_server.py $(BENCH_MLFLOW_ARGS)
 
+## bench-peers: labbook beside MLflow, W&B (offline), trackio and expman-rs,
+## pinned in .venv-peers: W1–W7 (bench/peers.py), W8–W9 (bench-mlflow), W10
+## (bench/ui_peers.sh), then the table in bench/results/<date>.md (~50 min).
+PEERS_VENV := $(CURDIR)/.venv-peers
+$(PEERS_VENV)/.deps: bench/peers-requirements.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install -q -r bench/peers-requirements.txt
+	touch $@
+
+bench-peers: build $(PEERS_VENV)/.deps $(MLFLOW_VENV)/.deps
+	@mkdir -p bench/out
+	$(BIN)/python bench/peers.py --peers-python $(PEERS_VENV)/bin/python --out bench/out/peers.jsonl
+	$(MLFLOW_VENV)/bin/python bench/mlflow_server.py $(BENCH_MLFLOW_ARGS)
+	bench/ui_peers.sh
+	$(BIN)/python bench/peers_report.py
+
+## fuzz: each cargo-fuzz target (fuzz/fuzz_targets) for FUZZ_SECONDS, on the
+## nightly toolchain that libFuzzer's instrumentation needs; a crash fails it
+## and leaves its input in fuzz/artifacts/TARGET/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := query_parser series_codec mlflow_request
+FUZZ_TOOLS := $(CURDIR)/.tools
+fuzz:
+	@test -x $(FUZZ_TOOLS)/bin/cargo-fuzz || $(CARGO) install --locked cargo-fuzz --version 0.13.1 --root $(FUZZ_TOOLS)
+	@mkdir -p fuzz/logs
+	@for target in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$target fuzz/seeds/$$target; \
+	  dict=""; test -f fuzz/dicts/$$target.dict && dict="-dict=fuzz/dicts/$$target.dict"; \
+	  echo "fuzz: $$target for $(FUZZ_SECONDS) s (log: fuzz/logs/$$target.log)"; \
+	  if ! PATH=$(FUZZ_TOOLS)/bin:$$PATH cargo +nightly fuzz run --fuzz-dir fuzz $$target \
+	      fuzz/corpus/$$target fuzz/seeds/$$target -- \
+	      -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$dict > fuzz/logs/$$target.log 2>&1; then \
+	    tail -n 30 fuzz/logs/$$target.log; echo "fuzz: $$target FAILED; the input is in fuzz/artifacts/$$target/"; exit 1; \
+	  fi; \
+	  grep -E "stat::number_of_executed_units|stat::peak_rss_mb" fuzz/logs/$$target.log | sed "s/^/  /"; \
+	done
+
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) $(MLFLOW_VENV) $(DEMO_STORE)
+	rm -rf $(VENV) $(MLFLOW_VENV) $(PEERS_VENV) $(DEMO_STORE)

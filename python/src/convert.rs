@@ -9,6 +9,33 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyT
 use labbook_core::config::MAX_DEPTH;
 use labbook_core::{ConfigValue, SeriesSummary};
 
+/// An optional `str` argument named `what`: None, or valid UTF-8 text. A
+/// str holding a lone surrogate (what `os.fsdecode` makes of undecodable
+/// bytes) is not, and pyo3 alone would raise a UnicodeEncodeError that names
+/// no argument.
+pub fn text_arg(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<String>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(None);
+    };
+    let Ok(s) = obj.cast::<PyString>() else {
+        let type_name = obj.get_type().name()?.to_string();
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be a str, not {type_name}"
+        )));
+    };
+    Ok(Some(utf8(s, what)?.into_owned()))
+}
+
+/// The UTF-8 of a Python str, or an error naming `what` if it holds a lone
+/// surrogate.
+pub fn utf8<'a>(s: &'a Bound<'_, PyString>, what: &str) -> PyResult<std::borrow::Cow<'a, str>> {
+    s.to_cow().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{what} is not valid UTF-8: it holds a lone surrogate (undecodable bytes decoded with surrogateescape?)"
+        ))
+    })
+}
+
 /// A config value from any Python object. Unknown objects are kept as their
 /// `str()` (a `Path`, a dtype, an enum), as W&B does, rather than refused.
 pub fn to_config_value(obj: &Bound<'_, PyAny>, key: &str, depth: usize) -> PyResult<ConfigValue> {

@@ -22,7 +22,8 @@ use labbook_store::writer::{PendingPoint, RunWriter, WriterOptions};
 use labbook_store::{NewRun, RunPatch, SqliteStore, Store, StoreError};
 
 use crate::convert::{
-    config_value_to_py, json_to_py, summary_to_py, to_config_tree, to_f64_column, to_i64_column,
+    config_value_to_py, json_to_py, summary_to_py, text_arg, to_config_tree, to_f64_column,
+    to_i64_column, utf8,
 };
 use crate::{now_ms, to_py_err};
 
@@ -120,18 +121,37 @@ fn parse_resume(resume: Option<&Bound<'_, PyAny>>) -> PyResult<Resume> {
     }
 }
 
+/// `step=` of `log`: an int that fits in 64 bits, or None.
+fn step_arg(step: Option<&Bound<'_, PyAny>>) -> PyResult<Option<i64>> {
+    let Some(step) = step.filter(|s| !s.is_none()) else {
+        return Ok(None);
+    };
+    step.extract::<i64>().map(Some).map_err(|_| {
+        let shown = step
+            .repr()
+            .map_or_else(|_| "?".to_string(), |r| r.to_string());
+        PyValueError::new_err(format!(
+            "step must be an int within ±2**63, got {}",
+            labbook_core::config::clip(&shown, 1, 60)
+        ))
+    })
+}
+
 fn string_list(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Vec<String>> {
     let Some(obj) = obj.filter(|o| !o.is_none()) else {
         return Ok(Vec::new());
     };
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(vec![s.to_cow()?.into_owned()]);
+        return Ok(vec![utf8(s, what)?.into_owned()]);
     }
     obj.try_iter()
         .map_err(|_| PyTypeError::new_err(format!("{what} must be a list of strings")))?
         .map(|t| {
-            t?.extract::<String>()
-                .map_err(|_| PyTypeError::new_err(format!("{what} must be a list of strings")))
+            let t = t?;
+            let s = t
+                .cast::<PyString>()
+                .map_err(|_| PyTypeError::new_err(format!("{what} must be a list of strings")))?;
+            Ok(utf8(s, what)?.into_owned())
         })
         .collect()
 }
@@ -157,7 +177,7 @@ impl RunCore {
         };
         let index = self
             .writer
-            .key_index(&text.to_cow()?)
+            .key_index(&utf8(text, "a metric key")?)
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         if state.keys.len() >= KEY_CACHE_LIMIT {
             state.keys.clear();
@@ -262,19 +282,24 @@ impl RunCore {
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        project: Option<String>,
-        name: Option<String>,
-        group: Option<String>,
+        project: Option<&Bound<'_, PyAny>>,
+        name: Option<&Bound<'_, PyAny>>,
+        group: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
-        notes: Option<String>,
+        notes: Option<&Bound<'_, PyAny>>,
         config: Option<&Bound<'_, PyAny>>,
-        id: Option<String>,
+        id: Option<&Bound<'_, PyAny>>,
         resume: Option<&Bound<'_, PyAny>>,
         dir: Option<PathBuf>,
         system_metrics: bool,
         system_interval: f64,
         flush_interval: f64,
     ) -> PyResult<RunCore> {
+        let project = text_arg(project, "project")?;
+        let name = text_arg(name, "name")?;
+        let group = text_arg(group, "group")?;
+        let notes = text_arg(notes, "notes")?;
+        let id = text_arg(id, "id")?;
         let resume = parse_resume(resume)?;
         let tags = string_list(tags, "tags")?;
         let config_tree = match config {
@@ -485,8 +510,9 @@ impl RunCore {
     /// Logs a dict of metric values at the next step (or at `step`).
     /// Returns at once: a background thread writes the points.
     #[pyo3(signature = (data, step=None))]
-    fn log(&self, data: &Bound<'_, PyDict>, step: Option<i64>) -> PyResult<()> {
+    fn log(&self, data: &Bound<'_, PyDict>, step: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         self.ensure_open()?;
+        let step = step_arg(step)?;
         let mut guard = self.state.lock();
         let state = &mut *guard;
         state.scratch.clear();
@@ -510,15 +536,17 @@ impl RunCore {
     #[pyo3(signature = (key, steps, values, timestamps=None))]
     fn log_series(
         &self,
-        key: &str,
+        key: &Bound<'_, PyAny>,
         steps: Option<&Bound<'_, PyAny>>,
         values: &Bound<'_, PyAny>,
         timestamps: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         self.ensure_open()?;
+        let key = text_arg(Some(key), "key")?
+            .ok_or_else(|| PyTypeError::new_err("key must be a str, not None"))?;
         let index = self
             .writer
-            .key_index(key)
+            .key_index(&key)
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let values = to_f64_column(values, "values")?;
         let n = values.len();

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import random
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from conftest import run_python
 
 import labbook
@@ -29,8 +32,8 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def test_sixteen_processes_log_into_one_store_at_once(store: Path) -> None:
-    steps = 5_000
+def test_thirty_two_processes_log_into_one_store_at_once(store: Path) -> None:
+    steps = 3_000
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, str(w), str(steps)],
@@ -40,7 +43,7 @@ def test_sixteen_processes_log_into_one_store_at_once(store: Path) -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
-        for w in range(16)
+        for w in range(32)
     ]
     ids = []
     for p in procs:
@@ -56,7 +59,7 @@ def test_sixteen_processes_log_into_one_store_at_once(store: Path) -> None:
         assert r["metrics"]["loss"]["count"] == steps
         assert r["metrics"]["acc"]["count"] == steps
         assert r["metrics"]["bulk"]["count"] == 10_000
-        assert r["summary"]["progress"] == 4_500
+        assert r["summary"]["progress"] == 2_500
         h = api.history(r["id"], "loss")
         assert list(h["step"]) == list(range(steps))
         worker = r["config"]["worker"]
@@ -152,3 +155,67 @@ def test_capture_inside_a_dirty_git_repository(tmp_path: Path) -> None:
     assert env["cwd"] == str(repo)
     assert env["seed"]["value"] == 3
     assert env["capture_micros"] < 2_000_000
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 6 MiB filesystem of the test's own, unmounted afterwards."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        reason = f"cannot mount a small filesystem here: {mounted.stderr.strip()}"
+        print(reason)
+        pytest.skip(reason)
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_a_full_disk_is_a_clear_error_and_loses_nothing(small_disk: Path) -> None:
+    store = small_disk / ".labbook"
+    earlier = labbook.init(project="disk", dir=str(store), system_metrics=False)
+    for step in range(1_000):
+        earlier.log({"loss": 1.0 / (step + 1)})
+    earlier.finish()
+    before = labbook.Api(dir=str(store)).history(earlier.id, "loss")
+
+    run = labbook.init(project="disk", dir=str(store), system_metrics=False)
+    run.log({"loss": 0.5})
+    run.flush()
+    # Fill what is left but a little, then log more than that little.
+    filler = small_disk / "filler"
+    with filler.open("wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65_536)
+                f.flush()
+        except OSError:
+            pass
+    filler.write_bytes(filler.read_bytes()[: -256 * 1024])
+    rng = random.Random(0)
+    values = [rng.random() for _ in range(400_000)]  # incompressible: ~3 MB stored
+    run.log_series("noise", list(range(len(values))), values)
+    with pytest.raises(Exception, match="disk is full") as failure:
+        run.flush(timeout=5)
+    assert "free space and retry" in str(failure.value)
+
+    # Nothing stored before is damaged, and the store still reads.
+    with sqlite3.connect(store / "labbook.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    api = labbook.Api(dir=str(store))
+    assert api.history(earlier.id, "loss") == before
+    assert api.run(earlier.id)["status"] == "finished"
+
+    # With space again, the points held in memory are written, all of them.
+    filler.unlink()
+    run.flush(timeout=30)
+    run.finish()
+    noise = api.history(run.id, "noise")
+    assert list(noise["value"]) == values
+    assert api.run(run.id)["status"] == "finished"

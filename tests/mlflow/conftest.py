@@ -106,7 +106,7 @@ def _server_env() -> dict[str, str]:
     return env
 
 
-def _start_labbook(tmp: Path) -> Server:
+def _start_labbook(tmp: Path, port: int = 0) -> Server:
     binary = Path(os.environ.get("LABBOOK_BIN", str(REPO / "target/release/labbook")))
     if not binary.is_file():
         pytest.exit(f"labbook binary not found at {binary} (build it or set LABBOOK_BIN)", 2)
@@ -114,7 +114,7 @@ def _start_labbook(tmp: Path) -> Server:
     log_path = tmp / "server.log"
     log = open(log_path, "ab")
     proc = subprocess.Popen(
-        [str(binary), "--dir", str(store), "serve", "--host", "127.0.0.1", "--port", "0"],
+        [str(binary), "--dir", str(store), "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=tmp,
         stdout=subprocess.PIPE,
         stderr=log,

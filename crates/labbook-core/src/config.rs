@@ -180,6 +180,25 @@ pub fn truncate_for_message(s: &str) -> String {
     }
 }
 
+/// At most `width` characters of `s` around the 1-based character `column`,
+/// with `…` where some were cut: an error quotes what the user typed, but
+/// never megabytes of it.
+pub fn clip(s: &str, column: usize, width: usize) -> String {
+    let count = s.chars().count();
+    if count <= width {
+        return s.to_string();
+    }
+    let start = column.saturating_sub(1 + width / 2).min(count - width);
+    let mut out: String = s.chars().skip(start).take(width).collect();
+    if start > 0 {
+        out.insert(0, '…');
+    }
+    if start + width < count {
+        out.push('…');
+    }
+    out
+}
+
 /// Flattens nested objects into dotted keys (`{"model": {"depth": 4}}` →
 /// `model.depth = 4`) and validates keys, depth and string sizes.
 pub fn flatten(nested: &BTreeMap<String, ConfigValue>) -> Result<Config, ValidationError> {
@@ -273,6 +292,17 @@ pub fn find_seed(config: &Config) -> Option<(String, i64)> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn clip_keeps_short_text_and_a_window_around_the_column_of_long_text() {
+        assert_eq!(clip("a = 1", 3, 80), "a = 1");
+        let long = format!("{}X{}", "a".repeat(500), "b".repeat(500));
+        let clipped = clip(&long, 501, 20);
+        assert_eq!(clipped, format!("…{}X{}…", "a".repeat(10), "b".repeat(9)));
+        assert_eq!(clip(&long, 1, 10), format!("{}…", "a".repeat(10)));
+        assert_eq!(clip(&long, 1001, 10), format!("…{}", "b".repeat(10)));
+        assert_eq!(clip("éééé", 4, 2), "…éé");
+    }
 
     #[test]
     fn nested_objects_become_dotted_keys_with_types_kept() {

@@ -183,7 +183,11 @@ fn quote_key(key: &str) -> Cow<'_, str> {
 
 /// A query the user typed that does not parse; `column` is 1-based.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("invalid {what} at column {column}: {message} (in: {input})")]
+#[error(
+    "invalid {what} at column {column}: {} (in: {})",
+    crate::config::clip(.message, 1, 160),
+    crate::config::clip(.input, *.column, 80)
+)]
 pub struct QueryError {
     pub what: &'static str,
     pub message: String,

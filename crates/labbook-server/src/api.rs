@@ -405,14 +405,35 @@ async fn series(
         .into_response())
 }
 
-fn body_json(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::invalid("body", "the body must be a JSON object")),
-        Err(e) => Err(ApiError::invalid(
-            "body",
-            format!("the body is not valid JSON: {e}"),
-        )),
+/// A request body that must be a JSON object; any other body, or one over
+/// the size limit, is a 4xx naming the body.
+struct JsonBody(Map<String, Value>);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError {
+                status: e.status(),
+                code: if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    "PAYLOAD_TOO_LARGE"
+                } else {
+                    "INVALID_ARGUMENT"
+                },
+                message: crate::error::body_rejection(&e),
+                field: Some("body".into()),
+                column: None,
+            })?;
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => Ok(JsonBody(map)),
+            Ok(_) => Err(ApiError::invalid("body", "the body must be a JSON object")),
+            Err(e) => Err(ApiError::invalid(
+                "body",
+                format!("the body is not valid JSON: {e}"),
+            )),
+        }
     }
 }
 
@@ -457,8 +478,7 @@ async fn for_all_runs(
     .await
 }
 
-async fn tag_runs(State(state): State<AppState>, body: Bytes) -> ApiResult {
-    let body = body_json(&body)?;
+async fn tag_runs(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiResult {
     let ids = string_list(&body, "ids", true)?;
     let patch = RunPatch {
         add_tags: string_list(&body, "add", false)?,
@@ -468,14 +488,14 @@ async fn tag_runs(State(state): State<AppState>, body: Bytes) -> ApiResult {
     for_all_runs(&state, ids, move |store, id| store.update_run(id, &patch)).await
 }
 
-async fn delete_runs(State(state): State<AppState>, body: Bytes) -> ApiResult {
-    let ids = string_list(&body_json(&body)?, "ids", true)?;
+async fn delete_runs(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiResult {
+    let ids = string_list(&body, "ids", true)?;
     let now = now_ms();
     for_all_runs(&state, ids, move |store, id| store.delete_run(id, now)).await
 }
 
-async fn restore_runs(State(state): State<AppState>, body: Bytes) -> ApiResult {
-    let ids = string_list(&body_json(&body)?, "ids", true)?;
+async fn restore_runs(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiResult {
+    let ids = string_list(&body, "ids", true)?;
     for_all_runs(&state, ids, |store, id| store.restore_run(id)).await
 }
 
@@ -525,9 +545,8 @@ async fn notebook(
 async fn add_note(
     State(state): State<AppState>,
     Path(project): Path<String>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let body = body_json(&body)?;
     let text = body
         .get("text")
         .and_then(Value::as_str)

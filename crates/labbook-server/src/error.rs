@@ -6,6 +6,23 @@ use serde_json::json;
 use labbook_core::query::QueryError;
 use labbook_store::StoreError;
 
+/// The most a JSON request body may hold; artifact uploads stream and are
+/// not bound by it. MLflow's largest legal request, a full log-batch with
+/// 100 params and 100 tags at their length limits, is about 1.5 MB.
+pub const BODY_LIMIT: usize = 4 << 20;
+
+/// Says why a request body could not be read: almost always its size.
+pub fn body_rejection(e: &axum::extract::rejection::BytesRejection) -> String {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        format!(
+            "the request body is over the {} MiB limit",
+            BODY_LIMIT >> 20
+        )
+    } else {
+        format!("cannot read the request body: {e}")
+    }
+}
+
 /// An error as the API reports it: a status and `{"error": {...}}`.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]

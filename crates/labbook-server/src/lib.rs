@@ -44,6 +44,7 @@ pub fn router(store: Arc<dyn Store>) -> Router {
         // same machine or network, where a log call's latency is the cost
         // that matters, and artifacts are streamed with their length.
         .merge(mlflow::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(error::BODY_LIMIT))
         .with_state(state)
 }
 

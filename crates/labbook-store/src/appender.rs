@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use labbook_core::SeriesColumns;
 
 use crate::series::SeriesWriter;
-use crate::{Result, RunPatch, Store, WriteSet};
+use crate::{Result, RunPatch, StepRange, Store, WriteSet};
 
 /// Appends to many runs at once; one writer state per run that is being
 /// logged to, dropped when the run ends.
@@ -37,13 +37,23 @@ impl Appender {
         patch: Option<RunPatch>,
         seal: bool,
     ) -> Result<()> {
-        let writer = self
-            .writers
-            .lock()
-            .entry(run_id.to_string())
-            .or_default()
-            .clone();
+        let (writer, first) = {
+            let mut writers = self.writers.lock();
+            match writers.get(run_id) {
+                Some(w) => (w.clone(), false),
+                None => {
+                    let w = Arc::new(Mutex::new(SeriesWriter::new()));
+                    writers.insert(run_id.to_string(), w.clone());
+                    (w, true)
+                }
+            }
+        };
         let mut writer = writer.lock();
+        let series = if first {
+            self.without_stored_points(run_id, series)?
+        } else {
+            series
+        };
         let plan = writer.plan(series, seal)?;
         let write = WriteSet {
             run_id: run_id.to_string(),
@@ -59,5 +69,48 @@ impl Appender {
             self.writers.lock().remove(run_id);
         }
         Ok(())
+    }
+
+    fn without_stored_points(
+        &self,
+        run_id: &str,
+        series: Vec<(String, SeriesColumns)>,
+    ) -> Result<Vec<(String, SeriesColumns)>> {
+        let mut out = Vec::with_capacity(series.len());
+        for (key, points) in series {
+            let (Some(lo), Some(hi)) = (points.steps.iter().min(), points.steps.iter().max())
+            else {
+                continue;
+            };
+            let range = StepRange {
+                lo: Some(*lo),
+                hi: Some(*hi),
+            };
+            let stored = match self.store.read_series(run_id, &key, range) {
+                Ok(stored) => stored,
+                Err(crate::StoreError::NotFound { .. }) => SeriesColumns::default(),
+                Err(e) => return Err(e),
+            };
+            if stored.is_empty() {
+                out.push((key, points));
+                continue;
+            }
+            let held: std::collections::HashSet<(i64, i64, u64)> = (0..stored.len())
+                .map(|i| (stored.steps[i], stored.ts_ms[i], stored.values[i].to_bits()))
+                .collect();
+            let mut fresh = SeriesColumns::default();
+            for i in 0..points.len() {
+                let point = (points.steps[i], points.ts_ms[i], points.values[i].to_bits());
+                if !held.contains(&point) {
+                    fresh.steps.push(point.0);
+                    fresh.ts_ms.push(point.1);
+                    fresh.values.push(points.values[i]);
+                }
+            }
+            if !fresh.is_empty() {
+                out.push((key, fresh));
+            }
+        }
+        Ok(out)
     }
 }

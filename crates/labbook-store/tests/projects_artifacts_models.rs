@@ -274,3 +274,47 @@ fn the_appender_commits_each_call_and_seals_at_the_end() {
     let read = store.read_series(&id, "m", StepRange::ALL).unwrap();
     assert_eq!(read.steps, (0..100).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_retried_request_after_a_restart_lands_once() {
+    let (_d, store) = store();
+    let id = run_in(&store, "p");
+    let points = |range: std::ops::Range<i64>| {
+        let mut s = SeriesColumns::default();
+        for i in range {
+            s.push(Point {
+                step: i,
+                ts_ms: 7,
+                value: i as f64 / 2.0,
+            });
+        }
+        s
+    };
+    let before = Appender::new(store.clone());
+    before
+        .commit(&id, vec![("m".into(), points(0..10))], None, false)
+        .unwrap();
+    // The server died after committing 10..20 and before answering.
+    before
+        .commit(&id, vec![("m".into(), points(10..20))], None, false)
+        .unwrap();
+    drop(before);
+
+    let after = Appender::new(store.clone());
+    // The client's retry of 10..20, then its next request.
+    after
+        .commit(&id, vec![("m".into(), points(10..20))], None, false)
+        .unwrap();
+    after
+        .commit(&id, vec![("m".into(), points(20..30))], None, false)
+        .unwrap();
+    // Identical points later on are not retries: only a run's first commit
+    // after a start is checked.
+    after
+        .commit(&id, vec![("m".into(), points(29..30))], None, false)
+        .unwrap();
+    let read = store.read_series(&id, "m", StepRange::ALL).unwrap();
+    let mut expected: Vec<i64> = (0..30).collect();
+    expected.push(29);
+    assert_eq!(read.steps, expected);
+}

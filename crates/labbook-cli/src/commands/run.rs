@@ -286,7 +286,10 @@ pub fn parse_config(items: &[String]) -> Result<Config> {
     for item in items {
         let Some((key, raw)) = item.split_once('=') else {
             return Err(hinted(
-                format!("--config expects KEY=VALUE, got {item:?}"),
+                format!(
+                    "--config expects KEY=VALUE, got {}",
+                    labbook_core::config::truncate_for_message(item)
+                ),
                 "for example: --config lr=0.001 --config model.depth=4 --config opt=adam",
             ));
         };

@@ -477,7 +477,8 @@ pub fn order_by(
 ) -> Result<Vec<SortKey>, MlflowError> {
     let mut keys = Vec::new();
     for entry in entries {
-        let toks = tokens(entry)?;
+        let toks = tokens(entry)
+            .map_err(|e| bad(format!("Invalid order_by clause '{entry}': {}", e.message)))?;
         let mut it = toks.into_iter();
         let ident = match it.next() {
             Some(Tok::Ident(s)) => s,
@@ -520,6 +521,38 @@ pub fn experiment_order_field(entity: &Entity) -> Result<Field, MlflowError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_parses_or_is_a_4xx(src in ".{0,120}") {
+            for result in [run_filter(&src).map(|_| ()), experiment_filter(&src).map(|_| ())] {
+                if let Err(e) = result {
+                    prop_assert!(e.status.is_client_error());
+                }
+            }
+            if let Err(e) = order_by(std::slice::from_ref(&src), run_order_field) {
+                prop_assert!(e.status.is_client_error());
+            }
+        }
+
+        #[test]
+        fn well_formed_clauses_always_translate(
+            keys in proptest::collection::vec("[a-z][a-z0-9_/.-]{0,12}", 1..5),
+            ops in proptest::collection::vec(prop::sample::select(vec!["=", "!=", "<", "<=", ">", ">="]), 5),
+            numbers in proptest::collection::vec(-1e9f64..1e9, 5),
+        ) {
+            let clauses: Vec<String> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| format!("metrics.`{k}` {} {}", ops[i], numbers[i]))
+                .collect();
+            let src = clauses.join(" AND ");
+            let parsed = parse(&src).map_err(|e| TestCaseError::fail(e.message))?;
+            prop_assert_eq!(parsed.len(), keys.len());
+            prop_assert!(run_filter(&src).is_ok_and(|expr| expr.is_some()));
+        }
+    }
 
     #[test]
     fn parses_mlflow_filters() {

@@ -217,7 +217,7 @@ impl<S: Send + Sync> FromRequest<S> for Req {
         let from_query = method == Method::GET;
         let body = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| MlflowError::invalid(format!("cannot read the request body: {e}")))?;
+            .map_err(|e| MlflowError::invalid(crate::error::body_rejection(&e)))?;
         if method != Method::GET && !body.iter().all(u8::is_ascii_whitespace) {
             match serde_json::from_slice::<Value>(&body) {
                 Ok(Value::Object(map)) => fields.extend(map),

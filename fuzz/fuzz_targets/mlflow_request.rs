@@ -1,0 +1,162 @@
+//! MLflow's REST API: whatever a client sends, the answer is never a 5xx
+//! (MLflow's client retries those, so a 500 turns bad input into a hang).
+//! The first byte picks an endpoint; the rest is the JSON body, or the query
+//! string of a GET. `RUN` and `EXP` in the input become the ids of a real run
+//! and experiment, so the fuzzer reaches past the id lookups.
+#![no_main]
+
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request};
+use labbook_store::{SqliteStore, Store};
+use libfuzzer_sys::fuzz_target;
+use tower::ServiceExt;
+
+const ENDPOINTS: &[(Method, &str)] = &[
+    (Method::POST, "/api/2.0/mlflow/experiments/create"),
+    (Method::GET, "/api/2.0/mlflow/experiments/get"),
+    (Method::GET, "/api/2.0/mlflow/experiments/get-by-name"),
+    (Method::POST, "/api/2.0/mlflow/experiments/search"),
+    (Method::POST, "/api/2.0/mlflow/experiments/update"),
+    (
+        Method::POST,
+        "/api/2.0/mlflow/experiments/set-experiment-tag",
+    ),
+    (Method::POST, "/api/2.0/mlflow/runs/create"),
+    (Method::GET, "/api/2.0/mlflow/runs/get"),
+    (Method::POST, "/api/2.0/mlflow/runs/update"),
+    (Method::POST, "/api/2.0/mlflow/runs/log-metric"),
+    (Method::POST, "/api/2.0/mlflow/runs/log-parameter"),
+    (Method::POST, "/api/2.0/mlflow/runs/log-batch"),
+    (Method::POST, "/api/2.0/mlflow/runs/set-tag"),
+    (Method::POST, "/api/2.0/mlflow/runs/delete-tag"),
+    (Method::POST, "/api/2.0/mlflow/runs/search"),
+    (Method::POST, "/api/2.0/mlflow/runs/log-inputs"),
+    (Method::POST, "/api/2.0/mlflow/runs/outputs"),
+    (Method::GET, "/api/2.0/mlflow/metrics/get-history"),
+    (
+        Method::GET,
+        "/api/2.0/mlflow/metrics/get-history-bulk-interval",
+    ),
+    (Method::GET, "/api/2.0/mlflow/artifacts/list"),
+    (Method::POST, "/api/2.0/mlflow/registered-models/create"),
+    (Method::GET, "/api/2.0/mlflow/registered-models/search"),
+    (Method::POST, "/api/2.0/mlflow/model-versions/create"),
+    (Method::GET, "/api/2.0/mlflow/model-versions/search"),
+    (Method::POST, "/api/2.0/mlflow/logged-models"),
+    (Method::POST, "/api/2.0/mlflow/logged-models/search"),
+    (Method::GET, "/api/2.0/mlflow-artifacts/artifacts"),
+];
+
+struct Server {
+    runtime: tokio::runtime::Runtime,
+    router: Router,
+    run_id: String,
+    experiment_id: String,
+    _dir: tempfile::TempDir,
+}
+
+fn call(server: &Server, method: Method, uri: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .expect("a request from a valid uri");
+    server.runtime.block_on(async {
+        let response = server
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("a response body");
+        (status, bytes.to_vec())
+    })
+}
+
+fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join(".labbook")).expect("a new store"));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let mut server = Server {
+            runtime,
+            router: labbook_server::router(store),
+            run_id: String::new(),
+            experiment_id: String::new(),
+            _dir: dir,
+        };
+        let id_of = |bytes: &[u8], pointer: &str| -> String {
+            let json: serde_json::Value = serde_json::from_slice(bytes).expect("JSON");
+            json.pointer(pointer)
+                .and_then(|v| v.as_str())
+                .expect("an id")
+                .to_string()
+        };
+        let (_, body) = call(
+            &server,
+            Method::POST,
+            "/api/2.0/mlflow/experiments/create",
+            br#"{"name":"fuzz"}"#.to_vec(),
+        );
+        server.experiment_id = id_of(&body, "/experiment_id");
+        let create = format!(r#"{{"experiment_id":"{}"}}"#, server.experiment_id);
+        let (_, body) = call(
+            &server,
+            Method::POST,
+            "/api/2.0/mlflow/runs/create",
+            create.into_bytes(),
+        );
+        server.run_id = id_of(&body, "/run/info/run_id");
+        server
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let server = server();
+    let (method, path) = &ENDPOINTS[pick as usize % ENDPOINTS.len()];
+    let text = String::from_utf8_lossy(rest)
+        .replace("RUN", &server.run_id)
+        .replace("EXP", &server.experiment_id);
+    let (uri, body) = if *method == Method::GET {
+        let query: String = text
+            .bytes()
+            .map(|b| match b {
+                // Keep the query string a valid URI; `%` escapes still reach the decoder.
+                b'a'..=b'z'
+                | b'A'..=b'Z'
+                | b'0'..=b'9'
+                | b'='
+                | b'&'
+                | b'%'
+                | b'_'
+                | b'-'
+                | b'.' => (b as char).to_string(),
+                other => format!("%{other:02X}"),
+            })
+            .collect();
+        (format!("{path}?{query}"), Vec::new())
+    } else {
+        (path.to_string(), text.into_bytes())
+    };
+    let (status, body) = call(server, method.clone(), &uri, body);
+    assert!(
+        status < 500,
+        "{method} {uri} answered {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+});
