@@ -196,12 +196,10 @@ impl Api {
                 None => self.store.read_series(run, key, range),
             })
             .map_err(to_py_err)?;
-        let bytes = |v: &[i64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
         let d = PyDict::new(py);
-        d.set_item("step", py_array(py, "q", &bytes(&series.steps))?)?;
-        d.set_item("timestamp_ms", py_array(py, "q", &bytes(&series.ts_ms))?)?;
-        let values: Vec<u8> = series.values.iter().flat_map(|x| x.to_le_bytes()).collect();
-        d.set_item("value", py_array(py, "d", &values)?)?;
+        d.set_item("step", py_array(py, "q", &series.steps, i64::to_le_bytes)?)?;
+        d.set_item("timestamp_ms", py_array(py, "q", &series.ts_ms, i64::to_le_bytes)?)?;
+        d.set_item("value", py_array(py, "d", &series.values, f64::to_le_bytes)?)?;
         Ok(d)
     }
 
