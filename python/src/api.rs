@@ -198,8 +198,14 @@ impl Api {
             .map_err(to_py_err)?;
         let d = PyDict::new(py);
         d.set_item("step", py_array(py, "q", &series.steps, i64::to_le_bytes)?)?;
-        d.set_item("timestamp_ms", py_array(py, "q", &series.ts_ms, i64::to_le_bytes)?)?;
-        d.set_item("value", py_array(py, "d", &series.values, f64::to_le_bytes)?)?;
+        d.set_item(
+            "timestamp_ms",
+            py_array(py, "q", &series.ts_ms, i64::to_le_bytes)?,
+        )?;
+        d.set_item(
+            "value",
+            py_array(py, "d", &series.values, f64::to_le_bytes)?,
+        )?;
         Ok(d)
     }
 
