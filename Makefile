@@ -110,7 +110,7 @@ bench-mlflow: build $(MLFLOW_VENV)/.deps
 
 ## bench-peers: labbook beside MLflow, W&B (offline), trackio and expman-rs,
 ## pinned in .venv-peers: W1–W7 (bench/peers.py), W8–W9 (bench-mlflow), W10
-## (bench/ui_peers.sh), then the table in bench/results/<date>.md (~50 min).
+## (bench/ui_peers.sh), then the table in bench/results/<date>.md (~30 min).
 PEERS_VENV := $(CURDIR)/.venv-peers
 $(PEERS_VENV)/.deps: bench/peers-requirements.txt
 	$(PYTHON) -m venv $(PEERS_VENV)
