@@ -1272,7 +1272,7 @@ class Driver:
                     timespec="seconds"
                 ),
                 "quick": self.quick,
-                "machine": machine(),
+                "machine": {**machine(), "loadavg_start": list(os.getloadavg())},
                 "tools": self.versions(),
                 "workloads": sorted(workloads),
                 "search_runs": self.search_runs,
@@ -1336,13 +1336,13 @@ def processes(n: int) -> str:
 
 
 def machine() -> dict[str, Any]:
+    """What the machine is (bench/peers_report.py describes it the same way)."""
     info: dict[str, Any] = {
-        "cpu": "",
+        "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "memory_gib": None,
         "os": platform.platform(),
         "node": platform.node(),
-        "loadavg_start": list(os.getloadavg()),
     }
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -21,12 +21,13 @@ import argparse
 import datetime
 import json
 import math
-import os
 import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from peers import machine as describe_machine  # bench/peers.py, beside this file
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
@@ -265,27 +266,6 @@ def server_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def local_machine() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-    }
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                info["memory_gib"] = round(int(line.split()[1]) / 1024**2, 1)
-                break
-    except OSError:
-        pass
-    info["os"] = platform.platform()
-    info["node"] = platform.node()
-    return info
-
-
 # --------------------------------------------------------------------------- report
 
 
@@ -312,7 +292,7 @@ def render(
     sources: list[str],
 ) -> str:
     out: list[str] = []
-    machine = {**local_machine(), **meta.get("machine", {})}
+    machine = {**describe_machine(), **meta.get("machine", {})}
     started = meta.get("started", "")
     date = started[:10] or datetime.date.today().isoformat()
     out.append(f"# labbook beside its peers: {date}")
