@@ -64,6 +64,7 @@ def init(
     resume: str | bool | None = None,
     dir: str | os.PathLike[str] | None = None,
     *,
+    url: str | None = None,
     system_metrics: bool = True,
     system_interval: float = 5.0,
     flush_interval: float = 0.5,
@@ -75,6 +76,12 @@ def init(
     ``id`` when it exists; ``"must"`` requires it. ``dir`` is the store (a
     ``.labbook`` directory or the folder that holds one); by default the
     store is found like git finds ``.git``.
+
+    ``url`` (or ``LABBOOK_URL``) logs into a ``labbook serve`` instead, e.g.
+    ``http://127.0.0.1:5000``. ``log()`` still never waits: the background
+    writer sends batches, and repeats one whose answer it did not get
+    under the same batch id, so an outage of the server delays points but
+    neither loses nor doubles them.
     """
     global run
     new = Run(
@@ -87,6 +94,7 @@ def init(
         id=id,
         resume=resume,
         dir=os.fspath(dir) if dir is not None else None,
+        url=url,
         system_metrics=system_metrics,
         system_interval=system_interval,
         flush_interval=flush_interval,

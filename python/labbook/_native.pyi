@@ -39,6 +39,7 @@ class RunCore:
         id: str | None = None,
         resume: str | bool | None = None,
         dir: str | None = None,
+        url: str | None = None,
         system_metrics: bool = True,
         system_interval: float = 5.0,
         flush_interval: float = 0.5,

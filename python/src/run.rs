@@ -16,10 +16,13 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use labbook_capture::{CaptureOptions, Monitor, PythonProbe};
 use labbook_core::config::{find_seed, flatten};
-use labbook_core::{Config, ConfigValue, RunRecord, RunStatus, SeriesColumns};
+use labbook_core::{Config, ConfigValue, RunStatus, SeriesColumns, SeriesSummary};
+use labbook_server::client::{Client, HttpSink};
+use labbook_server::wire::StartRun;
 use labbook_store::locate::{STORE_DIR, store_dir_for};
-use labbook_store::writer::{PendingPoint, RunWriter, WriterOptions};
-use labbook_store::{NewRun, RunPatch, SqliteStore, Store, StoreError};
+use labbook_store::session::{OpenRun, Resume, open_run};
+use labbook_store::writer::{PendingPoint, RunWriter, Sink, StoreSink, WriterOptions};
+use labbook_store::{RunPatch, SqliteStore, Store, StoreError};
 
 use crate::convert::{
     config_value_to_py, json_to_py, summary_to_py, text_arg, to_config_tree, to_f64_column,
@@ -44,9 +47,10 @@ pub struct RunCore {
     id: String,
     name: String,
     project: String,
-    dir: PathBuf,
+    /// The store directory, or the server's address.
+    location: String,
     attached: bool,
-    store: Arc<SqliteStore>,
+    backend: Backend,
     writer: Arc<RunWriter>,
     state: Mutex<LogState>,
     config: Mutex<Config>,
@@ -54,6 +58,14 @@ pub struct RunCore {
     monitor: Mutex<Option<Monitor>>,
     capture: Mutex<Option<JoinHandle<()>>>,
     finished: AtomicBool,
+}
+
+/// The project a server run gets when none is named: the directory's name.
+fn directory_name(dir: &std::path::Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".into())
 }
 
 fn env_var(name: &str) -> Option<String> {
@@ -96,12 +108,48 @@ fn python_probe(py: Python<'_>) -> PyResult<PythonProbe> {
     })
 }
 
-/// Which runs `resume` may continue, as W&B spells it.
-#[derive(Clone, Copy, PartialEq)]
-enum Resume {
-    Never,
-    Allow,
-    Must,
+/// Where a run's records go besides its points (which go through the
+/// writer's sink): the embedded store, or a labbook server.
+#[derive(Clone)]
+enum Backend {
+    Local(Arc<SqliteStore>),
+    Remote(Arc<Client>),
+}
+
+impl Backend {
+    fn add_note(&self, run_id: &str, text: &str) -> Result<(), StoreError> {
+        match self {
+            Backend::Local(store) => store.add_note(run_id, text, now_ms()),
+            Backend::Remote(client) => client.add_note(run_id, text),
+        }
+    }
+
+    fn set_environment(&self, run_id: &str, env: &serde_json::Value) -> Result<(), StoreError> {
+        match self {
+            Backend::Local(store) => store.set_environment(run_id, env),
+            Backend::Remote(client) => client.set_environment(run_id, env),
+        }
+    }
+
+    fn metric_summaries(
+        &self,
+        run_id: &str,
+    ) -> Result<BTreeMap<String, SeriesSummary>, StoreError> {
+        match self {
+            Backend::Local(store) => Ok(store.get_run(run_id)?.metrics),
+            Backend::Remote(client) => client.metric_summaries(run_id),
+        }
+    }
+}
+
+/// What starting a run gives back, wherever it was started.
+struct Opened {
+    id: String,
+    name: String,
+    project: String,
+    config: Config,
+    summary: BTreeMap<String, serde_json::Value>,
+    next_step: i64,
 }
 
 fn parse_resume(resume: Option<&Bound<'_, PyAny>>) -> PyResult<Resume> {
@@ -111,14 +159,12 @@ fn parse_resume(resume: Option<&Bound<'_, PyAny>>) -> PyResult<Resume> {
     if let Ok(flag) = value.extract::<bool>() {
         return Ok(if flag { Resume::Allow } else { Resume::Never });
     }
-    match value.extract::<String>()?.as_str() {
-        "allow" | "auto" => Ok(Resume::Allow),
-        "must" => Ok(Resume::Must),
-        "never" => Ok(Resume::Never),
-        other => Err(PyValueError::new_err(format!(
-            "resume must be 'allow', 'must' or 'never', not {other:?}"
-        ))),
-    }
+    let text: String = value.extract()?;
+    text.parse().map_err(|_| {
+        PyValueError::new_err(format!(
+            "resume must be 'allow', 'must' or 'never', not {text:?}"
+        ))
+    })
 }
 
 /// `step=` of `log`: an int that fits in 64 bits, or None.
@@ -278,7 +324,7 @@ impl RunCore {
 #[pymethods]
 impl RunCore {
     #[new]
-    #[pyo3(signature = (project=None, name=None, group=None, tags=None, notes=None, config=None, id=None, resume=None, dir=None, system_metrics=true, system_interval=5.0, flush_interval=0.5))]
+    #[pyo3(signature = (project=None, name=None, group=None, tags=None, notes=None, config=None, id=None, resume=None, dir=None, url=None, system_metrics=true, system_interval=5.0, flush_interval=0.5))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -291,6 +337,7 @@ impl RunCore {
         id: Option<&Bound<'_, PyAny>>,
         resume: Option<&Bound<'_, PyAny>>,
         dir: Option<PathBuf>,
+        url: Option<&Bound<'_, PyAny>>,
         system_metrics: bool,
         system_interval: f64,
         flush_interval: f64,
@@ -300,6 +347,7 @@ impl RunCore {
         let group = text_arg(group, "group")?;
         let notes = text_arg(notes, "notes")?;
         let id = text_arg(id, "id")?;
+        let url = text_arg(url, "url")?.or_else(|| env_var("LABBOOK_URL"));
         let resume = parse_resume(resume)?;
         let tags = string_list(tags, "tags")?;
         let config_tree = match config {
@@ -312,121 +360,136 @@ impl RunCore {
                 "flush_interval must be between 0 and 60 seconds",
             ));
         }
+        if url.is_some() && dir.is_some() {
+            return Err(PyValueError::new_err(
+                "pass dir= (log into a store) or url= / LABBOOK_URL (log into a server), not both",
+            ));
+        }
         let cwd = std::env::current_dir().map_err(|e| {
             PyValueError::new_err(format!("cannot read the current directory: {e}"))
         })?;
-        let store_dir = match dir {
-            Some(d)
-                if d.file_name().is_some_and(|n| n == STORE_DIR)
-                    || d.join("labbook.db").exists() =>
-            {
-                cwd.join(d)
-            }
-            Some(d) => cwd.join(d).join(STORE_DIR),
-            None => store_dir_for(&cwd, env_var("LABBOOK_DIR").map(PathBuf::from).as_deref()),
-        };
         let attach_id = if id.is_none() {
             env_var("LABBOOK_RUN_ID")
         } else {
             None
         };
+        let attached = attach_id.is_some();
         let host = labbook_capture::hostname();
         let pid = std::process::id();
-
-        let opened = py
-            .detach(|| SqliteStore::open(&store_dir))
-            .map_err(to_py_err)?;
-        let store = Arc::new(opened);
-        let existing = match attach_id.as_deref().or(id.as_deref()) {
-            Some(run_id) => match store.get_run(run_id) {
-                Ok(run) => Some(run),
-                Err(StoreError::NotFound { .. }) => None,
-                Err(e) => return Err(to_py_err(e)),
-            },
-            None => None,
+        let mut request = OpenRun {
+            id: attach_id.clone().or(id),
+            attach: attached,
+            resume,
+            project: String::new(),
+            name,
+            group,
+            notes,
+            tags,
+            config,
+            created_ms: now_ms(),
+            host: host.clone(),
+            pid: Some(pid),
         };
-        let mut step = 0;
-        let record: RunRecord = match (existing, attach_id.is_some()) {
-            (None, true) => {
-                return Err(crate::LabbookError::new_err(format!(
-                    "LABBOOK_RUN_ID={} names no run in {}; unset it or point LABBOOK_DIR at the right store",
-                    attach_id.unwrap_or_default(),
-                    store_dir.display()
-                )));
-            }
-            (Some(run), attached) => {
-                if !attached {
-                    if resume == Resume::Never {
-                        return Err(PyValueError::new_err(format!(
-                            "run id {:?} already exists; pass resume='allow' to continue it",
-                            run.id
-                        )));
-                    }
-                    let live = run.status == RunStatus::Running
-                        && run.host.as_deref() == host.as_deref()
-                        && run
-                            .pid
-                            .is_some_and(|p| p != pid && labbook_capture::pid_alive(p));
-                    if live {
-                        return Err(crate::LabbookError::new_err(format!(
-                            "run {} is still running in process {}; resume it once that process has ended",
-                            run.id,
-                            run.pid.unwrap_or(0)
-                        )));
-                    }
-                    py.detach(|| store.compact_run(&run.id))
-                        .map_err(to_py_err)?;
-                }
-                step = run
-                    .metrics
-                    .iter()
-                    .filter(|(k, _)| !k.starts_with("sys/"))
-                    .map(|(_, s)| s.last_step + 1)
-                    .max()
-                    .unwrap_or(0);
-                let patch = RunPatch {
-                    reopen: (!attached).then(|| (host.clone(), Some(pid))),
-                    name: name.clone(),
-                    group: group.clone(),
-                    notes: notes.clone(),
-                    add_tags: tags.clone(),
-                    config: (!config.is_empty()).then(|| config.clone()),
-                    ..Default::default()
-                };
-                py.detach(|| store.update_run(&run.id, &patch))
-                    .map_err(to_py_err)?;
-                py.detach(|| store.get_run(&run.id)).map_err(to_py_err)?
-            }
-            (None, false) => {
-                if resume == Resume::Must {
-                    return Err(PyValueError::new_err(format!(
-                        "resume='must' but no run {:?} exists in {}",
-                        id.unwrap_or_default(),
-                        store_dir.display()
-                    )));
-                }
-                let new = NewRun {
-                    id,
-                    project: project.unwrap_or_else(|| default_project(&store_dir)),
-                    name,
-                    group,
-                    tags,
-                    notes,
-                    config: config.clone(),
-                    created_ms: now_ms(),
+
+        let (backend, location, opened, sink): (Backend, String, Opened, Box<dyn Sink>) = match url
+        {
+            Some(url) => {
+                let client = Arc::new(Client::new(&url).map_err(to_py_err)?);
+                // The id is made here, so that repeating a start whose
+                // answer was lost finds the run instead of making another.
+                let id = request.id.clone().unwrap_or_else(|| {
+                    labbook_core::ids::run_id_from_bits(labbook_store::random_bits())
+                });
+                let start = StartRun {
+                    id: Some(id),
+                    attach: attached,
+                    resume: Some(resume.as_str().to_string()),
+                    project: project
+                        .or_else(|| env_var("LABBOOK_PROJECT"))
+                        .unwrap_or_else(|| directory_name(&cwd)),
+                    name: request.name.take(),
+                    group: request.group.take(),
+                    notes: request.notes.take(),
+                    tags: std::mem::take(&mut request.tags),
+                    config: serde_json::to_value(&request.config).ok(),
+                    created_ms: Some(request.created_ms),
                     host: host.clone(),
                     pid: Some(pid),
                 };
-                py.detach(|| store.create_run(&new)).map_err(to_py_err)?
+                let started = py.detach(|| client.start_run(&start)).map_err(to_py_err)?;
+                let sink = Box::new(HttpSink::new(Arc::clone(&client), &started.id));
+                let opened = Opened {
+                    id: started.id,
+                    name: started.name,
+                    project: started.project,
+                    config: started.config,
+                    summary: started.summary,
+                    next_step: started.next_step,
+                };
+                (Backend::Remote(client), url, opened, sink)
+            }
+            None => {
+                let store_dir = match dir {
+                    Some(d)
+                        if d.file_name().is_some_and(|n| n == STORE_DIR)
+                            || d.join("labbook.db").exists() =>
+                    {
+                        cwd.join(d)
+                    }
+                    Some(d) => cwd.join(d).join(STORE_DIR),
+                    None => {
+                        store_dir_for(&cwd, env_var("LABBOOK_DIR").map(PathBuf::from).as_deref())
+                    }
+                };
+                request.project = project.unwrap_or_else(|| default_project(&store_dir));
+                let store = Arc::new(
+                    py.detach(|| SqliteStore::open(&store_dir))
+                        .map_err(to_py_err)?,
+                );
+                let opened = py
+                        .detach(|| {
+                            open_run(
+                                &*store,
+                                &request,
+                                now_ms(),
+                                host.as_deref(),
+                                &labbook_capture::pid_alive,
+                            )
+                        })
+                        .map_err(|e| match e {
+                            StoreError::NotFound { .. } if attached => {
+                                crate::LabbookError::new_err(format!(
+                                    "LABBOOK_RUN_ID={} names no run in {}; unset it or point LABBOOK_DIR at the right store",
+                                    attach_id.clone().unwrap_or_default(),
+                                    store_dir.display()
+                                ))
+                            }
+                            other => to_py_err(other),
+                        })?;
+                let record = opened.record;
+                let dyn_store: Arc<dyn Store> = store.clone();
+                let sink = Box::new(StoreSink::new(dyn_store, &record.id));
+                let opened = Opened {
+                    id: record.id,
+                    name: record.name,
+                    project: record.project,
+                    config: record.config,
+                    summary: record.summary,
+                    next_step: opened.next_step,
+                };
+                (
+                    Backend::Local(store),
+                    store_dir.display().to_string(),
+                    opened,
+                    sink,
+                )
             }
         };
-        let attached = attach_id.is_some();
         let options = WriterOptions {
             flush_interval: Duration::from_secs_f64(flush_interval),
             ..Default::default()
         };
-        let dyn_store: Arc<dyn Store> = store.clone();
-        let writer = Arc::new(RunWriter::start(dyn_store, &record.id, options).map_err(to_py_err)?);
+        let writer = Arc::new(RunWriter::start_with(sink, &opened.id, options).map_err(to_py_err)?);
 
         let probe = python_probe(py)?;
         let argv: Vec<String> = py
@@ -434,10 +497,10 @@ impl RunCore {
             .getattr("argv")?
             .extract()
             .unwrap_or_default();
-        let seed = find_seed(&record.config);
+        let seed = find_seed(&opened.config);
         let capture = {
-            let store = Arc::clone(&store);
-            let run_id = record.id.clone();
+            let backend = backend.clone();
+            let run_id = opened.id.clone();
             let options = CaptureOptions {
                 cwd,
                 argv,
@@ -457,7 +520,7 @@ impl RunCore {
                     if attached {
                         value = serde_json::json!({ "python": value.get("python"), "seed": value.get("seed") });
                     }
-                    let _ = store.set_environment(&run_id, &value);
+                    let _ = backend.set_environment(&run_id, &value);
                 })
                 .ok()
         };
@@ -487,20 +550,20 @@ impl RunCore {
             None
         };
         Ok(RunCore {
-            id: record.id.clone(),
-            name: record.name.clone(),
-            project: record.project.clone(),
-            dir: store_dir,
+            id: opened.id,
+            name: opened.name,
+            project: opened.project,
+            location,
             attached,
-            store,
+            backend,
             writer,
             state: Mutex::new(LogState {
-                step,
+                step: opened.next_step,
                 keys: HashMap::new(),
                 scratch: Vec::with_capacity(32),
             }),
-            config: Mutex::new(record.config.clone()),
-            summary: Mutex::new(record.summary.clone()),
+            config: Mutex::new(opened.config),
+            summary: Mutex::new(opened.summary),
             monitor: Mutex::new(monitor),
             capture: Mutex::new(capture),
             finished: AtomicBool::new(false),
@@ -648,7 +711,7 @@ impl RunCore {
 
     /// Appends an entry to the run's notebook.
     fn note(&self, py: Python<'_>, text: &str) -> PyResult<()> {
-        py.detach(|| self.store.add_note(&self.id, text, now_ms()))
+        py.detach(|| self.backend.add_note(&self.id, text))
             .map_err(to_py_err)
     }
 
@@ -681,10 +744,10 @@ impl RunCore {
         &self.project
     }
 
-    /// The `.labbook` store this run writes to.
+    /// The `.labbook` store this run writes to, or the server's address.
     #[getter]
-    fn dir(&self) -> String {
-        self.dir.display().to_string()
+    fn dir(&self) -> &str {
+        &self.location
     }
 
     /// The step the next `log()` without `step=` will use.
@@ -895,14 +958,15 @@ pub struct SummaryView {
 }
 
 impl SummaryView {
-    fn metrics(&self, py: Python<'_>) -> PyResult<RunRecord> {
+    fn metrics(&self, py: Python<'_>) -> PyResult<BTreeMap<String, SeriesSummary>> {
         let run = self.run.get();
         if !run.finished.load(Ordering::Acquire) {
             let writer = Arc::clone(&run.writer);
             py.detach(move || writer.flush(Duration::from_secs(30)))
                 .map_err(to_py_err)?;
         }
-        py.detach(|| run.store.get_run(&run.id)).map_err(to_py_err)
+        py.detach(|| run.backend.metric_summaries(&run.id))
+            .map_err(to_py_err)
     }
 }
 
@@ -925,8 +989,7 @@ impl SummaryView {
         if let Some(value) = self.run.get().summary.lock().get(key) {
             return json_to_py(py, value);
         }
-        let record = self.metrics(py)?;
-        match record.metrics.get(key) {
+        match self.metrics(py)?.get(key) {
             Some(s) => Ok(s.last.into_pyobject(py)?.into_any()),
             None => Err(PyKeyError::new_err(key.to_string())),
         }
@@ -941,9 +1004,8 @@ impl SummaryView {
 
     /// Every metric's summary (count, last, min, max) and the assigned values.
     fn as_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let record = self.metrics(py)?;
         let out = PyDict::new(py);
-        for (key, s) in &record.metrics {
+        for (key, s) in &self.metrics(py)? {
             out.set_item(key, summary_to_py(py, s)?)?;
         }
         for (key, value) in self.run.get().summary.lock().iter() {
@@ -956,6 +1018,6 @@ impl SummaryView {
         if self.run.get().summary.lock().contains_key(key) {
             return Ok(true);
         }
-        Ok(self.metrics(py)?.metrics.contains_key(key))
+        Ok(self.metrics(py)?.contains_key(key))
     }
 }

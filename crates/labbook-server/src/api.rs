@@ -19,7 +19,8 @@ use labbook_store::{Deleted, RunPatch, RunQuery, StepRange, Store, StoreError};
 
 use crate::error::ApiError;
 use crate::json::{self, Floats, now_ms};
-use crate::{AppState, events};
+use crate::{AppState, events, wire};
+use labbook_store::session::open_run;
 
 type Params = Query<HashMap<String, String>>;
 type ApiResult = Result<Json<Value>, ApiError>;
@@ -32,11 +33,15 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{project}/groups", get(groups))
         .route("/projects/{project}/notebook", get(notebook).post(add_note))
         .route("/query/validate", get(validate))
+        .route("/runs", post(start_run))
         .route("/runs/tags", post(tag_runs))
         .route("/runs/delete", post(delete_runs))
         .route("/runs/restore", post(restore_runs))
         .route("/runs/{id}", get(run))
         .route("/runs/{id}/output", get(output))
+        .route("/runs/{id}/log", post(log_to_run))
+        .route("/runs/{id}/environment", post(add_environment))
+        .route("/runs/{id}/notes", post(add_run_note))
         .route("/series", get(series))
         .route("/events", get(events::events))
 }
@@ -413,19 +418,7 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError {
-                status: e.status(),
-                code: if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    "PAYLOAD_TOO_LARGE"
-                } else {
-                    "INVALID_ARGUMENT"
-                },
-                message: crate::error::body_rejection(&e),
-                field: Some("body".into()),
-                column: None,
-            })?;
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(map)) => Ok(JsonBody(map)),
             Ok(_) => Err(ApiError::invalid("body", "the body must be a JSON object")),
@@ -565,6 +558,104 @@ async fn add_note(
     blocking(&state, move |store| {
         let note = store.add_project_note(&project, &text, run_id.as_deref(), now_ms())?;
         Ok(Json(note_json(&note)))
+    })
+    .await
+}
+
+/// A body read as raw bytes, so that size errors name the body and parse
+/// errors the field ([`wire::parse`]).
+struct RawBody(Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| ApiError {
+                status: e.status(),
+                code: if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    "PAYLOAD_TOO_LARGE"
+                } else {
+                    "INVALID_ARGUMENT"
+                },
+                message: crate::error::body_rejection(&e),
+                field: Some("body".into()),
+                column: None,
+            })
+    }
+}
+
+fn invalid(e: labbook_core::ValidationError) -> ApiError {
+    ApiError::invalid(e.field(), e.to_string())
+}
+
+/// `labbook.init()` for a client: starts, resumes or attaches to a run.
+async fn start_run(State(state): State<AppState>, RawBody(body): RawBody) -> ApiResult {
+    let now = now_ms();
+    let open = wire::parse::<wire::StartRun>(&body)
+        .and_then(|start| start.into_open(now))
+        .map_err(invalid)?;
+    blocking(&state, move |store| {
+        let host = labbook_capture::hostname();
+        let opened = open_run(
+            store,
+            &open,
+            now,
+            host.as_deref(),
+            &labbook_capture::pid_alive,
+        )?;
+        Ok(Json(json!({
+            "run": json::run(&opened.record, now),
+            "next_step": opened.next_step,
+        })))
+    })
+    .await
+}
+
+/// A client's batch of points and run changes, applied once per batch id.
+async fn log_to_run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> ApiResult {
+    let append = wire::parse::<wire::LogBatch>(&body)
+        .and_then(|batch| batch.into_append(now_ms()))
+        .map_err(invalid)?;
+    let appender = state.appender.clone();
+    let applied = tokio::task::spawn_blocking(move || appender.append(&id, append))
+        .await
+        .map_err(|e| ApiError::internal(format!("a store task failed: {e}")))??;
+    Ok(Json(json!({ "applied": applied })))
+}
+
+/// Merges what a client captured about its process into the run's environment.
+async fn add_environment(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
+    blocking(&state, move |store| {
+        store.set_environment(&id, &Value::Object(body))?;
+        Ok(Json(json!({ "ok": true })))
+    })
+    .await
+}
+
+async fn add_run_note(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
+    let text = body
+        .get("text")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid("text", "text is required: the note, as a string"))?
+        .to_string();
+    blocking(&state, move |store| {
+        store.add_note(&id, &text, now_ms())?;
+        Ok(Json(json!({ "ok": true })))
     })
     .await
 }

@@ -11,7 +11,20 @@ use parking_lot::Mutex;
 use labbook_core::SeriesColumns;
 
 use crate::series::SeriesWriter;
-use crate::{Result, RunPatch, StepRange, Store, WriteSet};
+use crate::{OutputChunk, Result, RunPatch, StepRange, Store, WriteSet};
+
+/// One request's worth of changes to a run.
+#[derive(Debug, Default)]
+pub struct Append {
+    pub series: Vec<(String, SeriesColumns)>,
+    pub patch: Option<RunPatch>,
+    pub output: Vec<OutputChunk>,
+    /// Seal the run's tails: its writer is done.
+    pub seal: bool,
+    /// The client's id for this batch; a batch seen before is skipped.
+    pub batch_id: Option<String>,
+    pub heartbeat_ms: Option<i64>,
+}
 
 /// Appends to many runs at once; one writer state per run that is being
 /// logged to, dropped when the run ends.
@@ -37,6 +50,21 @@ impl Appender {
         patch: Option<RunPatch>,
         seal: bool,
     ) -> Result<()> {
+        self.append(
+            run_id,
+            Append {
+                series,
+                patch,
+                seal,
+                ..Default::default()
+            },
+        )
+        .map(|_| ())
+    }
+
+    /// Commits one client's batch in one transaction; returns false when
+    /// its `batch_id` was applied before (a retry) and nothing changed.
+    pub fn append(&self, run_id: &str, append: Append) -> Result<bool> {
         let (writer, first) = {
             let mut writers = self.writers.lock();
             match writers.get(run_id) {
@@ -49,26 +77,44 @@ impl Appender {
             }
         };
         let mut writer = writer.lock();
-        let series = if first {
-            self.without_stored_points(run_id, series)?
+        // A batch id already makes a retry land once; without one, the
+        // first request after a restart may repeat what the dead server
+        // committed just before its answer was lost.
+        let series = if first && append.batch_id.is_none() {
+            self.without_stored_points(run_id, append.series)?
         } else {
-            series
+            append.series
         };
-        let plan = writer.plan(series, seal)?;
+        let plan = writer.plan(series, append.seal)?;
         let write = WriteSet {
             run_id: run_id.to_string(),
-            batch_id: None,
+            batch_id: append.batch_id,
             series: plan,
-            output: Vec::new(),
-            patch,
-            heartbeat_ms: None,
+            output: append.output,
+            patch: append.patch,
+            heartbeat_ms: append.heartbeat_ms,
         };
-        let ids = self.store.commit(&write)?.unwrap_or_default();
-        writer.apply(write.series, &ids);
-        if seal {
+        let committed = match self.store.commit(&write) {
+            Ok(committed) => committed,
+            Err(e) => {
+                // A run that does not exist must not leave a writer behind.
+                if first {
+                    self.writers.lock().remove(run_id);
+                }
+                return Err(e);
+            }
+        };
+        let applied = match committed {
+            Some(ids) => {
+                writer.apply(write.series, &ids);
+                true
+            }
+            None => false,
+        };
+        if append.seal {
             self.writers.lock().remove(run_id);
         }
-        Ok(())
+        Ok(applied)
     }
 
     fn without_stored_points(

@@ -35,6 +35,10 @@ pub enum StoreError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// A labbook server could not be reached, or failed; the write may be
+    /// repeated.
+    #[error("{0}")]
+    Remote(String),
 }
 
 impl From<rusqlite::Error> for StoreError {

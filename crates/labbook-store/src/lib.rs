@@ -9,6 +9,7 @@ mod error;
 pub mod locate;
 pub mod models;
 pub mod series;
+pub mod session;
 mod sqlite;
 mod types;
 pub mod writer;
@@ -16,6 +17,9 @@ pub mod writer;
 pub use error::{Result, StoreError};
 pub use sqlite::SqliteStore;
 pub use types::*;
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use labbook_core::{RunRecord, SeriesColumns};
 
@@ -146,4 +150,21 @@ pub trait Store: Send + Sync {
         this_host: Option<&str>,
         pid_alive: &dyn Fn(u32) -> bool,
     ) -> Result<Vec<String>>;
+}
+
+/// 64 bits that differ between calls, processes and machines (ids, temp
+/// names); not for secrets.
+pub fn random_bits() -> u64 {
+    // RandomState is seeded from the OS once per process and differs per
+    // instance; the counter and clock separate calls within a process.
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
 }

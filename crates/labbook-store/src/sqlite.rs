@@ -6,9 +6,7 @@
 //! crash.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -23,11 +21,11 @@ use labbook_core::{
     Config, DatasetInput, ModelOutput, RunRecord, RunStatus, SeriesColumns, SeriesSummary, ids,
 };
 
-use crate::Store;
 use crate::codec;
 use crate::error::{Result, StoreError};
 use crate::series::{Downsampler, SEAL_POINTS, SEALED_LEVEL};
 use crate::types::*;
+use crate::{Store, random_bits};
 
 mod artifacts;
 mod projects;
@@ -220,21 +218,6 @@ impl Default for RunIndex {
             runs: HashMap::new(),
         }
     }
-}
-
-pub(crate) fn random_bits() -> u64 {
-    // RandomState is seeded from the OS once per process and differs per
-    // instance; the counter and clock separate calls within a process.
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
 }
 
 /// Reads a REAL that SQLite may have stored as NULL: SQLite turns NaN into

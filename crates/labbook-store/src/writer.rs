@@ -63,7 +63,6 @@ struct Pending {
 }
 
 struct Shared {
-    store: Arc<dyn Store>,
     run_id: String,
     options: WriterOptions,
     pending: Mutex<Pending>,
@@ -85,6 +84,8 @@ struct FlushState {
     last_error: Option<String>,
     points_written: u64,
     finished: bool,
+    /// A batch the sink refused for good (see [`is_permanent`]).
+    fatal: Option<String>,
 }
 
 /// The handle a run's producers log through. Cheap to share behind an `Arc`.
@@ -100,9 +101,18 @@ fn now_ms() -> i64 {
 }
 
 impl RunWriter {
+    /// A writer into the embedded store.
     pub fn start(store: Arc<dyn Store>, run_id: &str, options: WriterOptions) -> Result<RunWriter> {
+        RunWriter::start_with(Box::new(StoreSink::new(store, run_id)), run_id, options)
+    }
+
+    /// A writer whose flushes go to `sink`.
+    pub fn start_with(
+        sink: Box<dyn Sink>,
+        run_id: &str,
+        options: WriterOptions,
+    ) -> Result<RunWriter> {
         let shared = Arc::new(Shared {
-            store,
             run_id: run_id.to_string(),
             options,
             pending: Mutex::new(Pending::default()),
@@ -114,7 +124,7 @@ impl RunWriter {
         let for_thread = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name(format!("labbook-writer-{run_id}"))
-            .spawn(move || flush_loop(&for_thread))
+            .spawn(move || flush_loop(&for_thread, sink))
             .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
         Ok(RunWriter {
             shared,
@@ -202,6 +212,9 @@ impl RunWriter {
                 }));
             }
         }
+        if let Some(fatal) = &done.fatal {
+            return Err(StoreError::Internal(fatal.clone()));
+        }
         match &done.last_error {
             Some(e) if done.completed < ticket || done.finished => {
                 Err(StoreError::Internal(e.clone()))
@@ -260,7 +273,8 @@ impl RunWriter {
             }
         }
         let _ = thread.join();
-        match self.shared.done.lock().last_error.clone() {
+        let done = self.shared.done.lock();
+        match done.fatal.clone().or_else(|| done.last_error.clone()) {
             Some(e) => Err(StoreError::Internal(e)),
             None => Ok(()),
         }
@@ -296,127 +310,171 @@ fn group_points(
 }
 
 /// What one flush writes besides the heartbeat.
-#[derive(Default)]
-struct Batch {
-    series: Vec<(String, SeriesColumns)>,
-    output: Vec<OutputChunk>,
-    patch: Option<RunPatch>,
+#[derive(Debug, Default, Clone)]
+pub struct FlushBatch {
+    /// Points by key, keys sorted, each key's points in logging order.
+    pub series: Vec<(String, SeriesColumns)>,
+    pub output: Vec<OutputChunk>,
+    pub patch: Option<RunPatch>,
 }
 
-impl Batch {
-    fn is_empty(&self) -> bool {
+impl FlushBatch {
+    pub fn is_empty(&self) -> bool {
         self.series.is_empty() && self.output.is_empty() && self.patch.is_none()
     }
 
-    fn points(&self) -> u64 {
+    pub fn points(&self) -> u64 {
         self.series.iter().map(|(_, s)| s.len() as u64).sum()
     }
+}
 
-    /// Appends a later batch, keeping logging order within each key.
-    fn absorb(&mut self, later: Batch) {
-        let mut merged: HashMap<String, SeriesColumns> =
-            std::mem::take(&mut self.series).into_iter().collect();
-        for (key, s) in later.series {
-            merged.entry(key).or_default().extend_from(&s);
-        }
-        self.series = merged.into_iter().collect();
-        self.series.sort_by(|a, b| a.0.cmp(&b.0));
-        self.output.extend(later.output);
-        match (&mut self.patch, later.patch) {
-            (Some(mine), Some(theirs)) => mine.absorb(theirs),
-            (mine @ None, theirs) => *mine = theirs,
-            (Some(_), None) => {}
+/// Where a run's flushes go: the embedded store, or a server.
+pub trait Sink: Send + 'static {
+    /// Writes one flush, with a heartbeat, all or nothing. A batch that
+    /// failed is offered again unchanged under the same `batch_id`, so a
+    /// sink that cannot know whether a failed write landed (a request cut
+    /// off mid-answer) lets the other side drop the repeat by its id.
+    /// With `seal` the run's writer is done: its tails are sealed.
+    fn write(&mut self, batch: &FlushBatch, batch_id: &str, seal: bool) -> Result<()>;
+}
+
+/// The embedded store as a [`Sink`]. Its transaction either commits or
+/// not, so batch ids are not stored.
+pub struct StoreSink {
+    store: Arc<dyn Store>,
+    run_id: String,
+    series: SeriesWriter,
+}
+
+impl StoreSink {
+    pub fn new(store: Arc<dyn Store>, run_id: &str) -> StoreSink {
+        StoreSink {
+            store,
+            run_id: run_id.to_string(),
+            series: SeriesWriter::new(),
         }
     }
 }
 
-fn flush_loop(shared: &Shared) {
-    let mut series_writer = SeriesWriter::new();
+impl Sink for StoreSink {
+    fn write(&mut self, batch: &FlushBatch, _batch_id: &str, seal: bool) -> Result<()> {
+        let plan = self.series.plan(batch.series.clone(), seal)?;
+        let write = WriteSet {
+            run_id: self.run_id.clone(),
+            batch_id: None,
+            series: plan,
+            output: batch.output.clone(),
+            patch: batch.patch.clone(),
+            heartbeat_ms: Some(now_ms()),
+        };
+        let ids = self.store.commit(&write)?.unwrap_or_default();
+        self.series.apply(write.series, &ids);
+        Ok(())
+    }
+}
+
+/// A flush being written, kept whole until it lands.
+struct InFlight {
+    batch: FlushBatch,
+    id: String,
+    requested: u64,
+    stop: bool,
+}
+
+/// Errors that no retry can fix: the batch is dropped and every later
+/// flush reports it, rather than blocking the run's writes forever.
+fn is_permanent(e: &StoreError) -> bool {
+    matches!(e, StoreError::Invalid(_) | StoreError::NotFound { .. })
+}
+
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+fn flush_loop(shared: &Shared, mut sink: Box<dyn Sink>) {
     let mut last_beat = Instant::now();
-    // What a failed flush could not write waits here for the next attempt.
-    let mut carry = Batch::default();
+    let batch_prefix = format!("{:016x}", crate::random_bits());
+    let mut sequence = 0u64;
+    let mut retry: Option<InFlight> = None;
+    let mut backoff = RETRY_FIRST;
     loop {
-        let (points, series, output, patch, requested, stop) = {
-            let mut pending = shared.pending.lock();
-            let idle = pending.points.is_empty()
-                && pending.series.is_empty()
-                && pending.requested == shared.done.lock().completed
-                && !pending.stop;
-            if idle {
-                shared
-                    .wake
-                    .wait_for(&mut pending, shared.options.flush_interval);
+        let job = match retry.take() {
+            Some(job) => job,
+            None => {
+                let (points, series, output, patch, requested, stop) = {
+                    let mut pending = shared.pending.lock();
+                    let idle = pending.points.is_empty()
+                        && pending.series.is_empty()
+                        && pending.requested == shared.done.lock().completed
+                        && !pending.stop;
+                    if idle {
+                        shared
+                            .wake
+                            .wait_for(&mut pending, shared.options.flush_interval);
+                    }
+                    (
+                        std::mem::take(&mut pending.points),
+                        std::mem::take(&mut pending.series),
+                        std::mem::take(&mut pending.output),
+                        pending.patch.take(),
+                        pending.requested,
+                        pending.stop,
+                    )
+                };
+                let names = shared.keys.lock().names.clone();
+                let batch = FlushBatch {
+                    series: group_points(&points, series, &names),
+                    output,
+                    patch,
+                };
+                let beat_due = last_beat.elapsed() >= shared.options.heartbeat_interval;
+                if batch.is_empty() && !beat_due && !stop {
+                    let mut done = shared.done.lock();
+                    done.completed = done.completed.max(requested);
+                    shared.done_changed.notify_all();
+                    continue;
+                }
+                sequence += 1;
+                InFlight {
+                    batch,
+                    id: format!("{batch_prefix}-{sequence}"),
+                    requested,
+                    stop,
+                }
             }
-            (
-                std::mem::take(&mut pending.points),
-                std::mem::take(&mut pending.series),
-                std::mem::take(&mut pending.output),
-                pending.patch.take(),
-                pending.requested,
-                pending.stop,
-            )
         };
-        let names = shared.keys.lock().names.clone();
-        let mut batch = std::mem::take(&mut carry);
-        batch.absorb(Batch {
-            series: group_points(&points, series, &names),
-            output,
-            patch,
-        });
-        let beat_due = last_beat.elapsed() >= shared.options.heartbeat_interval;
-        let result = if !batch.is_empty() || beat_due || stop {
-            let attempt = series_writer
-                .plan(batch.series.clone(), stop)
-                .and_then(|plan| {
-                    let write = WriteSet {
-                        run_id: shared.run_id.clone(),
-                        batch_id: None,
-                        series: plan,
-                        output: batch.output.clone(),
-                        patch: batch.patch.clone(),
-                        heartbeat_ms: Some(now_ms()),
-                    };
-                    let ids = shared.store.commit(&write)?.unwrap_or_default();
-                    series_writer.apply(write.series, &ids);
-                    Ok(())
-                });
-            if attempt.is_ok() {
+        let result = sink.write(&job.batch, &job.id, job.stop);
+        let mut done = shared.done.lock();
+        match result {
+            Ok(()) => {
                 last_beat = Instant::now();
+                backoff = RETRY_FIRST;
+                done.points_written += job.batch.points();
+                done.last_error = None;
+                done.completed = job.requested;
             }
-            attempt.map(|()| batch.points())
-        } else {
-            Ok(0)
-        };
-        let failed = result.is_err();
-        {
-            let mut done = shared.done.lock();
-            match result {
-                Ok(n) => {
-                    done.points_written += n;
-                    done.last_error = None;
-                    done.completed = requested;
-                }
-                Err(e) => {
-                    done.last_error = Some(e.to_string());
-                    carry = batch;
-                }
+            Err(e) if is_permanent(&e) => {
+                done.fatal = Some(format!(
+                    "{} points were refused and dropped: {e}",
+                    job.batch.points()
+                ));
+                done.completed = job.requested;
             }
-            if stop && !failed {
-                done.finished = true;
+            Err(e) => {
+                done.last_error = Some(e.to_string());
+                shared.done_changed.notify_all();
+                drop(done);
+                retry = Some(job);
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(RETRY_MAX);
+                continue;
             }
-            shared.done_changed.notify_all();
         }
-        if stop && !failed {
+        if job.stop {
+            done.finished = true;
+        }
+        shared.done_changed.notify_all();
+        if job.stop {
             return;
-        }
-        if failed {
-            // Back off so a full disk or a long lock does not spin.
-            std::thread::sleep(
-                shared
-                    .options
-                    .flush_interval
-                    .min(Duration::from_millis(500)),
-            );
         }
     }
 }

@@ -11,8 +11,9 @@ use rusqlite::{OptionalExtension, params};
 
 use labbook_core::artifact::normalize_artifact_path;
 
-use super::{SqliteStore, random_bits};
+use super::SqliteStore;
 use crate::error::{Result, StoreError};
+use crate::random_bits;
 use crate::types::ArtifactEntry;
 
 fn io_error(context: String) -> impl FnOnce(std::io::Error) -> StoreError {

@@ -1,0 +1,191 @@
+//! Starting, resuming or attaching to a run: the rules `labbook.init()`
+//! follows, whether the SDK writes into an embedded store or a server
+//! applies them for a client.
+
+use labbook_core::{Config, RunRecord, RunStatus, ValidationError};
+
+use crate::{NewRun, Result, RunPatch, Store, StoreError};
+
+/// Which existing runs a start may continue, as W&B spells it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Resume {
+    /// An id already in use is an error.
+    #[default]
+    Never,
+    /// Continue the run when it exists, else start it.
+    Allow,
+    /// The run must exist.
+    Must,
+}
+
+impl Resume {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resume::Never => "never",
+            Resume::Allow => "allow",
+            Resume::Must => "must",
+        }
+    }
+}
+
+impl std::str::FromStr for Resume {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> std::result::Result<Resume, ValidationError> {
+        match s {
+            "allow" | "auto" => Ok(Resume::Allow),
+            "must" => Ok(Resume::Must),
+            "never" => Ok(Resume::Never),
+            other => Err(ValidationError::new(
+                "resume",
+                format!("must be 'allow', 'must' or 'never', not {other:?}"),
+            )),
+        }
+    }
+}
+
+/// A request to start a run.
+#[derive(Debug, Clone, Default)]
+pub struct OpenRun {
+    pub id: Option<String>,
+    /// The run was started by `labbook run` and this process logs into
+    /// it: it must exist, and it is not reopened.
+    pub attach: bool,
+    pub resume: Resume,
+    pub project: String,
+    pub name: Option<String>,
+    pub group: Option<String>,
+    pub notes: Option<String>,
+    pub tags: Vec<String>,
+    /// Flattened.
+    pub config: Config,
+    pub created_ms: i64,
+    pub host: Option<String>,
+    pub pid: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OpenedRun {
+    pub record: RunRecord,
+    /// The step the run's next `log()` without a step gets.
+    pub next_step: i64,
+    /// Whether an existing run was continued (so its tails were compacted).
+    pub resumed: bool,
+}
+
+/// Starts, resumes or attaches as `request` says. `this_host` and
+/// `pid_alive` tell whether the process that last wrote a running run is
+/// still alive, so that a live run is never taken over.
+pub fn open_run(
+    store: &dyn Store,
+    request: &OpenRun,
+    now_ms: i64,
+    this_host: Option<&str>,
+    pid_alive: &dyn Fn(u32) -> bool,
+) -> Result<OpenedRun> {
+    let existing = match request.id.as_deref() {
+        Some(id) => match store.get_run(id) {
+            Ok(run) => Some(run),
+            Err(StoreError::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    let Some(run) = existing else {
+        if request.attach {
+            return Err(StoreError::NotFound {
+                what: "run",
+                id: request.id.clone().unwrap_or_default(),
+            });
+        }
+        if request.resume == Resume::Must {
+            return Err(ValidationError::new(
+                "id",
+                format!(
+                    "resume='must' but no run {:?} exists",
+                    request.id.as_deref().unwrap_or_default()
+                ),
+            )
+            .into());
+        }
+        let record = store.create_run(&NewRun {
+            id: request.id.clone(),
+            project: request.project.clone(),
+            name: request.name.clone(),
+            group: request.group.clone(),
+            tags: request.tags.clone(),
+            notes: request.notes.clone(),
+            config: request.config.clone(),
+            created_ms: request.created_ms,
+            host: request.host.clone(),
+            pid: request.pid,
+        })?;
+        return Ok(OpenedRun {
+            next_step: 0,
+            record,
+            resumed: false,
+        });
+    };
+    let same_process = run.host == request.host && run.pid == request.pid;
+    // A client that lost the answer to its start asks again: the run it
+    // made is the answer.
+    if !request.attach && same_process && run.created_ms == request.created_ms {
+        return Ok(OpenedRun {
+            next_step: next_step(&run),
+            record: run,
+            resumed: false,
+        });
+    }
+    if !request.attach {
+        if request.resume == Resume::Never {
+            return Err(ValidationError::new(
+                "id",
+                format!(
+                    "run id {:?} already exists; pass resume='allow' to continue it",
+                    run.id
+                ),
+            )
+            .into());
+        }
+        let live = run.status == RunStatus::Running
+            && run.pid.is_some()
+            && !same_process
+            && !run.is_stale(now_ms, this_host, pid_alive);
+        if live {
+            return Err(StoreError::Conflict(format!(
+                "run {} is still running in process {} on {}; resume it once that process has ended",
+                run.id,
+                run.pid.unwrap_or(0),
+                run.host.as_deref().unwrap_or("another host")
+            )));
+        }
+        store.compact_run(&run.id)?;
+    }
+    let patch = RunPatch {
+        reopen: (!request.attach).then(|| (request.host.clone(), request.pid)),
+        name: request.name.clone(),
+        group: request.group.clone(),
+        notes: request.notes.clone(),
+        add_tags: request.tags.clone(),
+        config: (!request.config.is_empty()).then(|| request.config.clone()),
+        ..Default::default()
+    };
+    store.update_run(&run.id, &patch)?;
+    let record = store.get_run(&run.id)?;
+    Ok(OpenedRun {
+        next_step: next_step(&record),
+        record,
+        resumed: !request.attach,
+    })
+}
+
+/// One past the last step logged, system metrics aside (they count
+/// samples, not training steps).
+fn next_step(run: &RunRecord) -> i64 {
+    run.metrics
+        .iter()
+        .filter(|(k, _)| !k.starts_with("sys/"))
+        .map(|(_, s)| s.last_step + 1)
+        .max()
+        .unwrap_or(0)
+}
