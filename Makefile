@@ -11,6 +11,8 @@ DEMO_PORT ?= 5001
 # Tests and scripts find the CLI and the Python package here.
 export PATH := $(BIN):$(PATH)
 export LABBOOK_BIN := $(CURDIR)/target/release/labbook
+# The interpreter with the labbook SDK installed, for tests run from other venvs.
+export LABBOOK_PYTHON := $(CURDIR)/$(BIN)/python
 
 .PHONY: all build web demo test test-rust test-python test-web test-mlflow lint bench bench-mlflow bench-peers fuzz clean
 

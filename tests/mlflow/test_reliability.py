@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 import mlflow
+import pytest
 import requests
-from conftest import _free_port, _start_labbook, _stop, labbook_only
+from conftest import REPO, _free_port, _start_labbook, _stop, labbook_only
 
 pytestmark = labbook_only
 
@@ -41,6 +42,39 @@ CLIENT = textwrap.dedent("""
 """)
 
 
+# One labbook SDK process logging into the server (`init(url=…)`): two
+# metrics per step and a bulk series, with small pauses so that the kill
+# lands mid-stream. The SDK repeats a batch whose answer it lost under the
+# same batch id; the server applies each id once.
+SDK_CLIENT = textwrap.dedent("""
+    import os, sys, time, labbook
+    url, marker = sys.argv[1], sys.argv[2]
+    run = labbook.init(url=url, project="killed-server-sdk", system_metrics=False)
+    print(run.id, flush=True)
+    s = 0
+    # Log until the test says the server is back, so that every client is
+    # mid-stream when it dies, however slowly the machine runs.
+    while s < 1000 or not os.path.exists(marker):
+        run.log({"loss": 1.0 / (s + 1), "acc": s / 1000}, step=s)
+        if s == 500:
+            run.log_series("grad", list(range(10_000)), [i * 0.5 for i in range(10_000)], None)
+            run.summary["halfway"] = s
+        s += 1
+        time.sleep(0.003)
+    run.finish()
+    print("done", s, flush=True)
+""")
+
+
+def labbook_python() -> str:
+    """An interpreter with the labbook SDK: $LABBOOK_PYTHON or the repo's .venv."""
+    for candidate in (os.environ.get("LABBOOK_PYTHON"), str(REPO / ".venv/bin/python")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    pytest.fail("no Python with the labbook SDK: run `make build` or set LABBOOK_PYTHON")
+    raise AssertionError
+
+
 def client_env(url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -53,7 +87,9 @@ def client_env(url: str) -> dict[str, str]:
     return env
 
 
-def test_sigkill_serve_while_sixteen_clients_log_then_restart(tmp_path: Path) -> None:
+def test_sigkill_serve_while_sixteen_mlflow_and_sixteen_sdk_clients_log_then_restart(
+    tmp_path: Path,
+) -> None:
     port = _free_port()
     server = _start_labbook(tmp_path, port)
     url = server.url
@@ -61,7 +97,8 @@ def test_sigkill_serve_while_sixteen_clients_log_then_restart(tmp_path: Path) ->
         f"{url}/api/2.0/mlflow/experiments/create", json={"name": "killed-server"}, timeout=10
     ).json()["experiment_id"]
     batches, per_batch = 60, 50
-    clients = [
+    marker = tmp_path / "server-is-back"
+    mlflow_clients = [
         subprocess.Popen(
             [sys.executable, "-c", CLIENT, experiment_id, str(batches), str(per_batch)],
             env=client_env(url),
@@ -71,6 +108,16 @@ def test_sigkill_serve_while_sixteen_clients_log_then_restart(tmp_path: Path) ->
         )
         for _ in range(16)
     ]
+    sdk_clients = [
+        subprocess.Popen(
+            [labbook_python(), "-c", SDK_CLIENT, url, str(marker)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(16)
+    ]
+    clients = mlflow_clients + sdk_clients
     try:
         # Kill it once every client is logging, mid-stream.
         deadline = time.monotonic() + 60
@@ -80,7 +127,10 @@ def test_sigkill_serve_while_sixteen_clients_log_then_restart(tmp_path: Path) ->
                 json={"experiment_ids": [experiment_id], "max_results": 100},
                 timeout=10,
             ).json()
-            if len(runs.get("runs", [])) == 16:
+            sdk_runs = requests.get(
+                f"{url}/api/v1/projects/killed-server-sdk/runs", timeout=10
+            ).json()
+            if len(runs.get("runs", [])) == 16 and len(sdk_runs.get("runs", [])) == 16:
                 break
             time.sleep(0.1)
         time.sleep(0.5)
@@ -89,6 +139,8 @@ def test_sigkill_serve_while_sixteen_clients_log_then_restart(tmp_path: Path) ->
         server.process.wait(timeout=10)
         time.sleep(1.0)
         server = _start_labbook(tmp_path, port)
+        time.sleep(1.0)
+        marker.touch()
         outputs = [c.communicate(timeout=240) for c in clients]
     finally:
         for c in clients:
@@ -96,17 +148,30 @@ def test_sigkill_serve_while_sixteen_clients_log_then_restart(tmp_path: Path) ->
                 c.kill()
     for c, (out, err) in zip(clients, outputs):
         assert c.returncode == 0, err[-2000:]
-        assert out.split()[-1] == "done"
+        assert "done" in out.split()
 
     mlflow.set_tracking_uri(server.url)
     client = mlflow.MlflowClient()
     expected = list(range(batches * per_batch))
-    for out, _ in outputs:
+    for out, _ in outputs[:16]:
         run_id = out.split()[0]
         history = client.get_metric_history(run_id, "loss")
         steps = sorted(m.step for m in history)
         assert steps == expected, f"run {run_id}: {len(steps)} points, {len(set(steps))} distinct"
         assert client.get_run(run_id).info.status == "FINISHED"
+    # The SDK's runs, read through the MLflow API too: every point once.
+    for out, _ in outputs[16:]:
+        run_id, sdk_steps = out.split()[0], int(out.split()[-1])
+        for key, count in (("loss", sdk_steps), ("acc", sdk_steps), ("grad", 10_000)):
+            history = client.get_metric_history(run_id, key)
+            steps = sorted(m.step for m in history)
+            assert steps == list(range(count)), (
+                f"SDK run {run_id} {key}: {len(steps)} points, {len(set(steps))} distinct"
+            )
+        loss = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "loss"))
+        assert [v for _, v in loss] == [1.0 / (s + 1) for s in range(sdk_steps)]
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED"
     _stop(server.process)
 
 
