@@ -72,6 +72,7 @@ test: lint test-rust test-python test-web test-mlflow
 
 test-rust: build
 	$(CARGO) test --release
+	$(CARGO) test --release -p labbook-server --features client --lib
 
 test-python: build
 	$(BIN)/python -m pytest python/tests -q

@@ -424,12 +424,11 @@ mod tests {
         .into_append(0)
         .unwrap_err();
         assert!(e.to_string().contains("differ in length"), "{e}");
-        let e = parse::<LogBatch>(
-            br#"{"series": {"": {"steps": [0], "ts_ms": [0], "values": [1]}}}"#,
-        )
-        .unwrap()
-        .into_append(0)
-        .unwrap_err();
+        let e =
+            parse::<LogBatch>(br#"{"series": {"": {"steps": [0], "ts_ms": [0], "values": [1]}}}"#)
+                .unwrap()
+                .into_append(0)
+                .unwrap_err();
         assert!(e.to_string().contains("must not be empty"), "{e}");
         let e = parse::<LogBatch>(br#"{"surprise": 1}"#).unwrap_err();
         assert!(e.to_string().contains("surprise"), "{e}");

@@ -478,3 +478,113 @@ fn flush_loop(shared: &Shared, mut sink: Box<dyn Sink>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records every write; fails while `failures` has entries left.
+    struct FlakySink {
+        seen: Arc<Mutex<Vec<(String, Vec<i64>, bool)>>>,
+        failures: Vec<StoreError>,
+    }
+
+    impl Sink for FlakySink {
+        fn write(&mut self, batch: &FlushBatch, batch_id: &str, seal: bool) -> Result<()> {
+            let steps = batch
+                .series
+                .iter()
+                .flat_map(|(_, s)| s.steps.clone())
+                .collect();
+            self.seen.lock().push((batch_id.to_string(), steps, seal));
+            match self.failures.pop() {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        }
+    }
+
+    fn options() -> WriterOptions {
+        WriterOptions {
+            flush_interval: Duration::from_millis(20),
+            ..Default::default()
+        }
+    }
+
+    fn point(key: u32, step: i64) -> PendingPoint {
+        PendingPoint {
+            key,
+            step,
+            ts_ms: 1,
+            value: step as f64,
+        }
+    }
+
+    #[test]
+    fn a_failed_batch_is_offered_again_unchanged_under_its_id() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = FlakySink {
+            seen: Arc::clone(&seen),
+            failures: vec![
+                StoreError::Remote("connection reset".into()),
+                StoreError::Remote("connection refused".into()),
+            ],
+        };
+        let writer = RunWriter::start_with(Box::new(sink), "r", options()).unwrap();
+        let key = writer.key_index("loss").unwrap();
+        writer.push(&[point(key, 0), point(key, 1)]);
+        // Points logged while the first batch keeps failing wait behind it.
+        std::thread::sleep(Duration::from_millis(30));
+        writer.push(&[point(key, 2)]);
+        writer.flush(Duration::from_secs(10)).unwrap();
+        writer
+            .finish(RunPatch::default(), Duration::from_secs(10))
+            .unwrap();
+        let seen = seen.lock();
+        let first = &seen[0];
+        assert_eq!(first.1, vec![0, 1]);
+        assert_eq!(
+            seen[1], *first,
+            "the retry is the same batch under the same id"
+        );
+        assert_eq!(seen[2], *first);
+        let rest: Vec<i64> = seen[3..].iter().flat_map(|w| w.1.clone()).collect();
+        assert_eq!(rest, vec![2]);
+        assert!(
+            seen[3..].iter().all(|w| w.0 != first.0),
+            "new batches get new ids"
+        );
+        assert!(seen.last().is_some_and(|w| w.2), "the last write seals");
+        assert_eq!(writer.points_written(), 3);
+    }
+
+    #[test]
+    fn a_refused_batch_is_dropped_and_reported() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = FlakySink {
+            seen: Arc::clone(&seen),
+            failures: vec![StoreError::Invalid(ValidationError::new(
+                "id",
+                "no such run",
+            ))],
+        };
+        let writer = RunWriter::start_with(Box::new(sink), "r", options()).unwrap();
+        let key = writer.key_index("loss").unwrap();
+        writer.push(&[point(key, 0)]);
+        let error = writer
+            .flush(Duration::from_secs(10))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("refused and dropped") && error.contains("no such run"),
+            "{error}"
+        );
+        writer.push(&[point(key, 1)]);
+        assert!(
+            writer
+                .finish(RunPatch::default(), Duration::from_secs(10))
+                .is_err()
+        );
+        assert_eq!(seen.lock().len(), 2, "the refused batch was not sent again");
+    }
+}

@@ -556,3 +556,58 @@ fn runs_from_before_the_change_sequence_are_listed() {
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.list_runs(&RunQuery::default()).unwrap()[0].id, run.id);
 }
+
+#[test]
+fn starting_resuming_and_repeating_a_start_follow_init_rules() {
+    use labbook_store::session::{OpenRun, Resume, open_run};
+    let (_dir, store) = store();
+    let start = OpenRun {
+        id: Some("exp-1".into()),
+        project: "p".into(),
+        created_ms: 10_000,
+        host: Some("h".into()),
+        pid: Some(42),
+        ..Default::default()
+    };
+    let alive = |pid: u32| pid == 42;
+    let first = open_run(&store, &start, 10_000, Some("h"), &alive).unwrap();
+    assert_eq!(first.record.id, "exp-1");
+    // The same process repeating its start (a lost answer) gets the same run.
+    let again = open_run(&store, &start, 10_500, Some("h"), &alive).unwrap();
+    assert_eq!(again.record.id, "exp-1");
+    assert!(!again.resumed);
+    let mut write = WriteSet {
+        run_id: "exp-1".into(),
+        ..Default::default()
+    };
+    write.series = SeriesWriter::new()
+        .plan(vec![("loss".into(), series(0..7, |i| i as f64))], true)
+        .unwrap();
+    store.commit(&write).unwrap();
+    // Another process: an id in use needs resume, and a live run is not taken over.
+    let other = OpenRun {
+        pid: Some(43),
+        created_ms: 11_000,
+        ..start.clone()
+    };
+    let e = open_run(&store, &other, 11_000, Some("h"), &alive).unwrap_err();
+    assert!(e.to_string().contains("already exists"), "{e}");
+    let resume = OpenRun {
+        resume: Resume::Allow,
+        ..other.clone()
+    };
+    let e = open_run(&store, &resume, 11_000, Some("h"), &alive).unwrap_err();
+    assert!(matches!(e, StoreError::Conflict(_)), "{e}");
+    // Once pid 42 is gone, the run resumes where it stopped.
+    let resumed = open_run(&store, &resume, 11_000, Some("h"), &|_| false).unwrap();
+    assert!(resumed.resumed);
+    assert_eq!(resumed.next_step, 7);
+    assert_eq!(resumed.record.pid, Some(43));
+    assert_eq!(resumed.record.status, RunStatus::Running);
+    let must = OpenRun {
+        id: Some("nope".into()),
+        resume: Resume::Must,
+        ..other
+    };
+    assert!(open_run(&store, &must, 11_000, Some("h"), &alive).is_err());
+}
