@@ -11,7 +11,7 @@ use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use labbook_core::config::{config_from_json, format_float};
+use labbook_core::config::{clip, config_from_json, format_float};
 use labbook_core::metric::validate_metric_key;
 use labbook_core::run::validate_tag;
 use labbook_core::{Config, RunStatus, SeriesColumns, ValidationError};
@@ -362,14 +362,15 @@ impl Visitor<'_> for FloatVisitor {
 pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ValidationError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
+        // Both may quote the input (a key in the path, a value in the
+        // message): clipped, never megabytes.
+        let path = clip(&e.path().to_string(), 1, 200);
         let field = if path == "." {
             "body".to_string()
         } else {
             path
         };
-        let message = labbook_core::config::truncate_for_message(&e.into_inner().to_string());
-        ValidationError::new(field, message)
+        ValidationError::new(field, clip(&e.into_inner().to_string(), 1, 300))
     })
 }
 
