@@ -1,5 +1,6 @@
-//! MLflow's REST API: whatever a client sends, the answer is never a 5xx
-//! (MLflow's client retries those, so a 500 turns bad input into a hang).
+//! MLflow's REST API and labbook's write API: whatever a client sends, the
+//! answer is never a 5xx (clients retry those, so a 500 turns bad input
+//! into a hang).
 //! The first byte picks an endpoint; the rest is the JSON body, or the query
 //! string of a GET. `RUN` and `EXP` in the input become the ids of a real run
 //! and experiment, so the fuzzer reaches past the id lookups.
@@ -48,6 +49,9 @@ const ENDPOINTS: &[(Method, &str)] = &[
     (Method::POST, "/api/2.0/mlflow/logged-models"),
     (Method::POST, "/api/2.0/mlflow/logged-models/search"),
     (Method::GET, "/api/2.0/mlflow-artifacts/artifacts"),
+    // labbook's own write API, which the SDK's remote mode uses.
+    (Method::POST, "/api/v1/runs"),
+    (Method::POST, "/api/v1/runs/RUN/log"),
 ];
 
 struct Server {
@@ -129,6 +133,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let server = server();
     let (method, path) = &ENDPOINTS[pick as usize % ENDPOINTS.len()];
+    let path = &path.replace("RUN", &server.run_id);
     let text = String::from_utf8_lossy(rest)
         .replace("RUN", &server.run_id)
         .replace("EXP", &server.experiment_id);

@@ -834,7 +834,12 @@ pub fn parse_datetime_ms(s: &str) -> Option<i64> {
     };
     let mut parts = date.split('-').map(|p| p.parse::<i64>().ok());
     let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
-    if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    // Years past 9999 would overflow the millisecond arithmetic below.
+    if parts.next().is_some()
+        || !(1..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&d)
+    {
         return None;
     }
     let mut seconds = 0;
@@ -843,6 +848,9 @@ pub fn parse_datetime_ms(s: &str) -> Option<i64> {
         let h = t.next()??;
         let min = t.next().unwrap_or(Some(0.0))?;
         let sec = t.next().unwrap_or(Some(0.0))?;
+        if !((0.0..24.0).contains(&h) && (0.0..60.0).contains(&min) && (0.0..61.0).contains(&sec)) {
+            return None;
+        }
         seconds = (h * 3600.0 + min * 60.0 + sec) as i64;
     }
     Some((days_from_civil(y, m, d) * 86_400 + seconds) * 1000)

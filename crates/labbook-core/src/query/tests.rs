@@ -214,6 +214,14 @@ fn dates_parse_as_utc() {
     );
     assert_eq!(parse_datetime_ms("2026-13-01"), None);
     assert_eq!(parse_datetime_ms("yesterday"), None);
+    // Found by `make fuzz`: a huge year overflowed the arithmetic.
+    assert_eq!(parse_datetime_ms("20799999920-1-9"), None);
+    assert_eq!(parse_datetime_ms("-9223372036854775807-1-1"), None);
+    assert_eq!(parse_datetime_ms("2026-01-01T1e300"), None);
+    assert_eq!(
+        parse_datetime_ms("9999-12-31T23:59:59"),
+        Some(253_402_300_799_000)
+    );
 }
 
 #[test]
