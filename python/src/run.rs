@@ -60,6 +60,60 @@ pub struct RunCore {
     finished: AtomicBool,
 }
 
+/// A store some run of this process has open, and how to tell it is still
+/// the same file and the same process.
+struct OpenStore {
+    dir: PathBuf,
+    pid: u32,
+    file_id: Option<(u64, u64)>,
+    store: std::sync::Weak<SqliteStore>,
+}
+
+static OPEN_STORES: Mutex<Vec<OpenStore>> = Mutex::new(Vec::new());
+
+/// The database file's device and inode: a store deleted and created again
+/// at the same path is another file.
+fn file_id(store_dir: &std::path::Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(store_dir.join(labbook_store::DB_FILE))
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = store_dir;
+        None
+    }
+}
+
+/// Opens the store at `dir`, or shares the one a live run of this process
+/// has open: a second `init()` then skips opening the file and parsing the
+/// schema (about 0.7 ms of its 1.2). Never across a fork, where a SQLite
+/// connection must not be used by the child.
+fn shared_store(dir: &std::path::Path) -> Result<Arc<SqliteStore>, StoreError> {
+    let pid = std::process::id();
+    let mut open = OPEN_STORES.lock();
+    open.retain(|o| o.store.strong_count() > 0);
+    let file = file_id(dir);
+    if let Some(store) = open
+        .iter()
+        .filter(|o| o.dir == dir && o.pid == pid && file.is_some() && o.file_id == file)
+        .find_map(|o| o.store.upgrade())
+    {
+        return Ok(store);
+    }
+    let store = Arc::new(SqliteStore::open(dir)?);
+    open.push(OpenStore {
+        dir: dir.to_path_buf(),
+        pid,
+        file_id: file_id(dir),
+        store: Arc::downgrade(&store),
+    });
+    Ok(store)
+}
+
 /// The project a server run gets when none is named: the directory's name.
 fn directory_name(dir: &std::path::Path) -> String {
     dir.file_name()
@@ -297,11 +351,6 @@ impl RunCore {
         if let Some(mut monitor) = self.monitor.lock().take() {
             py.detach(|| monitor.stop());
         }
-        if let Some(capture) = self.capture.lock().take() {
-            py.detach(|| {
-                let _ = capture.join();
-            });
-        }
         // Under `labbook run` the wrapper decides the final status from the
         // exit code; the SDK only reports a failure it saw.
         let patch = if self.attached && status == RunStatus::Finished {
@@ -315,8 +364,15 @@ impl RunCore {
                 ..Default::default()
             }
         };
+        // The final flush and a capture still reading git run side by side.
+        self.writer.begin_finish(patch);
+        if let Some(capture) = self.capture.lock().take() {
+            py.detach(|| {
+                let _ = capture.join();
+            });
+        }
         let writer = Arc::clone(&self.writer);
-        py.detach(move || writer.finish(patch, Duration::from_secs(60)))
+        py.detach(move || writer.finish(RunPatch::default(), Duration::from_secs(60)))
             .map_err(to_py_err)
     }
 }
@@ -442,10 +498,7 @@ impl RunCore {
                     }
                 };
                 request.project = project.unwrap_or_else(|| default_project(&store_dir));
-                let store = Arc::new(
-                    py.detach(|| SqliteStore::open(&store_dir))
-                        .map_err(to_py_err)?,
-                );
+                let store = py.detach(|| shared_store(&store_dir)).map_err(to_py_err)?;
                 let opened = py
                         .detach(|| {
                             open_run(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import array
 import math
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -353,3 +355,39 @@ def test_the_store_is_found_like_git(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert run.project == "myproj", "the default project is the folder that holds the store"
     monkeypatch.chdir(repo / "src")
     assert labbook.Api().run(run.id)["id"] == run.id
+
+
+def test_runs_of_one_process_share_the_store_but_never_a_recreated_file(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    first = labbook.init(project="a", dir=str(project), system_metrics=False)
+    first.finish()
+    shutil.rmtree(project / ".labbook")
+    # `first` still holds the old, deleted file open; the new run must not write there.
+    second = labbook.init(project="b", dir=str(project), system_metrics=False)
+    second.log({"x": 1.0})
+    second.finish()
+    runs = labbook.Api(str(project / ".labbook")).runs()
+    assert [r["id"] for r in runs] == [second.id]
+    assert first.finished
+
+
+def test_a_forked_child_logs_through_its_own_connection(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    parent = labbook.init(project="fork", dir=str(project), system_metrics=False)
+    parent.log({"x": 1.0})
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            child = labbook.init(project="fork", dir=str(project), system_metrics=False)
+            child.log({"x": 2.0})
+            child.finish()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    parent.finish()
+    runs = labbook.Api(str(project / ".labbook")).runs(project="fork")
+    assert sorted(r["status"] for r in runs) == ["finished", "finished"]
+    assert sorted(r["metrics"]["x"]["last"] for r in runs) == [1.0, 2.0]

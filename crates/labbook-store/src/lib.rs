@@ -15,7 +15,7 @@ mod types;
 pub mod writer;
 
 pub use error::{Result, StoreError};
-pub use sqlite::SqliteStore;
+pub use sqlite::{DB_FILE, SqliteStore};
 pub use types::*;
 
 use std::hash::{BuildHasher, Hasher};

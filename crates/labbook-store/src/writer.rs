@@ -233,22 +233,27 @@ impl RunWriter {
         self.shared.done.lock().last_error.clone()
     }
 
+    /// Starts the final flush without waiting for it, so the caller can
+    /// finish other work meanwhile; [`RunWriter::finish`] then waits. Points
+    /// pushed after this are not written.
+    pub fn begin_finish(&self, final_patch: RunPatch) {
+        let mut pending = self.shared.pending.lock();
+        match &mut pending.patch {
+            Some(existing) => existing.absorb(final_patch),
+            None => pending.patch = Some(final_patch),
+        }
+        pending.stop = true;
+        self.shared.wake.notify_one();
+    }
+
     /// Flushes, seals every tail, applies `final_patch` and stops the
     /// thread. Waits at most `timeout`; what is still queued then stays
     /// queued in memory and is reported in the error.
     pub fn finish(&self, final_patch: RunPatch, timeout: Duration) -> Result<()> {
+        self.begin_finish(final_patch);
         let Some(thread) = self.thread.lock().take() else {
             return Ok(());
         };
-        {
-            let mut pending = self.shared.pending.lock();
-            match &mut pending.patch {
-                Some(existing) => existing.absorb(final_patch),
-                None => pending.patch = Some(final_patch),
-            }
-            pending.stop = true;
-            self.shared.wake.notify_one();
-        }
         let deadline = Instant::now() + timeout;
         {
             let mut done = self.shared.done.lock();
