@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,3 +61,28 @@ def labbook_bin() -> str:
             return c
     pytest.fail("the labbook binary is not built: run `make build` (or set LABBOOK_BIN)")
     raise AssertionError  # unreachable; pytest.fail raises
+
+
+def api_get(url: str, path: str, **params: Any) -> tuple[int, Any]:
+    """GET from labbook's API: the status and the decoded JSON, errors included."""
+    query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+    try:
+        with urllib.request.urlopen(f"{url}{path}?{query}", timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def api_post(url: str, path: str, body: Any, raw: bytes | None = None) -> tuple[int, Any]:
+    """POST JSON (or `raw` bytes) to labbook's API: the status and the decoded JSON."""
+    if raw is None and isinstance(body, bytes):
+        raw = body
+    data = raw if raw is not None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        f"{url}{path}", data=data, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())

@@ -10,14 +10,11 @@ import subprocess
 import sys
 import textwrap
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import labbook_bin
+from conftest import api_get, api_post, labbook_bin
 
 import labbook
 
@@ -66,22 +63,6 @@ def served(tmp_path: Path) -> Iterator[Served]:
     server.stop()
 
 
-def get(url: str, path: str) -> Any:
-    with urllib.request.urlopen(f"{url}{path}", timeout=30) as r:
-        return json.loads(r.read())
-
-
-def post(url: str, path: str, body: bytes) -> tuple[int, Any]:
-    req = urllib.request.Request(
-        f"{url}{path}", data=body, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
 def test_a_run_logged_into_a_server_is_stored_whole(served: Served, store: Path) -> None:
     run = labbook.init(
         url=served.url,
@@ -123,7 +104,7 @@ def test_a_run_logged_into_a_server_is_stored_whole(served: Served, store: Path)
     assert math.isnan(odd[0]) and odd[1:] == [math.inf, -math.inf]
     grad = api.history(run.id, "grad")
     assert len(grad["step"]) == 120_000 and grad["value"][-1] == 119_999 * 0.25
-    run_json = get(served.url, f"/api/v1/runs/{run.id}")
+    _, run_json = api_get(served.url, f"/api/v1/runs/{run.id}")
     assert run_json["environment"]["python"]["executable"] == sys.executable
     assert [n["text"] for n in run_json["notebook"]] == ["looked fine"]
 
@@ -162,16 +143,16 @@ def test_bad_addresses_and_requests_are_clear_errors(served: Served, tmp_path: P
         labbook.init(url=served.url, dir=str(tmp_path), system_metrics=False)
     # The write API names the field at fault and stores nothing.
     run = labbook.init(url=served.url, project="remote", system_metrics=False)
-    status, body = post(
+    status, body = api_post(
         served.url,
         f"/api/v1/runs/{run.id}/log",
         b'{"batch_id": "x", "series": {"loss": {"steps": [0], "ts_ms": [0], "values": [true]}}}',
     )
     assert status == 400
     assert body["error"]["field"] == "series.loss.values[0]"
-    status, body = post(served.url, "/api/v1/runs/no-such-run/log", b'{"batch_id": "x"}')
+    status, body = api_post(served.url, "/api/v1/runs/no-such-run/log", b'{"batch_id": "x"}')
     assert status == 404
-    status, body = post(served.url, "/api/v1/runs", b'{"project": "p", "resume": "sometimes"}')
+    status, body = api_post(served.url, "/api/v1/runs", b'{"project": "p", "resume": "sometimes"}')
     assert status == 400 and body["error"]["field"] == "resume"
     run.finish()
     assert labbook.Api(str(served.store)).run(run.id)["metrics"] == {}
@@ -186,8 +167,8 @@ def test_a_repeated_batch_is_applied_once(served: Served) -> None:
             "series": {"loss": {"steps": [0, 1], "ts_ms": [5, 6], "values": [0.5, "NaN"]}},
         }
     ).encode()
-    assert post(served.url, f"/api/v1/runs/{run.id}/log", batch) == (200, {"applied": True})
-    assert post(served.url, f"/api/v1/runs/{run.id}/log", batch) == (200, {"applied": False})
+    assert api_post(served.url, f"/api/v1/runs/{run.id}/log", batch) == (200, {"applied": True})
+    assert api_post(served.url, f"/api/v1/runs/{run.id}/log", batch) == (200, {"applied": False})
     loss = labbook.Api(str(served.store)).history(run.id, "loss")
     assert list(loss["step"]) == [0, 1] and math.isnan(loss["value"][1])
 

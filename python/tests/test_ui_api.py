@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import api_get as get
+from conftest import api_post as post
 from conftest import labbook_bin
 
 import labbook
@@ -50,27 +52,6 @@ def server(store: Path) -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(timeout=10)
-
-
-def get(url: str, path: str, **params: Any) -> tuple[int, Any]:
-    query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-    try:
-        with urllib.request.urlopen(f"{url}{path}?{query}", timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
-def post(url: str, path: str, body: Any, raw: bytes | None = None) -> tuple[int, Any]:
-    data = raw if raw is not None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        f"{url}{path}", data=data, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 def test_health_and_projects(server: str) -> None:

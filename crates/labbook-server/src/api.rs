@@ -492,6 +492,13 @@ async fn restore_runs(State(state): State<AppState>, JsonBody(body): JsonBody) -
     for_all_runs(&state, ids, |store, id| store.restore_run(id)).await
 }
 
+fn note_text(body: &Map<String, Value>) -> Result<String, ApiError> {
+    body.get("text")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::invalid("text", "text is required: the note, as a string"))
+}
+
 fn note_json(n: &labbook_store::NotebookNote) -> Value {
     json!({ "kind": "note", "id": n.id, "created_ms": n.created_ms, "text": n.text, "run_id": n.run_id })
 }
@@ -540,11 +547,7 @@ async fn add_note(
     Path(project): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let text = body
-        .get("text")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid("text", "text is required: the note, as a string"))?
-        .to_string();
+    let text = note_text(&body)?;
     let run_id = match body.get("run_id") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -648,11 +651,7 @@ async fn add_run_note(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let text = body
-        .get("text")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid("text", "text is required: the note, as a string"))?
-        .to_string();
+    let text = note_text(&body)?;
     blocking(&state, move |store| {
         store.add_note(&id, &text, now_ms())?;
         Ok(Json(json!({ "ok": true })))
