@@ -488,9 +488,12 @@ fn flush_loop(shared: &Shared, mut sink: Box<dyn Sink>) {
 mod tests {
     use super::*;
 
+    /// One write a sink saw: the batch id, the steps, and whether it sealed.
+    type Seen = (String, Vec<i64>, bool);
+
     /// Records every write; fails while `failures` has entries left.
     struct FlakySink {
-        seen: Arc<Mutex<Vec<(String, Vec<i64>, bool)>>>,
+        seen: Arc<Mutex<Vec<Seen>>>,
         failures: Vec<StoreError>,
     }
 
