@@ -22,7 +22,7 @@ use labbook_server::wire::StartRun;
 use labbook_store::locate::{STORE_DIR, store_dir_for};
 use labbook_store::session::{OpenRun, Resume, open_run};
 use labbook_store::writer::{PendingPoint, RunWriter, Sink, StoreSink, WriterOptions};
-use labbook_store::{RunPatch, SqliteStore, Store, StoreError};
+use labbook_store::{NewRun, RunPatch, SqliteStore, Store, StoreError};
 
 use crate::convert::{
     config_value_to_py, json_to_py, summary_to_py, text_arg, to_config_tree, to_f64_column,
@@ -433,18 +433,20 @@ impl RunCore {
         let host = labbook_capture::hostname();
         let pid = std::process::id();
         let mut request = OpenRun {
-            id: attach_id.clone().or(id),
+            run: NewRun {
+                id: attach_id.clone().or(id),
+                project: String::new(),
+                name,
+                group,
+                notes,
+                tags,
+                config,
+                created_ms: now_ms(),
+                host: host.clone(),
+                pid: Some(pid),
+            },
             attach: attached,
             resume,
-            project: String::new(),
-            name,
-            group,
-            notes,
-            tags,
-            config,
-            created_ms: now_ms(),
-            host: host.clone(),
-            pid: Some(pid),
         };
 
         let (backend, location, opened, sink): (Backend, String, Opened, Box<dyn Sink>) = match url
@@ -453,7 +455,8 @@ impl RunCore {
                 let client = Arc::new(Client::new(&url).map_err(to_py_err)?);
                 // The id is made here, so that repeating a start whose
                 // answer was lost finds the run instead of making another.
-                let id = request.id.clone().unwrap_or_else(|| {
+                let new = &mut request.run;
+                let id = new.id.clone().unwrap_or_else(|| {
                     labbook_core::ids::run_id_from_bits(labbook_store::random_bits())
                 });
                 let start = StartRun {
@@ -463,12 +466,12 @@ impl RunCore {
                     project: project
                         .or_else(|| env_var("LABBOOK_PROJECT"))
                         .unwrap_or_else(|| directory_name(&cwd)),
-                    name: request.name.take(),
-                    group: request.group.take(),
-                    notes: request.notes.take(),
-                    tags: std::mem::take(&mut request.tags),
-                    config: serde_json::to_value(&request.config).ok(),
-                    created_ms: Some(request.created_ms),
+                    name: new.name.take(),
+                    group: new.group.take(),
+                    notes: new.notes.take(),
+                    tags: std::mem::take(&mut new.tags),
+                    config: serde_json::to_value(&new.config).ok(),
+                    created_ms: Some(new.created_ms),
                     host: host.clone(),
                     pid: Some(pid),
                 };
@@ -497,7 +500,7 @@ impl RunCore {
                         store_dir_for(&cwd, env_var("LABBOOK_DIR").map(PathBuf::from).as_deref())
                     }
                 };
-                request.project = project.unwrap_or_else(|| default_project(&store_dir));
+                request.run.project = project.unwrap_or_else(|| default_project(&store_dir));
                 let store = py.detach(|| shared_store(&store_dir)).map_err(to_py_err)?;
                 let opened = py
                         .detach(|| {

@@ -18,7 +18,7 @@ use labbook_core::{Config, RunStatus, SeriesColumns, ValidationError};
 use labbook_store::appender::Append;
 use labbook_store::session::{OpenRun, Resume};
 use labbook_store::writer::FlushBatch;
-use labbook_store::{OutputChunk, OutputStream, RunPatch};
+use labbook_store::{NewRun, OutputChunk, OutputStream, RunPatch};
 
 /// The longest batch id a client may send.
 pub const MAX_BATCH_ID: usize = 128;
@@ -68,18 +68,20 @@ impl StartRun {
             None => Config::new(),
         };
         Ok(OpenRun {
-            id: self.id,
+            run: NewRun {
+                id: self.id,
+                project: self.project,
+                name: self.name,
+                group: self.group,
+                tags: self.tags,
+                notes: self.notes,
+                config,
+                created_ms: self.created_ms.unwrap_or(now_ms),
+                host: self.host,
+                pid: self.pid,
+            },
             attach: self.attach,
             resume,
-            project: self.project,
-            name: self.name,
-            group: self.group,
-            notes: self.notes,
-            tags: self.tags,
-            config,
-            created_ms: self.created_ms.unwrap_or(now_ms),
-            host: self.host,
-            pid: self.pid,
         })
     }
 }

@@ -2,7 +2,7 @@
 //! follows, whether the SDK writes into an embedded store or a server
 //! applies them for a client.
 
-use labbook_core::{Config, RunRecord, RunStatus, ValidationError};
+use labbook_core::{RunRecord, RunStatus, ValidationError};
 
 use crate::{NewRun, Result, RunPatch, Store, StoreError};
 
@@ -44,24 +44,16 @@ impl std::str::FromStr for Resume {
     }
 }
 
-/// A request to start a run.
+/// A request to start a run: the run to create when there is none, and
+/// how to treat one that exists.
 #[derive(Debug, Clone, Default)]
 pub struct OpenRun {
-    pub id: Option<String>,
+    /// Its `id`, when given, names the run to resume or attach to.
+    pub run: NewRun,
     /// The run was started by `labbook run` and this process logs into
     /// it: it must exist, and it is not reopened.
     pub attach: bool,
     pub resume: Resume,
-    pub project: String,
-    pub name: Option<String>,
-    pub group: Option<String>,
-    pub notes: Option<String>,
-    pub tags: Vec<String>,
-    /// Flattened.
-    pub config: Config,
-    pub created_ms: i64,
-    pub host: Option<String>,
-    pub pid: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -83,7 +75,8 @@ pub fn open_run(
     this_host: Option<&str>,
     pid_alive: &dyn Fn(u32) -> bool,
 ) -> Result<OpenedRun> {
-    let existing = match request.id.as_deref() {
+    let new = &request.run;
+    let existing = match new.id.as_deref() {
         Some(id) => match store.get_run(id) {
             Ok(run) => Some(run),
             Err(StoreError::NotFound { .. }) => None,
@@ -95,7 +88,7 @@ pub fn open_run(
         if request.attach {
             return Err(StoreError::NotFound {
                 what: "run",
-                id: request.id.clone().unwrap_or_default(),
+                id: new.id.clone().unwrap_or_default(),
             });
         }
         if request.resume == Resume::Must {
@@ -103,33 +96,22 @@ pub fn open_run(
                 "id",
                 format!(
                     "resume='must' but no run {:?} exists",
-                    request.id.as_deref().unwrap_or_default()
+                    new.id.as_deref().unwrap_or_default()
                 ),
             )
             .into());
         }
-        let record = store.create_run(&NewRun {
-            id: request.id.clone(),
-            project: request.project.clone(),
-            name: request.name.clone(),
-            group: request.group.clone(),
-            tags: request.tags.clone(),
-            notes: request.notes.clone(),
-            config: request.config.clone(),
-            created_ms: request.created_ms,
-            host: request.host.clone(),
-            pid: request.pid,
-        })?;
+        let record = store.create_run(new)?;
         return Ok(OpenedRun {
             next_step: 0,
             record,
             resumed: false,
         });
     };
-    let same_process = run.host == request.host && run.pid == request.pid;
+    let same_process = run.host == new.host && run.pid == new.pid;
     // A client that lost the answer to its start asks again: the run it
     // made is the answer.
-    if !request.attach && same_process && run.created_ms == request.created_ms {
+    if !request.attach && same_process && run.created_ms == new.created_ms {
         return Ok(OpenedRun {
             next_step: next_step(&run),
             record: run,
@@ -162,12 +144,12 @@ pub fn open_run(
         store.compact_run(&run.id)?;
     }
     let patch = RunPatch {
-        reopen: (!request.attach).then(|| (request.host.clone(), request.pid)),
-        name: request.name.clone(),
-        group: request.group.clone(),
-        notes: request.notes.clone(),
-        add_tags: request.tags.clone(),
-        config: (!request.config.is_empty()).then(|| request.config.clone()),
+        reopen: (!request.attach).then(|| (new.host.clone(), new.pid)),
+        name: new.name.clone(),
+        group: new.group.clone(),
+        notes: new.notes.clone(),
+        add_tags: new.tags.clone(),
+        config: (!new.config.is_empty()).then(|| new.config.clone()),
         ..Default::default()
     };
     store.update_run(&run.id, &patch)?;

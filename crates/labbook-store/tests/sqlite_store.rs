@@ -562,11 +562,14 @@ fn starting_resuming_and_repeating_a_start_follow_init_rules() {
     use labbook_store::session::{OpenRun, Resume, open_run};
     let (_dir, store) = store();
     let start = OpenRun {
-        id: Some("exp-1".into()),
-        project: "p".into(),
-        created_ms: 10_000,
-        host: Some("h".into()),
-        pid: Some(42),
+        run: NewRun {
+            id: Some("exp-1".into()),
+            project: "p".into(),
+            created_ms: 10_000,
+            host: Some("h".into()),
+            pid: Some(42),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let alive = |pid: u32| pid == 42;
@@ -586,8 +589,11 @@ fn starting_resuming_and_repeating_a_start_follow_init_rules() {
     store.commit(&write).unwrap();
     // Another process: an id in use needs resume, and a live run is not taken over.
     let other = OpenRun {
-        pid: Some(43),
-        created_ms: 11_000,
+        run: NewRun {
+            pid: Some(43),
+            created_ms: 11_000,
+            ..start.run.clone()
+        },
         ..start.clone()
     };
     let e = open_run(&store, &other, 11_000, Some("h"), &alive).unwrap_err();
@@ -605,7 +611,10 @@ fn starting_resuming_and_repeating_a_start_follow_init_rules() {
     assert_eq!(resumed.record.pid, Some(43));
     assert_eq!(resumed.record.status, RunStatus::Running);
     let must = OpenRun {
-        id: Some("nope".into()),
+        run: NewRun {
+            id: Some("nope".into()),
+            ..other.run.clone()
+        },
         resume: Resume::Must,
         ..other
     };
