@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use labbook_core::SeriesColumns;
 
 use crate::series::SeriesWriter;
-use crate::{OutputChunk, Result, RunPatch, StepRange, Store, WriteSet};
+use crate::{OutputChunk, Result, RunPatch, StepRange, Store, StoreError, WriteSet};
 
 /// One request's worth of changes to a run.
 #[derive(Debug, Default)]
@@ -85,16 +85,24 @@ impl Appender {
         } else {
             append.series
         };
-        let plan = writer.plan(series, append.seal)?;
-        let write = WriteSet {
+        // Only a writer holding tails can find them compacted under it;
+        // then the batch is planned again on fresh tails.
+        let retry_series = writer.holds_tails().then(|| series.clone());
+        let mut write = WriteSet {
             run_id: run_id.to_string(),
             batch_id: append.batch_id,
-            series: plan,
+            series: writer.plan(series, append.seal)?,
             output: append.output,
             patch: append.patch,
             heartbeat_ms: append.heartbeat_ms,
         };
-        let committed = match self.store.commit(&write) {
+        let mut result = self.store.commit(&write);
+        if let (Err(StoreError::StaleTails(_)), Some(series)) = (&result, retry_series) {
+            *writer = SeriesWriter::new();
+            write.series = writer.plan(series, append.seal)?;
+            result = self.store.commit(&write);
+        }
+        let committed = match result {
             Ok(committed) => committed,
             Err(e) => {
                 // A run that does not exist must not leave a writer behind.

@@ -35,6 +35,11 @@ pub enum StoreError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// A writer's open chunks were compacted by someone else (a reaper that
+    /// thought its process dead): its view of them is stale, nothing was
+    /// written, and it must start its tails afresh.
+    #[error("the run's open chunks were compacted while its writer was away: {0}")]
+    StaleTails(String),
     /// A labbook server could not be reached, or failed; the write may be
     /// repeated.
     #[error("{0}")]

@@ -228,6 +228,14 @@ impl SeriesWriter {
 
     /// Plans the chunk writes for new points. With `seal` every tail point is
     /// sealed (the run is finishing).
+    /// Whether it holds tail rows in the store, which a merge or a seal
+    /// would rewrite.
+    pub fn holds_tails(&self) -> bool {
+        self.tails
+            .values()
+            .any(|t| t.rows.iter().any(|r| r.id.is_some()))
+    }
+
     pub fn plan(
         &self,
         new: Vec<(String, SeriesColumns)>,

@@ -1081,7 +1081,18 @@ impl Store for SqliteStore {
                 }
             }
             for id in &write.series.deletes {
-                tx.prepare_cached("DELETE FROM chunks WHERE id = ?1")?.execute([id])?;
+                // Only a tail of this run: chunk ids are reused once freed, so
+                // an id whose tail was compacted away may name another chunk.
+                let deleted = tx
+                    .prepare_cached(
+                        "DELETE FROM chunks WHERE id = ?1 AND level < ?2
+                         AND series_id IN (SELECT id FROM series WHERE run_pk = ?3)",
+                    )?
+                    .execute(params![id, SEALED_LEVEL, run_pk])?;
+                // Rewriting tails that are gone would store their points twice.
+                if deleted == 0 {
+                    return Err(StoreError::StaleTails(format!("chunk {id} of run {} is gone", write.run_id)));
+                }
             }
             let mut series_ids = HashMap::new();
             let mut inserted = Vec::with_capacity(write.series.inserts.len());
@@ -1101,8 +1112,15 @@ impl Store for SqliteStore {
                 Self::apply_patch(tx, run_pk, patch)?;
             }
             if let Some(beat) = write.heartbeat_ms {
-                tx.prepare_cached("UPDATE runs SET heartbeat_ms = MAX(heartbeat_ms, ?2) WHERE pk = ?1")?
-                    .execute(params![run_pk, beat])?;
+                // A writer that beats is alive: a run reaped as crashed while
+                // it was unreachable runs again.
+                tx.prepare_cached(
+                    "UPDATE runs SET heartbeat_ms = MAX(heartbeat_ms, ?2),
+                        ended_ms = CASE WHEN status = 'crashed' THEN NULL ELSE ended_ms END,
+                        status = CASE WHEN status = 'crashed' THEN 'running' ELSE status END
+                     WHERE pk = ?1",
+                )?
+                .execute(params![run_pk, beat])?;
             }
             Ok(Some(inserted))
         })

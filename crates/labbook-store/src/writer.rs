@@ -363,6 +363,20 @@ impl StoreSink {
 
 impl Sink for StoreSink {
     fn write(&mut self, batch: &FlushBatch, _batch_id: &str, seal: bool) -> Result<()> {
+        match self.try_write(batch, seal) {
+            // The tails it held are sealed in the store now; what this
+            // batch adds goes into new ones.
+            Err(StoreError::StaleTails(_)) => {
+                self.series = SeriesWriter::new();
+                self.try_write(batch, seal)
+            }
+            other => other,
+        }
+    }
+}
+
+impl StoreSink {
+    fn try_write(&mut self, batch: &FlushBatch, seal: bool) -> Result<()> {
         let plan = self.series.plan(batch.series.clone(), seal)?;
         let write = WriteSet {
             run_id: self.run_id.clone(),

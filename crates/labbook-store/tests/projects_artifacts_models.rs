@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use labbook_core::model::{ModelVersion, RegisteredModel};
-use labbook_core::{ConfigValue, DatasetInput, Point, SeriesColumns};
+use labbook_core::{ConfigValue, DatasetInput, Point, RunStatus, SeriesColumns};
 use labbook_store::appender::Appender;
 use labbook_store::*;
 
@@ -317,4 +317,92 @@ fn a_retried_request_after_a_restart_lands_once() {
     let mut expected: Vec<i64> = (0..30).collect();
     expected.push(29);
     assert_eq!(read.steps, expected);
+}
+
+fn steps(range: std::ops::Range<i64>) -> SeriesColumns {
+    let mut s = SeriesColumns::default();
+    for i in range {
+        s.push(Point {
+            step: i,
+            ts_ms: 7,
+            value: i as f64,
+        });
+    }
+    s
+}
+
+fn other_run_chunk(store: &Arc<SqliteStore>) {
+    let other = run_in(store, "q");
+    Appender::new(store.clone())
+        .commit(&other, vec![("m".into(), steps(0..5))], None, false)
+        .unwrap();
+}
+
+/// A reaper that took the run's process for dead compacts its tails while
+/// the server's appender still holds them.
+#[test]
+fn an_appender_whose_tails_were_compacted_under_it_stores_each_point_once() {
+    let (_d, store) = store();
+    let id = run_in(&store, "p");
+    let appender = Appender::new(store.clone());
+    for part in 0..3 {
+        let range = part * 10..part * 10 + 10;
+        appender
+            .commit(&id, vec![("m".into(), steps(range))], None, false)
+            .unwrap();
+    }
+    // Another run's chunk takes the next id, so compaction's chunk gets a
+    // fresh one rather than reusing a tail's.
+    other_run_chunk(&store);
+    store.compact_run(&id).unwrap();
+    appender
+        .commit(&id, vec![("m".into(), steps(30..40))], None, true)
+        .unwrap();
+    let read = store.read_series(&id, "m", StepRange::ALL).unwrap();
+    assert_eq!(read.steps, (0..40).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_writer_whose_run_was_reaped_keeps_every_point_once_and_runs_again() {
+    use labbook_store::writer::{PendingPoint, RunWriter, WriterOptions};
+    use std::time::Duration;
+    let (_d, store) = store();
+    let id = run_in(&store, "p");
+    let writer = RunWriter::start(store.clone(), &id, WriterOptions::default()).unwrap();
+    let key = writer.key_index("m").unwrap();
+    let push = |range: std::ops::Range<i64>| {
+        let points: Vec<PendingPoint> = range
+            .map(|step| PendingPoint {
+                key,
+                step,
+                ts_ms: 7,
+                value: step as f64,
+            })
+            .collect();
+        writer.push(&points);
+        writer.flush(Duration::from_secs(10)).unwrap();
+    };
+    push(0..10);
+    push(10..20);
+    // The process looked dead (a stalled host, a lost network): reaped and compacted.
+    other_run_chunk(&store);
+    // What the reaper does to a run it takes for dead.
+    store
+        .update_run(
+            &id,
+            &RunPatch {
+                status: Some(RunStatus::Crashed),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    store.compact_run(&id).unwrap();
+    assert_eq!(store.get_run(&id).unwrap().status, RunStatus::Crashed);
+    push(20..30);
+    assert_eq!(store.get_run(&id).unwrap().status, RunStatus::Running);
+    writer
+        .finish(RunPatch::default(), Duration::from_secs(10))
+        .unwrap();
+    let read = store.read_series(&id, "m", StepRange::ALL).unwrap();
+    assert_eq!(read.steps, (0..30).collect::<Vec<_>>());
 }
