@@ -1108,12 +1108,10 @@ impl Store for SqliteStore {
                 tx.prepare_cached("INSERT INTO output (run_pk, stream, ts_ms, data) VALUES (?1, ?2, ?3, ?4)")?
                     .execute(params![run_pk, out.stream.code(), out.ts_ms, out.data])?;
             }
-            if let Some(patch) = &write.patch {
-                Self::apply_patch(tx, run_pk, patch)?;
-            }
             if let Some(beat) = write.heartbeat_ms {
                 // A writer that beats is alive: a run reaped as crashed while
-                // it was unreachable runs again.
+                // it was unreachable runs again (before the patch, which may
+                // end the run itself).
                 tx.prepare_cached(
                     "UPDATE runs SET heartbeat_ms = MAX(heartbeat_ms, ?2),
                         ended_ms = CASE WHEN status = 'crashed' THEN NULL ELSE ended_ms END,
@@ -1121,6 +1119,9 @@ impl Store for SqliteStore {
                      WHERE pk = ?1",
                 )?
                 .execute(params![run_pk, beat])?;
+            }
+            if let Some(patch) = &write.patch {
+                Self::apply_patch(tx, run_pk, patch)?;
             }
             Ok(Some(inserted))
         })

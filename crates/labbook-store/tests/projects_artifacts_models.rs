@@ -406,3 +406,20 @@ fn a_writer_whose_run_was_reaped_keeps_every_point_once_and_runs_again() {
     let read = store.read_series(&id, "m", StepRange::ALL).unwrap();
     assert_eq!(read.steps, (0..30).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_run_its_writer_ends_as_crashed_stays_crashed() {
+    let (_d, store) = store();
+    let id = run_in(&store, "p");
+    let write = WriteSet {
+        run_id: id.clone(),
+        patch: Some(RunPatch {
+            status: Some(RunStatus::Crashed),
+            ..Default::default()
+        }),
+        heartbeat_ms: Some(1),
+        ..Default::default()
+    };
+    store.commit(&write).unwrap();
+    assert_eq!(store.get_run(&id).unwrap().status, RunStatus::Crashed);
+}
