@@ -19,8 +19,8 @@ use labbook_store::{Result, StoreError};
 
 use crate::wire::{LogBatch, StartRun};
 
-/// Points per request: about 2 MB of JSON, well under the server's 4 MiB
-/// body limit.
+/// The most a request carries, in point-sized units of about 60 bytes of
+/// JSON (see [`entry_cost`]): under 3 MB, within the server's 4 MiB limit.
 const POINTS_PER_REQUEST: usize = 50_000;
 
 /// How long calls other than log batches keep retrying an unreachable
@@ -355,22 +355,34 @@ impl Sink for HttpSink {
     }
 }
 
-/// Cuts a flush into parts of at most `limit` points, the same way every
-/// time; output and run changes ride with the last part.
+/// What a series entry costs besides its points, in point units: its key
+/// (escaped, at most twice its length) and the column names.
+fn entry_cost(key: &str) -> usize {
+    1 + key.len() / 20
+}
+
+/// Cuts a flush into parts of at most `limit` point units, the same way
+/// every time; output and run changes ride with the last part.
 fn split(batch: &FlushBatch, limit: usize) -> Vec<FlushBatch> {
-    if batch.points() <= limit as u64 {
+    let total: usize = batch
+        .series
+        .iter()
+        .map(|(key, s)| s.len() + entry_cost(key))
+        .sum();
+    if total <= limit {
         return vec![batch.clone()];
     }
     let mut parts = vec![FlushBatch::default()];
     let mut room = limit;
     for (key, series) in &batch.series {
+        let cost = entry_cost(key);
         let mut start = 0;
         while start < series.len() {
-            if room == 0 {
+            if room <= cost {
                 parts.push(FlushBatch::default());
                 room = limit;
             }
-            let end = (start + room).min(series.len());
+            let end = start + (room - cost).min(series.len() - start);
             let Some(part) = parts.last_mut() else { break };
             part.series.push((
                 key.clone(),
@@ -380,7 +392,7 @@ fn split(batch: &FlushBatch, limit: usize) -> Vec<FlushBatch> {
                     values: series.values[start..end].to_vec(),
                 },
             ));
-            room -= end - start;
+            room -= end - start + cost;
             start = end;
         }
     }
@@ -427,6 +439,32 @@ mod tests {
         assert_eq!(steps_of("a"), (0..120).collect::<Vec<_>>());
         assert_eq!(steps_of("b"), (1000..1035).collect::<Vec<_>>());
         assert_eq!(split(&batch, 1000).len(), 1);
+    }
+
+    #[test]
+    fn a_flush_of_many_long_keys_splits_into_requests_under_the_body_limit() {
+        let batch = FlushBatch {
+            series: (0..30_000)
+                .map(|i| {
+                    (
+                        format!("{i:05}{}", "\\".repeat(120)),
+                        SeriesColumns {
+                            steps: vec![i64::MIN],
+                            ts_ms: vec![i64::MIN],
+                            values: vec![-1.234_567_890_123_456_7e-300],
+                        },
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let parts = split(&batch, POINTS_PER_REQUEST);
+        assert!(parts.len() > 1);
+        assert_eq!(parts.iter().map(FlushBatch::points).sum::<u64>(), 30_000);
+        for part in &parts {
+            let body = serde_json::to_vec(&LogBatch::from_flush(part, "id", false)).unwrap();
+            assert!(body.len() < 4 << 20, "{} bytes", body.len());
+        }
     }
 
     #[test]
