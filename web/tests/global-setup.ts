@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { BODY_HEADERS } from "./csp";
 
 const run = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -100,18 +101,31 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
   // The binary embeds web/dist when it is compiled. When its copy differs
   // from the dist just built, the tests serve the fresh dist themselves (API
   // calls still go to the real server) and say so.
-  const served = await (await fetch(`${url}/`)).text();
+  const index = await fetch(`${url}/`);
+  const served = await index.text();
   const built = readFileSync(join(web, "dist/index.html"), "utf8");
   const assets = served === built ? "embedded" : "dist";
   if (assets === "dist") {
     console.warn("\n[e2e] the labbook binary embeds an older web/dist; serving the fresh web/dist to the browser (rebuild the binary to test the embedded copy)\n");
   }
+  // The headers the server puts on the dashboard's HTML (its CSP among
+  // them): the tests keep them when they serve web/dist instead.
+  const htmlHeaders: Record<string, string> = {};
+  index.headers.forEach((v, k) => {
+    if (!BODY_HEADERS.has(k)) htmlHeaders[k] = v;
+  });
+  const csp = htmlHeaders["content-security-policy"] ? "server" : "emulated";
+  if (csp === "emulated") {
+    console.warn("\n[e2e] the server sends no Content-Security-Policy on the dashboard; the tests add the expected one (tests/csp.ts) to its HTML\n");
+  }
 
   process.env.LABBOOK_E2E_URL = url;
   process.env.LABBOOK_E2E_STORE = store;
   process.env.LABBOOK_E2E_ASSETS = assets;
+  process.env.LABBOOK_E2E_HTML_HEADERS = JSON.stringify(htmlHeaders);
+  process.env.LABBOOK_E2E_CSP = csp;
   mkdirSync(dirname(STATE_FILE), { recursive: true });
-  writeFileSync(STATE_FILE, JSON.stringify({ url, store, assets, setup_s: (Date.now() - t0) / 1000 }));
+  writeFileSync(STATE_FILE, JSON.stringify({ url, store, assets, csp, setup_s: (Date.now() - t0) / 1000 }));
   console.log(`[e2e] store ${store} filled in ${((Date.now() - t0) / 1000).toFixed(1)} s; server ${url}`);
 
   return async () => {

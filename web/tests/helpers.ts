@@ -3,6 +3,7 @@ import type { Page } from "@playwright/test";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, extname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { BODY_HEADERS, DASHBOARD_CSP } from "./csp";
 
 const web = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const dist = join(web, "dist");
@@ -50,31 +51,73 @@ const MIME: Record<string, string> = {
   ".json": "application/json",
 };
 
+/** The headers the server sends on the dashboard's HTML (global-setup.ts),
+ * with the expected CSP added while the server sends none. */
+function htmlHeaders(): Record<string, string> {
+  const h = JSON.parse(process.env.LABBOOK_E2E_HTML_HEADERS ?? "{}") as Record<string, string>;
+  h["content-security-policy"] ??= DASHBOARD_CSP;
+  return h;
+}
+
 /** `page` navigates relative to the real server; when the binary embeds an
  * older build, the fresh web/dist is served to the browser instead (the
- * API still comes from the server). */
+ * API still comes from the server). Every page runs under the dashboard's
+ * CSP (the server's own, or the expected one until the server sends it),
+ * and a test fails on any CSP violation, on an uncaught error, and on any
+ * request to another host: the dashboard is local-first. */
 export const test = base.extend({
   baseURL: async ({}, use) => use(serverUrl()),
   context: async ({ context }, use) => {
+    const origin = new URL(serverUrl()).origin;
+    const ours = (url: URL) => url.origin === origin && !url.pathname.startsWith("/api/") && url.pathname !== "/health";
     if (process.env.LABBOOK_E2E_ASSETS === "dist") {
-      await context.route(
-        (url) => url.origin === new URL(serverUrl()).origin && !url.pathname.startsWith("/api/") && url.pathname !== "/health",
-        async (route) => {
-          const p = new URL(route.request().url()).pathname;
-          const file = join(dist, p);
-          const ok = p !== "/" && file.startsWith(dist) && existsSync(file);
-          const path = ok ? file : join(dist, "index.html");
-          await route.fulfill({ status: 200, body: readFileSync(path), headers: { "content-type": MIME[extname(path)] ?? "application/octet-stream" } });
-        },
-      );
+      const headers = htmlHeaders();
+      await context.route(ours, async (route) => {
+        const p = new URL(route.request().url()).pathname;
+        const file = join(dist, p);
+        const ok = p !== "/" && file.startsWith(dist) && existsSync(file);
+        const path = ok ? file : join(dist, "index.html");
+        const type = MIME[extname(path)] ?? "application/octet-stream";
+        await route.fulfill({ status: 200, body: readFileSync(path), headers: { ...(ok ? {} : headers), "content-type": type } });
+      });
+    } else if (process.env.LABBOOK_E2E_CSP !== "server") {
+      await context.route(ours, async (route) => {
+        if (route.request().resourceType() !== "document") return route.fallback();
+        const res = await route.fetch();
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(res.headers())) if (!BODY_HEADERS.has(k) || k === "content-type") headers[k] = v;
+        headers["content-security-policy"] = DASHBOARD_CSP;
+        await route.fulfill({ response: res, headers });
+      });
     }
     await use(context);
   },
   page: async ({ page }, use) => {
     const errors: string[] = [];
+    const violations: string[] = [];
+    const elsewhere: string[] = [];
+    const origin = new URL(serverUrl()).origin;
     page.on("pageerror", (e) => errors.push(e.message));
+    // Chromium reports a violation both as an event in the page and as a
+    // console error; either is enough to fail.
+    await page.exposeFunction("__labbookCspViolation", (v: string) => violations.push(v));
+    await page.addInitScript(() => {
+      document.addEventListener("securitypolicyviolation", (e) => {
+        const report = (window as unknown as { __labbookCspViolation: (v: string) => void }).__labbookCspViolation;
+        report(`${e.effectiveDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber} (${e.sample})`);
+      });
+    });
+    page.on("console", (m) => {
+      if (m.type() === "error" && /Content Security Policy/i.test(m.text())) violations.push(m.text());
+    });
+    page.on("request", (r) => {
+      const u = new URL(r.url());
+      if ((u.protocol === "http:" || u.protocol === "https:" || u.protocol === "ws:" || u.protocol === "wss:") && u.origin !== origin) elsewhere.push(r.url());
+    });
     await use(page);
     expect(errors, "uncaught errors in the page").toEqual([]);
+    expect(violations, "Content-Security-Policy violations").toEqual([]);
+    expect(elsewhere, "requests to other hosts than the dashboard's").toEqual([]);
   },
 });
 export { expect };

@@ -532,16 +532,21 @@ export function ChartPanel({
       rows.sort((a, b) => b.v - a.v);
       const head = settings.x === "time" ? new Date(x * 1000).toLocaleString() : settings.x === "rel" ? fmtDuration(x * 1000) : `step ${fmtNum(Math.round(x))}`;
       const max = 12;
-      tip.innerHTML =
-        `<div class="tip-head">${esc(head)}</div>` +
-        rows
-          .slice(0, max)
-          .map(
-            (r) =>
-              `<div class="tip-row"><span class="swatch" style="background:${colorOf(r.id)}"></span><span class="tip-name">${esc(names.get(r.id) ?? r.id)}</span><span class="num">${esc(fmtNum(r.v))}${r.raw !== null ? ` <span class="muted">(${esc(fmtNum(r.raw))})</span>` : ""}</span></div>`,
-          )
-          .join("") +
-        (rows.length > max ? `<div class="tip-more">+${rows.length - max} more</div>` : "");
+      // Built as nodes, not an HTML string: a parsed style="…" attribute is
+      // inline style, which the dashboard's CSP (style-src 'self') refuses;
+      // setting el.style is not.
+      const children: HTMLElement[] = [elem("div", "tip-head", head)];
+      for (const r of rows.slice(0, max)) {
+        const swatch = elem("span", "swatch");
+        swatch.style.background = colorOf(r.id);
+        const num = elem("span", "num", fmtNum(r.v));
+        if (r.raw !== null) num.append(" ", elem("span", "muted", `(${fmtNum(r.raw)})`));
+        const row = elem("div", "tip-row");
+        row.append(swatch, elem("span", "tip-name", names.get(r.id) ?? r.id), num);
+        children.push(row);
+      }
+      if (rows.length > max) children.push(elem("div", "tip-more", `+${rows.length - max} more`));
+      tip.replaceChildren(...children);
       tip.style.display = rows.length ? "block" : "none";
       const bbox = u.over.getBoundingClientRect();
       const pbox = root.current?.getBoundingClientRect();
@@ -642,6 +647,13 @@ export function ChartPanel({
 
 function round(v: number): number {
   return Number(v.toPrecision(10));
+}
+
+function elem(tag: string, cls: string, text?: string): HTMLElement {
+  const el = document.createElement(tag);
+  el.className = cls;
+  if (text !== undefined) el.textContent = text;
+  return el;
 }
 
 function esc(s: string): string {
