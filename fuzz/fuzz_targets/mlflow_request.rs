@@ -67,6 +67,7 @@ fn call(server: &Server, method: Method, uri: &str, body: Vec<u8>) -> (u16, Vec<
         .method(method)
         .uri(uri)
         .header("content-type", "application/json")
+        .header("host", "localhost")
         .body(Body::from(body))
         .expect("a request from a valid uri");
     server.runtime.block_on(async {
@@ -96,7 +97,7 @@ fn server() -> &'static Server {
             .expect("a runtime");
         let mut server = Server {
             runtime,
-            router: labbook_server::router(store),
+            router: labbook_server::router(store, &labbook_server::ServerOptions::default()),
             run_id: String::new(),
             experiment_id: String::new(),
             _dir: dir,

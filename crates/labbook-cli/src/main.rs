@@ -55,7 +55,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create a `.labbook` store in the current directory (or --dir).
-    Init,
+    Init(InitArgs),
     /// Run a program as a tracked run: its output, exit status, environment
     /// and system metrics are recorded.
     #[command(override_usage = "labbook run [OPTIONS] -- <COMMAND> [ARGS]...")]
@@ -83,6 +83,15 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
+struct InitArgs {
+    /// Share the store with the directory's group (mode 2770, files 0660)
+    /// instead of keeping it private to you (0700, files 0600). On an
+    /// existing store, opens it to the group.
+    #[arg(long)]
+    shared: bool,
+}
+
+#[derive(Debug, Args)]
 struct ServeArgs {
     /// Address to listen on (0.0.0.0 to reach it from other machines).
     #[arg(long, default_value = "127.0.0.1")]
@@ -90,6 +99,82 @@ struct ServeArgs {
     /// Port to listen on (0 picks a free one); 5000 is MLflow's.
     #[arg(long, default_value_t = 5000)]
     port: u16,
+    #[command(flatten)]
+    guard: GuardArgs,
+}
+
+/// Who may reach the server and how much one request may ask of it.
+#[derive(Debug, Args)]
+struct GuardArgs {
+    /// Host names answered besides IP addresses, localhost and this
+    /// machine's name (a guard against DNS rebinding); comma-separated,
+    /// `*.example.com` patterns, `*` for any.
+    #[arg(
+        long,
+        value_name = "HOSTS",
+        value_delimiter = ',',
+        env = "LABBOOK_ALLOWED_HOSTS"
+    )]
+    allowed_hosts: Vec<String>,
+    /// Origins whose web pages may call the API (CORS), e.g.
+    /// http://localhost:8888; comma-separated. None by default.
+    #[arg(
+        long,
+        value_name = "ORIGINS",
+        value_delimiter = ',',
+        env = "LABBOOK_CORS_ALLOWED_ORIGINS"
+    )]
+    cors_allowed_origins: Vec<String>,
+    /// The largest artifact upload taken (e.g. 500MiB, 20GiB).
+    #[arg(long, value_name = "SIZE", default_value = "5GiB", value_parser = parse_size)]
+    max_upload_size: u64,
+    /// Uploads are refused while they would leave less than this free on the
+    /// store's disk (e.g. 1GiB; 0 for no reserve).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    min_free_space: u64,
+}
+
+impl GuardArgs {
+    fn options(&self) -> labbook_server::ServerOptions {
+        labbook_server::ServerOptions {
+            guard: labbook_server::GuardOptions {
+                allowed_hosts: self.allowed_hosts.clone(),
+                cors_allowed_origins: self.cors_allowed_origins.clone(),
+            },
+            max_upload_bytes: self.max_upload_size,
+            min_free_bytes: self.min_free_space,
+            ..Default::default()
+        }
+    }
+}
+
+/// A size such as `5GiB`, `500MB`, `1g` or `1048576` (bytes).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 500MiB or 5GiB"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}: use B, KiB, MiB, GiB or TiB"
+            ));
+        }
+    };
+    let bytes = number * scale as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(format!("{text:?} is out of range"));
+    }
+    Ok(bytes as u64)
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +188,8 @@ struct UiArgs {
     /// Open the dashboard in the default browser.
     #[arg(long)]
     open: bool,
+    #[command(flatten)]
+    guard: GuardArgs,
 }
 
 #[derive(Debug, Args)]
@@ -233,7 +320,7 @@ fn main() -> ExitCode {
         Err(e) => return error::report(&e, false),
     };
     let result = match cli.command {
-        Command::Init => commands::init::run(&app),
+        Command::Init(args) => commands::init::run(&app, args),
         Command::Run(args) => commands::run::run(&app, args),
         Command::Ls(args) => commands::ls::run(&app, args),
         Command::Show(args) => commands::show::run(&app, args),

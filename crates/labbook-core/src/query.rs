@@ -25,8 +25,12 @@ use crate::run::RunRecord;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
-    And(Box<Expr>, Box<Expr>),
-    Or(Box<Expr>, Box<Expr>),
+    /// Every operand holds. A chain `a and b and c` is one node, never a
+    /// tree as deep as the chain, so evaluating or dropping it recurses only
+    /// as deep as the query's parentheses, which the parser bounds.
+    And(Vec<Expr>),
+    /// Some operand holds; flat like [`Expr::And`].
+    Or(Vec<Expr>),
     Not(Box<Expr>),
     Compare {
         field: Field,
@@ -396,7 +400,22 @@ struct Parser<'a> {
     lexer: Lexer<'a>,
     toks: Vec<(Tok, usize)>,
     i: usize,
+    /// Parentheses and `not`s open around the current token.
+    depth: usize,
+    /// Conditions parsed so far.
+    conditions: usize,
 }
+
+/// The deepest a filter may nest parentheses and `not`s. Parsing and
+/// evaluation recurse once per level, so a bound keeps a hostile query
+/// (thousands of `(`) from exhausting the stack; real queries nest a few.
+pub const MAX_NESTING: usize = 64;
+
+/// The most conditions one filter may hold, and values one `in (…)` list:
+/// a filter is evaluated against every run, so its size bounds the work of
+/// a request. Both are far above what people write or tools generate.
+pub const MAX_CONDITIONS: usize = 1_000;
+pub const MAX_LIST_VALUES: usize = 10_000;
 
 impl<'a> Parser<'a> {
     fn new(src: &'a str, what: &'static str) -> Result<Self, QueryError> {
@@ -405,6 +424,8 @@ impl<'a> Parser<'a> {
             lexer: Lexer { src, pos: 0, what },
             toks,
             i: 0,
+            depth: 0,
+            conditions: 0,
         })
     }
 
@@ -455,37 +476,61 @@ impl<'a> Parser<'a> {
     }
 
     fn or(&mut self) -> Result<Expr, QueryError> {
-        let mut left = self.and()?;
+        let first = self.and()?;
+        let mut operands = vec![first];
         while self.eat_keyword("or") {
-            left = Expr::Or(Box::new(left), Box::new(self.and()?));
+            operands.push(self.and()?);
         }
-        Ok(left)
+        Ok(Expr::any(operands))
     }
 
     fn and(&mut self) -> Result<Expr, QueryError> {
-        let mut left = self.unary()?;
+        let first = self.unary()?;
+        let mut operands = vec![first];
         while self.eat_keyword("and") {
-            left = Expr::And(Box::new(left), Box::new(self.unary()?));
+            operands.push(self.unary()?);
         }
-        Ok(left)
+        Ok(Expr::all(operands))
+    }
+
+    /// Enters one level of nesting, refusing past [`MAX_NESTING`].
+    fn nest(&mut self) -> Result<(), QueryError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(self.error(format!(
+                "the filter nests deeper than {MAX_NESTING} levels of parentheses and 'not'"
+            )));
+        }
+        Ok(())
     }
 
     fn unary(&mut self) -> Result<Expr, QueryError> {
         if self.eat_keyword("not") {
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+            self.nest()?;
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Expr::Not(Box::new(inner)));
         }
         if *self.peek() == Tok::LParen {
+            self.nest()?;
             self.bump();
             let inner = self.or()?;
             if self.bump() != Tok::RParen {
                 return Err(self.error("expected ')'"));
             }
+            self.depth -= 1;
             return Ok(inner);
         }
         self.predicate()
     }
 
     fn predicate(&mut self) -> Result<Expr, QueryError> {
+        self.conditions += 1;
+        if self.conditions > MAX_CONDITIONS {
+            return Err(self.error(format!(
+                "the filter has more than {MAX_CONDITIONS} conditions"
+            )));
+        }
         let field = self.field()?;
         if let Tok::Op(op) = *self.peek() {
             self.bump();
@@ -547,6 +592,11 @@ impl<'a> Parser<'a> {
         let mut values = vec![self.literal()?];
         loop {
             match self.bump() {
+                Tok::Comma if values.len() >= MAX_LIST_VALUES => {
+                    return Err(
+                        self.error(format!("a list holds at most {MAX_LIST_VALUES} values"))
+                    );
+                }
                 Tok::Comma => values.push(self.literal()?),
                 Tok::RParen => return Ok(values),
                 other => {
@@ -925,11 +975,43 @@ pub fn like_matches(text: &str, pattern: &str, case_insensitive: bool) -> bool {
 }
 
 impl Expr {
+    /// The conjunction of `operands`, flattened: nested `And`s are spliced
+    /// in, and one operand is itself.
+    pub fn all(operands: Vec<Expr>) -> Expr {
+        Self::flat(operands, true)
+    }
+
+    /// The disjunction of `operands`, flattened like [`Expr::all`].
+    pub fn any(operands: Vec<Expr>) -> Expr {
+        Self::flat(operands, false)
+    }
+
+    fn flat(operands: Vec<Expr>, conjunction: bool) -> Expr {
+        let mut out = Vec::with_capacity(operands.len());
+        for e in operands {
+            match e {
+                Expr::And(inner) if conjunction => out.extend(inner),
+                Expr::Or(inner) if !conjunction => out.extend(inner),
+                other => out.push(other),
+            }
+        }
+        if out.len() == 1
+            && let Some(only) = out.pop()
+        {
+            return only;
+        }
+        if conjunction {
+            Expr::And(out)
+        } else {
+            Expr::Or(out)
+        }
+    }
+
     /// Whether a run satisfies the filter.
     pub fn matches(&self, run: &impl Fields) -> bool {
         match self {
-            Expr::And(a, b) => a.matches(run) && b.matches(run),
-            Expr::Or(a, b) => a.matches(run) || b.matches(run),
+            Expr::And(all) => all.iter().all(|e| e.matches(run)),
+            Expr::Or(any) => any.iter().any(|e| e.matches(run)),
             Expr::Not(inner) => !inner.matches(run),
             Expr::Compare {
                 field,
@@ -993,9 +1075,10 @@ impl Expr {
 
     fn collect_fields<'a>(&'a self, out: &mut Vec<&'a Field>) {
         match self {
-            Expr::And(a, b) | Expr::Or(a, b) => {
-                a.collect_fields(out);
-                b.collect_fields(out);
+            Expr::And(operands) | Expr::Or(operands) => {
+                for e in operands {
+                    e.collect_fields(out);
+                }
             }
             Expr::Not(inner) => inner.collect_fields(out),
             Expr::Compare { field, .. }

@@ -124,9 +124,14 @@ fn main() {
     let (tx, rx) = std::sync::mpsc::channel();
     let dyn_store: Arc<dyn Store> = store.clone();
     runtime.spawn(async move {
-        let _ = labbook_server::serve(dyn_store, "127.0.0.1:0".parse().unwrap(), move |addr| {
-            let _ = tx.send(addr);
-        })
+        let _ = labbook_server::serve(
+            dyn_store,
+            "127.0.0.1:0".parse().unwrap(),
+            labbook_server::ServerOptions::default(),
+            move |addr| {
+                let _ = tx.send(addr);
+            },
+        )
         .await;
     });
     let addr = rx.recv().unwrap();

@@ -335,12 +335,26 @@ struct Curve<'a> {
     downsampled: bool,
 }
 
+/// The most points one `/series` answer holds, summed over its curves:
+/// about 40 MB of JSON. A chart of 200 runs at 1,000 buckets fits; beyond
+/// it buckets shrink, so no request can make the server hold more.
+pub const SERIES_POINT_BUDGET: usize = 1_000_000;
+
+/// `items` in their first order, each once.
+fn distinct(items: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    items
+        .into_iter()
+        .filter(|item| seen.insert(item.clone()))
+        .collect()
+}
+
 async fn series(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<axum::response::Response, ApiError> {
-    let runs = csv_param(&params, "runs", 200)?;
-    let keys = csv_param(&params, "keys", 50)?;
+    let runs = distinct(csv_param(&params, "runs", 200)?);
+    let keys = distinct(csv_param(&params, "keys", 50)?);
     let buckets = param_usize(&params, "buckets", 1000, 10_000)?.max(1);
     let (lo, hi, after) = (
         param_i64(&params, "lo")?,
@@ -348,16 +362,22 @@ async fn series(
         param_i64(&params, "after")?,
     );
     let timestamps = !matches!(params.get("ts").map(String::as_str), Some("0" | "false"));
+    // A bucket yields at most 4 points (first, last, min, max); new points
+    // after a step come whole while they fit the curve's share of the
+    // budget, downsampled past it.
+    let share = SERIES_POINT_BUDGET / (runs.len() * keys.len()).max(1);
+    let buckets = match after {
+        Some(_) => (share / 4).max(1),
+        None => buckets.min((share / 4).max(1)),
+    };
     let body = blocking(&state, move |store| {
         let pairs: Vec<(&String, &String)> = runs.iter().flat_map(|r| keys.iter().map(move |k| (r, k))).collect();
         let one = |(run, key): (&String, &String)| -> Result<Option<(labbook_core::SeriesColumns, usize)>, ApiError> {
-            let result = match after {
-                Some(after) => store.read_series(run, key, StepRange { lo: Some(after.saturating_add(1)), hi }).map(|s| {
-                    let n = s.len();
-                    (s, n)
-                }),
-                None => store.downsample(run, key, StepRange { lo, hi }, buckets, timestamps),
+            let lo = match after {
+                Some(after) => Some(after.saturating_add(1)),
+                None => lo,
             };
+            let result = store.downsample(run, key, StepRange { lo, hi }, buckets, timestamps);
             match result {
                 Ok(found) => Ok(Some(found)),
                 // A run without this key, or an unknown run, has no curve.

@@ -4,7 +4,7 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{StatusCode, Uri, header};
+use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use rust_embed::Embed;
 
@@ -22,18 +22,31 @@ pub fn routes() -> Router<AppState> {
     Router::new().fallback(serve_asset)
 }
 
-async fn serve_asset(uri: Uri) -> Response {
-    let path = uri.path().trim_start_matches('/');
-    if path.starts_with("api/") {
-        return crate::ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "NOT_FOUND",
-            message: format!("no API endpoint {}", uri.path()),
-            field: None,
-            column: None,
-        }
-        .into_response();
+async fn serve_asset(method: Method, uri: Uri) -> Response {
+    let surface = crate::guard::Surface::of(uri.path());
+    if surface != crate::guard::Surface::Dashboard {
+        let message = format!("no API endpoint {} {}", method, uri.path());
+        return match surface {
+            crate::guard::Surface::Labbook => crate::ApiError {
+                status: StatusCode::NOT_FOUND,
+                code: "NOT_FOUND",
+                message,
+                field: None,
+                column: None,
+            }
+            .into_response(),
+            _ => crate::mlflow::MlflowError {
+                status: StatusCode::NOT_FOUND,
+                code: "ENDPOINT_NOT_FOUND",
+                message,
+            }
+            .into_response(),
+        };
     }
+    if method != Method::GET && method != Method::HEAD {
+        return crate::guard::page_method_not_allowed(&method);
+    }
+    let path = uri.path().trim_start_matches('/');
     if let Some(file) = Dist::get(path).filter(|_| !path.is_empty()) {
         let mime = file.metadata.mimetype();
         // Vite fingerprints everything under assets/: it can be cached forever.

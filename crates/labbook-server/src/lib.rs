@@ -22,6 +22,10 @@ mod error;
 #[cfg(feature = "serve")]
 mod events;
 #[cfg(feature = "serve")]
+mod guard;
+#[cfg(feature = "serve")]
 mod json;
+#[cfg(feature = "serve")]
+mod listen;
 #[cfg(feature = "serve")]
 mod mlflow;

@@ -9,7 +9,42 @@ use tower_http::compression::CompressionLayer;
 use labbook_store::Store;
 
 pub use crate::error::ApiError;
-use crate::{api, assets, error, json, mlflow};
+pub use crate::guard::{DASHBOARD_CSP, GuardOptions};
+use crate::{api, assets, error, guard, json, listen, mlflow};
+
+/// How a server bounds and guards what clients may do. The defaults suit
+/// one person's machine: loopback names only, no CORS, no password.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub guard: GuardOptions,
+    /// The largest artifact upload taken, in bytes.
+    pub max_upload_bytes: u64,
+    /// Uploads are refused (507) rather than leave less than this free on
+    /// the artifacts' filesystem.
+    pub min_free_bytes: u64,
+    /// Connections open at once; more wait until one closes.
+    pub max_connections: usize,
+    /// Live event streams (`/api/v1/events`) one client address may hold.
+    pub max_event_streams_per_client: usize,
+}
+
+/// 5 GiB: more than the checkpoints and models people log through the
+/// MLflow client, and a bound on what one request can make the disk take.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 5 << 30;
+/// 1 GiB kept free for the database, its log and everything else.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 1 << 30;
+
+impl Default for ServerOptions {
+    fn default() -> ServerOptions {
+        ServerOptions {
+            guard: GuardOptions::default(),
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
+            max_connections: 1024,
+            max_event_streams_per_client: 16,
+        }
+    }
+}
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -17,14 +52,29 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Commits MLflow clients' metrics as each request arrives.
     pub appender: Arc<labbook_store::appender::Appender>,
+    pub limits: Arc<Limits>,
 }
 
-/// The whole app: the API under `/api/v1`, `/health`, and the dashboard.
-pub fn router(store: Arc<dyn Store>) -> Router {
+/// The per-request bounds handlers enforce.
+pub struct Limits {
+    pub max_upload_bytes: u64,
+    pub min_free_bytes: u64,
+    pub event_streams: crate::events::StreamCounter,
+}
+
+/// The whole app: the API under `/api/v1`, `/health`, MLflow's API and the
+/// dashboard, every route behind the request guard.
+pub fn router(store: Arc<dyn Store>, options: &ServerOptions) -> Router {
     let state = AppState {
         appender: Arc::new(labbook_store::appender::Appender::new(store.clone())),
         store,
+        limits: Arc::new(Limits {
+            max_upload_bytes: options.max_upload_bytes,
+            min_free_bytes: options.min_free_bytes,
+            event_streams: crate::events::StreamCounter::new(options.max_event_streams_per_client),
+        }),
     };
+    let guard = Arc::new(guard::Guard::new(options.guard.clone()));
     Router::new()
         .nest("/api/v1", api::routes())
         .route("/health", axum::routing::get(|| async { "ok" }))
@@ -38,6 +88,7 @@ pub fn router(store: Arc<dyn Store>) -> Router {
         .merge(mlflow::routes())
         .layer(axum::extract::DefaultBodyLimit::max(error::BODY_LIMIT))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(guard, guard::guard))
 }
 
 /// Serves until the process gets Ctrl-C or SIGTERM. `ready` is called once
@@ -45,20 +96,22 @@ pub fn router(store: Arc<dyn Store>) -> Router {
 pub async fn serve(
     store: Arc<dyn Store>,
     addr: SocketAddr,
+    options: ServerOptions,
     ready: impl FnOnce(SocketAddr),
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
+    let open_files = listen::raise_open_files_limit();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     ready(listener.local_addr()?);
     tokio::spawn(reap_forever(store.clone()));
-    // Small request/response pairs (a logged metric) would otherwise wait on
-    // Nagle's algorithm against the client's delayed ACK: ~40 ms each.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router(store))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    // Keep descriptors for the store, its artifacts and the blocking pool.
+    let max_connections = match open_files {
+        Some(limit) => options
+            .max_connections
+            .min(limit.saturating_sub(64).max(16) as usize),
+        None => options.max_connections,
+    };
+    let app = router(store, &options);
+    listen::serve_connections(listener, app, max_connections, shutdown_signal()).await
 }
 
 /// Marks runs whose process died as crashed while the dashboard is open,

@@ -8,6 +8,7 @@ pub mod codec;
 mod error;
 pub mod locate;
 pub mod models;
+pub mod private;
 pub mod series;
 pub mod session;
 mod sqlite;
@@ -125,8 +126,12 @@ pub trait Store: Send + Sync {
     /// The files and folders directly inside `dir` ("" is the root), by path.
     fn list_artifacts(&self, dir: &str) -> Result<Vec<ArtifactEntry>>;
     /// Deletes a file, or a folder with everything in it; returns how many
-    /// files went.
+    /// files went. The root ("", or any path that normalizes to it) is
+    /// refused: no one request empties the whole store.
     fn delete_artifacts(&self, path: &str) -> Result<u64>;
+    /// Bytes free for artifacts on the filesystem that holds them (`None`
+    /// where that cannot be told), so uploads can keep a reserve.
+    fn artifact_space_available(&self) -> Option<u64>;
 
     /// A JSON document (a registered model, a logged model, …) by kind and key.
     fn document(&self, kind: &str, key: &str) -> Result<Option<serde_json::Value>>;

@@ -293,20 +293,36 @@ fn summary_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<SeriesSumma
 impl SqliteStore {
     /// Opens (creating if needed) the store in a `.labbook` directory.
     pub fn open(dir: &Path) -> Result<SqliteStore> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            context: format!("cannot create the store directory {}", dir.display()),
-            source,
-        })?;
+        crate::private::create_store_dir(dir, crate::private::PRIVATE_DIR_MODE).map_err(
+            |source| StoreError::Io {
+                context: format!("cannot create the store directory {}", dir.display()),
+                source,
+            },
+        )?;
+        let modes = crate::private::Modes::of(dir);
         // A store inside a git repository would otherwise show up as
         // untracked files in every run's captured git state. Best effort.
         let ignore = dir.join(".gitignore");
-        if !ignore.exists() {
-            let _ = std::fs::write(
-                ignore,
-                "# Created by labbook: the store is local data, not source.\n*\n",
-            );
+        if !ignore.exists()
+            && let Ok(mut file) = modes.create_new(&ignore)
+        {
+            use std::io::Write as _;
+            let _ = file.write_all(b"# Created by labbook: the store is local data, not source.\n*\n");
         }
         let path = dir.join(DB_FILE);
+        // SQLite would create the file with 0644 less the umask, and gives
+        // its -wal and -shm files the database file's mode: an empty file
+        // made first with the store's mode is what it then opens as new.
+        match modes.create_new(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(StoreError::Io {
+                    context: format!("cannot create {}", path.display()),
+                    source,
+                });
+            }
+        }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -990,6 +1006,10 @@ impl Store for SqliteStore {
 
     fn delete_artifacts(&self, path: &str) -> Result<u64> {
         self.delete_artifacts_impl(path)
+    }
+
+    fn artifact_space_available(&self) -> Option<u64> {
+        self.artifact_space_available_impl()
     }
 
     fn document(&self, kind: &str, key: &str) -> Result<Option<serde_json::Value>> {

@@ -21,6 +21,7 @@ pub fn run(app: &App, args: UiArgs) -> Result<ExitCode> {
         store,
         dir,
         SocketAddr::new(args.host, args.port),
+        args.guard.options(),
         "ui",
         move |url| {
             if open {
@@ -43,6 +44,7 @@ pub fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
         store,
         dir,
         SocketAddr::new(args.host, args.port),
+        args.guard.options(),
         "serve",
         |_| {},
     )
@@ -53,6 +55,7 @@ fn serve_store(
     store: Arc<labbook_store::SqliteStore>,
     dir: std::path::PathBuf,
     addr: SocketAddr,
+    options: labbook_server::ServerOptions,
     command: &str,
     on_ready: impl FnOnce(&str),
 ) -> Result<ExitCode> {
@@ -64,7 +67,7 @@ fn serve_store(
         .build()
         .context("cannot start the server's runtime")?;
     let shown_dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-    let served = runtime.block_on(labbook_server::serve(store, addr, |bound| {
+    let served = runtime.block_on(labbook_server::serve(store, addr, options, |bound| {
         let url = format!("http://{bound}");
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "labbook {command}: serving {} at {url}", shown_dir.display());

@@ -3,10 +3,12 @@
 //! server's artifact root, which is labbook's artifact store. Paths are
 //! checked by `normalize_artifact_path`, so none can leave the root.
 
+use std::io::Read;
+
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::header;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::TryStreamExt;
@@ -14,6 +16,7 @@ use serde_json::{Value, json};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use labbook_core::artifact::normalize_artifact_path;
+use labbook_store::StoreError;
 
 use super::{MlResult, MlflowError, Req, blocking, store, wire};
 use crate::AppState;
@@ -65,20 +68,171 @@ async fn list(State(state): State<AppState>, req: Req) -> MlResult {
     .await
 }
 
-async fn upload(State(state): State<AppState>, Path(path): Path<String>, body: Body) -> MlResult {
+async fn upload(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> MlResult {
     let path = checked(&path)?;
     if path.is_empty() {
         return Err(MlflowError::invalid("Invalid path: names no file"));
     }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let budget = UploadBudget {
+        max_bytes: state.limits.max_upload_bytes,
+        min_free_bytes: state.limits.min_free_bytes,
+        store: state.store.clone(),
+    };
+    // Refuse before reading a byte when the length says it cannot fit.
+    if let Some(length) = declared {
+        budget
+            .check(length, length)
+            .map_err(UploadRefused::into_error)?;
+    }
     let stream = body
         .into_data_stream()
         .map_err(|e| std::io::Error::other(e.to_string()));
-    let mut reader = SyncIoBridge::new(StreamReader::new(stream));
+    let mut reader = BudgetedReader {
+        inner: SyncIoBridge::new(StreamReader::new(stream)),
+        budget,
+        read: 0,
+        next_check: 0,
+        expected: declared.unwrap_or(0),
+    };
     blocking(&state, move |state| {
-        store(state).put_artifact(&path, &mut reader, now_ms())?;
-        Ok(wire(json!({})))
+        match store(state).put_artifact(&path, &mut reader, now_ms()) {
+            Ok(_) => Ok(wire(json!({}))),
+            Err(StoreError::Io { source, .. })
+                if source.get_ref().is_some_and(|e| e.is::<UploadRefused>()) =>
+            {
+                match source.into_inner().map(|e| e.downcast::<UploadRefused>()) {
+                    Some(Ok(refused)) => Err(refused.into_error()),
+                    _ => Err(MlflowError::invalid("the upload was refused")),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
     })
     .await
+}
+
+/// Why an upload stopped: it grew past the size limit, or the disk would
+/// keep less than its reserve. Nothing of it is stored.
+#[derive(Debug)]
+enum UploadRefused {
+    TooLarge { max: u64 },
+    NoSpace { free: u64, reserve: u64 },
+}
+
+impl std::fmt::Display for UploadRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UploadRefused::TooLarge { max } => write!(
+                f,
+                "the upload is over the {} limit (labbook serve --max-upload-size)",
+                human_bytes(*max)
+            ),
+            UploadRefused::NoSpace { free, reserve } => write!(
+                f,
+                "not enough free disk space: {} free, and {} is kept in reserve \
+                 (labbook serve --min-free-space)",
+                human_bytes(*free),
+                human_bytes(*reserve)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for UploadRefused {}
+
+impl UploadRefused {
+    fn into_error(self) -> MlflowError {
+        let status = match self {
+            UploadRefused::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            UploadRefused::NoSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,
+        };
+        let code = match self {
+            UploadRefused::TooLarge { .. } => "REQUEST_LIMIT_EXCEEDED",
+            UploadRefused::NoSpace { .. } => "RESOURCE_EXHAUSTED",
+        };
+        MlflowError {
+            status,
+            code,
+            message: self.to_string(),
+        }
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n => format!("{n} bytes"),
+    }
+}
+
+/// The limits an upload is held to while it streams in.
+struct UploadBudget {
+    max_bytes: u64,
+    min_free_bytes: u64,
+    store: std::sync::Arc<dyn labbook_store::Store>,
+}
+
+/// Free space is asked again after this many bytes.
+const SPACE_CHECK_EVERY: u64 = 64 << 20;
+
+impl UploadBudget {
+    /// Whether `total` bytes fit the size limit, and `coming` more bytes
+    /// leave the reserve free.
+    fn check(&self, total: u64, coming: u64) -> Result<(), UploadRefused> {
+        if total > self.max_bytes {
+            return Err(UploadRefused::TooLarge {
+                max: self.max_bytes,
+            });
+        }
+        if let Some(free) = self.store.artifact_space_available()
+            && free < coming.saturating_add(self.min_free_bytes)
+        {
+            return Err(UploadRefused::NoSpace {
+                free,
+                reserve: self.min_free_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// An upload's body, failing with [`UploadRefused`] once it breaks its
+/// budget, so the store discards the partial file.
+struct BudgetedReader<R> {
+    inner: R,
+    budget: UploadBudget,
+    read: u64,
+    next_check: u64,
+    /// The declared length, already checked against the free space.
+    expected: u64,
+}
+
+impl<R: Read> Read for BudgetedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.budget.max_bytes
+            || (self.read >= self.next_check && self.read > self.expected)
+        {
+            self.next_check = self.read + SPACE_CHECK_EVERY;
+            // Past the declared length (or with none), the rest of the body
+            // is unknown: ask for room for the next stretch.
+            self.budget
+                .check(self.read, SPACE_CHECK_EVERY)
+                .map_err(std::io::Error::other)?;
+        }
+        Ok(n)
+    }
 }
 
 async fn download(State(state): State<AppState>, Path(path): Path<String>) -> MlResult<Response> {
@@ -128,11 +282,14 @@ pub async fn send_file(state: &AppState, path: String) -> MlResult<Response> {
 
 async fn delete(State(state): State<AppState>, Path(path): Path<String>) -> MlResult {
     let path = checked(&path)?;
+    if path.is_empty() {
+        return Err(MlflowError::invalid(
+            "Invalid path: the artifact root cannot be deleted; name a file or a folder",
+        ));
+    }
     blocking(&state, move |state| {
         store(state).delete_artifacts(&path)?;
         Ok(wire(json!({})))
     })
     .await
 }
-
-use std::io::Read as _;

@@ -2,7 +2,9 @@
 //! `order_by=["metrics.acc DESC"]`) translated into labbook's query AST, so
 //! that MLflow searches run through the same evaluator as the dashboard's.
 
-use labbook_core::query::{Agg, Attr, CmpOp, DatasetAttr, Expr, Field, Literal, SortKey};
+use labbook_core::query::{
+    Agg, Attr, CmpOp, DatasetAttr, Expr, Field, Literal, MAX_CONDITIONS, MAX_LIST_VALUES, SortKey,
+};
 
 use super::MlflowError;
 
@@ -241,6 +243,11 @@ pub fn parse(src: &str) -> Result<Vec<Clause>, MlflowError> {
                 }
                 let mut values = Vec::new();
                 loop {
+                    if values.len() >= MAX_LIST_VALUES {
+                        return Err(bad(format!(
+                            "an IN list holds at most {MAX_LIST_VALUES} values"
+                        )));
+                    }
                     values.push(literal(it.next())?);
                     match it.next() {
                         Some(Tok::Comma) => continue,
@@ -257,6 +264,11 @@ pub fn parse(src: &str) -> Result<Vec<Clause>, MlflowError> {
             }
         };
         clauses.push(Clause { entity, op, values });
+        if clauses.len() > MAX_CONDITIONS {
+            return Err(bad(format!(
+                "the filter has more than {MAX_CONDITIONS} clauses"
+            )));
+        }
         match it.next() {
             None => break,
             Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("and") => continue,
@@ -381,7 +393,7 @@ fn run_field(entity: &Entity) -> Result<Field, MlflowError> {
 
 /// A run filter as one labbook expression (`None` when empty).
 pub fn run_filter(src: &str) -> Result<Option<Expr>, MlflowError> {
-    let mut expr: Option<Expr> = None;
+    let mut all = Vec::new();
     for clause in parse(src)? {
         let field = run_field(&clause.entity)?;
         let mut values = clause.values;
@@ -410,19 +422,16 @@ pub fn run_filter(src: &str) -> Result<Option<Expr>, MlflowError> {
                         case_insensitive,
                         negated: false,
                     };
-                    expr = Some(and(expr, next));
+                    all.push(next);
                     continue;
                 }
                 let negated = matches!(clause.op, Op::Cmp(CmpOp::Ne) | Op::In { negated: true });
                 if matches!(clause.op, Op::Cmp(CmpOp::Eq | CmpOp::Ne) | Op::In { .. }) {
-                    expr = Some(and(
-                        expr,
-                        Expr::In {
-                            field,
-                            values,
-                            negated,
-                        },
-                    ));
+                    all.push(Expr::In {
+                        field,
+                        values,
+                        negated,
+                    });
                     continue;
                 }
                 return Err(bad("status supports =, !=, IN, NOT IN and LIKE"));
@@ -432,23 +441,22 @@ pub fn run_filter(src: &str) -> Result<Option<Expr>, MlflowError> {
             }
             _ => {}
         }
-        expr = Some(and(expr, build_clause(field, &clause.op, values)));
+        all.push(build_clause(field, &clause.op, values));
     }
-    Ok(expr)
+    Ok(conjunction(all))
 }
 
-fn and(acc: Option<Expr>, next: Expr) -> Expr {
-    match acc {
-        None => next,
-        Some(prev) => Expr::And(Box::new(prev), Box::new(next)),
-    }
+/// MLflow filters are `and`-joined clauses: one flat conjunction (`None`
+/// for none), however many there are.
+pub fn conjunction(clauses: Vec<Expr>) -> Option<Expr> {
+    (!clauses.is_empty()).then(|| Expr::all(clauses))
 }
 
 /// An experiment filter: `name`, `tags.KEY`, `creation_time`,
 /// `last_update_time`. The experiment is evaluated as a labbook run view
 /// would be: name → `name`, creation → `created`, last update → `ended`.
 pub fn experiment_filter(src: &str) -> Result<Option<Expr>, MlflowError> {
-    let mut expr = None;
+    let mut all = Vec::new();
     for clause in parse(src)? {
         let field = match &clause.entity {
             Entity::Attribute(a) => match a.as_str() {
@@ -465,9 +473,9 @@ pub fn experiment_filter(src: &str) -> Result<Option<Expr>, MlflowError> {
             Entity::Tag(k) => Field::Tag(k.clone()),
             other => return Err(bad(format!("experiments cannot be filtered by {other:?}"))),
         };
-        expr = Some(and(expr, build_clause(field, &clause.op, clause.values)));
+        all.push(build_clause(field, &clause.op, clause.values));
     }
-    Ok(expr)
+    Ok(conjunction(all))
 }
 
 /// `order_by` entries such as `metrics.acc DESC` or `attributes.start_time`.

@@ -386,7 +386,7 @@ fn clauses_to_expr(
     let Some(src) = src.filter(|f| !f.trim().is_empty()) else {
         return Ok(None);
     };
-    let mut expr: Option<Expr> = None;
+    let mut all = Vec::new();
     for clause in filter::parse(src)? {
         let field = field_of(&clause.entity)?;
         let tag_ne = matches!(field, Field::Tag(_))
@@ -395,20 +395,17 @@ fn clauses_to_expr(
         // The client hides prompts with `tag.mlflow.prompt.is_prompt != 'true'`:
         // a model without the tag must pass, so `!=` holds where the tag is missing.
         if tag_ne {
-            next = Expr::Or(
-                Box::new(Expr::IsNull {
+            next = Expr::any(vec![
+                Expr::IsNull {
                     field,
                     negated: false,
-                }),
-                Box::new(next),
-            );
+                },
+                next,
+            ]);
         }
-        expr = Some(match expr {
-            None => next,
-            Some(prev) => Expr::And(Box::new(prev), Box::new(next)),
-        });
+        all.push(next);
     }
-    Ok(expr)
+    Ok(filter::conjunction(all))
 }
 
 async fn search_logged_models(State(state): State<AppState>, req: Req) -> MlResult {

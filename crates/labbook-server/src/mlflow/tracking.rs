@@ -862,7 +862,7 @@ async fn search_runs(State(state): State<AppState>, req: Req) -> MlResult {
             negated: false,
         };
         let filter = Some(match filter {
-            Some(f) => Expr::And(Box::new(scope), Box::new(f)),
+            Some(f) => Expr::all(vec![scope, f]),
             None => scope,
         });
         let query = RunQuery {

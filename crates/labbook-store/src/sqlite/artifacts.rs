@@ -2,10 +2,14 @@
 //! once per hash under `artifacts/blobs/`. A write lands in a temporary
 //! file, is synced, renamed into place, and only then recorded, so a crash
 //! leaves at worst an unreferenced blob, never a path without contents.
+//!
+//! Nothing under `artifacts/` is reached through a symbolic link: a link
+//! planted there (by another local user of a shared store, or a restored
+//! backup) must not make the server read or write outside the store.
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{OptionalExtension, params};
 
@@ -13,6 +17,7 @@ use labbook_core::artifact::normalize_artifact_path;
 
 use super::SqliteStore;
 use crate::error::{Result, StoreError};
+use crate::private::{Modes, open_no_follow};
 use crate::random_bits;
 use crate::types::ArtifactEntry;
 
@@ -28,8 +33,48 @@ impl SqliteStore {
     fn blob_path(&self, hash: &str) -> PathBuf {
         self.artifacts_dir()
             .join("blobs")
-            .join(&hash[..2])
+            .join(hash.get(..2).unwrap_or("00"))
             .join(hash)
+    }
+
+    /// Creates `dir` (inside the store) as a real folder, refusing one that
+    /// is, or lies under, a symbolic link below the store directory.
+    fn real_dir(&self, dir: &Path) -> Result<()> {
+        Modes::of(&self.dir)
+            .create_dir_all(dir)
+            .map_err(io_error(format!("cannot create {}", dir.display())))?;
+        self.refuse_links(dir)
+    }
+
+    /// An error if any component of `path` below the store directory is a
+    /// symbolic link.
+    fn refuse_links(&self, path: &Path) -> Result<()> {
+        let Ok(inside) = path.strip_prefix(&self.dir) else {
+            return Ok(());
+        };
+        let mut at = self.dir.clone();
+        for part in inside.components() {
+            at.push(part);
+            match std::fs::symlink_metadata(&at) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(StoreError::Io {
+                        context: format!("{} is a symbolic link", at.display()),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "links inside the artifact store are never followed",
+                        ),
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn artifact_space_available_impl(&self) -> Option<u64> {
+        let dir = self.artifacts_dir();
+        let probe = if dir.is_dir() { dir } else { self.dir.clone() };
+        free_bytes(&probe)
     }
 
     pub(super) fn put_artifact_impl(
@@ -43,11 +88,11 @@ impl SqliteStore {
             return Err(labbook_core::ValidationError::new("path", "names no file").into());
         }
         let tmp_dir = self.artifacts_dir().join("tmp");
-        std::fs::create_dir_all(&tmp_dir)
-            .map_err(io_error(format!("cannot create {}", tmp_dir.display())))?;
+        self.real_dir(&tmp_dir)?;
+        let modes = Modes::of(&self.dir);
         let tmp = tmp_dir.join(format!("{:016x}", random_bits()));
         let written = (|| -> std::io::Result<(String, u64)> {
-            let mut file = File::create(&tmp)?;
+            let mut file = modes.create_new(&tmp)?;
             let mut hasher = blake3::Hasher::new();
             let mut buf = vec![0u8; 256 * 1024];
             let mut size = 0u64;
@@ -77,8 +122,10 @@ impl SqliteStore {
         };
         let blob = self.blob_path(&hash);
         let parent = blob.parent().unwrap_or(&tmp_dir).to_path_buf();
-        std::fs::create_dir_all(&parent)
-            .map_err(io_error(format!("cannot create {}", parent.display())))?;
+        if let Err(e) = self.real_dir(&parent) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
         // The rename happens under the write lock, as blob removal does, so
         // a concurrent delete of the same contents cannot remove the blob
         // between its placing and its recording.
@@ -123,7 +170,9 @@ impl SqliteStore {
             what: "artifact",
             id: path.clone(),
         })?;
-        let file = File::open(self.blob_path(&hash)).map_err(io_error(format!(
+        let blob = self.blob_path(&hash);
+        self.refuse_links(&blob)?;
+        let file = open_no_follow(&blob).map_err(io_error(format!(
             "the contents of artifact {path:?} are missing"
         )))?;
         Ok((Box::new(file), size as u64))
@@ -172,17 +221,24 @@ impl SqliteStore {
 
     pub(super) fn delete_artifacts_impl(&self, path: &str) -> Result<u64> {
         let path = normalize_artifact_path(path)?;
+        if path.is_empty() {
+            return Err(labbook_core::ValidationError::new(
+                "path",
+                "the artifact root cannot be deleted: name a file or a folder",
+            )
+            .into());
+        }
         let upper = format!("{path}0");
         let prefix = format!("{path}/");
         let hashes: Vec<String> = self.write(|tx| {
             let mut stmt = tx.prepare_cached(
-                "SELECT hash FROM artifacts WHERE path = ?1 OR ?1 = '' OR (path >= ?2 AND path < ?3)",
+                "SELECT hash FROM artifacts WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
             )?;
             let hashes = stmt
                 .query_map(params![path, prefix, upper], |r| r.get(0))?
                 .collect::<rusqlite::Result<Vec<String>>>()?;
             tx.prepare_cached(
-                "DELETE FROM artifacts WHERE path = ?1 OR ?1 = '' OR (path >= ?2 AND path < ?3)",
+                "DELETE FROM artifacts WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
             )?
             .execute(params![path, prefix, upper])?;
             Ok(hashes)
@@ -194,18 +250,56 @@ impl SqliteStore {
 
     /// Removes the blobs no path points at any more. A crash before this
     /// leaves them on disk unreferenced: space, never a wrong answer.
+    ///
+    /// Each removal happens under the write lock, so a concurrent upload of
+    /// the same contents cannot have its blob removed between placing and
+    /// recording it; but the lock is taken per small batch, so deleting a
+    /// folder of thousands of files never stalls other writers for long.
     fn drop_unreferenced_blobs(&self, hashes: &[String]) -> Result<()> {
-        if hashes.is_empty() {
-            return Ok(());
-        }
-        self.write(|tx| {
-            let mut stmt = tx.prepare_cached("SELECT 1 FROM artifacts WHERE hash = ?1 LIMIT 1")?;
-            for hash in hashes {
-                if stmt.query_row([hash], |_| Ok(())).optional()?.is_none() {
-                    let _ = std::fs::remove_file(self.blob_path(hash));
+        let mut hashes = hashes.to_vec();
+        hashes.sort_unstable();
+        hashes.dedup();
+        for batch in hashes.chunks(BLOBS_PER_LOCK) {
+            self.write(|tx| {
+                let mut stmt =
+                    tx.prepare_cached("SELECT 1 FROM artifacts WHERE hash = ?1 LIMIT 1")?;
+                for hash in batch {
+                    if stmt.query_row([hash], |_| Ok(())).optional()?.is_none() {
+                        let _ = std::fs::remove_file(self.blob_path(hash));
+                    }
                 }
-            }
-            Ok(())
-        })
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Blob files removed per hold of the write lock: unlinking costs up to a
+/// few milliseconds a file on a busy disk, so this keeps one hold short.
+const BLOBS_PER_LOCK: usize = 16;
+
+/// Bytes available to this user on the filesystem holding `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+        let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: `c_path` is a NUL-terminated string that outlives the
+        // call, and `stat` points to writable memory of the struct's size;
+        // statvfs fills all of it when it returns 0, and only then is it read.
+        let ok = unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) } == 0;
+        if !ok {
+            return None;
+        }
+        // SAFETY: statvfs returned 0, so the struct is initialized.
+        let stat = unsafe { stat.assume_init() };
+        Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
     }
 }
