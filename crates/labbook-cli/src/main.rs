@@ -143,9 +143,20 @@ impl GuardArgs {
             },
             max_upload_bytes: self.max_upload_size,
             min_free_bytes: self.min_free_space,
+            head_timeout: seconds_from_env("LABBOOK_HTTP_HEAD_TIMEOUT")
+                .unwrap_or(labbook_server::HEAD_TIMEOUT),
+            idle_timeout: seconds_from_env("LABBOOK_HTTP_IDLE_TIMEOUT")
+                .unwrap_or(labbook_server::IDLE_TIMEOUT),
             ..Default::default()
         }
     }
+}
+
+/// A duration in seconds from the environment (docs/API.md, "Limits").
+fn seconds_from_env(name: &str) -> Option<std::time::Duration> {
+    let text = std::env::var(name).ok()?;
+    let seconds: f64 = text.trim().parse().ok()?;
+    (seconds.is_finite() && seconds > 0.0).then(|| std::time::Duration::from_secs_f64(seconds))
 }
 
 /// A size such as `5GiB`, `500MB`, `1g` or `1048576` (bytes).

@@ -226,7 +226,9 @@ impl Guard {
                  (to allow one, start the server with --cors-allowed-origins ORIGIN)",
             ));
         }
-        if writes && json_api(surface) && !is_json(headers) {
+        // A write without a body (MLflow's client deletes a tag that way)
+        // carries nothing to smuggle; one with a body must say it is JSON.
+        if writes && json_api(surface) && !is_json(headers) && has_body(headers) {
             return Err(Refusal::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "UNSUPPORTED_MEDIA_TYPE",
@@ -354,6 +356,14 @@ fn same_origin(origin: &str, authority: &str) -> bool {
 /// raw files).
 fn json_api(surface: Surface) -> bool {
     matches!(surface, Surface::Mlflow | Surface::Labbook)
+}
+
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::CONTENT_TYPE)
+        || headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|n| n.as_bytes() != b"0")
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

@@ -35,14 +35,25 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// finish on their own.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves `app` on `listener` until `shutdown` resolves, with at most
-/// `max_connections` open at once.
+/// The bounds on connections.
+pub struct Bounds {
+    pub max_connections: usize,
+    pub head_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves.
 pub async fn serve_connections(
     listener: TcpListener,
     app: Router,
-    max_connections: usize,
+    bounds: Bounds,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let Bounds {
+        max_connections,
+        head_timeout,
+        idle_timeout,
+    } = bounds;
     let permits = Arc::new(Semaphore::new(max_connections.max(1)));
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -82,11 +93,11 @@ pub async fn serve_connections(
                     tower_service::Service::call(&mut app, req.map(axum::body::Body::new)).await
                 }
             });
-            let io = TokioIo::new(IdleTimeout::new(tcp, IDLE_TIMEOUT));
+            let io = TokioIo::new(IdleTimeout::new(tcp, idle_timeout));
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEAD_TIMEOUT)
+                .header_read_timeout(head_timeout)
                 .keep_alive(true);
             let connection = builder.serve_connection(io, service);
             let mut connection = std::pin::pin!(connection);

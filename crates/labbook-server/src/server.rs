@@ -10,6 +10,7 @@ use labbook_store::Store;
 
 pub use crate::error::ApiError;
 pub use crate::guard::{DASHBOARD_CSP, GuardOptions};
+pub use crate::listen::{HEAD_TIMEOUT, IDLE_TIMEOUT};
 use crate::{api, assets, error, guard, json, listen, mlflow};
 
 /// How a server bounds and guards what clients may do. The defaults suit
@@ -26,6 +27,11 @@ pub struct ServerOptions {
     pub max_connections: usize,
     /// Live event streams (`/api/v1/events`) one client address may hold.
     pub max_event_streams_per_client: usize,
+    /// Time allowed for a request's head, from the connection's start or the
+    /// previous response (so also how long an idle keep-alive lasts).
+    pub head_timeout: std::time::Duration,
+    /// Time a connection may go without a byte moving either way.
+    pub idle_timeout: std::time::Duration,
 }
 
 /// 5 GiB: more than the checkpoints and models people log through the
@@ -42,6 +48,8 @@ impl Default for ServerOptions {
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
             max_connections: 1024,
             max_event_streams_per_client: 16,
+            head_timeout: listen::HEAD_TIMEOUT,
+            idle_timeout: listen::IDLE_TIMEOUT,
         }
     }
 }
@@ -111,7 +119,12 @@ pub async fn serve(
         None => options.max_connections,
     };
     let app = router(store, &options);
-    listen::serve_connections(listener, app, max_connections, shutdown_signal()).await
+    let bounds = listen::Bounds {
+        max_connections,
+        head_timeout: options.head_timeout,
+        idle_timeout: options.idle_timeout,
+    };
+    listen::serve_connections(listener, app, bounds, shutdown_signal()).await
 }
 
 /// Marks runs whose process died as crashed while the dashboard is open,

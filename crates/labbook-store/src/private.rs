@@ -68,22 +68,36 @@ impl Modes {
         }
     }
 
-    /// Creates a file that does not exist yet, with the store's file mode.
+    /// Creates a file that does not exist yet, with the store's file mode
+    /// (set explicitly: the umask would take a shared store's group bits).
     pub fn create_new(&self, path: &Path) -> io::Result<File> {
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
         options.mode(self.file);
-        options.open(path)
+        let file = options.open(path)?;
+        #[cfg(unix)]
+        file.set_permissions(std::fs::Permissions::from_mode(self.file))?;
+        Ok(file)
     }
 
     /// `create_dir_all`, giving each folder it makes the store's folder mode.
     pub fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        let mut builder = DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        builder.mode(self.dir & 0o777);
-        builder.create(path)
+        let missing: Vec<&Path> = path.ancestors().take_while(|p| !p.is_dir()).collect();
+        for dir in missing.into_iter().rev() {
+            let mut builder = DirBuilder::new();
+            #[cfg(unix)]
+            builder.mode(self.dir & 0o777);
+            match builder.create(dir) {
+                Ok(()) => {
+                    #[cfg(unix)]
+                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(self.dir))?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }
 

@@ -198,7 +198,12 @@ impl<S: Send + Sync> FromRequest<S> for Req {
 
     async fn from_request(req: Request, state: &S) -> Result<Req, MlflowError> {
         let mut fields = Map::new();
-        if let Some(query) = req.uri().query() {
+        // Only a GET takes its fields from the query string, as MLflow's
+        // server does: a write's fields come in its JSON body, never from a
+        // URL a web page could make a browser send.
+        if req.method() == Method::GET
+            && let Some(query) = req.uri().query()
+        {
             for (k, v) in form_urlencoded::parse(query.as_bytes()) {
                 let v = Value::String(v.into_owned());
                 match fields.get_mut(k.as_ref()) {

@@ -1,0 +1,286 @@
+"""The security suite: `labbook serve` and `labbook ui`, the real binary, attacked
+over plain HTTP on loopback as a hostile web page or a hostile local client would.
+
+Every server here runs on a fresh store in its own temporary directory, started
+on port 0 (the banner names the port it bound), and is stopped in teardown.
+``store_snapshot`` reads every row of every table and every stored file, so a
+test can say "nothing changed" about the whole store, not a sample of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+# CI harnesses may start the suite with SIGTERM ignored or blocked; the servers
+# started here must stop on it as they would from a shell.
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+
+REPO = Path(__file__).resolve().parents[2]
+BANNER = re.compile(r"^labbook (?:serve|ui): serving (?P<dir>.+) at (?P<url>http://\S+)\s*$")
+START_TIMEOUT_S = 30.0
+
+
+def labbook_bin() -> Path:
+    binary = Path(os.environ.get("LABBOOK_BIN", str(REPO / "target/release/labbook")))
+    if not binary.is_file():
+        pytest.fail(f"labbook binary not found at {binary} (run `make build` or set LABBOOK_BIN)")
+    return binary
+
+
+@dataclass
+class Server:
+    url: str
+    store: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+    host: str = field(init=False)
+    port: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        hostport = self.url.removeprefix("http://")
+        host, port = hostport.rsplit(":", 1)
+        self.host, self.port = host, int(port)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        kw.setdefault("timeout", 30)
+        return requests.get(self.url + path, **kw)
+
+    def post_json(self, path: str, body: Any, **kw: Any) -> requests.Response:
+        kw.setdefault("timeout", 30)
+        return requests.post(self.url + path, json=body, **kw)
+
+    def rss_peak_kb(self) -> int:
+        """The server's peak resident memory so far (VmHWM), in KiB."""
+        text = Path(f"/proc/{self.process.pid}/status").read_text()
+        match = re.search(r"^VmHWM:\s+(\d+) kB", text, re.M)
+        assert match, text
+        return int(match[1])
+
+    def log_tail(self, limit: int = 3000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-limit:]
+        except OSError:
+            return "(no log)"
+
+
+def start_server(
+    tmp: Path, command: str = "serve", args: tuple[str, ...] = (), env: dict[str, str] | None = None
+) -> Server:
+    """``labbook COMMAND`` on a store in ``tmp`` (created for ``serve``; ``ui``
+    needs one, so it is made first), answering once ``/health`` does."""
+    binary = labbook_bin()
+    store = tmp / ".labbook"
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LABBOOK_")}
+    full_env.update(env or {})
+    if command == "ui" and not store.exists():
+        subprocess.run([str(binary), "--dir", str(store), "init"], check=True, env=full_env, capture_output=True)
+    log = tmp / f"{command}.log"
+    log_file = open(log, "ab")
+    proc = subprocess.Popen(
+        [str(binary), "--dir", str(store), command, "--host", "127.0.0.1", "--port", "0", *args],
+        cwd=tmp,
+        stdout=subprocess.PIPE,
+        stderr=log_file,
+        env=full_env,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    banner: list[bytes] = []
+    got = threading.Event()
+
+    def drain() -> None:
+        banner.append(stdout.readline())
+        got.set()
+        for line in iter(stdout.readline, b""):
+            log_file.write(line)
+        log_file.close()
+
+    threading.Thread(target=drain, daemon=True).start()
+    if not got.wait(START_TIMEOUT_S) or not banner or not banner[0]:
+        stop(proc)
+        pytest.fail(f"labbook {command} printed no banner; log:\n{log.read_text(errors='replace')}")
+    match = BANNER.match(banner[0].decode(errors="replace"))
+    if match is None:
+        stop(proc)
+        pytest.fail(f"unexpected banner {banner[0]!r}")
+    server = Server(match["url"], store, proc, log)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        try:
+            if server.get("/health", timeout=2).status_code == 200:
+                return server
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline or not server.alive():
+            stop(proc)
+            pytest.fail(f"labbook {command} never answered /health; log:\n{server.log_tail()}")
+        time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Any]:
+    """Starts servers for a test (``launch("serve", "--max-upload-size", "1MiB")``)
+    and stops every one of them afterwards, whatever happened."""
+    started: list[Server] = []
+
+    def start(command: str = "serve", *args: str, env: dict[str, str] | None = None, name: str = "") -> Server:
+        tmp = tmp_path / (name or f"{command}{len(started)}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        server = start_server(tmp, command, args, env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        stop(server.process)
+
+
+@pytest.fixture
+def serve(launch: Any) -> Server:
+    """A `labbook serve` on a fresh store."""
+    server: Server = launch("serve")
+    return server
+
+
+def store_snapshot(store: Path) -> dict[str, Any]:
+    """Every row of every table and every file under the
+    store's artifacts, by content hash: what "nothing stored changed" compares."""
+    tables: dict[str, list[tuple[Any, ...]]] = {}
+    db = sqlite3.connect(f"file:{store / 'labbook.db'}?mode=ro", uri=True, timeout=30)
+    try:
+        names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        for name in names:
+            # Some tables have no rowid: order by the rows themselves.
+            tables[name] = sorted((tuple(r) for r in db.execute(f'SELECT * FROM "{name}"')), key=repr)
+    finally:
+        db.close()
+    files: dict[str, str] = {}
+    artifacts = store / "artifacts"
+    if artifacts.exists():
+        for path in sorted(artifacts.rglob("*")):
+            if path.is_file() or path.is_symlink():
+                rel = str(path.relative_to(store))
+                files[rel] = "link" if path.is_symlink() else hashlib.blake2b(path.read_bytes()).hexdigest()
+    return {"tables": tables, "files": files}
+
+
+def assert_unchanged(before: dict[str, Any], after: dict[str, Any], what: str) -> None:
+    """Names the table or file that differs, not a million-line diff."""
+    for name in sorted(set(before["tables"]) | set(after["tables"])):
+        b, a = before["tables"].get(name), after["tables"].get(name)
+        if b != a:
+            b_rows, a_rows = set(map(repr, b or [])), set(map(repr, a or []))
+            added = sorted(a_rows - b_rows)[:3]
+            removed = sorted(b_rows - a_rows)[:3]
+            raise AssertionError(f"{what}: table {name} changed; added {added}, removed {removed}")
+    assert before["files"] == after["files"], f"{what}: stored files changed"
+
+
+def seed(server: Server) -> dict[str, str]:
+    """A store worth attacking: a labbook run with points, a note and tags, an
+    MLflow experiment with a run, a param, a metric and two artifacts, and a
+    registered model. Returns the ids."""
+    run_id = "seedrun1"
+    r = server.post_json(
+        "/api/v1/runs",
+        {
+            "id": run_id,
+            "project": "victim",
+            "created_ms": 1_700_000_000_000,
+            "config": {"lr": 0.01},
+            "tags": ["keep"],
+            "notes": "the victim run",
+        },
+    )
+    assert r.status_code == 200, r.text
+    r = server.post_json(
+        f"/api/v1/runs/{run_id}/log",
+        {
+            "batch_id": "seed-1",
+            "series": {"loss": {"steps": [0, 1, 2], "ts_ms": [1, 2, 3], "values": [1.0, 0.5, 0.25]}},
+            "patch": {"status": "finished", "ended_ms": 1_700_000_001_000},
+        },
+    )
+    assert r.status_code == 200, r.text
+    ml = server.url + "/api/2.0/mlflow"
+    exp = requests.post(ml + "/experiments/create", json={"name": "victim-exp"}, timeout=30).json()["experiment_id"]
+    run = requests.post(ml + "/runs/create", json={"experiment_id": exp, "start_time": 1}, timeout=30).json()
+    ml_run = run["run"]["info"]["run_id"]
+    for path, payload in (("log-parameter", {"key": "p", "value": "1"}), ("log-metric", {"key": "m", "value": 1.0, "timestamp": 1, "step": 0})):
+        r = requests.post(f"{ml}/runs/{path}", json={"run_id": ml_run, **payload}, timeout=30)
+        assert r.status_code == 200, r.text
+    artifact_root = run["run"]["info"]["artifact_uri"].split("mlflow-artifacts:", 1)[-1].lstrip("/")
+    for name, body in (("model/weights.bin", b"\x00" * 1000), ("notes.txt", b"hello")):
+        r = requests.put(f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{artifact_root}/{name}", data=body, timeout=30)
+        assert r.status_code == 200, r.text
+    r = requests.post(ml + "/registered-models/create", json={"name": "victim-model"}, timeout=30)
+    assert r.status_code == 200, r.text
+    return {"run": run_id, "experiment": exp, "mlflow_run": ml_run, "artifact_root": artifact_root}
+
+
+def raw_http(host: str, port: int, request: bytes, timeout: float = 10.0) -> bytes:
+    """Sends bytes as they are (requests would fix a bad Host or method) and
+    reads the whole answer."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(request)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if b"\r\n\r\n" in b"".join(chunks) and _complete(b"".join(chunks)):
+                break
+        return b"".join(chunks)
+
+
+def _complete(data: bytes) -> bool:
+    head, _, body = data.partition(b"\r\n\r\n")
+    match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    return match is not None and len(body) >= int(match[1])
+
+
+def status_of(response: bytes) -> int:
+    line = response.split(b"\r\n", 1)[0]
+    return int(line.split()[1]) if line.startswith(b"HTTP/1.1 ") else 0
+
+
+def body_json(response: bytes) -> Any:
+    return json.loads(response.partition(b"\r\n\r\n")[2])
