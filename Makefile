@@ -14,7 +14,7 @@ export LABBOOK_BIN := $(CURDIR)/target/release/labbook
 # The interpreter with the labbook SDK installed, for tests run from other venvs.
 export LABBOOK_PYTHON := $(CURDIR)/$(BIN)/python
 
-.PHONY: all build web demo test test-rust test-python test-web test-mlflow lint bench bench-mlflow bench-peers fuzz clean
+.PHONY: all build web demo test test-rust test-python test-web test-mlflow test-security lint bench bench-mlflow bench-peers fuzz clean
 
 all: build
 
@@ -67,8 +67,8 @@ demo: build
 	@echo "The dashboard of the demo project: http://127.0.0.1:$(DEMO_PORT)/p/spirals  (Ctrl-C stops it)"
 	@labbook --dir $(DEMO_STORE) ui --port $(DEMO_PORT)
 
-## test: lint, then every Rust, Python, browser and MLflow-client test
-test: lint test-rust test-python test-web test-mlflow
+## test: lint, then every Rust, Python, browser, MLflow-client and security test
+test: lint test-rust test-python test-web test-mlflow test-security
 
 test-rust: build
 	$(CARGO) test --release
@@ -92,6 +92,20 @@ lint: $(BIN)/.deps web/node_modules/.package-lock.json
 	$(BIN)/ruff check python examples bench web/tests tests
 	$(BIN)/ruff format --check python examples bench web/tests tests
 	cd web && npm run typecheck
+
+# The security suite's tools (schemathesis), pinned, in their own environment.
+SECURITY_VENV := $(CURDIR)/.venv-security
+
+$(SECURITY_VENV)/.deps: tests/security/requirements.txt
+	$(PYTHON) -m venv $(SECURITY_VENV)
+	$(SECURITY_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SECURITY_VENV)/bin/python -m pip install -q -r tests/security/requirements.txt
+	touch $@
+
+# The server attacked as a hostile page or client would: the request guard,
+# the limits, and schemathesis against docs/openapi.yaml.
+test-security: build $(SECURITY_VENV)/.deps
+	cd tests/security && $(SECURITY_VENV)/bin/python -m pytest -q
 
 ## bench: every figure of the foundation's targets (not part of the tests)
 bench: build $(MLFLOW_VENV)/.deps

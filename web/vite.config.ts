@@ -17,8 +17,14 @@ export default defineConfig({
   },
   server: {
     host: "127.0.0.1",
+    // The server refuses writes from other origins; the dev server's pages
+    // are this machine's own, so the proxy sends them as same-origin calls.
     proxy: {
-      "/api": { target, changeOrigin: true },
+      "/api": {
+        target,
+        changeOrigin: true,
+        configure: (proxy) => proxy.on("proxyReq", (req) => req.removeHeader("origin")),
+      },
       "/health": { target, changeOrigin: true },
     },
   },

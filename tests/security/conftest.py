@@ -93,7 +93,12 @@ def start_server(
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("LABBOOK_")}
     full_env.update(env or {})
     if command == "ui" and not store.exists():
-        subprocess.run([str(binary), "--dir", str(store), "init"], check=True, env=full_env, capture_output=True)
+        subprocess.run(
+            [str(binary), "--dir", str(store), "init"],
+            check=True,
+            env=full_env,
+            capture_output=True,
+        )
     log = tmp / f"{command}.log"
     log_file = open(log, "ab")
     proc = subprocess.Popen(
@@ -157,7 +162,9 @@ def launch(tmp_path: Path) -> Iterator[Any]:
     and stops every one of them afterwards, whatever happened."""
     started: list[Server] = []
 
-    def start(command: str = "serve", *args: str, env: dict[str, str] | None = None, name: str = "") -> Server:
+    def start(
+        command: str = "serve", *args: str, env: dict[str, str] | None = None, name: str = ""
+    ) -> Server:
         tmp = tmp_path / (name or f"{command}{len(started)}")
         tmp.mkdir(parents=True, exist_ok=True)
         server = start_server(tmp, command, args, env)
@@ -182,10 +189,15 @@ def store_snapshot(store: Path) -> dict[str, Any]:
     tables: dict[str, list[tuple[Any, ...]]] = {}
     db = sqlite3.connect(f"file:{store / 'labbook.db'}?mode=ro", uri=True, timeout=30)
     try:
-        names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        names = [
+            r[0]
+            for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        ]
         for name in names:
             # Some tables have no rowid: order by the rows themselves.
-            tables[name] = sorted((tuple(r) for r in db.execute(f'SELECT * FROM "{name}"')), key=repr)
+            tables[name] = sorted(
+                (tuple(r) for r in db.execute(f'SELECT * FROM "{name}"')), key=repr
+            )
     finally:
         db.close()
     files: dict[str, str] = {}
@@ -194,7 +206,9 @@ def store_snapshot(store: Path) -> dict[str, Any]:
         for path in sorted(artifacts.rglob("*")):
             if path.is_file() or path.is_symlink():
                 rel = str(path.relative_to(store))
-                files[rel] = "link" if path.is_symlink() else hashlib.blake2b(path.read_bytes()).hexdigest()
+                files[rel] = (
+                    "link" if path.is_symlink() else hashlib.blake2b(path.read_bytes()).hexdigest()
+                )
     return {"tables": tables, "files": files}
 
 
@@ -231,21 +245,34 @@ def seed(server: Server) -> dict[str, str]:
         f"/api/v1/runs/{run_id}/log",
         {
             "batch_id": "seed-1",
-            "series": {"loss": {"steps": [0, 1, 2], "ts_ms": [1, 2, 3], "values": [1.0, 0.5, 0.25]}},
+            "series": {
+                "loss": {"steps": [0, 1, 2], "ts_ms": [1, 2, 3], "values": [1.0, 0.5, 0.25]}
+            },
             "patch": {"status": "finished", "ended_ms": 1_700_000_001_000},
         },
     )
     assert r.status_code == 200, r.text
     ml = server.url + "/api/2.0/mlflow"
-    exp = requests.post(ml + "/experiments/create", json={"name": "victim-exp"}, timeout=30).json()["experiment_id"]
-    run = requests.post(ml + "/runs/create", json={"experiment_id": exp, "start_time": 1}, timeout=30).json()
+    exp = requests.post(ml + "/experiments/create", json={"name": "victim-exp"}, timeout=30).json()[
+        "experiment_id"
+    ]
+    run = requests.post(
+        ml + "/runs/create", json={"experiment_id": exp, "start_time": 1}, timeout=30
+    ).json()
     ml_run = run["run"]["info"]["run_id"]
-    for path, payload in (("log-parameter", {"key": "p", "value": "1"}), ("log-metric", {"key": "m", "value": 1.0, "timestamp": 1, "step": 0})):
+    for path, payload in (
+        ("log-parameter", {"key": "p", "value": "1"}),
+        ("log-metric", {"key": "m", "value": 1.0, "timestamp": 1, "step": 0}),
+    ):
         r = requests.post(f"{ml}/runs/{path}", json={"run_id": ml_run, **payload}, timeout=30)
         assert r.status_code == 200, r.text
     artifact_root = run["run"]["info"]["artifact_uri"].split("mlflow-artifacts:", 1)[-1].lstrip("/")
     for name, body in (("model/weights.bin", b"\x00" * 1000), ("notes.txt", b"hello")):
-        r = requests.put(f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{artifact_root}/{name}", data=body, timeout=30)
+        r = requests.put(
+            f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{artifact_root}/{name}",
+            data=body,
+            timeout=30,
+        )
         assert r.status_code == 200, r.text
     r = requests.post(ml + "/registered-models/create", json={"name": "victim-model"}, timeout=30)
     assert r.status_code == 200, r.text

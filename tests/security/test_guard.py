@@ -14,7 +14,16 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import REPO, Server, assert_unchanged, body_json, raw_http, seed, status_of, store_snapshot
+from conftest import (
+    REPO,
+    Server,
+    assert_unchanged,
+    body_json,
+    raw_http,
+    seed,
+    status_of,
+    store_snapshot,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -27,7 +36,11 @@ LABBOOK_WRITES: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/api/v1/runs/tags", {"ids": ["{run}"], "add": ["pwned"]}),
     ("POST", "/api/v1/runs/delete", {"ids": ["{run}"]}),
     ("POST", "/api/v1/runs/restore", {"ids": ["{run}"]}),
-    ("POST", "/api/v1/runs/{run}/log", {"batch_id": "pwn", "series": {"loss": {"steps": [9], "ts_ms": [9], "values": [9]}}}),
+    (
+        "POST",
+        "/api/v1/runs/{run}/log",
+        {"batch_id": "pwn", "series": {"loss": {"steps": [9], "ts_ms": [9], "values": [9]}}},
+    ),
     ("POST", "/api/v1/runs/{run}/environment", {"git": {"commit": "forged"}}),
     ("POST", "/api/v1/runs/{run}/notes", {"text": "pwned"}),
     ("POST", "/api/v1/projects/victim/notebook", {"text": "pwned"}),
@@ -47,10 +60,16 @@ MLFLOW_BODIES: dict[str, dict[str, Any]] = {
     "/runs/restore": {"run_id": "{mlrun}"},
     "/runs/log-metric": {"run_id": "{mlrun}", "key": "m", "value": 9, "timestamp": 9, "step": 9},
     "/runs/log-parameter": {"run_id": "{mlrun}", "key": "q", "value": "pwned"},
-    "/runs/log-batch": {"run_id": "{mlrun}", "metrics": [{"key": "m", "value": 9, "timestamp": 9, "step": 9}]},
+    "/runs/log-batch": {
+        "run_id": "{mlrun}",
+        "metrics": [{"key": "m", "value": 9, "timestamp": 9, "step": 9}],
+    },
     "/runs/set-tag": {"run_id": "{mlrun}", "key": "t", "value": "pwned"},
     "/runs/delete-tag": {"run_id": "{mlrun}", "key": "t"},
-    "/runs/log-inputs": {"run_id": "{mlrun}", "datasets": [{"dataset": {"name": "d", "digest": "x"}}]},
+    "/runs/log-inputs": {
+        "run_id": "{mlrun}",
+        "datasets": [{"dataset": {"name": "d", "digest": "x"}}],
+    },
     "/runs/outputs": {"run_id": "{mlrun}", "models": [{"model_id": "m-1", "step": 0}]},
     "/runs/log-model": {"run_id": "{mlrun}", "model_json": "{}"},
     "/logged-models": {"experiment_id": "{exp}", "name": "pwned"},
@@ -64,7 +83,11 @@ MLFLOW_BODIES: dict[str, dict[str, Any]] = {
     "/model-versions/create": {"name": "victim-model", "source": "mlflow-artifacts:/x"},
     "/model-versions/update": {"name": "victim-model", "version": "1", "description": "pwned"},
     "/model-versions/delete": {"name": "victim-model", "version": "1"},
-    "/model-versions/transition-stage": {"name": "victim-model", "version": "1", "stage": "Production"},
+    "/model-versions/transition-stage": {
+        "name": "victim-model",
+        "version": "1",
+        "stage": "Production",
+    },
     "/model-versions/set-tag": {"name": "victim-model", "version": "1", "key": "k", "value": "v"},
     "/model-versions/delete-tag": {"name": "victim-model", "version": "1", "key": "k"},
 }
@@ -91,6 +114,7 @@ def mlflow_writes() -> list[tuple[str, str]]:
 def all_writes(ids: dict[str, str]) -> list[tuple[str, str, str]]:
     """(method, path, JSON body) for every writing endpoint of both APIs,
     MLflow's under both of its prefixes."""
+
     def fill(text: str) -> str:
         return (
             text.replace("{run}", ids["run"])
@@ -108,7 +132,9 @@ def all_writes(ids: dict[str, str]) -> list[tuple[str, str, str]]:
     return rows
 
 
-def request(server: Server, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
+def request(
+    server: Server, method: str, path: str, headers: dict[str, str], body: bytes = b""
+) -> bytes:
     head = f"{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {len(body)}\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     return raw_http(server.host, server.port, head.encode() + b"\r\n" + body)
@@ -134,7 +160,9 @@ def victim(serve: Server) -> tuple[Server, dict[str, str]]:
     return serve, seed(serve)
 
 
-def test_foreign_host_names_are_refused_for_every_kind_of_request(victim: tuple[Server, dict[str, str]]) -> None:
+def test_foreign_host_names_are_refused_for_every_kind_of_request(
+    victim: tuple[Server, dict[str, str]],
+) -> None:
     server, ids = victim
     before = store_snapshot(server.store)
     artifact = f"/api/2.0/mlflow-artifacts/artifacts/{ids['artifact_root']}/notes.txt"
@@ -148,7 +176,12 @@ def test_foreign_host_names_are_refused_for_every_kind_of_request(victim: tuple[
         ("GET", f"/get-artifact?path=notes.txt&run_uuid={ids['mlflow_run']}", b"", True),
         ("GET", "/", b"", False),
         ("GET", "/p/victim", b"", False),
-        ("POST", "/api/v1/runs/tags", json.dumps({"ids": [ids["run"]], "add": ["pwned"]}).encode(), False),
+        (
+            "POST",
+            "/api/v1/runs/tags",
+            json.dumps({"ids": [ids["run"]], "add": ["pwned"]}).encode(),
+            False,
+        ),
         ("POST", "/api/2.0/mlflow/experiments/create", b'{"name": "pwned"}', True),
         ("DELETE", artifact, b"", True),
     ]
@@ -169,11 +202,19 @@ def test_foreign_host_names_are_refused_for_every_kind_of_request(victim: tuple[
             assert b"victim" not in answer and b"seedrun1" not in answer, (bad, path)
             if status_of(answer) == 403:
                 refused(answer, 403, mlflow, "FORBIDDEN_HOST")
-    no_host = raw_http(server.host, server.port, b"GET /api/v1/projects HTTP/1.1\r\nConnection: close\r\n\r\n")
+    no_host = raw_http(
+        server.host, server.port, b"GET /api/v1/projects HTTP/1.1\r\nConnection: close\r\n\r\n"
+    )
     assert status_of(no_host) in (400, 403) and b"victim" not in no_host
     assert_unchanged(before, store_snapshot(server.store), "requests with foreign Host headers")
     # The names a user's own browser uses are answered.
-    for good in (f"127.0.0.1:{server.port}", f"localhost:{server.port}", "[::1]", f"LOCALHOST:{server.port}", socket.gethostname()):
+    for good in (
+        f"127.0.0.1:{server.port}",
+        f"localhost:{server.port}",
+        "[::1]",
+        f"LOCALHOST:{server.port}",
+        socket.gethostname(),
+    ):
         answer = request(server, "GET", "/api/v1/projects", {"Host": good})
         assert status_of(answer) == 200 and b"victim" in answer, (good, answer[:300])
 
@@ -202,19 +243,73 @@ def test_no_cross_site_write_reaches_any_endpoint(victim: tuple[Server, dict[str
         # What the page can send: (headers, body, expected status, labbook code)
         smuggled = body_text[:-1] + ', "x": "=y"}' if body_text.endswith("}") else body_text
         variants: list[tuple[dict[str, str], bytes, int, str]] = [
-            ({"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site", "Content-Type": "text/plain"}, smuggled.encode(), 403, "CROSS_ORIGIN"),
-            ({"Origin": "http://evil.example", "Content-Type": "application/x-www-form-urlencoded"}, b"name=pwned&run_id=" + ids["mlflow_run"].encode(), 403, "CROSS_ORIGIN"),
-            ({"Origin": "http://evil.example", "Content-Type": "multipart/form-data; boundary=b"}, b'--b\r\nContent-Disposition: form-data; name="name"\r\n\r\npwned\r\n--b--\r\n', 403, "CROSS_ORIGIN"),
-            ({"Origin": "http://evil.example", "Content-Type": "application/json"}, body_text.encode(), 403, "CROSS_ORIGIN"),
-            ({"Origin": other_port, "Sec-Fetch-Site": "same-site", "Content-Type": "application/json"}, body_text.encode(), 403, "CROSS_ORIGIN"),
-            ({"Origin": "null", "Content-Type": "application/json"}, body_text.encode(), 403, "CROSS_ORIGIN"),
-            ({"Sec-Fetch-Site": "cross-site", "Content-Type": "application/json"}, body_text.encode(), 403, "CROSS_ORIGIN"),
+            (
+                {
+                    "Origin": "http://evil.example",
+                    "Sec-Fetch-Site": "cross-site",
+                    "Content-Type": "text/plain",
+                },
+                smuggled.encode(),
+                403,
+                "CROSS_ORIGIN",
+            ),
+            (
+                {
+                    "Origin": "http://evil.example",
+                    "Content-Type": "application/x-www-form-urlencoded",
+                },
+                b"name=pwned&run_id=" + ids["mlflow_run"].encode(),
+                403,
+                "CROSS_ORIGIN",
+            ),
+            (
+                {
+                    "Origin": "http://evil.example",
+                    "Content-Type": "multipart/form-data; boundary=b",
+                },
+                b'--b\r\nContent-Disposition: form-data; name="name"\r\n\r\npwned\r\n--b--\r\n',
+                403,
+                "CROSS_ORIGIN",
+            ),
+            (
+                {"Origin": "http://evil.example", "Content-Type": "application/json"},
+                body_text.encode(),
+                403,
+                "CROSS_ORIGIN",
+            ),
+            (
+                {
+                    "Origin": other_port,
+                    "Sec-Fetch-Site": "same-site",
+                    "Content-Type": "application/json",
+                },
+                body_text.encode(),
+                403,
+                "CROSS_ORIGIN",
+            ),
+            (
+                {"Origin": "null", "Content-Type": "application/json"},
+                body_text.encode(),
+                403,
+                "CROSS_ORIGIN",
+            ),
+            (
+                {"Sec-Fetch-Site": "cross-site", "Content-Type": "application/json"},
+                body_text.encode(),
+                403,
+                "CROSS_ORIGIN",
+            ),
             # A bodyless fetch (fields in the query string) carries its Origin.
             ({"Origin": "http://evil.example"}, b"", 403, "CROSS_ORIGIN"),
             # Without browser headers (an old browser, a plain form with the
             # fields in the query string): the body type alone stops it.
             ({"Content-Type": "text/plain"}, body_text.encode(), 415, "UNSUPPORTED_MEDIA_TYPE"),
-            ({"Content-Type": "application/x-www-form-urlencoded"}, b"", 415, "UNSUPPORTED_MEDIA_TYPE"),
+            (
+                {"Content-Type": "application/x-www-form-urlencoded"},
+                b"",
+                415,
+                "UNSUPPORTED_MEDIA_TYPE",
+            ),
         ]
         for headers, body, status, code in variants:
             target = path + ("?name=pwned&experiment_id=" + ids["experiment"] if not body else "")
@@ -228,7 +323,9 @@ def test_no_cross_site_write_reaches_any_endpoint(victim: tuple[Server, dict[str
     # The same writes sent the way the mlflow client and the SDK send them
     # (JSON, no browser headers) do change the store: the table above would
     # have seen a write that got through.
-    r = requests.post(f"{server.url}/api/2.0/mlflow/experiments/create", json={"name": "legit"}, timeout=30)
+    r = requests.post(
+        f"{server.url}/api/2.0/mlflow/experiments/create", json={"name": "legit"}, timeout=30
+    )
     assert r.status_code == 200, r.text
     r = server.post_json("/api/v1/runs/tags", {"ids": [ids["run"]], "add": ["legit"]})
     assert r.status_code == 200, r.text
@@ -240,46 +337,111 @@ def test_no_cross_site_write_reaches_any_endpoint(victim: tuple[Server, dict[str
 def test_the_dashboards_own_writes_pass(victim: tuple[Server, dict[str, str]]) -> None:
     """Same-origin requests, as the dashboard's page sends them, still work."""
     server, ids = victim
-    headers = {**host(server), "Origin": server.url, "Sec-Fetch-Site": "same-origin", "Content-Type": "application/json"}
+    headers = {
+        **host(server),
+        "Origin": server.url,
+        "Sec-Fetch-Site": "same-origin",
+        "Content-Type": "application/json",
+    }
     body = json.dumps({"ids": [ids["run"]], "add": ["from-dashboard"]}).encode()
     answer = request(server, "POST", "/api/v1/runs/tags", headers, body)
     assert status_of(answer) == 200, answer[:300]
     assert "from-dashboard" in server.get(f"/api/v1/runs/{ids['run']}").json()["tags"]
 
 
-def test_api_reads_embedded_by_other_sites_are_refused(victim: tuple[Server, dict[str, str]]) -> None:
+def test_api_reads_embedded_by_other_sites_are_refused(
+    victim: tuple[Server, dict[str, str]],
+) -> None:
     server, ids = victim
     artifact = f"/api/2.0/mlflow-artifacts/artifacts/{ids['artifact_root']}/notes.txt"
-    for path in ("/api/v1/projects", "/api/v1/projects/victim/runs", "/api/2.0/mlflow/experiments/search?max_results=5", artifact, "/api/v1/events?project=victim"):
-        for site, dest in (("cross-site", "image"), ("cross-site", "script"), ("same-site", "empty"), ("cross-site", "empty")):
-            headers = {**host(server), "Sec-Fetch-Site": site, "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": dest}
+    for path in (
+        "/api/v1/projects",
+        "/api/v1/projects/victim/runs",
+        "/api/2.0/mlflow/experiments/search?max_results=5",
+        artifact,
+        "/api/v1/events?project=victim",
+    ):
+        for site, dest in (
+            ("cross-site", "image"),
+            ("cross-site", "script"),
+            ("same-site", "empty"),
+            ("cross-site", "empty"),
+        ):
+            headers = {
+                **host(server),
+                "Sec-Fetch-Site": site,
+                "Sec-Fetch-Mode": "no-cors",
+                "Sec-Fetch-Dest": dest,
+            }
             answer = request(server, "GET", path, headers)
             assert status_of(answer) == 403, (path, site, dest, answer[:300])
             assert b"victim" not in answer and b"hello" not in answer
-        cors = request(server, "GET", path, {**host(server), "Origin": "http://evil.example", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Site": "cross-site"})
+        cors = request(
+            server,
+            "GET",
+            path,
+            {
+                **host(server),
+                "Origin": "http://evil.example",
+                "Sec-Fetch-Mode": "cors",
+                "Sec-Fetch-Site": "cross-site",
+            },
+        )
         assert status_of(cors) == 403 and b"access-control-allow-origin" not in cors.lower()
         # A user following a link from elsewhere (a navigation) may look.
-        nav = request(server, "GET", path if "events" not in path else "/api/v1/projects", {**host(server), "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"})
+        nav = request(
+            server,
+            "GET",
+            path if "events" not in path else "/api/v1/projects",
+            {**host(server), "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"},
+        )
         assert status_of(nav) == 200, (path, nav[:300])
 
 
 def test_cors_only_for_the_origins_named(launch: Any) -> None:
     plain: Server = launch("serve")
-    preflight = {"Origin": "http://localhost:8888", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
-    answer = request(plain, "OPTIONS", "/api/2.0/mlflow/experiments/create", {**host(plain), **preflight})
+    preflight = {
+        "Origin": "http://localhost:8888",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
+    answer = request(
+        plain, "OPTIONS", "/api/2.0/mlflow/experiments/create", {**host(plain), **preflight}
+    )
     assert status_of(answer) == 403 and b"access-control-allow" not in answer.lower()
-    answer = request(plain, "GET", "/api/v1/projects", {**host(plain), "Origin": "http://localhost:8888"})
+    answer = request(
+        plain, "GET", "/api/v1/projects", {**host(plain), "Origin": "http://localhost:8888"}
+    )
     assert b"access-control-allow-origin" not in answer.lower()
 
     opened: Server = launch("serve", "--cors-allowed-origins", "http://localhost:8888")
-    answer = request(opened, "OPTIONS", "/api/2.0/mlflow/experiments/create", {**host(opened), **preflight})
+    answer = request(
+        opened, "OPTIONS", "/api/2.0/mlflow/experiments/create", {**host(opened), **preflight}
+    )
     assert status_of(answer) == 204, answer[:300]
     assert b"access-control-allow-origin: http://localhost:8888" in answer.lower()
     assert b"access-control-allow-headers: content-type" in answer.lower()
-    headers = {**host(opened), "Origin": "http://localhost:8888", "Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "cors", "Content-Type": "application/json"}
-    answer = request(opened, "POST", "/api/2.0/mlflow/experiments/create", headers, b'{"name": "from-notebook"}')
-    assert status_of(answer) == 200 and b"access-control-allow-origin: http://localhost:8888" in answer.lower()
-    answer = request(opened, "POST", "/api/2.0/mlflow/experiments/create", {**headers, "Origin": "http://evil.example"}, b'{"name": "pwned"}')
+    headers = {
+        **host(opened),
+        "Origin": "http://localhost:8888",
+        "Sec-Fetch-Site": "same-site",
+        "Sec-Fetch-Mode": "cors",
+        "Content-Type": "application/json",
+    }
+    answer = request(
+        opened, "POST", "/api/2.0/mlflow/experiments/create", headers, b'{"name": "from-notebook"}'
+    )
+    assert (
+        status_of(answer) == 200
+        and b"access-control-allow-origin: http://localhost:8888" in answer.lower()
+    )
+    answer = request(
+        opened,
+        "POST",
+        "/api/2.0/mlflow/experiments/create",
+        {**headers, "Origin": "http://evil.example"},
+        b'{"name": "pwned"}',
+    )
     assert status_of(answer) == 403
 
 
@@ -355,6 +517,7 @@ def test_the_route_table_covers_labbook_writes() -> None:
         for method in re.findall(r"(get|post|patch|delete|put)\(", m["methods"]):
             if method != "get":
                 writes.add((method.upper(), "/api/v1" + m["path"]))
+
     def normal(path: str) -> str:
         return re.sub(r"\{[^}]+\}", "{}", path).replace("/victim/", "/{}/")
 
@@ -362,7 +525,9 @@ def test_the_route_table_covers_labbook_writes() -> None:
     assert {(m, normal(p)) for m, p in writes} == table
 
 
-def test_store_snapshot_sees_every_table(victim: tuple[Server, dict[str, str]], tmp_path: Path) -> None:
+def test_store_snapshot_sees_every_table(
+    victim: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
     server, _ = victim
     snap = store_snapshot(server.store)
     for table in ("runs", "projects", "chunks", "series", "artifacts", "documents"):

@@ -20,7 +20,16 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import Server, assert_unchanged, body_json, labbook_bin, raw_http, seed, status_of, store_snapshot
+from conftest import (
+    Server,
+    assert_unchanged,
+    body_json,
+    labbook_bin,
+    raw_http,
+    seed,
+    status_of,
+    store_snapshot,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -39,7 +48,11 @@ def test_deep_and_long_filters_are_refused_not_crashing(serve: Server) -> None:
     deep = "(" * 3000 + "config.lr > 0" + ")" * 3000
     nots = "not " * 3000 + "config.lr > 0"
     chain = " and ".join(["config.lr > 0"] * 2_500)  # URLs stop at 64 KB
-    for path in ("/api/v1/query/validate", "/api/v1/projects/victim/runs", "/api/v1/projects/victim/groups"):
+    for path in (
+        "/api/v1/query/validate",
+        "/api/v1/projects/victim/runs",
+        "/api/v1/projects/victim/groups",
+    ):
         for text in (deep, nots, chain):
             q = urllib.parse.urlencode({"filter": text, "by": "config.lr"})
             r = serve.get(f"{path}?{q}")
@@ -53,18 +66,29 @@ def test_deep_and_long_filters_are_refused_not_crashing(serve: Server) -> None:
     assert len(huge) > 800_000
     for path, body in (
         ("/runs/search", {"experiment_ids": [ids["experiment"]], "filter": huge}),
-        ("/experiments/search", {"filter": " and ".join(["name = 'x'"] * 60_000), "max_results": 10}),
+        (
+            "/experiments/search",
+            {"filter": " and ".join(["name = 'x'"] * 60_000), "max_results": 10},
+        ),
         ("/logged-models/search", {"experiment_ids": [ids["experiment"]], "filter": huge}),
     ):
         r = requests.post(ml + path, json=body, timeout=60)
         assert r.status_code == 400, (path, r.status_code, r.text[:200])
         assert r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
         assert healthy(serve), serve.log_tail()
-    r = requests.get(ml + "/registered-models/search", params={"filter": " and ".join(["name = 'x'"] * 2_500)}, timeout=60)
+    r = requests.get(
+        ml + "/registered-models/search",
+        params={"filter": " and ".join(["name = 'x'"] * 2_500)},
+        timeout=60,
+    )
     assert r.status_code == 400, r.text[:200]
     # A long but legal chain still answers.
     legal = " and ".join(["metrics.m >= 0"] * 1000)
-    r = requests.post(ml + "/runs/search", json={"experiment_ids": [ids["experiment"]], "filter": legal}, timeout=60)
+    r = requests.post(
+        ml + "/runs/search",
+        json={"experiment_ids": [ids["experiment"]], "filter": legal},
+        timeout=60,
+    )
     assert r.status_code == 200 and len(r.json()["runs"]) == 1, r.text[:300]
     assert healthy(serve)
 
@@ -75,14 +99,16 @@ def plant_curve(server: Server, run: str, key: str, points: int) -> None:
         steps = list(range(start, min(points, start + per)))
         batch = {
             "batch_id": f"{key}-{start}",
-            "series": {key: {"steps": steps, "ts_ms": steps, "values": [float(s % 997) for s in steps]}},
+            "series": {
+                key: {"steps": steps, "ts_ms": steps, "values": [float(s % 997) for s in steps]}
+            },
         }
         r = server.post_json(f"/api/v1/runs/{run}/log", batch, timeout=120)
         assert r.status_code == 200, r.text[:300]
 
 
 def test_series_answers_are_bounded_however_asked(serve: Server) -> None:
-    """One GET asking for a 1M-point curve 10,000 times (200 runs × 50 keys,
+    """One GET asking for a 1M-point curve 10,000 times (200 runs x 50 keys,
     all the same) with `after=` grew the server to 21 GB until the kernel
     killed it. Runs and keys are now de-duplicated and every answer holds at
     most 1,000,000 points."""
@@ -100,7 +126,7 @@ def test_series_answers_are_bounded_however_asked(serve: Server) -> None:
         assert len(curves[0]["steps"]) <= 1_000_000
     grown_mb = (serve.rss_peak_kb() - before_kb) / 1024
     assert grown_mb < 400, f"the server grew by {grown_mb:.0f} MB answering /series"
-    # Distinct curves share the budget: 20 runs × the planted key at 10,000
+    # Distinct curves share the budget: 20 runs x the planted key at 10,000
     # buckets would be 800,000 points each; the answer stays under 1M.
     for i in range(19):
         r = serve.post_json("/api/v1/runs", {"project": "victim", "id": f"twin{i:04d}"})
@@ -120,9 +146,26 @@ def test_the_artifact_root_can_never_be_deleted(serve: Server) -> None:
     ids = seed(serve)
     before = store_snapshot(serve.store)
     assert any(f.startswith("artifacts/blobs/") for f in before["files"])
-    spellings = [".", "%2e", "%2E", "./", ".%2f", "%2e/", "a/..", "a/%2e%2e", "a/../", "%2e%2e/x/..", "x/%2E%2E", "./.", "%2e%2f%2e"]
-    for prefix in ("/api/2.0/mlflow-artifacts/artifacts/", "/ajax-api/2.0/mlflow-artifacts/artifacts/"):
-        for spelling in spellings + [""]:
+    spellings = [
+        ".",
+        "%2e",
+        "%2E",
+        "./",
+        ".%2f",
+        "%2e/",
+        "a/..",
+        "a/%2e%2e",
+        "a/../",
+        "%2e%2e/x/..",
+        "x/%2E%2E",
+        "./.",
+        "%2e%2f%2e",
+    ]
+    for prefix in (
+        "/api/2.0/mlflow-artifacts/artifacts/",
+        "/ajax-api/2.0/mlflow-artifacts/artifacts/",
+    ):
+        for spelling in [*spellings, ""]:
             answer = raw_http(
                 serve.host,
                 serve.port,
@@ -132,9 +175,15 @@ def test_the_artifact_root_can_never_be_deleted(serve: Server) -> None:
             assert "error_code" in body_json(answer), answer[:300]
     assert_unchanged(before, store_snapshot(serve.store), "deletes of the artifact root")
     # A file or a folder can still be deleted.
-    r = requests.delete(f"{serve.url}/api/2.0/mlflow-artifacts/artifacts/{ids['artifact_root']}/model", timeout=30)
+    r = requests.delete(
+        f"{serve.url}/api/2.0/mlflow-artifacts/artifacts/{ids['artifact_root']}/model", timeout=30
+    )
     assert r.status_code == 200, r.text
-    listing = requests.get(f"{serve.url}/api/2.0/mlflow-artifacts/artifacts", params={"path": ids["artifact_root"]}, timeout=30).json()
+    listing = requests.get(
+        f"{serve.url}/api/2.0/mlflow-artifacts/artifacts",
+        params={"path": ids["artifact_root"]},
+        timeout=30,
+    ).json()
     assert [f["path"] for f in listing["files"]] == ["notes.txt"]
 
 
@@ -159,9 +208,15 @@ def test_links_inside_the_store_are_not_followed(serve: Server, tmp_path: Path) 
     folder.symlink_to(outside)
     r = requests.get(url, timeout=30)
     assert r.status_code >= 400 and b"TOP-SECRET" not in r.content
-    r = requests.put(f"{serve.url}/api/2.0/mlflow-artifacts/artifacts/{ids['artifact_root']}/again.txt", data=b"hello", timeout=30)
+    r = requests.put(
+        f"{serve.url}/api/2.0/mlflow-artifacts/artifacts/{ids['artifact_root']}/again.txt",
+        data=b"hello",
+        timeout=30,
+    )
     assert r.status_code >= 400
-    assert sorted(p.name for p in outside.iterdir()) == [hello.name], "a write followed the link out of the store"
+    assert sorted(p.name for p in outside.iterdir()) == [hello.name], (
+        "a write followed the link out of the store"
+    )
     assert healthy(serve)
 
 
@@ -211,7 +266,9 @@ def test_silent_and_slow_connections_do_not_starve_others(launch: Any) -> None:
         assert closed and time.monotonic() - t0 < 6, "a trickled head was kept open"
     # A body that stops arriving is cut off at the idle timeout.
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
-        sock.sendall(b"POST /api/v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        sock.sendall(
+            b"POST /api/v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
         t0 = time.monotonic()
         sock.settimeout(10)
         try:
@@ -246,17 +303,25 @@ def test_uploads_over_the_limit_or_the_free_space_store_nothing(launch: Any) -> 
     full: Server = launch("serve", "--min-free-space", "1000000TiB")
     ids = seed_no_artifacts(full)
     before = store_snapshot(full.store)
-    r = requests.put(f"{full.url}/api/2.0/mlflow-artifacts/artifacts/{ids}/tiny.txt", data=b"tiny", timeout=30)
+    r = requests.put(
+        f"{full.url}/api/2.0/mlflow-artifacts/artifacts/{ids}/tiny.txt", data=b"tiny", timeout=30
+    )
     assert r.status_code == 507, r.text
     assert r.json()["error_code"] == "RESOURCE_EXHAUSTED" and "free" in r.json()["message"]
-    r = requests.put(f"{full.url}/api/2.0/mlflow-artifacts/artifacts/{ids}/chunked.txt", data=iter([b"a", b"b"]), timeout=30)
+    r = requests.put(
+        f"{full.url}/api/2.0/mlflow-artifacts/artifacts/{ids}/chunked.txt",
+        data=iter([b"a", b"b"]),
+        timeout=30,
+    )
     assert r.status_code == 507, r.text
     assert_unchanged(before, store_snapshot(full.store), "uploads past the free-space reserve")
 
 
 def seed_no_artifacts(server: Server) -> str:
     ml = server.url + "/api/2.0/mlflow"
-    exp = requests.post(ml + "/experiments/create", json={"name": "e"}, timeout=30).json()["experiment_id"]
+    exp = requests.post(ml + "/experiments/create", json={"name": "e"}, timeout=30).json()[
+        "experiment_id"
+    ]
     run = requests.post(ml + "/runs/create", json={"experiment_id": exp}, timeout=30).json()
     return str(run["run"]["info"]["artifact_uri"].split("mlflow-artifacts:", 1)[-1].lstrip("/"))
 
@@ -301,7 +366,12 @@ def test_the_store_is_private_by_default(tmp_path: Path, launch: Any) -> None:
         project = tmp_path / "private"
         project.mkdir()
         subprocess.run([binary, "init"], cwd=project, check=True, capture_output=True)
-        subprocess.run([binary, "run", "--no-monitor", "--", "true"], cwd=project, check=True, capture_output=True)
+        subprocess.run(
+            [binary, "run", "--no-monitor", "--", "true"],
+            cwd=project,
+            check=True,
+            capture_output=True,
+        )
         store = project / ".labbook"
         assert mode(store) == 0o700
         for f in store.iterdir():
@@ -309,7 +379,12 @@ def test_the_store_is_private_by_default(tmp_path: Path, launch: Any) -> None:
         # A store made by a first `labbook run` (no init) is private too.
         fresh = tmp_path / "fresh"
         fresh.mkdir()
-        subprocess.run([binary, "run", "--no-monitor", "--", "true"], cwd=fresh, check=True, capture_output=True)
+        subprocess.run(
+            [binary, "run", "--no-monitor", "--", "true"],
+            cwd=fresh,
+            check=True,
+            capture_output=True,
+        )
         assert mode(fresh / ".labbook") == 0o700
         assert mode(fresh / ".labbook" / "labbook.db") == 0o600
         # Artifacts stored by the server: folders 0700, files 0600.
@@ -322,11 +397,18 @@ def test_the_store_is_private_by_default(tmp_path: Path, launch: Any) -> None:
         shared = tmp_path / "shared"
         shared.mkdir()
         subprocess.run([binary, "init", "--shared"], cwd=shared, check=True, capture_output=True)
-        subprocess.run([binary, "run", "--no-monitor", "--", "true"], cwd=shared, check=True, capture_output=True)
+        subprocess.run(
+            [binary, "run", "--no-monitor", "--", "true"],
+            cwd=shared,
+            check=True,
+            capture_output=True,
+        )
         assert mode(shared / ".labbook") == 0o2770
         for f in (shared / ".labbook").iterdir():
             assert mode(f) == 0o660, (f.name, oct(mode(f)))
-        out = subprocess.run([binary, "init", "--shared"], cwd=project, check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [binary, "init", "--shared"], cwd=project, check=True, capture_output=True, text=True
+        )
         assert "shared with its group" in out.stdout
         assert mode(store) == 0o2770 and mode(store / "labbook.db") & 0o060 == 0o060
     finally:
@@ -352,7 +434,13 @@ def test_deleting_many_artifacts_does_not_stall_writers(serve: Server) -> None:
             t0 = time.monotonic()
             r = s.post(
                 f"{serve.url}/api/2.0/mlflow/runs/log-metric",
-                json={"run_id": ids["mlflow_run"], "key": "during", "value": 1.0, "timestamp": step, "step": step},
+                json={
+                    "run_id": ids["mlflow_run"],
+                    "key": "during",
+                    "value": 1.0,
+                    "timestamp": step,
+                    "step": step,
+                },
                 timeout=60,
             )
             latencies.append(time.monotonic() - t0)
@@ -369,9 +457,15 @@ def test_deleting_many_artifacts_does_not_stall_writers(serve: Server) -> None:
     finally:
         done.set()
         writer.join(60)
-    listing = session.get(f"{serve.url}/api/2.0/mlflow-artifacts/artifacts", params={"path": ids["artifact_root"]}, timeout=30).json()
+    listing = session.get(
+        f"{serve.url}/api/2.0/mlflow-artifacts/artifacts",
+        params={"path": ids["artifact_root"]},
+        timeout=30,
+    ).json()
     assert "many" not in [f["path"] for f in listing["files"]]
-    assert max(latencies) < 1.5, f"a writer waited {max(latencies):.2f} s while {delete_s:.2f} s of deletes ran"
+    assert max(latencies) < 1.5, (
+        f"a writer waited {max(latencies):.2f} s while {delete_s:.2f} s of deletes ran"
+    )
     assert len(latencies) >= 2, latencies
     blobs = [p for p in (serve.store / "artifacts/blobs").rglob("*") if p.is_file()]
     assert len(blobs) == 2, f"{len(blobs)} blobs left (expected the seed's two)"
@@ -382,7 +476,9 @@ def test_bad_requests_leave_the_server_answering(serve: Server) -> None:
     is not one, bytes that are not HTTP."""
     for raw in (
         b"GET /" + b"a" * (1 << 20) + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(10_000)) + b"\r\n",
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + b"".join(b"X-%d: y\r\n" % i for i in range(10_000))
+        + b"\r\n",
         b"FROB / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
         b"\x00\xff\x16\x03\x01garbage\r\n\r\n",
     ):
