@@ -307,7 +307,8 @@ impl SqliteStore {
             && let Ok(mut file) = modes.create_new(&ignore)
         {
             use std::io::Write as _;
-            let _ = file.write_all(b"# Created by labbook: the store is local data, not source.\n*\n");
+            let _ =
+                file.write_all(b"# Created by labbook: the store is local data, not source.\n*\n");
         }
         let path = dir.join(DB_FILE);
         // SQLite would create the file with 0644 less the umask, and gives

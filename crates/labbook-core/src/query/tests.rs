@@ -288,7 +288,12 @@ fn nesting_is_bounded_and_chains_are_flat() {
     let err = parse_filter(&deep).unwrap_err();
     assert!(err.to_string().contains("nests deeper than 64"), "{err}");
     let nots = format!("{}config.lr > 0", "not ".repeat(3000));
-    assert!(parse_filter(&nots).unwrap_err().to_string().contains("nests deeper"));
+    assert!(
+        parse_filter(&nots)
+            .unwrap_err()
+            .to_string()
+            .contains("nests deeper")
+    );
     // The limit itself is usable.
     let at_limit = format!("{}config.lr > 0{}", "(".repeat(64), ")".repeat(64));
     assert_eq!(hits(&at_limit, &runs), hits("config.lr > 0", &runs));
@@ -305,14 +310,24 @@ fn nesting_is_bounded_and_chains_are_flat() {
     // 60,000 clauses (about 1 MB) are refused, not walked.
     let huge = vec!["config.lr > 0"; 60_000].join(" and ");
     let err = parse_filter(&huge).unwrap_err();
-    assert!(err.to_string().contains("more than 1000 conditions"), "{err}");
+    assert!(
+        err.to_string().contains("more than 1000 conditions"),
+        "{err}"
+    );
     let list = format!("id in ({})", vec!["'x'"; MAX_LIST_VALUES + 1].join(","));
-    assert!(parse_filter(&list).unwrap_err().to_string().contains("at most 10000 values"));
+    assert!(
+        parse_filter(&list)
+            .unwrap_err()
+            .to_string()
+            .contains("at most 10000 values")
+    );
 }
 
 #[test]
 fn parenthesized_chains_flatten() {
-    let e = parse_filter("(config.lr > 0 and config.lr < 1) and (status = 'finished' and id = 'a')").unwrap();
+    let e =
+        parse_filter("(config.lr > 0 and config.lr < 1) and (status = 'finished' and id = 'a')")
+            .unwrap();
     match e {
         Expr::And(all) => assert_eq!(all.len(), 4),
         other => panic!("expected a flat And, got {other:?}"),
