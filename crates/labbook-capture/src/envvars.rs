@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use labbook_core::redact::{redact_value, secret_env_name};
+
 /// Variables recorded by exact name.
 const ALLOWED: &[&str] = &[
     "CUDA_VISIBLE_DEVICES",
@@ -33,48 +35,45 @@ const ALLOWED: &[&str] = &[
 /// Prefixes of cluster schedulers' job variables (Slurm, PBS, LSF, SGE).
 const ALLOWED_PREFIXES: &[&str] = &["SLURM_", "PBS_", "LSB_", "SGE_"];
 
-/// Substrings (upper case) that exclude a variable even when it is allowed
-/// above: schedulers export keys and tokens under their own prefixes too.
-const DENIED_PARTS: &[&str] = &[
-    "TOKEN",
-    "SECRET",
-    "PASSWORD",
-    "PASSWD",
-    "CREDENTIAL",
-    "KEY",
-    "AUTH",
-    "COOKIE",
-    "SESSION",
-];
-
 /// Longest value kept, in bytes.
 const MAX_VALUE_BYTES: usize = 4096;
 
 /// Whether the environment variable `name` is recorded with a run.
 ///
 /// Allowed are device, threading, distributed-training and virtualenv
-/// variables and any `SLURM_*`, `PBS_*`, `LSB_*` or `SGE_*`; a name containing
-/// (in any case) TOKEN, SECRET, PASSWORD, PASSWD, CREDENTIAL, KEY, AUTH,
-/// COOKIE or SESSION is refused regardless.
+/// variables and any `SLURM_*`, `PBS_*`, `LSB_*` or `SGE_*`; a name that
+/// [`secret_env_name`] takes for a secret's (TOKEN, SECRET, PASSWORD, KEY,
+/// AUTH, SESSION, JWT, PRIVATE, CERT… anywhere, or a word PASS, PAT, PW…)
+/// is refused regardless: schedulers export keys and tokens under their own
+/// prefixes too (`SLURM_JWT`).
 pub fn env_var_allowed(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    if DENIED_PARTS.iter().any(|part| upper.contains(part)) {
+    if secret_env_name(name) {
         return false;
     }
     ALLOWED.contains(&name) || ALLOWED_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
-/// The allowed variables of this process, values cut to 4096 bytes.
+/// The allowed variables of this process, values cut to 4096 bytes and
+/// without credentials: an allowed name can still hold a URL with a
+/// password in it (`SLURM_DB_URL=postgres://u:***@h/db` is kept that way).
 pub(crate) fn collect() -> BTreeMap<String, String> {
-    std::env::vars_os()
-        .filter_map(|(name, value)| {
-            let name = name.into_string().ok()?;
-            env_var_allowed(&name).then(|| {
-                let value = value.to_string_lossy();
-                (name, truncate(&value, MAX_VALUE_BYTES).to_owned())
-            })
+    collect_from(std::env::vars_os())
+}
+
+fn collect_from(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> BTreeMap<String, String> {
+    vars.filter_map(|(name, value)| {
+        let name = name.into_string().ok()?;
+        env_var_allowed(&name).then(|| {
+            // Redacted before the cut, so a cut cannot split a secret out of
+            // the pattern that finds it.
+            let value = redact_value(&value.to_string_lossy());
+            let value = truncate(&value, MAX_VALUE_BYTES).to_owned();
+            (name, value)
         })
-        .collect()
+    })
+    .collect()
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character
@@ -112,6 +111,9 @@ mod tests {
             "SLURM_AUTH_KEY",
             "SLURM_JOB_token",
             "SGE_SESSION_ID",
+            "SLURM_JWT",
+            "SLURM_DB_PASS",
+            "PBS_CERT_PATH",
             "PATH",
             "HOME",
             "cuda_visible_devices",
@@ -119,6 +121,27 @@ mod tests {
         ] {
             assert!(!env_var_allowed(name), "{name} should be denied");
         }
+    }
+
+    #[test]
+    fn values_lose_credentials() {
+        let vars = [
+            ("SLURM_DB_URL", "postgres://u:pw@h/db"),
+            ("SLURM_JWT", "eyJ.x.y"),
+            ("MASTER_ADDR", "10.0.0.1"),
+            ("CUDA_VISIBLE_DEVICES", "0,1"),
+            ("HOME", "/root"),
+        ]
+        .map(|(n, v)| (n.into(), v.into()));
+        let got = collect_from(vars.into_iter());
+        let expected: BTreeMap<String, String> = [
+            ("CUDA_VISIBLE_DEVICES", "0,1"),
+            ("MASTER_ADDR", "10.0.0.1"),
+            ("SLURM_DB_URL", "postgres://u:***@h/db"),
+        ]
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .into();
+        assert_eq!(got, expected);
     }
 
     #[test]

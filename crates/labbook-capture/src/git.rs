@@ -2,11 +2,14 @@
 //! command line so that every repository layout git understands (worktrees,
 //! submodules, `safe.directory`, sparse checkouts) is handled by git itself.
 
+use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
 use std::path::Path;
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use labbook_core::redact::{secret_file, strip_url_credentials};
 
 use crate::{DEFAULT_MAX_DIFF_BYTES, GitState};
 
@@ -104,7 +107,9 @@ pub(crate) fn capture(
     };
 
     let remote_url = match remotes {
-        Ok(out) if out.status.success() => pick_remote(&out.stdout).map(|u| strip_credentials(&u)),
+        Ok(out) if out.status.success() => {
+            pick_remote(&out.stdout).map(|u| strip_url_credentials(&u))
+        }
         // `git config --get-regexp` exits with 1 when nothing matched.
         Ok(out) if out.status.code() == Some(1) => None,
         Ok(out) => {
@@ -117,16 +122,16 @@ pub(crate) fn capture(
         }
     };
 
-    let (diff, diff_truncated) = if status.dirty {
+    let diff = if status.dirty {
         match read_diff(dir, status.commit.is_some(), max_diff_bytes) {
             Ok(d) => d,
             Err(e) => {
                 warnings.push(e);
-                (String::new(), false)
+                Diff::default()
             }
         }
     } else {
-        (String::new(), false)
+        Diff::default()
     };
 
     if status.untracked_total > status.untracked.len() {
@@ -143,8 +148,9 @@ pub(crate) fn capture(
         branch: status.branch,
         remote_url,
         dirty: status.dirty,
-        diff,
-        diff_truncated,
+        diff: diff.text,
+        diff_truncated: diff.truncated,
+        diff_excluded: diff.excluded,
         untracked: status.untracked,
     };
     (Ok(Some(state)), warnings)
@@ -156,34 +162,98 @@ fn is_outside_work_tree(stderr: &str) -> bool {
     stderr.contains("not a git repository") || stderr.contains("must be run in a work tree")
 }
 
-fn read_diff(dir: &Path, has_commit: bool, max_bytes: usize) -> Result<(String, bool), String> {
-    let base: &[&str] = &["diff", "--no-color", "--no-ext-diff", "--no-textconv"];
-    let mut args = base.to_vec();
+/// What `git diff` gave, without the files named like secrets.
+#[derive(Debug, Default)]
+struct Diff {
+    text: String,
+    truncated: bool,
+    excluded: Vec<String>,
+}
+
+/// Settings for every diff command: `diff.relative` would make paths
+/// relative to `dir` and leave out the rest of the tree, so the names listed
+/// would not be the ones the `:(top)` excludes below refer to.
+const DIFF_CONFIG: [&str; 2] = ["-c", "diff.relative=false"];
+
+fn read_diff(dir: &Path, has_commit: bool, max_bytes: usize) -> Result<Diff, String> {
     // Without a commit there is no HEAD to diff against; the staged files are
     // the whole content of the first commit-to-be.
-    args.extend_from_slice(if has_commit {
-        &["HEAD", "--"]
-    } else {
-        &["--cached", "--"]
-    });
+    let against: &[&str] = if has_commit { &["HEAD"] } else { &["--cached"] };
+
+    // The changed files first, so that those named like secrets (`.env`,
+    // `*.pem`, see `secret_file`) are left out by path. Renames are listed
+    // as their two paths, so a secret file renamed is caught by either name.
+    let mut args: Vec<OsString> = DIFF_CONFIG.iter().map(OsString::from).collect();
+    args.extend(["diff", "--name-only", "-z", "--no-renames"].map(OsString::from));
+    args.extend(against.iter().map(OsString::from));
+    args.push("--".into());
+    let names = Git::spawn(dir, &args)
+        .and_then(|g| g.finish(usize::MAX))
+        .map_err(|e| format!("git diff: {e}"))?;
+    // Without the list of files there is no knowing which to leave out, so
+    // no diff is stored at all.
+    if !names.status.success() {
+        return Err(names.failure("git diff --name-only"));
+    }
+    let secret: Vec<&[u8]> = names
+        .stdout
+        .split(|&b| b == 0)
+        .filter(|path| !path.is_empty() && secret_file(&String::from_utf8_lossy(path)))
+        .collect();
+
+    let mut args: Vec<OsString> = DIFF_CONFIG.iter().map(OsString::from).collect();
+    args.extend(["diff", "--no-color", "--no-ext-diff", "--no-textconv"].map(OsString::from));
+    args.extend(against.iter().map(OsString::from));
+    args.push("--".into());
+    for path in &secret {
+        // `literal`: a path is not a glob; `top`: paths are relative to the
+        // root, as `--name-only` printed them, wherever `dir` is.
+        let mut spec = OsString::from(":(top,exclude,literal)");
+        spec.push(os_str(path));
+        args.push(spec);
+    }
+    let excluded = secret
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+
     // One byte past the limit tells a diff of exactly `max_bytes` from a
     // longer one; reading stops there and git ends on the closed pipe.
     let limit = max_bytes.saturating_add(1);
     let out = Git::spawn(dir, &args)
         .and_then(|g| g.finish(limit))
         .map_err(|e| format!("git diff: {e}"))?;
-    if out.stdout_truncated {
-        return Ok((cut_at_line(&out.stdout, max_bytes), true));
-    }
-    if !out.status.success() {
+    let (text, truncated) = if out.stdout_truncated {
+        (cut_at_line(&out.stdout, max_bytes), true)
+    } else if !out.status.success() {
         return Err(out.failure("git diff"));
-    }
-    let diff = String::from_utf8_lossy(&out.stdout).into_owned();
-    if diff.len() > max_bytes {
-        // Invalid UTF-8 became replacement characters and grew past the limit.
-        return Ok((cut_at_line(diff.as_bytes(), max_bytes), true));
-    }
-    Ok((diff, false))
+    } else {
+        let diff = String::from_utf8_lossy(&out.stdout).into_owned();
+        if diff.len() > max_bytes {
+            // Invalid UTF-8 became replacement characters and grew past the limit.
+            (cut_at_line(diff.as_bytes(), max_bytes), true)
+        } else {
+            (diff, false)
+        }
+    };
+    Ok(Diff {
+        text,
+        truncated,
+        excluded,
+    })
+}
+
+/// A path as git printed it, passed back to git unchanged even when it is
+/// not UTF-8.
+#[cfg(unix)]
+fn os_str(bytes: &[u8]) -> &OsStr {
+    use std::os::unix::ffi::OsStrExt;
+    OsStr::from_bytes(bytes)
+}
+
+#[cfg(not(unix))]
+fn os_str(bytes: &[u8]) -> OsString {
+    OsString::from(String::from_utf8_lossy(bytes).into_owned())
 }
 
 /// The longest prefix of `bytes` that ends with a newline and, once decoded,
@@ -289,32 +359,6 @@ fn pick_remote(out: &[u8]) -> Option<String> {
     first
 }
 
-/// Removes credentials from a remote URL: the whole user-info part of
-/// http(s) and ftp(s) URLs (tokens are often sent as the user name), and the
-/// password of other URLs. scp-like `user@host:path` forms carry no secret
-/// and stay as they are.
-pub(crate) fn strip_credentials(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
-    };
-    let (userinfo, host) = (&authority[..at], &authority[at + 1..]);
-    let web = matches!(
-        scheme.to_ascii_lowercase().as_str(),
-        "http" | "https" | "ftp" | "ftps"
-    );
-    if web {
-        format!("{scheme}://{host}{tail}")
-    } else {
-        let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-        format!("{scheme}://{user}@{host}{tail}")
-    }
-}
-
 #[derive(Debug)]
 enum RunError {
     NotInstalled,
@@ -357,7 +401,7 @@ struct Git {
 }
 
 impl Git {
-    fn spawn(dir: &Path, args: &[&str]) -> Result<Git, RunError> {
+    fn spawn<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> Result<Git, RunError> {
         let mut cmd = Command::new("git");
         cmd.arg("-C")
             .arg(dir)
@@ -503,38 +547,34 @@ fn read_stderr(mut pipe: ChildStderr, keep: usize) -> String {
 mod tests {
     use super::*;
 
+    /// The rule itself lives in `labbook_core::redact`; these are the
+    /// remote forms git users have.
     #[test]
-    fn strips_https_credentials() {
-        assert_eq!(
-            strip_credentials("https://user:ghp_xxx@github.com/a/b.git"),
-            "https://github.com/a/b.git"
-        );
-        assert_eq!(strip_credentials("https://token@host/x"), "https://host/x");
-        assert_eq!(
-            strip_credentials("HTTP://u:p@host:8080/x?q=a@b"),
-            "HTTP://host:8080/x?q=a@b"
-        );
-        assert_eq!(
-            strip_credentials("https://github.com/a/b.git"),
-            "https://github.com/a/b.git"
-        );
-    }
-
-    #[test]
-    fn keeps_ssh_users_but_not_passwords() {
-        assert_eq!(
-            strip_credentials("git@github.com:a/b.git"),
-            "git@github.com:a/b.git"
-        );
-        assert_eq!(
-            strip_credentials("ssh://git@github.com/a/b.git"),
-            "ssh://git@github.com/a/b.git"
-        );
-        assert_eq!(
-            strip_credentials("ssh://me:hunter2@host/a.git"),
-            "ssh://me@host/a.git"
-        );
-        assert_eq!(strip_credentials("/srv/repos/a.git"), "/srv/repos/a.git");
+    fn remote_urls_lose_credentials() {
+        let cases = [
+            (
+                "https://user:ghp_xxx@github.com/a/b.git",
+                "https://github.com/a/b.git",
+            ),
+            ("https://token@host/x", "https://host/x"),
+            ("HTTP://u:p@host:8080/x?q=a@b", "HTTP://host:8080/x?q=a@b"),
+            ("https://github.com/a/b.git", "https://github.com/a/b.git"),
+            (
+                "https://u:p@host/r.git?private_token=abc",
+                "https://host/r.git?private_token=***",
+            ),
+            ("git@github.com:a/b.git", "git@github.com:a/b.git"),
+            (
+                "ssh://git@github.com/a/b.git",
+                "ssh://git@github.com/a/b.git",
+            ),
+            // A password of a non-web URL is masked, the user name kept.
+            ("ssh://me:hunter2@host/a.git", "ssh://me:***@host/a.git"),
+            ("/srv/repos/a.git", "/srv/repos/a.git"),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(strip_url_credentials(url), expected, "{url}");
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::thread::{self, Scope, ScopedJoinHandle};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use labbook_core::redact::{redact_argv, redact_value};
 use serde::{Deserialize, Serialize};
 
 pub use envvars::env_var_allowed;
@@ -71,7 +72,8 @@ pub struct Environment {
     pub captured_at_ms: i64,
     /// How long [`capture`] took, in microseconds.
     pub capture_micros: u64,
-    /// Command line of the run.
+    /// Command line of the run, with secrets in it replaced by `***`
+    /// ([`labbook_core::redact::redact_argv`]).
     pub command: Vec<String>,
     /// Working directory of the run.
     pub cwd: String,
@@ -107,7 +109,8 @@ pub struct Environment {
     /// Git state of the working directory; `None` outside a repository.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub git: Option<GitState>,
-    /// Environment variables that passed [`env_var_allowed`].
+    /// Environment variables that passed [`env_var_allowed`], their values
+    /// without credentials ([`labbook_core::redact::redact_value`]).
     pub env_vars: BTreeMap<String, String>,
     /// Short reasons for whatever could not be captured.
     pub errors: Vec<String>,
@@ -177,12 +180,18 @@ pub struct GitState {
     /// Whether tracked files changed (staged or not). Untracked files alone
     /// do not make the tree dirty.
     pub dirty: bool,
-    /// `git diff HEAD` of tracked files; binary files are summarized as git
-    /// does. In a repository with no commits, the diff of staged files.
+    /// `git diff HEAD` of tracked files, except those in `diff_excluded`;
+    /// binary files are summarized as git does. In a repository with no
+    /// commits, the diff of staged files.
     pub diff: String,
     /// Whether `diff` was cut to the size limit.
     pub diff_truncated: bool,
-    /// Untracked files, relative to `root`, respecting `.gitignore`.
+    /// Changed files left out of `diff` because they are named like secrets
+    /// (`.env`, `*.pem`, `credentials.json`; see
+    /// [`labbook_core::redact::secret_file`]), relative to `root`.
+    pub diff_excluded: Vec<String>,
+    /// Untracked files, relative to `root`, respecting `.gitignore`. Only
+    /// names: a file named like a secret is listed too, its contents never.
     pub untracked: Vec<String>,
 }
 
@@ -213,11 +222,12 @@ pub fn capture(opts: &CaptureOptions) -> Environment {
     };
     env.cwd = cwd.to_string_lossy().into_owned();
     env.command = if opts.argv.is_empty() {
-        std::env::args_os()
+        let own: Vec<String> = std::env::args_os()
             .map(|a| a.to_string_lossy().into_owned())
-            .collect()
+            .collect();
+        redact_argv(&own)
     } else {
-        opts.argv.clone()
+        redact_argv(&opts.argv)
     };
 
     let max_diff_bytes = opts.max_diff_bytes;
@@ -257,6 +267,10 @@ pub fn capture(opts: &CaptureOptions) -> Environment {
         }
     });
 
+    // Git's messages can quote a remote or a config value.
+    for error in &mut env.errors {
+        *error = redact_value(error);
+    }
     env.capture_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     env
 }

@@ -436,3 +436,219 @@ fn pid_liveness() {
     child.wait().expect("wait");
     assert!(!pid_alive(pid));
 }
+
+/// Secret values written into the repositories below; none may appear in
+/// anything captured.
+const SECRETS: &[&str] = &[
+    "SEKRET_ENV_OLD",
+    "SEKRET_ENV_NEW",
+    "SEKRET_DB_OLD",
+    "SEKRET_DB_NEW",
+    "SEKRET_PEM_OLD",
+    "SEKRET_PEM_NEW",
+    "SEKRET_LOCAL",
+    "SEKRET_REMOTE_PW",
+    "SEKRET_REMOTE_TOKEN",
+];
+
+/// A repository with a committed `.env`, `key.pem` and `config/.env.local`,
+/// all three then modified along with `train.py`, and a remote with
+/// credentials in its user-info and query string.
+fn repository_with_secrets() -> tempfile::TempDir {
+    let repo = init_repo();
+    let root = repo.path();
+    write(
+        &root.join(".env"),
+        "API_KEY=SEKRET_ENV_OLD\nDB_PASSWORD=SEKRET_DB_OLD\n",
+    );
+    write(
+        &root.join("key.pem"),
+        "-----BEGIN KEY-----\nSEKRET_PEM_OLD\n",
+    );
+    write(&root.join("config/.env.local"), "X=1\n");
+    write(&root.join(".env.example"), "API_KEY=changeme\n");
+    write(&root.join("train.py"), "lr = 0.1\n");
+    commit_all(root, "first");
+    git(
+        root,
+        &[
+            "remote",
+            "add",
+            "origin",
+            "https://u:SEKRET_REMOTE_PW@host/r.git?private_token=SEKRET_REMOTE_TOKEN",
+        ],
+    );
+    write(
+        &root.join(".env"),
+        "API_KEY=SEKRET_ENV_NEW\nDB_PASSWORD=SEKRET_DB_NEW\n",
+    );
+    write(
+        &root.join("key.pem"),
+        "-----BEGIN KEY-----\nSEKRET_PEM_NEW\n",
+    );
+    write(&root.join("config/.env.local"), "X=SEKRET_LOCAL\n");
+    write(&root.join(".env.example"), "API_KEY=\nDB_PASSWORD=\n");
+    write(&root.join("train.py"), "lr = 0.01\n");
+    // Untracked secrets are listed by name only; git never reads them here.
+    write(&root.join("id_rsa"), "SEKRET_UNTRACKED\n");
+    repo
+}
+
+fn assert_no_secret(what: &str, text: &str) {
+    for secret in SECRETS.iter().chain(&["SEKRET_UNTRACKED"]) {
+        assert!(!text.contains(secret), "{secret} in {what}: {text}");
+    }
+}
+
+#[test]
+fn secrets_never_reach_the_captured_git_state() {
+    type Setup = fn(&Path) -> PathBuf;
+    let cases: &[(&str, Setup, &[&str])] = &[
+        (
+            "from the root",
+            |root| root.to_path_buf(),
+            &[".env", "config/.env.local", "key.pem"],
+        ),
+        (
+            "from a subdirectory, paths stay relative to the root",
+            |root| root.join("config"),
+            &[".env", "config/.env.local", "key.pem"],
+        ),
+        (
+            "with diff.relative set, which would change the paths git prints",
+            |root| {
+                git(root, &["config", "diff.relative", "true"]);
+                root.join("config")
+            },
+            &[".env", "config/.env.local", "key.pem"],
+        ),
+        (
+            "a secret file deleted shows its old content as removed lines",
+            |root| {
+                std::fs::remove_file(root.join(".env")).expect("remove");
+                root.to_path_buf()
+            },
+            &[".env", "config/.env.local", "key.pem"],
+        ),
+        (
+            "a secret file renamed is left out under its old name",
+            |root| {
+                git(root, &["mv", "key.pem", "moved.pem"]);
+                root.to_path_buf()
+            },
+            &[".env", "config/.env.local", "key.pem", "moved.pem"],
+        ),
+    ];
+    for (label, setup, excluded) in cases {
+        let repo = repository_with_secrets();
+        let dir = setup(repo.path());
+        let env = capture(&CaptureOptions {
+            cwd: dir,
+            ..CaptureOptions::default()
+        });
+        let state = env.git.clone().expect("inside a repository");
+        assert!(state.dirty, "{label}");
+        assert!(
+            state.diff.contains("-lr = 0.1\n+lr = 0.01"),
+            "{label}: {}",
+            state.diff
+        );
+        assert!(
+            state.diff.contains("+API_KEY=\n"),
+            "{label}: {}",
+            state.diff
+        );
+        let mut got = state.diff_excluded.clone();
+        got.sort();
+        assert_eq!(got, *excluded, "{label}");
+        assert_eq!(
+            state.remote_url.as_deref(),
+            Some("https://host/r.git?private_token=***"),
+            "{label}"
+        );
+        assert!(state.untracked.contains(&"id_rsa".to_owned()), "{label}");
+        let json = serde_json::to_string(&env).expect("serialize");
+        assert_no_secret(label, &json);
+    }
+}
+
+#[test]
+fn secrets_never_reach_a_first_commit_diff() {
+    let repo = init_repo();
+    let root = repo.path();
+    write(&root.join(".env"), "TOKEN=SEKRET_ENV_NEW\n");
+    write(&root.join("train.py"), "lr = 0.1\n");
+    git(root, &["add", "-A"]);
+    let state = capture_git(root, 0).expect("git state").expect("repo");
+    assert_eq!(state.commit, None);
+    assert!(state.diff.contains("+lr = 0.1"), "{}", state.diff);
+    assert_eq!(state.diff_excluded, [".env"]);
+    assert_no_secret("diff", &state.diff);
+}
+
+#[test]
+fn a_clean_tree_or_plain_changes_exclude_nothing() {
+    let repo = init_repo();
+    let root = repo.path();
+    write(&root.join("a.txt"), "a\n");
+    commit_all(root, "first");
+    let clean = capture_git(root, 0).expect("git state").expect("repo");
+    assert!(clean.diff_excluded.is_empty());
+    write(&root.join("a.txt"), "b\n");
+    let dirty = capture_git(root, 0).expect("git state").expect("repo");
+    assert!(dirty.diff.contains("+b"));
+    assert!(dirty.diff_excluded.is_empty());
+}
+
+#[test]
+fn old_git_state_without_diff_excluded_still_reads() {
+    let old = r#"{"root": "/r", "dirty": true, "diff": "x", "untracked": []}"#;
+    let state: labbook_capture::GitState = serde_json::from_str(old).expect("old JSON");
+    assert!(state.diff_excluded.is_empty());
+    assert_eq!(state.diff, "x");
+}
+
+#[test]
+fn command_and_environment_lose_their_secrets() {
+    let argv: Vec<String> = [
+        "train.py",
+        "--api-key=SEKRET_A",
+        "--password",
+        "SEKRET_B",
+        "postgres://u:SEKRET_C@h/db",
+        "HF_TOKEN=SEKRET_D",
+        "--lr",
+        "0.1",
+        "--author",
+        "me",
+    ]
+    .map(String::from)
+    .into();
+    let env = capture(&CaptureOptions {
+        argv,
+        skip_git: true,
+        ..CaptureOptions::default()
+    });
+    assert_eq!(
+        env.command,
+        [
+            "train.py",
+            "--api-key=***",
+            "--password",
+            "***",
+            "postgres://u:***@h/db",
+            "HF_TOKEN=***",
+            "--lr",
+            "0.1",
+            "--author",
+            "me",
+        ]
+    );
+    // This process's own arguments are redacted as well.
+    let own = capture(&CaptureOptions {
+        skip_git: true,
+        ..CaptureOptions::default()
+    });
+    let args: Vec<String> = std::env::args().collect();
+    assert_eq!(own.command, labbook_core::redact::redact_argv(&args));
+}

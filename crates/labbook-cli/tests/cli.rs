@@ -566,6 +566,149 @@ fn run_creates_the_store_at_the_git_root() {
     assert!(human.contains("on main · dirty: 1 changed line"), "{human}");
 }
 
+/// Every file of a store, as bytes: the database, its WAL and anything
+/// beside them.
+fn store_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let bytes = fs::read(&path).unwrap();
+                files.push((path, bytes));
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn run_stores_no_secret_from_the_command_line_environment_config_or_git() {
+    let sb = Sandbox::new();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(&sb.cwd)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    };
+    git(&["init", "-q"]);
+    fs::write(sb.cwd.join(".env"), "HF_TOKEN=SEKRET9old\n").unwrap();
+    fs::write(sb.cwd.join("train.py"), "lr = 0.1\n").unwrap();
+    git(&["add", ".env", "train.py"]);
+    git(&["commit", "-q", "-m", "init"]);
+    git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://u:SEKRET10@host/r.git?private_token=SEKRET11",
+    ]);
+    fs::write(sb.cwd.join(".env"), "HF_TOKEN=SEKRET9new\n").unwrap();
+    fs::write(sb.cwd.join("train.py"), "lr = 0.01\n").unwrap();
+
+    let out = sb
+        .cmd(&[
+            "run",
+            "--no-monitor",
+            "-p",
+            "proj-name",
+            "--config",
+            "api_key=SEKRET7",
+            "--config",
+            "db=postgres://u:SEKRET8@h/x",
+            "--config",
+            "lr=0.1",
+            "--",
+            "sh",
+            "-c",
+            "exit 0",
+            "x",
+            "--api-key=SEKRET1",
+            "--password",
+            "SEKRET2",
+            "--token=SEKRET3",
+            "postgres://u:SEKRET4@h/db",
+            "--lr",
+            "0.1",
+        ])
+        .env("SLURM_JWT", "SEKRET5")
+        .env("SLURM_DB_URL", "postgres://u:SEKRET6@h/db")
+        .env("CUDA_VISIBLE_DEVICES", "0")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // The raw files first, before anything else opens the store.
+    let files = store_bytes(&sb.store_dir);
+    assert!(
+        files.iter().any(|(p, _)| p.ends_with("labbook.db")),
+        "{files:?}"
+    );
+    for (path, bytes) in &files {
+        assert!(
+            !bytes.windows(6).any(|w| w == b"SEKRET"),
+            "a secret is stored in {}",
+            path.display()
+        );
+    }
+    let printed = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!printed.contains("SEKRET"), "{printed}");
+
+    let run = sb.only_run();
+    assert_eq!(run.project, "proj-name", "-p is labbook's project");
+    let shown = sb.ok(&["show", &run.id, "--json"]);
+    assert!(!shown.contains("SEKRET"), "{shown}");
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    let env = &shown["environment"];
+    assert_eq!(
+        env["command"],
+        json!([
+            "sh",
+            "-c",
+            "exit 0",
+            "x",
+            "--api-key=***",
+            "--password",
+            "***",
+            "--token=***",
+            "postgres://u:***@h/db",
+            "--lr",
+            "0.1"
+        ])
+    );
+    assert_eq!(env["env_vars"]["CUDA_VISIBLE_DEVICES"], "0");
+    assert_eq!(env["env_vars"]["SLURM_DB_URL"], "postgres://u:***@h/db");
+    assert!(env["env_vars"].get("SLURM_JWT").is_none(), "{env}");
+    assert_eq!(
+        env["git"]["remote_url"],
+        "https://host/r.git?private_token=***"
+    );
+    assert_eq!(env["git"]["diff_excluded"], json!([".env"]));
+    let diff = env["git"]["diff"].as_str().unwrap();
+    assert!(diff.contains("+lr = 0.01"), "{diff}");
+    assert_eq!(run.config["api_key"], ConfigValue::Str("***".into()));
+    assert_eq!(
+        run.config["db"],
+        ConfigValue::Str("postgres://u:***@h/x".into())
+    );
+    assert_eq!(run.config["lr"], ConfigValue::Float(0.1));
+
+    // The human view says which files the diff leaves out.
+    let human = sb.ok(&["show", &run.id]);
+    assert!(human.contains("not in the diff (secrets): .env"), "{human}");
+    assert!(!human.contains("SEKRET"), "{human}");
+}
+
 #[test]
 fn run_samples_system_metrics_unless_told_not_to() {
     let sb = Sandbox::new();

@@ -7,6 +7,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
+use crate::redact;
 
 /// Longest config key or metric key accepted, in bytes (MLflow's limit too).
 pub const MAX_KEY_LEN: usize = 250;
@@ -200,7 +201,8 @@ pub fn clip(s: &str, column: usize, width: usize) -> String {
 }
 
 /// Flattens nested objects into dotted keys (`{"model": {"depth": 4}}` →
-/// `model.depth = 4`) and validates keys, depth and string sizes.
+/// `model.depth = 4`), validates keys, depth and string sizes, and hides
+/// secrets ([`redact_entry`]).
 pub fn flatten(nested: &BTreeMap<String, ConfigValue>) -> Result<Config, ValidationError> {
     let mut out = Config::new();
     flatten_into(&mut out, "", nested, 0)?;
@@ -232,7 +234,8 @@ fn flatten_into(
             }
             other => {
                 check_value(&full, other, depth + 1)?;
-                out.insert(full, other.clone());
+                let value = redact_entry(&full, other);
+                out.insert(full, value);
             }
         }
     }
@@ -261,6 +264,44 @@ fn check_value(key: &str, value: &ConfigValue, depth: usize) -> Result<(), Valid
             .values()
             .try_for_each(|v| check_value(key, v, depth + 1)),
         _ => Ok(()),
+    }
+}
+
+/// The value stored for config key `key`: secrets never reach the store.
+///
+/// Under a secret-like key ([`redact::secret_name`]: `api_key`, `hf_token`,
+/// `db.password`) strings, lists and objects become `"***"`; numbers do too
+/// under a password-like key ([`redact::password_name`]: a PIN), but not
+/// under others (tokens and API keys are strings, and `"odd key": 2` is a
+/// hyperparameter); null and booleans stay (`use_auth_token: true`).
+/// Elsewhere strings lose credentials ([`redact::redact_value`]:
+/// `postgres://u:***@h/db`), inside lists and objects too. [`flatten`]
+/// applies it, so every way a config arrives (SDK, `--config`, the write
+/// API) gets it; exported for paths that build configs without flattening.
+pub fn redact_entry(key: &str, value: &ConfigValue) -> ConfigValue {
+    if redact::secret_name(key) {
+        let keep = match value {
+            ConfigValue::Null | ConfigValue::Bool(_) => true,
+            ConfigValue::Int(_) | ConfigValue::Float(_) => !redact::password_name(key),
+            _ => false,
+        };
+        return if keep {
+            value.clone()
+        } else {
+            ConfigValue::Str(redact::MASK.to_owned())
+        };
+    }
+    match value {
+        ConfigValue::Str(s) => ConfigValue::Str(redact::redact_value(s)),
+        ConfigValue::List(items) => {
+            ConfigValue::List(items.iter().map(|v| redact_entry("", v)).collect())
+        }
+        ConfigValue::Object(map) => ConfigValue::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), redact_entry(k, v)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 
@@ -368,6 +409,55 @@ mod tests {
         assert_eq!(find_seed(&config), Some(("train.seed".into(), 7)));
         let config = config_from_json(&json!({"seed": "abc"})).unwrap();
         assert_eq!(find_seed(&config), None);
+    }
+
+    #[test]
+    fn secrets_in_configs_are_hidden() {
+        let config = config_from_json(&json!({
+            "api_key": "abc",
+            "hf_token": "hf_x",
+            "db": {"password": 1234, "url": "postgres://u:pw@h/db"},
+            "odd key": 2,
+            "use_auth_token": true,
+            "token": null,
+            "urls": ["https://u:pw@h/x?token=t", {"secret": "s", "lr": 0.1}],
+            "lr": 0.001,
+            "tokenizer": "gpt2",
+            "max_tokens": 512,
+            "pad_token": "<pad>",
+            "sort_key": "loss",
+            "author": "me",
+            "data": "/data/train.csv",
+            "site": "https://example.com/a?page=2"
+        }))
+        .unwrap();
+        let mask = || ConfigValue::Str("***".into());
+        assert_eq!(config["api_key"], mask());
+        assert_eq!(config["hf_token"], mask());
+        assert_eq!(config["db.password"], mask());
+        assert_eq!(
+            config["db.url"],
+            ConfigValue::Str("postgres://u:***@h/db".into())
+        );
+        assert_eq!(config["odd key"], ConfigValue::Int(2));
+        assert_eq!(config["use_auth_token"], ConfigValue::Bool(true));
+        assert_eq!(config["token"], ConfigValue::Null);
+        let text = serde_json::to_string(&config["urls"]).unwrap();
+        assert_eq!(
+            text,
+            r#"["https://h/x?token=***",{"lr":0.1,"secret":"***"}]"#
+        );
+        assert_eq!(config["lr"], ConfigValue::Float(0.001));
+        assert_eq!(config["tokenizer"], ConfigValue::Str("gpt2".into()));
+        assert_eq!(config["max_tokens"], ConfigValue::Int(512));
+        assert_eq!(config["pad_token"], ConfigValue::Str("<pad>".into()));
+        assert_eq!(config["sort_key"], ConfigValue::Str("loss".into()));
+        assert_eq!(config["author"], ConfigValue::Str("me".into()));
+        assert_eq!(config["data"], ConfigValue::Str("/data/train.csv".into()));
+        assert_eq!(
+            config["site"],
+            ConfigValue::Str("https://example.com/a?page=2".into())
+        );
     }
 
     #[test]

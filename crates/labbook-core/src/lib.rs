@@ -11,6 +11,7 @@ pub mod lineage;
 pub mod metric;
 pub mod model;
 pub mod query;
+pub mod redact;
 pub mod run;
 
 pub use config::{Config, ConfigValue};

@@ -273,7 +273,8 @@ fn env_facts(env: &Value, facts: &mut Vec<(&str, String)>) {
     }
 }
 
-/// `a1b2c3d on main · dirty: 14 changed lines · 2 untracked files`.
+/// `a1b2c3d on main · dirty: 14 changed lines · not in the diff (secrets):
+/// .env · 2 untracked files`.
 fn git_line(git: &Value) -> String {
     let mut parts = Vec::new();
     let commit = git
@@ -301,6 +302,18 @@ fn git_line(git: &Value) -> String {
             "s"
         };
         parts.push(format!("dirty: {changed}{more} changed line{s}"));
+        // Said here, since the diff itself gives no sign of what it lacks.
+        let excluded: Vec<&str> = git
+            .get("diff_excluded")
+            .and_then(Value::as_array)
+            .map(|files| files.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if !excluded.is_empty() {
+            parts.push(format!(
+                "not in the diff (secrets): {}",
+                excluded.join(", ")
+            ));
+        }
     } else {
         parts.push("clean".into());
     }
@@ -363,6 +376,23 @@ mod tests {
         let diff =
             "diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1,2 @@\n-old\n+new\n+more\n context\n";
         assert_eq!(changed_lines(diff), 3);
+    }
+
+    #[test]
+    fn git_line_names_the_files_left_out_of_the_diff() {
+        let git = serde_json::json!({
+            "commit": "0123456789", "branch": "main", "dirty": true,
+            "diff": "+a\n", "diff_excluded": [".env", "key.pem"], "untracked": []
+        });
+        assert_eq!(
+            git_line(&git),
+            "0123456 on main · dirty: 1 changed line · not in the diff (secrets): .env, key.pem"
+        );
+        let old = serde_json::json!({"commit": "0123456789", "dirty": true, "diff": ""});
+        assert_eq!(
+            git_line(&old),
+            "0123456 (detached) · dirty: 0 changed lines"
+        );
     }
 
     #[test]
