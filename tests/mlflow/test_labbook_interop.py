@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from typing import Any
 from urllib.parse import quote
 
@@ -103,3 +104,35 @@ def test_native_labbook_run_visible_to_mlflow(server: Server, client: mlflow.Mlf
     assert got.info.run_name == "native-run"
     assert got.info.experiment_id == experiment.experiment_id
     assert got.info.end_time is not None and got.info.end_time >= got.info.start_time
+
+
+def test_secrets_in_params_and_tags_never_reach_the_store(
+    server: Server, experiment: Experiment, client: mlflow.MlflowClient
+) -> None:
+    """A param or tag named like a secret is stored as ``***``; credentials in
+    URLs are removed from the rest. The real client logs; the store's bytes
+    are then searched. The secrets are made at run time: a literal in this
+    file could reach the store through a captured git diff."""
+    secret = {name: f"{name}-{uuid.uuid4().hex}" for name in ("p1", "p2", "p3", "t1", "t2")}
+    with mlflow.start_run(experiment_id=experiment.id) as run:
+        mlflow.log_param("api_key", secret["p1"])
+        mlflow.log_params(
+            {"hf_token": secret["p2"], "db": f"postgres://me:{secret['p3']}@db.example/x"}
+        )
+        mlflow.log_param("lr", "0.01")
+        mlflow.set_tag("repo", f"https://oauth2:{secret['t1']}@gitlab.example/a/b.git")
+        mlflow.set_tag("WANDB_API_KEY", secret["t2"])
+        mlflow.set_tag("plain", "kept as sent")
+        # Logging the same param again is the same value, not a change.
+        mlflow.log_param("api_key", secret["p1"])
+    got = client.get_run(run.info.run_id).data
+    assert got.params["api_key"] == "***" and got.params["hf_token"] == "***"
+    assert got.params["db"] == "postgres://me:***@db.example/x"
+    assert got.params["lr"] == "0.01"
+    assert got.tags["repo"] == "https://gitlab.example/a/b.git"
+    assert got.tags["WANDB_API_KEY"] == "***" and got.tags["plain"] == "kept as sent"
+    if server.store_dir is None:
+        pytest.skip("needs the store's files (set CONFORMANCE_STORE)")
+    stored = b"".join(p.read_bytes() for p in server.store_dir.iterdir() if p.is_file())
+    for name, value in secret.items():
+        assert value.encode() not in stored, f"secret {name} reached the store"

@@ -30,10 +30,12 @@ export type Run = {
 export type GitInfo = {
   commit?: string | null;
   branch?: string | null;
-  remote?: string | null;
+  remote_url?: string | null;
   dirty?: boolean;
   diff?: string | null;
   diff_truncated?: boolean;
+  /** Changed files named like secrets (`.env`, `*.pem`), left out of `diff`. */
+  diff_excluded?: string[];
   untracked?: string[];
   root?: string;
 };

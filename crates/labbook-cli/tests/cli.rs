@@ -220,7 +220,10 @@ fn init_creates_the_store_and_is_idempotent() {
     assert!(out.status.success());
     assert_eq!(
         text(&out.stdout),
-        format!("Initialized labbook store in {}\n", sb.store_dir.display())
+        format!(
+            "Initialized labbook store in {} (private to you)\n",
+            sb.store_dir.display()
+        )
     );
     assert!(sb.store_dir.join("labbook.db").is_file());
     assert!(

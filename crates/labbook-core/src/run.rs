@@ -135,7 +135,7 @@ impl RunRecord {
             RunStatus::Running => now_ms,
             _ => self.ended_ms.unwrap_or(self.heartbeat_ms),
         };
-        (end - self.created_ms).max(0)
+        end.saturating_sub(self.created_ms).max(0)
     }
 
     /// Whether a run that says it is running is in fact dead: its process is

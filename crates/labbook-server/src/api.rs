@@ -44,6 +44,11 @@ pub fn routes() -> Router<AppState> {
         .route("/runs/{id}/notes", post(add_run_note))
         .route("/series", get(series))
         .route("/events", get(events::events))
+        // Inside the compression layer, where an extractor's text/plain
+        // refusal can still be read and answered as the error object.
+        .layer(axum::middleware::map_response(|response| {
+            crate::guard::plain_errors_as_json(crate::guard::Surface::Labbook, response)
+        }))
 }
 
 /// Runs a store call on the blocking pool.

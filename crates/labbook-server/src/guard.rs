@@ -161,7 +161,7 @@ pub(crate) async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: N
         Ok(()) => {
             let method = req.method().clone();
             let response = next.run(req).await;
-            explain_status(response, surface, &method)
+            explain_status(response, surface, &method).await
         }
     };
     let headers = response.headers_mut();
@@ -403,10 +403,13 @@ fn preflight(req: &Request, cors_allowed: bool) -> Response {
     response
 }
 
-/// Gives a bare 405 from the router (a path served for other methods) the
-/// API's error body, keeping its `Allow` header.
-fn explain_status(response: Response, surface: Surface, method: &Method) -> Response {
-    if response.status() != StatusCode::METHOD_NOT_ALLOWED
+/// Gives the router's and extractors' own refusals the API's error body: a
+/// bare 405 (a path served for other methods, keeping its `Allow` header),
+/// and a text/plain 4xx ([`plain_errors_as_json`]).
+async fn explain_status(response: Response, surface: Surface, method: &Method) -> Response {
+    let response = plain_errors_as_json(surface, response).await;
+    let status = response.status();
+    if status != StatusCode::METHOD_NOT_ALLOWED
         || response.headers().contains_key(header::CONTENT_TYPE)
     {
         return response;
@@ -470,6 +473,49 @@ fn clip(s: &str) -> String {
     } else {
         format!("{}…", &s[..s.floor_char_boundary(100)])
     }
+}
+
+/// An extractor's text/plain 4xx (a path segment that is not UTF-8, a query
+/// string that does not parse) as the API's error object. Compressed
+/// answers pass unchanged: the labbook API applies this inside its
+/// compression layer, where the text is still readable.
+pub(crate) async fn plain_errors_as_json(surface: Surface, response: Response) -> Response {
+    let headers = response.headers();
+    let plain_text = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !surface.is_api()
+        || !response.status().is_client_error()
+        || !plain_text
+        || headers.contains_key(header::CONTENT_ENCODING)
+    {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let message = String::from_utf8_lossy(&text).trim().to_string();
+    let mut refused = Refusal::new(
+        parts.status,
+        match parts.status {
+            StatusCode::NOT_FOUND => "NOT_FOUND",
+            StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+            _ => "INVALID_ARGUMENT",
+        },
+        clip(if message.is_empty() {
+            parts.status.canonical_reason().unwrap_or("bad request")
+        } else {
+            &message
+        }),
+    )
+    .into_response(surface);
+    refused.headers_mut().extend(
+        parts
+            .headers
+            .into_iter()
+            .filter_map(|(name, value)| Some((name?, value)))
+            .filter(|(name, _)| name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH),
+    );
+    refused
 }
 
 /// The 405 for a method the dashboard's pages do not serve.

@@ -127,6 +127,8 @@ pub async fn serve_connections(
 /// Raises this process's soft limit on open files to its hard limit, so the
 /// connection cap, not the descriptor table, is what bounds clients.
 /// Returns the limit now in force.
+// rlim_t is u64 on Linux, narrower on some targets.
+#[allow(clippy::useless_conversion)]
 pub fn raise_open_files_limit() -> Option<u64> {
     #[cfg(unix)]
     {
@@ -146,10 +148,10 @@ pub fn raise_open_files_limit() -> Option<u64> {
             };
             // SAFETY: `raised` is a valid rlimit read by the call only.
             if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-                return Some(raised.rlim_cur as u64);
+                return Some(u64::from(raised.rlim_cur));
             }
         }
-        Some(limit.rlim_cur as u64)
+        Some(u64::from(limit.rlim_cur))
     }
     #[cfg(not(unix))]
     None

@@ -142,11 +142,19 @@ pub struct PatchBody {
 pub struct LogBatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_values")]
     pub series: BTreeMap<String, SeriesBody>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "objects"
+    )]
     pub output: Vec<OutputBody>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_object"
+    )]
     pub patch: Option<PatchBody>,
     /// The client's writer is done: seal the run's tails.
     #[serde(default)]
@@ -360,20 +368,65 @@ impl Visitor<'_> for FloatVisitor {
     }
 }
 
-/// Parses a request body, naming the field at fault (`series.loss.values[3]`).
+/// A struct read only from a JSON object. serde's derived structs also
+/// take an array of their fields in declaration order, so `{"patch":
+/// ["killed"]}` would set a status: the API's bodies are objects, and
+/// anything else is refused naming the field.
+struct ObjectOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = ObjectOnly<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(ObjectOnly)
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+    }
+}
+
+fn object_values<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, T>, D::Error> {
+    let map = BTreeMap::<String, ObjectOnly<T>>::deserialize(deserializer)?;
+    Ok(map.into_iter().map(|(k, v)| (k, v.0)).collect())
+}
+
+fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Vec<T>, D::Error> {
+    let items = Vec::<ObjectOnly<T>>::deserialize(deserializer)?;
+    Ok(items.into_iter().map(|v| v.0).collect())
+}
+
+fn optional_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    Ok(Option::<ObjectOnly<T>>::deserialize(deserializer)?.map(|v| v.0))
+}
+
+/// Parses a request body (a JSON object), naming the field at fault
+/// (`series.loss.values[3]`).
 pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ValidationError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        // Both may quote the input (a key in the path, a value in the
-        // message): clipped, never megabytes.
-        let path = clip(&e.path().to_string(), 1, 200);
-        let field = if path == "." {
-            "body".to_string()
-        } else {
-            path
-        };
-        ValidationError::new(field, clip(&e.into_inner().to_string(), 1, 300))
-    })
+    serde_path_to_error::deserialize::<_, ObjectOnly<T>>(de)
+        .map(|o| o.0)
+        .map_err(|e| {
+            // Both may quote the input (a key in the path, a value in the
+            // message): clipped, never megabytes.
+            let path = clip(&e.path().to_string(), 1, 200);
+            let field = if path == "." {
+                "body".to_string()
+            } else {
+                path
+            };
+            ValidationError::new(field, clip(&e.into_inner().to_string(), 1, 300))
+        })
 }
 
 #[cfg(test)]

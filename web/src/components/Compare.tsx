@@ -182,9 +182,9 @@ export function ComparePage({ project, params }: { project: string; params: URLS
           <table class="table compare" data-testid="code-diff">
             <thead>{head}</thead>
             <tbody>
-              {(["commit", "branch", "remote"] as const).map((f) => (
+              {(["commit", "branch", "remote_url"] as const).map((f) => (
                 <tr key={f}>
-                  <td class="key">{f}</td>
+                  <td class="key">{f === "remote_url" ? "remote" : f}</td>
                   {rs.map((r) => {
                     const v = r.environment?.git?.[f] ?? null;
                     const bv = b.environment?.git?.[f] ?? null;

@@ -320,7 +320,7 @@ function CodeView({ env }: { env: Environment | null }) {
           <tbody>
             <Row k="Commit" v={g.commit} mono />
             <Row k="Branch" v={g.branch} mono />
-            <Row k="Remote" v={g.remote} mono />
+            <Row k="Remote" v={g.remote_url} mono />
             <Row k="Root" v={g.root} mono />
             <tr>
               <td class="key">Working tree</td>
@@ -343,6 +343,14 @@ function CodeView({ env }: { env: Environment | null }) {
         </Section>
       ) : (
         g.dirty === false && null
+      )}
+      {(g.diff_excluded ?? []).length > 0 && (
+        <Section title="Left out of the diff" right={<span class="muted num">{g.diff_excluded?.length}</span>}>
+          <p class="muted">Changed files named like secrets; their contents were never stored.</p>
+          <ul class="file-list mono" data-testid="diff-excluded">
+            {g.diff_excluded?.map((f) => <li key={f}>{f}</li>)}
+          </ul>
+        </Section>
       )}
       {(g.untracked ?? []).length > 0 && (
         <Section title="Untracked files" right={<span class="muted num">{g.untracked?.length}</span>}>

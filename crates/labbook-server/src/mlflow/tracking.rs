@@ -270,6 +270,7 @@ async fn set_experiment_tag(State(state): State<AppState>, req: Req) -> MlResult
     let key = req.str("key")?.to_string();
     let value = req.opt_str("value")?.unwrap_or("").to_string();
     check_tag(&key, &value)?;
+    let value = tag_value(&key, value);
     change_experiment(&state, id, move |p| {
         p.set_tags.insert(key, value);
     })
@@ -488,6 +489,7 @@ fn tags_into_patch(tags: Vec<(String, String)>, patch: &mut RunPatch) -> MlResul
             RUN_NAME_TAG => {}
             NOTE_TAG => patch.notes = Some(value),
             _ => {
+                let value = tag_value(&key, value);
                 patch.set_kv_tags.insert(key, value);
             }
         }
@@ -664,19 +666,32 @@ fn series_of(metrics: &[MetricIn]) -> Vec<(String, SeriesColumns)> {
 
 /// MLflow params are strings; one that reads back as the same number or
 /// boolean is kept typed, so the dashboard can plot it, and shows as the
-/// very string the client sent.
-fn param_value(text: &str) -> ConfigValue {
-    let typed = if let Ok(i) = text.parse::<i64>() {
-        ConfigValue::Int(i)
-    } else if let Ok(f) = text.parse::<f64>() {
-        ConfigValue::Float(f)
-    } else {
-        return ConfigValue::Str(text.to_string());
+/// very string the client sent. A secret never reaches the store: the value
+/// of a param named like one is `***`, and credentials in URLs are removed,
+/// by the same rule as every config (so a retried param still matches).
+fn param_value(key: &str, text: &str) -> ConfigValue {
+    let typed = match (text.parse::<i64>(), text.parse::<f64>()) {
+        (Ok(i), _) => ConfigValue::Int(i),
+        (_, Ok(f)) => ConfigValue::Float(f),
+        _ => ConfigValue::Str(text.to_string()),
     };
-    if typed.display() == text {
+    let value = if typed.display() == text {
         typed
     } else {
         ConfigValue::Str(text.to_string())
+    };
+    labbook_core::config::redact_entry(key, &value)
+}
+
+/// A tag's value as stored: `***` under a name like a secret's, and URLs
+/// without their credentials (a repository URL with a token in it). Other
+/// text is kept as sent: tags carry JSON documents (a model's history with
+/// its signature) that the rule for config strings would mangle.
+fn tag_value(key: &str, value: String) -> String {
+    if labbook_core::redact::secret_name(key) {
+        labbook_core::redact::MASK.to_string()
+    } else {
+        labbook_core::redact::strip_url_credentials(&value)
     }
 }
 
@@ -726,7 +741,7 @@ async fn log_param(State(state): State<AppState>, req: Req) -> MlResult {
     let value = req.opt_str("value")?.unwrap_or("").to_string();
     check_param(&key, &value)?;
     let patch = RunPatch {
-        params: Some([(key, param_value(&value))].into()),
+        params: Some([(key.clone(), param_value(&key, &value))].into()),
         ..RunPatch::default()
     };
     patch_active_run(&state, id, patch).await
@@ -766,7 +781,7 @@ async fn log_batch(State(state): State<AppState>, req: Req) -> MlResult {
     let mut config = Config::new();
     for (key, value) in params {
         check_param(&key, &value)?;
-        let value = param_value(&value);
+        let value = param_value(&key, &value);
         if let Some(prior) = config.get(&key)
             && prior.display() != value.display()
         {

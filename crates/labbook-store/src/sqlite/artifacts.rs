@@ -295,7 +295,10 @@ fn free_bytes(path: &Path) -> Option<u64> {
         }
         // SAFETY: statvfs returned 0, so the struct is initialized.
         let stat = unsafe { stat.assume_init() };
-        Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+        // The fields are u64 on 64-bit Linux, narrower on other targets.
+        #[allow(clippy::useless_conversion)]
+        let (blocks, block_size) = (u64::from(stat.f_bavail), u64::from(stat.f_frsize));
+        Some(blocks.saturating_mul(block_size))
     }
     #[cfg(not(unix))]
     {
