@@ -33,6 +33,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { waitFor } from "./wait";
 
 const run = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -71,20 +72,6 @@ type Labbook = {
 // ---------------------------------------------------------------------------
 // Processes
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
-}
 
 const children = new Set<ChildProcess>();
 // A worker that dies without running afterAll still takes its servers along.
@@ -120,7 +107,7 @@ async function startLabbook(kind: "serve" | "ui", dir: string): Promise<Omit<Lab
   let out = "";
   proc.stdout?.on("data", (d: Buffer) => (out += d.toString()));
   proc.stderr?.on("data", (d: Buffer) => (out += d.toString()));
-  const url = await until(
+  const url = await waitFor(
     `labbook ${kind} to print its URL`,
     async () => {
       if (proc.exitCode !== null) throw new Error(`labbook ${kind} exited (${proc.exitCode}): ${out}`);
@@ -128,7 +115,7 @@ async function startLabbook(kind: "serve" | "ui", dir: string): Promise<Omit<Lab
     },
     20_000,
   );
-  await until(`${url}/health`, async () => ((await fetch(`${url}/health`)).ok ? true : undefined), 10_000);
+  await waitFor(`${url}/health`, async () => ((await fetch(`${url}/health`)).ok ? true : undefined), 10_000);
   return { kind, url, port: Number(new URL(url).port), store, proc, output: () => out };
 }
 
@@ -616,7 +603,7 @@ function watch(context: BrowserContext, ports: number[], pageName: (r: Request) 
    * is answered: it is not waited for. */
   const settled = async (): Promise<Hit[]> => {
     const open = () => hits.filter((h) => !h.done && !(h.status !== undefined && new URL(h.url).pathname === "/api/v1/events"));
-    await until("every attack request to end", async () => (open().length ? undefined : true), 15_000).catch(() => undefined);
+    await waitFor("every attack request to end", async () => (open().length ? undefined : true), 15_000).catch(() => undefined);
     return open();
   };
   return { hits, settled };

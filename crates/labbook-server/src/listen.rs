@@ -174,20 +174,27 @@ impl IdleTimeout {
         }
     }
 
-    fn moved(&mut self) {
-        let next = Instant::now() + self.idle;
-        self.deadline.as_mut().reset(next);
-    }
-
-    /// Called when the inner stream is not ready: an error once the
-    /// deadline has passed, else pending (woken by the deadline too).
-    fn expired(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "no data moved on the connection for too long",
-            )),
-            Poll::Pending => Poll::Pending,
+    /// Passes on the inner stream's answer: progress moves the deadline;
+    /// no progress past the deadline is an error (the deadline's timer
+    /// wakes the task to find it).
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        inner: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match inner {
+            Poll::Ready(result) => {
+                let next = Instant::now() + self.idle;
+                self.deadline.as_mut().reset(next);
+                Poll::Ready(result)
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no data moved on the connection for too long",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 }
@@ -199,13 +206,8 @@ impl AsyncRead for IdleTimeout {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(result) => {
-                this.moved();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this.expired(cx).map(Err),
-        }
+        let inner = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.watch(cx, inner)
     }
 }
 
@@ -216,13 +218,8 @@ impl AsyncWrite for IdleTimeout {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(result) => {
-                this.moved();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this.expired(cx).map(Err),
-        }
+        let inner = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.watch(cx, inner)
     }
 
     fn poll_write_vectored(
@@ -231,13 +228,8 @@ impl AsyncWrite for IdleTimeout {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(result) => {
-                this.moved();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this.expired(cx).map(Err),
-        }
+        let inner = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.watch(cx, inner)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -246,10 +238,8 @@ impl AsyncWrite for IdleTimeout {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Ready(result) => Poll::Ready(result),
-            Poll::Pending => this.expired(cx).map(Err),
-        }
+        let inner = Pin::new(&mut this.inner).poll_flush(cx);
+        this.watch(cx, inner)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
