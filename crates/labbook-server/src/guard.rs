@@ -434,35 +434,46 @@ async fn explain_status(response: Response, surface: Surface, method: &Method) -
     refused
 }
 
+/// The headers every response carries; built once (a `HeaderValue` made
+/// from a string checks every byte).
+const SECURITY_HEADERS: [(header::HeaderName, HeaderValue); 4] = [
+    (
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ),
+    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+    (
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    ),
+    (
+        header::HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("same-origin"),
+    ),
+];
+const DASHBOARD_CSP_VALUE: HeaderValue = HeaderValue::from_static(DASHBOARD_CSP);
+const API_CSP_VALUE: HeaderValue = HeaderValue::from_static(API_CSP);
+const COOP: header::HeaderName = header::HeaderName::from_static("cross-origin-opener-policy");
+
 fn security_headers(headers: &mut HeaderMap, html_page: bool) {
     let html = html_page
         && headers
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
-    let set = |headers: &mut HeaderMap, name: header::HeaderName, value: &'static str| {
-        headers
-            .entry(name)
-            .or_insert_with(|| HeaderValue::from_static(value));
-    };
-    set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(headers, header::X_FRAME_OPTIONS, "DENY");
-    set(headers, header::REFERRER_POLICY, "no-referrer");
-    set(
-        headers,
-        header::CONTENT_SECURITY_POLICY,
-        if html { DASHBOARD_CSP } else { API_CSP },
-    );
-    set(
-        headers,
-        header::HeaderName::from_static("cross-origin-resource-policy"),
-        "same-origin",
-    );
+    for (name, value) in SECURITY_HEADERS {
+        headers.entry(name).or_insert(value);
+    }
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(if html {
+            DASHBOARD_CSP_VALUE
+        } else {
+            API_CSP_VALUE
+        });
     if html {
-        set(
-            headers,
-            header::HeaderName::from_static("cross-origin-opener-policy"),
-            "same-origin",
-        );
+        headers
+            .entry(COOP)
+            .or_insert(HeaderValue::from_static("same-origin"));
     }
 }
 

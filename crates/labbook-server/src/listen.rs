@@ -162,6 +162,11 @@ pub fn raise_open_files_limit() -> Option<u64> {
 struct IdleTimeout {
     inner: TcpStream,
     idle: Duration,
+    /// When a byte last moved.
+    last_moved: Instant,
+    /// Fires at or before `last_moved + idle`. Progress only records the
+    /// time; the timer is moved when it fires early, so a busy connection
+    /// never touches the timer wheel per read or write.
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -170,6 +175,7 @@ impl IdleTimeout {
         IdleTimeout {
             inner,
             idle,
+            last_moved: Instant::now(),
             deadline: Box::pin(tokio::time::sleep(idle)),
         }
     }
@@ -182,19 +188,22 @@ impl IdleTimeout {
         cx: &mut Context<'_>,
         inner: Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
-        match inner {
-            Poll::Ready(result) => {
-                let next = Instant::now() + self.idle;
-                self.deadline.as_mut().reset(next);
-                Poll::Ready(result)
+        if inner.is_ready() {
+            self.last_moved = Instant::now();
+            return inner;
+        }
+        loop {
+            if self.deadline.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
             }
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+            let due = self.last_moved + self.idle;
+            if Instant::now() >= due {
+                return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "no data moved on the connection for too long",
-                ))),
-                Poll::Pending => Poll::Pending,
-            },
+                )));
+            }
+            self.deadline.as_mut().reset(due);
         }
     }
 }
