@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# tests/store_snapshot.py, shared with the MLflow and security suites.
+sys.path.insert(0, str(REPO / "tests"))
 
 # CI harnesses may start the suite with SIGTERM ignored or blocked, and both
 # survive exec into the children the tests start (subprocess resets neither);

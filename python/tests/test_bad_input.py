@@ -12,11 +12,13 @@ import json
 import math
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import store_snapshot
 from conftest import labbook_bin
 
 import labbook
@@ -43,18 +45,26 @@ def seeded(store: Path) -> Iterator[tuple[labbook.Run, dict[str, Any]]]:
     run = labbook.init(project="bad", system_metrics=False)
     run.log({"loss": 0.5})
     run.flush()
+    # The environment is captured in the background: the snapshot waits for
+    # it, so that its arrival is not taken for a change a row made.
+    api = labbook.Api(dir=str(store))
+    deadline = time.monotonic() + 30
+    while api.run(run.id).get("environment") is None:
+        assert time.monotonic() < deadline, "the open run's environment never arrived"
+        time.sleep(0.02)
     yield run, snapshot(store)
     run.finish()
 
 
 def snapshot(store: Path) -> dict[str, Any]:
-    api = labbook.Api(dir=str(store))
-    out: dict[str, Any] = {}
-    for r in api.runs(project="bad"):
-        r = dict(r)
-        r.pop("heartbeat_ms", None)
-        out[r["id"]] = (r["config"], r["metrics"], list(api.history(r["id"], "loss")["value"]))
-    return out
+    """The whole store: every row of every table and every file, all projects.
+    The open run's writer beats its heartbeat meanwhile; that is all it may
+    change."""
+    return store_snapshot.snapshot(store, store_snapshot.LIVE_COLUMNS)
+
+
+def assert_unchanged(store: Path, before: dict[str, Any], label: str) -> None:
+    store_snapshot.assert_unchanged(before, snapshot(store), label)
 
 
 # (label, call, exception type, text the message must contain)
@@ -133,7 +143,7 @@ def test_sdk_refuses_bad_input_and_changes_nothing(
     assert text in message, f"{label}: {message}"
     assert len(message) < 1_000, f"{label}: the message echoes the input"
     run.flush()
-    assert snapshot(store) == before
+    assert_unchanged(store, before, label)
 
 
 def test_sdk_keeps_nan_and_infinities_exactly(store: Path) -> None:
@@ -187,7 +197,7 @@ def test_cli_refuses_bad_input_in_one_clear_line(
     assert text in err, f"{label}: {err[:500]}"
     assert "panicked" not in err
     assert len(err) < 2_000, f"{label}: the error echoes the input"
-    assert snapshot(store) == before
+    assert_unchanged(store, before, label)
 
 
 def request(url: str, method: str, path: str, body: bytes | None) -> tuple[int, dict[str, Any]]:
@@ -344,4 +354,31 @@ def test_api_refuses_bad_input_with_a_json_error(
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    assert snapshot(store) == before
+    assert_unchanged(store, before, label)
+
+
+def test_the_snapshot_sees_every_kind_of_change(
+    store: Path, seeded: tuple[labbook.Run, dict[str, Any]]
+) -> None:
+    """What the tables above compare would notice what an earlier, narrower
+    snapshot missed: a tag changed on a run, a run made in another project,
+    a note, an artifact file."""
+    run, before = seeded
+    other = labbook.init(project="elsewhere", system_metrics=False)
+    other.finish()
+    with pytest.raises(AssertionError, match="table runs"):
+        assert_unchanged(store, before, "a run in another project")
+    before = snapshot(store)
+    done = cli(store, "tag", run.id, "sneaky")
+    assert done.returncode == 0, done.stderr
+    with pytest.raises(AssertionError, match="table runs"):
+        assert_unchanged(store, before, "a tag")
+    before = snapshot(store)
+    assert cli(store, "note", run.id, "a note").returncode == 0
+    with pytest.raises(AssertionError, match="table notebook"):
+        assert_unchanged(store, before, "a note")
+    before = snapshot(store)
+    (store / "artifacts").mkdir(exist_ok=True)
+    (store / "artifacts" / "planted").write_bytes(b"x")
+    with pytest.raises(AssertionError, match="file artifacts/planted"):
+        assert_unchanged(store, before, "a file")

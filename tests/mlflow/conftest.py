@@ -55,6 +55,8 @@ signal.signal(signal.SIGTERM, signal.SIG_DFL)
 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
 
 REPO = Path(__file__).resolve().parents[2]
+# tests/store_snapshot.py, shared with the Python and security suites.
+sys.path.insert(0, str(REPO / "tests"))
 SERVER_KIND = os.environ.get("CONFORMANCE_SERVER", "labbook")
 if SERVER_KIND not in ("labbook", "mlflow"):
     raise RuntimeError(f"CONFORMANCE_SERVER must be 'labbook' or 'mlflow', not {SERVER_KIND!r}")

@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 import requests
+import store_snapshot
 from conftest import IS_MLFLOW, Server, unique_name
 
 API = "/api/2.0/mlflow"
@@ -641,7 +642,7 @@ def hostile_requests(run_id: str, experiment_id: str) -> list[tuple[str, str, st
 
 
 @pytest.mark.skipif(IS_MLFLOW, reason="MLflow answers several of these with a 500")
-def test_hostile_input_is_refused_and_changes_nothing(ctx: Ctx) -> None:
+def test_hostile_input_is_refused_and_changes_nothing(ctx: Ctx, server: Server) -> None:
     ctx.post(
         "runs/log-batch",
         {
@@ -651,6 +652,10 @@ def test_hostile_input_is_refused_and_changes_nothing(ctx: Ctx) -> None:
         },
     )
     before = ctx.run_data()
+    # The whole store, every experiment and run and file: a row that created
+    # an experiment, or touched another run, would show.
+    assert server.store_dir is not None, "needs the store (set CONFORMANCE_STORE)"
+    whole_before = store_snapshot.snapshot(server.store_dir, store_snapshot.LIVE_COLUMNS)
     for label, method, path, data in hostile_requests(ctx.run_id, ctx.experiment_id):
         resp = ctx.http.request(
             method,
@@ -663,6 +668,11 @@ def test_hostile_input_is_refused_and_changes_nothing(ctx: Ctx) -> None:
         assert body["error_code"] == "INVALID_PARAMETER_VALUE", f"{label}: {body}"
         assert 0 < len(body["message"]) < 2_000, f"{label}: the message echoes the input"
     assert ctx.run_data() == before
+    store_snapshot.assert_unchanged(
+        whole_before,
+        store_snapshot.snapshot(server.store_dir, store_snapshot.LIVE_COLUMNS),
+        "the hostile rows",
+    )
     # A string that only looks like SQL is data, stored and matched verbatim.
     tricky = "1'; DROP TABLE runs; --"
     assert ctx.post("runs/set-tag", {"run_id": ctx.run_id, "key": "t", "value": tricky}).ok

@@ -9,14 +9,13 @@ test can say "nothing changed" about the whole store, not a sample of it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +32,11 @@ signal.signal(signal.SIGTERM, signal.SIG_DFL)
 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+
+from store_snapshot import assert_unchanged as assert_unchanged  # noqa: E402
+from store_snapshot import snapshot as store_snapshot  # noqa: E402,F401
+
 BANNER = re.compile(r"^labbook (?:serve|ui): serving (?P<dir>.+) at (?P<url>http://\S+)\s*$")
 START_TIMEOUT_S = 30.0
 
@@ -181,47 +185,6 @@ def serve(launch: Any) -> Server:
     """A `labbook serve` on a fresh store."""
     server: Server = launch("serve")
     return server
-
-
-def store_snapshot(store: Path) -> dict[str, Any]:
-    """Every row of every table and every file under the
-    store's artifacts, by content hash: what "nothing stored changed" compares."""
-    tables: dict[str, list[tuple[Any, ...]]] = {}
-    db = sqlite3.connect(f"file:{store / 'labbook.db'}?mode=ro", uri=True, timeout=30)
-    try:
-        names = [
-            r[0]
-            for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-        ]
-        for name in names:
-            # Some tables have no rowid: order by the rows themselves.
-            tables[name] = sorted(
-                (tuple(r) for r in db.execute(f'SELECT * FROM "{name}"')), key=repr
-            )
-    finally:
-        db.close()
-    files: dict[str, str] = {}
-    artifacts = store / "artifacts"
-    if artifacts.exists():
-        for path in sorted(artifacts.rglob("*")):
-            if path.is_file() or path.is_symlink():
-                rel = str(path.relative_to(store))
-                files[rel] = (
-                    "link" if path.is_symlink() else hashlib.blake2b(path.read_bytes()).hexdigest()
-                )
-    return {"tables": tables, "files": files}
-
-
-def assert_unchanged(before: dict[str, Any], after: dict[str, Any], what: str) -> None:
-    """Names the table or file that differs, not a million-line diff."""
-    for name in sorted(set(before["tables"]) | set(after["tables"])):
-        b, a = before["tables"].get(name), after["tables"].get(name)
-        if b != a:
-            b_rows, a_rows = set(map(repr, b or [])), set(map(repr, a or []))
-            added = sorted(a_rows - b_rows)[:3]
-            removed = sorted(b_rows - a_rows)[:3]
-            raise AssertionError(f"{what}: table {name} changed; added {added}, removed {removed}")
-    assert before["files"] == after["files"], f"{what}: stored files changed"
 
 
 def seed(server: Server) -> dict[str, str]:
