@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import store_snapshot
-from conftest import labbook_bin
+from conftest import LabbookServer, labbook_bin
 
 import labbook
 
@@ -334,26 +334,18 @@ def test_api_refuses_bad_input_with_a_json_error(
     field: str,
 ) -> None:
     _, before = seeded
-    proc = subprocess.Popen(
-        [labbook_bin(), "--dir", str(store), "ui", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    served = LabbookServer(store, "ui")
     try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().rsplit(" at ", 1)[1].strip()
-        got, answer = request(url, method, path.replace("RUN", seeded[0].id), body)
+        got, answer = request(served.url, method, path.replace("RUN", seeded[0].id), body)
         assert got == status, f"{label}: {got} {answer}"
         error = answer["error"]
         assert error["message"] and len(error["message"]) < 1_000, f"{label}: {error}"
         assert len(error.get("field", "")) < 1_000, f"{label}: the field echoes the input"
         if field:
             assert error.get("field", "").startswith(field), f"{label}: {error}"
-        assert proc.poll() is None, f"{label}: the server died"
+        assert served.proc.poll() is None, f"{label}: the server died"
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        served.stop()
     assert_unchanged(store, before, label)
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -14,56 +12,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import api_get, api_post, labbook_bin
+from conftest import LabbookServer, api_get, api_post, read_line
 
 import labbook
 
 
-class Served:
-    def __init__(self, store: Path, port: int = 0) -> None:
-        self.store = store
-        self.proc = subprocess.Popen(
-            [
-                labbook_bin(),
-                "--dir",
-                str(store),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.startswith("labbook serve: serving"), line + (
-            self.proc.stderr.read() if self.proc.stderr else ""
-        )
-        self.url = line.rsplit(" at ", 1)[1].strip()
-        self.port = int(self.url.rsplit(":", 1)[1])
-
-    def kill(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-
-
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    server = Served(tmp_path / "server" / ".labbook")
-    yield server
-    server.stop()
+def served(tmp_path: Path) -> Iterator[LabbookServer]:
+    server = LabbookServer(tmp_path / "server" / ".labbook")
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
-def test_a_run_logged_into_a_server_is_stored_whole(served: Served, store: Path) -> None:
+def test_a_run_logged_into_a_server_is_stored_whole(served: LabbookServer, store: Path) -> None:
     run = labbook.init(
         url=served.url,
         project="remote",
@@ -109,7 +72,7 @@ def test_a_run_logged_into_a_server_is_stored_whole(served: Served, store: Path)
     assert [n["text"] for n in run_json["notebook"]] == ["looked fine"]
 
 
-def test_resume_over_http_continues_the_steps(served: Served) -> None:
+def test_resume_over_http_continues_the_steps(served: LabbookServer) -> None:
     first = labbook.init(url=served.url, project="remote", id="resumable", system_metrics=False)
     for step in range(10):
         first.log({"loss": float(step)})
@@ -128,7 +91,7 @@ def test_resume_over_http_continues_the_steps(served: Served) -> None:
 
 
 def test_labbook_url_in_the_environment_selects_the_server(
-    served: Served, monkeypatch: pytest.MonkeyPatch
+    served: LabbookServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LABBOOK_URL", served.url)
     with labbook.init(project="from-env", system_metrics=False) as run:
@@ -136,7 +99,7 @@ def test_labbook_url_in_the_environment_selects_the_server(
     assert labbook.Api(str(served.store)).run(run.id)["status"] == "finished"
 
 
-def test_bad_addresses_and_requests_are_clear_errors(served: Served, tmp_path: Path) -> None:
+def test_bad_addresses_and_requests_are_clear_errors(served: LabbookServer, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="url"):
         labbook.init(url="ftp://example", system_metrics=False)
     with pytest.raises(ValueError, match="not both"):
@@ -158,7 +121,7 @@ def test_bad_addresses_and_requests_are_clear_errors(served: Served, tmp_path: P
     assert labbook.Api(str(served.store)).run(run.id)["metrics"] == {}
 
 
-def test_a_repeated_batch_is_applied_once(served: Served) -> None:
+def test_a_repeated_batch_is_applied_once(served: LabbookServer) -> None:
     run = labbook.init(url=served.url, project="remote", system_metrics=False)
     run.finish()
     batch = json.dumps(
@@ -171,6 +134,19 @@ def test_a_repeated_batch_is_applied_once(served: Served) -> None:
     assert api_post(served.url, f"/api/v1/runs/{run.id}/log", batch) == (200, {"applied": False})
     loss = labbook.Api(str(served.store)).history(run.id, "loss")
     assert list(loss["step"]) == [0, 1] and math.isnan(loss["value"][1])
+
+
+def restart_on(store: Path, port: int) -> LabbookServer:
+    """The server again on the same port, as a restarted service would be;
+    the port may take a moment to be free again."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return LabbookServer(store, port=port)
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 # A training process logging into the server; it prints its run id, then
@@ -191,7 +167,7 @@ SDK_CLIENT = textwrap.dedent("""
 def test_logging_survives_a_server_outage(tmp_path: Path) -> None:
     """The server dies and comes back while the SDK logs: log() never
     blocks, and every point lands once."""
-    server = Served(tmp_path / ".labbook")
+    server = LabbookServer(tmp_path / ".labbook")
     steps = 2000
     client = subprocess.Popen(
         [sys.executable, "-c", SDK_CLIENT, server.url, str(steps)],
@@ -201,11 +177,17 @@ def test_logging_survives_a_server_outage(tmp_path: Path) -> None:
     )
     try:
         assert client.stdout is not None
-        run_id = client.stdout.readline().strip()
-        time.sleep(1.0)
+        run_id = read_line(client.stdout, what="the client's run id").strip()
+        # Kill the server once points are landing, while the client logs.
+        api = labbook.Api(str(tmp_path / ".labbook"))
+        deadline = time.monotonic() + 60
+        while api.run(run_id)["metrics"].get("loss", {}).get("count", 0) == 0:
+            assert time.monotonic() < deadline, "no point reached the server"
+            time.sleep(0.05)
         server.kill()
+        # The outage itself: the client keeps logging for 2 s into nothing.
         time.sleep(2.0)
-        server = Served(tmp_path / ".labbook", server.port)
+        server = restart_on(tmp_path / ".labbook", server.port)
         out, err = client.communicate(timeout=120)
         assert client.returncode == 0, err[-2000:]
         assert out.strip() == "done"

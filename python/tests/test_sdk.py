@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_python
+from conftest import read_line, run_python
 
 import labbook
 
@@ -308,7 +308,7 @@ def test_sigterm_flushes_and_marks_the_run_killed(store: Path) -> None:
     """)
     p = run_python(code, store.parent, {"LABBOOK_DIR": str(store)})
     assert p.stdout is not None
-    run_id = p.stdout.readline().strip()
+    run_id = read_line(p.stdout, what="the run id").strip()
     p.send_signal(signal.SIGTERM)
     p.wait(timeout=30)
     assert p.returncode == -signal.SIGTERM

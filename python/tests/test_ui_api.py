@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -15,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import LabbookServer
 from conftest import api_get as get
 from conftest import api_post as post
-from conftest import labbook_bin
 
 import labbook
 
@@ -37,21 +35,11 @@ def server(store: Path) -> Iterator[str]:
                 run.log({"loss": 1 / (step + 1) + lr, "acc": step / 3000})
             run.log({"weird": math.nan})
             run.finish()
-    proc = subprocess.Popen(
-        [labbook_bin(), "--dir", str(store), "ui", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.startswith("labbook ui: serving"), line + (
-        proc.stderr.read() if proc.stderr else ""
-    )
-    url = line.rsplit(" at ", 1)[1].strip()
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    served = LabbookServer(store, "ui")
+    try:
+        yield served.url
+    finally:
+        served.stop()
 
 
 def test_health_and_projects(server: str) -> None:
@@ -208,9 +196,12 @@ def test_notebook_timeline_and_notes(server: str) -> None:
 
 def test_events_report_a_live_run(server: str, store: Path) -> None:
     received: list[dict[str, Any]] = []
+    answered = threading.Event()
 
     def listen() -> None:
         with urllib.request.urlopen(f"{server}/api/v1/events?project=sweep", timeout=30) as r:
+            # The stream reports changes from the moment it answered.
+            answered.set()
             event = None
             for raw in r:
                 line = raw.decode().rstrip("\n")
@@ -222,7 +213,7 @@ def test_events_report_a_live_run(server: str, store: Path) -> None:
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
-    time.sleep(0.8)
+    assert answered.wait(15), "the event stream never answered"
     run = labbook.init(project="sweep", dir=str(store), system_metrics=False, flush_interval=0.1)
     for step in range(10):
         run.log({"loss": float(step)})
