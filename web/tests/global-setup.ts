@@ -1,51 +1,222 @@
 // Creates a fresh store, fills it with real runs (the spirals demo under
-// `labbook run`, a 200k-point run, 450 small runs and one live run that keeps
-// logging), then starts the real `labbook ui` server on a free port.
-import { execFile, spawn } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+// `labbook run`, a 200k-point run, 450 small runs, nine seeded runs with
+// known curves, a run in a dirty git repository of its own, and one live run
+// that keeps logging), then starts the real `labbook ui` server on a free
+// port. Every process it starts is stopped when the tests end, and at once
+// when the setup itself fails partway.
+import { spawn } from "node:child_process";
+import type { ChildProcess, SpawnOptions } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { BODY_HEADERS } from "./csp";
 import { waitFor } from "./wait";
 
-const run = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
 const web = resolve(here, "..");
 const root = resolve(web, "..");
+const dist = join(web, "dist");
 
 export const STATE_FILE = join(web, "test-results", ".e2e-state.json");
+
+/** Set to 1 to serve web/dist to the browser instead of the binary's
+ * embedded copy, while iterating on web/ without rebuilding the binary;
+ * LABBOOK_E2E_DIST names another build to serve (a mutant built elsewhere,
+ * so that web/dist, which `make build` embeds, is never touched). */
+export const SERVE_DIST = "LABBOOK_E2E_SERVE_DIST";
+
+/** What the dirty repository's run must show (tests read it from
+ * LABBOOK_E2E_CODE). */
+export type CodeFixture = {
+  run: string;
+  commit: string;
+  branch: string;
+  /** The remote as configured, credentials and all. */
+  remote: string;
+  /** The remote as it must be shown. */
+  remoteClean: string;
+  /** `git diff HEAD` of the tracked files, the secret-named file left out. */
+  diff: string;
+  excluded: string[];
+  untracked: string[];
+  /** Strings that must appear nowhere on the page. */
+  secrets: string[];
+};
 
 function need(path: string, what: string) {
   if (!existsSync(path)) throw new Error(`${what} not found at ${path}`);
 }
 
+// ---------------------------------------------------------------------------
+// Processes: every child is tracked until it exits.
 
-function kill(p: ChildProcess | undefined, signal: NodeJS.Signals = "SIGTERM") {
-  if (p?.pid && p.exitCode === null) {
-    try {
-      process.kill(p.pid, signal);
-    } catch {
-      /* already gone */
-    }
-  }
+const children = new Set<ChildProcess>();
+// The runner exiting without the teardown (a crash, Ctrl-C) takes them along.
+process.on("exit", () => {
+  for (const p of children) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
+});
+
+function start(cmd: string, args: string[], opts: SpawnOptions): ChildProcess {
+  const p = spawn(cmd, args, opts);
+  children.add(p);
+  p.once("exit", () => children.delete(p));
+  p.once("error", () => children.delete(p));
+  return p;
 }
+
+/** Runs a command to its end; rejects with its output when it fails. */
+function exec(cmd: string, args: string[], opts: SpawnOptions): Promise<string> {
+  return new Promise((res, rej) => {
+    const p = start(cmd, args, { ...opts, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    p.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+    p.stderr?.on("data", (d: Buffer) => (err += d.toString()));
+    p.once("error", rej);
+    p.once("close", (code, signal) => {
+      if (code === 0) res(out);
+      else rej(new Error(`${[cmd, ...args].join(" ")} failed (${signal ?? code}):\n${err || out}`));
+    });
+  });
+}
+
+/** SIGTERM, then SIGKILL for a process still there after 5 s. */
+async function stop(p: ChildProcess) {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  const exited = new Promise<void>((r) => p.once("exit", () => r()));
+  p.kill("SIGTERM");
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), 5000)));
+  if ((await Promise.race([exited, late])) === "late") {
+    p.kill("SIGKILL");
+    await exited;
+  }
+  clearTimeout(timer);
+}
+
+async function stopAll() {
+  await Promise.all([...children].map(stop));
+}
+
+// ---------------------------------------------------------------------------
+// The dashboard the tests see: the binary's own, which must be web/dist.
+
+function files(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(join(dir, e.name)) : [join(dir, e.name)]));
+}
+
+function newest(paths: string[]): { path: string; ms: number } {
+  let best = { path: "", ms: 0 };
+  for (const p of paths) {
+    const ms = statSync(p).mtimeMs;
+    if (ms > best.ms) best = { path: p, ms };
+  }
+  return best;
+}
+
+/** The files of web/dist the server serves differently (or not at all). */
+async function embeddedDiffers(url: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const file of files(dist)) {
+    const rel = relative(dist, file).split("\\").join("/");
+    const res = await fetch(`${url}/${rel === "index.html" ? "" : rel}`);
+    const served = Buffer.from(await res.arrayBuffer());
+    if (!res.ok || !served.equals(readFileSync(file))) out.push(rel);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// A git repository of the tests' own: a commit, then an uncommitted change
+// to a tracked file, a changed secret-named file and an untracked file.
+
+async function dirtyRepository(dir: string, bin: string, python: string, env: NodeJS.ProcessEnv): Promise<CodeFixture> {
+  const repo = join(dir, "code-repo");
+  mkdirSync(join(repo, "notes"), { recursive: true });
+  const genv = {
+    ...env,
+    GIT_CONFIG_GLOBAL: "/dev/null",
+    GIT_CONFIG_NOSYSTEM: "1",
+    GIT_AUTHOR_NAME: "e2e",
+    GIT_AUTHOR_EMAIL: "e2e@example.com",
+    GIT_COMMITTER_NAME: "e2e",
+    GIT_COMMITTER_EMAIL: "e2e@example.com",
+  };
+  const git = (...args: string[]) => exec("git", args, { cwd: repo, env: genv });
+  const secret = "e2e-secret-env-value-7731";
+  const password = "e2e-remote-pass-4410";
+  const remote = `https://e2e-user:${password}@git.example.com/team/spirals.git`;
+  await git("init", "-q", "-b", "e2e-branch");
+  copyFileSync(join(here, "fixtures/code_run.py"), join(repo, "train.py"));
+  writeFileSync(join(repo, "params.yaml"), "lr: 0.1\nwidth: 16\nepochs: 20\n");
+  writeFileSync(join(repo, ".env"), "API_KEY=committed-placeholder\n");
+  await git("add", "train.py", "params.yaml", ".env");
+  await git("commit", "-q", "-m", "e2e: the committed state");
+  await git("remote", "add", "origin", remote);
+  // The uncommitted state the run must record.
+  writeFileSync(join(repo, "params.yaml"), "lr: 0.5\nwidth: 16\nepochs: 20\nschedule: cosine\n");
+  writeFileSync(join(repo, ".env"), `API_KEY=${secret}\n`);
+  writeFileSync(join(repo, "notes/scratch.txt"), "an untracked file\n");
+  const commit = (await git("rev-parse", "HEAD")).trim();
+  const diff = await git("-c", "diff.relative=false", "diff", "--no-color", "--no-ext-diff", "HEAD", "--", ".", ":(exclude).env");
+  await exec(bin, ["run", "--project", "code", "--name", "dirty-code", "--", python, "train.py"], { cwd: repo, env });
+  return {
+    run: "", // read from the server below
+    commit,
+    branch: "e2e-branch",
+    remote,
+    remoteClean: "https://git.example.com/team/spirals.git",
+    diff,
+    excluded: [".env"],
+    untracked: ["notes/scratch.txt"],
+    secrets: [secret, password, "e2e-user"],
+  };
+}
+
+// ---------------------------------------------------------------------------
 
 export default async function globalSetup(): Promise<() => Promise<void>> {
   const bin = resolve(web, process.env.LABBOOK_BIN ?? join(root, "target/release/labbook"));
   const python = process.env.PYTHON ?? join(root, ".venv/bin/python");
   need(bin, "the labbook binary (build it with `make build`, or set LABBOOK_BIN)");
   need(python, "Python with labbook installed (set PYTHON)");
+  need(join(dist, "index.html"), "the built dashboard (`npm run build` in web/, then `make build` for the binary)");
+  const other = process.env[SERVE_DIST] === "1" ? process.env.LABBOOK_E2E_DIST : undefined;
+  if (other) {
+    need(join(other, "index.html"), "LABBOOK_E2E_DIST's index.html");
+    process.env.LABBOOK_E2E_DIST_DIR = resolve(other);
+  } else {
+    // web/dist is what the binary embeds and what the tests compare it with:
+    // it must be built from the current sources.
+    const src = newest([...files(join(web, "src")), ...files(join(web, "public")), join(web, "index.html")]);
+    const built = newest(files(dist));
+    if (src.ms > built.ms) {
+      throw new Error(`web/dist is older than ${relative(web, src.path)}: run \`npm run build\` in web/ (and \`make build\` for the binary)`);
+    }
+    process.env.LABBOOK_E2E_DIST_DIR = dist;
+  }
 
   const tmp = mkdtempSync(join(tmpdir(), "labbook-e2e-"));
+  try {
+    return await fill(tmp, bin, python);
+  } catch (e) {
+    await stopAll();
+    if (!process.env.LABBOOK_E2E_KEEP) rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function fill(tmp: string, bin: string, python: string): Promise<() => Promise<void>> {
   const store = join(tmp, ".labbook");
   const env = { ...process.env, LABBOOK_DIR: store, PATH: `${dirname(python)}:${process.env.PATH ?? ""}`, NO_COLOR: "1" };
   const t0 = Date.now();
 
-  // 450 small runs (paging) in the background while the demo trains.
-  const bulk = run(python, [join(here, "fixtures/bulk_runs.py"), "450"], { env, cwd: tmp });
+  // 450 small runs (paging) in the background while the demo trains; the
+  // rejection is handled where it is awaited, and a failure elsewhere
+  // stops the process with the rest.
+  const bulk = exec(python, [join(here, "fixtures/bulk_runs.py"), "450"], { env, cwd: tmp });
+  bulk.catch(() => undefined);
 
   // The demo: 3 learning rates × 2 widths, each wrapped by `labbook run` so
   // output, git state and the environment are captured.
@@ -53,17 +224,20 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
   for (const lr of ["0.03", "0.3", "1.0"]) {
     for (const hidden of ["8", "64"]) {
       const why = `Does width ${hidden} at lr ${lr} separate the spirals?`;
-      await run(bin, ["run", "--project", "spirals", "--group", `lr=${lr} hidden=${hidden}`, "--tag", "grid", "--why", why, "--", python, "train.py", "--lr", lr, "--hidden", hidden, "--seed", "0", "--why", why], { env, cwd: spirals });
+      await exec(bin, ["run", "--project", "spirals", "--group", `lr=${lr} hidden=${hidden}`, "--tag", "grid", "--why", why, "--", python, "train.py", "--lr", lr, "--hidden", hidden, "--seed", "0", "--why", why], { env, cwd: spirals });
     }
   }
-  await run(python, [join(here, "fixtures/long_run.py")], { env, cwd: tmp });
+  await exec(python, [join(here, "fixtures/long_run.py")], { env, cwd: tmp });
+  await exec(python, [join(here, "fixtures/seed_runs.py")], { env, cwd: tmp });
+  const code = await dirtyRepository(tmp, bin, python, env);
   await bulk;
 
-  // The live run keeps logging for the whole test session.
-  const live = spawn(python, [join(here, "fixtures/live_run.py"), "--seconds", "900"], { env, cwd: tmp, stdio: "ignore" });
+  // The live run keeps logging for the whole test session (the teardown
+  // stops it; 900 s is only a bound).
+  start(python, [join(here, "fixtures/live_run.py"), "--seconds", "900"], { env, cwd: tmp, stdio: "ignore" });
 
   // The real server, on a port the OS picks.
-  const server = spawn(bin, ["ui", "--host", "127.0.0.1", "--port", "0", "--dir", store], { env, cwd: tmp, stdio: ["ignore", "pipe", "pipe"] });
+  const server = start(bin, ["ui", "--host", "127.0.0.1", "--port", "0", "--dir", store], { env, cwd: tmp, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   server.stdout?.on("data", (d: Buffer) => (out += d.toString()));
   server.stderr?.on("data", (d: Buffer) => (out += d.toString()));
@@ -84,16 +258,25 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
     },
     20000,
   );
+  const dirty = (await (await fetch(`${url}/api/v1/projects/code/runs?filter=${encodeURIComponent('name = "dirty-code"')}`)).json()) as { runs: { id: string }[] };
+  code.run = dirty.runs[0]?.id ?? "";
+  if (!code.run) throw new Error("the run in the dirty repository is not in the store");
 
-  // The binary embeds web/dist when it is compiled. When its copy differs
-  // from the dist just built, the tests serve the fresh dist themselves (API
-  // calls still go to the real server) and say so.
+  // The binary embeds web/dist when it is compiled: the tests use the
+  // binary's own copy, so it must be the dist just built.
   const index = await fetch(`${url}/`);
-  const served = await index.text();
-  const built = readFileSync(join(web, "dist/index.html"), "utf8");
-  const assets = served === built ? "embedded" : "dist";
-  if (assets === "dist") {
-    console.warn("\n[e2e] the labbook binary embeds an older web/dist; serving the fresh web/dist to the browser (rebuild the binary to test the embedded copy)\n");
+  await index.arrayBuffer();
+  const differs = await embeddedDiffers(url);
+  const serveDist = process.env[SERVE_DIST] === "1";
+  if (differs.length && !serveDist) {
+    throw new Error(
+      `the labbook binary embeds another dashboard than web/dist (${differs.join(", ")} differ): rebuild the binary: make build ` +
+        `(or set ${SERVE_DIST}=1 to have the tests serve web/dist to the browser while iterating on web/)`,
+    );
+  }
+  const assets = serveDist ? "dist" : "embedded";
+  if (serveDist) {
+    console.warn(`\n[e2e] ${SERVE_DIST}=1: serving ${process.env.LABBOOK_E2E_DIST_DIR} to the browser (the binary's copy ${differs.length ? "differs from" : "is"} web/dist); the API is the real server's\n`);
   }
   // The headers the server puts on the dashboard's HTML (its CSP among
   // them): the tests keep them when they serve web/dist instead.
@@ -111,16 +294,13 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
   process.env.LABBOOK_E2E_ASSETS = assets;
   process.env.LABBOOK_E2E_HTML_HEADERS = JSON.stringify(htmlHeaders);
   process.env.LABBOOK_E2E_CSP = csp;
+  process.env.LABBOOK_E2E_CODE = JSON.stringify(code);
   mkdirSync(dirname(STATE_FILE), { recursive: true });
   writeFileSync(STATE_FILE, JSON.stringify({ url, store, assets, csp, setup_s: (Date.now() - t0) / 1000 }));
   console.log(`[e2e] store ${store} filled in ${((Date.now() - t0) / 1000).toFixed(1)} s; server ${url}`);
 
   return async () => {
-    kill(live);
-    kill(server);
-    await new Promise((r) => setTimeout(r, 300));
-    kill(live, "SIGKILL");
-    kill(server, "SIGKILL");
+    await stopAll();
     if (!process.env.LABBOOK_E2E_KEEP) rmSync(tmp, { recursive: true, force: true });
   };
 }
