@@ -1,4 +1,4 @@
-import { test as base, expect } from "@playwright/test";
+import { test as base, expect as baseExpect } from "@playwright/test";
 import type { Page } from "@playwright/test";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, extname, join, resolve } from "node:path";
@@ -6,7 +6,8 @@ import { fileURLToPath } from "node:url";
 import { BODY_HEADERS, DASHBOARD_CSP } from "./csp";
 
 const web = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const dist = join(web, "dist");
+/** The build served to the browser when LABBOOK_E2E_SERVE_DIST=1 (global-setup.ts). */
+const dist = process.env.LABBOOK_E2E_DIST_DIR ?? join(web, "dist");
 export const SHOTS = join(web, "test-results", "screenshots");
 
 export function serverUrl(): string {
@@ -59,9 +60,11 @@ function htmlHeaders(): Record<string, string> {
   return h;
 }
 
-/** `page` navigates relative to the real server; when the binary embeds an
- * older build, the fresh web/dist is served to the browser instead (the
- * API still comes from the server). Every page runs under the dashboard's
+/** `page` navigates relative to the real server, which serves the
+ * dashboard embedded in the binary (global-setup.ts fails when that is not
+ * web/dist). With LABBOOK_E2E_SERVE_DIST=1, web/dist (or LABBOOK_E2E_DIST)
+ * is served to the browser instead, with the server's headers on its HTML;
+ * the API still comes from the server. Every page runs under the dashboard's
  * CSP (the server's own, or the expected one until the server sends it),
  * and a test fails on any CSP violation, on an uncaught error, and on any
  * request to another host: the dashboard is local-first. */
@@ -78,7 +81,8 @@ export const test = base.extend({
         const ok = p !== "/" && file.startsWith(dist) && existsSync(file);
         const path = ok ? file : join(dist, "index.html");
         const type = MIME[extname(path)] ?? "application/octet-stream";
-        await route.fulfill({ status: 200, body: readFileSync(path), headers: { ...(ok ? {} : headers), "content-type": type } });
+        const html = path === join(dist, "index.html");
+        await route.fulfill({ status: 200, body: readFileSync(path), headers: { ...(html ? headers : {}), "content-type": type } });
       });
     } else if (process.env.LABBOOK_E2E_CSP !== "server") {
       await context.route(ours, async (route) => {
@@ -120,7 +124,27 @@ export const test = base.extend({
     expect(elsewhere, "requests to other hosts than the dashboard's").toEqual([]);
   },
 });
-export { expect };
+/** `expect` with one matcher more: a number as the dashboard prints it
+ * (4 significant digits) against the exact value. */
+export const expect = baseExpect.extend({
+  toBeCloseToSig(received: number, expected: number, digits = 4) {
+    const unit = expected === 0 ? 0 : Math.pow(10, Math.floor(Math.log10(Math.abs(expected))) - (digits - 1));
+    const pass = Number.isFinite(received) && Math.abs(received - expected) <= 0.5 * unit * (1 + 1e-9) + 1e-300;
+    return {
+      pass,
+      message: () => `expected ${received} ${pass ? "not " : ""}to be ${expected} to ${digits} significant digits`,
+      name: "toBeCloseToSig",
+      expected,
+      actual: received,
+    };
+  },
+});
+
+/** A number as the dashboard prints it ("1,234", "0.1234", "1.5e-4", "−2"). */
+export function shown(text: string): number {
+  const t = text.trim().replace(/,/g, "").replace(/\u2212/g, "-");
+  return t === "" ? NaN : Number(t);
+}
 
 /** Per-panel data the charts expose on window.__labbookCharts. */
 export type ChartDebug = { key: string; runs: number; points: number; perRun: Record<string, number>; steps: Record<string, number[]>; lo: number | null; hi: number | null; fetches: number; requests: string[] };
@@ -149,6 +173,26 @@ export async function coloredPixels(page: Page): Promise<Record<string, number>>
   });
 }
 
+/** Two animation frames: the page has rendered what the last change did
+ * (observers' callbacks run in the first). */
+async function frames(page: Page) {
+  await page.evaluate(() => new Promise<void>((r) => requestAnimationFrame(() => requestAnimationFrame(() => r()))));
+}
+
+/** Every chart panel on the page has drawn, or says it has no data or
+ * failed (a bounded wait). */
+export async function panelsSettled(page: Page, timeout = 15_000) {
+  await expect
+    .poll(
+      () =>
+        page.evaluate(() =>
+          [...document.querySelectorAll<HTMLElement>(".chart-panel")].filter((p) => !(p.hasAttribute("data-points") || p.querySelector(".plot-empty, .error-box"))).map((p) => p.dataset.metric),
+        ),
+      { message: "chart panels still loading", timeout },
+    )
+    .toEqual([]);
+}
+
 /** Screenshots of the current page in the light and the dark theme. */
 export async function screenshots(page: Page, name: string) {
   mkdirSync(SHOTS, { recursive: true });
@@ -156,15 +200,17 @@ export async function screenshots(page: Page, name: string) {
     const cur = await page.evaluate(() => document.documentElement.dataset.theme);
     if (cur !== theme) await page.getByTestId("theme-toggle").click();
     await expect(page.locator("html")).toHaveAttribute("data-theme", theme);
-    // Chart panels load when scrolled near: visit the whole page first.
-    await page.evaluate(async () => {
-      for (let y = 0; y < document.body.scrollHeight; y += window.innerHeight / 2) {
-        window.scrollTo(0, y);
-        await new Promise((r) => setTimeout(r, 80));
-      }
-      window.scrollTo(0, 0);
-    });
-    await page.waitForTimeout(400);
+    // Chart panels load when scrolled near: visit the whole page first, a
+    // rendered frame at each stop, then wait for every panel to draw.
+    const height = await page.evaluate(() => document.body.scrollHeight);
+    const step = await page.evaluate(() => window.innerHeight / 2);
+    for (let y = 0; y < height; y += step) {
+      await page.evaluate((top) => window.scrollTo(0, top), y);
+      await frames(page);
+    }
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await panelsSettled(page);
+    await frames(page);
     await page.screenshot({ path: join(SHOTS, `${name}-${theme}.png`), fullPage: true });
   }
 }

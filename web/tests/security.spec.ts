@@ -141,6 +141,21 @@ function expectClean(a: Awaited<ReturnType<typeof audit>>, notes: number) {
   expect(a.aligned).toBeGreaterThan(0);
 }
 
+/** Waits until whatever the page started loading has ended: its images,
+ * fonts and a rendered frame (a load a note caused starts by then). */
+async function loadsDone(page: Page) {
+  await page.evaluate(async () => {
+    await document.fonts.ready;
+    await Promise.all(
+      [...document.images].filter((i) => !i.complete).map((i) => new Promise((r) => {
+        i.addEventListener("load", r, { once: true });
+        i.addEventListener("error", r, { once: true });
+      })),
+    );
+    await new Promise<void>((r) => requestAnimationFrame(() => requestAnimationFrame(() => r())));
+  });
+}
+
 /** Requests the page makes to any host but the dashboard's own. */
 function watchRequests(page: Page): string[] {
   const origin = new URL(serverUrl()).origin;
@@ -178,7 +193,7 @@ test("the dashboard's HTML carries a strict Content-Security-Policy and has no i
     console.warn(`[e2e] ${note}`);
   }
 
-  // What the browser gets (the fresh web/dist when the binary is older).
+  // What the browser gets (the binary's own dashboard, or web/dist with LABBOOK_E2E_SERVE_DIST=1).
   const scripts: string[] = [];
   page.on("response", (r) => r.url().endsWith("/theme.js") && scripts.push(`${r.status()} ${r.headers()["content-type"]}`));
   const res = await page.goto("/");
@@ -224,7 +239,7 @@ test("a hostile run note renders without styles, remote loads or overlays; the r
   expectClean(await audit(page), 1);
   await screenshots(page, "run-hostile-notebook");
 
-  await page.waitForTimeout(300);
+  await loadsDone(page);
   expect(elsewhere, "requests to other hosts").toEqual([]);
 });
 
@@ -246,6 +261,6 @@ test("hostile notes in the project notebook render as safely", async ({ page }) 
   expectClean(await audit(page), 3);
   await screenshots(page, "notebook-hostile");
 
-  await page.waitForTimeout(300);
+  await loadsDone(page);
   expect(elsewhere, "requests to other hosts").toEqual([]);
 });
