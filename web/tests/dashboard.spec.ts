@@ -2,8 +2,11 @@
 // global-setup.ts). Every check compares what the page shows with what the
 // API returns.
 import type { Page } from "@playwright/test";
+import type { DrawnPanel, RGB } from "./drawn";
+import { alpha, close, colorKey, countColor, decodePng, distinctColors, drawn, ema, pixelOf, probe, rgb } from "./drawn";
+import type { CodeFixture } from "./global-setup";
 import type { ApiRun } from "./helpers";
-import { apiGet, chartDebug, coloredPixels, expect, runByName, runs, screenshots, tableIds, test } from "./helpers";
+import { apiGet, chartDebug, coloredPixels, expect, runByName, runs, screenshots, shown, tableIds, test } from "./helpers";
 
 async function waitForPoints(page: Page, metric: string, min = 1) {
   await expect.poll(async () => (await chartDebug(page, metric))?.points ?? 0, { message: `points drawn in ${metric}` }).toBeGreaterThanOrEqual(min);
@@ -99,17 +102,63 @@ test("the filter box shows the server's error with its column, and completes fie
   await expect(page.getByTestId("runs-scroller")).toHaveAttribute("data-total", String(r.total));
 });
 
-test("group by a config key shows each group's count and mean ± std", async ({ page }) => {
-  const g = await apiGet<{ groups: { value: unknown; count: number; metrics: Record<string, { mean: number; std: number; n: number }> }[] }>(
-    "/api/v1/projects/spirals/groups?by=config.lr",
+test("group by a config key: each group's count, mean and std are those of its runs' last values", async ({ page }) => {
+  // The seeds project: 3 learning rates × 3 seeds and a lone run, every
+  // run's curve its own (the fixture's noise), one run without "acc".
+  const all = (await runs("seeds", { limit: 1000 })).runs;
+  expect(all.length).toBe(10);
+  const byLr = new Map<number, ApiRun[]>();
+  for (const r of all) byLr.set(r.config.lr as number, [...(byLr.get(r.config.lr as number) ?? []), r]);
+  // Mean and sample std (n − 1) of the finite last values, computed here.
+  const stats = (members: ApiRun[], k: string) => {
+    const xs = members.map((r) => r.metrics[k]?.last).filter((v): v is number => typeof v === "number" && Number.isFinite(v));
+    const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+    const std = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1)) : 0;
+    return { n: xs.length, mean, std };
+  };
+  const api = await apiGet<{ groups: { value: unknown; count: number; run_ids: string[]; metrics: Record<string, { mean: number; std: number; n: number }> }[] }>(
+    "/api/v1/projects/seeds/groups?by=config.lr",
   );
-  await page.goto("/p/spirals?group=config.lr");
-  const rows = page.locator("[data-testid=groups-table] .group-row");
-  await expect(rows).toHaveCount(g.groups.length);
-  const lr1 = g.groups.find((x) => x.value === 1);
-  expect(lr1?.count).toBe(2);
-  await expect(page.locator('.group-row[data-group="1"] td.num').first()).toHaveText("2");
-  await expect(page.locator('.group-row[data-group="1"]')).toContainText("±");
+  expect(api.groups.map((g) => g.value).sort()).toEqual([...byLr.keys()].sort());
+
+  await page.goto("/p/seeds?group=config.lr");
+  const table = page.getByTestId("groups-table");
+  await expect(table.locator(".group-row")).toHaveCount(byLr.size);
+  // The metric columns, by their headers ("loss mean ± std").
+  const heads = await table.locator("thead th").allTextContents();
+  const metricCols = heads.map((h, i) => ({ k: h.replace(/mean ± std$/, "").trim(), i })).filter((c) => heads[c.i].endsWith("mean ± std"));
+  expect(metricCols.map((c) => c.k).sort()).toEqual(["acc", "loss"]);
+
+  let spread = 0;
+  for (const [lr, members] of byLr) {
+    const g = api.groups.find((x) => x.value === lr);
+    expect(g, `the API's group lr=${lr}`).toBeDefined();
+    expect(g?.count).toBe(members.length);
+    expect([...(g?.run_ids ?? [])].sort()).toEqual(members.map((r) => r.id).sort());
+    const row = table.locator(`.group-row[data-group="${lr}"]`);
+    await expect(row.locator("td.num").first()).toHaveText(String(members.length));
+    const cells = await row.locator("td").allTextContents();
+    for (const { k, i } of metricCols) {
+      const want = stats(members, k);
+      const got = g?.metrics[k];
+      expect(got?.n, `lr=${lr} ${k}: n`).toBe(want.n);
+      expect(close(got?.mean ?? NaN, want.mean, 1e-12), `lr=${lr} ${k}: API mean ${got?.mean} vs ${want.mean}`).toBe(true);
+      expect(Math.abs((got?.std ?? NaN) - want.std) <= 1e-12 * Math.max(1, want.mean), `lr=${lr} ${k}: API std ${got?.std} vs ${want.std}`).toBe(true);
+      // The cell shows both to 4 significant digits ("0.1234 ± 0.0567"); a
+      // group of one shows its value alone.
+      const m = /^\s*(\S+)(?:\s*±\s*(\S+))?\s*$/.exec(cells[i]);
+      expect(m, `lr=${lr} ${k}: cell "${cells[i]}"`).not.toBeNull();
+      expect(shown(m?.[1] ?? ""), `lr=${lr} ${k}: mean shown as "${m?.[1]}", computed ${want.mean}`).toBeCloseToSig(want.mean);
+      if (want.n > 1) {
+        expect(want.std, `lr=${lr} ${k}: the fixture's runs differ`).toBeGreaterThan(0);
+        expect(shown(m?.[2] ?? ""), `lr=${lr} ${k}: std shown as "${m?.[2]}", computed ${want.std}`).toBeCloseToSig(want.std);
+        spread++;
+      } else {
+        expect(m?.[2], `lr=${lr} ${k}: one run, no std`).toBeUndefined();
+      }
+    }
+  }
+  expect(spread, "groups of several runs with a std to check").toBeGreaterThanOrEqual(6);
   await screenshots(page, "runs-grouped");
 });
 
@@ -157,7 +206,6 @@ test("selection: shift-click a range, bulk tag, delete and undo", async ({ page 
 
 test("run page: config, summary, drawn charts, logs with search, environment and code", async ({ page }) => {
   const run = (await runs("spirals", { filter: 'config.lr = 1.0 and config.model.hidden = 64 and name != "live-run"' })).runs[0];
-  const detail = await apiGet<ApiRun & { environment: { git?: { dirty?: boolean; diff?: string } } | null }>(`/api/v1/runs/${run.id}`);
   await page.goto(`/p/spirals/run/${run.id}`);
   await expect(page.locator("h1")).toHaveText(run.name);
   await expect(page.locator(".run-title .pill")).toHaveText("finished");
@@ -170,6 +218,8 @@ test("run page: config, summary, drawn charts, logs with search, environment and
   expect(dbg?.perRun[run.id]).toBe(valAcc.count); // fewer points than pixels: sent whole
   for (const m of ["train/acc", "train/loss", "val/acc", "val/loss"]) {
     await expect.poll(async () => (await coloredPixels(page))[m], { message: `${m} is drawn` }).toBeGreaterThan(200);
+    const s = await wholeSeries(run.id, m);
+    expectPoints((await drawn(page, m))?.series[0]?.points, s.steps.map((st, i) => [st, s.values[i]]), `${m} on the run page`);
   }
   await screenshots(page, "run");
 
@@ -186,11 +236,51 @@ test("run page: config, summary, drawn charts, logs with search, environment and
   await expect(page.locator(".pkg-table tbody tr")).toContainText("numpy");
   await screenshots(page, "run-environment");
 
+});
+
+test("run page, Code tab: the dirty repository's exact diff, the file left out of it, the untracked file and the remote without credentials", async ({ page }) => {
+  // global-setup.ts made the repository: a commit, then params.yaml changed,
+  // .env changed (a secret-named file) and notes/scratch.txt untracked.
+  const code = JSON.parse(process.env.LABBOOK_E2E_CODE ?? "null") as CodeFixture | null;
+  if (!code) throw new Error("LABBOOK_E2E_CODE is not set (global-setup.ts)");
+  const detail = await apiGet<{ environment: { git?: { commit: string; branch: string; remote_url: string | null; dirty: boolean; diff: string; diff_excluded?: string[]; untracked?: string[] } } | null }>(
+    `/api/v1/runs/${code.run}`,
+  );
+  const git = detail.environment?.git;
+  expect(git?.diff, "the stored diff is git's, without .env").toBe(code.diff);
+  expect(code.diff).toContain("+schedule: cosine");
+  expect(git?.diff_excluded).toEqual(code.excluded);
+  expect(git?.untracked).toEqual(code.untracked);
+  expect(git?.remote_url).toBe(code.remoteClean);
+
+  await page.goto(`/p/code/run/${code.run}`);
   await page.getByRole("tab", { name: "Code" }).click();
-  if (detail.environment?.git?.diff) {
-    await expect(page.getByTestId("diff")).toBeVisible();
-    expect(await page.locator("[data-testid=diff] .dl.add, [data-testid=diff] .dl.del").count()).toBeGreaterThan(0);
-  }
+  await expect(page).toHaveURL(/tab=code/);
+  const diff = page.getByTestId("diff");
+  await expect(diff).toBeVisible();
+  // Line for line what git printed, each line classed by its kind.
+  const expected = code.diff.split("\n");
+  await expect(diff.locator(".dl")).toHaveCount(expected.length);
+  const lines = await diff.locator(".dl").evaluateAll((els) => els.map((e) => ({ text: e.textContent ?? "", cls: e.className })));
+  expect(lines.map((l) => l.text)).toEqual(expected.map((l) => l || " "));
+  const kind = (l: string) => (l.startsWith("+++") || l.startsWith("---") || l.startsWith("diff ") || l.startsWith("index ") ? "meta" : l.startsWith("+") ? "add" : l.startsWith("-") ? "del" : l.startsWith("@@") ? "hunk" : "");
+  expect(lines.map((l) => l.cls.replace(/^dl\s*/, "").trim())).toEqual(expected.map(kind));
+  const adds = expected.filter((l) => kind(l) === "add").length;
+  const dels = expected.filter((l) => kind(l) === "del").length;
+  const changes = page.locator("section.card", { has: page.locator("h2", { hasText: "Uncommitted changes" }) });
+  await expect(changes.locator(".add-text").first()).toHaveText(`+${adds}`);
+  await expect(changes.locator(".del-text").first()).toHaveText(`−${dels}`);
+
+  await expect(page.getByTestId("diff-excluded").locator("li")).toHaveText(code.excluded);
+  await expect(page.getByTestId("untracked").locator("li")).toHaveText(code.untracked);
+  const kv = (k: string) => page.locator(".table.kv tr", { has: page.locator("td.key", { hasText: new RegExp(`^${k}$`) }) }).locator("td").nth(1);
+  await expect(kv("Remote")).toHaveText(code.remoteClean);
+  await expect(kv("Commit")).toHaveText(code.commit);
+  await expect(kv("Branch")).toHaveText(code.branch);
+  await expect(kv("Working tree")).toHaveText("dirty");
+  // Neither the .env value nor the remote's credentials reach the page.
+  const html = await page.content();
+  for (const s of code.secrets) expect(html, `the page holds ${s}`).not.toContain(s);
   await screenshots(page, "run-code");
 });
 
@@ -241,7 +331,186 @@ test("charts: zooming refetches /series with lo/hi and the range gets denser; do
   await expect.poll(async () => (await coloredPixels(page))["val/acc"]).toBeGreaterThan(200);
 });
 
-test("charts page: the selected runs, one color each, PNG and SVG export", async ({ page }) => {
+type WireSeries = { run: string; key: string; steps: number[]; ts_ms?: number[]; values: (number | string)[]; total: number; downsampled: boolean };
+
+/** A run's whole curve from the API (never downsampled: the tests' runs are small). */
+async function wholeSeries(run: string, key: string): Promise<{ steps: number[]; ts: number[]; values: number[] }> {
+  const r = await apiGet<{ series: WireSeries[] }>(`/api/v1/series?runs=${run}&keys=${encodeURIComponent(key)}&buckets=10000`);
+  const s = r.series[0];
+  expect(s?.downsampled, `${run} ${key} sent whole`).toBe(false);
+  return { steps: s.steps, ts: s.ts_ms ?? [], values: s.values.map(Number) };
+}
+
+/** The legend's colors by run name. */
+async function legendColors(page: Page, scope = ""): Promise<Map<string, RGB>> {
+  const items = await page.locator(`${scope} [data-testid=legend] .legend-item`).evaluateAll((els) =>
+    els.map((e) => ({ name: e.textContent ?? "", color: getComputedStyle(e.querySelector(".swatch") as Element).backgroundColor })),
+  );
+  return new Map(items.map((i) => [i.name, rgb(i.color)]));
+}
+
+/** Draws are compared point by point with what the test computes. */
+function expectPoints(got: [number, number | null][] | undefined, want: [number, number | null][], what: string) {
+  expect(got?.length, `${what}: number of points`).toBe(want.length);
+  const bad = want.filter(([x, y], i) => {
+    const [gx, gy] = got?.[i] ?? [NaN, NaN];
+    return !close(gx, x) || (y === null ? gy !== null : gy === null || !close(gy, y));
+  });
+  expect(bad.slice(0, 5), `${what}: points that differ from the expected ones`).toEqual([]);
+}
+
+/** The share of `targets` where the canvas has `color`, and the targets
+ * that are at least `apart` pixels from `others` (the places where a
+ * mistaken drawing would be), with the share there. */
+async function hitsApart(page: Page, metric: string, targets: [number, number][], others: [number, number][], color: RGB, apart = 6) {
+  const keep = targets.map((t, i) => Math.abs(t[1] - others[i][1]) + Math.abs(t[0] - others[i][0]) >= apart);
+  const at = targets.filter((_, i) => keep[i]);
+  const alt = others.filter((_, i) => keep[i]);
+  const hits = await probe(page, metric, at, color);
+  const altHits = await probe(page, metric, alt, color);
+  return { n: at.length, share: hits.filter(Boolean).length / Math.max(1, at.length), altShare: altHits.filter(Boolean).length / Math.max(1, alt.length) };
+}
+
+test("charts: smoothing, log y and relative time draw the curves where the API's values put them", async ({ page }) => {
+  const r1 = await runByName("seeds", "lr1.0-s1");
+  const r2 = await runByName("seeds", "lr0.01-s2");
+  const loss = await wholeSeries(r1.id, "loss");
+  const raw: [number, number][] = loss.steps.map((s, i) => [s, loss.values[i]]);
+
+  // EMA smoothing 0.9: a faint raw curve and the smoothed one in the run's color.
+  await page.goto(`/p/seeds/charts?runs=${r1.id}&smooth=0.9`);
+  await waitForPoints(page, "loss", loss.steps.length);
+  const color = (await legendColors(page)).get(r1.name);
+  if (!color) throw new Error(`${r1.name} is not in the legend`);
+  let d = await drawn(page, "loss");
+  const mine = d?.series.filter((s) => s.label === r1.name) ?? [];
+  expect(mine.length, "a raw and a smoothed curve").toBe(2);
+  const smoothed = ema(loss.values, 0.9);
+  const smooth = mine.find((s) => colorKey(rgb(s.stroke)) === colorKey(color) && alpha(s.stroke) === 1);
+  const faint = mine.find((s) => s !== smooth);
+  expectPoints(smooth?.points, loss.steps.map((s, i) => [s, smoothed[i]]), "the smoothed curve");
+  expectPoints(faint?.points, raw, "the raw curve behind it");
+  expect(faint && rgb(faint.stroke), "the raw curve has the run's hue").toEqual(color);
+  expect(alpha(faint?.stroke ?? ""), `the raw curve is faint: ${faint?.stroke}`).toBeLessThan(0.5);
+  // And on the canvas: the run's color lies on the smoothed values, not the raw ones.
+  if (!d) throw new Error("no chart");
+  const at = (p: DrawnPanel, pts: [number, number | null][], logy = false) => pts.map(([x, y]) => pixelOf(p, x, y ?? NaN, logy));
+  let h = await hitsApart(page, "loss", at(d, smooth?.points ?? []), at(d, raw), color);
+  expect(h.n, "points where the smoothed and raw curves are apart").toBeGreaterThan(20);
+  expect(h.share, "share of smoothed values drawn in the run's color").toBeGreaterThan(0.9);
+  expect(h.altShare, "share of raw values drawn in the run's full color").toBeLessThan(0.3);
+
+  // Log y: the raw curve, placed by log10 of its values.
+  await page.goto(`/p/seeds/charts?runs=${r1.id}&logy=1`);
+  await waitForPoints(page, "loss", loss.steps.length);
+  d = await drawn(page, "loss");
+  if (!d) throw new Error("no chart");
+  expect(d.series.length).toBe(1);
+  expectPoints(d.series[0].points, raw, "the curve on a log axis");
+  expect(Math.log10(Math.max(...loss.values) / Math.min(...loss.values)), "the curve spans decades").toBeGreaterThan(2);
+  h = await hitsApart(page, "loss", at(d, raw, true), at(d, raw, false), color);
+  expect(h.n, "points where log and linear placement differ").toBeGreaterThan(50);
+  expect(h.share, "share of values drawn at their log10 height").toBeGreaterThan(0.9);
+  expect(h.altShare, "share drawn at their linear height").toBeLessThan(0.3);
+
+  // Relative time: x is seconds since each run started, from the points'
+  // wall times (the two runs log at different paces).
+  const pair = [r1, r2];
+  await page.goto(`/p/seeds/charts?runs=${pair.map((r) => r.id).join(",")}&x=rel`);
+  await waitForPoints(page, "loss", 2 * loss.steps.length);
+  d = await drawn(page, "loss");
+  if (!d) throw new Error("no chart");
+  const colors = await legendColors(page);
+  for (const r of pair) {
+    const s = await wholeSeries(r.id, "loss");
+    const rel: [number, number][] = s.ts.map((t, i) => [(t - r.created_ms) / 1000, s.values[i]]);
+    expect(rel[rel.length - 1][0] - rel[0][0], "wall time is not the step").not.toBeCloseTo(s.steps[s.steps.length - 1] - s.steps[0], 0);
+    const series = d.series.find((x) => x.label === r.name);
+    expectPoints(series?.points, rel, `${r.name} over relative time`);
+    const byStep: [number, number][] = s.steps.map((st, i) => [st, s.values[i]]);
+    const hr = await hitsApart(page, "loss", at(d, rel), at(d, byStep), colors.get(r.name) ?? [0, 0, 0]);
+    expect(hr.n, `${r.name}: points where relative time and step differ`).toBeGreaterThan(50);
+    expect(hr.share, `${r.name}: share drawn at its relative time`).toBeGreaterThan(0.8);
+  }
+  await screenshots(page, "charts-relative");
+});
+
+/** Distance from a point to the nearest segment of a polyline. */
+function distanceToLine(p: [number, number], line: [number, number][]): number {
+  let best = Infinity;
+  for (let i = 0; i < line.length; i++) {
+    const a = line[i];
+    const b = line[Math.min(i + 1, line.length - 1)];
+    const dx = b[0] - a[0];
+    const dy = b[1] - a[1];
+    const t = dx || dy ? Math.max(0, Math.min(1, ((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / (dx * dx + dy * dy))) : 0;
+    best = Math.min(best, Math.hypot(p[0] - a[0] - t * dx, p[1] - a[1] - t * dy));
+  }
+  return best;
+}
+
+/** Checks that every run's curve on a panel is drawn in `colors` (by run
+ * name): uPlot's stroke, and (with `pixels`) the canvas pixels at the run's
+ * own points where no other run's curve passes within 4 px. */
+async function expectLinesColored(page: Page, metric: string, colors: Map<string, RGB>, names: string[], { logy = false, pixels = true } = {}) {
+  const d = await drawn(page, metric);
+  if (!d) throw new Error(`no chart for ${metric}`);
+  expect(d.series.map((s) => s.label).sort(), `${metric}: one curve per run`).toEqual([...names].sort());
+  const lines = d.series.map((s) => ({ name: s.label, stroke: s.stroke, px: s.points.filter(([, y]) => y !== null).map(([x, y]) => pixelOf(d, x, y ?? NaN, logy)) }));
+  for (const l of lines) {
+    const want = colors.get(l.name);
+    expect(want, `${metric}: ${l.name} has a legend color`).toBeDefined();
+    if (!want) continue;
+    expect(rgb(l.stroke), `${metric}: the stroke of ${l.name}`).toEqual(want);
+    if (!pixels) continue;
+    const others = lines.filter((o) => o !== l);
+    const alone = l.px.filter((p) => others.every((o) => distanceToLine(p, o.px) >= 4));
+    expect(alone.length, `${metric}: points of ${l.name} away from other curves`).toBeGreaterThanOrEqual(3);
+    const hits = await probe(page, metric, alone, want);
+    expect(hits.filter(Boolean).length / alone.length, `${metric}: share of ${l.name}'s own points drawn in its color`).toBeGreaterThan(0.8);
+  }
+}
+
+test("colors: each run keeps one color in the legend, every panel's lines, the runs page, compare and scatter; no two runs share one", async ({ page }) => {
+  const seeds = (await runs("seeds", { limit: 100 })).runs;
+  const ids = seeds.map((r) => r.id);
+  const names = new Map(seeds.map((r) => [r.id, r.name]));
+
+  // Log y: the curves fan out, so each has stretches of its own.
+  await page.goto(`/p/seeds/charts?runs=${ids.join(",")}&logy=1`);
+  await waitForPoints(page, "loss", seeds.length * 120);
+  await waitForPoints(page, "acc", (seeds.length - 1) * 120);
+  const colors = await legendColors(page);
+  expect([...colors.keys()].sort()).toEqual(seeds.map((r) => r.name).sort());
+  expect(new Set([...colors.values()].map(colorKey)).size, "distinct colors").toBe(seeds.length);
+  const having = (m: string) => seeds.filter((r) => r.metrics[m]).map((r) => r.name);
+  await expectLinesColored(page, "loss", colors, having("loss"), { logy: true });
+  await expectLinesColored(page, "acc", colors, having("acc"), { logy: true, pixels: false }); // the curves overlap at the top
+  await screenshots(page, "charts-colors");
+
+  // The runs page, with the same runs selected: its legend and panels.
+  await page.goto(`/p/seeds?runs=${ids.join(",")}&logy=1`);
+  await waitForPoints(page, "loss", seeds.length * 120);
+  expect(await legendColors(page)).toEqual(colors);
+  await expectLinesColored(page, "loss", colors, having("loss"), { logy: true });
+
+  // Compare: each run's swatch.
+  await page.goto(`/p/seeds/compare?runs=${ids.join(",")}`);
+  await expect(page.locator(".compare-run")).toHaveCount(ids.length);
+  const swatches = await page.locator(".compare-run").evaluateAll((els) =>
+    els.map((e) => ({ name: e.querySelector("a")?.textContent ?? "", color: getComputedStyle(e.querySelector(".swatch") as Element).backgroundColor })),
+  );
+  for (const s of swatches) expect(rgb(s.color), `compare: ${s.name}`).toEqual(colors.get(s.name));
+
+  // Scatter colored by run: each point (the project holds just these runs).
+  await page.goto("/p/seeds/scatter?sx=config.lr&sy=metrics.loss&sc=run&xlog=1");
+  const pts = page.getByTestId("scatter").locator("circle.pt");
+  await expect(pts).toHaveCount(ids.length);
+  const fills = await pts.evaluateAll((els) => els.map((e) => ({ run: e.getAttribute("data-run") ?? "", fill: getComputedStyle(e).fill })));
+  for (const f of fills) expect(rgb(f.fill), `scatter: ${names.get(f.run)}`).toEqual(colors.get(names.get(f.run) ?? ""));
+});
+
+test("charts page: the selected runs and their points; PNG and SVG export what the panel shows", async ({ page }) => {
   const grid = (await runs("spirals", { filter: 'tags contains "grid"', limit: 100 })).runs;
   const ids = grid.map((r) => r.id);
   await page.goto(`/p/spirals/charts?runs=${ids.join(",")}`);
@@ -250,30 +519,118 @@ test("charts page: the selected runs, one color each, PNG and SVG export", async
   expect(dbg?.runs).toBe(ids.length);
   for (const r of grid) expect(dbg?.perRun[r.id]).toBe(r.metrics["val/acc"].count);
   await expect(page.getByTestId("legend").locator(".legend-item")).toHaveCount(ids.length);
-  await expect.poll(async () => (await coloredPixels(page))["val/acc"]).toBeGreaterThan(500);
   await screenshots(page, "charts");
 
-  // Relative wall time on the x axis.
-  await page.goto(`/p/spirals/charts?runs=${ids.join(",")}&x=rel`);
-  await waitForPoints(page, "val/acc");
-  await expect.poll(async () => (await coloredPixels(page))["val/acc"]).toBeGreaterThan(500);
-  await page.goto(`/p/spirals/charts?runs=${ids.join(",")}`);
-  await waitForPoints(page, "val/acc");
-
   // Legend click hides a run (URL state) and the panel drops it.
+  const colors = await legendColors(page);
+  const first = await page.getByTestId("legend").locator(".legend-item").first().textContent();
+  const hidden = grid.find((r) => r.name === first);
   await page.getByTestId("legend").locator(".legend-item").first().click();
-  await expect(page).toHaveURL(/hide=/);
+  await expect(page).toHaveURL(new RegExp(`hide=${hidden?.id}`));
   await expect.poll(async () => (await chartDebug(page, "val/acc"))?.runs).toBe(ids.length - 1);
+  const shownRuns = grid.filter((r) => r !== hidden);
 
+  // PNG: the panel's canvas, pixel for pixel, under a title bar.
   const panel = page.locator('.chart-panel[data-metric="val/acc"]');
   await panel.hover();
+  await page.mouse.move(0, 0); // no cursor or tooltip on the canvas
+  const canvas = decodePng(Buffer.from(await panel.locator("canvas").evaluate((c) => (c as HTMLCanvasElement).toDataURL("image/png").split(",")[1]), "base64"));
   const [png] = await Promise.all([page.waitForEvent("download"), panel.getByTitle("Download PNG").click()]);
   expect(png.suggestedFilename()).toBe("val_acc.png");
+  const img = decodePng(Buffer.concat(await (await png.createReadStream()).toArray()));
+  const dpr = await page.evaluate(() => devicePixelRatio);
+  expect([img.width, img.height], "the PNG's size: the canvas and a 36 px title bar").toEqual([canvas.width, canvas.height + 36 * dpr]);
+  const pad = 36 * dpr * canvas.width * 4;
+  let differ = 0;
+  for (let i = 0; i < canvas.rgba.length; i += 4) {
+    if (canvas.rgba[i + 3] === 255 && (canvas.rgba[i] !== img.rgba[pad + i] || canvas.rgba[i + 1] !== img.rgba[pad + i + 1] || canvas.rgba[i + 2] !== img.rgba[pad + i + 2])) differ++;
+  }
+  expect(differ, "opaque canvas pixels the PNG changed").toBe(0);
+  expect(distinctColors(img), "colors in the PNG").toBeGreaterThan(50);
+  for (const r of shownRuns) expect(countColor(img, colors.get(r.name) ?? [0, 0, 0]), `pixels of ${r.name}'s curve`).toBeGreaterThan(20);
+  // Its title is drawn above the plot.
+  let title = 0;
+  for (let i = 0; i < pad; i += 4) if (Math.abs(img.rgba[i] - img.rgba[4]) + Math.abs(img.rgba[i + 1] - img.rgba[5]) + Math.abs(img.rgba[i + 2] - img.rgba[6]) > 150) title++;
+  expect(title, "title pixels").toBeGreaterThan(50);
+
+  // SVG: one polyline per shown run, in its color; none for the hidden run.
   const [svg] = await Promise.all([page.waitForEvent("download"), panel.getByTitle("Download SVG").click()]);
-  const svgText = await (await svg.createReadStream()).toArray().then((chunks) => Buffer.concat(chunks).toString());
+  const svgText = Buffer.concat(await (await svg.createReadStream()).toArray()).toString();
   expect(svgText).toContain("<svg");
-  expect((svgText.match(/<polyline/g) ?? []).length).toBeGreaterThanOrEqual(ids.length - 1);
+  const strokes = [...svgText.matchAll(/<polyline points="[^"]+" stroke="([^"]+)"[^>]*><title>([^<]*)<\/title>/g)].map((m) => ({ stroke: m[1], name: m[2] }));
+  expect(strokes.map((s) => s.name).sort()).toEqual(shownRuns.map((r) => r.name).sort());
+  for (const s of strokes) expect(rgb(s.stroke), `SVG stroke of ${s.name}`).toEqual(colors.get(s.name));
 });
+
+type RunDetailApi = ApiRun & { summary: Record<string, unknown> };
+
+/** Whether lower is better for a metric, as the README's compare view
+ * colors it (losses, errors, times). */
+const lowerIsBetter = (k: string) => /loss|err|error|perplexity|ppl|mse|mae|rmse|nll|wer|cer|time|latency|_ms$|\/ms$|regret|cost/i.test(k);
+
+/** Checks the compare page's metrics table against the API: each run's
+ * last value, and for the others the delta against `base` (sign, size,
+ * percentage of the baseline's magnitude, better or worse). */
+async function expectDeltas(page: Page, ids: string[], base: string, min: number) {
+  const details = await Promise.all(ids.map((id) => apiGet<RunDetailApi>(`/api/v1/runs/${id}`)));
+  await expect(page.locator("[data-testid=metrics-diff] thead th.base-col")).toContainText(details.find((d) => d.id === base)?.name ?? "?");
+  const heads = await page.locator("[data-testid=metrics-diff] thead th").allTextContents();
+  const col = details.map((d) => heads.findIndex((h) => h.includes(d.name)));
+  expect(col.every((c) => c > 0), `a column per run: ${heads.join(" | ")}`).toBe(true);
+  const rows = await page.locator("[data-testid=metrics-diff] tbody tr").evaluateAll((trs) =>
+    trs.map((tr) => ({
+      key: (tr.querySelector("td.key")?.childNodes[0]?.textContent ?? "").trim(),
+      summary: !!tr.querySelector("td.key .badge"),
+      cells: [...tr.querySelectorAll("td")].map((td) => ({
+        value: td.querySelector("div:not(.delta)")?.textContent ?? td.textContent ?? "",
+        delta: td.querySelector(".delta")?.textContent ?? null,
+        cls: td.querySelector(".delta")?.className ?? "",
+      })),
+    })),
+  );
+  const value = (d: RunDetailApi, key: string, summary: boolean): number | undefined => {
+    const v = summary ? d.summary[key] : d.metrics[key]?.last;
+    return typeof v === "number" ? v : undefined;
+  };
+  const b = details.find((d) => d.id === base);
+  if (!b) throw new Error("no baseline");
+  let checked = 0;
+  for (const row of rows) {
+    const bv = value(b, row.key, row.summary);
+    for (const [i, d] of details.entries()) {
+      const cell = row.cells[col[i]];
+      const v = value(d, row.key, row.summary);
+      const what = `${row.key} of ${d.name} against ${b.name}`;
+      if (v === undefined) {
+        expect(cell.value.trim(), what).toBe("—");
+        continue;
+      }
+      expect(shown(cell.value), `${what}: value "${cell.value}" vs ${v}`).toBeCloseToSig(v);
+      if (d.id === base || bv === undefined) {
+        expect(cell.delta, `${what}: no delta`).toBeNull();
+        continue;
+      }
+      const delta = v - bv;
+      if (delta === 0) {
+        expect(cell.delta, what).toBe("=");
+        continue;
+      }
+      const m = /^([+−])(\S+)\s*(?:\(([+−-]?[\d.]+)%\))?$/.exec(cell.delta?.trim() ?? "");
+      expect(m, `${what}: delta "${cell.delta}"`).not.toBeNull();
+      if (!m) continue;
+      expect(m[1], `${what}: sign`).toBe(delta > 0 ? "+" : "−");
+      expect(shown(m[2]), `${what}: |delta| "${m[2]}" vs ${Math.abs(delta)}`).toBeCloseToSig(Math.abs(delta));
+      if (bv !== 0) {
+        const pct = (delta / Math.abs(bv)) * 100;
+        const digits = Math.abs(pct) >= 100 ? 0 : Math.abs(pct) >= 10 ? 1 : 2;
+        expect(Math.abs(Number(m[3]?.replace("−", "-")) - pct), `${what}: ${m[3]}% vs ${pct}%`).toBeLessThanOrEqual(0.5 * Math.pow(10, -digits) + 1e-9);
+      }
+      expect(cell.cls, `${what}: better or worse`).toContain((delta > 0) !== lowerIsBetter(row.key) ? "better" : "worse");
+      checked++;
+    }
+  }
+  expect(checked, "deltas checked").toBeGreaterThanOrEqual(min);
+}
 
 test("compare: the differing config key comes first, with deltas against the baseline", async ({ page }) => {
   const a = (await runs("spirals", { filter: "config.lr = 0.3 and config.model.hidden = 8" })).runs[0];
@@ -288,19 +645,59 @@ test("compare: the differing config key comes first, with deltas against the bas
   await expect(page.locator("[data-testid=config-diff] tr.same")).toHaveCount(0);
   await page.locator(".fold-row button").click();
   expect(await page.locator("[data-testid=config-diff] tr.same").count()).toBeGreaterThan(2);
-  // Deltas against the baseline.
-  const row = page.locator("[data-testid=metrics-diff] tbody tr", { hasText: "val/acc" }).first();
-  await expect(row.locator(".delta")).toHaveCount(1);
   await expect(page.getByTestId("env-diff")).toBeVisible();
+
+  // Every metric's last value and its delta against the baseline, absolute
+  // and in %, computed here from the API; then again for another baseline.
+  await expectDeltas(page, [a.id, b.id], a.id, 5);
+  await page.locator("[data-testid=metrics-diff] thead th", { hasText: b.name }).getByRole("button", { name: "set as baseline" }).click();
+  await expect(page).toHaveURL(new RegExp(`base=${b.id}`));
+  await expectDeltas(page, [a.id, b.id], b.id, 5);
   await screenshots(page, "compare");
+
+  // Three runs, the baseline in the middle, one without "acc" (shown as —).
+  const trio = await Promise.all(["lr0.01-s0", "lr1.0-s1", "lr0.1-s2"].map((n) => runByName("seeds", n)));
+  expect(trio[2].metrics["acc"]).toBeUndefined();
+  await page.goto(`/p/seeds/compare?runs=${trio.map((r) => r.id).join(",")}&base=${trio[1].id}`);
+  await expectDeltas(page, trio.map((r) => r.id), trio[1].id, 4);
 });
 
 test("parallel coordinates: one line per run; a brush selects the runs inside it", async ({ page }) => {
   const all = await runs("spirals", { limit: 1000 });
-  await page.goto("/p/spirals/parallel?axis=config.lr&axis=config.model.hidden&axis=metrics.val/acc");
+  const axes = ["config.lr", "config.model.hidden", "metrics.val/acc"];
+  await page.goto(`/p/spirals/parallel?${axes.map((a) => `axis=${a}`).join("&")}`);
   const svg = page.getByTestId("parallel");
   await expect(svg).toHaveAttribute("data-lines", String(all.total));
-  expect(await svg.locator("polyline.pc-line").count()).toBeGreaterThanOrEqual(all.total - 1);
+  // Each run: one polyline through every axis it has a value on (a run
+  // without val/acc, the live one, stops at the axis before), so exactly
+  // as many lines as runs, and on each axis the heights are in the order
+  // of the values.
+  const val = (r: ApiRun, a: string): number | null => {
+    const v = a.startsWith("metrics.") ? r.metrics[a.slice(8)]?.last : r.config[a.slice(7)];
+    return typeof v === "number" && Number.isFinite(v) ? v : null;
+  };
+  const want = new Map(all.runs.map((r) => [r.id, axes.map((a) => val(r, a))]));
+  expect([...want.values()].filter((vs) => vs.every((v) => v !== null)).length, "runs with every axis").toBeGreaterThanOrEqual(all.total - 1);
+  const lines = await svg.locator("polyline.pc-line").evaluateAll((els) =>
+    els.map((e) => ({ run: e.getAttribute("data-run") ?? "", points: (e.getAttribute("points") ?? "").trim().split(/\s+/).map((p) => p.split(",").map(Number)) })),
+  );
+  expect(lines.map((l) => l.run).sort(), "one line per run, every run").toEqual([...want.keys()].sort());
+  const ys = new Map(lines.map((l) => [l.run, l.points]));
+  for (const [id, vs] of want) {
+    const pts = ys.get(id) ?? [];
+    const have = vs.map((v, i) => (v === null ? -1 : i)).filter((i) => i >= 0);
+    expect(pts.length, `points of ${id}'s line`).toBe(have.length);
+  }
+  for (const [i] of axes.entries()) {
+    const on = [...want].filter(([, vs]) => vs[i] !== null).map(([id, vs]) => ({ id, v: vs[i] as number, y: ys.get(id)?.[i]?.[1] ?? NaN }));
+    for (const p of on) {
+      for (const q of on) {
+        const what = `${axes[i]}: ${p.id} (${p.v}, y ${p.y}) against ${q.id} (${q.v}, y ${q.y})`;
+        if (p.v > q.v) expect(p.y, what).toBeLessThan(q.y);
+        else if (p.v === q.v) expect(p.y, what).toBeCloseTo(q.y, 1);
+      }
+    }
+  }
   await screenshots(page, "parallel");
 
   // Brush the top fifth of the lr axis: lr = 1.0 only.

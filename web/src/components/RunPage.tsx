@@ -354,7 +354,7 @@ function CodeView({ env }: { env: Environment | null }) {
       )}
       {(g.untracked ?? []).length > 0 && (
         <Section title="Untracked files" right={<span class="muted num">{g.untracked?.length}</span>}>
-          <ul class="file-list mono">
+          <ul class="file-list mono" data-testid="untracked">
             {g.untracked?.slice(0, 500).map((f) => <li key={f}>{f}</li>)}
           </ul>
           {(g.untracked?.length ?? 0) > 500 && <p class="muted">…and {(g.untracked?.length ?? 0) - 500} more</p>}
