@@ -424,19 +424,88 @@ fn run_rejects_a_bad_config_without_running_anything() {
     assert!(!sb.cwd.join("ran").exists());
 }
 
+/// A child in a process group of its own, killed whole when the test ends
+/// however it ends, so a failing test never leaves a program behind.
+struct Group(std::process::Child);
+
+impl Group {
+    fn spawn(cmd: &mut Command) -> Group {
+        use std::os::unix::process::CommandExt;
+        Group(cmd.process_group(0).spawn().unwrap())
+    }
+}
+
+impl std::ops::Deref for Group {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Group {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits (at most 30 s) until a child of `parent` runs `name`.
+fn wait_for_child(parent: u32, name: &str) {
+    let children_of = |pid: u32| -> Vec<(u32, String)> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid …; comm may hold spaces, so split at ')'.
+            let Some((head, tail)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let comm = head.split_once('(').map_or("", |(_, c)| c);
+            let ppid = tail.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+            if ppid == Some(pid)
+                && let Ok(child) = entry.file_name().to_string_lossy().parse()
+            {
+                out.push((child, comm.to_string()));
+            }
+        }
+        out
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = children_of(parent).iter().any(|(_, comm)| comm == name);
+        if found {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} never started under {parent}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Sends `signal` to the wrapper once the program has set its trap, and
 /// checks that the program's handler ran and the run was recorded as killed.
 fn signal_reaches_the_program(signal: &str, exit_code: i32) {
     let sb = Sandbox::new();
     let script = format!(
-        "trap 'echo got-{signal}; exit {exit_code}' {signal}; echo ready; while true; do sleep 0.1; done"
+        "trap 'echo got-{signal}; exit {exit_code}' {signal}; echo ready; i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done"
     );
-    let mut child = sb
-        .cmd(&["run", "--no-monitor", "--", "sh", "-c", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Group::spawn(
+        sb.cmd(&["run", "--no-monitor", "--", "sh", "-c", &script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -448,10 +517,7 @@ fn signal_reaches_the_program(signal: &str, exit_code: i32) {
         let _ = tx.send(rest.join("\n"));
     });
     let first = rx.recv_timeout(Duration::from_secs(60));
-    if first.as_deref() != Ok("ready") {
-        let _ = child.kill();
-        panic!("the program did not start: {first:?}");
-    }
+    assert_eq!(first.as_deref(), Ok("ready"), "the program did not start");
     let killed = Command::new("kill")
         .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
@@ -486,8 +552,8 @@ fn sigint_from_another_process_reaches_the_program() {
 #[test]
 fn sigterm_kills_a_program_without_a_handler_and_the_run_is_killed() {
     let sb = Sandbox::new();
-    let mut child = sb
-        .cmd(&[
+    let mut child = Group::spawn(
+        sb.cmd(&[
             "run",
             "--no-monitor",
             "--",
@@ -496,15 +562,14 @@ fn sigterm_kills_a_program_without_a_handler_and_the_run_is_killed() {
             "echo ready; exec sleep 60",
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::null()),
+    );
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line, "ready\n");
-    // `exec` replaces the shell; give it a moment so the signal finds sleep.
-    std::thread::sleep(Duration::from_millis(300));
+    // `exec` replaces the shell: signal once `sleep` is what runs.
+    wait_for_child(child.id(), "sleep");
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -1242,14 +1307,49 @@ fn version_and_help() {
     assert!(run_help.contains("--config"), "{run_help}");
 }
 
+/// The binary's output as a terminal shows it: run under a pseudo-terminal
+/// by util-linux `script`, which every Debian has (bsdutils).
+fn on_a_terminal(sb: &Sandbox, args: &[&str], envs: &[(&str, &str)]) -> String {
+    let line: Vec<String> = std::iter::once(BIN)
+        .chain(args.iter().copied())
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect();
+    let mut cmd = Command::new("script");
+    cmd.args(["-q", "-e", "-c", &line.join(" "), "/dev/null"])
+        .current_dir(&sb.cwd)
+        .env("LABBOOK_DIR", &sb.store_dir)
+        .env("TERM", "xterm-256color")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
 #[test]
-fn no_color_means_no_escape_codes() {
+fn a_terminal_gets_color_unless_told_not_to() {
     let sb = Sandbox::new();
     seed_three(&sb);
-    let out = sb.ok(&["ls"]);
-    assert!(!out.contains('\x1b'));
-    let mut cmd = sb.cmd(&["show", "alpha", "--no-color"]);
-    cmd.env_remove("NO_COLOR");
-    let out = cmd.output().unwrap();
+    // On a terminal, tables and the run view are colored…
+    assert!(on_a_terminal(&sb, &["ls"], &[]).contains("\x1b["));
+    assert!(on_a_terminal(&sb, &["show", "alpha"], &[]).contains("\x1b["));
+    // …unless NO_COLOR, --no-color or TERM=dumb says otherwise…
+    for (args, envs) in [
+        (&["ls"][..], &[("NO_COLOR", "1")][..]),
+        (&["ls", "--no-color"][..], &[][..]),
+        (&["show", "alpha", "--no-color"][..], &[][..]),
+        (&["ls"][..], &[("TERM", "dumb")][..]),
+    ] {
+        let out = on_a_terminal(&sb, args, envs);
+        assert!(!out.contains('\x1b'), "{args:?} {envs:?}: {out:?}");
+        assert!(out.contains("alpha"), "{args:?}: {out:?}");
+    }
+    // …and a pipe never gets escape codes.
+    let mut piped = sb.cmd(&["ls"]);
+    piped.env_remove("NO_COLOR");
+    let out = piped.output().unwrap();
     assert!(!text(&out.stdout).contains('\x1b'));
 }
