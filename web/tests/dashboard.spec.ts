@@ -407,6 +407,7 @@ test("charts: smoothing, log y and relative time draw the curves where the API's
   if (!d) throw new Error("no chart");
   expect(d.series.length).toBe(1);
   expectPoints(d.series[0].points, raw, "the curve on a log axis");
+  expect(d.y.min, "a log axis starts above 0").toBeGreaterThan(0);
   expect(Math.log10(Math.max(...loss.values) / Math.min(...loss.values)), "the curve spans decades").toBeGreaterThan(2);
   h = await hitsApart(page, "loss", at(d, raw, true), at(d, raw, false), color);
   expect(h.n, "points where log and linear placement differ").toBeGreaterThan(50);

@@ -36,7 +36,7 @@ export async function drawn(page: Page, metric: string, scope = ""): Promise<Dra
       if (!u) return null;
       const xs = u.data[0] as number[];
       const series = u.series.slice(1).map((s, k) => {
-        const col = u.data[k + 1];
+        const col = u.data[k + 1] ?? [];
         const points: [number, number | null][] = [];
         for (let i = 0; i < xs.length; i++) if (col[i] !== undefined) points.push([xs[i], col[i] as number | null]);
         const stroke = typeof s.stroke === "function" ? (s.stroke as (u: U, i: number) => string)(u, k + 1) : String(s.stroke);
