@@ -812,6 +812,14 @@ impl RunCore {
         self.state.lock().step
     }
 
+    /// How many times this run's writes found the store locked by another
+    /// process (SQLITE_BUSY) and waited or tried again: contention that was
+    /// absorbed, not an error. 0 for a run logged into a server.
+    #[getter]
+    fn lock_retries(&self) -> u64 {
+        self.writer.lock_retries()
+    }
+
     #[getter]
     fn finished(&self) -> bool {
         self.finished.load(Ordering::Acquire)

@@ -108,19 +108,36 @@ def _server_env() -> dict[str, str]:
     return env
 
 
-def _start_labbook(tmp: Path, port: int = 0) -> Server:
+class ServerStartError(Exception):
+    """A server that did not come up; `retryable` when its port was still taken."""
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def _labbook_binary() -> Path:
     binary = Path(os.environ.get("LABBOOK_BIN", str(REPO / "target/release/labbook")))
     if not binary.is_file():
         pytest.exit(f"labbook binary not found at {binary} (build it or set LABBOOK_BIN)", 2)
+    return binary
+
+
+def _launch_labbook(tmp: Path, port: int = 0, env: dict[str, str] | None = None) -> Server:
+    """Starts `labbook serve` on `port` (0: any) and waits until it answers;
+    raises ServerStartError (having stopped it) when it does not."""
+    binary = _labbook_binary()
     store = tmp / ".labbook"
     log_path = tmp / "server.log"
     log = open(log_path, "ab")
+    # A restarted server appends to the same log: judge only its own part.
+    log_start = log.tell()
     proc = subprocess.Popen(
         [str(binary), "--dir", str(store), "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=tmp,
         stdout=subprocess.PIPE,
         stderr=log,
-        env=_server_env(),
+        env={**_server_env(), **(env or {})},
         start_new_session=True,
     )
     assert proc.stdout is not None
@@ -141,17 +158,78 @@ def _start_labbook(tmp: Path, port: int = 0) -> Server:
         log.close()
 
     threading.Thread(target=drain, daemon=True, name="labbook-stdout").start()
+
+    def own_log() -> str:
+        try:
+            with open(log_path, "rb") as f:
+                f.seek(log_start)
+                return f.read().decode(errors="replace")[-4000:]
+        except OSError:
+            return "(no log)"
+
+    # The wait for the banner is bounded: the reading thread may block forever.
     if not got_line.wait(LABBOOK_START_TIMEOUT_S) or not first[0]:
         _stop(proc)
-        pytest.exit(f"labbook serve printed no banner; log:\n{_log_tail(log_path)}", 2)
+        text = own_log()
+        raise ServerStartError(
+            f"labbook serve printed no banner; log:\n{text}",
+            retryable=port != 0 and "in use" in text,
+        )
     text = first[0].decode(errors="replace")
     match = LABBOOK_BANNER.match(text)
     if match is None:
         _stop(proc)
-        pytest.exit(f"unexpected banner from labbook serve: {text!r}", 2)
+        raise ServerStartError(f"unexpected banner from labbook serve: {text!r}")
     url = match["url"].rstrip("/")
     _wait_healthy(url, proc, log_path, LABBOOK_START_TIMEOUT_S)
     return Server("labbook", url, tmp, log_path, proc, store_dir=store, binary=binary)
+
+
+def _start_labbook(tmp: Path, port: int = 0) -> Server:
+    """The suite's own server: without it no test can run, so a failure ends the session."""
+    try:
+        return _launch_labbook(tmp, port)
+    except ServerStartError as e:
+        pytest.exit(str(e), 2)
+        raise AssertionError from e  # unreachable; pytest.exit raises
+
+
+class LabbookServers:
+    """Servers a test starts for itself (to kill them); all stopped at its teardown."""
+
+    def __init__(self) -> None:
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        self, tmp: Path, port: int = 0, env: dict[str, str] | None = None, timeout: float = 30.0
+    ) -> Server:
+        """Starts one on `port`. A port the previous server held may still be
+        taken for a moment: binding is retried until `timeout`, then the test fails."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                server = _launch_labbook(tmp, port, env)
+            except ServerStartError as e:
+                if e.retryable and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
+                pytest.fail(f"labbook serve did not start on port {port}: {e}")
+            assert server.process is not None
+            self._procs.append(server.process)
+            return server
+
+    def stop_all(self) -> None:
+        for proc in self._procs:
+            _stop(proc)
+
+
+@pytest.fixture
+def labbook_servers() -> Iterator[LabbookServers]:
+    servers = LabbookServers()
+    try:
+        yield servers
+    finally:
+        servers.stop_all()
 
 
 def _start_mlflow(tmp: Path) -> Server:
@@ -181,7 +259,10 @@ def _start_mlflow(tmp: Path) -> Server:
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
-    _wait_healthy(url, proc, log_path, MLFLOW_START_TIMEOUT_S)
+    try:
+        _wait_healthy(url, proc, log_path, MLFLOW_START_TIMEOUT_S)
+    except ServerStartError as e:
+        pytest.exit(str(e), 2)
     return Server("mlflow", url, tmp, log_path, proc)
 
 
@@ -203,19 +284,22 @@ def _attach(tmp: Path) -> Server:
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
+    """Raises ServerStartError (having stopped the server) unless it answers in `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.exit(f"server exited with {proc.returncode}; log:\n{_log_tail(log_path)}", 2)
+            raise ServerStartError(
+                f"server exited with {proc.returncode}; log:\n{_log_tail(log_path)}"
+            )
         try:
             if requests.get(f"{url}/health", timeout=2).status_code == 200:
                 return
         except requests.RequestException:
             pass
-        time.sleep(0.25)
+        time.sleep(0.05)
     _stop(proc)
-    pytest.exit(
-        f"server at {url} not healthy after {timeout:.0f} s; log:\n{_log_tail(log_path)}", 2
+    raise ServerStartError(
+        f"server at {url} not healthy after {timeout:.0f} s; log:\n{_log_tail(log_path)}"
     )
 
 

@@ -99,34 +99,54 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
+    /// Waits for `done`, failing the test after `limit`.
+    fn wait_until(limit: Duration, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + limit;
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out after {limit:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     #[test]
-    fn samples_on_the_interval_and_stops_promptly() {
+    fn samples_on_the_interval() {
         let samples = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&samples);
         let mut monitor = Monitor::spawn(
             std::process::id(),
-            Duration::from_millis(250),
+            Duration::from_millis(50),
             move |i, s| {
                 sink.lock().unwrap().push((i, s));
             },
         )
         .unwrap();
-        std::thread::sleep(Duration::from_millis(900));
-        let started = Instant::now();
+        wait_until(Duration::from_secs(30), || {
+            samples.lock().unwrap().len() >= 2
+        });
         monitor.stop();
-        assert!(
-            started.elapsed() < Duration::from_millis(200),
-            "stop waited {:?}",
-            started.elapsed()
-        );
         let samples = samples.lock().unwrap();
-        assert!(samples.len() >= 2, "{} samples", samples.len());
+        assert_eq!(samples[0].0, 0);
         assert_eq!(samples[1].0, 1);
         assert!(
             samples[1]
                 .1
                 .iter()
                 .any(|(k, v)| k == "sys/rss_mb" && *v > 0.0)
+        );
+    }
+
+    #[test]
+    fn stop_ends_the_thread_without_waiting_for_the_interval() {
+        let mut monitor =
+            Monitor::spawn(std::process::id(), Duration::from_secs(3600), |_, _| {}).unwrap();
+        let started = Instant::now();
+        monitor.stop();
+        // Had the thread slept through its interval, stop would have given up
+        // on it after STOP_WAIT; returning sooner means it ended on the stop.
+        assert!(
+            started.elapsed() < STOP_WAIT,
+            "stop waited {:?}",
+            started.elapsed()
         );
     }
 }

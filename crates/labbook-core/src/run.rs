@@ -125,7 +125,8 @@ pub struct RunRecord {
 }
 
 /// How long a running run may go without a heartbeat before it is called
-/// crashed. Writers beat every flush (≤ 1 s) and at least every 10 s when idle.
+/// crashed, by default. Writers beat every flush (≤ 1 s) and at least every
+/// 10 s when idle.
 pub const HEARTBEAT_TIMEOUT_MS: i64 = 60_000;
 
 impl RunRecord {
@@ -139,12 +140,14 @@ impl RunRecord {
     }
 
     /// Whether a run that says it is running is in fact dead: its process is
-    /// gone from this host, or it stopped beating. `pid_alive` is asked only
-    /// for runs on `this_host`. A run without a pid has no process to watch
-    /// (an MLflow client created it over HTTP): only its client ends it.
+    /// gone from this host, or it has not beaten for `heartbeat_timeout_ms`.
+    /// `pid_alive` is asked only for runs on `this_host`. A run without a pid
+    /// has no process to watch (an MLflow client created it over HTTP): only
+    /// its client ends it.
     pub fn is_stale(
         &self,
         now_ms: i64,
+        heartbeat_timeout_ms: i64,
         this_host: Option<&str>,
         pid_alive: impl Fn(u32) -> bool,
     ) -> bool {
@@ -157,7 +160,7 @@ impl RunRecord {
         {
             return true;
         }
-        now_ms - self.heartbeat_ms > HEARTBEAT_TIMEOUT_MS
+        now_ms.saturating_sub(self.heartbeat_ms) > heartbeat_timeout_ms
     }
 }
 

@@ -651,10 +651,18 @@ async fn log_to_run(
     let append = wire::parse::<wire::LogBatch>(&body)
         .and_then(|batch| batch.into_append(now_ms()))
         .map_err(invalid)?;
+    let hold = crate::test_hook::holds(
+        state.hold_after_commit.as_deref(),
+        append.series.iter().map(|(key, _)| key.as_str()),
+    );
     let appender = state.appender.clone();
-    let applied = tokio::task::spawn_blocking(move || appender.append(&id, append))
+    let run_id = id.clone();
+    let applied = tokio::task::spawn_blocking(move || appender.append(&run_id, append))
         .await
         .map_err(|e| ApiError::internal(format!("a store task failed: {e}")))??;
+    if hold {
+        match crate::test_hook::hold("a batch", &id).await {}
+    }
     Ok(Json(json!({ "applied": applied })))
 }
 

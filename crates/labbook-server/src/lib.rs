@@ -29,3 +29,7 @@ mod json;
 mod listen;
 #[cfg(feature = "serve")]
 mod mlflow;
+#[cfg(feature = "serve")]
+mod test_hook;
+#[cfg(feature = "serve")]
+pub use test_hook::TEST_HOLD_ENV;

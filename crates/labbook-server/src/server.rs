@@ -32,6 +32,9 @@ pub struct ServerOptions {
     pub head_timeout: std::time::Duration,
     /// Time a connection may go without a byte moving either way.
     pub idle_timeout: std::time::Duration,
+    /// Tests only ([`crate::TEST_HOLD_ENV`]): a log request carrying a metric
+    /// of this key is committed and never answered.
+    pub hold_after_commit: Option<String>,
 }
 
 /// 5 GiB: more than the checkpoints and models people log through the
@@ -50,6 +53,7 @@ impl Default for ServerOptions {
             max_event_streams_per_client: 16,
             head_timeout: listen::HEAD_TIMEOUT,
             idle_timeout: listen::IDLE_TIMEOUT,
+            hold_after_commit: None,
         }
     }
 }
@@ -61,6 +65,8 @@ pub struct AppState {
     /// Commits MLflow clients' metrics as each request arrives.
     pub appender: Arc<labbook_store::appender::Appender>,
     pub limits: Arc<Limits>,
+    /// The test hook's metric key, when armed (see `test_hook`).
+    pub hold_after_commit: Option<Arc<str>>,
 }
 
 /// The per-request bounds handlers enforce.
@@ -81,6 +87,7 @@ pub fn router(store: Arc<dyn Store>, options: &ServerOptions) -> Router {
             min_free_bytes: options.min_free_bytes,
             event_streams: crate::events::StreamCounter::new(options.max_event_streams_per_client),
         }),
+        hold_after_commit: options.hold_after_commit.as_deref().map(Arc::from),
     };
     let guard = Arc::new(guard::Guard::new(options.guard.clone()));
     Router::new()

@@ -19,6 +19,7 @@ pub use error::{Result, StoreError};
 pub use sqlite::{DB_FILE, SqliteStore};
 pub use types::*;
 
+use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -172,4 +173,40 @@ pub fn random_bits() -> u64 {
     );
     h.write_u32(std::process::id());
     h.finish()
+}
+
+thread_local! {
+    static LOCK_RETRIES: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many times this thread found the store's write lock held (another
+/// process or connection writing: SQLITE_BUSY) and waited to try again, since
+/// the thread started. Writers take the difference around a write to report
+/// the contention their run met; a waited-out lock is not an error.
+pub fn lock_retries_on_this_thread() -> u64 {
+    LOCK_RETRIES.with(Cell::get)
+}
+
+pub(crate) fn count_lock_retry() {
+    LOCK_RETRIES.with(|n| n.set(n.get().saturating_add(1)));
+}
+
+/// The environment variable that shortens the heartbeat timeout, in seconds.
+/// Meant for tests that watch a suspended process get reaped without waiting
+/// a minute; set below the writers' idle heartbeat (10 s) it would call idle
+/// runs crashed.
+pub const HEARTBEAT_TIMEOUT_ENV: &str = "LABBOOK_HEARTBEAT_TIMEOUT";
+
+/// How long a running run may go without a heartbeat before readers reap it
+/// as crashed: [`labbook_core::run::HEARTBEAT_TIMEOUT_MS`] (60 s) unless
+/// [`HEARTBEAT_TIMEOUT_ENV`] holds a positive number of seconds. Read on
+/// every call, so a process sees the value its environment has now.
+pub fn heartbeat_timeout_ms() -> i64 {
+    std::env::var(HEARTBEAT_TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(labbook_core::run::HEARTBEAT_TIMEOUT_MS, |s| {
+            (s * 1000.0).min(i64::MAX as f64) as i64
+        })
 }

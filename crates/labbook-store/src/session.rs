@@ -132,7 +132,7 @@ pub fn open_run(
         let live = run.status == RunStatus::Running
             && run.pid.is_some()
             && !same_process
-            && !run.is_stale(now_ms, this_host, pid_alive);
+            && !run.is_stale(now_ms, crate::heartbeat_timeout_ms(), this_host, pid_alive);
         if live {
             return Err(StoreError::Conflict(format!(
                 "run {} is still running in process {} on {}; resume it once that process has ended",

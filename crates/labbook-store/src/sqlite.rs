@@ -48,12 +48,33 @@ fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::DatabaseBusy && Instant::now() < deadline =>
             {
+                crate::count_lock_retry();
                 thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
             other => return other,
         }
     }
+}
+
+/// The busy handler: what `busy_timeout` does (SQLite's own schedule of
+/// pauses, giving up after the busy timeout), and it counts each wait, so a
+/// writer can tell how much contention it absorbed. `count` is how many
+/// times SQLite called it before for the same lock.
+fn wait_for_lock(count: i32) -> bool {
+    const PAUSES_MS: [u64; 12] = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100];
+    const LAST_MS: u64 = PAUSES_MS[PAUSES_MS.len() - 1];
+    let count = usize::try_from(count).unwrap_or(0);
+    let waited: u64 = PAUSES_MS.iter().take(count).sum::<u64>()
+        + LAST_MS * count.saturating_sub(PAUSES_MS.len()) as u64;
+    let limit = BUSY_TIMEOUT.as_millis() as u64;
+    if waited >= limit {
+        return false;
+    }
+    let pause = PAUSES_MS.get(count).copied().unwrap_or(LAST_MS);
+    crate::count_lock_retry();
+    thread::sleep(Duration::from_millis(pause.min(limit - waited)));
+    true
 }
 
 const MIGRATIONS: &[&str] = &[
@@ -328,7 +349,7 @@ impl SqliteStore {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&path, flags)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.busy_handler(Some(wait_for_lock))?;
         // Chunks are blobs of tens to hundreds of KB: 32 KiB pages cut the
         // overflow-page chains that SQLite walks per blob by 8× against the
         // 4 KiB default. Only takes effect when the file is created.
@@ -1445,10 +1466,11 @@ impl Store for SqliteStore {
         pid_alive: &dyn Fn(u32) -> bool,
     ) -> Result<Vec<String>> {
         let running = Self::load_runs(&self.conn.lock(), "r.status = 'running'", &[])?;
+        let timeout_ms = crate::heartbeat_timeout_ms();
         let mut reaped = Vec::new();
         for run in running
             .iter()
-            .filter(|r| r.is_stale(now_ms, this_host, pid_alive))
+            .filter(|r| r.is_stale(now_ms, timeout_ms, this_host, pid_alive))
         {
             let changed = self.write(|tx| {
                 Ok(tx.execute(

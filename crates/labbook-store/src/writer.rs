@@ -83,6 +83,9 @@ struct FlushState {
     completed: u64,
     last_error: Option<String>,
     points_written: u64,
+    /// Waits for a store lock another process held, and writes retried
+    /// because a lock wait timed out: contention met and absorbed.
+    lock_retries: u64,
     finished: bool,
     /// A batch the sink refused for good (see [`is_permanent`]).
     fatal: Option<String>,
@@ -226,6 +229,14 @@ impl RunWriter {
     /// Points committed so far.
     pub fn points_written(&self) -> u64 {
         self.shared.done.lock().points_written
+    }
+
+    /// How many times this run's writes found the store locked by another
+    /// writer (SQLITE_BUSY) and waited or tried again. Each wait is part of
+    /// normal sharing of one store by many processes; none is an error. A
+    /// run logged into a server counts none (the server waits for it).
+    pub fn lock_retries(&self) -> u64 {
+        self.shared.done.lock().lock_retries
     }
 
     /// The last write error, if the last flush failed (it will be retried).
@@ -461,8 +472,12 @@ fn flush_loop(shared: &Shared, mut sink: Box<dyn Sink>) {
                 }
             }
         };
+        // The store's busy handler runs on this thread, inside the write.
+        let waits_before = crate::lock_retries_on_this_thread();
         let result = sink.write(&job.batch, &job.id, job.stop);
+        let waits = crate::lock_retries_on_this_thread().saturating_sub(waits_before);
         let mut done = shared.done.lock();
+        done.lock_retries = done.lock_retries.saturating_add(waits);
         match result {
             Ok(()) => {
                 last_beat = Instant::now();
@@ -479,6 +494,9 @@ fn flush_loop(shared: &Shared, mut sink: Box<dyn Sink>) {
                 done.completed = job.requested;
             }
             Err(e) => {
+                if matches!(e, StoreError::Busy(_)) {
+                    done.lock_retries = done.lock_retries.saturating_add(1);
+                }
                 done.last_error = Some(e.to_string());
                 shared.done_changed.notify_all();
                 drop(done);
@@ -533,6 +551,15 @@ mod tests {
         }
     }
 
+    /// Waits for `done`, failing the test after 10 s.
+    fn wait_until(done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     fn point(key: u32, step: i64) -> PendingPoint {
         PendingPoint {
             key,
@@ -555,8 +582,9 @@ mod tests {
         let writer = RunWriter::start_with(Box::new(sink), "r", options()).unwrap();
         let key = writer.key_index("loss").unwrap();
         writer.push(&[point(key, 0), point(key, 1)]);
-        // Points logged while the first batch keeps failing wait behind it.
-        std::thread::sleep(Duration::from_millis(30));
+        // Points logged once the first batch is out (and failing) wait
+        // behind it rather than join it.
+        wait_until(|| !seen.lock().is_empty());
         writer.push(&[point(key, 2)]);
         writer.flush(Duration::from_secs(10)).unwrap();
         writer
@@ -578,6 +606,42 @@ mod tests {
         );
         assert!(seen.last().is_some_and(|w| w.2), "the last write seals");
         assert_eq!(writer.points_written(), 3);
+    }
+
+    /// A sink over a store that another process keeps locked: the store's
+    /// busy handler waits twice inside each write, and the first write
+    /// times out on the lock once.
+    struct ContendedSink {
+        timeouts: u32,
+    }
+
+    impl Sink for ContendedSink {
+        fn write(&mut self, _batch: &FlushBatch, _batch_id: &str, _seal: bool) -> Result<()> {
+            crate::count_lock_retry();
+            crate::count_lock_retry();
+            if self.timeouts > 0 {
+                self.timeouts -= 1;
+                return Err(StoreError::Busy("database is locked".into()));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lock_waits_and_lock_timeouts_are_counted() {
+        let writer =
+            RunWriter::start_with(Box::new(ContendedSink { timeouts: 1 }), "r", options()).unwrap();
+        let key = writer.key_index("loss").unwrap();
+        writer.push(&[point(key, 0)]);
+        writer.flush(Duration::from_secs(10)).unwrap();
+        // Two writes (the timed-out one and its retry), two waits each, and
+        // the retry itself.
+        assert_eq!(writer.lock_retries(), 5);
+        assert_eq!(writer.last_error(), None);
+        writer
+            .finish(RunPatch::default(), Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(writer.lock_retries(), 7, "the final write waited twice");
     }
 
     #[test]

@@ -344,6 +344,115 @@ fn retried_batches_apply_once() {
     assert_eq!(store.get_run(&run.id).unwrap().metrics["x"].count, 10);
 }
 
+/// Commits one flush of `new` through `writer`; the ids of the chunks it inserted.
+fn flush(
+    store: &dyn Store,
+    writer: &mut SeriesWriter,
+    run: &str,
+    new: Vec<(String, SeriesColumns)>,
+) -> Vec<i64> {
+    let write = WriteSet {
+        run_id: run.into(),
+        series: writer.plan(new, false).unwrap(),
+        heartbeat_ms: Some(9_000),
+        ..Default::default()
+    };
+    let ids = store.commit(&write).unwrap().unwrap();
+    writer.apply(write.series, &ids);
+    ids
+}
+
+/// The reaper compacts run A's tails and frees their chunk ids; run B's new
+/// tails take those ids; then A's writer, back from its stall, merges what
+/// it still takes for its tails. Its deletes must not find B's chunks.
+#[test]
+fn a_writer_back_after_the_reaper_cannot_delete_another_runs_tails_under_reused_ids() {
+    let (_dir, store) = store();
+    let a = store.create_run(&new_run("p")).unwrap();
+    let mut writer_a = SeriesWriter::new();
+    // One tier-1 row, then seven tier-0 rows: the next flush merges just
+    // those seven, not the first row.
+    flush(
+        &store,
+        &mut writer_a,
+        &a.id,
+        vec![("x".into(), series(0..8, |i| i as f64))],
+    );
+    for step in 8..15 {
+        flush(
+            &store,
+            &mut writer_a,
+            &a.id,
+            vec![("x".into(), series(step..step + 1, |i| i as f64))],
+        );
+    }
+    let reaped = store
+        .reap_stale_runs(10_000, Some("h"), &|_| false)
+        .unwrap();
+    assert_eq!(reaped, vec![a.id.clone()]);
+    let b = store.create_run(&new_run("p")).unwrap();
+    let mut writer_b = SeriesWriter::new();
+    let mut b_ids = Vec::new();
+    for step in 0..7 {
+        b_ids.extend(flush(
+            &store,
+            &mut writer_b,
+            &b.id,
+            vec![("x".into(), series(step..step + 1, |i| -i as f64))],
+        ));
+    }
+
+    let plan = writer_a
+        .plan(vec![("x".into(), series(15..16, |i| i as f64))], false)
+        .unwrap();
+    // What the bug needed: every id A's writer would delete is now a tail of B.
+    assert_eq!(plan.deletes, b_ids, "the freed ids were reused by run B");
+    let write = WriteSet {
+        run_id: a.id.clone(),
+        series: plan,
+        heartbeat_ms: Some(9_500),
+        ..Default::default()
+    };
+    match store.commit(&write) {
+        Err(StoreError::StaleTails(_)) => {}
+        other => panic!("a delete of another run's tails must be refused, got {other:?}"),
+    }
+    assert_eq!(
+        store.read_series(&b.id, "x", StepRange::ALL).unwrap(),
+        series(0..7, |i| -i as f64),
+        "run B's chunks are untouched"
+    );
+    assert_eq!(
+        store.read_series(&a.id, "x", StepRange::ALL).unwrap(),
+        series(0..15, |i| i as f64),
+        "nothing of the refused write is stored"
+    );
+
+    // As the writer does on StaleTails: drop the tails, plan again.
+    let mut writer_a = SeriesWriter::new();
+    flush(
+        &store,
+        &mut writer_a,
+        &a.id,
+        vec![("x".into(), series(15..16, |i| i as f64))],
+    );
+    assert_eq!(
+        store.read_series(&a.id, "x", StepRange::ALL).unwrap(),
+        series(0..16, |i| i as f64),
+        "every point of A once"
+    );
+    assert_eq!(store.get_run(&a.id).unwrap().metrics["x"].count, 16);
+    assert_eq!(
+        store.read_series(&b.id, "x", StepRange::ALL).unwrap(),
+        series(0..7, |i| -i as f64)
+    );
+    assert_eq!(
+        store.get_run(&a.id).unwrap().status,
+        RunStatus::Running,
+        "its heartbeat revived it"
+    );
+}
+
 #[test]
 fn stale_runs_are_reaped_as_crashed_and_compacted() {
     let (_dir, store) = store();

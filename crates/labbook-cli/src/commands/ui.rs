@@ -39,12 +39,23 @@ pub fn run(app: &App, args: UiArgs) -> Result<ExitCode> {
 pub fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
     let dir = app.store_dir_for_run();
     let store = crate::app::open_store(&dir)?;
+    let mut options = args.guard.options();
+    // The reliability tests' hook; see labbook_server::TEST_HOLD_ENV.
+    options.hold_after_commit = std::env::var(labbook_server::TEST_HOLD_ENV)
+        .ok()
+        .filter(|key| !key.is_empty());
+    if let Some(key) = &options.hold_after_commit {
+        eprintln!(
+            "labbook serve: {} is set: log requests with a metric {key:?} are committed and never answered (a test hook; never set it in use)",
+            labbook_server::TEST_HOLD_ENV
+        );
+    }
     serve_store(
         app,
         store,
         dir,
         SocketAddr::new(args.host, args.port),
-        args.guard.options(),
+        options,
         "serve",
         |_| {},
     )

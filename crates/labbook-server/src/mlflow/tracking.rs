@@ -795,7 +795,12 @@ async fn log_batch(State(state): State<AppState>, req: Req) -> MlResult {
         patch.params = Some(config);
     }
     tags_into_patch(tags, &mut patch)?;
-    blocking(&state, move |state| {
+    let hold = crate::test_hook::holds(
+        state.hold_after_commit.as_deref(),
+        metrics.iter().map(|m| m.key.as_str()),
+    );
+    let run = id.clone();
+    let answer = blocking(&state, move |state| {
         active_run(store(state), &id)?;
         let patch = (!patch.is_empty()).then_some(patch);
         if !metrics.is_empty() || patch.is_some() {
@@ -806,7 +811,11 @@ async fn log_batch(State(state): State<AppState>, req: Req) -> MlResult {
         record_model_metrics(store(state), &id, &metrics)?;
         Ok(wire(json!({})))
     })
-    .await
+    .await?;
+    if hold {
+        match crate::test_hook::hold("a log-batch", &run).await {}
+    }
+    Ok(answer)
 }
 
 async fn set_tag(State(state): State<AppState>, req: Req) -> MlResult {
