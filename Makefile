@@ -14,7 +14,7 @@ export LABBOOK_BIN := $(CURDIR)/target/release/labbook
 # The interpreter with the labbook SDK installed, for tests run from other venvs.
 export LABBOOK_PYTHON := $(CURDIR)/$(BIN)/python
 
-.PHONY: all build web demo test test-rust test-python test-web test-mlflow test-security lint bench bench-mlflow bench-peers fuzz clean
+.PHONY: all build web demo test test-rust test-fuzz test-python test-web test-mlflow test-security lint bench bench-mlflow bench-peers fuzz clean
 
 all: build
 
@@ -68,11 +68,19 @@ demo: build
 	@labbook --dir $(DEMO_STORE) ui --port $(DEMO_PORT)
 
 ## test: lint, then every Rust, Python, browser, MLflow-client and security test
-test: lint test-rust test-python test-web test-mlflow test-security
+test: lint test-rust test-fuzz test-python test-web test-mlflow test-security
 
 test-rust: build
 	$(CARGO) test --release
 	$(CARGO) test --release -p labbook-server --features client --lib
+
+# The three fuzz targets' checks (fuzz/checks/) on stable, each fed by its
+# structure-aware generator for FUZZ_TEST_SECONDS; `make fuzz` runs the same
+# checks under libFuzzer on nightly.
+FUZZ_TEST_SECONDS ?= 30
+test-fuzz: build
+	LABBOOK_FUZZ_SECONDS=$(FUZZ_TEST_SECONDS) $(CARGO) test --release -p labbook-store --lib fuzz_budget_ -- --ignored --nocapture
+	LABBOOK_FUZZ_SECONDS=$(FUZZ_TEST_SECONDS) $(CARGO) test --release -p labbook-server --lib fuzz_budget_ -- --ignored --nocapture --test-threads 1
 
 test-python: build
 	$(BIN)/python -m pytest python/tests -q
@@ -113,7 +121,8 @@ bench: build $(MLFLOW_VENV)/.deps
 	  $(CARGO) bench --manifest-path $(CURDIR)/Cargo.toml -p labbook-store --bench store 2>/dev/null; \
 	  LABBOOK_BENCH_BROWSER=1 $(CARGO) bench --manifest-path $(CURDIR)/Cargo.toml -p labbook-server --bench api 2>/dev/null; \
 	  $(BIN)/python $(CURDIR)/bench/sdk_bench.py; \
-	} | tee $$tmp/raw.jsonl | $(BIN)/python $(CURDIR)/bench/report.py; rm -rf $$tmp
+	} | tee $$tmp/raw.jsonl | $(BIN)/python $(CURDIR)/bench/report.py --markdown $(CURDIR)/bench/results/$$(date -u +%F)-targets.md; rm -rf $$tmp
+	@echo "bench/results/$$(date -u +%F)-targets.md written; \`python bench/readme_speed.py --write\` puts it in the README"
 	@echo
 	$(MAKE) bench-mlflow
 
@@ -141,6 +150,7 @@ bench-peers: build $(PEERS_VENV)/.deps $(MLFLOW_VENV)/.deps
 	$(MLFLOW_VENV)/bin/python bench/mlflow_server.py $(BENCH_MLFLOW_ARGS)
 	bench/ui_peers.sh
 	$(BIN)/python bench/peers_report.py
+	@echo "\`python bench/readme_speed.py --write\` puts the new headline in the README"
 
 ## fuzz: each cargo-fuzz target (fuzz/fuzz_targets) for FUZZ_SECONDS, on the
 ## nightly toolchain that libFuzzer's instrumentation needs; a crash fails it

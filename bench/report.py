@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
 import platform
 import sys
 
@@ -75,9 +77,47 @@ def fmt(value: float, unit: str) -> str:
     return f"{value:.2f} {unit}"
 
 
+def markdown(by_figure: dict[str, dict[str, object]], started: str) -> str:
+    """The results as a file for bench/results/: the one place the README's
+    targets table is generated from (bench/readme_speed.py)."""
+    lines = [
+        f"# labbook's own targets: {started[:10]}",
+        "",
+        "`make bench` on one machine: medians over repetitions with min–max. The",
+        "machine is shared; re-run before trusting a small delta. Peers, side by side",
+        "in one run, are in the newest `bench/results/YYYY-MM-DD.md` (`make bench-peers`).",
+        "",
+        f"- Machine: {platform.node()}, {platform.machine()}, {os.cpu_count()} cores, "
+        f"{platform.platform()}",
+        f"- Started: {started}",
+        "",
+        "## Figures",
+        "",
+        "| figure | labbook | min–max | target | met |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for key, (label, target, check, _) in TARGETS.items():
+        r = by_figure.get(key)
+        if r is None:
+            lines.append(f"| {label} | not measured | | {target} | no |")
+            continue
+        median, low, high, unit = r["median"], r["min"], r["max"], str(r["unit"])
+        assert isinstance(median, float | int) and isinstance(low, float | int)
+        assert isinstance(high, float | int)
+        met = "–" if check is None else ("yes" if check(median) else "**no**")
+        spread = f"{fmt(low, unit)} – {fmt(high, unit)}"
+        lines.append(f"| {label} | {fmt(median, unit)} | {spread} | {target} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    out = sys.argv[sys.argv.index("--markdown") + 1] if "--markdown" in sys.argv else None
     rows = [json.loads(line) for line in sys.stdin if line.startswith("{")]
     by_figure = {r["figure"]: r for r in rows}
+    if out:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(markdown(by_figure, started))
     print(f"\nlabbook benchmark · {platform.node()} · {platform.processor() or platform.machine()}")
     print(
         "medians over repetitions (min–max); the machine is shared, so re-run before trusting a small delta\n"

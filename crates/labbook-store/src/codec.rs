@@ -7,6 +7,12 @@
 //! (tiny chunks, where a codec's header costs more than it saves), and pco
 //! (delta and float-aware entropy coding; lossless for every f64 bit
 //! pattern, NaN payloads included).
+//!
+//! The decoder trusts nothing: a truncated or corrupt chunk, a header whose
+//! point count disagrees with a column, trailing bytes, or a count over
+//! `MAX_CHUNK_POINTS` is an error, never a panic or an unbounded
+//! allocation. `reached!` marks each way a decode ends; the tests count
+//! them to show that their generated chunks reach every one.
 
 use thiserror::Error;
 
@@ -22,6 +28,21 @@ const PCO_MIN_POINTS: usize = 64;
 /// pco level 4: within 1–2% of level 8's size at ~1.6× its speed on noisy
 /// floats (measured on 65,536-point chunks: 6.54 vs 6.50 B/pt).
 const PCO_LEVEL: usize = 4;
+
+/// The most points one chunk holds: 16 times the store's sealed chunk
+/// (`series::SEAL_POINTS`). A header that claims more is corrupt, and
+/// trusting it would allocate without bound (a chunk's columns are decoded
+/// into slices sized from its header), so decoding one allocates at most
+/// 24 MiB.
+pub const MAX_CHUNK_POINTS: usize = 1 << 20;
+
+/// Marks one way a decode ends; the tests count them (`tests::Path`).
+macro_rules! reached {
+    ($path:ident) => {{
+        #[cfg(test)]
+        tests::reached(tests::Path::$path);
+    }};
+}
 
 #[derive(Debug, Error)]
 pub enum CodecError {
@@ -110,8 +131,13 @@ pub fn encode_slices(steps: &[i64], ts_ms: &[i64], values: &[f64]) -> Result<Vec
     if ts_ms.len() != steps.len() || values.len() != steps.len() {
         return Err(CodecError::Encode("columns differ in length".into()));
     }
-    let n = u32::try_from(steps.len())
-        .map_err(|_| CodecError::Encode("chunk over 4G points".into()))?;
+    if steps.len() > MAX_CHUNK_POINTS {
+        return Err(CodecError::Encode(format!(
+            "{} points in one chunk; it holds at most {MAX_CHUNK_POINTS}",
+            steps.len()
+        )));
+    }
+    let n = steps.len() as u32;
     let mut out = Vec::with_capacity(64 + steps.len() * 8);
     out.push(MAGIC);
     out.extend_from_slice(&n.to_le_bytes());
@@ -147,47 +173,70 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(buf))
     }
 
+    /// One column's section: its kind and its body.
+    fn section(&mut self) -> Result<(u8, &'a [u8]), CodecError> {
+        let kind = self.take(1).inspect_err(|_| reached!(TruncatedKind))?[0];
+        let len = self.u32().inspect_err(|_| reached!(TruncatedLength))? as usize;
+        let body = self.take(len).inspect_err(|_| reached!(TruncatedBody))?;
+        Ok((kind, body))
+    }
+
     /// Decodes one column into `dst`, which holds exactly the chunk's points.
     fn column_to<T: Column>(&mut self, dst: &mut [T]) -> Result<(), CodecError> {
         let n = dst.len();
-        let kind = self.take(1)?[0];
-        let len = self.u32()? as usize;
-        let mut body = Reader {
-            data: self.take(len)?,
-            pos: 0,
-        };
+        let (kind, body) = self.section()?;
         match kind {
             KIND_ARITHMETIC => {
+                if body.len() != 16 {
+                    reached!(ArithmeticLength);
+                    return Err(CodecError::Corrupt(format!(
+                        "progression column of {} bytes, not 16",
+                        body.len()
+                    )));
+                }
+                let mut body = Reader { data: body, pos: 0 };
                 let (start, delta) = (body.u64()?, body.u64()?);
                 let mut v = start;
                 for slot in dst.iter_mut() {
                     *slot = T::from_bits(v);
                     v = v.wrapping_add(delta);
                 }
+                reached!(Arithmetic);
             }
             KIND_RAW => {
-                if len != n * 8 {
+                if body.len() != n * 8 {
+                    reached!(RawLength);
                     return Err(CodecError::Corrupt(format!(
-                        "raw column of {len} bytes for {n} points"
+                        "raw column of {} bytes for {n} points",
+                        body.len()
                     )));
                 }
-                for (slot, c) in dst.iter_mut().zip(body.data.chunks_exact(8)) {
+                for (slot, c) in dst.iter_mut().zip(body.chunks_exact(8)) {
                     let mut buf = [0u8; 8];
                     buf.copy_from_slice(c);
                     *slot = T::from_bits(u64::from_le_bytes(buf));
                 }
+                reached!(Raw);
             }
             KIND_PCO => {
-                let progress = pco::standalone::simple_decompress_into(body.data, dst)
-                    .map_err(|e| CodecError::Corrupt(e.to_string()))?;
+                let progress = pco::standalone::simple_decompress_into(body, dst).map_err(|e| {
+                    reached!(PcoError);
+                    CodecError::Corrupt(e.to_string())
+                })?;
                 if progress.n_processed != n || !progress.finished {
+                    reached!(PcoCount);
                     return Err(CodecError::Corrupt(format!(
-                        "column has {} points, header says {n}",
+                        "column has {}{} points, header says {n}",
+                        if progress.finished { "" } else { "more than " },
                         progress.n_processed
                     )));
                 }
+                reached!(Pco);
             }
-            other => return Err(CodecError::Corrupt(format!("unknown column kind {other}"))),
+            other => {
+                reached!(UnknownKind);
+                return Err(CodecError::Corrupt(format!("unknown column kind {other}")));
+            }
         }
         Ok(())
     }
@@ -196,10 +245,18 @@ impl<'a> Reader<'a> {
 /// The number of points in an encoded chunk, from its header.
 pub fn point_count(data: &[u8]) -> Result<usize, CodecError> {
     let mut r = Reader { data, pos: 0 };
-    if r.take(1)?[0] != MAGIC {
+    if r.take(1).inspect_err(|_| reached!(Empty))?[0] != MAGIC {
+        reached!(BadMagic);
         return Err(CodecError::Corrupt("bad magic byte".into()));
     }
-    Ok(r.u32()? as usize)
+    let n = r.u32().inspect_err(|_| reached!(TruncatedCount))? as usize;
+    if n > MAX_CHUNK_POINTS {
+        reached!(ImplausibleCount);
+        return Err(CodecError::Corrupt(format!(
+            "header claims {n} points, more than a chunk holds"
+        )));
+    }
+    Ok(n)
 }
 
 /// Decodes a chunk into three slices of exactly its point count, so that
@@ -223,6 +280,7 @@ pub fn decode_parts(
 ) -> Result<(), CodecError> {
     let n = point_count(data)?;
     if steps.len() != n || values.len() != n || ts_ms.as_ref().is_some_and(|t| t.len() != n) {
+        reached!(SlotMismatch);
         return Err(CodecError::Corrupt(format!(
             "chunk holds {n} points, {} slots given",
             steps.len()
@@ -233,12 +291,19 @@ pub fn decode_parts(
     match ts_ms {
         Some(ts) => r.column_to(ts)?,
         None => {
-            r.take(1)?;
-            let len = r.u32()? as usize;
-            r.take(len)?;
+            r.section()?;
+            reached!(SkippedColumn);
         }
     }
     r.column_to(values)?;
+    if r.pos != data.len() {
+        reached!(TrailingBytes);
+        return Err(CodecError::Corrupt(format!(
+            "{} bytes after the last column",
+            data.len() - r.pos
+        )));
+    }
+    reached!(Decoded);
     Ok(())
 }
 
@@ -253,15 +318,8 @@ pub fn decode_into_with(
     into: &mut SeriesColumns,
     timestamps: bool,
 ) -> Result<(), CodecError> {
+    // At most MAX_CHUNK_POINTS (`point_count`): the allocation is bounded.
     let n = point_count(data)?;
-    if n > data.len().saturating_mul(64).max(1 << 20) {
-        // No codec here packs more than 64 points per byte; a header that
-        // claims more is corrupt, and trusting it would allocate without bound.
-        return Err(CodecError::Corrupt(format!(
-            "header claims {n} points in {} bytes",
-            data.len()
-        )));
-    }
     let start = into.len();
     into.steps.resize(start + n, 0);
     into.ts_ms.resize(start + n, 0);
@@ -292,99 +350,4 @@ pub fn decode(data: &[u8]) -> Result<SeriesColumns, CodecError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn columns(steps: Vec<i64>, ts_ms: Vec<i64>, values: Vec<f64>) -> SeriesColumns {
-        SeriesColumns {
-            steps,
-            ts_ms,
-            values,
-        }
-    }
-
-    fn assert_bit_exact(a: &SeriesColumns, b: &SeriesColumns) {
-        assert_eq!(a.steps, b.steps);
-        assert_eq!(a.ts_ms, b.ts_ms);
-        let bits = |s: &SeriesColumns| s.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(a), bits(b));
-    }
-
-    #[test]
-    fn special_floats_survive_every_column_kind() {
-        let specials = [
-            f64::NAN,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            -0.0,
-            f64::MIN_POSITIVE,
-            f64::from_bits(0x7ff8_dead_beef_0001),
-        ];
-        for n in [1usize, 7, 64, 1000] {
-            let values: Vec<f64> = (0..n)
-                .map(|i| {
-                    if i % 3 == 0 {
-                        specials[i % specials.len()]
-                    } else {
-                        i as f64 * 0.1
-                    }
-                })
-                .collect();
-            let s = columns(
-                (0..n as i64).collect(),
-                (0..n as i64)
-                    .map(|i| 1_700_000_000_000 + i * 13 % 7)
-                    .collect(),
-                values,
-            );
-            assert_bit_exact(&decode(&encode(&s).unwrap()).unwrap(), &s);
-        }
-    }
-
-    #[test]
-    fn arithmetic_columns_cost_a_constant() {
-        let n = 100_000;
-        let s = columns((0..n).collect(), vec![5; n as usize], vec![0.5; n as usize]);
-        let encoded = encode(&s).unwrap();
-        assert_eq!(
-            encoded.len(),
-            5 + 3 * (1 + 4 + 16),
-            "header plus three (start, delta) columns"
-        );
-        assert_bit_exact(&decode(&encoded).unwrap(), &s);
-    }
-
-    #[test]
-    fn corrupt_chunks_are_errors_not_panics() {
-        let s = columns(
-            (0..500).collect(),
-            (0..500).map(|i| i * i).collect(),
-            (0..500).map(|i| (i as f64).sin()).collect(),
-        );
-        let encoded = encode(&s).unwrap();
-        for cut in [0, 1, 5, 20, encoded.len() - 1] {
-            assert!(decode(&encoded[..cut]).is_err(), "cut at {cut}");
-        }
-        let mut flipped = encoded.clone();
-        flipped[0] ^= 0xff;
-        assert!(decode(&flipped).is_err());
-    }
-
-    proptest! {
-        #[test]
-        fn round_trip_is_bit_exact(points in proptest::collection::vec((any::<i64>(), any::<i64>(), any::<u64>()), 0..300)) {
-            let s = columns(
-                points.iter().map(|p| p.0).collect(),
-                points.iter().map(|p| p.1).collect(),
-                points.iter().map(|p| f64::from_bits(p.2)).collect(),
-            );
-            assert_bit_exact(&decode(&encode(&s).unwrap()).unwrap(), &s);
-        }
-
-        #[test]
-        fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let _ = decode(&bytes);
-        }
-    }
-}
+mod tests;

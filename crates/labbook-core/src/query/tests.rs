@@ -333,3 +333,343 @@ fn parenthesized_chains_flatten() {
         other => panic!("expected a flat And, got {other:?}"),
     }
 }
+
+// ---------------------------------------------------------------- the grammar's queries
+//
+// The stable stand-in for the query fuzz target (`make fuzz` runs it on
+// nightly): queries generated from the grammar (`grammar.rs`), half of them
+// edited into near-valid text, through the parser and the evaluator. The
+// same queries run against a real store in labbook-server's
+// mlflow/filter.rs tests.
+
+mod grammar;
+
+use grammar::Query;
+
+fn matches_on(expr: &Expr, runs: &[RunRecord]) -> Vec<bool> {
+    runs.iter()
+        .map(|r| expr.matches(&RunView { run: r, now_ms: 0 }))
+        .collect()
+}
+
+/// What any text must get: a filter that evaluates, or a one-line error
+/// whose column lies inside the text (or just past its end).
+fn parses_or_explains(text: &str, runs: &[RunRecord]) -> Result<Option<Expr>, TestCaseError> {
+    match parse_filter(text) {
+        Ok(expr) => {
+            prop_assert!(!expr.fields().is_empty());
+            matches_on(&expr, runs);
+            Ok(Some(expr))
+        }
+        Err(e) => {
+            prop_assert!(
+                (1..=text.chars().count() + 1).contains(&e.column),
+                "column {} of {:?}: {e}",
+                e.column,
+                text
+            );
+            prop_assert!(!e.to_string().contains('\n'), "one line: {e}");
+            Ok(None)
+        }
+    }
+}
+
+fn check_filter(query: &Query, runs: &[RunRecord]) -> Result<Option<Expr>, TestCaseError> {
+    let text = query.text();
+    let expr = parses_or_explains(&text, runs)?;
+    if query.valid {
+        let Some(expr) = &expr else {
+            return Err(TestCaseError::fail(format!(
+                "the grammar's own query is refused: {text:?}: {}",
+                parse_filter(&text).unwrap_err()
+            )));
+        };
+        // The same query spelled otherwise parses to the same expression.
+        let respelled = query.respelled();
+        let again = parse_filter(&respelled)
+            .map_err(|e| TestCaseError::fail(format!("{respelled:?}: {e}")))?;
+        prop_assert_eq!(format!("{expr:?}"), format!("{again:?}"));
+        // `not (…)` holds exactly where the filter does not.
+        let negated = parse_filter(&format!("not ({text})"))
+            .map_err(|e| TestCaseError::fail(format!("not ({text:?}): {e}")))?;
+        let holds = matches_on(expr, runs);
+        let not_holds: Vec<bool> = matches_on(&negated, runs).iter().map(|b| !b).collect();
+        prop_assert_eq!(holds, not_holds);
+    }
+    Ok(expr)
+}
+
+proptest! {
+    #[test]
+    fn generated_filters_parse_or_explain(query in grammar::filter()) {
+        check_filter(&query, &sample())?;
+    }
+
+    #[test]
+    fn generated_filters_combine_as_and_and_or(a in grammar::filter(), b in grammar::filter()) {
+        let runs = sample();
+        let (Some(ea), Some(eb)) = (check_filter(&a, &runs)?, check_filter(&b, &runs)?) else {
+            return Ok(());
+        };
+        let (ma, mb) = (matches_on(&ea, &runs), matches_on(&eb, &runs));
+        let (ta, tb) = (a.text(), b.text());
+        let and = parse_filter(&format!("({ta}) and ({tb})"));
+        let or = parse_filter(&format!("({ta}) or ({tb})"));
+        // Past the parser's bounds together (conditions, nesting) only.
+        if let (Ok(and), Ok(or)) = (and, or) {
+            let both: Vec<bool> = ma.iter().zip(&mb).map(|(x, y)| *x && *y).collect();
+            let either: Vec<bool> = ma.iter().zip(&mb).map(|(x, y)| *x || *y).collect();
+            prop_assert_eq!(matches_on(&and, &runs), both);
+            prop_assert_eq!(matches_on(&or, &runs), either);
+        }
+    }
+
+    #[test]
+    fn generated_sorts_parse_and_order(query in grammar::sort()) {
+        let runs = sample();
+        let text = query.text();
+        match parse_sort(&text) {
+            Ok(keys) => {
+                let view = |r| RunView { run: r, now_ms: 0 };
+                for a in &runs {
+                    for b in &runs {
+                        let ab = compare_by(&keys, &view(a), &view(b));
+                        prop_assert_eq!(ab, compare_by(&keys, &view(b), &view(a)).reverse());
+                    }
+                }
+            }
+            Err(e) => {
+                prop_assert!(!query.valid, "the grammar's own sort is refused: {text:?}: {e}");
+                prop_assert!((1..=text.chars().count() + 1).contains(&e.column));
+            }
+        }
+    }
+}
+
+/// What the parser said, for the coverage table.
+fn outcome(result: &Result<Expr, QueryError>, into: &mut BTreeMap<String, u32>) {
+    let mut seen = std::collections::BTreeSet::new();
+    match result {
+        Ok(expr) => collect_constructs(expr, &mut seen),
+        Err(e) => {
+            let kind = ERRORS.iter().find(|k| e.message.contains(*k)).map_or_else(
+                || format!("error: other ({})", e.message),
+                |k| format!("error: {k}"),
+            );
+            seen.insert(kind);
+        }
+    }
+    for s in seen {
+        *into.entry(s).or_default() += 1;
+    }
+}
+
+fn collect_constructs(expr: &Expr, seen: &mut std::collections::BTreeSet<String>) {
+    let field = |f: &Field, seen: &mut std::collections::BTreeSet<String>| {
+        seen.insert(match f {
+            Field::Attr(_) => "field: attribute".into(),
+            Field::Config(_) => "field: config".into(),
+            Field::Metric(_, agg) => format!("field: metric {agg:?}"),
+            Field::Summary(_) => "field: summary".into(),
+            Field::Param(_) => "field: param".into(),
+            Field::Tag(_) => "field: tag".into(),
+            Field::Dataset(_) => "field: dataset".into(),
+        });
+    };
+    let literal = |l: &Literal, seen: &mut std::collections::BTreeSet<String>| {
+        seen.insert(match l {
+            Literal::Num(n) if n.is_nan() => "literal: NaN".into(),
+            Literal::Num(n) if n.is_infinite() => "literal: ±inf".into(),
+            Literal::Num(_) => "literal: number".into(),
+            Literal::Str(_) => "literal: string".into(),
+            Literal::Bool(_) => "literal: bool".into(),
+            Literal::Null => "literal: null".into(),
+        });
+    };
+    match expr {
+        Expr::And(all) | Expr::Or(all) => {
+            seen.insert(
+                if matches!(expr, Expr::And(_)) {
+                    "expr: and"
+                } else {
+                    "expr: or"
+                }
+                .into(),
+            );
+            for e in all {
+                collect_constructs(e, seen);
+            }
+        }
+        Expr::Not(inner) => {
+            seen.insert("expr: not".into());
+            collect_constructs(inner, seen);
+        }
+        Expr::Compare {
+            field: f,
+            op,
+            value,
+        } => {
+            seen.insert(format!("expr: compare {op:?}"));
+            field(f, seen);
+            literal(value, seen);
+        }
+        Expr::In {
+            field: f,
+            values,
+            negated,
+        } => {
+            seen.insert(format!("expr: in{}", if *negated { " (not)" } else { "" }));
+            field(f, seen);
+            for v in values {
+                literal(v, seen);
+            }
+        }
+        Expr::IsNull { field: f, negated } => {
+            seen.insert(format!(
+                "expr: is{} null",
+                if *negated { " not" } else { "" }
+            ));
+            field(f, seen);
+        }
+        Expr::Like {
+            field: f,
+            case_insensitive,
+            negated,
+            ..
+        } => {
+            seen.insert(format!(
+                "expr: {}{}",
+                if *negated { "not " } else { "" },
+                if *case_insensitive { "ilike" } else { "like" }
+            ));
+            field(f, seen);
+        }
+        Expr::Contains { field: f, value } => {
+            seen.insert("expr: contains".into());
+            field(f, seen);
+            literal(value, seen);
+        }
+    }
+}
+
+/// The parser's errors, by a phrase of their message.
+const ERRORS: &[&str] = &[
+    "the filter is empty",
+    "unexpected character",
+    "expected '!='",
+    "unterminated string",
+    "unterminated `quoted` name",
+    "is not a number",
+    "expected a field name",
+    "unknown field",
+    "needs a key after the dot",
+    "datasets. takes",
+    "apply to metrics.KEY",
+    "expected ')' after the metric name",
+    "expected an operator",
+    "expected 'in', 'like', 'ilike' or 'contains' after 'not'",
+    "expected 'null' after 'is'",
+    "expected '(' to start a list",
+    "expected ',' or ')' in list",
+    "needs a string pattern",
+    "expected a value",
+    "expected ')'",
+    "join conditions with 'and'",
+    "nests deeper than",
+    "more than 1000 conditions",
+    "at most 10000 values",
+];
+
+/// The coverage the grammar reaches, on a fixed seed: every kind of
+/// expression, field, operator and literal the parser builds, and every
+/// error it gives (`--nocapture` shows the table).
+#[test]
+fn generated_filters_reach_every_construct_and_error() {
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    const CASES: u32 = 3_000;
+    let mut runner = TestRunner::new_with_rng(
+        Config {
+            cases: CASES,
+            failure_persistence: None,
+            ..Config::default()
+        },
+        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    );
+    let runs = sample();
+    let counts = std::cell::RefCell::new(BTreeMap::new());
+    runner
+        .run(&grammar::filter(), |query| {
+            check_filter(&query, &runs)?;
+            outcome(&parse_filter(&query.text()), &mut counts.borrow_mut());
+            Ok(())
+        })
+        .unwrap();
+    let counts = counts.into_inner();
+    for (what, n) in &counts {
+        eprintln!("{what:<64} {n:>5}");
+    }
+    let mut expected: Vec<String> = ERRORS.iter().map(|e| format!("error: {e}")).collect();
+    for op in ["Eq", "Ne", "Lt", "Le", "Gt", "Ge"] {
+        expected.push(format!("expr: compare {op}"));
+    }
+    for e in [
+        "and",
+        "or",
+        "not",
+        "in",
+        "in (not)",
+        "is null",
+        "is not null",
+        "like",
+        "ilike",
+        "not like",
+        "not ilike",
+        "contains",
+    ] {
+        expected.push(format!("expr: {e}"));
+    }
+    for f in [
+        "attribute",
+        "config",
+        "metric Last",
+        "metric Min",
+        "metric Max",
+        "metric Count",
+        "summary",
+        "tag",
+        "dataset",
+    ] {
+        expected.push(format!("field: {f}"));
+    }
+    for l in ["number", "NaN", "±inf", "string", "bool", "null"] {
+        expected.push(format!("literal: {l}"));
+    }
+    let missed: Vec<&String> = expected
+        .iter()
+        .filter(|e| !counts.contains_key(*e))
+        .collect();
+    eprintln!(
+        "reached {} of {} constructs and errors in {CASES} filters",
+        expected.len() - missed.len(),
+        expected.len()
+    );
+    assert!(missed.is_empty(), "the grammar never reaches {missed:?}");
+}
+
+/// The query fuzz target's seeds, through the parser and evaluator (the
+/// server's tests also run them against a store).
+#[test]
+fn fuzz_seeds_parse_or_explain() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/query_parser");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        let (filter, sort) = text.split_once('\n').unwrap_or((&text, ""));
+        parses_or_explains(filter, &sample()).unwrap();
+        let _ = parse_sort(sort);
+        seen += 1;
+    }
+    assert!(seen >= 5);
+}
