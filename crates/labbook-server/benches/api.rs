@@ -19,7 +19,8 @@ fn get(addr: SocketAddr, path: &str) -> (u16, usize) {
     let mut stream = TcpStream::connect(addr).unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+        // The request guard answers only hosts that cannot be rebound.
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = Vec::new();
