@@ -41,7 +41,8 @@ const web = resolve(here, "..");
 const root = resolve(web, "..");
 const BIN = resolve(web, process.env.LABBOOK_BIN ?? join(root, "target/release/labbook"));
 const PYTHON = process.env.PYTHON ?? join(root, ".venv/bin/python");
-const SNAPSHOT = join(here, "fixtures", "store_snapshot.py");
+// The whole-store snapshot every suite shares (tests/store_snapshot.py).
+const SNAPSHOT = join(root, "tests", "store_snapshot.py");
 
 type Json = Record<string, unknown>;
 type Method = "POST" | "PATCH" | "DELETE";
