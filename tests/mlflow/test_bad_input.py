@@ -681,3 +681,32 @@ def test_hostile_input_is_refused_and_changes_nothing(ctx: Ctx, server: Server) 
         {"experiment_ids": [ctx.experiment_id], "filter": "tags.t = '1''; DROP TABLE runs; --'"},
     )
     assert [r["info"]["run_id"] for r in found.json()["runs"]] == [ctx.run_id]
+
+
+@pytest.mark.skipif(IS_MLFLOW, reason="mlflow server serves these or answers with HTML")
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/ajax-api/2.0/mlflow/traces/tr-1"),
+        ("GET", "/ajax-api/3.0/mlflow/gateway/routes"),
+        ("POST", "/api/2.0/mlflow/gateway-proxy"),
+        ("GET", "/graphql"),
+        ("POST", "/graphql"),
+        ("GET", "/graphql/schema"),
+        ("GET", "/model-versions/get-artifact?path=MLmodel&name=m&version=1"),
+    ],
+)
+def test_mlflow_features_labbook_does_not_serve_are_json_404s(
+    ctx: Ctx, method: str, path: str
+) -> None:
+    """A client of MLflow's tracing, gateway or GraphQL must read an API error
+    it can report, not the dashboard's HTML (a JSONDecodeError)."""
+    resp = ctx.http.request(
+        method,
+        f"{ctx.base}{path}",
+        data=b"{}" if method == "POST" else None,
+        headers={"Content-Type": "application/json"} if method == "POST" else {},
+    )
+    assert resp.status_code == 404, resp.text[:200]
+    assert resp.headers["Content-Type"].startswith("application/json"), resp.headers
+    assert resp.json()["error_code"] == "ENDPOINT_NOT_FOUND"

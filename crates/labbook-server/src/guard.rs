@@ -85,6 +85,11 @@ impl Surface {
             || path.starts_with("/api/3.0/")
             || path == "/get-artifact"
             || path == "/version"
+            // MLflow serves these; labbook does not, and a client must read
+            // a JSON 404 there, never the dashboard's page.
+            || path == "/graphql"
+            || path.starts_with("/graphql/")
+            || path == "/model-versions/get-artifact"
         {
             Surface::Mlflow
         } else if path.starts_with("/api/") || path == "/api" || path == "/health" {
