@@ -907,6 +907,27 @@ fn ls_reports_a_bad_filter_in_one_line_with_the_column() {
 }
 
 #[test]
+fn a_port_in_use_is_one_error_with_a_hint() {
+    let sb = Sandbox::new();
+    seed_three(&sb);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    for command in ["ui", "serve"] {
+        let out = sb.run(&[command, "--port", &port]);
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = text(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 2, "{stderr}");
+        assert_eq!(
+            lines[0],
+            format!("error: cannot serve on 127.0.0.1:{port}: the port is in use")
+        );
+        assert!(lines[1].starts_with("hint: "), "{stderr}");
+        assert!(lines[1].contains("--port 0"), "{stderr}");
+    }
+}
+
+#[test]
 fn ls_without_a_store_says_so_with_a_hint() {
     let sb = Sandbox::new();
     let out = sb.bare(&sb.cwd, &["ls"]).output().unwrap();

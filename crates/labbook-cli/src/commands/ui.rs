@@ -91,6 +91,17 @@ fn serve_store(
         let _ = out.flush();
         on_ready(&url);
     }));
+    if let Err(e) = &served
+        && e.kind() == std::io::ErrorKind::AddrInUse
+    {
+        return Err(crate::error::hinted(
+            format!("cannot serve on {addr}: the port is in use"),
+            format!(
+                "another program holds port {} (another `labbook {command}`?); choose one with --port N, or --port 0 for any free port",
+                addr.port()
+            ),
+        ));
+    }
     served.with_context(|| format!("cannot serve on {addr}"))?;
     Ok(ExitCode::SUCCESS)
 }
