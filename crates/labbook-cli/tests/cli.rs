@@ -928,6 +928,29 @@ fn a_port_in_use_is_one_error_with_a_hint() {
 }
 
 #[test]
+fn ls_refuses_a_sort_key_no_run_has() {
+    let sb = Sandbox::new();
+    seed_three(&sb);
+    let out = sb.run(&["ls", "--sort", "-metrics.nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        stderr,
+        "error: unknown sort key metrics.nope: no listed run has it\n\
+         hint: the listed runs have these metrics: loss, sys/rss_mb\n"
+    );
+    let out = sb.run(&["ls", "--sort", "config.lrr", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("unknown sort key config.lrr"));
+    // Keys some run has, and attributes, sort as before.
+    for sort in ["-metrics.loss", "config.lr", "config.model.depth", "-created", "name"] {
+        let out = sb.run(&["ls", "--sort", sort]);
+        assert_eq!(out.status.code(), Some(0), "{sort}: {}", text(&out.stderr));
+    }
+}
+
+#[test]
 fn ls_without_a_store_says_so_with_a_hint() {
     let sb = Sandbox::new();
     let out = sb.bare(&sb.cwd, &["ls"]).output().unwrap();

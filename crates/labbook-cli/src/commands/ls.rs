@@ -55,6 +55,7 @@ pub fn run(app: &App, args: LsArgs) -> Result<ExitCode> {
         },
     })?;
     let total = runs.len();
+    refuse_unknown_sort_keys(&sort, &runs)?;
     if args.limit > 0 {
         runs.truncate(args.limit);
     }
@@ -106,6 +107,47 @@ pub fn run(app: &App, args: LsArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A sort key that none of the listed runs has orders nothing, and is most
+/// likely a typo: it is refused, with the keys of that kind the runs do have.
+fn refuse_unknown_sort_keys(sort: &[SortKey], runs: &[RunRecord]) -> Result<()> {
+    const SHOWN: usize = 8;
+    for key in sort {
+        let (kind, name): (&str, &str) = match &key.field {
+            Field::Config(k) | Field::Param(k) => ("config keys", k),
+            Field::Metric(k, _) => ("metrics", k),
+            Field::Summary(k) => ("summary keys", k),
+            Field::Tag(k) => ("tags", k),
+            Field::Attr(_) | Field::Dataset(_) => continue,
+        };
+        let keys_of = |run: &RunRecord| -> Vec<String> {
+            match &key.field {
+                Field::Config(_) | Field::Param(_) => run.config.keys().cloned().collect(),
+                Field::Metric(..) => run.metrics.keys().cloned().collect(),
+                Field::Summary(_) => run.summary.keys().cloned().collect(),
+                _ => run.kv_tags.keys().cloned().collect(),
+            }
+        };
+        let known: BTreeSet<String> = runs.iter().flat_map(keys_of).collect();
+        if runs.is_empty() || known.contains(name) {
+            continue;
+        }
+        let hint = if known.is_empty() {
+            format!("the listed runs have no {kind}")
+        } else {
+            let mut listed: Vec<&str> = known.iter().take(SHOWN).map(String::as_str).collect();
+            if known.len() > SHOWN {
+                listed.push("…");
+            }
+            format!("the listed runs have these {kind}: {}", listed.join(", "))
+        };
+        return Err(crate::error::hinted(
+            format!("unknown sort key {}: no listed run has it", key.field),
+            hint,
+        ));
+    }
+    Ok(())
 }
 
 fn hint_other_projects(app: &App, store: &dyn Store, project: &str) {
