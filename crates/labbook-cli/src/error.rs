@@ -40,6 +40,15 @@ fn hint_for(e: &anyhow::Error) -> Option<String> {
         }
         if let Some(store) = cause.downcast_ref::<StoreError>() {
             return match store {
+                StoreError::NotFound { what: "run", id }
+                    if id.len() < labbook_store::MIN_ID_PREFIX
+                        && id.chars().all(|c| c.is_ascii_alphanumeric()) =>
+                {
+                    Some(format!(
+                        "an id prefix needs at least {} characters; `labbook ls --all-projects` lists runs",
+                        labbook_store::MIN_ID_PREFIX
+                    ))
+                }
                 StoreError::NotFound { what: "run", .. } => Some(
                     "`labbook ls --all-projects` lists runs; `labbook ls --deleted` lists deleted ones"
                         .into(),

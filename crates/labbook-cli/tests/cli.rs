@@ -944,7 +944,13 @@ fn ls_refuses_a_sort_key_no_run_has() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("unknown sort key config.lrr"));
     // Keys some run has, and attributes, sort as before.
-    for sort in ["-metrics.loss", "config.lr", "config.model.depth", "-created", "name"] {
+    for sort in [
+        "-metrics.loss",
+        "config.lr",
+        "config.model.depth",
+        "-created",
+        "name",
+    ] {
         let out = sb.run(&["ls", "--sort", sort]);
         assert_eq!(out.status.code(), Some(0), "{sort}: {}", text(&out.stderr));
     }
@@ -1096,6 +1102,19 @@ fn show_finds_runs_by_id_prefix_and_name() {
         stderr.lines().nth(1).unwrap().starts_with("hint: "),
         "{stderr}"
     );
+
+    // A prefix too short to be one says so, rather than only "not found".
+    let short = &a.id[..2];
+    let out = sb.run(&["show", short]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: run \"{short}\" not found\n\
+             hint: an id prefix needs at least 4 characters; `labbook ls --all-projects` lists runs\n"
+        )
+    );
+    assert!(sb.ok(&["show", &a.id[..4]]).contains("alpha"));
 }
 
 #[test]

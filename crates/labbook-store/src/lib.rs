@@ -175,6 +175,10 @@ pub fn random_bits() -> u64 {
     h.finish()
 }
 
+/// The shortest id prefix that names a run: shorter ones would match run
+/// names (and each other) too often.
+pub const MIN_ID_PREFIX: usize = 4;
+
 thread_local! {
     static LOCK_RETRIES: Cell<u64> = const { Cell::new(0) };
 }

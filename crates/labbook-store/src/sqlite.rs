@@ -872,16 +872,17 @@ impl Store for SqliteStore {
             return Ok(run);
         }
         let project = project.unwrap_or("");
-        let by_prefix =
-            if reference.len() >= 4 && reference.chars().all(|c| c.is_ascii_alphanumeric()) {
-                Self::load_runs(
-                    &conn,
-                    "r.id >= ?1 AND r.id < ?1 || '~' AND (?2 = '' OR p.name = ?2)",
-                    &[&reference, &project],
-                )?
-            } else {
-                Vec::new()
-            };
+        let by_prefix = if reference.len() >= crate::MIN_ID_PREFIX
+            && reference.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            Self::load_runs(
+                &conn,
+                "r.id >= ?1 AND r.id < ?1 || '~' AND (?2 = '' OR p.name = ?2)",
+                &[&reference, &project],
+            )?
+        } else {
+            Vec::new()
+        };
         let candidates = if by_prefix.is_empty() {
             Self::load_runs(
                 &conn,
