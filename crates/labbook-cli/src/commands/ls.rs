@@ -129,10 +129,17 @@ fn refuse_unknown_sort_keys(sort: &[SortKey], runs: &[RunRecord]) -> Result<()> 
                 _ => run.kv_tags.keys().cloned().collect(),
             }
         };
-        let known: BTreeSet<String> = runs.iter().flat_map(keys_of).collect();
-        if runs.is_empty() || known.contains(name) {
+        let has = |run: &RunRecord| match &key.field {
+            Field::Config(_) | Field::Param(_) => run.config.contains_key(name),
+            Field::Metric(..) => run.metrics.contains_key(name),
+            Field::Summary(_) => run.summary.contains_key(name),
+            _ => run.kv_tags.contains_key(name),
+        };
+        // Only a refusal gathers the keys to name.
+        if runs.is_empty() || runs.iter().any(has) {
             continue;
         }
+        let known: BTreeSet<String> = runs.iter().flat_map(keys_of).collect();
         let hint = if known.is_empty() {
             format!("the listed runs have no {kind}")
         } else {
