@@ -136,3 +136,29 @@ def test_secrets_in_params_and_tags_never_reach_the_store(
     stored = b"".join(p.read_bytes() for p in server.store_dir.iterdir() if p.is_file())
     for name, value in secret.items():
         assert value.encode() not in stored, f"secret {name} reached the store"
+
+
+def test_params_in_exponent_form_filter_and_sort_as_numbers(
+    server: Server, experiment: Experiment
+) -> None:
+    # Hugging Face's default learning rate reaches MLflow as "5e-05".
+    ids = {}
+    for lr in ("5e-05", "0.001", "1e-12", "0.1"):
+        with mlflow.start_run() as run:
+            mlflow.log_param("learning_rate", lr)
+        ids[run.info.run_id] = lr
+    small = json.loads(
+        labbook(
+            server,
+            "ls",
+            "--json",
+            "--project",
+            experiment.name,
+            "--filter",
+            "config.learning_rate < 0.01",
+            "--sort",
+            "config.learning_rate",
+        )
+    )
+    assert [ids[r["id"]] for r in small] == ["1e-12", "5e-05", "0.001"]
+    assert all(isinstance(r["config"]["learning_rate"], float) for r in small)

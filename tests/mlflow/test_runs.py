@@ -30,6 +30,49 @@ def test_param_is_immutable(experiment: Experiment, client: mlflow.MlflowClient)
     assert client.get_run(run_id).data.params == {"lr": "0.01", "other": "x"}
 
 
+def test_params_come_back_exactly_as_sent(
+    experiment: Experiment, client: mlflow.MlflowClient
+) -> None:
+    # Python's own spellings of small and large floats: labbook keeps them as
+    # numbers for its filters, MLflow's API must still answer the text.
+    sent = {"lr": "5e-05", "eps": "1e-08", "big": "1e+20", "k": "1E3", "half": ".5"}
+    run_id = client.create_run(experiment.id).info.run_id
+    client.log_param(run_id, "lr", "5e-05")
+    client.log_batch(run_id, params=[Param(k, v) for k, v in sent.items()])
+    assert client.get_run(run_id).data.params == sent
+    # The same text again is no change; another spelling of the number is.
+    client.log_param(run_id, "lr", "5e-05")
+    with pytest.raises(MlflowException) as err:
+        client.log_param(run_id, "lr", "0.00005")
+    assert err.value.error_code == "INVALID_PARAMETER_VALUE"
+    # MLflow compares params as strings in search filters.
+    found = client.search_runs([experiment.id], "params.lr = '5e-05'")
+    assert [r.info.run_id for r in found] == [run_id]
+
+
+def test_a_point_identical_to_one_held_is_stored_once(
+    experiment: Experiment, client: mlflow.MlflowClient
+) -> None:
+    run_id = client.create_run(experiment.id).info.run_id
+    client.log_metric(run_id, "m", 1.0, timestamp=1000, step=0)
+    client.log_metric(run_id, "m", 1.0, timestamp=1000, step=0)
+    client.log_batch(run_id, metrics=[Metric("m", 1.0, 1000, 0), Metric("m", 1.0, 1000, 0)])
+    # Points that differ in any one of value, timestamp or step are kept.
+    client.log_batch(
+        run_id,
+        metrics=[
+            Metric("m", 2.0, 1000, 0),
+            Metric("m", 1.0, 1001, 0),
+            Metric("m", 1.0, 1000, 1),
+            Metric("m", 2.0, 1000, 0),
+        ],
+    )
+    # An old point logged again after later ones (LightGBM's autolog does).
+    client.log_metric(run_id, "m", 1.0, timestamp=1000, step=0)
+    history = sorted((p.step, p.timestamp, p.value) for p in client.get_metric_history(run_id, "m"))
+    assert history == [(0, 1000, 1.0), (0, 1000, 2.0), (0, 1001, 1.0), (1, 1000, 1.0)]
+
+
 def test_tags_overwrite(experiment: Experiment, client: mlflow.MlflowClient) -> None:
     run_id = client.create_run(experiment.id).info.run_id
     client.set_tag(run_id, "t", "one")

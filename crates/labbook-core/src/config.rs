@@ -267,6 +267,25 @@ fn check_value(key: &str, value: &ConfigValue, depth: usize) -> Result<(), Valid
     }
 }
 
+/// An MLflow param as labbook keeps it. Text that reads as a finite number
+/// in any spelling (`5e-05`, `1E3`, `.5`, `+3`) becomes that number, so
+/// filters and sorts compare numbers whatever the client's formatting; the
+/// exact text comes back beside it when the number's own spelling differs,
+/// for MLflow's API to answer as sent. Secrets are masked by
+/// [`redact_entry`], and a masked value keeps no spelling.
+pub fn param_from_text(key: &str, text: &str) -> (ConfigValue, Option<String>) {
+    let typed = match text.parse::<i64>() {
+        Ok(i) => ConfigValue::Int(i),
+        Err(_) => match text.parse::<f64>() {
+            Ok(f) if f.is_finite() => ConfigValue::Float(f),
+            _ => ConfigValue::Str(text.to_owned()),
+        },
+    };
+    let value = redact_entry(key, &typed);
+    let spelling = (value == typed && value.display() != text).then(|| text.to_owned());
+    (value, spelling)
+}
+
 /// The value stored for config key `key`: secrets never reach the store.
 ///
 /// Under a secret-like key ([`redact::secret_name`]: `api_key`, `hf_token`,
@@ -333,6 +352,34 @@ pub fn find_seed(config: &Config) -> Option<(String, i64)> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn params_in_any_number_spelling_are_numbers_that_remember_their_text() {
+        let cases: [(&str, ConfigValue, Option<&str>); 10] = [
+            ("5e-05", ConfigValue::Float(5e-5), Some("5e-05")),
+            ("1e-08", ConfigValue::Float(1e-8), Some("1e-08")),
+            ("1e+20", ConfigValue::Float(1e20), Some("1e+20")),
+            ("1E3", ConfigValue::Float(1000.0), Some("1E3")),
+            (".5", ConfigValue::Float(0.5), Some(".5")),
+            ("0.001", ConfigValue::Float(0.001), None),
+            ("32", ConfigValue::Int(32), None),
+            ("inf", ConfigValue::Str("inf".into()), None),
+            ("nan", ConfigValue::Str("nan".into()), None),
+            ("adam", ConfigValue::Str("adam".into()), None),
+        ];
+        for (text, value, spelling) in cases {
+            assert_eq!(
+                param_from_text("lr", text),
+                (value, spelling.map(str::to_owned)),
+                "{text}"
+            );
+        }
+        // A masked secret keeps no trace of what was sent.
+        assert_eq!(
+            param_from_text("db_password", "1e-3"),
+            (ConfigValue::Str(redact::MASK.to_owned()), None)
+        );
+    }
 
     #[test]
     fn clip_keeps_short_text_and_a_window_around_the_column_of_long_text() {

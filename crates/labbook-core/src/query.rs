@@ -819,10 +819,11 @@ impl Fields for RunView<'_> {
                 Some(other) => Value::Str(Cow::Owned(other.display())),
             },
             Field::Metric(key, agg) => metric_value(run, key, *agg),
-            Field::Param(key) => match run.config.get(key) {
-                None => Value::Missing,
-                Some(ConfigValue::Str(s)) => Value::Str(Cow::Borrowed(s)),
-                Some(other) => Value::Str(Cow::Owned(other.display())),
+            Field::Param(key) => match (run.param_text.get(key), run.config.get(key)) {
+                (Some(text), _) => Value::Str(Cow::Borrowed(text)),
+                (None, None) => Value::Missing,
+                (None, Some(ConfigValue::Str(s))) => Value::Str(Cow::Borrowed(s)),
+                (None, Some(other)) => Value::Str(Cow::Owned(other.display())),
             },
             Field::Tag(key) => run
                 .kv_tags

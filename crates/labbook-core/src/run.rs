@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigValue};
 use crate::error::ValidationError;
 use crate::lineage::{DatasetInput, ModelOutput};
 use crate::metric::SeriesSummary;
@@ -122,6 +122,11 @@ pub struct RunRecord {
     /// The models the run logged.
     #[serde(default)]
     pub outputs: Vec<ModelOutput>,
+    /// The exact text an MLflow client sent for a param stored as a number
+    /// whose own spelling differs (`5e-05` kept as 5e-5): labbook compares
+    /// and sorts the number, MLflow's API answers the text.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub param_text: BTreeMap<String, String>,
 }
 
 /// How long a running run may go without a heartbeat before it is called
@@ -130,6 +135,14 @@ pub struct RunRecord {
 pub const HEARTBEAT_TIMEOUT_MS: i64 = 60_000;
 
 impl RunRecord {
+    /// A config value as MLflow's param string: the text the client sent.
+    pub fn param_string(&self, key: &str) -> Option<String> {
+        match self.param_text.get(key) {
+            Some(text) => Some(text.clone()),
+            None => self.config.get(key).map(ConfigValue::display),
+        }
+    }
+
     /// Seconds from creation to end (or to `now_ms` while running).
     pub fn duration_ms(&self, now_ms: i64) -> i64 {
         let end = match self.status {

@@ -237,6 +237,7 @@ impl LogBatch {
             seal: self.seal,
             batch_id: self.batch_id,
             heartbeat_ms: Some(now_ms),
+            drop_identical: false,
         })
     }
 }

@@ -215,6 +215,11 @@ CREATE TABLE documents (
     PRIMARY KEY (kind, key)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- The text an MLflow client sent for a param kept as a number spelled
+-- otherwise (`5e-05`), by key.
+ALTER TABLE runs ADD COLUMN param_text TEXT NOT NULL DEFAULT '{}';
+"#,
 ];
 
 pub struct SqliteStore {
@@ -249,7 +254,7 @@ fn real_or_nan(row: &Row<'_>, idx: usize) -> rusqlite::Result<f64> {
 
 const RUN_COLUMNS: &str = "r.pk, r.id, p.name, r.name, r.grp, r.tags, r.notes, r.status, r.created_ms, r.ended_ms, \
      r.heartbeat_ms, r.host, r.pid, r.exit_code, r.error, r.config, r.summary, r.deleted_ms, \
-     p.id, r.kv_tags, r.inputs, r.outputs";
+     p.id, r.kv_tags, r.inputs, r.outputs, r.param_text";
 
 struct RawRun {
     pk: i64,
@@ -296,6 +301,7 @@ fn decode_run(row: &Row<'_>) -> Result<RawRun> {
             kv_tags: serde_json::from_str(&row.get::<_, String>(19)?)?,
             inputs: serde_json::from_str(&row.get::<_, String>(20)?)?,
             outputs: serde_json::from_str(&row.get::<_, String>(21)?)?,
+            param_text: serde_json::from_str(&row.get::<_, String>(22)?)?,
         },
     })
 }
@@ -491,9 +497,10 @@ impl SqliteStore {
         if patch.is_empty() {
             return Ok(());
         }
-        let (t, c, s, kv, i, o): (String, String, String, String, String, String) = tx
-            .prepare_cached(
-                "SELECT tags, config, summary, kv_tags, inputs, outputs FROM runs WHERE pk = ?1",
+        let (t, c, s, kv, i, o, pt): (String, String, String, String, String, String, String) =
+            tx.prepare_cached(
+                "SELECT tags, config, summary, kv_tags, inputs, outputs, param_text
+                 FROM runs WHERE pk = ?1",
             )?
             .query_row([pk], |r| {
                 Ok((
@@ -503,6 +510,7 @@ impl SqliteStore {
                     r.get(3)?,
                     r.get(4)?,
                     r.get(5)?,
+                    r.get(6)?,
                 ))
             })?;
         let mut tags: Vec<String> = serde_json::from_str(&t)?;
@@ -511,6 +519,7 @@ impl SqliteStore {
         let mut kv_tags: BTreeMap<String, String> = serde_json::from_str(&kv)?;
         let mut inputs: Vec<DatasetInput> = serde_json::from_str(&i)?;
         let mut outputs: Vec<ModelOutput> = serde_json::from_str(&o)?;
+        let mut param_text: BTreeMap<String, String> = serde_json::from_str(&pt)?;
         for tag in &patch.add_tags {
             validate_tag(tag)?;
             if !tags.contains(tag) {
@@ -519,25 +528,40 @@ impl SqliteStore {
         }
         tags.retain(|t| !patch.remove_tags.contains(t));
         if let Some(update) = &patch.config {
-            config.extend(update.iter().map(|(k, v)| (k.clone(), v.clone())));
+            for (key, value) in update {
+                param_text.remove(key);
+                config.insert(key.clone(), value.clone());
+            }
         }
         if let Some(params) = &patch.params {
             for (key, value) in params {
                 labbook_core::config::validate_key("param", key)?;
-                if let Some(old) = config.get(key)
-                    && old.display() != value.display()
-                {
-                    return Err(labbook_core::ValidationError::new(
-                        format!("param {}", labbook_core::config::truncate_for_message(key)),
-                        format!(
-                            "was logged as {:?}; params cannot change (tried {:?})",
-                            old.display(),
-                            value.display()
-                        ),
-                    )
-                    .into());
+                // Params are text to MLflow: `5e-05` then `0.00005` is a change.
+                let sent = patch
+                    .param_text
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_else(|| value.display());
+                if let Some(old) = config.get(key) {
+                    let held = param_text
+                        .get(key)
+                        .cloned()
+                        .unwrap_or_else(|| old.display());
+                    if held != sent {
+                        return Err(labbook_core::ValidationError::new(
+                            format!("param {}", labbook_core::config::truncate_for_message(key)),
+                            format!(
+                                "was logged as {held:?}; params cannot change (tried {sent:?})"
+                            ),
+                        )
+                        .into());
+                    }
                 }
                 config.insert(key.clone(), value.clone());
+                match patch.param_text.get(key) {
+                    Some(text) => param_text.insert(key.clone(), text.clone()),
+                    None => param_text.remove(key),
+                };
             }
         }
         for (key, value) in &patch.summary {
@@ -582,7 +606,7 @@ impl SqliteStore {
                  status = COALESCE(?5, status), ended_ms = COALESCE(?6, ended_ms),
                  exit_code = COALESCE(?7, exit_code), error = COALESCE(?8, error),
                  name = COALESCE(?9, name), grp = COALESCE(?10, grp), notes = COALESCE(?11, notes),
-                 kv_tags = ?12, inputs = ?13, outputs = ?14
+                 kv_tags = ?12, inputs = ?13, outputs = ?14, param_text = ?15
              WHERE pk = ?1",
         )?
         .execute(params![
@@ -600,6 +624,7 @@ impl SqliteStore {
             serde_json::to_string(&kv_tags)?,
             serde_json::to_string(&inputs)?,
             serde_json::to_string(&outputs)?,
+            serde_json::to_string(&param_text)?,
         ])?;
         if let Some((host, pid)) = &patch.reopen {
             tx.execute(

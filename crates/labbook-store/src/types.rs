@@ -46,6 +46,9 @@ pub struct RunPatch {
     /// Params (MLflow's): merged into the config, but a key already set to
     /// a different value is an error and the whole write is refused.
     pub params: Option<Config>,
+    /// The text a client sent for params in `params` stored as numbers
+    /// spelled otherwise (`5e-05`), by key.
+    pub param_text: BTreeMap<String, String>,
     pub set_kv_tags: BTreeMap<String, String>,
     /// Key/value tags to remove; one the run does not have is an error.
     pub remove_kv_tags: Vec<String>,

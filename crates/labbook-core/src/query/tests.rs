@@ -52,6 +52,7 @@ fn run(id: &str, config: serde_json::Value, loss: &[f64], tags: &[&str]) -> RunR
             tags: [("mlflow.data.context".to_string(), "training".to_string())].into(),
         }],
         outputs: Vec::new(),
+        param_text: BTreeMap::new(),
     }
 }
 

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use labbook_core::config::{ConfigValue, validate_key};
+use labbook_core::config::validate_key;
 use labbook_core::metric::validate_metric_key;
 use labbook_core::query::{Attr, Expr, Field, Fields, Literal, SortKey, Value as FieldValue};
 use labbook_core::{Config, DatasetInput, ModelOutput, RunRecord, RunStatus, SeriesColumns};
@@ -348,10 +348,6 @@ fn run_info_json(r: &RunRecord, root: &str) -> Value {
 }
 
 /// A config value as the string MLflow shows for a param.
-fn param_string(v: &ConfigValue) -> String {
-    v.display()
-}
-
 pub fn run_json(r: &RunRecord, root: &str) -> Value {
     let metrics: Vec<Value> = r
         .metrics
@@ -361,7 +357,10 @@ pub fn run_json(r: &RunRecord, root: &str) -> Value {
     let params: Vec<Value> = r
         .config
         .iter()
-        .map(|(k, v)| json!({ "key": k, "value": param_string(v) }))
+        .map(|(k, v)| {
+            let text = r.param_text.get(k).cloned().unwrap_or_else(|| v.display());
+            json!({ "key": k, "value": text })
+        })
         .collect();
     let mut tags = r.kv_tags.clone();
     tags.insert(RUN_NAME_TAG.into(), r.name.clone());
@@ -664,23 +663,33 @@ fn series_of(metrics: &[MetricIn]) -> Vec<(String, SeriesColumns)> {
     by_key
 }
 
-/// MLflow params are strings; one that reads back as the same number or
-/// boolean is kept typed, so the dashboard can plot it, and shows as the
-/// very string the client sent. A secret never reaches the store: the value
-/// of a param named like one is `***`, and credentials in URLs are removed,
-/// by the same rule as every config (so a retried param still matches).
-fn param_value(key: &str, text: &str) -> ConfigValue {
-    let typed = match (text.parse::<i64>(), text.parse::<f64>()) {
-        (Ok(i), _) => ConfigValue::Int(i),
-        (_, Ok(f)) => ConfigValue::Float(f),
-        _ => ConfigValue::Str(text.to_string()),
-    };
-    let value = if typed.display() == text {
-        typed
-    } else {
-        ConfigValue::Str(text.to_string())
-    };
-    labbook_core::config::redact_entry(key, &value)
+/// MLflow params are strings; one that reads as a number is kept as that
+/// number (the dashboard plots it, filters compare it), remembering the
+/// text sent (`labbook_core::config::param_from_text`). A secret never
+/// reaches the store: the value of a param named like one is `***`, and
+/// credentials in URLs are removed, by the same rule as every config (so a
+/// retried param still matches).
+fn param_into_patch(key: String, text: &str, patch: &mut RunPatch) -> MlResult<()> {
+    let (value, spelling) = labbook_core::config::param_from_text(&key, text);
+    let sent = spelling.clone().unwrap_or_else(|| value.display());
+    let params = patch.params.get_or_insert_with(Config::new);
+    if let Some(prior) = params.get(&key) {
+        let prior = patch
+            .param_text
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| prior.display());
+        if prior != sent {
+            return Err(MlflowError::invalid(format!(
+                "Duplicate parameter keys have been submitted: '{key}' appears with two values"
+            )));
+        }
+    }
+    if let Some(text) = spelling {
+        patch.param_text.insert(key.clone(), text);
+    }
+    params.insert(key, value);
+    Ok(())
 }
 
 /// A tag's value as stored: `***` under a name like a secret's, and URLs
@@ -693,6 +702,27 @@ fn tag_value(key: &str, value: String) -> String {
     } else {
         labbook_core::redact::strip_url_credentials(&value)
     }
+}
+
+/// Commits a request's metrics under MLflow's rule that a point identical
+/// to one held is not stored again (LightGBM's autolog re-logs its step-0
+/// points when it logs the model; Lightning sends epoch-0 validation twice).
+fn append_metrics(
+    state: &AppState,
+    run_id: &str,
+    metrics: &[MetricIn],
+    patch: Option<RunPatch>,
+) -> MlResult<()> {
+    state.appender.append(
+        run_id,
+        labbook_store::appender::Append {
+            series: series_of(metrics),
+            patch,
+            drop_identical: true,
+            ..Default::default()
+        },
+    )?;
+    Ok(())
 }
 
 /// Links metrics logged with a `model_id` to that logged model.
@@ -726,9 +756,7 @@ async fn log_metric(State(state): State<AppState>, req: Req) -> MlResult {
     blocking(&state, move |state| {
         active_run(store(state), &id)?;
         let metrics = [metric];
-        state
-            .appender
-            .commit(&id, series_of(&metrics), None, false)?;
+        append_metrics(state, &id, &metrics, None)?;
         record_model_metrics(store(state), &id, &metrics)?;
         Ok(wire(json!({})))
     })
@@ -740,10 +768,8 @@ async fn log_param(State(state): State<AppState>, req: Req) -> MlResult {
     let key = req.str("key")?.to_string();
     let value = req.opt_str("value")?.unwrap_or("").to_string();
     check_param(&key, &value)?;
-    let patch = RunPatch {
-        params: Some([(key.clone(), param_value(&key, &value))].into()),
-        ..RunPatch::default()
-    };
+    let mut patch = RunPatch::default();
+    param_into_patch(key, &value, &mut patch)?;
     patch_active_run(&state, id, patch).await
 }
 
@@ -778,21 +804,9 @@ async fn log_batch(State(state): State<AppState>, req: Req) -> MlResult {
     }
     let metrics: Vec<MetricIn> = metrics.iter().map(metric_in).collect::<MlResult<_>>()?;
     let mut patch = RunPatch::default();
-    let mut config = Config::new();
     for (key, value) in params {
         check_param(&key, &value)?;
-        let value = param_value(&key, &value);
-        if let Some(prior) = config.get(&key)
-            && prior.display() != value.display()
-        {
-            return Err(MlflowError::invalid(format!(
-                "Duplicate parameter keys have been submitted: '{key}' appears with two values"
-            )));
-        }
-        config.insert(key, value);
-    }
-    if !config.is_empty() {
-        patch.params = Some(config);
+        param_into_patch(key, &value, &mut patch)?;
     }
     tags_into_patch(tags, &mut patch)?;
     let hold = crate::test_hook::holds(
@@ -804,9 +818,7 @@ async fn log_batch(State(state): State<AppState>, req: Req) -> MlResult {
         active_run(store(state), &id)?;
         let patch = (!patch.is_empty()).then_some(patch);
         if !metrics.is_empty() || patch.is_some() {
-            state
-                .appender
-                .commit(&id, series_of(&metrics), patch, false)?;
+            append_metrics(state, &id, &metrics, patch)?;
         }
         record_model_metrics(store(state), &id, &metrics)?;
         Ok(wire(json!({})))
