@@ -66,7 +66,8 @@ export type RunDetail = Run & {
   metric_keys: { key: string; count: number }[];
 };
 
-export type Project = { name: string; runs: number; running: number; last_activity_ms: number | null };
+/** `id` is the project's number, its MLflow experiment id. */
+export type Project = { id: number | string; name: string; runs: number; running: number; last_activity_ms: number | null };
 export type RunsPage = { runs: Run[]; total: number; offset: number; limit: number };
 export type Keys = {
   config: { key: string; count: number; numeric: boolean }[];

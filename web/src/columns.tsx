@@ -2,7 +2,7 @@
 // max) and user summaries. A column id is also its sort field.
 import type { JSX } from "preact";
 import type { Keys, Run } from "./api";
-import { num } from "./api";
+import { isNum, num } from "./api";
 import { fmtDate, fmtDuration, fmtNum, fmtRelative, fmtValue, plainText, quoteKey } from "./format";
 import { runPath } from "./router";
 import { StatusPill, Tags } from "./components/common";
@@ -58,7 +58,6 @@ const ATTR: Record<string, Omit<Column, "id">> = {
   exit_code: { label: "Exit", title: "exit_code", width: 60, sort: "exit_code", numeric: true, cell: (r) => (r.exit_code === null ? "" : String(r.exit_code)) },
 };
 
-export const DEFAULT_ATTRS = ["name", "status", "tags", "group", "created", "duration", "notes"];
 export const ATTR_IDS = Object.keys(ATTR);
 
 function numCell(v: number | undefined | null): JSX.Element | string {
@@ -131,18 +130,74 @@ export function column(id: string, keys?: Keys): Column {
   return { id, label: id, title: id, width: 100, sort: null, numeric: false, cell: () => "" };
 }
 
-/** The columns to show by default: the attributes, the config keys whose
- * values differ across `sample` (like `labbook ls`; up to 6) and the last
- * value of up to 4 non-system metrics. */
-export function defaultColumns(keys: Keys | undefined, sample: Run[] = []): string[] {
-  const cols = [...DEFAULT_ATTRS];
-  if (!keys) return cols;
-  const varies = (k: string) => new Set(sample.map((r) => JSON.stringify(r.config[k] ?? null))).size > 1;
-  let config = keys.config.map((c) => c.key);
-  if (sample.length > 1) config = config.filter(varies);
-  const metrics = keys.metrics.filter((m) => !m.key.startsWith("sys/")).slice(0, 4).map((m) => `metrics.${m.key}`);
-  const notesAt = cols.indexOf("notes");
-  return [...cols.slice(0, notesAt), ...config.slice(0, 6).map((k) => `config.${k}`), ...metrics, ...cols.slice(notesAt)];
+/** Config columns at most, and metric and summary columns, by default. */
+const MAX_CONFIG = 6;
+const MAX_METRICS = 4;
+const MAX_SUMMARY = 2;
+
+/** Whether two config values are the same (NaN equals NaN here). */
+function sameValue(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+}
+
+/** Keys of `maps` ordered as `labbook ls` orders its columns: by `rank`,
+ * then by how many runs have them, then by name. */
+function byUse(maps: object[], keep: (k: string) => boolean, rank: (k: string) => number = () => 0): string[] {
+  const counts = new Map<string, number>();
+  for (const m of maps) for (const k of Object.keys(m)) counts.set(k, (counts.get(k) ?? 0) + 1);
+  return [...counts]
+    .filter(([k]) => keep(k))
+    .sort((a, b) => rank(a[0]) - rank(b[0]) || b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    .map(([k]) => k);
+}
+
+/** Validation metrics first: what a run is judged by. */
+function metricRank(k: string): number {
+  if (k.startsWith("sys/")) return 9;
+  if (/^(val|valid|validation|eval|test)([/_.-]|$)/i.test(k)) return 0;
+  return 1;
+}
+
+/** The columns to show by default, for the runs `shown` (the first page of
+ * the current filter): name and status; the headline metrics (validation
+ * metrics first, the most widely logged) and summary values; the config keys
+ * whose values differ among the shown runs (a key some runs lack differs; a
+ * key with one value across them all is no column), the most widely set
+ * first; the sorted field when it is none of these; then tags and group when
+ * a shown run has any, the times and the notes. */
+export function defaultColumns(shown: Run[], sort = ""): string[] {
+  const first = shown[0];
+  const varies = (k: string) => shown.some((r) => !sameValue(r.config[k], first?.config[k]));
+  const config = byUse(
+    shown.map((r) => r.config),
+    varies,
+  ).slice(0, MAX_CONFIG);
+  const metrics = byUse(
+    shown.map((r) => r.metrics),
+    (k) => !k.startsWith("sys/"),
+    metricRank,
+  ).slice(0, MAX_METRICS);
+  const summary = byUse(
+    shown.map((r) => r.summary),
+    (k) => shown.some((r) => isNum(r.summary[k])),
+  ).slice(0, MAX_SUMMARY);
+  const cols = ["name", "status", ...metrics.map((k) => `metrics.${k}`), ...summary.map((k) => `summary.${k}`), ...config.map((k) => `config.${k}`)];
+  const sorted = sortColumn(sort);
+  if (sorted && !cols.includes(sorted) && !ATTR[sorted]) cols.splice(2, 0, sorted);
+  if (shown.some((r) => r.tags.length > 0)) cols.push("tags");
+  if (shown.some((r) => r.group)) cols.push("group");
+  cols.push("created", "duration");
+  if (shown.some((r) => r.notes)) cols.push("notes");
+  return cols;
+}
+
+/** The column id of a sort spec's first field (`-metrics.loss` →
+ * `metrics.loss`); a quoted key is unquoted. */
+export function sortColumn(spec: string): string | null {
+  const s = parseSort(spec);
+  if (!s) return null;
+  const unquote = (f: string) => f.replace(/`((?:[^`]|``)*)`/g, (_, k: string) => k.replace(/``/g, "`"));
+  return unquote(s.field);
 }
 
 /** Splits a sort spec into its first field and direction. */

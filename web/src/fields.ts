@@ -66,7 +66,7 @@ export function fieldChoices(keys: Keys | undefined): { value: string; label: st
 }
 
 /** A scale over a field's values: linear for numbers, ordinal for the rest. */
-export type Scale = { kind: "num"; lo: number; hi: number; log: boolean } | { kind: "cat"; cats: string[] };
+export type Scale = { kind: "num"; lo: number; hi: number; log: boolean; integer?: boolean } | { kind: "cat"; cats: string[] };
 
 export function makeScale(values: FieldValue[], log = false): Scale {
   const nums = values.filter((v): v is number => typeof v === "number" && Number.isFinite(v) && (!log || v > 0));
@@ -81,6 +81,24 @@ export function makeScale(values: FieldValue[], log = false): Scale {
     if (log && lo <= 0) lo = hi / 100;
   }
   return { kind: "num", lo, hi, log };
+}
+
+/** A scale that reads like the values: log when they are all positive and
+ * span two decades or more (learning rates, weight decays), and marked
+ * integer when every value is a whole number (seeds, depths, widths). */
+export function autoScale(values: FieldValue[]): Scale {
+  const lin = makeScale(values);
+  if (lin.kind !== "num") return lin;
+  const nums = values.filter((v): v is number => typeof v === "number" && Number.isFinite(v));
+  const integer = nums.length > 0 && nums.every((v) => Number.isInteger(v));
+  // One value: makeScale pads it by 10%; whole numbers are padded by one so
+  // the ends stay whole.
+  if (integer && Math.min(...nums) === Math.max(...nums)) return { kind: "num", lo: nums[0] - 1, hi: nums[0] + 1, log: false, integer };
+  if (nums.length > 1 && nums.every((v) => v > 0) && lin.hi / lin.lo >= 100) {
+    const log = makeScale(values, true);
+    if (log.kind === "num") return { ...log, integer };
+  }
+  return { ...lin, integer };
 }
 
 /** 0..1 along the scale (null for values it cannot place); ±∞ clamp to the ends. */

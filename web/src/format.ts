@@ -72,12 +72,17 @@ export function fmtBytes(n: number | null | undefined): string {
 export function fmtPct(x: number): string {
   if (!Number.isFinite(x)) return Number.isNaN(x) ? "NaN" : x > 0 ? "+∞%" : "−∞%";
   const s = Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 10 ? x.toFixed(1) : x.toFixed(2);
-  return `${x > 0 ? "+" : ""}${s}%`;
+  // The same minus sign as the deltas beside it.
+  return `${x > 0 ? "+" : ""}${s.replace("-", "−")}%`;
 }
 
-// Run colors: one stable color per run id across every panel and page.
-// 18 hues evenly spaced in OKLCH (alternating lightness), ordered so that
-// neighbouring slots are far apart: a collision moves a run to the next slot.
+// Run colors: a run's color is a function of its id alone, so a run has
+// the same color on its own page, in every chart, legend, compare column and
+// scatter point, whichever runs are shown beside it. 18 hues evenly spaced
+// in OKLCH (alternating lightness), ordered so that neighbouring slots are
+// far apart. Two runs shown together can hash to the same color: moving one
+// of them would give it another color on the pages where the other is absent,
+// so the color stays and the line style tells them apart (runStyles).
 const PALETTE = [
   "#d8625c", "#0bc18d", "#a272d4", "#cf9b00", "#009dd0", "#f07998", "#47a34e", "#9c95fe", "#c97500",
   "#00bed1", "#ca62a1", "#8fb43f", "#5f87e7", "#f0834e", "#00a898", "#d381d8", "#9b9000", "#43acfb",
@@ -92,38 +97,31 @@ function hash(s: string): number {
   return h >>> 0;
 }
 
-/** A run's own color (its hash slot in the palette). */
+/** A run's color: its id's hash slot in the palette, on every page. */
 export function runColor(id: string): string {
   return PALETTE[hash(id) % PALETTE.length];
 }
 
-/** Colors for a set of runs shown together: each run keeps its hash slot
- * unless a run of the set already holds it or a neighbouring hue, then it
- * takes the next slot that is far enough from every color taken. The result
- * depends only on the set, so every panel, legend and table of a view agrees. */
-export function runColors(ids: string[]): Map<string, string> {
-  const n = PALETTE.length;
-  const hueOf = (slot: number) => (slot * 7) % n; // PALETTE is hues stepped by 7
-  const out = new Map<string, string>();
-  const used: number[] = [];
-  const uniq = [...new Set(ids)].sort((a, b) => hash(a) - hash(b) || (a < b ? -1 : 1));
-  for (const id of uniq) {
-    const pref = hash(id) % n;
-    let chosen = pref;
-    if (used.length < n) {
-      const gap = (slot: number) => Math.min(n, ...used.map((u) => Math.min(Math.abs(hueOf(u) - hueOf(slot)), n - Math.abs(hueOf(u) - hueOf(slot)))));
-      search: for (let want = Math.max(1, Math.floor(n / Math.max(1, uniq.length))); want >= 1; want--) {
-        for (let k = 0; k < n; k++) {
-          const slot = (pref + k) % n;
-          if (!used.includes(slot) && gap(slot) >= want) {
-            chosen = slot;
-            break search;
-          }
-        }
-      }
-    }
-    used.push(chosen);
-    out.set(id, PALETTE[chosen]);
+/** Dash patterns (canvas lengths in CSS pixels) for the second, third, …
+ * run of one color in a view; the first run of a color is solid. */
+export const DASHES: number[][] = [[7, 3], [2, 2.5], [10, 3, 2, 3], [4, 2]];
+
+export type RunStyle = { color: string; dash: number[] | null };
+
+/** Each run's color and line style in a view of `ids`: the run's own color,
+ * and where runs of the view share it, a dash pattern for all but one of
+ * them. Which one stays solid depends only on the ids (by hash), so every
+ * panel and legend of the view agrees. */
+export function runStyles(ids: string[]): Map<string, RunStyle> {
+  const out = new Map<string, RunStyle>();
+  const byColor = new Map<string, string[]>();
+  for (const id of new Set(ids)) {
+    const c = runColor(id);
+    byColor.set(c, [...(byColor.get(c) ?? []), id]);
+  }
+  for (const [color, group] of byColor) {
+    group.sort((a, b) => hash(`${a}\u0000dash`) - hash(`${b}\u0000dash`) || (a < b ? -1 : 1));
+    group.forEach((id, i) => out.set(id, { color, dash: i === 0 ? null : DASHES[(i - 1) % DASHES.length] }));
   }
   return out;
 }
@@ -150,17 +148,68 @@ export function plainText(md: string | null | undefined): string {
     .trim();
 }
 
-/** Axis tick labels with just enough decimals to tell neighbours apart. */
-export function fmtTicks(vals: (number | null)[]): string[] {
+/** Axis tick labels that read as the values they stand at: the decimals
+ * come from the tick step (`incr`, or the smallest gap between ticks) and
+ * are the fewest that write every tick exactly, so a 0.25 step gives 0.25,
+ * 0.50, 0.75. On a linear axis (`fixed`) every label gets the same number
+ * of decimals; a log axis's 1, 2, 5 ticks keep their own. */
+export function fmtTicks(vals: (number | null)[], incr?: number, fixed = true): string[] {
   const nums = vals.filter((v): v is number => v !== null && Number.isFinite(v));
-  let step = Infinity;
-  for (let i = 1; i < nums.length; i++) step = Math.min(step, Math.abs(nums[i] - nums[i - 1]));
+  let step = incr !== undefined && Number.isFinite(incr) && incr > 0 ? incr : Infinity;
+  for (let i = 1; i < nums.length; i++) {
+    const d = Math.abs(nums[i] - nums[i - 1]);
+    if (d > 0 && d < step) step = d;
+  }
   const big = Math.max(0, ...nums.map(Math.abs));
-  if (!Number.isFinite(step) || step === 0 || big >= 1e6 || (big > 0 && big < 1e-3)) return vals.map((v) => (v === null ? "" : fmtNum(v)));
-  const decimals = Math.max(0, Math.min(10, -Math.floor(Math.log10(step) + 1e-9)));
+  if (!nums.length) return vals.map((v) => (v === null ? "" : fmtNum(v)));
+  // Tick values carry float noise (0.30000000000000004): "exact" is to a
+  // millionth of the step.
+  const tol = Number.isFinite(step) ? step * 1e-6 : Math.max(big * 1e-9, 1e-300);
+  const exactWith = (write: (v: number) => string) => nums.every((v) => Math.abs(Number(write(v)) - v) <= tol);
+  if (big >= 1e6 || (big > 0 && big < 1e-3 && (!Number.isFinite(step) || step < 1e-3))) {
+    let p = 0;
+    while (p < 12 && !exactWith((v) => v.toExponential(p))) p++;
+    return vals.map((v) => {
+      if (v === null) return "";
+      if (!Number.isFinite(v)) return fmtNum(v);
+      if (Math.abs(v) <= tol) return "0";
+      return v.toExponential(p).replace("e+", "e").replace(/\.?0+e/, "e");
+    });
+  }
+  let d = 0;
+  while (d < 12 && !exactWith((v) => v.toFixed(d))) d++;
   return vals.map((v) => {
     if (v === null) return "";
-    if (Number.isInteger(v) && Math.abs(v) >= 1000) return v.toLocaleString("en-US");
-    return Number(v.toFixed(decimals)).toLocaleString("en-US", { maximumFractionDigits: decimals });
+    if (!Number.isFinite(v)) return fmtNum(v);
+    const x = Math.abs(v) <= tol ? 0 : v;
+    return x.toLocaleString("en-US", { minimumFractionDigits: fixed ? d : 0, maximumFractionDigits: d });
   });
+}
+
+/** "1 run", "2 runs", "1,200 runs": a count with its noun, singular for one. */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n.toLocaleString("en-US")} ${n === 1 ? one : many}`;
+}
+
+/** A signed difference in one notation for every size: 4 significant
+ * digits in plain decimals (+0.0001978, −0.008333, +12.35), exponents only
+ * past what plain decimals can show in a table cell; a real minus sign. */
+export function fmtDelta(d: number): string {
+  if (Number.isNaN(d)) return "NaN";
+  if (!Number.isFinite(d)) return d > 0 ? "+∞" : "−∞";
+  const sign = d > 0 ? "+" : d < 0 ? "−" : "";
+  return sign + fmtSig(Math.abs(d));
+}
+
+/** A non-negative number to 4 significant digits, plain decimals between
+ * 1e-6 and 1e15, thousands separated. */
+export function fmtSig(a: number, digits = 4): string {
+  if (a === 0) return "0";
+  if (a < 1e-6 || a >= 1e15) return a.toExponential(digits - 1).replace("e+", "e").replace(/\.?0+e/, "e");
+  const mag = Math.floor(Math.log10(a));
+  const decimals = Math.max(0, digits - 1 - mag);
+  const r = Number(a.toFixed(decimals));
+  // Rounding can carry into a new digit (9.9996 → 10.000): one decimal fewer.
+  const dec = r >= Math.pow(10, mag + 1) ? Math.max(0, decimals - 1) : decimals;
+  return r.toLocaleString("en-US", { maximumFractionDigits: dec, minimumFractionDigits: 0 });
 }

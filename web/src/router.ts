@@ -34,11 +34,32 @@ function emit() {
   for (const l of listeners) l();
 }
 window.addEventListener("popstate", emit);
+// A pasted MLflow link (below) changes only the hash.
+window.addEventListener("hashchange", emit);
+
+/** A link the `mlflow` client prints: `#/experiments/<id>` or
+ * `#/experiments/<id>/runs/<run id>` (anything after the run id, like
+ * MLflow's `/artifacts/...`, is ignored). */
+export type MlflowLink = { experiment: string; run?: string };
+
+export function parseMlflowHash(hash: string): MlflowLink | null {
+  const m = /^#\/experiments\/([^/?#]+)(?:\/runs\/([^/?#]+))?(?:[/?].*)?$/.exec(hash);
+  if (!m) return null;
+  const dec = (s: string) => {
+    try {
+      return decodeURIComponent(s);
+    } catch {
+      return s;
+    }
+  };
+  return m[2] ? { experiment: dec(m[1]), run: dec(m[2]) } : { experiment: dec(m[1]) };
+}
 
 export function navigate(href: string, opts: { replace?: boolean } = {}) {
   const url = new URL(href, location.href);
-  const cur = location.pathname + location.search;
-  const next = url.pathname + url.search;
+  // The hash counts: leaving an MLflow link (#/experiments/…) for "/" is a move.
+  const cur = location.pathname + location.search + location.hash;
+  const next = url.pathname + url.search + url.hash;
   if (next === cur && !opts.replace) return;
   if (opts.replace) history.replaceState(null, "", next);
   else {
@@ -69,7 +90,7 @@ export function setParams(patch: ParamPatch, opts: { push?: boolean } = {}) {
   navigate(location.pathname + withParams(patch), { replace: !opts.push });
 }
 
-export function useLocation(): { route: Route; params: URLSearchParams; href: string } {
+export function useLocation(): { route: Route; params: URLSearchParams; href: string; hash: string } {
   const [, setTick] = useState(0);
   useEffect(() => {
     const l = () => setTick((t) => t + 1);
@@ -78,7 +99,7 @@ export function useLocation(): { route: Route; params: URLSearchParams; href: st
       listeners.delete(l);
     };
   }, []);
-  return { route: parsePath(location.pathname), params: new URLSearchParams(location.search), href: location.href };
+  return { route: parsePath(location.pathname), params: new URLSearchParams(location.search), href: location.href, hash: location.hash };
 }
 
 /** Intercepts a plain left click on an in-app link. */

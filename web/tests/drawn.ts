@@ -7,9 +7,10 @@ import { inflateSync } from "node:zlib";
 
 export type RGB = [number, number, number];
 
-/** One uPlot series of a panel: its label (the run's name), its stroke, and
- * its points as (x, y) pairs, y null where the curve has a gap. */
-export type DrawnSeries = { label: string; stroke: string; points: [number, number | null][] };
+/** One uPlot series of a panel: its label (the run's name), its stroke, its
+ * dash pattern (null when solid), and its points as (x, y) pairs, y null
+ * where the curve has a gap. */
+export type DrawnSeries = { label: string; stroke: string; dash: number[] | null; points: [number, number | null][] };
 
 export type DrawnPanel = {
   /** The plotting area in canvas pixels. */
@@ -26,7 +27,7 @@ export async function drawn(page: Page, metric: string, scope = ""): Promise<Dra
     ([m, sc]) => {
       type U = {
         data: (number | null | undefined)[][];
-        series: { label?: string; stroke?: unknown }[];
+        series: { label?: string; stroke?: unknown; dash?: number[] }[];
         scales: Record<string, { min?: number; max?: number }>;
         bbox: { left: number; top: number; width: number; height: number };
         ctx: CanvasRenderingContext2D;
@@ -40,7 +41,7 @@ export async function drawn(page: Page, metric: string, scope = ""): Promise<Dra
         const points: [number, number | null][] = [];
         for (let i = 0; i < xs.length; i++) if (col[i] !== undefined) points.push([xs[i], col[i] as number | null]);
         const stroke = typeof s.stroke === "function" ? (s.stroke as (u: U, i: number) => string)(u, k + 1) : String(s.stroke);
-        return { label: String(s.label ?? ""), stroke, points };
+        return { label: String(s.label ?? ""), stroke, dash: s.dash && s.dash.length ? [...s.dash] : null, points };
       });
       return {
         bbox: { ...u.bbox },

@@ -1,6 +1,6 @@
 // Creates a fresh store, fills it with real runs (the spirals demo under
 // `labbook run`, a 200k-point run, 450 small runs, nine seeded runs with
-// known curves, a run in a dirty git repository of its own, and one live run
+// known curves, an 18-run sweep, a run in a dirty git repository of its own, and one live run
 // that keeps logging), then starts the real `labbook ui` server on a free
 // port. Every process it starts is stopped when the tests end, and at once
 // when the setup itself fails partway.
@@ -229,6 +229,7 @@ async function fill(tmp: string, bin: string, python: string): Promise<() => Pro
   }
   await exec(python, [join(here, "fixtures/long_run.py")], { env, cwd: tmp });
   await exec(python, [join(here, "fixtures/seed_runs.py")], { env, cwd: tmp });
+  await exec(python, [join(here, "fixtures/sweep_runs.py")], { env, cwd: tmp });
   const code = await dirtyRepository(tmp, bin, python, env);
   await bulk;
 

@@ -1,9 +1,10 @@
 import { useEffect, useState } from "preact/hooks";
-import { api } from "../api";
-import type { Route } from "../router";
-import { navigate, onLinkClick, projectPath, useLocation, withParams } from "../router";
+import { api, ApiError } from "../api";
+import type { MlflowLink, Route } from "../router";
+import { navigate, onLinkClick, parseMlflowHash, projectPath, runPath, useLocation, withParams } from "../router";
 import { currentTheme, onTheme, setTheme } from "../theme";
-import { Toasts, useAsync, useDismiss } from "./common";
+import { plural } from "../format";
+import { Empty, ErrorBox, Loading, Toasts, useAsync, useDismiss } from "./common";
 import { ProjectsPage } from "./Projects";
 import { RunsPage } from "./RunsPage";
 import { ChartsPage } from "./ChartsPage";
@@ -26,7 +27,8 @@ const NAV: { page: Route["page"]; sub?: string; label: string }[] = [
 const CARRIED = ["runs", "filter"];
 
 export function App() {
-  const { route, params } = useLocation();
+  const { route, params, hash } = useLocation();
+  const mlflow = parseMlflowHash(hash);
   useEffect(() => {
     document.addEventListener("click", onLinkClick);
     return () => document.removeEventListener("click", onLinkClick);
@@ -68,7 +70,7 @@ export function App() {
         </div>
       </header>
       <main class="main">
-        <Page route={route} params={params} />
+        {mlflow ? <MlflowRedirect link={mlflow} /> : <Page route={route} params={params} />}
       </main>
       <Toasts />
     </div>
@@ -108,6 +110,43 @@ function Page({ route, params }: { route: Route; params: URLSearchParams }) {
   }
 }
 
+/** Opens the page an MLflow link names: the run's page (its project comes
+ * from the run) or the experiment's runs (the project with that number),
+ * and puts the dashboard's own address in the URL bar. */
+function MlflowRedirect({ link }: { link: MlflowLink }) {
+  const target = useAsync(async () => {
+    if (link.run) {
+      const r = await api.run(link.run);
+      return runPath(r.project, r.id);
+    }
+    const { projects } = await api.projects();
+    const p = projects.find((x) => String(x.id) === link.experiment);
+    if (!p) throw new ApiError(`no experiment ${link.experiment}`, 404, "NOT_FOUND");
+    return projectPath(p.name);
+  }, [link.experiment, link.run ?? ""]);
+  useEffect(() => {
+    if (target.data) navigate(target.data, { replace: true });
+  }, [target.data]);
+  const err = target.error;
+  if (err instanceof ApiError && err.status === 404)
+    return (
+      <div class="page">
+        <Empty title={link.run ? `No run ${link.run}` : `No experiment ${link.experiment}`}>
+          <p>This link comes from the <code>mlflow</code> client; this store has {link.run ? "no run with that id" : "no project with that experiment id"}.</p>
+          <a class="btn" href="/">
+            All projects
+          </a>
+        </Empty>
+      </div>
+    );
+  if (err) return <div class="page"><ErrorBox error={err} retry={target.reload} /></div>;
+  return (
+    <div class="page">
+      <Loading label={link.run ? `Opening run ${link.run}…` : `Opening experiment ${link.experiment}…`} />
+    </div>
+  );
+}
+
 function ProjectSwitcher({ current }: { current: string }) {
   const [open, setOpen] = useState(false);
   const ref = useDismiss(open, () => setOpen(false));
@@ -132,7 +171,7 @@ function ProjectSwitcher({ current }: { current: string }) {
               }}
             >
               <span>{p.name}</span>
-              <span class="muted num">{p.runs} runs</span>
+              <span class="muted num">{plural(p.runs, "run")}</span>
             </button>
           ))}
           <a class="pop-item pop-foot" href="/" onClick={() => setOpen(false)}>

@@ -5,17 +5,29 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
-import type { Series } from "../api";
-import { api } from "../api";
+import type { MetricSummary, Series } from "../api";
+import { api, num } from "../api";
 import type { Prepared, RunSeries, XMode } from "../chartdata";
 import { align, appendSeries, fromWire, nearest, prepare, sectionOf, sortSections, stepRange, ticks, xsOf } from "../chartdata";
-import { fmtDuration, fmtNum, fmtTicks, withAlpha } from "../format";
+import { fmtDuration, fmtNum, fmtTicks, plural, withAlpha } from "../format";
 import { useLive } from "../live";
 import { setParams } from "../router";
 import { cssVar, onTheme } from "../theme";
-import { Empty, ErrorBox } from "./common";
+import { Empty, ErrorBox, useElementWidth } from "./common";
 
-export type ChartRun = { id: string; name: string; created_ms?: number; color: string };
+export type ChartRun = {
+  id: string;
+  name: string;
+  created_ms?: number;
+  color: string;
+  /** A dash pattern when another run of the view has the same color. */
+  dash?: number[] | null;
+  /** The run's metric summaries: which keys were logged once, and their value. */
+  metrics?: { [key: string]: MetricSummary };
+};
+
+/** The x axis's title for each mode. */
+export const X_TITLES: Record<XMode, string> = { step: "Step", time: "Wall time", rel: "Relative time" };
 
 export type ChartSettings = {
   x: XMode;
@@ -128,7 +140,7 @@ export function Legend({ runs, hidden }: { runs: ChartRun[]; hidden: Set<string>
           onClick={() => toggle(r.id)}
           title={hidden.has(r.id) ? "Show this run" : "Hide this run"}
         >
-          <span class="swatch" style={{ background: r.color }} />
+          <Swatch color={r.color} dash={r.dash} />
           {r.name}
         </button>
       ))}
@@ -136,9 +148,31 @@ export function Legend({ runs, hidden }: { runs: ChartRun[]; hidden: Set<string>
   );
 }
 
+/** A run's color as a legend shows it: a square, striped when the run is
+ * drawn dashed (its color is shared with another run of the view). */
+export function Swatch({ color, dash }: { color: string; dash?: number[] | null }) {
+  return <span class={`swatch ${dash ? "dashed" : ""}`} style={{ backgroundColor: color }} title={dash ? "dashed: another run here has this color" : undefined} />;
+}
+
 type PanelHandle = { lastStep: (run: string) => number | undefined; append: (s: RunSeries[]) => void };
 
-/** Every metric of the given runs, sectioned; follows live runs. */
+/** The narrowest a chart panel may be, and the gap between panels. */
+const MIN_PANEL = 420;
+const MIN_PANEL_COMPACT = 360;
+const GAP = 10;
+
+/** Columns for a section of `n` panels in `width`: as many as fit, then
+ * fewer when that balances the rows (4 panels in 3 columns make 2 × 2), so
+ * no row is mostly empty; the last row's panels grow to fill it. */
+export function sectionColumns(n: number, width: number, min: number): number {
+  const fit = Math.max(1, Math.floor((width + GAP) / (min + GAP)));
+  const rows = Math.ceil(n / fit);
+  return Math.max(1, Math.ceil(n / Math.max(1, rows)));
+}
+
+/** Every metric of the given runs, sectioned; follows live runs. A metric
+ * every run logged once is no curve: its values are listed (one run) or
+ * drawn as bars across the runs. */
 export function ChartGrid({
   project,
   runs,
@@ -157,19 +191,31 @@ export function ChartGrid({
 }) {
   const handles = useRef(new Map<string, PanelHandle>());
   const [extraKeys, setExtraKeys] = useState<string[]>([]);
+  // Point counts that live updates reported since `runs` came: a metric
+  // logged once becomes a curve with its second point.
+  const [liveCounts, setLiveCounts] = useState<Map<string, number>>(new Map());
   const runIds = useMemo(() => new Set(runs.map((r) => r.id)), [runs]);
+  const byId = useMemo(() => new Map(runs.map((r) => [r.id, r])), [runs]);
   const runIdsKey = runs.map((r) => r.id).join(",");
-  useEffect(() => setExtraKeys([]), [runIdsKey]);
+  useEffect(() => {
+    setExtraKeys([]);
+    setLiveCounts(new Map());
+  }, [runIdsKey]);
   const allKeys = useMemo(() => [...new Set([...keys, ...extraKeys])].sort(), [keys, extraKeys]);
   const inflight = useRef(new Set<string>());
+  const [gridRef, gridW] = useElementWidth<HTMLDivElement>();
 
   useLive(project, (changes) => {
     const newKeys: string[] = [];
     const need = new Map<string, { after: number; keys: Set<string> }>();
+    const counts: [string, number][] = [];
     for (const c of changes) {
       if (!runIds.has(c.id)) continue;
       for (const [k, m] of Object.entries(c.metrics)) {
         if (keyFilter && !keyFilter(k)) continue;
+        // Only a key's first points matter here (logged once, or a curve).
+        const known = liveCounts.get(`${c.id}\u0000${k}`) ?? byId.get(c.id)?.metrics?.[k]?.count;
+        if ((known === undefined || known <= 1) && m.count !== known) counts.push([`${c.id}\u0000${k}`, m.count]);
         if (!allKeys.includes(k) && !newKeys.includes(k)) newKeys.push(k);
         const h = handles.current.get(k);
         if (!h) continue;
@@ -182,6 +228,7 @@ export function ChartGrid({
         }
       }
     }
+    if (counts.length) setLiveCounts((old) => new Map([...old, ...counts]));
     if (newKeys.length) setExtraKeys((ks) => [...ks, ...newKeys]);
     for (const [run, e] of need) {
       if (inflight.current.has(run)) continue;
@@ -199,6 +246,23 @@ export function ChartGrid({
   });
 
   const visible = runs.filter((r) => !settings.hidden.has(r.id));
+  // Keys every run that has them logged at most once (known from the runs'
+  // summaries; a key the runs do not list yet is a curve).
+  const single = useMemo(() => {
+    const out = new Set<string>();
+    for (const k of allKeys) {
+      let seen = 0;
+      let once = true;
+      for (const r of runs) {
+        const n = liveCounts.get(`${r.id}\u0000${k}`) ?? r.metrics?.[k]?.count;
+        if (n === undefined) continue;
+        seen++;
+        if (n > 1) once = false;
+      }
+      if (seen > 0 && once) out.add(k);
+    }
+    return out;
+  }, [allKeys, runs, liveCounts]);
   const sections = useMemo(() => {
     const m = new Map<string, string[]>();
     for (const k of allKeys) {
@@ -218,36 +282,126 @@ export function ChartGrid({
     setParams({ fold: f.size ? [...f].join(",") : null });
   };
 
+  // One run: values logged once are a list, not bars of one.
+  const oneRun = runs.length === 1;
+  const listed = oneRun ? allKeys.filter((k) => single.has(k)) : [];
+  const minW = compact ? MIN_PANEL_COMPACT : MIN_PANEL;
   return (
-    <div class={`chart-grid ${compact ? "compact" : ""}`}>
+    <div class={`chart-grid ${compact ? "compact" : ""}`} ref={gridRef}>
+      {listed.length > 0 && <ValuesCard run={runs[0]} keys={listed} />}
       {sections.map((sec) => {
+        const keysHere = sec.keys.filter((k) => !(oneRun && single.has(k)));
+        if (!keysHere.length) return null;
         const folded = settings.folded.has(sec.name);
+        // Before the grid is measured, the window's width stands in for it.
+        const cols = sectionColumns(keysHere.length, gridW || Math.max(320, window.innerWidth - 40), minW);
+        const basis = `calc((100% - ${(cols - 1) * GAP}px) / ${cols})`;
         return (
           <div class="chart-section" key={sec.name} data-section={sec.name}>
             <button class="section-head" onClick={() => toggleFold(sec.name)} aria-expanded={!folded}>
               <span class={`caret ${folded ? "" : "open"}`}>▸</span>
               {sec.name === "other" ? "Other" : `${sec.name}/`}
-              <span class="muted"> {sec.keys.length}</span>
+              <span class="muted"> {keysHere.length}</span>
             </button>
             {!folded && (
-              <div class="panels">
-                {sec.keys.map((k) => (
-                  <ChartPanel
-                    key={k}
-                    metric={k}
-                    runs={visible}
-                    settings={settings}
-                    register={(h) => {
-                      if (h) handles.current.set(k, h);
-                      else handles.current.delete(k);
-                    }}
-                  />
-                ))}
+              <div class="panels" data-cols={cols}>
+                {keysHere.map((k) =>
+                  single.has(k) ? (
+                    <BarPanel key={k} metric={k} runs={visible} basis={basis} />
+                  ) : (
+                    <ChartPanel
+                      key={k}
+                      metric={k}
+                      runs={visible}
+                      settings={settings}
+                      basis={basis}
+                      register={(h) => {
+                        if (h) handles.current.set(k, h);
+                        else handles.current.delete(k);
+                      }}
+                    />
+                  ),
+                )}
               </div>
             )}
           </div>
         );
       })}
+    </div>
+  );
+}
+
+/** One value of a metric logged once: the run's summary of it. */
+function onceValue(r: ChartRun, key: string): { v: number; step: number } | null {
+  const m = r.metrics?.[key];
+  if (!m || m.count < 1) return null;
+  return { v: num(m.last), step: m.last_step };
+}
+
+/** The metrics a lone run logged once, as values. */
+function ValuesCard({ run, keys }: { run: ChartRun; keys: string[] }) {
+  return (
+    <div class="panel values-card" data-testid="values-card">
+      <div class="panel-head">
+        <span class="panel-title-plain">Logged once</span>
+        <span class="muted small">{plural(keys.length, "metric")} with a single value</span>
+      </div>
+      <div class="values-grid">
+        {keys.map((k) => {
+          const o = onceValue(run, k);
+          return (
+            <div class="value-tile" key={k} data-metric={k} data-value={o ? String(o.v) : ""}>
+              <div class="value-key mono" title={k}>
+                {k}
+              </div>
+              <div class={`value-num num ${o && !Number.isFinite(o.v) ? "nonfinite" : ""}`}>{o ? fmtNum(o.v) : "—"}</div>
+              {o && <div class="value-step muted">step {fmtNum(o.step)}</div>}
+            </div>
+          );
+        })}
+      </div>
+    </div>
+  );
+}
+
+/** A metric each run logged once, as one bar per run in the run's color,
+ * from zero (or the most negative value) to the value, labelled. */
+export function BarPanel({ metric, runs, basis }: { metric: string; runs: ChartRun[]; basis?: string }) {
+  const rows = runs.map((r) => ({ r, o: onceValue(r, metric) })).filter((x): x is { r: ChartRun; o: { v: number; step: number } } => x.o !== null);
+  const finite = rows.map((x) => x.o.v).filter(Number.isFinite);
+  const lo = Math.min(0, ...finite);
+  const hi = Math.max(0, ...finite);
+  const span = hi - lo || 1;
+  // Where a value sits along the track, 0..1; ±∞ at the ends.
+  const at = (v: number) => (v === Infinity ? 1 : v === -Infinity ? 0 : (v - lo) / span);
+  const zero = at(0);
+  return (
+    <div class="panel chart-panel bar-panel" style={basis ? { flexBasis: basis } : undefined} data-metric={metric} data-testid="bar-panel" data-points={rows.length}>
+      <div class="panel-head">
+        <span class="panel-title" title={metric}>
+          {metric}
+        </span>
+        <span class="panel-meta">
+          <span class="badge subtle" title="Every run logged this metric once: one value per run">logged once</span>
+        </span>
+      </div>
+      <div class="bars" style={{ height: `${HEIGHT}px` }}>
+        {rows.length === 0 && <div class="plot-empty">No data for these runs</div>}
+        {rows.map(({ r, o }) => {
+          const ok = !Number.isNaN(o.v);
+          const a = Math.min(zero, at(o.v));
+          const b = Math.max(zero, at(o.v));
+          return (
+            <div class="bar-row" key={r.id} data-run={r.id} data-value={String(o.v)} title={`${r.name}: ${fmtNum(o.v)} (step ${fmtNum(o.step)})`}>
+              <span class="bar-name">{r.name}</span>
+              <span class="bar-track">
+                {ok && <span class="bar" style={{ left: `${a * 100}%`, width: `${(b - a) * 100}%`, backgroundColor: r.color }} />}
+              </span>
+              <span class={`bar-val num ${Number.isFinite(o.v) ? "" : "nonfinite"}`}>{fmtNum(o.v)}</span>
+            </div>
+          );
+        })}
+      </div>
     </div>
   );
 }
@@ -260,12 +414,15 @@ export function ChartPanel({
   settings,
   register,
   height = HEIGHT,
+  basis,
 }: {
   metric: string;
   runs: ChartRun[];
   settings: ChartSettings;
   register?: (h: PanelHandle | null) => void;
   height?: number;
+  /** The panel's share of its row (ChartGrid's columns). */
+  basis?: string;
 }) {
   const root = useRef<HTMLDivElement>(null);
   const plotEl = useRef<HTMLDivElement>(null);
@@ -410,6 +567,7 @@ export function ChartPanel({
   // Draw.
   const names = useMemo(() => new Map(runs.map((r) => [r.id, r.name])), [runKey]);
   const colors = useMemo(() => new Map(runs.map((r) => [r.id, r.color])), [runKey, runs.map((r) => r.color).join()]);
+  const dashes = useMemo(() => new Map(runs.map((r) => [r.id, r.dash ?? null])), [runKey, runs.map((r) => String(r.dash ?? "")).join()]);
   const colorOf = (id: string) => colors.get(id) ?? "#888";
   useEffect(() => {
     const el = plotEl.current;
@@ -424,17 +582,19 @@ export function ChartPanel({
     const series: uPlot.Series[] = [{}];
     for (const p of prepared) {
       const c = colorOf(p.run);
+      const dash = dashes.get(p.run) ?? undefined;
       if (smooth) {
-        series.push({ label: names.get(p.run), stroke: withAlpha(c, 0.22), width: 1, points: { show: false } });
-        series.push({ label: names.get(p.run), stroke: c, width: 1.6, points: { show: false } });
+        series.push({ label: names.get(p.run), stroke: withAlpha(c, 0.22), width: 1, dash, points: { show: false } });
+        series.push({ label: names.get(p.run), stroke: c, width: 1.6, dash, points: { show: false } });
       } else {
-        series.push({ label: names.get(p.run), stroke: c, width: 1.5, points: { size: 4, fill: c } });
+        series.push({ label: names.get(p.run), stroke: c, width: 1.5, dash, points: { size: 4, fill: c } });
       }
     }
     const axisStroke = cssVar("--text-3");
     const grid = cssVar("--grid");
     const font = `11px ${cssVar("--font-sans") || "system-ui"}`;
-    const xFmt = (vals: number[]) => (settings.x === "rel" ? vals.map((v) => fmtDuration(v * 1000)) : fmtTicks(vals));
+    const labelFont = `500 11px ${cssVar("--font-sans") || "system-ui"}`;
+    const xFmt = (vals: number[], incr: number) => (settings.x === "rel" ? vals.map((v) => fmtDuration(v * 1000)) : fmtTicks(vals, incr));
     const yAxisSize = (u: uPlot, values: string[] | null) => {
       const ctx = u.ctx;
       ctx.font = font;
@@ -469,9 +629,13 @@ export function ChartPanel({
           grid: { stroke: grid, width: 1 },
           ticks: { stroke: grid, width: 1, size: 4 },
           font,
-          size: 30,
+          size: 24,
           space: 60,
-          values: settings.x === "time" ? undefined : (_u, vals) => xFmt(vals),
+          label: X_TITLES[settings.x],
+          labelFont,
+          labelSize: 16,
+          labelGap: 0,
+          values: settings.x === "time" ? undefined : (_u, vals, _axis, _space, incr) => xFmt(vals, incr),
         },
         {
           stroke: axisStroke,
@@ -480,7 +644,11 @@ export function ChartPanel({
           font,
           size: yAxisSize,
           space: 28,
-          values: (_u, vals) => fmtTicks(vals),
+          label: metric,
+          labelFont,
+          labelSize: 16,
+          labelGap: 0,
+          values: (_u, vals, _axis, _space, incr) => fmtTicks(vals, settings.logy ? undefined : incr, !settings.logy),
         },
       ],
       cursor: {
@@ -577,7 +745,7 @@ export function ChartPanel({
     root.current?.setAttribute("data-points", String(points));
     root.current?.setAttribute("data-zoomed", zoomed ? "1" : "0");
     return undefined;
-  }, [prepared, width, height, settings.sync, settings.x, settings.logy, zoomKey, themeTick, colors]);
+  }, [prepared, width, height, settings.sync, settings.x, settings.logy, zoomKey, themeTick, colors, dashes]);
 
   useEffect(
     () => () => {
@@ -610,13 +778,13 @@ export function ChartPanel({
   const exportSvg = () => {
     const u = plot.current;
     if (!u) return;
-    const svg = buildSvg(u, metric, prepared, names, colors, settings);
+    const svg = buildSvg(u, metric, prepared, names, colors, dashes, settings);
     download(URL.createObjectURL(new Blob([svg], { type: "image/svg+xml" })), `${fileName(metric)}.svg`);
   };
 
   const anyDownsampled = shown ? [...shown.values()].some((s) => s.downsampled) : false;
   return (
-    <div class="panel chart-panel" ref={root} data-metric={metric} data-testid="chart-panel">
+    <div class="panel chart-panel" ref={root} data-metric={metric} data-testid="chart-panel" style={basis ? { flexBasis: basis } : undefined}>
       <div class="panel-head">
         <span class="panel-title" title={metric}>
           {metric}
@@ -675,7 +843,15 @@ function download(href: string, name: string) {
 }
 
 /** An SVG of the panel as drawn (scales from uPlot, curves from the data). */
-function buildSvg(u: uPlot, title: string, prepared: Prepared[], names: Map<string, string>, colors: Map<string, string>, s: ChartSettings): string {
+function buildSvg(
+  u: uPlot,
+  title: string,
+  prepared: Prepared[],
+  names: Map<string, string>,
+  colors: Map<string, string>,
+  dashes: Map<string, number[] | null>,
+  s: ChartSettings,
+): string {
   const W = u.width;
   const H = u.height + 30;
   const bb = u.bbox;
@@ -698,18 +874,24 @@ function buildSvg(u: uPlot, title: string, prepared: Prepared[], names: Map<stri
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="system-ui, sans-serif" font-size="11">`);
   out.push(`<rect width="100%" height="100%" fill="${cssVar("--panel")}"/>`);
   out.push(`<text x="12" y="20" font-size="13" font-weight="600" fill="${text}">${esc(title)}</text>`);
-  for (const t of ticks(ymin, ymax)) {
-    if (s.logy) break;
+  const yt = s.logy ? [] : ticks(ymin, ymax);
+  const ylabels = fmtTicks(yt);
+  yt.forEach((t, i) => {
     const y = sy(t);
     out.push(`<line x1="${L}" x2="${L + PW}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}" stroke="${grid}"/>`);
-    out.push(`<text x="${L - 6}" y="${(y + 4).toFixed(1)}" text-anchor="end" fill="${muted}">${esc(fmtNum(t))}</text>`);
-  }
-  for (const t of ticks(xmin, xmax)) {
+    out.push(`<text x="${L - 6}" y="${(y + 4).toFixed(1)}" text-anchor="end" fill="${muted}">${esc(ylabels[i])}</text>`);
+  });
+  const xt = ticks(xmin, xmax);
+  const xlabels = fmtTicks(xt);
+  xt.forEach((t, i) => {
     const x = sx(t);
     out.push(`<line x1="${x.toFixed(1)}" x2="${x.toFixed(1)}" y1="${T}" y2="${T + PH}" stroke="${grid}"/>`);
-    const label = s.x === "time" ? new Date(t * 1000).toLocaleTimeString() : s.x === "rel" ? fmtDuration(t * 1000) : fmtNum(t);
+    const label = s.x === "time" ? new Date(t * 1000).toLocaleTimeString() : s.x === "rel" ? fmtDuration(t * 1000) : xlabels[i];
     out.push(`<text x="${x.toFixed(1)}" y="${T + PH + 16}" text-anchor="middle" fill="${muted}">${esc(label)}</text>`);
-  }
+  });
+  // Axis titles, as the panel draws them.
+  out.push(`<text x="${(L + PW / 2).toFixed(1)}" y="${H - 4}" text-anchor="middle" fill="${muted}" font-weight="500">${esc(X_TITLES[s.x])}</text>`);
+  out.push(`<text transform="translate(12 ${(T + PH / 2).toFixed(1)}) rotate(-90)" text-anchor="middle" fill="${muted}" font-weight="500">${esc(title)}</text>`);
   out.push(`<clipPath id="plot"><rect x="${L}" y="${T}" width="${PW}" height="${PH}"/></clipPath><g clip-path="url(#plot)" fill="none">`);
   for (const p of prepared) {
     const c = colors.get(p.run) ?? "#888";
@@ -727,7 +909,9 @@ function buildSvg(u: uPlot, title: string, prepared: Prepared[], names: Map<stri
         cur.push(`${sx(p.xs[i]).toFixed(1)},${sy(y).toFixed(1)}`);
       }
       if (cur.length) segs.push(cur.join(" "));
-      for (const seg of segs) out.push(`<polyline points="${seg}" stroke="${stroke}" stroke-width="${w}"><title>${esc(names.get(p.run) ?? p.run)}</title></polyline>`);
+      const dash = dashes.get(p.run);
+      const dashAttr = dash ? ` stroke-dasharray="${dash.join(" ")}"` : "";
+      for (const seg of segs) out.push(`<polyline points="${seg}" stroke="${stroke}" stroke-width="${w}"${dashAttr}><title>${esc(names.get(p.run) ?? p.run)}</title></polyline>`);
     }
   }
   out.push(`</g></svg>`);

@@ -1,3 +1,4 @@
+import { plural } from "../format";
 import { listParam, projectPath, withParams } from "../router";
 import { RunCharts } from "./RunsPage";
 
@@ -8,10 +9,12 @@ export function ChartsPage({ project, params }: { project: string; params: URLSe
     <div class="page">
       <div class="page-head">
         <h1>Charts</h1>
-        <span class="muted">
-          {selected.length ? `${selected.length} selected run${selected.length > 1 ? "s" : ""}` : `the 10 most recent runs${filter ? " matching the filter" : ""}`} ·{" "}
-          <a href={projectPath(project) + withParams({ runs: selected.join(",") || null, filter: filter || null }, "")}>choose runs in the table</a>
-        </span>
+        {selected.length > 0 && (
+          <span class="muted">
+            {plural(selected.length, "selected run")} ·{" "}
+            <a href={projectPath(project) + withParams({ runs: selected.join(","), filter: filter || null }, "")}>change the selection in the table</a>
+          </span>
+        )}
       </div>
       <RunCharts project={project} params={params} selectedIds={selected} filter={filter} compact={false} />
     </div>

@@ -1,7 +1,7 @@
 import { useState } from "preact/hooks";
 import type { ConfigValue, RunDetail } from "../api";
 import { api, isNum, num } from "../api";
-import { fmtNum, fmtPct, fmtValue, runColors } from "../format";
+import { fmtDelta, fmtNum, fmtPct, fmtValue, plural, runColor } from "../format";
 import { listParam, projectPath, runPath, setParams, withParams } from "../router";
 import { Empty, ErrorBox, Loading, Section, StatusPill, useAsync } from "./common";
 import { DiffView } from "./RunPage";
@@ -10,6 +10,9 @@ import { DiffView } from "./RunPage";
 function lowerIsBetter(key: string): boolean {
   return /loss|err|error|perplexity|ppl|mse|mae|rmse|nll|wer|cer|time|latency|_ms$|\/ms$|regret|cost/i.test(key);
 }
+
+/** The width of a run's column in the compare tables. */
+const RUN_COL = 200;
 
 function same(a: ConfigValue | undefined, b: ConfigValue | undefined): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
@@ -37,8 +40,6 @@ export function ComparePage({ project, params }: { project: string; params: URLS
   if (!runs.data) return <div class="page"><Loading /></div>;
   const rs = runs.data;
   const b = rs.find((r) => r.id === base) ?? rs[0];
-  const colors = runColors(rs.map((r) => r.id));
-  const runColor = (id: string) => colors.get(id) ?? "#888";
 
   const configKeys = [...new Set(rs.flatMap((r) => Object.keys(r.config)))].sort();
   const differing = configKeys.filter((k) => !rs.every((r) => same(r.config[k], rs[0].config[k])));
@@ -55,6 +56,20 @@ export function ComparePage({ project, params }: { project: string; params: URLS
     }
     return r.metrics[k] ? num(r.metrics[k].last) : undefined;
   };
+
+  // Columns as wide as their content needs, not stretched across the
+  // card: a value sits next to its key, not a screen away.
+  const longest = Math.max(8, ...configKeys.map((k) => k.length), ...metricKeys.map((k) => (k.startsWith("summary:") ? k.length + 2 : k.length)));
+  const keyW = Math.round(Math.min(340, Math.max(150, 30 + longest * 7.5)));
+  const tableW = { width: `${keyW + rs.length * RUN_COL}px` };
+  const cols = (
+    <colgroup>
+      <col style={{ width: `${keyW}px` }} />
+      {rs.map((r) => (
+        <col key={r.id} style={{ width: `${RUN_COL}px` }} />
+      ))}
+    </colgroup>
+  );
 
   const head = (
     <tr>
@@ -81,7 +96,7 @@ export function ComparePage({ project, params }: { project: string; params: URLS
     <div class="page compare-page">
       <div class="page-head">
         <h1>Compare</h1>
-        <span class="muted">{rs.length} runs · baseline {b.name}</span>
+        <span class="muted">{plural(rs.length, "run")} · baseline {b.name}</span>
       </div>
       <div class="compare-runs">
         {rs.map((r) => (
@@ -96,9 +111,10 @@ export function ComparePage({ project, params }: { project: string; params: URLS
         ))}
       </div>
 
-      <Section title="Config" right={<span class="muted">{differing.length} differ · {identical.length} identical</span>}>
+      <Section title="Config" right={<span class="muted">{plural(differing.length, "key differs", "keys differ")} · {identical.length} identical</span>}>
         <div class="hscroll">
-          <table class="table compare" data-testid="config-diff">
+          <table class="table compare" data-testid="config-diff" style={tableW}>
+            {cols}
             <thead>{head}</thead>
             <tbody>
               {differing.map((k) => (
@@ -115,7 +131,7 @@ export function ComparePage({ project, params }: { project: string; params: URLS
                 <tr class="fold-row">
                   <td colSpan={rs.length + 1}>
                     <button class="link-btn" onClick={() => setShowSame(!showSame)}>
-                      <span class={`caret ${showSame ? "open" : ""}`}>▸</span> {identical.length} identical key{identical.length > 1 ? "s" : ""}
+                      <span class={`caret ${showSame ? "open" : ""}`}>▸</span> {plural(identical.length, "identical key")}
                     </button>
                   </td>
                 </tr>
@@ -138,7 +154,8 @@ export function ComparePage({ project, params }: { project: string; params: URLS
 
       <Section title="Metrics" right={<span class="muted">last values · Δ against the baseline</span>}>
         <div class="hscroll">
-          <table class="table compare" data-testid="metrics-diff">
+          <table class="table compare" data-testid="metrics-diff" style={tableW}>
+            {cols}
             <thead>{head}</thead>
             <tbody>
               {metricKeys.map((k) => {
@@ -153,12 +170,11 @@ export function ComparePage({ project, params }: { project: string; params: URLS
                       const d = bv !== undefined ? v - bv : NaN;
                       const pct = bv !== undefined && bv !== 0 ? (d / Math.abs(bv)) * 100 : NaN;
                       return (
-                        <td key={r.id} class="num">
-                          <div>{fmtNum(v)}</div>
+                        <td key={r.id} class="metric-cell">
+                          <div class="num-val">{fmtNum(v)}</div>
                           {!isBase && bv !== undefined && Number.isFinite(d) && d !== 0 && (
                             <div class={`delta ${(d > 0) !== lowerIsBetter(k) ? "better" : "worse"}`} title={lowerIsBetter(k) ? "lower is better" : "higher is better"}>
-                              {d > 0 ? "+" : "−"}
-                              {fmtNum(Math.abs(d))} {Number.isFinite(pct) && <span>({fmtPct(pct)})</span>}
+                              {fmtDelta(d)} {Number.isFinite(pct) && <span class="pct">({fmtPct(pct)})</span>}
                             </div>
                           )}
                           {!isBase && d === 0 && <div class="delta muted">=</div>}
@@ -174,12 +190,13 @@ export function ComparePage({ project, params }: { project: string; params: URLS
       </Section>
 
       <Section title="Environment" right={<span class="muted">packages against the baseline</span>}>
-        <EnvDiff rs={rs} b={b} colors={colors} />
+        <EnvDiff rs={rs} b={b} />
       </Section>
 
       <Section title="Code">
         <div class="hscroll">
-          <table class="table compare" data-testid="code-diff">
+          <table class="table compare" data-testid="code-diff" style={tableW}>
+            {cols}
             <thead>{head}</thead>
             <tbody>
               {(["commit", "branch", "remote_url"] as const).map((f) => (
@@ -237,8 +254,7 @@ function DirtyDiffs({ rs }: { rs: RunDetail[] }) {
   );
 }
 
-function EnvDiff({ rs, b, colors }: { rs: RunDetail[]; b: RunDetail; colors: Map<string, string> }) {
-  const runColor = (id: string) => colors.get(id) ?? "#888";
+function EnvDiff({ rs, b }: { rs: RunDetail[]; b: RunDetail }) {
   const pk = (r: RunDetail) => new Map((r.environment?.python?.packages ?? []).map((p) => [p.name, p.version]));
   const bp = pk(b);
   const others = rs.filter((r) => r.id !== b.id);
@@ -250,7 +266,7 @@ function EnvDiff({ rs, b, colors }: { rs: RunDetail[]; b: RunDetail; colors: Map
     return { r, added, removed, changed };
   });
   if (rows.every((x) => !x.added.length && !x.removed.length && !x.changed.length))
-    return <p class="muted" data-testid="env-diff">Every run has the same {bp.size} packages as the baseline{b.environment?.python?.version ? ` and Python ${b.environment.python.version}` : ""}.</p>;
+    return <p class="muted" data-testid="env-diff">Every run has the same {plural(bp.size, "package")} as the baseline{b.environment?.python?.version ? ` and Python ${b.environment.python.version}` : ""}.</p>;
   return (
     <div class="env-diff" data-testid="env-diff">
       {rows.map(({ r, added, removed, changed }) => (
@@ -280,8 +296,6 @@ function EnvDiff({ rs, b, colors }: { rs: RunDetail[]; b: RunDetail; colors: Map
 function RecentPicker({ project, ids }: { project: string; ids: string[] }) {
   const recent = useAsync(() => api.runs(project, { limit: 12 }), [project]);
   if (!recent.data || recent.data.runs.length === 0) return null;
-  const colors = runColors(recent.data.runs.map((r) => r.id));
-  const runColor = (id: string) => colors.get(id) ?? "#888";
   return (
     <div class="card pad">
       <div class="muted" style={{ marginBottom: "8px" }}>

@@ -33,7 +33,18 @@ function tokenAt(text: string, pos: number): { start: number; word: string } {
   return { start: s, word: text.slice(s, pos) };
 }
 
-export function FilterBox({ value, keys, onCommit }: { value: string; keys: Keys | undefined; onCommit: (filter: string) => void }) {
+export function FilterBox({
+  value,
+  keys,
+  onCommit,
+  onValidity,
+}: {
+  value: string;
+  keys: Keys | undefined;
+  onCommit: (filter: string) => void;
+  /** Told whether the box holds a filter the server accepts. */
+  onValidity?: (ok: boolean) => void;
+}) {
   const [text, setText] = useState(value);
   const [error, setError] = useState<ApiError | null>(null);
   const [checking, setChecking] = useState(false);
@@ -41,6 +52,8 @@ export function FilterBox({ value, keys, onCommit }: { value: string; keys: Keys
   const [open, setOpen] = useState(false);
   const [active, setActive] = useState(0);
   const input = useRef<HTMLInputElement>(null);
+  const valid = useRef<string | null>(null); // the last filter the server accepted
+  useEffect(() => onValidity?.(error === null), [error === null]);
   const all = useMemo(() => fieldSuggestions(keys), [keys]);
 
   // Follow the URL (back button, links) without clobbering what is being typed.
@@ -48,39 +61,49 @@ export function FilterBox({ value, keys, onCommit }: { value: string; keys: Keys
     if (value.trim() !== text.trim()) setText(value);
   }, [value]);
 
-  // Validate as the user types; commit valid filters to the URL.
+  // Validate as the user types; commit valid filters to the URL. The
+  // filter the page opened with (a link, the back button) is checked too,
+  // at once, so a bad one is marked in the box rather than failing below it.
   useEffect(() => {
     const t = text.trim();
-    if (t === value.trim()) {
+    const committed = t === value.trim();
+    if (!t) {
+      setError(null);
+      if (!committed) {
+        const timer = setTimeout(() => onCommit(""), 300);
+        return () => clearTimeout(timer);
+      }
+      return;
+    }
+    if (committed && valid.current === t) {
       setError(null);
       return;
     }
     const ctl = new AbortController();
-    const timer = setTimeout(() => {
-      if (!t) {
-        setError(null);
-        onCommit("");
-        return;
-      }
-      setChecking(true);
-      api.validate({ filter: t }, ctl.signal).then(
-        () => {
-          setChecking(false);
-          setError(null);
-          onCommit(t);
-        },
-        (e: unknown) => {
-          if (ctl.signal.aborted) return;
-          setChecking(false);
-          setError(e instanceof ApiError ? e : new ApiError(String(e), 0, "NETWORK"));
-        },
-      );
-    }, 300);
+    const timer = setTimeout(
+      () => {
+        setChecking(true);
+        api.validate({ filter: t }, ctl.signal).then(
+          () => {
+            setChecking(false);
+            setError(null);
+            valid.current = t;
+            if (!committed) onCommit(t);
+          },
+          (e: unknown) => {
+            if (ctl.signal.aborted) return;
+            setChecking(false);
+            setError(e instanceof ApiError ? e : new ApiError(String(e), 0, "NETWORK"));
+          },
+        );
+      },
+      committed ? 0 : 300,
+    );
     return () => {
       clearTimeout(timer);
       ctl.abort();
     };
-  }, [text]);
+  }, [text, value]);
 
   // "/" focuses the filter from anywhere on the page.
   useEffect(() => {
@@ -151,6 +174,9 @@ export function FilterBox({ value, keys, onCommit }: { value: string; keys: Keys
           ref={input}
           class="filter-input mono"
           data-testid="filter-input"
+          aria-label="Filter runs"
+          aria-invalid={error ? "true" : "false"}
+          aria-describedby={error ? "filter-error" : undefined}
           placeholder='Filter runs: config.lr > 0.01 and status = "finished"   (press /)'
           spellcheck={false}
           autocomplete="off"
@@ -192,7 +218,7 @@ export function FilterBox({ value, keys, onCommit }: { value: string; keys: Keys
         </div>
       )}
       {error && (
-        <div class="filter-error" data-testid="filter-error">
+        <div class="filter-error" id="filter-error" data-testid="filter-error" role="alert">
           {col !== undefined && col > 0 && (
             <div class="mono caret-line" aria-hidden="true">
               <span class="caret-pad">{text.slice(0, col - 1).replace(/[^\t]/g, " ")}</span>^

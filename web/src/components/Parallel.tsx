@@ -5,10 +5,11 @@ import { useMemo, useRef, useState } from "preact/hooks";
 import type { Run } from "../api";
 import { api } from "../api";
 import type { Scale } from "../fields";
-import { fieldChoices, fieldLabel, fieldValue, invert, makeScale, position, preferredMetric, ramp, varyingConfig } from "../fields";
+import { autoScale, fieldChoices, fieldLabel, fieldValue, position, preferredMetric, ramp, varyingConfig } from "../fields";
 import { ticks } from "../chartdata";
-import { fmtNum } from "../format";
+import { fmtNum, plural, runColor } from "../format";
 import { listParam, projectPath, runPath, setParams, withParams } from "../router";
+import { cssVar } from "../theme";
 import { Empty, ErrorBox, Loading, useAsync, useElementWidth } from "./common";
 import { useKeys } from "./RunsPage";
 
@@ -64,7 +65,7 @@ export function ParallelPage({ project, params }: { project: string; params: URL
       <div class="page-head">
         <h1>Parallel coordinates</h1>
         <span class="muted">
-          {pop.data ? `${runs.length}${pop.data.total > runs.length ? ` of ${pop.data.total}` : ""} runs${filter ? " matching the filter" : ""}` : ""}
+          {pop.data ? `${pop.data.total > runs.length ? `${runs.length.toLocaleString("en-US")} of ` : ""}${plural(pop.data.total, "run")}${filter ? " matching the filter" : ""}` : ""}
           {selected.size > 0 && ` · ${selected.size} selected`}
         </span>
       </div>
@@ -90,7 +91,7 @@ export function ParallelPage({ project, params }: { project: string; params: URL
         </label>
         <label class="ctl">
           <span>Color by</span>
-          <FieldSelect value={color} choices={choices} onChange={(v) => setParams({ color: v || null })} testid="color-by" />
+          <FieldSelect value={color} choices={[{ value: "run", label: "run (own color)", group: "Attributes" }, ...choices]} onChange={(v) => setParams({ color: v || null })} testid="color-by" />
         </label>
         {brushes.length > 0 && (
           <button class="btn btn-sm" onClick={() => setParams({ brush: null, runs: null })}>
@@ -148,17 +149,37 @@ export function FieldSelect({
   );
 }
 
-function tickLabels(s: Scale): { t: number; label: string }[] {
+/** Labelled ticks of an axis `px` pixels tall: both ends (the lowest and
+ * highest value) always, and in between round values that keep clear of
+ * them: decades on a log axis, whole numbers only on an integer one. */
+export function tickLabels(s: Scale, px: number): { t: number; label: string; end?: boolean }[] {
   if (s.kind === "cat") {
-    const step = Math.ceil(s.cats.length / 12);
-    return s.cats.filter((_, i) => i % step === 0).map((c) => ({ t: position(s, c) ?? 0, label: c.length > 18 ? `${c.slice(0, 17)}…` : c }));
+    const step = Math.ceil(s.cats.length / Math.max(2, Math.floor(px / 16)));
+    const clip = (c: string) => (c.length > 18 ? `${c.slice(0, 17)}…` : c);
+    return s.cats.filter((_, i) => i % step === 0 || i === s.cats.length - 1).map((c) => ({ t: position(s, c) ?? 0, label: clip(c) }));
   }
+  let inner: number[];
   if (s.log) {
-    const out: { t: number; label: string }[] = [];
-    for (let i = 0; i <= 4; i++) out.push({ t: i / 4, label: fmtNum(invert(s, i / 4)) });
-    return out;
+    inner = [];
+    const decades = Math.log10(s.hi / s.lo);
+    const mults = decades <= 2.5 ? [1, 2, 5] : [1];
+    for (let e = Math.floor(Math.log10(s.lo)); e <= Math.ceil(Math.log10(s.hi)); e++) for (const m of mults) inner.push(Number((m * Math.pow(10, e)).toPrecision(12)));
+  } else {
+    inner = ticks(s.lo, s.hi, Math.max(2, Math.min(6, Math.floor(px / 50))));
+    if (s.integer) inner = inner.filter((v) => Number.isInteger(v));
   }
-  return ticks(s.lo, s.hi, 5).map((v) => ({ t: position(s, v) ?? 0, label: fmtNum(v) }));
+  const clear = 16 / Math.max(1, px); // a label's height, as a share of the axis
+  const out: { t: number; label: string; end?: boolean }[] = [
+    { t: 0, label: fmtNum(s.lo), end: true },
+    { t: 1, label: fmtNum(s.hi), end: true },
+  ];
+  for (const v of inner) {
+    const t = position(s, v);
+    if (t === null || t < clear || t > 1 - clear) continue;
+    if (out.some((o) => Math.abs(o.t - t) < clear)) continue;
+    out.push({ t, label: fmtNum(v) });
+  }
+  return out.sort((a, b) => a.t - b.t);
 }
 
 function ParallelPlot({ runs, axes, color, brushes, selected, project }: { runs: Run[]; axes: string[]; color: string; brushes: Brush[]; selected: Set<string>; project: string }) {
@@ -170,8 +191,9 @@ function ParallelPlot({ runs, axes, color, brushes, selected, project }: { runs:
   const M = { top: 40, bottom: 28, left: 60, right: 60 };
   const W = Math.max(400, width);
   const ih = H - M.top - M.bottom;
-  const scales = useMemo(() => axes.map((a) => makeScale(runs.map((r) => fieldValue(r, a)))), [runs, axes.join("\u0000")]);
-  const colorScale = useMemo(() => makeScale(runs.map((r) => fieldValue(r, color))), [runs, color]);
+  const scales = useMemo(() => axes.map((a) => autoScale(runs.map((r) => fieldValue(r, a)))), [runs, axes.join("\u0000")]);
+  const byRun = color === "run";
+  const colorScale = useMemo(() => autoScale(runs.map((r) => fieldValue(r, color))), [runs, color]);
   const xOf = (i: number) => M.left + (axes.length === 1 ? 0 : (i * (W - M.left - M.right)) / (axes.length - 1));
   const yOf = (t: number) => M.top + (1 - t) * ih;
 
@@ -201,7 +223,7 @@ function ParallelPlot({ runs, axes, color, brushes, selected, project }: { runs:
     if (pen && pts.length) segs.push(pts.join(" "));
     const cp = position(colorScale, fieldValue(r, color));
     const active = brushes.length ? inBrushes(r) : selected.size ? selected.has(r.id) : true;
-    return { r, segs, stroke: cp === null ? "var(--text-3)" : ramp(cp), active };
+    return { r, segs, stroke: byRun ? runColor(r.id) : cp === null ? "var(--text-3)" : ramp(cp), active };
   });
   const activeCount = lines.filter((l) => l.active).length;
 
@@ -270,18 +292,25 @@ function ParallelPlot({ runs, axes, color, brushes, selected, project }: { runs:
           return (
             <g key={a} class="pc-axis" data-axis={a}>
               <line x1={x} x2={x} y1={M.top} y2={M.top + ih} class="axis-line" />
+              {b && <rect x={x - 8} width={16} y={yOf(b.t1)} height={Math.max(1, yOf(b.t0) - yOf(b.t1))} class="brush" />}
               <text x={x} y={M.top - 16} text-anchor="middle" class="axis-title">
                 {fieldLabel(a)}
               </text>
-              {tickLabels(scales[i]).map((t) => (
-                <g key={`${t.t}`}>
-                  <line x1={x - 3} x2={x} y1={yOf(t.t)} y2={yOf(t.t)} class="axis-line" />
-                  <text x={x - 6} y={yOf(t.t) + 3.5} text-anchor="end" class="tick">
-                    {t.label}
-                  </text>
-                </g>
-              ))}
-              {b && <rect x={x - 8} width={16} y={yOf(b.t1)} height={Math.max(1, yOf(b.t0) - yOf(b.t1))} class="brush" />}
+              {/* After the lines, each on a backing of the card's color: lines
+                  pass under a label, never through it. */}
+              {tickLabels(scales[i], ih).map((t) => {
+                const w = textWidth(t.label);
+                const y = yOf(t.t);
+                return (
+                  <g key={`${t.t}`} class={`pc-tick ${t.end ? "end" : ""}`} data-t={t.t} data-label={t.label}>
+                    <line x1={x - 4} x2={x} y1={y} y2={y} class="axis-line" />
+                    <rect x={x - 9 - w} y={y - 7.5} width={w + 6} height={15} rx={3} class="tick-bg" />
+                    <text x={x - 6} y={y + 3.5} text-anchor="end" class="tick">
+                      {t.label}
+                    </text>
+                  </g>
+                );
+              })}
               <rect
                 x={x - 14}
                 width={28}
@@ -306,24 +335,47 @@ function ParallelPlot({ runs, axes, color, brushes, selected, project }: { runs:
       </svg>
       <div class="plot-foot">
         {hover ? (
-          <span>
+          <span class="hover-run">
+            <span class="swatch" style={{ backgroundColor: runColor(hover.id) }} />
             <a href={runPath(project, hover.id)}>{hover.name}</a>{" "}
             <span class="muted">
               {axes.map((a) => `${fieldLabel(a)}=${formatField(fieldValue(hover, a))}`).join(" · ")}
             </span>
           </span>
         ) : (
-          <span class="muted">Drag along an axis to brush; click an axis to clear its brush. {activeCount} of {lines.length} runs highlighted.</span>
+          <span class="muted">Drag along an axis to brush; click an axis to clear its brush. {activeCount} of {plural(lines.length, "run")} highlighted.</span>
         )}
-        <span class="color-legend">
-          <span class="muted">{fieldLabel(color)}</span>
-          {colorScale.kind === "num" && <span class="num">{fmtNum(colorScale.lo)}</span>}
-          <span class="ramp" />
-          {colorScale.kind === "num" && <span class="num">{fmtNum(colorScale.hi)}</span>}
-        </span>
+        {byRun ? (
+          <span class="color-legend muted">each run in its own color</span>
+        ) : (
+          <span class="color-legend">
+            <span class="muted">
+              {fieldLabel(color)}
+              {colorScale.kind === "num" && colorScale.log ? " (log)" : ""}
+            </span>
+            {colorScale.kind === "num" && <span class="num">{fmtNum(colorScale.lo)}</span>}
+            <span class="ramp" />
+            {colorScale.kind === "num" && <span class="num">{fmtNum(colorScale.hi)}</span>}
+          </span>
+        )}
       </div>
     </div>
   );
+}
+
+let measure: CanvasRenderingContext2D | null = null;
+const widths = new Map<string, number>();
+
+/** The width of a tick label in the SVG's 11 px font. */
+function textWidth(s: string): number {
+  let w = widths.get(s);
+  if (w === undefined) {
+    measure ??= document.createElement("canvas").getContext("2d");
+    if (measure) measure.font = `11px ${cssVar("--font-sans") || "sans-serif"}`;
+    w = measure ? measure.measureText(s).width : s.length * 6.5;
+    widths.set(s, w);
+  }
+  return w;
 }
 
 export function formatField(v: number | string | null): string {

@@ -1,5 +1,5 @@
 import { api } from "../api";
-import { fmtDate, fmtRelative } from "../format";
+import { fmtDate, fmtRelative, plural } from "../format";
 import { projectPath } from "../router";
 import { Empty, ErrorBox, Loading, useAsync, useTicker } from "./common";
 
@@ -10,7 +10,7 @@ export function ProjectsPage() {
     <div class="page narrow">
       <div class="page-head">
         <h1>Projects</h1>
-        {projects.data && <span class="muted">{projects.data.projects.length} projects</span>}
+        {projects.data && <span class="muted" data-testid="project-count">{plural(projects.data.projects.length, "project")}</span>}
       </div>
       {projects.error ? (
         <ErrorBox error={projects.error} retry={projects.reload} />
@@ -29,7 +29,7 @@ export function ProjectsPage() {
               <div class="project-stats">
                 <div>
                   <div class="stat num">{p.runs.toLocaleString("en-US")}</div>
-                  <div class="stat-label">runs</div>
+                  <div class="stat-label">{p.runs === 1 ? "run" : "runs"}</div>
                 </div>
                 <div>
                   <div class={`stat num ${p.running ? "running-text" : ""}`}>

@@ -1,10 +1,10 @@
 import type { JSX } from "preact";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { ConfigValue, Environment, OutputChunk, Run, RunDetail } from "../api";
-import { api, isNum, num, runsByIds } from "../api";
-import { fmtBytes, fmtDate, fmtDuration, fmtNum, fmtRelative, fmtValue, runColor } from "../format";
+import { ApiError, api, isNum, num, runsByIds } from "../api";
+import { fmtBytes, fmtDate, fmtDuration, fmtNum, fmtRelative, fmtValue, plural, runColor } from "../format";
 import { useLive } from "../live";
-import { projectPath, setParams, withParams } from "../router";
+import { navigate, projectPath, runPath, setParams, withParams } from "../router";
 import { ChartControls, ChartGrid, chartSettings } from "./Charts";
 import { Empty, ErrorBox, Loading, Markdown, Section, StatusPill, Tags, toast, useAsync, useTicker } from "./common";
 
@@ -20,6 +20,12 @@ const TABS = [
 export function RunPage({ project, id, params }: { project: string; id: string; params: URLSearchParams }) {
   const run = useAsync(() => api.run(id), [id]);
   const tab = params.get("tab") ?? "overview";
+  // A run reached under another project's path (an old link, a moved run)
+  // shows at its own address, so the nav and crumbs name its project.
+  const home = run.data?.project;
+  useEffect(() => {
+    if (home && home !== project) navigate(runPath(home, id) + location.search, { replace: true });
+  }, [home, project, id]);
   // Keep status, duration, metrics and summary fresh while the run is live:
   // the light Run record (no environment) merged into the detail.
   const [live, setLive] = useState<Run | null>(null);
@@ -35,7 +41,20 @@ export function RunPage({ project, id, params }: { project: string; id: string; 
   const r: RunDetail | undefined = run.data && live ? { ...run.data, ...live, metric_keys: Object.entries(live.metrics).map(([key, m]) => ({ key, count: m.count })) } : run.data;
   const now = useTicker(r?.status === "running" ? 1000 : 30000);
 
-  if (run.error) return <div class="page"><ErrorBox error={run.error} retry={run.reload} /></div>;
+  if (run.error) {
+    if (run.error instanceof ApiError && run.error.status === 404)
+      return (
+        <div class="page">
+          <Empty title={`No run ${id}`}>
+            <p>No run has this id: it may be mistyped, or the link may come from another store.</p>
+            <a class="btn" href={projectPath(project)} data-testid="back-to-project">
+              ← The runs of {project}
+            </a>
+          </Empty>
+        </div>
+      );
+    return <div class="page"><ErrorBox error={run.error} retry={run.reload} /></div>;
+  }
   if (!r) return <div class="page"><Loading /></div>;
   const duration = r.status === "running" ? now - r.created_ms : r.duration_ms;
   const env = r.environment;
@@ -49,6 +68,7 @@ export function RunPage({ project, id, params }: { project: string; id: string; 
       </div>
       <div class="run-head">
         <div class="run-title">
+          <span class="swatch run-swatch" style={{ backgroundColor: runColor(r.id) }} title="This run's color in every chart" />
           <h1>{r.name}</h1>
           <StatusPill status={r.status} />
           <span class="mono muted">{r.id}</span>
@@ -118,10 +138,10 @@ function Overview({ r, project, params }: { r: RunDetail; project: string; param
         {r.notes ? <Markdown text={r.notes} /> : <p class="muted">No notes. Say what a run tests with <code>labbook.init(notes="…")</code> or <code>labbook run --why "…"</code>.</p>}
       </Section>
       <div class="two-col">
-        <Section title="Config" right={<span class="muted num">{Object.keys(r.config).length} keys</span>}>
+        <Section title="Config" right={<span class="muted num">{plural(Object.keys(r.config).length, "key")}</span>}>
           <KeyValues obj={r.config} empty="No config recorded." />
         </Section>
-        <Section title="Summary" right={<span class="muted num">{Object.keys(r.metrics).length} metrics</span>}>
+        <Section title="Summary" right={<span class="muted num">{plural(Object.keys(r.metrics).length, "metric")}</span>}>
           <SummaryTable r={r} />
         </Section>
       </div>
@@ -175,14 +195,20 @@ function SummaryTable({ r }: { r: RunDetail }) {
             </tr>
           );
         })}
+        {user.length > 0 && (
+          <tr class="group-head">
+            <th colSpan={5}>
+              Summary values <span class="muted">set with <code>run.summary[…]</code></span>
+            </th>
+          </tr>
+        )}
         {user.map((k) => (
-          <tr key={`s-${k}`}>
-            <td class="mono key">
-              {k} <span class="badge subtle">summary</span>
-            </td>
-            <td class="num" colSpan={4}>
-              {isNum(r.summary[k]) ? fmtNum(num(r.summary[k])) : fmtValue(r.summary[k])}
-            </td>
+          <tr key={`s-${k}`} class="summary-row" data-key={k}>
+            <td class="mono key">{k}</td>
+            <td class="num">{isNum(r.summary[k]) ? fmtNum(num(r.summary[k])) : fmtValue(r.summary[k])}</td>
+            <td />
+            <td />
+            <td />
           </tr>
         ))}
       </tbody>
@@ -196,7 +222,7 @@ function RunMetrics({ r, project, params, sys }: { r: RunDetail; project: string
     return [...all].filter((k) => k.startsWith("sys/") === !!sys).sort();
   }, [r.id, r.metric_keys.map((k) => k.key).join(), Object.keys(r.metrics).join(), sys]);
   const settings = chartSettings(params);
-  const runs = useMemo(() => [{ id: r.id, name: r.name, created_ms: r.created_ms, color: runColor(r.id) }], [r.id, r.name]);
+  const runs = useMemo(() => [{ id: r.id, name: r.name, created_ms: r.created_ms, color: runColor(r.id), metrics: r.metrics }], [r.id, r.name, JSON.stringify(r.metrics)]);
   if (!keys.length)
     return sys ? (
       <Empty title="No system metrics">System metrics (<code>sys/cpu_percent</code>, memory, GPUs) are sampled every 5 s unless <code>system_metrics=False</code>.</Empty>

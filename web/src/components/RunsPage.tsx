@@ -3,11 +3,11 @@ import type { Group, Keys, Run } from "../api";
 import { api, num, runsByIds } from "../api";
 import type { Column } from "../columns";
 import { ATTR_IDS, column, defaultColumns, parseSort } from "../columns";
-import { fmtNum, fmtValue, runColors } from "../format";
+import { fmtNum, fmtValue, plural, runStyles } from "../format";
 import { listParam, projectPath, setParams, withParams } from "../router";
 import { ChartControls, ChartGrid, Legend, chartSettings } from "./Charts";
 import type { ChartRun } from "./Charts";
-import { Empty, ErrorBox, Loading, toast, useAsync, useDismiss } from "./common";
+import { Empty, ErrorBox, isQueryError, Loading, toast, useAsync, useDismiss } from "./common";
 import { FilterBox } from "./FilterBox";
 import type { TableApi } from "./RunsTable";
 import { ROW_H, RunsTable } from "./RunsTable";
@@ -28,11 +28,26 @@ export function RunsPage({ project, params }: { project: string; params: URLSear
   const selectedIds = listParam(params, "runs");
   const selected = useMemo(() => new Set(selectedIds), [selectedIds.join(",")]);
   const colIds = params.getAll("col");
-  // Which config keys differ, for the default columns (like `labbook ls`).
-  const sample = useAsync(() => (colIds.length ? Promise.resolve(null) : api.runs(project, { limit: 200 })), [project, colIds.length > 0]);
-  const colKey = colIds.join("\u0000") + "|" + (keys.data ? "k" : "") + (sample.data ? "s" : "");
-  const columns = useMemo(() => (colIds.length ? colIds : defaultColumns(keys.data, sample.data?.runs ?? [])).map((id) => column(id, keys.data)), [colKey]);
+  // The default columns come from the runs shown (the first page of the
+  // filter: like `labbook ls`, the config keys that differ among them), so
+  // they follow the filter; columns the user chose (`col` in the URL) stay.
+  const chosen = colIds.length > 0;
+  // Bumped by bulk tagging and deleting: the rows, and the columns they
+  // call for (a first tag brings the Tags column), are fetched again.
   const [version, setVersion] = useState(0);
+  const sample = useAsync(
+    (signal) => (chosen ? Promise.resolve(null) : api.runs(project, { filter: filter || undefined, limit: 200 }, signal)),
+    [project, chosen, chosen ? "" : filter, version],
+  );
+  // A filter the server refuses keeps the columns of the last one it took.
+  const shown = useRef<{ project: string; runs: Run[] } | null>(null);
+  if (sample.data && !sample.loading) shown.current = { project, runs: sample.data.runs };
+  const shownRuns = shown.current?.project === project ? shown.current.runs : undefined;
+  const columns = useMemo(
+    () => (chosen ? colIds : defaultColumns(shownRuns ?? [], sort)).map((id) => column(id, keys.data)),
+    [colIds.join("\u0000"), keys.data, shownRuns, chosen ? "" : sort],
+  );
+  const [filterInvalid, setFilterInvalid] = useState(false);
   const table = useRef<TableApi | null>(null);
   const showCharts = params.get("charts") !== "0";
   const maxHeight = showCharts ? Math.max(300, Math.min(640, Math.round(window.innerHeight * 0.56))) : Math.max(300, window.innerHeight - 150);
@@ -61,13 +76,13 @@ export function RunsPage({ project, params }: { project: string; params: URLSear
   return (
     <div class="page runs-page">
       <div class="toolbar">
-        <FilterBox value={filter} keys={keys.data} onCommit={(f) => setParams({ filter: f || null })} />
+        <FilterBox value={filter} keys={keys.data} onCommit={(f) => setParams({ filter: f || null })} onValidity={(ok) => setFilterInvalid(!ok)} />
         <GroupBySelect keys={keys.data} value={groupBy} />
         <ColumnChooser keys={keys.data} current={columns.map((c) => c.id)} />
       </div>
       {selected.size > 0 && <SelectionBar project={project} selected={[...selected]} onChanged={bump} />}
       {keys.error && <ErrorBox error={keys.error} retry={keys.reload} />}
-      {!(colIds.length > 0 || ((keys.data || keys.error) && (sample.data !== undefined || sample.error))) ? (
+      {!(chosen || ((keys.data || keys.error) && (shownRuns !== undefined || sample.error))) ? (
         <div class="table-wrap" style={{ height: `${maxHeight}px` }}>
           <Loading />
         </div>
@@ -85,6 +100,7 @@ export function RunsPage({ project, params }: { project: string; params: URLSear
           version={version}
           tableRef={(t) => (table.current = t)}
           maxHeight={maxHeight}
+          filterInvalid={filterInvalid}
         />
       )}
       <div class="runs-charts">
@@ -92,7 +108,7 @@ export function RunsPage({ project, params }: { project: string; params: URLSear
           <button class="section-head" onClick={() => setParams({ charts: showCharts ? "0" : null })} aria-expanded={showCharts}>
             <span class={`caret ${showCharts ? "open" : ""}`}>▸</span>
             Charts
-            <span class="muted"> {selected.size ? `${selected.size} selected runs` : "10 most recent runs"}</span>
+            {selected.size > 0 && <span class="muted"> {plural(selected.size, "selected run")}</span>}
           </button>
           <a class="btn btn-sm" href={projectPath(project, "charts") + withParams({ runs: selectedIds.join(",") || null, filter: filter || null }, "")}>
             Open full charts
@@ -104,28 +120,62 @@ export function RunsPage({ project, params }: { project: string; params: URLSear
   );
 }
 
+/** How many runs the charts draw when none are selected. */
+export const RECENT = 10;
+
 /** Charts of the selected runs, or of the 10 most recent matching runs. */
 export function RunCharts({ project, params, selectedIds, filter, compact = true }: { project: string; params: URLSearchParams; selectedIds: string[]; filter: string; compact?: boolean }) {
   const key = selectedIds.join(",");
   const runs = useAsync(
-    async () => (selectedIds.length ? runsByIds(project, selectedIds.slice(0, 200)) : (await api.runs(project, { filter: filter || undefined, limit: 10 })).runs),
+    async () => {
+      if (selectedIds.length) {
+        const picked = selectedIds.slice(0, 200);
+        return { runs: await runsByIds(project, picked), total: picked.length };
+      }
+      const page = await api.runs(project, { filter: filter || undefined, limit: RECENT });
+      return { runs: page.runs, total: page.total };
+    },
     [project, key, key ? "" : filter],
   );
   const settings = chartSettings(params);
-  const list: Run[] = runs.data ?? [];
+  const list: Run[] = runs.data?.runs ?? [];
   const chartRuns: ChartRun[] = useMemo(() => {
-    const colors = runColors(list.map((r) => r.id));
-    return list.map((r) => ({ id: r.id, name: r.name, created_ms: r.created_ms, color: colors.get(r.id) ?? "#888" }));
+    const styles = runStyles(list.map((r) => r.id));
+    return list.map((r) => {
+      const st = styles.get(r.id);
+      return { id: r.id, name: r.name, created_ms: r.created_ms, color: st?.color ?? "#888", dash: st?.dash ?? null, metrics: r.metrics };
+    });
   }, [list]);
   const metricKeys = useMemo(() => {
     const s = new Set<string>();
     for (const r of list) for (const k of Object.keys(r.metrics)) s.add(k);
     return [...s].sort();
   }, [list]);
+  // A filter the server refused: the filter box says why, once.
+  if (runs.error && isQueryError(runs.error) && filter && compact) return <p class="muted charts-scope">Charts show once the filter is fixed.</p>;
   if (runs.error) return <ErrorBox error={runs.error} retry={runs.reload} />;
   if (!runs.data) return <Loading />;
+  const total = runs.data.total;
+  const table = projectPath(project) + withParams({ runs: selectedIds.join(",") || null, filter: filter || null }, "");
   return (
     <div class="charts-block">
+      {!selectedIds.length && total > 0 && (
+        <p class="charts-scope" data-testid="charts-scope">
+          {total > list.length ? (
+            <>
+              <strong>
+                {list.length} most recent of {plural(total, "run")}
+              </strong>{" "}
+              drawn{filter ? " (matching the filter)" : ""}.{" "}
+            </>
+          ) : (
+            <>
+              <strong>{total === 1 ? "The only run" : `All ${plural(total, "run")}`}</strong> drawn{filter ? " (matching the filter)" : ""}.{" "}
+            </>
+          )}
+          {compact ? "Tick runs in the table above to choose which." : <a href={table}>Choose runs in the table</a>}
+        </p>
+      )}
       <ChartControls settings={settings} hasZoom={!!settings.zoom || [...params.keys()].some((k) => k.startsWith("zoom."))} />
       {chartRuns.length > 0 && <Legend runs={chartRuns} hidden={settings.hidden} />}
       <ChartGrid project={project} runs={chartRuns} keys={metricKeys} settings={settings} compact={compact} />
@@ -146,7 +196,7 @@ function SelectionBar({ project, selected, onChanged }: { project: string; selec
     setBusy(true);
     try {
       await api.tags(selected, remove ? [] : tags, remove ? tags : []);
-      toast(`${remove ? "Removed" : "Added"} ${tags.map((t) => `“${t}”`).join(", ")} ${remove ? "from" : "to"} ${selected.length} runs`);
+      toast(`${remove ? "Removed" : "Added"} ${tags.map((t) => `“${t}”`).join(", ")} ${remove ? "from" : "to"} ${plural(selected.length, "run")}`);
       setTagOpen(false);
       setTagText("");
       onChanged();
@@ -164,13 +214,13 @@ function SelectionBar({ project, selected, onChanged }: { project: string; selec
       await api.del(ids);
       setSelection([]);
       onChanged();
-      toast(`Deleted ${ids.length} run${ids.length > 1 ? "s" : ""}`, {
+      toast(`Deleted ${plural(ids.length, "run")}`, {
         label: "Undo",
         run: async () => {
           await api.restore(ids);
           setSelection(ids);
           onChanged();
-          toast(`Restored ${ids.length} run${ids.length > 1 ? "s" : ""}`);
+          toast(`Restored ${plural(ids.length, "run")}`);
         },
       });
     } catch (e) {
@@ -333,6 +383,7 @@ function GroupsTable({
   const [open, setOpen] = useState<Set<string>>(new Set());
   const metricCols = columns.filter((c) => c.id.startsWith("metrics."));
   const statKeys = metricCols.length ? metricCols.map((c) => c.id.slice(8)) : [];
+  if (groups.error && isQueryError(groups.error) && filter) return <div class="table-note">No groups shown: the filter has an error (see under the filter box).</div>;
   if (groups.error) return <ErrorBox error={groups.error} retry={groups.reload} />;
   if (!groups.data) return <Loading />;
   const list = groups.data.groups;
@@ -431,7 +482,7 @@ function GroupRuns({ project, ids, columns, selected, onSelect }: { project: str
           ))}
         </div>
       ))}
-      {ids.length > 200 && <div class="muted pad">Showing 200 of {ids.length} runs.</div>}
+      {ids.length > 200 && <div class="muted pad">Showing 200 of {plural(ids.length, "run")}.</div>}
     </div>
   );
 }

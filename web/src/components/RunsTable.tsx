@@ -7,7 +7,7 @@ import { api, runsByIds } from "../api";
 import type { Column } from "../columns";
 import { parseSort } from "../columns";
 import { useLive } from "../live";
-import { Empty, ErrorBox, useTicker } from "./common";
+import { Empty, ErrorBox, isQueryError, useTicker } from "./common";
 
 export const ROW_H = 36;
 const PAGE = 200;
@@ -33,6 +33,7 @@ export function RunsTable({
   tableRef,
   maxHeight,
   onFirstPage,
+  filterInvalid,
 }: {
   project: string;
   filter: string;
@@ -45,6 +46,8 @@ export function RunsTable({
   tableRef?: (api: TableApi) => void;
   maxHeight: number;
   onFirstPage?: (runs: Run[]) => void;
+  /** The filter box shows the filter's error. */
+  filterInvalid?: boolean;
 }) {
   const [total, setTotal] = useState<number | null>(null);
   const [pages, setPages] = useState<Map<number, Run[]>>(new Map());
@@ -220,6 +223,22 @@ export function RunsTable({
   };
 
   const template = useMemo(() => `36px ${columns.map((c) => `${c.width}px`).join(" ")}`, [columns]);
+  // The selection box and the name stay at the left edge while the other
+  // columns scroll under them: a row is always known by its name.
+  const pinned = columns[0]?.id === "name" ? 1 : 0;
+  const pinW = 36 + (pinned ? columns[0].width : 0);
+  const pinCls = (i: number) => (i < pinned ? ` pin${i === pinned - 1 ? " pin-last" : ""}` : "");
+  const pinStyle = (i: number) => (i < pinned ? { left: "36px" } : undefined);
+
+  // A sort chosen elsewhere (a link, the URL) brings its column into view.
+  useEffect(() => {
+    const el = scroller.current;
+    const th = el?.querySelector<HTMLElement>(".th.sorted");
+    if (!el || !th) return;
+    const left = th.offsetLeft;
+    const right = left + th.offsetWidth;
+    if (left < el.scrollLeft + pinW || right > el.scrollLeft + el.clientWidth) el.scrollLeft = Math.max(0, left - pinW - 24);
+  }, [sort, columns, total === null]);
   const width = useMemo(() => 36 + columns.reduce((a, c) => a + c.width, 0), [columns]);
   const s = parseSort(sort);
 
@@ -235,8 +254,8 @@ export function RunsTable({
       if (!r) {
         rows.push(
           <div class="tr placeholder" style={{ transform: `translateY(${top}px)`, gridTemplateColumns: template, width: `${width}px` }} key={`p${i}`}>
-            <div class="td" />
-            <div class="td">
+            <div class="td pin" />
+            <div class={`td${pinCls(0)}`} style={pinStyle(0)}>
               <span class="skeleton" />
             </div>
           </div>,
@@ -252,11 +271,11 @@ export function RunsTable({
           data-run={r.id}
           data-index={i}
         >
-          <div class="td check">
+          <div class={`td check${pinned ? " pin" : " pin pin-last"}`}>
             <input type="checkbox" checked={sel} aria-label={`Select ${r.name}`} onClick={(e) => onCheck(i, r.id, e as MouseEvent)} />
           </div>
-          {columns.map((c) => (
-            <div class={`td ${c.numeric ? "num" : ""}`} key={c.id} data-col={c.id}>
+          {columns.map((c, j) => (
+            <div class={`td ${c.numeric ? "num" : ""}${pinCls(j)}`} key={c.id} data-col={c.id} style={pinStyle(j)}>
               {c.cell(r, now)}
             </div>
           ))}
@@ -266,10 +285,17 @@ export function RunsTable({
   }
 
   const allLoadedSelected = total !== null && total > 0 && selected.size >= total;
-  const contentH = total === null ? maxHeight : 34 + total * ROW_H + (total === 0 ? 190 : 0) + (width > (scroller.current?.clientWidth ?? Infinity) ? 14 : 2);
+  const contentH = total === null ? (error ? 52 : maxHeight) : 34 + total * ROW_H + (total === 0 ? 190 : 0) + (width > (scroller.current?.clientWidth ?? Infinity) ? 14 : 2);
   return (
     <div class="table-wrap" style={{ height: `${Math.min(maxHeight, contentH)}px` }}>
-      {error && <ErrorBox error={error} retry={() => loadPage(0).catch(() => undefined)} />}
+      {error &&
+        (isQueryError(error) && filter ? (
+          <div class="table-note" data-testid="table-note">
+            No runs shown: {filterInvalid ? "the filter has an error (see under the filter box)." : error.message}
+          </div>
+        ) : (
+          <ErrorBox error={error} retry={() => loadPage(0).catch(() => undefined)} />
+        ))}
       <div
         class="scroller"
         ref={scroller}
@@ -282,7 +308,7 @@ export function RunsTable({
         }}
       >
         <div class="thead" style={{ gridTemplateColumns: template, width: `${width}px` }} role="row">
-          <div class="th check">
+          <div class={`th check${pinned ? " pin" : " pin pin-last"}`}>
             <input
               type="checkbox"
               title={total !== null && total > 1000 ? "Select the first 1,000 matching runs" : "Select every matching run"}
@@ -297,11 +323,12 @@ export function RunsTable({
               }}
             />
           </div>
-          {columns.map((c) => {
+          {columns.map((c, j) => {
             const active = s && c.sort && s.field === c.sort;
             return (
               <button
-                class={`th ${c.numeric ? "num" : ""} ${active ? "sorted" : ""}`}
+                class={`th ${c.numeric ? "num" : ""} ${active ? "sorted" : ""}${pinCls(j)}`}
+                style={pinStyle(j)}
                 key={c.id}
                 title={c.sort ? `${c.title} — click to sort` : c.title}
                 onClick={() => c.sort && onSort(c)}

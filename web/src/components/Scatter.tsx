@@ -5,7 +5,7 @@ import type { Run } from "../api";
 import { ticks } from "../chartdata";
 import type { FieldValue, Scale } from "../fields";
 import { fieldChoices, fieldLabel, fieldValue, makeScale, position, preferredMetric, varyingConfig } from "../fields";
-import { fmtNum, runColors } from "../format";
+import { fmtNum, plural, runColor } from "../format";
 import { listParam, runPath, setParams } from "../router";
 import { Empty, ErrorBox, Loading, useElementWidth } from "./common";
 import { FieldSelect, formatField, usePopulation } from "./Parallel";
@@ -41,7 +41,7 @@ export function ScatterPage({ project, params }: { project: string; params: URLS
     <div class="page">
       <div class="page-head">
         <h1>Scatter</h1>
-        <span class="muted">{pop.data ? `${runs.length} runs${filter ? " matching the filter" : ""}` : ""}{selected.size > 0 && ` · ${selected.size} selected`}</span>
+        <span class="muted">{pop.data ? `${plural(runs.length, "run")}${filter ? " matching the filter" : ""}` : ""}{selected.size > 0 && ` · ${selected.size} selected`}</span>
       </div>
       <div class="toolbar wrap">
         <label class="ctl">
@@ -124,8 +124,7 @@ function ScatterPlot({ runs, x, y, color, xlog, ylog, selected, project }: { run
   const xs = useMemo(() => pad(makeScale(runs.map((r) => fieldValue(r, x)), xlog)), [runs, x, xlog]);
   const ys = useMemo(() => pad(makeScale(runs.map((r) => fieldValue(r, y)), ylog)), [runs, y, ylog]);
   const groups = useMemo(() => [...new Set(runs.map((r) => colorKey(r, color)))].sort(), [runs, color]);
-  const own = useMemo(() => runColors(runs.map((r) => r.id)), [runs]);
-  const colorOf = (r: Run) => (color === "run" ? (own.get(r.id) ?? "#888") : PALETTE[groups.indexOf(colorKey(r, color)) % PALETTE.length]);
+  const colorOf = (r: Run) => (color === "run" ? runColor(r.id) : PALETTE[groups.indexOf(colorKey(r, color)) % PALETTE.length]);
   const px = (t: number) => M.left + t * (W - M.left - M.right);
   const py = (t: number) => M.top + (1 - t) * (H - M.top - M.bottom);
   // Categorical axes get a little jitter so equal values stay visible.
@@ -200,7 +199,7 @@ function ScatterPlot({ runs, x, y, color, xlog, ylog, selected, project }: { run
           </span>
         ) : (
           <span class="muted">
-            Hover a point to see its run; click to select it.{missing > 0 && ` ${missing} runs lack one of the fields.`}
+            Hover a point to see its run; click to select it.{missing > 0 && ` ${plural(missing, "run lacks", "runs lack")} one of the fields.`}
           </span>
         )}
         {color !== "run" && (

@@ -89,15 +89,27 @@ export function Empty({ title, children }: { title: string; children?: Component
   );
 }
 
+/** Whether asking again could help: the server was unreachable or failed
+ * (or the error is not the API's). A 4xx answer is the same every time. */
+export function isTransient(error: Error): boolean {
+  return !(error instanceof ApiError) || error.status === 0 || error.status >= 500;
+}
+
+/** A filter or sort the server refused (the filter box shows why). */
+export function isQueryError(error: Error | null | undefined): boolean {
+  return error instanceof ApiError && error.code === "INVALID_QUERY";
+}
+
 export function ErrorBox({ error, retry }: { error: Error; retry?: () => void }) {
   const code = error instanceof ApiError ? error.code : undefined;
+  const title = code === "NOT_FOUND" ? "Not found" : code === "INVALID_QUERY" ? "Invalid query" : isTransient(error) ? "Something went wrong" : "The server refused the request";
   return (
     <div class="error-box" role="alert">
       <div>
-        <strong>{code === "NOT_FOUND" ? "Not found" : "Something went wrong"}</strong>
+        <strong>{title}</strong>
         <div class="error-msg">{error.message}</div>
       </div>
-      {retry && (
+      {retry && isTransient(error) && (
         <button class="btn" onClick={retry}>
           Retry
         </button>
