@@ -202,7 +202,8 @@ test("a metric logged once is a value on the run page and bars across runs, not 
     els.map((e) => {
       const t = (e.querySelector(".bar-track") as HTMLElement).getBoundingClientRect();
       const b = (e.querySelector(".bar") as HTMLElement).getBoundingClientRect();
-      return { run: (e as HTMLElement).dataset.run ?? "", label: e.querySelector(".bar-val")?.textContent ?? "", track: { x: t.left, w: t.width }, bar: { x: b.left, y: b.top, w: b.width, h: b.height } };
+      const striped = (e.querySelector(".bar") as HTMLElement).classList.contains("dashed");
+      return { run: (e as HTMLElement).dataset.run ?? "", label: e.querySelector(".bar-val")?.textContent ?? "", striped, track: { x: t.left, w: t.width }, bar: { x: b.left, y: b.top, w: b.width, h: b.height } };
     }),
   );
   const recent = all.slice(0, 10);
@@ -221,7 +222,10 @@ test("a metric logged once is a value on the run page and bars across runs, not 
     const want = colors.get(name);
     if (!want) throw new Error(`${name} not in the legend`);
     const clip = crop(shot, b.bar.x + 2, b.bar.y + 2, b.bar.w - 4, b.bar.h - 4);
-    expect(countColor(clip, want, 12) / (clip.width * clip.height), `${name}: the bar's pixels in its color`).toBeGreaterThan(0.9);
+    // A run drawn dashed (its color shared) has a striped bar, like its swatch.
+    expect(countColor(clip, want, 12) / (clip.width * clip.height), `${name}: the bar's pixels in its color`).toBeGreaterThan(b.striped ? 0.7 : 0.9);
+    const dashedInLegend = await page.locator("[data-testid=legend] .legend-item", { hasText: new RegExp(`^${name}$`) }).locator(".swatch.dashed").count();
+    expect(b.striped, `${name}: striped bar as its legend swatch`).toBe(dashedInLegend === 1);
   }
   await screenshots(page, "charts-logged-once");
 });
@@ -333,7 +337,8 @@ test("each run keeps one color on its page, the charts, the runs page, compare, 
     const box = await panel.locator(`.bar-row[data-run="${r.id}"] .bar`).boundingBox();
     if (!box) throw new Error("no bar");
     const img = crop(shot, box.x + 2, box.y + 2, box.width - 4, box.height - 4);
-    expect(countColor(img, legend.get(r.name) ?? [0, 0, 0], 12) / (img.width * img.height), `${r.name}: its bar's pixels`).toBeGreaterThan(0.9);
+    const striped = await panel.locator(`.bar-row[data-run="${r.id}"] .bar.dashed`).count();
+    expect(countColor(img, legend.get(r.name) ?? [0, 0, 0], 12) / (img.width * img.height), `${r.name}: its bar's pixels`).toBeGreaterThan(striped ? 0.7 : 0.9);
   }
   // The run page shows the color beside the name.
   await page.goto(`/p/sweep/run/${shown10[0].id}`);

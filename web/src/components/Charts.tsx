@@ -395,7 +395,7 @@ export function BarPanel({ metric, runs, basis }: { metric: string; runs: ChartR
             <div class="bar-row" key={r.id} data-run={r.id} data-value={String(o.v)} title={`${r.name}: ${fmtNum(o.v)} (step ${fmtNum(o.step)})`}>
               <span class="bar-name">{r.name}</span>
               <span class="bar-track">
-                {ok && <span class="bar" style={{ left: `${a * 100}%`, width: `${(b - a) * 100}%`, backgroundColor: r.color }} />}
+                {ok && <span class={`bar ${r.dash ? "dashed" : ""}`} style={{ left: `${a * 100}%`, width: `${(b - a) * 100}%`, backgroundColor: r.color }} />}
               </span>
               <span class={`bar-val num ${Number.isFinite(o.v) ? "" : "nonfinite"}`}>{fmtNum(o.v)}</span>
             </div>
