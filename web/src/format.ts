@@ -160,13 +160,14 @@ export function fmtTicks(vals: (number | null)[], incr?: number, fixed = true): 
     const d = Math.abs(nums[i] - nums[i - 1]);
     if (d > 0 && d < step) step = d;
   }
-  const big = Math.max(0, ...nums.map(Math.abs));
   if (!nums.length) return vals.map((v) => (v === null ? "" : fmtNum(v)));
+  const big = Math.max(0, ...nums.map(Math.abs));
   // Tick values carry float noise (0.30000000000000004): "exact" is to a
   // millionth of the step.
   const tol = Number.isFinite(step) ? step * 1e-6 : Math.max(big * 1e-9, 1e-300);
   const exactWith = (write: (v: number) => string) => nums.every((v) => Math.abs(Number(write(v)) - v) <= tol);
-  if (big >= 1e6 || (big > 0 && big < 1e-3 && (!Number.isFinite(step) || step < 1e-3))) {
+  // Exponents where plain decimals would be too long to read (as fmtNum).
+  if (big >= 1e6 || (big > 0 && big < 1e-3)) {
     let p = 0;
     while (p < 12 && !exactWith((v) => v.toExponential(p))) p++;
     return vals.map((v) => {
