@@ -68,6 +68,7 @@ def init(
     system_metrics: bool = True,
     system_interval: float = 5.0,
     flush_interval: float = 0.5,
+    parent: str | RunCore | None = None,
 ) -> Run:
     """Starts (or resumes, or attaches to) a run and returns it.
 
@@ -82,6 +83,10 @@ def init(
     writer sends batches, and repeats one whose answer it did not get
     under the same batch id, so an outage of the server delays points but
     neither loses nor doubles them.
+
+    ``parent`` (a run, its id or an id prefix) nests this run under another,
+    as MLflow's ``start_run(nested=True)`` does: the dashboard shows it in
+    its parent's tree and ``--filter 'parent = "ID"'`` finds it.
     """
     global run
     new = Run(
@@ -98,6 +103,7 @@ def init(
         system_metrics=system_metrics,
         system_interval=system_interval,
         flush_interval=flush_interval,
+        parent=parent,
     )
     _install_hooks()
     _open_runs.append(new)

@@ -43,6 +43,7 @@ class RunCore:
         system_metrics: bool = True,
         system_interval: float = 5.0,
         flush_interval: float = 0.5,
+        parent: str | RunCore | None = None,
     ) -> None: ...
     def log(self, data: Mapping[str, Any], step: int | None = None) -> None: ...
     def log_series(

@@ -52,6 +52,8 @@ fn record_to_py<'py>(py: Python<'py>, run: &RunRecord) -> PyResult<Bound<'py, Py
     }
     d.set_item("summary", summary)?;
     d.set_item("deleted", run.deleted_ms.is_some())?;
+    d.set_item("kv_tags", &run.kv_tags)?;
+    d.set_item("parent", run.parent_id())?;
     Ok(d)
 }
 

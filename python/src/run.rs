@@ -380,7 +380,7 @@ impl RunCore {
 #[pymethods]
 impl RunCore {
     #[new]
-    #[pyo3(signature = (project=None, name=None, group=None, tags=None, notes=None, config=None, id=None, resume=None, dir=None, url=None, system_metrics=true, system_interval=5.0, flush_interval=0.5))]
+    #[pyo3(signature = (project=None, name=None, group=None, tags=None, notes=None, config=None, id=None, resume=None, dir=None, url=None, system_metrics=true, system_interval=5.0, flush_interval=0.5, parent=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -397,7 +397,15 @@ impl RunCore {
         system_metrics: bool,
         system_interval: f64,
         flush_interval: f64,
+        parent: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<RunCore> {
+        // A parent is a run id (or prefix) or a run object.
+        let mut parent = match parent {
+            Some(p) if !p.is_instance_of::<pyo3::types::PyString>() && p.hasattr("id")? => {
+                Some(p.getattr("id")?.extract::<String>()?)
+            }
+            other => text_arg(other, "parent")?,
+        };
         let project = text_arg(project, "project")?;
         let name = text_arg(name, "name")?;
         let group = text_arg(group, "group")?;
@@ -502,6 +510,20 @@ impl RunCore {
                 };
                 request.run.project = project.unwrap_or_else(|| default_project(&store_dir));
                 let store = py.detach(|| shared_store(&store_dir)).map_err(to_py_err)?;
+                // The parent must exist before the child is made; a prefix
+                // becomes the full id.
+                if let Some(reference) = parent.take() {
+                    let found = py
+                        .detach(|| store.resolve_run(&reference, None))
+                        .map_err(|e| match e {
+                            StoreError::NotFound { .. } => PyValueError::new_err(format!(
+                                "parent: no run {reference:?} in {}",
+                                store_dir.display()
+                            )),
+                            other => to_py_err(other),
+                        })?;
+                    parent = Some(found.id);
+                }
                 let opened = py
                         .detach(|| {
                             open_run(
@@ -546,6 +568,17 @@ impl RunCore {
             ..Default::default()
         };
         let writer = Arc::new(RunWriter::start_with(sink, &opened.id, options).map_err(to_py_err)?);
+        if let Some(parent) = parent {
+            if parent == opened.id {
+                return Err(PyValueError::new_err(
+                    "parent: a run cannot be nested under itself",
+                ));
+            }
+            writer.patch(RunPatch {
+                set_kv_tags: [(labbook_core::run::PARENT_TAG.to_string(), parent)].into(),
+                ..Default::default()
+            });
+        }
 
         let probe = python_probe(py)?;
         let argv: Vec<String> = py

@@ -397,3 +397,23 @@ def test_a_forked_child_logs_through_its_own_connection(tmp_path: Path) -> None:
     runs = labbook.Api(str(project / ".labbook")).runs(project="fork")
     assert sorted(r["status"] for r in runs) == ["finished"] * 3
     assert sorted(r["metrics"]["x"]["last"] for r in runs) == [1.0, 2.0, 3.0]
+
+
+def test_a_run_nested_under_another_is_found_by_its_parent(store: Path) -> None:
+    parent = labbook.init(project="grid", name="search")
+    children = []
+    for lr in (0.1, 0.01):
+        child = labbook.init(project="grid", config={"lr": lr}, parent=parent)
+        child.finish()
+        children.append(child.id)
+    by_prefix = labbook.init(project="grid", parent=parent.id[:5])
+    by_prefix.finish()
+    parent.finish()
+    api = labbook.Api()
+    nested = api.runs(project="grid", filter=f'parent = "{parent.id}"')
+    assert sorted(r["id"] for r in nested) == sorted([*children, by_prefix.id])
+    assert api.run(children[0])["parent"] == parent.id
+    assert api.run(children[0])["kv_tags"] == {"mlflow.parentRunId": parent.id}
+    assert [r["id"] for r in api.runs(project="grid", filter="parent is null")] == [parent.id]
+    with pytest.raises(ValueError, match="parent: no run"):
+        labbook.init(project="grid", parent="nosuchrun")

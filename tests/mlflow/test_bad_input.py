@@ -710,3 +710,43 @@ def test_mlflow_features_labbook_does_not_serve_are_json_404s(
     assert resp.status_code == 404, resp.text[:200]
     assert resp.headers["Content-Type"].startswith("application/json"), resp.headers
     assert resp.json()["error_code"] == "ENDPOINT_NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "/etc",
+        "file:///etc/passwd",
+        "../../x",
+        "model",
+        "mlflow-artifacts:/../../etc",
+        "mlflow-artifacts://host:5000/a/..%2f..%2fetc",
+        "http://host/api/2.0/mlflow-artifacts/artifacts/../../x",
+        "s3://bucket/models/../../other",
+        "s3://bucket/models/%00",
+        f"runs:/{MISSING_RUN}/model",
+        f"mlflow-artifacts:/1/{MISSING_RUN}/artifacts/model",
+    ],
+)
+def test_model_version_sources_that_reach_outside_are_refused(ctx: Ctx, source: str) -> None:
+    name = unique_name("conf-source")
+    assert ctx.post("registered-models/create", {"name": name}).status_code == 200
+    resp = ctx.post("model-versions/create", {"name": name, "source": source, "run_id": ctx.run_id})
+    assert resp.status_code in (400, 404), f"{source}: {resp.status_code} {resp.text[:300]}"
+    is_4xx_error(resp)
+    versions = ctx.get("model-versions/search", filter=f"name = '{name}'").json()
+    assert versions.get("model_versions", []) == [], source
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["s3://bucket/models/model", "{artifacts}/model", "runs:/{run}/model"],
+)
+def test_model_version_sources_mlflow_accepts(ctx: Ctx, source: str) -> None:
+    name = unique_name("conf-source")
+    assert ctx.post("registered-models/create", {"name": name}).status_code == 200
+    artifacts = ctx.get("runs/get", run_id=ctx.run_id).json()["run"]["info"]["artifact_uri"]
+    source = source.replace("{run}", ctx.run_id).replace("{artifacts}", artifacts)
+    resp = ctx.post("model-versions/create", {"name": name, "source": source, "run_id": ctx.run_id})
+    assert resp.status_code == 200, f"{source}: {resp.text[:300]}"
+    assert resp.json()["model_version"]["source"] == source

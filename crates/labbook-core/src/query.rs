@@ -112,6 +112,8 @@ pub enum Attr {
     Ended,
     Duration,
     ExitCode,
+    /// The run this one is nested under (MLflow's `mlflow.parentRunId`).
+    Parent,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,7 +124,7 @@ pub enum Agg {
     Count,
 }
 
-const ATTRS: [(&str, Attr); 12] = [
+const ATTRS: [(&str, Attr); 13] = [
     ("id", Attr::Id),
     ("name", Attr::Name),
     ("project", Attr::Project),
@@ -135,6 +137,7 @@ const ATTRS: [(&str, Attr); 12] = [
     ("ended", Attr::Ended),
     ("duration", Attr::Duration),
     ("exit_code", Attr::ExitCode),
+    ("parent", Attr::Parent),
 ];
 
 impl Attr {
@@ -800,6 +803,9 @@ impl Fields for RunView<'_> {
                 Attr::Status => Value::Str(Cow::Borrowed(run.status.as_str())),
                 Attr::Notes => opt_str(&run.notes),
                 Attr::Host => opt_str(&run.host),
+                Attr::Parent => run
+                    .parent_id()
+                    .map_or(Value::Missing, |p| Value::Str(Cow::Borrowed(p))),
                 Attr::Tags => Value::List(Cow::Borrowed(&run.tags)),
                 Attr::Created => Value::Num(run.created_ms as f64),
                 Attr::Ended => run

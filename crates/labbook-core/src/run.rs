@@ -127,6 +127,9 @@ pub struct RunRecord {
     /// and sorts the number, MLflow's API answers the text.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub param_text: BTreeMap<String, String>,
+    /// The logged models the run read (MLflow's model inputs), by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_inputs: Vec<String>,
 }
 
 /// How long a running run may go without a heartbeat before it is called
@@ -134,7 +137,19 @@ pub struct RunRecord {
 /// 10 s when idle.
 pub const HEARTBEAT_TIMEOUT_MS: i64 = 60_000;
 
+/// The key/value tag naming the run a run is nested under: MLflow's own, so
+/// autologged parent and child runs and `labbook.init(parent=…)` agree.
+pub const PARENT_TAG: &str = "mlflow.parentRunId";
+
 impl RunRecord {
+    /// The run this one is nested under, if any.
+    pub fn parent_id(&self) -> Option<&str> {
+        self.kv_tags
+            .get(PARENT_TAG)
+            .map(String::as_str)
+            .filter(|p| !p.is_empty())
+    }
+
     /// A config value as MLflow's param string: the text the client sent.
     pub fn param_string(&self, key: &str) -> Option<String> {
         match self.param_text.get(key) {

@@ -132,6 +132,9 @@ pub struct PatchBody {
     /// Merged into the user summary; null removes a key.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub summary: BTreeMap<String, Value>,
+    /// Key/value tags to set (the run it is nested under, among them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set_kv_tags: BTreeMap<String, String>,
 }
 
 /// `POST /api/v1/runs/{id}/log`: points, output and run changes, applied in
@@ -256,6 +259,7 @@ impl PatchBody {
             remove_tags: p.remove_tags.clone(),
             config: p.config.as_ref().and_then(|c| serde_json::to_value(c).ok()),
             summary: p.summary.clone(),
+            set_kv_tags: p.set_kv_tags.clone(),
         }
     }
 
@@ -283,6 +287,7 @@ impl PatchBody {
             remove_tags: self.remove_tags,
             config,
             summary: self.summary,
+            set_kv_tags: self.set_kv_tags,
             ..Default::default()
         })
     }

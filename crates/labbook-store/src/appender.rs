@@ -167,7 +167,8 @@ impl Appender {
         for (key, points) in series {
             let points = without_repeats(points);
             let high = highs.get(&key).copied();
-            let maybe_held = |i: usize| high.is_some_and(|h| (points.steps[i], points.ts_ms[i]) <= h);
+            let maybe_held =
+                |i: usize| high.is_some_and(|h| (points.steps[i], points.ts_ms[i]) <= h);
             let steps = (0..points.len())
                 .filter(|&i| maybe_held(i))
                 .map(|i| points.steps[i]);

@@ -217,8 +217,17 @@ CREATE TABLE documents (
 "#,
     r#"
 -- The text an MLflow client sent for a param kept as a number spelled
--- otherwise (`5e-05`), by key.
+-- otherwise (`5e-05`), by key; the logged models a run read, by id.
 ALTER TABLE runs ADD COLUMN param_text TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE runs ADD COLUMN model_inputs TEXT NOT NULL DEFAULT '[]';
+DROP TRIGGER runs_updated;
+CREATE TRIGGER runs_updated AFTER UPDATE OF project_id, name, grp, tags, notes, status, ended_ms,
+    heartbeat_ms, host, pid, exit_code, error, config, summary, deleted_ms, kv_tags, inputs, outputs,
+    model_inputs
+    ON runs BEGIN
+    UPDATE change_seq SET value = value + 1 WHERE id = 1;
+    UPDATE runs SET seq = (SELECT value FROM change_seq WHERE id = 1) WHERE pk = NEW.pk;
+END;
 "#,
 ];
 
@@ -254,7 +263,7 @@ fn real_or_nan(row: &Row<'_>, idx: usize) -> rusqlite::Result<f64> {
 
 const RUN_COLUMNS: &str = "r.pk, r.id, p.name, r.name, r.grp, r.tags, r.notes, r.status, r.created_ms, r.ended_ms, \
      r.heartbeat_ms, r.host, r.pid, r.exit_code, r.error, r.config, r.summary, r.deleted_ms, \
-     p.id, r.kv_tags, r.inputs, r.outputs, r.param_text";
+     p.id, r.kv_tags, r.inputs, r.outputs, r.param_text, r.model_inputs";
 
 struct RawRun {
     pk: i64,
@@ -302,6 +311,7 @@ fn decode_run(row: &Row<'_>) -> Result<RawRun> {
             inputs: serde_json::from_str(&row.get::<_, String>(20)?)?,
             outputs: serde_json::from_str(&row.get::<_, String>(21)?)?,
             param_text: serde_json::from_str(&row.get::<_, String>(22)?)?,
+            model_inputs: serde_json::from_str(&row.get::<_, String>(23)?)?,
         },
     })
 }
@@ -497,13 +507,13 @@ impl SqliteStore {
         if patch.is_empty() {
             return Ok(());
         }
-        let (t, c, s, kv, i, o, pt): (String, String, String, String, String, String, String) =
-            tx.prepare_cached(
-                "SELECT tags, config, summary, kv_tags, inputs, outputs, param_text
+        let [t, c, s, kv, i, o, pt, mi]: [String; 8] = tx
+            .prepare_cached(
+                "SELECT tags, config, summary, kv_tags, inputs, outputs, param_text, model_inputs
                  FROM runs WHERE pk = ?1",
             )?
             .query_row([pk], |r| {
-                Ok((
+                Ok([
                     r.get(0)?,
                     r.get(1)?,
                     r.get(2)?,
@@ -511,7 +521,8 @@ impl SqliteStore {
                     r.get(4)?,
                     r.get(5)?,
                     r.get(6)?,
-                ))
+                    r.get(7)?,
+                ])
             })?;
         let mut tags: Vec<String> = serde_json::from_str(&t)?;
         let mut config: Config = serde_json::from_str(&c)?;
@@ -520,6 +531,7 @@ impl SqliteStore {
         let mut inputs: Vec<DatasetInput> = serde_json::from_str(&i)?;
         let mut outputs: Vec<ModelOutput> = serde_json::from_str(&o)?;
         let mut param_text: BTreeMap<String, String> = serde_json::from_str(&pt)?;
+        let mut model_inputs: Vec<String> = serde_json::from_str(&mi)?;
         for tag in &patch.add_tags {
             validate_tag(tag)?;
             if !tags.contains(tag) {
@@ -590,6 +602,11 @@ impl SqliteStore {
                 inputs.push(input.clone());
             }
         }
+        for model_id in &patch.add_model_inputs {
+            if !model_inputs.contains(model_id) {
+                model_inputs.push(model_id.clone());
+            }
+        }
         for output in &patch.add_outputs {
             if !outputs.contains(output) {
                 outputs.push(output.clone());
@@ -606,7 +623,8 @@ impl SqliteStore {
                  status = COALESCE(?5, status), ended_ms = COALESCE(?6, ended_ms),
                  exit_code = COALESCE(?7, exit_code), error = COALESCE(?8, error),
                  name = COALESCE(?9, name), grp = COALESCE(?10, grp), notes = COALESCE(?11, notes),
-                 kv_tags = ?12, inputs = ?13, outputs = ?14, param_text = ?15
+                 kv_tags = ?12, inputs = ?13, outputs = ?14, param_text = ?15,
+                 model_inputs = ?16
              WHERE pk = ?1",
         )?
         .execute(params![
@@ -625,6 +643,7 @@ impl SqliteStore {
             serde_json::to_string(&inputs)?,
             serde_json::to_string(&outputs)?,
             serde_json::to_string(&param_text)?,
+            serde_json::to_string(&model_inputs)?,
         ])?;
         if let Some((host, pid)) = &patch.reopen {
             tx.execute(
@@ -982,10 +1001,12 @@ impl Store for SqliteStore {
                     .is_none_or(|f| f.matches(&RunView { run, now_ms: now }))
             })
             .collect();
+        // Runs started in the same millisecond in id order, as MLflow
+        // breaks its ties.
         let newest_first = |a: &RunRecord, b: &RunRecord| {
             b.created_ms
                 .cmp(&a.created_ms)
-                .then_with(|| b.id.cmp(&a.id))
+                .then_with(|| a.id.cmp(&b.id))
         };
         if query.sort.is_empty() {
             runs.sort_unstable_by(|a, b| newest_first(a, b));

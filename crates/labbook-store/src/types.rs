@@ -55,6 +55,8 @@ pub struct RunPatch {
     /// Datasets used; one already recorded the same way is skipped.
     pub add_inputs: Vec<DatasetInput>,
     pub add_outputs: Vec<ModelOutput>,
+    /// Logged models the run read, by id; one already recorded is skipped.
+    pub add_model_inputs: Vec<String>,
 }
 
 impl RunPatch {

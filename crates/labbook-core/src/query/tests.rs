@@ -53,6 +53,7 @@ fn run(id: &str, config: serde_json::Value, loss: &[f64], tags: &[&str]) -> RunR
         }],
         outputs: Vec::new(),
         param_text: BTreeMap::new(),
+        model_inputs: Vec::new(),
     }
 }
 
@@ -673,4 +674,22 @@ fn fuzz_seeds_parse_or_explain() {
         seen += 1;
     }
     assert!(seen >= 5);
+}
+
+#[test]
+fn parent_finds_the_runs_nested_under_one() {
+    let mut runs = sample();
+    for child in runs.iter_mut().skip(1) {
+        child
+            .kv_tags
+            .insert(crate::run::PARENT_TAG.into(), "a".into());
+    }
+    let children = hits("parent = 'a'", &runs);
+    assert!(!children.is_empty());
+    assert!(!children.contains(&"a".to_string()));
+    assert_eq!(hits("parent is null", &runs), ["a"]);
+    assert_eq!(
+        hits("parent = 'a'", &runs).len() + hits("parent is null", &runs).len(),
+        runs.len()
+    );
 }

@@ -240,7 +240,100 @@ async fn download(State(state): State<AppState>, Path(path): Path<String>) -> Ml
 }
 
 /// Streams one stored file.
+/// The media type MLflow's server sends for an artifact: plain text for the
+/// text formats its UI previews (and `MLmodel`), else by extension.
+pub fn media_type(name: &str) -> String {
+    const TEXT: [&str; 26] = [
+        "txt",
+        "log",
+        "err",
+        "cfg",
+        "conf",
+        "cnf",
+        "cf",
+        "ini",
+        "properties",
+        "prop",
+        "hocon",
+        "toml",
+        "yaml",
+        "yml",
+        "xml",
+        "json",
+        "js",
+        "py",
+        "py3",
+        "csv",
+        "tsv",
+        "md",
+        "rst",
+        "ipynb",
+        "MLmodel",
+        "MLproject",
+    ];
+    let extension = match name.rsplit_once('.') {
+        Some((_, ext)) if !ext.is_empty() => ext,
+        _ => name,
+    };
+    if TEXT.contains(&extension) {
+        return "text/plain".into();
+    }
+    mime_guess::from_path(name).first().map_or_else(
+        || "application/octet-stream".into(),
+        |m| m.essence_str().to_string(),
+    )
+}
+
+/// `attachment; filename=…` (RFC 6266; RFC 5987's `filename*` for names
+/// beyond ASCII), so a browser saves an artifact instead of rendering it
+/// on the server's origin.
+pub fn attachment(name: &str) -> String {
+    const TOKEN: &str = "!#$%&'*+-.^_`|~";
+    let quoted = |text: &str| {
+        if !text.is_empty()
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || TOKEN.contains(c))
+        {
+            text.to_string()
+        } else {
+            format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+        }
+    };
+    if name.is_ascii() && !name.chars().any(|c| c.is_ascii_control()) {
+        return format!("attachment; filename={}", quoted(name));
+    }
+    let fallback: String = name
+        .chars()
+        .filter(|c| c.is_ascii() && !c.is_ascii_control())
+        .collect();
+    let fallback = if fallback.is_empty() {
+        "download".to_string()
+    } else {
+        fallback
+    };
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'!')
+        .remove(b'#')
+        .remove(b'$')
+        .remove(b'&')
+        .remove(b'+')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'^')
+        .remove(b'_')
+        .remove(b'`')
+        .remove(b'|')
+        .remove(b'~');
+    format!(
+        "attachment; filename={}; filename*=UTF-8''{}",
+        quoted(&fallback),
+        percent_encoding::utf8_percent_encode(name, KEEP)
+    )
+}
+
 pub async fn send_file(state: &AppState, path: String) -> MlResult<Response> {
+    let name = path.rsplit('/').next().unwrap_or(&path).to_string();
     let (mut reader, size) =
         blocking(state, move |state| Ok(store(state).open_artifact(&path)?)).await?;
     // Read on a blocking thread and hand chunks to the response as they come,
@@ -272,8 +365,9 @@ pub async fn send_file(state: &AppState, path: String) -> MlResult<Response> {
     });
     Ok((
         [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_TYPE, media_type(&name)),
             (header::CONTENT_LENGTH, size.to_string()),
+            (header::CONTENT_DISPOSITION, attachment(&name)),
         ],
         Body::from_stream(stream),
     )

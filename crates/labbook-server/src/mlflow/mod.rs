@@ -13,6 +13,7 @@
 mod artifacts;
 mod filter;
 mod registry;
+mod source;
 mod tracking;
 
 use axum::extract::{FromRequest, Request};

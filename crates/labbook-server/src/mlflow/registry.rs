@@ -1,7 +1,7 @@
 //! Logged models (MLflow 3) and the model registry: registered models,
 //! their versions, aliases, tags and stages.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -16,7 +16,7 @@ use labbook_core::query::{Attr, Expr, Field, Fields, SortKey, Value as FieldValu
 use labbook_store::{Store, StoreError, models};
 
 use super::filter::{self, Entity};
-use super::tracking::{artifact_root, experiment_id, experiment_ids, load_run, project_by_id};
+use super::tracking::{artifact_root, experiment_id, experiment_ids, project_by_id, run_root};
 use super::{
     MlResult, MlflowError, Req, blocking, decode_page_token, key_value_list, max_results, store,
     wire,
@@ -117,8 +117,15 @@ fn logged_model_json(s: &dyn Store, m: &LoggedModel) -> Value {
         .metrics
         .iter()
         .map(|x| {
-            json!({ "key": x.key, "value": num(x.value), "timestamp": x.ts_ms, "step": x.step,
-                    "run_id": x.run_id, "model_id": m.id })
+            let mut metric = json!({ "key": x.key, "value": num(x.value), "timestamp": x.ts_ms,
+                                     "step": x.step, "run_id": x.run_id, "model_id": m.id });
+            if let Some(name) = &x.dataset_name {
+                metric["dataset_name"] = json!(name);
+            }
+            if let Some(digest) = &x.dataset_digest {
+                metric["dataset_digest"] = json!(digest);
+            }
+            metric
         })
         .collect();
     json!({
@@ -167,9 +174,8 @@ async fn create_logged_model(State(state): State<AppState>, req: Req) -> MlResul
     blocking(&state, move |state| {
         let s = store(state);
         project_by_id(s, experiment)?;
-        if let Some(run) = &source_run_id {
-            load_run(s, run)?;
-        }
+        // Like MLflow, a source run this server does not hold is kept as
+        // given: a model may come from a run tracked elsewhere.
         let id = format!("m-{}", random_hex());
         let now = now_ms();
         let model = LoggedModel {
@@ -434,17 +440,52 @@ async fn search_logged_models(State(state): State<AppState>, req: Req) -> MlResu
     }
     let limit = max_results(&req, 50, 1000)?;
     let offset = decode_page_token(req.opt_str("page_token")?)?;
+    let mut datasets = Vec::new();
+    for d in req.objects("datasets")? {
+        let name = d.opt_str("dataset_name")?.filter(|n| !n.is_empty());
+        let Some(name) = name else {
+            return Err(MlflowError::invalid(
+                "`dataset_name` in the `datasets` clause must be specified.",
+            ));
+        };
+        let digest = d.opt_str("dataset_digest")?.filter(|d| !d.is_empty());
+        datasets.push((name.to_string(), digest.map(str::to_string)));
+    }
     blocking(&state, move |state| {
         let s = store(state);
         let all: Vec<LoggedModel> = models::list(s, models::LOGGED_MODEL)?;
         let live = all.iter().filter(|m| {
             !m.deleted && (experiments.is_empty() || experiments.contains(&m.project_id))
         });
-        let hits = super::filter_sorted(live, filter.as_ref(), &order, LoggedModelView, |a, b| {
-            a.id.cmp(&b.id)
-        });
+        // With datasets, a model is searched by its metrics on those
+        // datasets only, and one without any is left out (MLflow's rule);
+        // the answer still shows every metric it has. As over MLflow's
+        // REST API, a dataset named without a digest is one logged without.
+        let on_datasets: Vec<LoggedModel> = live
+            .filter_map(|m| {
+                if datasets.is_empty() {
+                    return Some(m.clone());
+                }
+                let mut seen = m.clone();
+                seen.metrics.retain(|x| {
+                    datasets.iter().any(|(name, digest)| {
+                        x.dataset_name.as_deref() == Some(name.as_str())
+                            && x.dataset_digest.as_deref() == digest.as_deref()
+                    })
+                });
+                (!seen.metrics.is_empty()).then_some(seen)
+            })
+            .collect();
+        let hits = super::filter_sorted(
+            on_datasets.iter(),
+            filter.as_ref(),
+            &order,
+            LoggedModelView,
+            |a, b| a.id.cmp(&b.id),
+        );
+        let whole: HashMap<&str, &LoggedModel> = all.iter().map(|m| (m.id.as_str(), m)).collect();
         Ok(super::paged("models", &hits, offset, limit, |m| {
-            logged_model_json(s, m)
+            logged_model_json(s, whole.get(m.id.as_str()).copied().unwrap_or(m))
         }))
     })
     .await
@@ -907,19 +948,33 @@ async fn create_model_version(State(state): State<AppState>, req: Req) -> MlResu
         .map(str::to_string);
     let tags: BTreeMap<String, String> = req.key_values("tags")?.into_iter().collect();
     blocking(&state, move |state| {
+        let s = store(state);
         let now = now_ms();
-        let model_id = model_id.or_else(|| {
-            source
-                .strip_prefix("models:/")
-                .filter(|m| m.starts_with("m-"))
-                .map(str::to_string)
-        });
+        match model_id.as_deref() {
+            Some(model) => {
+                super::source::check_model_source(&source, model, |id| super::source::Owner {
+                    artifact_root: live_logged_model(s, id)
+                        .ok()
+                        .map(|m| logged_model_root(s, &m)),
+                })?
+            }
+            None => {
+                super::source::check_run_source(&source, run_id.as_deref().unwrap_or(""), |id| {
+                    super::source::Owner {
+                        artifact_root: s
+                            .get_run(id)
+                            .ok()
+                            .map(|r| format!("{}/{}/artifacts", run_root(s, &r), r.id)),
+                    }
+                })?
+            }
+        }
         // A version of a logged model belongs to the run that logged it.
         let run_id = run_id.or_else(|| {
-            let logged = live_logged_model(store(state), model_id.as_deref()?).ok()?;
+            let logged = live_logged_model(s, model_id.as_deref()?).ok()?;
             logged.source_run_id
         });
-        let (m, v) = change_model(store(state), &name, |m| {
+        let (m, v) = change_model(s, &name, |m| {
             let v = m
                 .add_version(ModelVersion {
                     version: 0,
@@ -935,9 +990,48 @@ async fn create_model_version(State(state): State<AppState>, req: Req) -> MlResu
                 .clone();
             Ok((m.clone(), v))
         })?;
+        // A version may name a model this server does not hold; it is
+        // created all the same, as MLflow's store does.
+        if let Some(model) = v
+            .model_id
+            .as_deref()
+            .filter(|id| live_logged_model(s, id).is_ok())
+        {
+            record_version_on_model(s, model, &m.name, v.version)?;
+        }
         Ok(wire(json!({ "model_version": version_json(&m, &v) })))
     })
     .await
+}
+
+/// MLflow's `mlflow.modelVersions` tag on a logged model: the registered
+/// versions made from it, as the JSON list MLflow's own store writes.
+fn record_version_on_model(
+    s: &dyn Store,
+    model_id: &str,
+    name: &str,
+    version: i64,
+) -> MlResult<()> {
+    const TAG: &str = "mlflow.modelVersions";
+    let entry = json!({ "name": name, "version": version });
+    change_logged_model(s, model_id, |m| {
+        let mut listed: Vec<Value> = m
+            .tags
+            .get(TAG)
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
+        if !listed.contains(&entry) {
+            listed.push(entry);
+        }
+        let items: Vec<String> = listed
+            .iter()
+            .map(|e| format!("{{\"name\": {}, \"version\": {}}}", e["name"], e["version"]))
+            .collect();
+        m.tags
+            .insert(TAG.to_string(), format!("[{}]", items.join(", ")));
+        Ok(())
+    })?;
+    Ok(())
 }
 
 async fn get_model_version(State(state): State<AppState>, req: Req) -> MlResult {
@@ -985,7 +1079,23 @@ async fn delete_model_version(State(state): State<AppState>, req: Req) -> MlResu
 
 async fn search_model_versions(State(state): State<AppState>, req: Req) -> MlResult {
     let filter = clauses_to_expr(req.opt_str("filter")?, registry_field)?;
-    let order = registry_order(&req, Field::Attr(Attr::Created), true)?;
+    // MLflow's order: the keys asked for (by default the last update,
+    // newest first), then name ascending and version descending.
+    let mut order = filter::order_by(&req.strs("order_by")?, registry_field)?;
+    if order.is_empty() {
+        order.push(SortKey {
+            field: Field::Attr(Attr::Ended),
+            descending: true,
+        });
+    }
+    for (field, descending) in [(Attr::Name, false), (Attr::Group, true)] {
+        if !order.iter().any(|k| k.field == Field::Attr(field)) {
+            order.push(SortKey {
+                field: Field::Attr(field),
+                descending,
+            });
+        }
+    }
     let limit = max_results(&req, 10_000, 200_000)?;
     let offset = decode_page_token(req.opt_str("page_token")?)?;
     blocking(&state, move |state| {

@@ -136,12 +136,36 @@ pub fn project_by_id(s: &dyn labbook_store::Store, id: i64) -> MlResult<Project>
         .map_err(|_| MlflowError::not_found(format!("No Experiment with id={id} exists")))
 }
 
+/// A relative local artifact location made absolute from the server's
+/// working directory, as MLflow's store does: a client elsewhere would
+/// otherwise read it against its own.
+fn absolute_if_local(location: &str) -> String {
+    let uri = super::source::split(location);
+    let path = match uri.scheme.as_str() {
+        "" => location,
+        "file" if uri.netloc.is_empty() => uri.path,
+        _ => return location.to_string(),
+    };
+    if path.starts_with('/') {
+        return location.to_string();
+    }
+    let Ok(cwd) = std::env::current_dir() else {
+        return location.to_string();
+    };
+    let absolute = cwd.join(path).to_string_lossy().into_owned();
+    if uri.scheme.is_empty() {
+        absolute
+    } else {
+        format!("file://{absolute}")
+    }
+}
+
 async fn create_experiment(State(state): State<AppState>, req: Req) -> MlResult {
     let name = req.str("name")?.to_string();
     let artifact_location = req
         .opt_str("artifact_location")?
         .filter(|s| !s.is_empty())
-        .map(str::to_string);
+        .map(absolute_if_local);
     let tags: BTreeMap<String, String> = req.key_values("tags")?.into_iter().collect();
     blocking(&state, move |state| {
         let created = store(state)
@@ -391,7 +415,10 @@ pub fn run_json(r: &RunRecord, root: &str) -> Value {
     json!({
         "info": run_info_json(r, root),
         "data": { "metrics": metrics, "params": params, "tags": key_value_list(&tags) },
-        "inputs": { "dataset_inputs": datasets },
+        "inputs": {
+            "dataset_inputs": datasets,
+            "model_inputs": r.model_inputs.iter().map(|id| json!({ "model_id": id })).collect::<Vec<_>>(),
+        },
         "outputs": { "model_outputs": outputs },
     })
 }
@@ -620,6 +647,8 @@ struct MetricIn {
     ts_ms: i64,
     value: f64,
     model_id: Option<String>,
+    dataset_name: Option<String>,
+    dataset_digest: Option<String>,
 }
 
 fn metric_in(m: &Req) -> MlResult<MetricIn> {
@@ -636,12 +665,15 @@ fn metric_in(m: &Req) -> MlResult<MetricIn> {
         value: m.f64("value")?,
         ts_ms: m.i64("timestamp")?,
         step: m.opt_i64("step")?.unwrap_or(0),
-        model_id: m
-            .opt_str("model_id")?
-            .filter(|s| !s.is_empty())
-            .map(str::to_string),
+        model_id: non_empty(m.opt_str("model_id")?),
+        dataset_name: non_empty(m.opt_str("dataset_name")?),
+        dataset_digest: non_empty(m.opt_str("dataset_digest")?),
         key,
     })
+}
+
+fn non_empty(text: Option<&str>) -> Option<String> {
+    text.filter(|s| !s.is_empty()).map(str::to_string)
 }
 
 fn series_of(metrics: &[MetricIn]) -> Vec<(String, SeriesColumns)> {
@@ -740,8 +772,8 @@ fn record_model_metrics(
                     ts_ms: m.ts_ms,
                     step: m.step,
                     run_id: Some(run_id.to_string()),
-                    dataset_name: None,
-                    dataset_digest: None,
+                    dataset_name: m.dataset_name.clone(),
+                    dataset_digest: m.dataset_digest.clone(),
                 });
                 Ok(())
             })?;
@@ -877,6 +909,8 @@ async fn search_runs(State(state): State<AppState>, req: Req) -> MlResult {
         Some(f) => filter::run_filter(f)?,
         None => None,
     };
+    // After these keys the store orders runs as MLflow does: start time,
+    // newest first, then run id ascending.
     let sort = filter::order_by(&req.strs("order_by")?, filter::run_order_field)?;
     let deleted = view_type(&req, "run_view_type")?;
     let limit = max_results(&req, 1000, 50_000)?;
@@ -954,8 +988,14 @@ async fn log_inputs(State(state): State<AppState>, req: Req) -> MlResult {
         .iter()
         .map(dataset_input)
         .collect::<MlResult<_>>()?;
+    let models: Vec<String> = req
+        .objects("models")?
+        .iter()
+        .map(|m| Ok(m.str("model_id")?.to_string()))
+        .collect::<MlResult<_>>()?;
     let patch = RunPatch {
         add_inputs: inputs,
+        add_model_inputs: models,
         ..RunPatch::default()
     };
     patch_active_run(&state, id, patch).await
