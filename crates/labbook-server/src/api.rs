@@ -39,6 +39,17 @@ pub fn routes() -> Router<AppState> {
         .route("/runs/restore", post(restore_runs))
         .route("/runs/{id}", get(run))
         .route("/runs/{id}/output", get(output))
+        .route("/runs/{id}/artifacts", get(run_artifacts))
+        .route("/runs/{id}/artifacts/preview", get(run_artifact_preview))
+        .route("/runs/{id}/artifacts/raw", get(run_artifact_raw))
+        .route("/logged-models/{id}/artifacts", get(model_artifacts))
+        .route(
+            "/logged-models/{id}/artifacts/preview",
+            get(model_artifact_preview),
+        )
+        .route("/logged-models/{id}/artifacts/raw", get(model_artifact_raw))
+        .route("/models", get(registered_models))
+        .route("/models/{name}", get(registered_model))
         .route("/runs/{id}/log", post(log_to_run))
         .route("/runs/{id}/environment", post(add_environment))
         .route("/runs/{id}/notes", post(add_run_note))
@@ -279,6 +290,7 @@ async fn run(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult
             .map(|(key, count)| json!({ "key": key, "count": count }))
             .collect();
         m.insert("metric_keys".into(), Value::Array(keys));
+        m.insert("outputs".into(), logged_models_of(store, &run));
         Ok(Json(Value::Object(m)))
     })
     .await
@@ -688,6 +700,288 @@ async fn add_run_note(
     blocking(&state, move |store| {
         store.add_note(&id, &text, now_ms())?;
         Ok(Json(json!({ "ok": true })))
+    })
+    .await
+}
+
+/// The models a run logged, with what the registry made of them.
+fn logged_models_of(store: &dyn Store, run: &RunRecord) -> Value {
+    let versions: Vec<(String, i64, Option<String>)> =
+        labbook_store::models::list::<labbook_core::model::RegisteredModel>(
+            store,
+            labbook_store::models::REGISTERED_MODEL,
+        )
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|m| {
+            m.versions
+                .into_iter()
+                .map(move |v| (m.name.clone(), v.version, v.model_id))
+        })
+        .collect();
+    Value::Array(
+        run.outputs
+            .iter()
+            .map(|o| {
+                let model = crate::mlflow::logged_model_by_id(store, &o.model_id);
+                let registered: Vec<Value> = versions
+                    .iter()
+                    .filter(|(_, _, id)| id.as_deref() == Some(o.model_id.as_str()))
+                    .map(|(name, v, _)| json!({ "name": name, "version": v }))
+                    .collect();
+                json!({
+                    "model_id": o.model_id,
+                    "step": o.step,
+                    "name": model.as_ref().map(|m| m.name.clone()),
+                    "model_type": model.as_ref().and_then(|m| m.model_type.clone()),
+                    "params": model.as_ref().map(|m| m.params.clone()),
+                    "registered": registered,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Whose files a request browses: a run's or a logged model's.
+#[derive(Clone, Copy)]
+enum Holder {
+    Run,
+    LoggedModel,
+}
+
+/// Where a holder's artifacts are in the store, and the path asked for
+/// under them, checked to stay inside.
+fn artifact_path(
+    store: &dyn Store,
+    holder: Holder,
+    id: &str,
+    params: &HashMap<String, String>,
+) -> Result<(String, String), ApiError> {
+    let rel = labbook_core::artifact::normalize_artifact_path(
+        params.get("path").map_or("", String::as_str),
+    )
+    .map_err(|e| ApiError::invalid("path", e.to_string()))?;
+    let base = match holder {
+        Holder::Run => {
+            let run = store.get_run(id)?;
+            crate::mlflow::run_artifact_base(store, &run)
+                .map_err(|e| ApiError::invalid("id", e.message))?
+        }
+        Holder::LoggedModel => {
+            crate::mlflow::logged_model_artifact_base(store, id).ok_or(StoreError::NotFound {
+                what: "logged model",
+                id: id.to_string(),
+            })?
+        }
+    };
+    Ok((base, rel))
+}
+
+async fn run_artifacts(state: State<AppState>, id: Path<String>, params: Params) -> ApiResult {
+    list_artifacts(state, Holder::Run, id, params).await
+}
+
+async fn model_artifacts(state: State<AppState>, id: Path<String>, params: Params) -> ApiResult {
+    list_artifacts(state, Holder::LoggedModel, id, params).await
+}
+
+async fn run_artifact_preview(
+    state: State<AppState>,
+    id: Path<String>,
+    params: Params,
+) -> ApiResult {
+    artifact_preview(state, Holder::Run, id, params).await
+}
+
+async fn model_artifact_preview(
+    state: State<AppState>,
+    id: Path<String>,
+    params: Params,
+) -> ApiResult {
+    artifact_preview(state, Holder::LoggedModel, id, params).await
+}
+
+async fn run_artifact_raw(
+    state: State<AppState>,
+    id: Path<String>,
+    params: Params,
+) -> Result<axum::response::Response, ApiError> {
+    artifact_raw(state, Holder::Run, id, params).await
+}
+
+async fn model_artifact_raw(
+    state: State<AppState>,
+    id: Path<String>,
+    params: Params,
+) -> Result<axum::response::Response, ApiError> {
+    artifact_raw(state, Holder::LoggedModel, id, params).await
+}
+
+async fn list_artifacts(
+    State(state): State<AppState>,
+    holder: Holder,
+    Path(id): Path<String>,
+    Query(params): Params,
+) -> ApiResult {
+    blocking(&state, move |store| {
+        let (base, rel) = artifact_path(store, holder, &id, &params)?;
+        let dir = if rel.is_empty() {
+            base.clone()
+        } else {
+            format!("{base}/{rel}")
+        };
+        let files: Vec<Value> = store
+            .list_artifacts(&dir)?
+            .into_iter()
+            .map(|e| {
+                let path = e.path.strip_prefix(&format!("{base}/")).unwrap_or(&e.path);
+                let name = path.rsplit('/').next().unwrap_or(path);
+                json!({ "path": path, "name": name, "is_dir": e.is_dir,
+                        "size": (!e.is_dir).then_some(e.size) })
+            })
+            .collect();
+        Ok(Json(json!({ "path": rel, "files": files })))
+    })
+    .await
+}
+
+async fn artifact_preview(
+    State(state): State<AppState>,
+    holder: Holder,
+    Path(id): Path<String>,
+    Query(params): Params,
+) -> ApiResult {
+    blocking(&state, move |store| {
+        let (base, rel) = artifact_path(store, holder, &id, &params)?;
+        if rel.is_empty() {
+            return Err(ApiError::invalid("path", "name a file to preview"));
+        }
+        let (reader, size) = store.open_artifact(&format!("{base}/{rel}"))?;
+        let mut head = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(reader, crate::preview::HEAD_BYTES),
+            &mut head,
+        )
+        .map_err(|e| ApiError::internal(format!("cannot read {rel}: {e}")))?;
+        let name = rel.rsplit('/').next().unwrap_or(&rel);
+        let preview = crate::preview::preview(name, size, &head);
+        let mut out =
+            serde_json::to_value(&preview).map_err(|e| ApiError::internal(e.to_string()))?;
+        out["path"] = json!(rel);
+        out["size"] = json!(size);
+        Ok(Json(out))
+    })
+    .await
+}
+
+async fn artifact_raw(
+    State(state): State<AppState>,
+    holder: Holder,
+    Path(id): Path<String>,
+    Query(params): Params,
+) -> Result<axum::response::Response, ApiError> {
+    let path = blocking(&state, move |store| {
+        let (base, rel) = artifact_path(store, holder, &id, &params)?;
+        if rel.is_empty() {
+            return Err(ApiError::invalid("path", "name a file to download"));
+        }
+        Ok(format!("{base}/{rel}"))
+    })
+    .await?;
+    crate::mlflow::send_file(&state, path)
+        .await
+        .map_err(|e| ApiError {
+            status: e.status,
+            code: e.code,
+            message: e.message,
+            field: Some("path".into()),
+            column: None,
+        })
+}
+
+fn registered_model_json(
+    m: &labbook_core::model::RegisteredModel,
+    runs: &HashMap<String, (String, String)>,
+) -> Value {
+    let versions: Vec<Value> = m
+        .versions
+        .iter()
+        .rev()
+        .map(|v| {
+            let run = v.run_id.as_ref().and_then(|id| runs.get(id));
+            json!({
+                "version": v.version,
+                "stage": v.stage,
+                "source": v.source,
+                "run_id": v.run_id,
+                "run_name": run.map(|r| &r.0),
+                "project": run.map(|r| &r.1),
+                "model_id": v.model_id,
+                "description": v.description,
+                "tags": v.tags,
+                "aliases": m.aliases_of(v.version),
+                "created_ms": v.created_ms,
+                "updated_ms": v.updated_ms,
+            })
+        })
+        .collect();
+    json!({
+        "name": m.name,
+        "description": m.description,
+        "tags": m.tags,
+        "aliases": m.aliases,
+        "created_ms": m.created_ms,
+        "updated_ms": m.updated_ms,
+        "versions": versions,
+    })
+}
+
+/// Run names and projects by id, for the runs the registry points at.
+fn run_names(
+    store: &dyn Store,
+    models: &[labbook_core::model::RegisteredModel],
+) -> HashMap<String, (String, String)> {
+    let mut out = HashMap::new();
+    for id in models
+        .iter()
+        .flat_map(|m| m.versions.iter().filter_map(|v| v.run_id.clone()))
+    {
+        if let std::collections::hash_map::Entry::Vacant(slot) = out.entry(id)
+            && let Ok(run) = store.get_run(slot.key())
+        {
+            slot.insert((run.name, run.project));
+        }
+    }
+    out
+}
+
+async fn registered_models(State(state): State<AppState>) -> ApiResult {
+    blocking(&state, move |store| {
+        let models: Vec<labbook_core::model::RegisteredModel> =
+            labbook_store::models::list(store, labbook_store::models::REGISTERED_MODEL)?;
+        let runs = run_names(store, &models);
+        let out: Vec<Value> = models
+            .iter()
+            .map(|m| registered_model_json(m, &runs))
+            .collect();
+        Ok(Json(json!({ "models": out })))
+    })
+    .await
+}
+
+async fn registered_model(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    blocking(&state, move |store| {
+        let model: Option<labbook_core::model::RegisteredModel> =
+            labbook_store::models::get(store, labbook_store::models::REGISTERED_MODEL, &name)?;
+        let Some(model) = model else {
+            return Err(StoreError::NotFound {
+                what: "registered model",
+                id: name,
+            }
+            .into());
+        };
+        let runs = run_names(store, std::slice::from_ref(&model));
+        Ok(Json(registered_model_json(&model, &runs)))
     })
     .await
 }

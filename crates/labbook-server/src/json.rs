@@ -89,6 +89,7 @@ pub fn run(r: &RunRecord, now_ms: i64) -> Map<String, Value> {
     m.insert("deleted".into(), json!(r.deleted_ms.is_some()));
     m.insert("kv_tags".into(), json!(r.kv_tags));
     m.insert("inputs".into(), json!(r.inputs));
+    m.insert("parent".into(), json!(r.parent_id()));
     m
 }
 

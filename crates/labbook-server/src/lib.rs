@@ -30,6 +30,8 @@ mod listen;
 #[cfg(feature = "serve")]
 mod mlflow;
 #[cfg(feature = "serve")]
+mod preview;
+#[cfg(feature = "serve")]
 mod test_hook;
 #[cfg(feature = "serve")]
 pub use test_hook::TEST_HOLD_ENV;

@@ -146,6 +146,17 @@ fn logged_model_json(s: &dyn Store, m: &LoggedModel) -> Value {
     })
 }
 
+/// Where a logged model's files are in the artifact store.
+pub fn logged_model_artifact_base(s: &dyn Store, id: &str) -> Option<String> {
+    let model = live_logged_model(s, id).ok()?;
+    super::artifacts::store_path_of(&logged_model_root(s, &model))
+}
+
+/// A logged model that has not been deleted, if the store holds it.
+pub fn logged_model_by_id(s: &dyn Store, id: &str) -> Option<LoggedModel> {
+    live_logged_model(s, id).ok()
+}
+
 fn live_logged_model(s: &dyn Store, id: &str) -> MlResult<LoggedModel> {
     match models::get::<LoggedModel>(s, models::LOGGED_MODEL, id)? {
         Some(m) if !m.deleted => Ok(m),

@@ -65,7 +65,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Where a run's artifacts are in the artifact store.
-fn run_artifact_base(s: &dyn labbook_store::Store, run: &RunRecord) -> MlResult<String> {
+pub fn run_artifact_base(s: &dyn labbook_store::Store, run: &RunRecord) -> MlResult<String> {
     let root = run_root(s, run);
     super::artifacts::store_path_of(&format!("{root}/{}/artifacts", run.id))
         .ok_or_else(|| MlflowError::invalid("this run's artifacts are not kept by this server"))
