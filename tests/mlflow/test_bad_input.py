@@ -694,6 +694,10 @@ def test_hostile_input_is_refused_and_changes_nothing(ctx: Ctx, server: Server) 
         ("POST", "/graphql"),
         ("GET", "/graphql/schema"),
         ("GET", "/model-versions/get-artifact?path=MLmodel&name=m&version=1"),
+        ("POST", "/v1/traces"),
+        ("GET", "/v1/traces"),
+        ("POST", "/gateway/mlflow/v1/chat/completions"),
+        ("GET", "/gateway/mlflow/v1/models"),
     ],
 )
 def test_mlflow_features_labbook_does_not_serve_are_json_404s(

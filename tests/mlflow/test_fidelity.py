@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import mlflow
@@ -184,3 +185,40 @@ def test_a_relative_artifact_location_is_made_absolute(base_url: str, server: Se
     location = got["experiment"]["artifact_location"]
     assert location.startswith("/") and location.endswith("/rel/dir"), location
     assert os.path.isabs(location)
+
+
+def test_a_logged_models_files_are_listed(
+    experiment: Experiment, base_url: str, tmp_path: Path
+) -> None:
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="m", python_model=_Echo())
+    resp = requests.get(f"{base_url}{API}/logged-models/{info.model_id}/artifacts/directories")
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["root_uri"].endswith(f"/models/{info.model_id}/artifacts")
+    names = {f["path"] for f in body["files"]}
+    assert "MLmodel" in names
+    mlmodel = next(f for f in body["files"] if f["path"] == "MLmodel")
+    assert mlmodel["file_size"] > 0 and not mlmodel.get("is_dir", False)
+
+
+class _Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context: object, model_input: list[str]) -> list[str]:
+        return model_input
+
+
+def test_tags_aliases_and_version_edits_leave_a_models_update_time(
+    client: mlflow.MlflowClient,
+) -> None:
+    name = unique_name("conf-updated")
+    client.create_registered_model(name)
+    client.create_model_version(name, "s3://bucket/model")
+    before = client.get_registered_model(name).last_updated_timestamp
+    time.sleep(0.01)
+    client.update_model_version(name, "1", description="better")
+    client.set_model_version_tag(name, "1", "k", "v")
+    client.set_registered_model_tag(name, "k", "v")
+    client.set_registered_model_alias(name, "a", "1")
+    assert client.get_registered_model(name).last_updated_timestamp == before
+    client.update_registered_model(name, description="changed")
+    assert client.get_registered_model(name).last_updated_timestamp > before

@@ -162,3 +162,41 @@ def test_params_in_exponent_form_filter_and_sort_as_numbers(
     )
     assert [ids[r["id"]] for r in small] == ["1e-12", "5e-05", "0.001"]
     assert all(isinstance(r["config"]["learning_rate"], float) for r in small)
+
+
+def test_labbook_show_has_tags_datasets_models_and_files(
+    server: Server, experiment: Experiment, tmp_path: Any
+) -> None:
+    import pandas as pd
+
+    (tmp_path / "notes.txt").write_text("hello")
+    with mlflow.start_run(run_name="parent") as parent:
+        mlflow.set_tag("team", "vision")
+        frame = pd.DataFrame({"x": [1, 2, 3]})
+        mlflow.log_input(mlflow.data.from_pandas(frame, name="spirals"), context="training")
+        mlflow.log_artifact(str(tmp_path / "notes.txt"), artifact_path="docs")
+        with mlflow.start_run(run_name="child", nested=True) as child:
+            mlflow.log_param("lr", "0.1")
+    shown = json.loads(labbook(server, "show", "--json", parent.info.run_id))
+    assert shown["kv_tags"]["team"] == "vision"
+    assert [d["name"] for d in shown["inputs"]] == ["spirals"]
+    assert shown["artifacts"] == [{"path": "docs/notes.txt", "size": 5}]
+    text = labbook(server, "show", parent.info.run_id)
+    for heading in ("tags", "datasets", "artifacts"):
+        assert f"\n{heading}\n" in text, text
+    assert "team = vision" in text and "docs/notes.txt" in text and "spirals" in text
+    kid = json.loads(labbook(server, "show", "--json", child.info.run_id))
+    assert kid["parent"] == parent.info.run_id
+    assert f"parent    {parent.info.run_id}" in labbook(server, "show", child.info.run_id)
+    nested = json.loads(
+        labbook(
+            server,
+            "ls",
+            "--json",
+            "--project",
+            experiment.name,
+            "--filter",
+            f'parent = "{parent.info.run_id}"',
+        )
+    )
+    assert [r["id"] for r in nested] == [child.info.run_id]

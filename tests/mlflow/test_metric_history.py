@@ -152,3 +152,27 @@ def test_bulk_interval_sampling(history: History, base_url: str, http: requests.
     resp = http.get(url, params={"run_ids": history.run_id, "metric_key": "m", "start_step": 5})
     assert resp.status_code == 400
     assert resp.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def test_bulk_interval_samples_exactly_as_mlflow(
+    server: Server, base_url: str, http: requests.Session
+) -> None:
+    client = mlflow.MlflowClient(tracking_uri=server.url)
+    exp_id = client.create_experiment(unique_name("conf-sampling"))
+    ten = client.create_run(exp_id).info.run_id
+    twenty = client.create_run(exp_id).info.run_id
+    client.log_batch(ten, metrics=[Metric("m", float(i), T0 + i, i) for i in range(10)])
+    client.log_batch(twenty, metrics=[Metric("m", float(i), T0 + i, i) for i in range(20)])
+    url = f"{base_url}/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
+
+    def steps(run_id: str, **params: object) -> list[int]:
+        resp = http.get(url, params={"run_ids": run_id, "metric_key": "m", **params})
+        assert resp.status_code == 200, resp.text
+        return [int(m["step"]) for m in resp.json()["metrics"]]
+
+    # Evenly sized buckets of points, the first of each, and the last point always.
+    assert steps(ten, max_results=5) == [0, 2, 4, 6, 9]
+    assert steps(ten, max_results=1) == [9]
+    assert steps(ten, max_results=5, start_step=0, end_step=4) == [0, 1, 2, 3, 4]
+    assert steps(twenty, max_results=5) == [0, 4, 8, 12, 19]
+    assert steps(twenty, max_results=3) == [0, 7, 19]

@@ -76,6 +76,22 @@ pub fn date(ms: i64) -> String {
 
 /// A metric value for a table: about four significant digits, scientific
 /// outside [1e-3, 1e6), no trailing zeros.
+/// A size in bytes as people read it: 812 B, 27 KB, 1.4 MB.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || value >= 10.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 pub fn number(v: f64) -> String {
     if v.is_nan() {
         return "NaN".into();

@@ -90,6 +90,9 @@ impl Surface {
             || path == "/graphql"
             || path.starts_with("/graphql/")
             || path == "/model-versions/get-artifact"
+            || path == "/v1/traces"
+            || path == "/gateway"
+            || path.starts_with("/gateway/")
         {
             Surface::Mlflow
         } else if path.starts_with("/api/") || path == "/api" || path == "/health" {

@@ -30,6 +30,18 @@ mod listen;
 #[cfg(feature = "serve")]
 mod mlflow;
 #[cfg(feature = "serve")]
+pub use mlflow::logged_model_by_id;
+
+/// Where a run's artifacts are in the store's artifact tree (MLflow's
+/// layout decides it), or `None` for a run whose files live elsewhere.
+#[cfg(feature = "serve")]
+pub fn run_artifact_dir(
+    store: &dyn labbook_store::Store,
+    run: &labbook_core::RunRecord,
+) -> Option<String> {
+    mlflow::run_artifact_base(store, run).ok()
+}
+#[cfg(feature = "serve")]
 mod preview;
 #[cfg(feature = "serve")]
 mod test_hook;

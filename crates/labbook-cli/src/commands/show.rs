@@ -20,6 +20,20 @@ pub fn run(app: &App, args: ShowArgs) -> Result<ExitCode> {
     let run = resolve(&*store, &args.run)?;
     let environment = store.environment(&run.id)?;
     let notebook = store.notes(&run.id)?;
+    let artifacts = artifacts_of(&*store, &run)?;
+    let models: Vec<Value> = run
+        .outputs
+        .iter()
+        .map(|o| {
+            let model = labbook_server::logged_model_by_id(&*store, &o.model_id);
+            serde_json::json!({
+                "model_id": o.model_id,
+                "step": o.step,
+                "name": model.as_ref().map(|m| m.name.clone()),
+                "model_type": model.and_then(|m| m.model_type),
+            })
+        })
+        .collect();
     let now = now_ms();
     let mut out = std::io::stdout().lock();
 
@@ -27,6 +41,15 @@ pub fn run(app: &App, args: ShowArgs) -> Result<ExitCode> {
         let mut object = run_json(&run, now)?;
         object.insert("environment".into(), environment.unwrap_or(Value::Null));
         object.insert("notebook".into(), serde_json::to_value(&notebook)?);
+        object.insert("parent".into(), serde_json::json!(run.parent_id()));
+        object.insert("models".into(), Value::Array(models));
+        object.insert(
+            "artifacts".into(),
+            artifacts
+                .iter()
+                .map(|(path, size)| serde_json::json!({ "path": path, "size": size }))
+                .collect(),
+        );
         let keys = store.series_keys(&run.id)?;
         object.insert(
             "metric_keys".into(),
@@ -39,11 +62,132 @@ pub fn run(app: &App, args: ShowArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    for line in render(&run, environment.as_ref(), &notebook, now, app.out()) {
+    let mut lines = render(&run, environment.as_ref(), &notebook, now, app.out());
+    lineage_sections(&mut lines, &run, &models, &artifacts, app.out());
+    for line in lines {
         writeln!(out, "{line}")?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A run's files (path under its artifact root, size), every one.
+fn artifacts_of(store: &dyn Store, run: &RunRecord) -> Result<Vec<(String, u64)>> {
+    let Some(base) = labbook_server::run_artifact_dir(store, run) else {
+        return Ok(Vec::new());
+    };
+    let mut files = Vec::new();
+    let mut folders = vec![base.clone()];
+    while let Some(dir) = folders.pop() {
+        for entry in store.list_artifacts(&dir)? {
+            if entry.is_dir {
+                folders.push(entry.path);
+            } else {
+                let rel = entry
+                    .path
+                    .strip_prefix(&format!("{base}/"))
+                    .unwrap_or(&entry.path)
+                    .to_string();
+                files.push((rel, entry.size));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The most files `show` lists before it says how many more there are.
+const ARTIFACTS_SHOWN: usize = 20;
+
+/// Tags, datasets, models and files: what the run is tied to.
+fn lineage_sections(
+    lines: &mut Vec<String>,
+    run: &RunRecord,
+    models: &[Value],
+    artifacts: &[(String, u64)],
+    paint: Painter,
+) {
+    let (system, own): (Vec<_>, Vec<_>) = run
+        .kv_tags
+        .iter()
+        .partition(|(k, _)| k.starts_with("mlflow."));
+    if !run.kv_tags.is_empty() {
+        section(lines, paint, "tags");
+        let width = own.iter().map(|(k, _)| display_width(k)).max().unwrap_or(0);
+        for (key, value) in &own {
+            let pad = width - display_width(key);
+            let value = value.lines().next().unwrap_or("");
+            lines.push(format!("  {key}{} = {value}", " ".repeat(pad)));
+        }
+        if !system.is_empty() {
+            let names: Vec<&str> = system.iter().map(|(k, _)| k.as_str()).collect();
+            lines.push(paint.dim(&format!(
+                "  + {} system {} ({}); --json shows them",
+                system.len(),
+                if system.len() == 1 { "tag" } else { "tags" },
+                names.join(", ")
+            )));
+        }
+    }
+    if !run.inputs.is_empty() {
+        section(lines, paint, "datasets");
+        let mut table = Table::new(vec![
+            ("NAME".into(), Align::Left),
+            ("DIGEST".into(), Align::Left),
+            ("CONTEXT".into(), Align::Left),
+            ("SOURCE".into(), Align::Left),
+        ]);
+        for d in &run.inputs {
+            table.push(vec![
+                d.name.clone(),
+                d.digest.clone(),
+                d.context().unwrap_or("-").to_string(),
+                d.source.clone(),
+            ]);
+        }
+        lines.extend(
+            table
+                .render(|h| paint.dim(h))
+                .into_iter()
+                .map(|l| format!("  {l}")),
+        );
+    }
+    if !models.is_empty() {
+        section(lines, paint, "models");
+        let mut table = Table::new(vec![
+            ("NAME".into(), Align::Left),
+            ("MODEL ID".into(), Align::Left),
+        ]);
+        for m in models {
+            table.push(vec![
+                m["name"].as_str().unwrap_or("(not in this store)").to_string(),
+                m["model_id"].as_str().unwrap_or("").to_string(),
+            ]);
+        }
+        lines.extend(table.render(|h| paint.dim(h)).into_iter().map(|l| format!("  {l}")));
+    }
+    if !artifacts.is_empty() {
+        section(lines, paint, "artifacts");
+        let mut table = Table::new(vec![
+            ("PATH".into(), Align::Left),
+            ("SIZE".into(), Align::Right),
+        ]);
+        for (path, size) in artifacts.iter().take(ARTIFACTS_SHOWN) {
+            table.push(vec![path.clone(), fmt::bytes(*size)]);
+        }
+        lines.extend(
+            table
+                .render(|h| paint.dim(h))
+                .into_iter()
+                .map(|l| format!("  {l}")),
+        );
+        if artifacts.len() > ARTIFACTS_SHOWN {
+            lines.push(paint.dim(&format!(
+                "  … {} more (labbook show --json lists them all)",
+                artifacts.len() - ARTIFACTS_SHOWN
+            )));
+        }
+    }
 }
 
 fn render(
@@ -60,6 +204,9 @@ fn render(
         paint.status(run.status)
     )];
     let mut facts: Vec<(&str, String)> = vec![("project", run.project.clone())];
+    if let Some(parent) = run.parent_id() {
+        facts.push(("parent", parent.to_string()));
+    }
     if let Some(group) = &run.group {
         facts.push(("group", group.clone()));
     }

@@ -102,6 +102,15 @@ impl MlflowError {
         }
     }
 
+    /// The error of a field inside a list entry, named by its path there
+    /// (`metrics[0].timestamp`), as MLflow names it.
+    pub fn within(mut self, prefix: &str) -> MlflowError {
+        self.message = self
+            .message
+            .replacen("parameter '", &format!("parameter '{prefix}."), 1);
+        self
+    }
+
     fn missing(name: &str) -> MlflowError {
         MlflowError::invalid(format!(
             "Missing value for required parameter '{name}'. See the API docs for more information about request parameters."

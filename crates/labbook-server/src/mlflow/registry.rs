@@ -46,6 +46,10 @@ pub fn routes() -> Router<AppState> {
             "/logged-models/{model_id}/params",
             post(log_logged_model_params),
         )
+        .route(
+            "/logged-models/{model_id}/artifacts/directories",
+            get(list_logged_model_artifacts),
+        )
         .route("/registered-models/create", post(create_registered_model))
         .route("/registered-models/get", get(get_registered_model))
         .route("/registered-models/rename", post(rename_registered_model))
@@ -164,6 +168,46 @@ fn live_logged_model(s: &dyn Store, id: &str) -> MlResult<LoggedModel> {
             "Logged model with ID '{id}' not found."
         ))),
     }
+}
+
+/// `logged-models/{id}/artifacts/directories`: one folder of a logged
+/// model's files, paths relative to its artifact root.
+async fn list_logged_model_artifacts(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Req,
+) -> MlResult {
+    let rel = labbook_core::artifact::normalize_artifact_path(
+        req.opt_str("artifact_directory_path")?.unwrap_or(""),
+    )
+    .map_err(|_| MlflowError::invalid("Invalid path"))?;
+    blocking(&state, move |state| {
+        let s = store(state);
+        let model = live_logged_model(s, &id)?;
+        let root = logged_model_root(s, &model);
+        let base = super::artifacts::store_path_of(&root).ok_or_else(|| {
+            MlflowError::invalid("this model's artifacts are not kept by this server")
+        })?;
+        let dir = if rel.is_empty() {
+            base.clone()
+        } else {
+            format!("{base}/{rel}")
+        };
+        let files: Vec<Value> = s
+            .list_artifacts(&dir)?
+            .into_iter()
+            .map(|e| {
+                let shown = e.path.strip_prefix(&format!("{base}/")).unwrap_or(&e.path);
+                let mut f = json!({ "path": shown, "is_dir": e.is_dir });
+                if !e.is_dir {
+                    f["file_size"] = json!(e.size);
+                }
+                f
+            })
+            .collect();
+        Ok(wire(json!({ "root_uri": root, "files": files })))
+    })
+    .await
 }
 
 async fn create_logged_model(State(state): State<AppState>, req: Req) -> MlResult {
@@ -572,9 +616,30 @@ fn load_model(s: &dyn Store, name: &str) -> MlResult<RegisteredModel> {
 
 /// Changes a registered model atomically; an error from `change` stores
 /// nothing and is returned as is.
+/// Changes a registered model and marks it updated (MLflow does so for new,
+/// moved and deleted versions, renames and descriptions).
 fn change_model<R>(
     s: &dyn Store,
     name: &str,
+    change: impl FnOnce(&mut RegisteredModel) -> MlResult<R>,
+) -> MlResult<R> {
+    change_model_marked(s, name, true, change)
+}
+
+/// Changes a registered model without marking it updated: MLflow leaves a
+/// model's update time alone for tags, aliases and a version's description.
+fn change_model_quietly<R>(
+    s: &dyn Store,
+    name: &str,
+    change: impl FnOnce(&mut RegisteredModel) -> MlResult<R>,
+) -> MlResult<R> {
+    change_model_marked(s, name, false, change)
+}
+
+fn change_model_marked<R>(
+    s: &dyn Store,
+    name: &str,
+    mark: bool,
     change: impl FnOnce(&mut RegisteredModel) -> MlResult<R>,
 ) -> MlResult<R> {
     let mut failure = None;
@@ -589,7 +654,9 @@ fn change_model<R>(
             };
             match change(model) {
                 Ok(r) => {
-                    model.updated_ms = model.updated_ms.max(now_ms());
+                    if mark {
+                        model.updated_ms = model.updated_ms.max(now_ms());
+                    }
                     Ok(r)
                 }
                 Err(e) => {
@@ -876,7 +943,7 @@ async fn set_registered_model_tag(State(state): State<AppState>, req: Req) -> Ml
     let key = req.str("key")?.to_string();
     let value = req.opt_str("value")?.unwrap_or("").to_string();
     blocking(&state, move |state| {
-        change_model(store(state), &name, |m| {
+        change_model_quietly(store(state), &name, |m| {
             m.tags.insert(key, value);
             Ok(())
         })?;
@@ -889,7 +956,7 @@ async fn delete_registered_model_tag(State(state): State<AppState>, req: Req) ->
     let name = req.str("name")?.to_string();
     let key = req.str("key")?.to_string();
     blocking(&state, move |state| {
-        change_model(store(state), &name, |m| {
+        change_model_quietly(store(state), &name, |m| {
             m.tags.remove(&key);
             Ok(())
         })?;
@@ -904,7 +971,7 @@ async fn set_alias(State(state): State<AppState>, req: Req) -> MlResult {
     validate_alias(&alias)?;
     let version = version_number(&req)?;
     blocking(&state, move |state| {
-        change_model(store(state), &name, |m| {
+        change_model_quietly(store(state), &name, |m| {
             version_of(m, version)?;
             m.aliases.insert(alias, version);
             Ok(())
@@ -918,7 +985,7 @@ async fn delete_alias(State(state): State<AppState>, req: Req) -> MlResult {
     let name = req.str("name")?.to_string();
     let alias = req.str("alias")?.to_string();
     blocking(&state, move |state| {
-        change_model(store(state), &name, |m| {
+        change_model_quietly(store(state), &name, |m| {
             m.aliases.remove(&alias);
             Ok(())
         })?;
@@ -1062,7 +1129,7 @@ async fn update_model_version(State(state): State<AppState>, req: Req) -> MlResu
     let version = version_number(&req)?;
     let description = req.opt_str("description")?.map(str::to_string);
     blocking(&state, move |state| {
-        let (m, v) = change_model(store(state), &name, |m| {
+        let (m, v) = change_model_quietly(store(state), &name, |m| {
             let v = version_mut(m, version)?;
             v.description = description;
             v.updated_ms = now_ms();
@@ -1188,7 +1255,7 @@ async fn set_model_version_tag(State(state): State<AppState>, req: Req) -> MlRes
     let key = req.str("key")?.to_string();
     let value = req.opt_str("value")?.unwrap_or("").to_string();
     blocking(&state, move |state| {
-        change_model(store(state), &name, |m| {
+        change_model_quietly(store(state), &name, |m| {
             version_mut(m, version)?.tags.insert(key, value);
             Ok(())
         })?;
@@ -1202,7 +1269,7 @@ async fn delete_model_version_tag(State(state): State<AppState>, req: Req) -> Ml
     let version = version_number(&req)?;
     let key = req.str("key")?.to_string();
     blocking(&state, move |state| {
-        change_model(store(state), &name, |m| {
+        change_model_quietly(store(state), &name, |m| {
             version_mut(m, version)?.tags.remove(&key);
             Ok(())
         })?;

@@ -834,7 +834,11 @@ async fn log_batch(State(state): State<AppState>, req: Req) -> MlResult {
             "A batch logging request can contain at most {MAX_BATCH_TOTAL} metrics, params, and tags in total. Got {total}. Please split up across multiple requests and try again."
         )));
     }
-    let metrics: Vec<MetricIn> = metrics.iter().map(metric_in).collect::<MlResult<_>>()?;
+    let metrics: Vec<MetricIn> = metrics
+        .iter()
+        .enumerate()
+        .map(|(i, m)| metric_in(m).map_err(|e| e.within(&format!("metrics[{i}]"))))
+        .collect::<MlResult<_>>()?;
     let mut patch = RunPatch::default();
     for (key, value) in params {
         check_param(&key, &value)?;
@@ -1145,6 +1149,29 @@ async fn get_history(
     .await
 }
 
+/// MLflow's sampling of a history: the points ordered by (step, timestamp,
+/// value) cut into `k` buckets as SQL's NTILE cuts them, the first point of
+/// each kept, and the last point always (in place of the last sample when
+/// there are already `k`). Indices into `cols`, in that order.
+fn sample_like_mlflow(cols: &SeriesColumns, k: usize) -> Vec<usize> {
+    let n = cols.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| {
+        (cols.steps[a], cols.ts_ms[a])
+            .cmp(&(cols.steps[b], cols.ts_ms[b]))
+            .then_with(|| cols.values[a].total_cmp(&cols.values[b]))
+    });
+    if n <= k || k == 0 {
+        return order;
+    }
+    let (size, larger) = (n / k, n % k);
+    let mut picked: Vec<usize> = (0..k).map(|b| order[b * size + b.min(larger)]).collect();
+    if let Some(tail) = picked.last_mut() {
+        *tail = order[n - 1];
+    }
+    picked
+}
+
 async fn get_history_bulk_interval(State(state): State<AppState>, req: Req) -> MlResult {
     let ids = req.strs("run_ids")?;
     if ids.is_empty() {
@@ -1175,21 +1202,32 @@ async fn get_history_bulk_interval(State(state): State<AppState>, req: Req) -> M
             "end_step must be greater than start_step.",
         ));
     }
+    // MLflow's own wording for this endpoint's limit.
+    if req
+        .opt_i64("max_results")?
+        .is_some_and(|n| !(1..=2500).contains(&n))
+    {
+        return Err(MlflowError::invalid(
+            "max_results must be between 1 and 2500.",
+        ));
+    }
     let per_run = max_results(&req, 320, 2500)?;
     blocking(&state, move |state| {
         let s = store(state);
         let mut metrics = Vec::new();
         for id in &ids {
             load_run(s, id)?;
-            let cols = match s.downsample(id, &key, range, per_run.div_ceil(4).max(1), true) {
+            let cols = match s.read_series(id, &key, range) {
                 Err(labbook_store::StoreError::NotFound { .. }) => SeriesColumns::default(),
-                other => other?.0,
+                other => other?,
             };
-            let n = cols.len().min(per_run);
-            metrics.extend(
-                points_json(&key, &cols, 0..n, Some(id))
-                    .map(|p| serde_json::to_value(p).unwrap_or(Value::Null)),
-            );
+            let sampled = sample_like_mlflow(&cols, per_run);
+            metrics.extend(sampled.into_iter().map(|i| {
+                let one = points_json(&key, &cols, i..i + 1, Some(id)).next();
+                one.map_or(Value::Null, |p| {
+                    serde_json::to_value(p).unwrap_or(Value::Null)
+                })
+            }));
         }
         Ok(wire(json!({ "metrics": metrics })))
     })
@@ -1207,7 +1245,7 @@ async fn list_run_artifacts(State(state): State<AppState>, req: Req) -> MlResult
         let root = run_root(s, &run);
         let base = run_artifact_base(s, &run)?;
         let rel = labbook_core::artifact::normalize_artifact_path(&path)
-            .map_err(|e| MlflowError::invalid(format!("Invalid path: {e}")))?;
+            .map_err(|_| MlflowError::invalid("Invalid path"))?;
         let dir = if rel.is_empty() {
             base.clone()
         } else {
