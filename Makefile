@@ -86,9 +86,9 @@ test-python: build
 	$(BIN)/python -m pytest python/tests -q
 
 # The dashboard end to end: Playwright drives Debian's Chromium against the
-# real `labbook ui`; screenshots of every page land in web/test-results/.
-test-web: build
-	cd web && LABBOOK_BIN=$(LABBOOK_BIN) PYTHON=$(BIN)/python npm run test:e2e
+# real `labbook serve`; screenshots of every page land in web/test-results/.
+test-web: build $(MLFLOW_VENV)/.deps
+	cd web && LABBOOK_BIN=$(LABBOOK_BIN) PYTHON=$(BIN)/python MLFLOW_PYTHON=$(MLFLOW_VENV)/bin/python npm run test:e2e
 
 # The unchanged `mlflow` client against a fresh `labbook serve`.
 test-mlflow: build $(MLFLOW_VENV)/.deps

@@ -25,6 +25,33 @@ export type Run = {
   metrics: { [key: string]: MetricSummary };
   summary: { [key: string]: ConfigValue };
   deleted: boolean;
+  /** Key/value tags (MLflow's run tags, `mlflow.*` among them). */
+  kv_tags: { [key: string]: string };
+  /** Datasets the run used. */
+  inputs: DatasetInput[];
+  /** The run it is nested under (MLflow's `mlflow.parentRunId`), which may
+   * be missing, deleted, or (through tags) form a cycle. */
+  parent: string | null;
+};
+
+export type DatasetInput = {
+  name: string;
+  digest: string;
+  source_type: string;
+  source: string;
+  schema?: string;
+  profile?: string;
+  tags?: { [key: string]: string };
+};
+
+/** A model the run logged (MLflow's logged model). */
+export type LoggedModel = {
+  model_id: string;
+  step: number;
+  name: string;
+  model_type: string | null;
+  params: { [key: string]: string };
+  registered: { name: string; version: number }[];
 };
 
 export type GitInfo = {
@@ -64,6 +91,48 @@ export type RunDetail = Run & {
   environment: Environment | null;
   notebook: { created_ms: number; text: string }[];
   metric_keys: { key: string; count: number }[];
+  outputs: LoggedModel[];
+};
+
+export type ArtifactFile = { path: string; name: string; is_dir: boolean; size: number | null };
+export type ArtifactListing = { path: string; files: ArtifactFile[] };
+export type TextFormat = "json" | "yaml" | "markdown" | "mlmodel" | "text";
+/** What the page shows of a file, from its first 256 KB (docs/API.md). */
+export type Preview = { path: string; size: number } & (
+  | { kind: "table"; columns: string[]; rows: string[][]; truncated: boolean }
+  | { kind: "text"; format: TextFormat; text: string; truncated: boolean }
+  | { kind: "html"; text: string; truncated: boolean }
+  | { kind: "image"; media_type: string }
+  | { kind: "parquet" }
+  | { kind: "none"; reason: string }
+);
+
+/** Whose files: a run's, or a logged model's. */
+export type ArtifactOwner = { kind: "run" | "model"; id: string };
+
+export type ModelVersion = {
+  version: number;
+  stage: string | null;
+  source: string | null;
+  run_id: string | null;
+  run_name: string | null;
+  project: string | null;
+  model_id: string | null;
+  description: string | null;
+  tags: { [key: string]: string };
+  aliases: string[];
+  created_ms: number;
+  updated_ms: number;
+};
+export type RegisteredModel = {
+  name: string;
+  description: string | null;
+  tags: { [key: string]: string };
+  aliases: { [alias: string]: number };
+  created_ms: number;
+  updated_ms: number;
+  /** Newest first. */
+  versions: ModelVersion[];
 };
 
 /** `id` is the project's number, its MLflow experiment id. */
@@ -222,7 +291,24 @@ export const api = {
   addNote: (project: string, text: string, run_id: string | null = null) =>
     request<NotebookEntry>(`${V1}/projects/${enc(project)}/notebook`, post({ text, run_id })),
   eventsUrl: (project: string) => `${V1}/events${qs({ project })}`,
+  artifacts: (owner: ArtifactOwner, path: string, signal?: AbortSignal) =>
+    request<ArtifactListing>(`${artifactBase(owner)}${qs({ path })}`, { signal }),
+  preview: (owner: ArtifactOwner, path: string, signal?: AbortSignal) =>
+    request<Preview>(`${artifactBase(owner)}/preview${qs({ path })}`, { signal }),
+  /** The file itself (a download; an <img>'s source; Parquet's bytes). */
+  rawUrl: (owner: ArtifactOwner, path: string) => `${artifactBase(owner)}/raw${qs({ path })}`,
+  models: (signal?: AbortSignal) => request<{ models: RegisteredModel[] }>(`${V1}/models`, { signal }),
+  model: (name: string, signal?: AbortSignal) => request<RegisteredModel>(`${V1}/models/${enc(name)}`, { signal }),
 };
+
+function artifactBase(owner: ArtifactOwner): string {
+  return `${V1}/${owner.kind === "run" ? "runs" : "logged-models"}/${enc(owner.id)}/artifacts`;
+}
+
+/** `(filter) and extra`, or `extra` alone. */
+export function andFilter(filter: string, extra: string): string {
+  return filter.trim() ? `(${filter}) and ${extra}` : extra;
+}
 
 function post(body: unknown): RequestInit {
   return { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };

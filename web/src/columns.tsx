@@ -151,11 +151,48 @@ function byUse(maps: object[], keep: (k: string) => boolean, rank: (k: string) =
     .map(([k]) => k);
 }
 
-/** Validation metrics first: what a run is judged by. */
+/** Validation metrics first: what a run is judged by (`val/acc`, and
+ * scikit-learn's `mean_test_score`); wall-clock measurements (`mean_fit_time`)
+ * last. */
 function metricRank(k: string): number {
   if (k.startsWith("sys/")) return 9;
-  if (/^(val|valid|validation|eval|test)([/_.-]|$)/i.test(k)) return 0;
+  if (/(^|[/_.-])(val|valid|validation|eval|test)([/_.-]|$)/i.test(k)) return 0;
+  if (/(^|[/_.-])(time|duration|runtime)([/_.-]|$)/i.test(k)) return 2;
   return 1;
+}
+
+/** The config keys whose values differ among `runs`, the most widely set
+ * first. A key some runs lack differs, but only among siblings (runs with
+ * the same parent): a GridSearch parent holds other keys than its children,
+ * and the children's constant keys are no columns for being absent from
+ * the parent. */
+export function varyingConfigKeys(runs: Run[], max: number): string[] {
+  const siblings = new Map<string, Run[]>();
+  for (const r of runs) {
+    const g = siblings.get(r.parent ?? "");
+    if (g) g.push(r);
+    else siblings.set(r.parent ?? "", [r]);
+  }
+  const groups = [...siblings.values()];
+  const varies = (k: string) => {
+    if (groups.some((g) => g.some((r) => !sameValue(r.config[k], g[0].config[k])))) return true;
+    const set = runs.filter((r) => r.config[k] !== undefined);
+    return set.some((r) => !sameValue(r.config[k], set[0].config[k]));
+  };
+  return byUse(
+    runs.map((r) => r.config),
+    varies,
+  ).slice(0, max);
+}
+
+/** The metrics a run is judged by: validation metrics first, then the most
+ * widely logged; system metrics never. */
+export function headlineMetricKeys(runs: Run[], max: number): string[] {
+  return byUse(
+    runs.map((r) => r.metrics),
+    (k) => !k.startsWith("sys/"),
+    metricRank,
+  ).slice(0, max);
 }
 
 /** The columns to show by default, for the runs `shown` (the first page of
@@ -166,17 +203,8 @@ function metricRank(k: string): number {
  * first; the sorted field when it is none of these; then tags and group when
  * a shown run has any, the times and the notes. */
 export function defaultColumns(shown: Run[], sort = ""): string[] {
-  const first = shown[0];
-  const varies = (k: string) => shown.some((r) => !sameValue(r.config[k], first?.config[k]));
-  const config = byUse(
-    shown.map((r) => r.config),
-    varies,
-  ).slice(0, MAX_CONFIG);
-  const metrics = byUse(
-    shown.map((r) => r.metrics),
-    (k) => !k.startsWith("sys/"),
-    metricRank,
-  ).slice(0, MAX_METRICS);
+  const config = varyingConfigKeys(shown, MAX_CONFIG);
+  const metrics = headlineMetricKeys(shown, MAX_METRICS);
   const summary = byUse(
     shown.map((r) => r.summary),
     (k) => shown.some((r) => isNum(r.summary[k])),

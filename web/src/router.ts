@@ -3,12 +3,26 @@
 // settings, so any view can be bookmarked and shared.
 import { useEffect, useState } from "preact/hooks";
 
-export type Page = "projects" | "runs" | "charts" | "run" | "compare" | "parallel" | "scatter" | "notebook" | "notfound";
-export type Route = { page: Page; project?: string; runId?: string };
+export type Page = "projects" | "runs" | "charts" | "run" | "compare" | "parallel" | "scatter" | "notebook" | "models" | "model" | "notfound";
+export type Route = { page: Page; project?: string; runId?: string; model?: string; version?: string };
+
+function decode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
 
 export function parsePath(pathname: string): Route {
-  const parts = pathname.split("/").filter(Boolean).map(decodeURIComponent);
+  const parts = pathname.split("/").filter(Boolean).map(decode);
   if (parts.length === 0) return { page: "projects" };
+  if (parts[0] === "models") {
+    if (parts.length === 1) return { page: "models" };
+    if (parts.length === 2) return { page: "model", model: parts[1] };
+    if (parts.length === 4 && parts[2] === "versions") return { page: "model", model: parts[1], version: parts[3] };
+    return { page: "notfound" };
+  }
   if (parts[0] !== "p" || parts.length < 2) return { page: "notfound" };
   const project = parts[1];
   if (parts.length === 2) return { page: "runs", project };
@@ -28,6 +42,11 @@ export function runPath(project: string, id: string): string {
   return `${projectPath(project, "run")}/${encodeURIComponent(id)}`;
 }
 
+export function modelPath(name?: string, version?: number | string): string {
+  if (name === undefined) return "/models";
+  return `/models/${encodeURIComponent(name)}${version !== undefined ? `/versions/${encodeURIComponent(String(version))}` : ""}`;
+}
+
 type Listener = () => void;
 const listeners = new Set<Listener>();
 function emit() {
@@ -39,20 +58,16 @@ window.addEventListener("hashchange", emit);
 
 /** A link the `mlflow` client prints: `#/experiments/<id>` or
  * `#/experiments/<id>/runs/<run id>` (anything after the run id, like
- * MLflow's `/artifacts/...`, is ignored). */
-export type MlflowLink = { experiment: string; run?: string };
+ * MLflow's `/artifacts/...`, is ignored), and the registry's
+ * `#/models/<name>` and `#/models/<name>/versions/<v>`. */
+export type MlflowLink = { experiment: string; run?: string } | { model: string; version?: string };
 
 export function parseMlflowHash(hash: string): MlflowLink | null {
   const m = /^#\/experiments\/([^/?#]+)(?:\/runs\/([^/?#]+))?(?:[/?].*)?$/.exec(hash);
-  if (!m) return null;
-  const dec = (s: string) => {
-    try {
-      return decodeURIComponent(s);
-    } catch {
-      return s;
-    }
-  };
-  return m[2] ? { experiment: dec(m[1]), run: dec(m[2]) } : { experiment: dec(m[1]) };
+  if (m) return m[2] ? { experiment: decode(m[1]), run: decode(m[2]) } : { experiment: decode(m[1]) };
+  const r = /^#\/models\/([^/?#]+)(?:\/versions\/([^/?#]+))?(?:[/?].*)?$/.exec(hash);
+  if (r) return r[2] ? { model: decode(r[1]), version: decode(r[2]) } : { model: decode(r[1]) };
+  return null;
 }
 
 export function navigate(href: string, opts: { replace?: boolean } = {}) {

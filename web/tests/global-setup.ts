@@ -1,9 +1,13 @@
-// Creates a fresh store, fills it with real runs (the spirals demo under
-// `labbook run`, a 200k-point run, 450 small runs, nine seeded runs with
-// known curves, an 18-run sweep, a run in a dirty git repository of its own, and one live run
-// that keeps logging), then starts the real `labbook ui` server on a free
-// port. Every process it starts is stopped when the tests end, and at once
-// when the setup itself fails partway.
+// Creates a fresh store, starts the real `labbook serve` on a free port
+// (the dashboard and MLflow's tracking API), and fills the store with real
+// runs: the spirals demo under `labbook run`, a 200k-point run, 450 small
+// runs, nine seeded runs with known curves, an 18-run sweep, a run in a
+// dirty git repository of its own, 263 runs most of them nested with
+// labbook's own `parent=`, one live run that keeps logging, and projects
+// logged by the real `mlflow` client through the server
+// (fixtures/mlflow_runs.py: a GridSearchCV autolog, the registry, artifacts
+// of every preview kind, nested runs). Every process it starts is stopped
+// when the tests end, and at once when the setup itself fails partway.
 import { spawn } from "node:child_process";
 import type { ChildProcess, SpawnOptions } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -28,6 +32,13 @@ export const SERVE_DIST = "LABBOOK_E2E_SERVE_DIST";
 
 /** What the dirty repository's run must show (tests read it from
  * LABBOOK_E2E_CODE). */
+/** What fixtures/mlflow_runs.py logged (tests read it from
+ * LABBOOK_E2E_MLFLOW). */
+export type MlflowFixture = {
+  files: { run: string; quadrants: [number, number, number][]; png: [number, number] };
+  nesting: Record<string, string>;
+};
+
 export type CodeFixture = {
   run: string;
   commit: string;
@@ -178,9 +189,11 @@ async function dirtyRepository(dir: string, bin: string, python: string, env: No
 
 export default async function globalSetup(): Promise<() => Promise<void>> {
   const bin = resolve(web, process.env.LABBOOK_BIN ?? join(root, "target/release/labbook"));
-  const python = process.env.PYTHON ?? join(root, ".venv/bin/python");
+  const python = resolve(web, process.env.PYTHON ?? join(root, ".venv/bin/python"));
+  const mlflowPython = resolve(web, process.env.MLFLOW_PYTHON ?? join(root, ".venv-mlflow/bin/python"));
   need(bin, "the labbook binary (build it with `make build`, or set LABBOOK_BIN)");
   need(python, "Python with labbook installed (set PYTHON)");
+  need(mlflowPython, "Python with mlflow and scikit-learn (tests/mlflow/requirements.txt; `make .venv-mlflow/.deps`, or set MLFLOW_PYTHON)");
   need(join(dist, "index.html"), "the built dashboard (`npm run build` in web/, then `make build` for the binary)");
   const other = process.env[SERVE_DIST] === "1" ? process.env.LABBOOK_E2E_DIST : undefined;
   if (other) {
@@ -199,7 +212,7 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
 
   const tmp = mkdtempSync(join(tmpdir(), "labbook-e2e-"));
   try {
-    return await fill(tmp, bin, python);
+    return await fill(tmp, bin, python, mlflowPython);
   } catch (e) {
     await stopAll();
     if (!process.env.LABBOOK_E2E_KEEP) rmSync(tmp, { recursive: true, force: true });
@@ -207,10 +220,33 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
   }
 }
 
-async function fill(tmp: string, bin: string, python: string): Promise<() => Promise<void>> {
+async function fill(tmp: string, bin: string, python: string, mlflowPython: string): Promise<() => Promise<void>> {
   const store = join(tmp, ".labbook");
   const env = { ...process.env, LABBOOK_DIR: store, PATH: `${dirname(python)}:${process.env.PATH ?? ""}`, NO_COLOR: "1" };
   const t0 = Date.now();
+
+  // The real server first, on a port the OS picks: `serve`, since the
+  // mlflow client logs through its MLflow API while the other fixtures run.
+  const server = start(bin, ["serve", "--host", "127.0.0.1", "--port", "0", "--dir", store], { env, cwd: tmp, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  server.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+  server.stderr?.on("data", (d: Buffer) => (out += d.toString()));
+  const url = await waitFor(
+    "`labbook serve` to print its URL",
+    async () => {
+      if (server.exitCode !== null) throw new Error(`labbook serve exited (${server.exitCode}): ${out}`);
+      return /serving .* at (http:\/\/\S+)/.exec(out)?.[1];
+    },
+    20000,
+  );
+  await waitFor("GET /health", async () => ((await fetch(`${url}/health`)).ok ? true : undefined), 10000);
+
+  // The mlflow client's projects, in the background (its own venv: mlflow,
+  // scikit-learn); it prints what it logged as its last line.
+  const mlenv: NodeJS.ProcessEnv = { ...process.env, MLFLOW_TRACKING_URI: url, NO_COLOR: "1", MLFLOW_DISABLE_TELEMETRY: "true", DO_NOT_TRACK: "true" };
+  delete mlenv.LABBOOK_DIR;
+  const mlflowRuns = exec(mlflowPython, [join(here, "fixtures/mlflow_runs.py"), url], { env: mlenv, cwd: tmp });
+  mlflowRuns.catch(() => undefined);
 
   // 450 small runs (paging) in the background while the demo trains; the
   // rejection is handled where it is awaited, and a failure elsewhere
@@ -230,27 +266,17 @@ async function fill(tmp: string, bin: string, python: string): Promise<() => Pro
   await exec(python, [join(here, "fixtures/long_run.py")], { env, cwd: tmp });
   await exec(python, [join(here, "fixtures/seed_runs.py")], { env, cwd: tmp });
   await exec(python, [join(here, "fixtures/sweep_runs.py")], { env, cwd: tmp });
+  await exec(python, [join(here, "fixtures/nested_runs.py")], { env, cwd: tmp });
   const code = await dirtyRepository(tmp, bin, python, env);
   await bulk;
+  const mlflowOut = await mlflowRuns;
+  const mlflow = JSON.parse(mlflowOut.trim().split("\n").filter((l) => l.startsWith("{")).pop() ?? "null") as MlflowFixture | null;
+  if (!mlflow) throw new Error(`fixtures/mlflow_runs.py printed no summary:\n${mlflowOut}`);
 
   // The live run keeps logging for the whole test session (the teardown
   // stops it; 900 s is only a bound).
   start(python, [join(here, "fixtures/live_run.py"), "--seconds", "900"], { env, cwd: tmp, stdio: "ignore" });
 
-  // The real server, on a port the OS picks.
-  const server = start(bin, ["ui", "--host", "127.0.0.1", "--port", "0", "--dir", store], { env, cwd: tmp, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  server.stdout?.on("data", (d: Buffer) => (out += d.toString()));
-  server.stderr?.on("data", (d: Buffer) => (out += d.toString()));
-  const url = await waitFor(
-    "`labbook ui` to print its URL",
-    async () => {
-      if (server.exitCode !== null) throw new Error(`labbook ui exited (${server.exitCode}): ${out}`);
-      return /serving .* at (http:\/\/\S+)/.exec(out)?.[1];
-    },
-    20000,
-  );
-  await waitFor("GET /health", async () => ((await fetch(`${url}/health`)).ok ? true : undefined), 10000);
   await waitFor(
     "the live run's first points",
     async () => {
@@ -296,6 +322,7 @@ async function fill(tmp: string, bin: string, python: string): Promise<() => Pro
   process.env.LABBOOK_E2E_HTML_HEADERS = JSON.stringify(htmlHeaders);
   process.env.LABBOOK_E2E_CSP = csp;
   process.env.LABBOOK_E2E_CODE = JSON.stringify(code);
+  process.env.LABBOOK_E2E_MLFLOW = JSON.stringify(mlflow);
   mkdirSync(dirname(STATE_FILE), { recursive: true });
   writeFileSync(STATE_FILE, JSON.stringify({ url, store, assets, csp, setup_s: (Date.now() - t0) / 1000 }));
   console.log(`[e2e] store ${store} filled in ${((Date.now() - t0) / 1000).toFixed(1)} s; server ${url}`);

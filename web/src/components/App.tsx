@@ -1,7 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, ApiError } from "../api";
 import type { MlflowLink, Route } from "../router";
-import { navigate, onLinkClick, parseMlflowHash, projectPath, runPath, useLocation, withParams } from "../router";
+import { modelPath, navigate, onLinkClick, parseMlflowHash, projectPath, runPath, useLocation, withParams } from "../router";
 import { currentTheme, onTheme, setTheme } from "../theme";
 import { plural } from "../format";
 import { Empty, ErrorBox, Loading, Toasts, useAsync, useDismiss } from "./common";
@@ -13,6 +13,7 @@ import { ComparePage } from "./Compare";
 import { ParallelPage } from "./Parallel";
 import { ScatterPage } from "./Scatter";
 import { NotebookPage } from "./Notebook";
+import { ModelPage, ModelsPage } from "./Models";
 
 const NAV: { page: Route["page"]; sub?: string; label: string }[] = [
   { page: "runs", label: "Runs" },
@@ -37,8 +38,12 @@ export function App() {
     const page = NAV.find((n) => n.page === route.page)?.label;
     document.title = route.project
       ? `${route.page === "run" ? `${route.runId} · ` : page ? `${page} · ` : ""}${route.project} · labbook`
-      : "labbook";
-  }, [route.page, route.project, route.runId]);
+      : route.page === "model"
+        ? `${route.model} · Models · labbook`
+        : route.page === "models"
+          ? "Models · labbook"
+          : "labbook";
+  }, [route.page, route.project, route.runId, route.model]);
 
   const carried: Record<string, string | null> = {};
   for (const k of CARRIED) carried[k] = params.get(k);
@@ -66,6 +71,9 @@ export function App() {
           </nav>
         )}
         <div class="topbar-right">
+          <a class={`nav-link ${route.page === "models" || route.page === "model" ? "active" : ""}`} href={modelPath()} data-testid="nav-models">
+            Models
+          </a>
           <ThemeToggle />
         </div>
       </header>
@@ -96,6 +104,10 @@ function Page({ route, params }: { route: Route; params: URLSearchParams }) {
       return <ScatterPage project={p} params={params} />;
     case "notebook":
       return <NotebookPage project={p} params={params} />;
+    case "models":
+      return <ModelsPage />;
+    case "model":
+      return <ModelPage name={route.model ?? ""} version={route.version} />;
     default:
       return (
         <div class="page">
@@ -114,6 +126,17 @@ function Page({ route, params }: { route: Route; params: URLSearchParams }) {
  * from the run) or the experiment's runs (the project with that number),
  * and puts the dashboard's own address in the URL bar. */
 function MlflowRedirect({ link }: { link: MlflowLink }) {
+  // The registry's links name the page outright: the model page says when
+  // there is no such model.
+  const model = "model" in link ? modelPath(link.model, link.version) : null;
+  useEffect(() => {
+    if (model) navigate(model, { replace: true });
+  }, [model]);
+  if ("model" in link) return <div class="page"><Loading label={`Opening model ${link.model}…`} /></div>;
+  return <ExperimentRedirect link={link} />;
+}
+
+function ExperimentRedirect({ link }: { link: { experiment: string; run?: string } }) {
   const target = useAsync(async () => {
     if (link.run) {
       const r = await api.run(link.run);

@@ -6,10 +6,13 @@ import { fmtBytes, fmtDate, fmtDuration, fmtNum, fmtRelative, fmtValue, plural, 
 import { useLive } from "../live";
 import { navigate, projectPath, runPath, setParams, withParams } from "../router";
 import { ChartControls, ChartGrid, chartSettings } from "./Charts";
+import { ArtifactsTab } from "./Artifacts";
 import { Empty, ErrorBox, Loading, Markdown, Section, StatusPill, Tags, toast, useAsync, useTicker } from "./common";
+import { ChildRuns, Datasets, Outputs, ParentLink, RunTags } from "./RunExtras";
 
 const TABS = [
   ["overview", "Overview"],
+  ["artifacts", "Artifacts"],
   ["system", "System"],
   ["environment", "Environment"],
   ["code", "Code"],
@@ -84,6 +87,7 @@ export function RunPage({ project, id, params }: { project: string; id: string; 
         <Fact label="Created" value={<span title={fmtDate(r.created_ms)}>{fmtRelative(r.created_ms, now)}</span>} />
         <Fact label="Duration" value={<span class="num">{fmtDuration(duration)}</span>} />
         {r.exit_code !== null && <Fact label="Exit code" value={<span class="num">{r.exit_code}</span>} />}
+        {r.parent && <Fact label="Parent run" value={<ParentLink r={r} />} />}
         {r.group && <Fact label="Group" value={r.group} />}
         {r.tags.length > 0 && <Fact label="Tags" value={<Tags tags={r.tags} />} />}
         {r.host && <Fact label="Host" value={r.host} />}
@@ -101,13 +105,14 @@ export function RunPage({ project, id, params }: { project: string; id: string; 
       )}
       <nav class="tabs" role="tablist">
         {TABS.map(([k, label]) => (
-          <button key={k} role="tab" class={`tab ${tab === k ? "active" : ""}`} aria-selected={tab === k} onClick={() => setParams({ tab: k === "overview" ? null : k })}>
+          <button key={k} role="tab" class={`tab ${tab === k ? "active" : ""}`} aria-selected={tab === k} data-tab={k} onClick={() => setParams({ tab: k === "overview" ? null : k, model: null, path: null })}>
             {label}
             {k === "notebook" && r.notebook.length > 0 && <span class="count">{r.notebook.length}</span>}
           </button>
         ))}
       </nav>
       {tab === "overview" && <Overview r={r} project={project} params={params} />}
+      {tab === "artifacts" && <ArtifactsTab run={r} params={params} />}
       {tab === "system" && <RunMetrics r={r} project={project} params={params} sys />}
       {tab === "environment" && <EnvironmentView env={env} />}
       {tab === "code" && <CodeView env={env} />}
@@ -145,6 +150,10 @@ function Overview({ r, project, params }: { r: RunDetail; project: string; param
           <SummaryTable r={r} />
         </Section>
       </div>
+      <ChildRuns r={r} project={project} />
+      <Datasets inputs={r.inputs ?? []} />
+      <Outputs r={r} project={project} />
+      <RunTags tags={r.kv_tags ?? {}} />
       <RunMetrics r={r} project={project} params={params} />
     </div>
   );

@@ -27,6 +27,13 @@ export function RunsPage({ project, params }: { project: string; params: URLSear
   const groupBy = params.get("group") ?? "";
   const selectedIds = listParam(params, "runs");
   const selected = useMemo(() => new Set(selectedIds), [selectedIds.join(",")]);
+  // Parents whose children are folded away; a tree opens unfolded.
+  const collapsedIds = listParam(params, "collapse");
+  const collapsed = useMemo(() => new Set(collapsedIds), [collapsedIds.join(",")]);
+  const onToggle = (id: string) => {
+    const next = collapsed.has(id) ? collapsedIds.filter((x) => x !== id) : [...collapsedIds, id];
+    setParams({ collapse: next.length ? next.join(",") : null });
+  };
   const colIds = params.getAll("col");
   // The default columns come from the runs shown (the first page of the
   // filter: like `labbook ls`, the config keys that differ among them), so
@@ -101,6 +108,8 @@ export function RunsPage({ project, params }: { project: string; params: URLSear
           tableRef={(t) => (table.current = t)}
           maxHeight={maxHeight}
           filterInvalid={filterInvalid}
+          collapsed={collapsed}
+          onToggle={onToggle}
         />
       )}
       <div class="runs-charts">

@@ -1,23 +1,37 @@
 // The virtualized runs table: fixed row height, only the visible window is
 // rendered, pages of 200 runs are fetched from /runs as the user scrolls and
 // `total` sizes the scroller, so 10,000 runs scroll smoothly.
+//
+// Nested runs (a run with a `parent`) turn the table into a tree: children
+// under their parent, each parent expandable. A tree needs every matching
+// run at once (a child may sort far from its parent), so when the filter
+// matches nested runs the table fetches them all in one request (up to the
+// API's 10,000) and renders the same window over the flattened tree.
 import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { Run } from "../api";
-import { api, runsByIds } from "../api";
+import { andFilter, api, runsByIds } from "../api";
 import type { Column } from "../columns";
 import { parseSort } from "../columns";
+import { plural } from "../format";
+import type { Mark, Tree, TreeRow } from "../tree";
+import { buildTree, descendants, flatten } from "../tree";
 import { useLive } from "../live";
 import { Empty, ErrorBox, isQueryError, useTicker } from "./common";
 
 export const ROW_H = 36;
 const PAGE = 200;
 const OVERSCAN = 12;
+/** The most runs a tree is built from (the API's largest page). */
+const TREE_MAX = 10000;
+/** Indentation per level, and the deepest level indented further. */
+const INDENT = 16;
+const MAX_INDENT_DEPTH = 8;
 
 export type TableApi = { rowsBetween: (a: number, b: number) => Promise<string[]>; reload: () => void };
 
 declare global {
   interface Window {
-    __labbookTable?: { total: number | null; loadedPages: number[]; rendered: number; requests: number };
+    __labbookTable?: { total: number | null; loadedPages: number[]; rendered: number; requests: number; tree: boolean };
   }
 }
 
@@ -34,6 +48,8 @@ export function RunsTable({
   maxHeight,
   onFirstPage,
   filterInvalid,
+  collapsed,
+  onToggle,
 }: {
   project: string;
   filter: string;
@@ -48,6 +64,9 @@ export function RunsTable({
   onFirstPage?: (runs: Run[]) => void;
   /** The filter box shows the filter's error. */
   filterInvalid?: boolean;
+  /** Parents whose children are folded away (`collapse` in the URL). */
+  collapsed: Set<string>;
+  onToggle: (id: string) => void;
 }) {
   const [total, setTotal] = useState<number | null>(null);
   const [pages, setPages] = useState<Map<number, Run[]>>(new Map());
@@ -55,6 +74,10 @@ export function RunsTable({
   const [scrollTop, setScrollTop] = useState(0);
   const [viewH, setViewH] = useState(600);
   const [liveTick, setLiveTick] = useState(0);
+  // Every matching run, when some are nested; null shows the flat table.
+  const [treeRuns, setTreeRuns] = useState<Run[] | null>(null);
+  const [treeNote, setTreeNote] = useState<string | null>(null);
+  const totalRef = useRef<number | null>(null);
   const scroller = useRef<HTMLDivElement>(null);
   const inflight = useRef(new Map<number, Promise<Run[]>>());
   const gen = useRef(0);
@@ -73,6 +96,7 @@ export function RunsTable({
       const pr = api.runs(project, { filter: filter || undefined, sort: sort || undefined, limit: PAGE, offset: p * PAGE }).then(
         (res) => {
           if (g !== gen.current) return res.runs;
+          totalRef.current = res.total;
           setTotal(res.total);
           setPages((old) => {
             // After a refresh the old pages stay on screen until fresh rows arrive.
@@ -98,23 +122,55 @@ export function RunsTable({
 
   // A new query starts from scratch (but keeps the scroll position when only
   // the version changed, e.g. after tagging).
-  const prevQuery = useRef({ filter, sort, project });
+  // Null at first: the first load is a new query (and may make a tree).
+  const prevQuery = useRef<{ filter: string; sort: string; project: string } | null>(null);
   useEffect(() => {
     gen.current++;
     inflight.current = new Map();
-    const same = prevQuery.current.filter === filter && prevQuery.current.sort === sort && prevQuery.current.project === project;
+    const prev = prevQuery.current;
+    const same = prev !== null && prev.filter === filter && prev.sort === sort && prev.project === project;
     prevQuery.current = { filter, sort, project };
     if (!same) {
       stale.current = false;
       setPages(new Map());
       setTotal(null);
+      setTreeRuns(null);
+      setTreeNote(null);
       if (scroller.current) scroller.current.scrollTop = 0;
       setScrollTop(0);
-      loadPage(0).catch(() => undefined);
+      loadPage(0).then(nest, () => undefined);
     } else {
       refreshVisible();
     }
   }, [queryKey]);
+
+  /** Turns the table into a tree when the matching runs include nested
+   * ones: the first page holds them all when it holds every match; past
+   * that, one request asks whether any match has a parent, and one more
+   * fetches every match. */
+  async function nest(first: Run[]) {
+    const g = gen.current;
+    const total = totalRef.current ?? 0;
+    try {
+      if (total <= first.length) {
+        if (first.some((r) => r.parent)) setTreeRuns(first);
+        return;
+      }
+      const probe = await api.runs(project, { filter: andFilter(filter, "parent is not null"), limit: 1 });
+      if (g !== gen.current || probe.total === 0) return;
+      if (total > TREE_MAX) {
+        setTreeNote(`Nested runs are shown flat: ${total.toLocaleString("en-US")} runs match, more than the ${TREE_MAX.toLocaleString("en-US")} a tree is built from. Filter to fewer to see them nested.`);
+        return;
+      }
+      const all = await api.runs(project, { filter: filter || undefined, sort: sort || undefined, limit: TREE_MAX });
+      if (g === gen.current) {
+        setTotal(all.total);
+        setTreeRuns(all.runs);
+      }
+    } catch {
+      // The flat table stays; its own requests report errors.
+    }
+  }
 
   useEffect(() => {
     const el = scroller.current;
@@ -131,29 +187,55 @@ export function RunsTable({
     gen.current++;
     inflight.current = new Map();
     stale.current = true;
+    if (treeRuns) {
+      // The tree is refetched whole; it stays on screen until then. A
+      // query that no longer nests anything turns the table flat.
+      const g = gen.current;
+      api
+        .runs(project, { filter: filter || undefined, sort: sort || undefined, limit: TREE_MAX })
+        .then((all) => {
+          if (g !== gen.current) return;
+          setTotal(all.total);
+          totalRef.current = all.total;
+          if (all.runs.some((r) => r.parent) && all.total <= TREE_MAX) setTreeRuns(all.runs);
+          else {
+            setTreeRuns(null);
+            setPages(new Map());
+            loadPage(0).catch(() => undefined);
+          }
+        })
+        .catch((e: unknown) => setError(e instanceof Error ? e : new Error(String(e))));
+      return;
+    }
     const a = Math.floor(Math.max(0, scrollTop / ROW_H - OVERSCAN) / PAGE);
     const b = Math.floor((scrollTop + viewH) / ROW_H / PAGE);
     for (let p = a; p <= b; p++) loadPage(p).catch(() => undefined);
   }
 
+  const tree: Tree | null = useMemo(() => (treeRuns ? buildTree(treeRuns) : null), [treeRuns]);
+  const treeRows: TreeRow[] | null = useMemo(() => (tree ? flatten(tree, collapsed) : null), [tree, collapsed]);
+  /** Rows in the scroller: every match, or the tree's unfolded rows. */
+  const count = treeRows ? treeRows.length : total;
+
   const first = Math.max(0, Math.floor(scrollTop / ROW_H) - OVERSCAN);
-  const last = total === null ? 0 : Math.min(total - 1, Math.ceil((scrollTop + viewH) / ROW_H) + OVERSCAN);
+  const last = count === null ? 0 : Math.min(count - 1, Math.ceil((scrollTop + viewH) / ROW_H) + OVERSCAN);
 
   // Fetch the pages the window needs.
   useEffect(() => {
-    if (total === null) return;
+    if (total === null || treeRows) return;
     for (let p = Math.floor(first / PAGE); p <= Math.floor(last / PAGE); p++) {
       if (!pages.has(p)) loadPage(p).catch(() => undefined);
     }
   }, [first, last, total, pages, loadPage]);
 
-  const rowAt = (i: number): Run | undefined => pages.get(Math.floor(i / PAGE))?.[i % PAGE];
+  const rowAt = (i: number): Run | undefined => (treeRows ? treeRows[i]?.run : pages.get(Math.floor(i / PAGE))?.[i % PAGE]);
 
   // Live: patch changed rows in place; notice new runs.
   const liveState = useRef({ timer: 0 as ReturnType<typeof setTimeout> | 0, ids: new Set<string>(), unknown: false });
   useLive(project, (changes) => {
     const loaded = new Set<string>();
     for (const rows of pages.values()) for (const r of rows) loaded.add(r.id);
+    for (const r of treeRuns ?? []) loaded.add(r.id);
     const st = liveState.current;
     for (const c of changes) {
       if (loaded.has(c.id)) st.ids.add(c.id);
@@ -184,6 +266,7 @@ export function RunsTable({
               for (const [p, rows] of old) next.set(p, rows.map((r) => byId.get(r.id) ?? r));
               return next;
             });
+            setTreeRuns((old) => (old ? old.map((r) => byId.get(r.id) ?? r) : old));
             setLiveTick((t) => t + 1);
           })
           .catch(() => undefined);
@@ -194,6 +277,7 @@ export function RunsTable({
   const rowsBetween = async (a: number, b: number): Promise<string[]> => {
     const lo = Math.min(a, b);
     const hi = Math.max(a, b);
+    if (treeRows) return treeRows.slice(lo, hi + 1).map((t) => t.run.id);
     const ids: string[] = [];
     for (let p = Math.floor(lo / PAGE); p <= Math.floor(hi / PAGE); p++) {
       const rows = pages.get(p) ?? (await loadPage(p));
@@ -222,11 +306,14 @@ export function RunsTable({
     lastClicked.current = i;
   };
 
-  const template = useMemo(() => `36px ${columns.map((c) => `${c.width}px`).join(" ")}`, [columns]);
+  // A tree's first column holds the indentation, the fold button and the
+  // count of children beside the name.
+  const cols = useMemo(() => (tree ? columns.map((c, j) => (j === 0 ? { ...c, width: c.width + 120 } : c)) : columns), [columns, tree !== null]);
+  const template = useMemo(() => `36px ${cols.map((c) => `${c.width}px`).join(" ")}`, [cols]);
   // The selection box and the name stay at the left edge while the other
   // columns scroll under them: a row is always known by its name.
-  const pinned = columns[0]?.id === "name" ? 1 : 0;
-  const pinW = 36 + (pinned ? columns[0].width : 0);
+  const pinned = cols[0]?.id === "name" ? 1 : 0;
+  const pinW = 36 + (pinned ? cols[0].width : 0);
   const pinCls = (i: number) => (i < pinned ? ` pin${i === pinned - 1 ? " pin-last" : ""}` : "");
   const pinStyle = (i: number) => (i < pinned ? { left: "36px" } : undefined);
 
@@ -238,18 +325,19 @@ export function RunsTable({
     const left = th.offsetLeft;
     const right = left + th.offsetWidth;
     if (left < el.scrollLeft + pinW || right > el.scrollLeft + el.clientWidth) el.scrollLeft = Math.max(0, left - pinW - 24);
-  }, [sort, columns, total === null]);
-  const width = useMemo(() => 36 + columns.reduce((a, c) => a + c.width, 0), [columns]);
+  }, [sort, cols, total === null]);
+  const width = useMemo(() => 36 + cols.reduce((a, c) => a + c.width, 0), [cols]);
   const s = parseSort(sort);
 
   // Expose table state for tests and debugging.
-  const rendered = total === null ? 0 : Math.max(0, last - first + 1);
-  window.__labbookTable = { total, loadedPages: [...pages.keys()], rendered, requests: requests.current };
+  const rendered = count === null ? 0 : Math.max(0, last - first + 1);
+  window.__labbookTable = { total, loadedPages: [...pages.keys()], rendered, requests: requests.current, tree: treeRows !== null };
 
   const rows = [];
-  if (total !== null) {
+  if (count !== null) {
     for (let i = first; i <= last; i++) {
       const r = rowAt(i);
+      const t = treeRows?.[i];
       const top = i * ROW_H;
       if (!r) {
         rows.push(
@@ -265,18 +353,21 @@ export function RunsTable({
       const sel = selected.has(r.id);
       rows.push(
         <div
-          class={`tr ${sel ? "selected" : ""} ${i % 2 ? "odd" : ""}`}
+          class={`tr ${sel ? "selected" : ""} ${i % 2 ? "odd" : ""}${t && t.depth > 0 ? " child" : ""}`}
           style={{ transform: `translateY(${top}px)`, gridTemplateColumns: template, width: `${width}px` }}
           key={r.id}
           data-run={r.id}
           data-index={i}
+          data-depth={t ? t.depth : undefined}
+          data-kids={t ? t.kids : undefined}
+          data-mark={t?.mark ?? undefined}
         >
           <div class={`td check${pinned ? " pin" : " pin pin-last"}`}>
             <input type="checkbox" checked={sel} aria-label={`Select ${r.name}`} onClick={(e) => onCheck(i, r.id, e as MouseEvent)} />
           </div>
-          {columns.map((c, j) => (
-            <div class={`td ${c.numeric ? "num" : ""}${pinCls(j)}`} key={c.id} data-col={c.id} style={pinStyle(j)}>
-              {c.cell(r, now)}
+          {cols.map((c, j) => (
+            <div class={`td ${c.numeric ? "num" : ""}${pinCls(j)}${t && j === 0 ? " tree-td" : ""}`} key={c.id} data-col={c.id} style={pinStyle(j)}>
+              {t && j === 0 && tree ? <TreeCell t={t} tree={tree} open={!collapsed.has(r.id)} onToggle={onToggle} cell={c.cell(r, now)} /> : c.cell(r, now)}
             </div>
           ))}
         </div>,
@@ -285,9 +376,14 @@ export function RunsTable({
   }
 
   const allLoadedSelected = total !== null && total > 0 && selected.size >= total;
-  const contentH = total === null ? (error ? 52 : maxHeight) : 34 + total * ROW_H + (total === 0 ? 190 : 0) + (width > (scroller.current?.clientWidth ?? Infinity) ? 14 : 2);
+  const contentH = count === null ? (error ? 52 : maxHeight) : 34 + count * ROW_H + (count === 0 ? 190 : 0) + (width > (scroller.current?.clientWidth ?? Infinity) ? 14 : 2);
   return (
-    <div class="table-wrap" style={{ height: `${Math.min(maxHeight, contentH)}px` }}>
+    <div class="table-wrap" style={{ height: `${Math.min(maxHeight, contentH) + (treeNote ? 34 : 0)}px` }}>
+      {treeNote && (
+        <div class="table-note" data-testid="tree-note">
+          {treeNote}
+        </div>
+      )}
       {error &&
         (isQueryError(error) && filter ? (
           <div class="table-note" data-testid="table-note">
@@ -301,6 +397,8 @@ export function RunsTable({
         ref={scroller}
         data-testid="runs-scroller"
         data-total={total ?? ""}
+        data-rows={count ?? ""}
+        data-tree={treeRows ? "1" : undefined}
         data-live={liveTick}
         onScroll={(e) => {
           const t = (e.target as HTMLDivElement).scrollTop;
@@ -318,12 +416,12 @@ export function RunsTable({
                   onSelect([], false, { replace: true });
                   return;
                 }
-                const ids = await rowsBetween(0, Math.min((total ?? 1) - 1, 999));
+                const ids = await rowsBetween(0, Math.min((count ?? 1) - 1, 999));
                 onSelect(ids, true, { replace: true });
               }}
             />
           </div>
-          {columns.map((c, j) => {
+          {cols.map((c, j) => {
             const active = s && c.sort && s.field === c.sort;
             return (
               <button
@@ -340,7 +438,7 @@ export function RunsTable({
             );
           })}
         </div>
-        <div class="tbody" style={{ height: `${(total ?? 0) * ROW_H}px`, width: `${width}px` }}>
+        <div class="tbody" style={{ height: `${(count ?? 0) * ROW_H}px`, width: `${width}px` }}>
           {rows}
         </div>
         {total === 0 &&
@@ -353,5 +451,54 @@ export function RunsTable({
           ))}
       </div>
     </div>
+  );
+}
+
+const MARKS: Record<Mark, { label: string; title: (r: Run) => string }> = {
+  orphan: {
+    label: "parent not listed",
+    title: (r) => `Its parent run ${r.parent ?? ""} is not in this list: filtered out, deleted, or never logged here`,
+  },
+  cycle: {
+    label: "parent cycle",
+    title: (r) => `Its parent ${r.parent ?? ""} descends from it: the parent tags form a cycle, cut here`,
+  },
+  self: { label: "own parent", title: () => "Its mlflow.parentRunId tag names the run itself" },
+};
+
+/** The first cell of a tree row: indentation, the fold button of a parent
+ * and its count of children, and the mark of a top-level row that has a
+ * parent all the same. */
+function TreeCell({ t, tree, open, onToggle, cell }: { t: TreeRow; tree: Tree; open: boolean; onToggle: (id: string) => void; cell: ReturnType<Column["cell"]> }) {
+  const all = t.kids ? descendants(tree, t.run.id) : 0;
+  const m = t.mark ? MARKS[t.mark] : null;
+  return (
+    <span class="tree-cell" style={{ paddingLeft: `${Math.min(t.depth, MAX_INDENT_DEPTH) * INDENT}px` }}>
+      {t.kids > 0 ? (
+        <button
+          class="tree-toggle"
+          aria-expanded={open}
+          aria-label={`${open ? "Collapse" : "Expand"} the children of ${t.run.name}`}
+          title={open ? "Hide its children" : "Show its children"}
+          onClick={() => onToggle(t.run.id)}
+          data-testid="tree-toggle"
+        >
+          <span class={`caret ${open ? "open" : ""}`}>▸</span>
+        </button>
+      ) : (
+        <span class={`tree-spacer${t.depth > 0 ? " branch" : ""}`} />
+      )}
+      <span class="tree-name">{cell}</span>
+      {t.kids > 0 && (
+        <span class="kids-count" title={all > t.kids ? `${plural(all, "run")} nested under it in all` : undefined} data-testid="kids-count">
+          {plural(t.kids, "child", "children")}
+        </span>
+      )}
+      {m && (
+        <span class={`badge ${t.mark === "orphan" ? "subtle" : "warn"} tree-mark`} title={m.title(t.run)}>
+          {m.label}
+        </span>
+      )}
+    </span>
   );
 }
