@@ -107,9 +107,13 @@ export function setParams(patch: ParamPatch, opts: { push?: boolean } = {}) {
 
 export function useLocation(): { route: Route; params: URLSearchParams; href: string; hash: string } {
   const [, setTick] = useState(0);
+  const rendered = location.href;
   useEffect(() => {
     const l = () => setTick((t) => t + 1);
     listeners.add(l);
+    // Children's effects run first: one may have navigated (a redirect)
+    // before this listener was there to hear it.
+    if (location.href !== rendered) l();
     return () => {
       listeners.delete(l);
     };

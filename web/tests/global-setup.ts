@@ -35,7 +35,7 @@ export const SERVE_DIST = "LABBOOK_E2E_SERVE_DIST";
 /** What fixtures/mlflow_runs.py logged (tests read it from
  * LABBOOK_E2E_MLFLOW). */
 export type MlflowFixture = {
-  files: { run: string; quadrants: [number, number, number][]; png: [number, number] };
+  files: { run: string; quadrants: [number, number, number][]; png: [number, number]; parquet_rows: (number | string | boolean)[][] };
   nesting: Record<string, string>;
 };
 

@@ -187,7 +187,7 @@ function Folder({
               data-path={f.path}
               data-dir={f.is_dir ? "1" : undefined}
               onClick={() => {
-                if (f.is_dir && (!isOpen || selected === f.path)) toggle(f.path);
+                if (f.is_dir) toggle(f.path);
                 onSelect(f.path);
               }}
             >
@@ -373,7 +373,7 @@ function TextPreview({ owner, p }: { owner: ArtifactOwner; p: Extract<Preview, {
 }
 
 function HtmlPreview({ text, truncated, size: bytes }: { text: string; truncated: boolean; size: number }) {
-  const doc = useMemo(() => `<!doctype html><meta charset="utf-8">${inertHtml(text)}`, [text]);
+  const doc = useMemo(() => `<!doctype html>${inertHtml(text)}`, [text]);
   return (
     <>
       <div class="preview-note">Shown in a sandbox: its scripts do not run, and its own styles and remote images are left out.</div>
