@@ -154,5 +154,10 @@ pub fn run_json(
 
 /// Terminal columns of stdout, when it is a terminal.
 pub fn terminal_width() -> Option<usize> {
-    terminal_size::terminal_size_of(std::io::stdout()).map(|(w, _)| usize::from(w.0))
+    terminal_size::terminal_size_of(std::io::stdout())
+        .map(|(w, _)| usize::from(w.0))
+        // COLUMNS, as `ls` and `git` read it: a width for output that is
+        // not a terminal (a pager, a test).
+        .or_else(|| std::env::var("COLUMNS").ok()?.trim().parse().ok())
+        .filter(|w| *w > 0)
 }

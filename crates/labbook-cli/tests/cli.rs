@@ -61,6 +61,7 @@ impl Sandbox {
             .env_remove("LABBOOK_DIR")
             .env_remove("LABBOOK_PROJECT")
             .env_remove("LABBOOK_RUN_ID")
+            .env_remove("COLUMNS")
             .stdin(Stdio::null());
         cmd
     }
@@ -1415,4 +1416,67 @@ fn a_terminal_gets_color_unless_told_not_to() {
     piped.env_remove("NO_COLOR");
     let out = piped.output().unwrap();
     assert!(!text(&out.stdout).contains('\x1b'));
+}
+
+#[test]
+fn ls_fits_the_terminal_dropping_the_least_telling_columns_first() {
+    let sb = Sandbox::new();
+    let store = sb.store();
+    let mut ids = Vec::new();
+    for (i, lr) in [0.1, 0.01, 0.001].iter().enumerate() {
+        let config = json!({
+            "learning_rate_for_the_encoder": lr,
+            "batch_size_per_device": 32 * (i + 1),
+            "dropout_probability": 0.1 * i as f64,
+            "weight_decay_coefficient": 1e-4 * (i + 1) as f64,
+        });
+        let run = seed_run(
+            &store,
+            &format!("a-rather-long-run-name-{i}"),
+            100,
+            config,
+            Some("what this run tests, at some length so the notes column is wide"),
+            &[
+                ("validation/accuracy", &[0.5, 0.7 + 0.01 * i as f64]),
+                ("validation/loss", &[1.0, 0.5]),
+                ("train/loss", &[1.0, 0.4]),
+            ],
+        );
+        ids.push(run.id);
+    }
+    let wide = sb.ok(&["ls"]);
+    assert!(wide.lines().map(str::len).max().unwrap() > 80, "{wide}");
+    for columns in ["80", "100", "60"] {
+        let out = sb.cmd(&["ls"]).env("COLUMNS", columns).output().unwrap();
+        assert!(out.status.success());
+        let table = text(&out.stdout);
+        let limit: usize = columns.parse().unwrap();
+        for line in table.lines() {
+            assert!(
+                line.chars().count() < limit,
+                "{columns}: {line:?} is too wide"
+            );
+        }
+        // Every run is still there, named, with its status.
+        for id in &ids {
+            let cells = row(&table, id);
+            assert!(
+                cells.iter().any(|c| c.starts_with("a-rather-long")),
+                "{table}"
+            );
+        }
+        let header = table.lines().next().unwrap();
+        assert!(
+            header.starts_with("ID") && header.contains("NAME"),
+            "{header}"
+        );
+        if limit >= 80 {
+            assert!(header.contains("STATUS"), "{header}");
+            // A config or metric column still tells the runs apart.
+            assert!(header.split_whitespace().count() >= 5, "{header}");
+        }
+        if limit >= 100 {
+            assert!(header.contains("batch_size_per_device"), "{header}");
+        }
+    }
 }

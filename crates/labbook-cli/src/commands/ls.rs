@@ -286,31 +286,38 @@ fn render(
     let show_tags = runs.iter().any(|r| !r.tags.is_empty());
     let missing = paint.dim("-");
 
+    // Each column with how much it is worth keeping when the terminal is
+    // too narrow for all of them (the lowest goes first); ID, NAME and
+    // NOTES always stay, NOTES shrinking to what is left.
+    const ALWAYS: u8 = u8::MAX;
     let mut columns = vec![
-        ("ID".to_string(), Align::Left),
-        ("NAME".into(), Align::Left),
+        ("ID".to_string(), Align::Left, ALWAYS),
+        ("NAME".into(), Align::Left, ALWAYS),
     ];
     if show_project {
-        columns.push(("PROJECT".into(), Align::Left));
+        columns.push(("PROJECT".into(), Align::Left, 40));
     }
     if show_group {
-        columns.push(("GROUP".into(), Align::Left));
+        columns.push(("GROUP".into(), Align::Left, 30));
     }
-    columns.push(("STATUS".into(), Align::Left));
-    columns.push(("CREATED".into(), Align::Left));
-    columns.push(("DURATION".into(), Align::Right));
-    columns.extend(
-        config_keys
-            .iter()
-            .chain(&metric_keys)
-            .map(|k| (truncate(k, MAX_VALUE_WIDTH), Align::Right)),
-    );
+    columns.push(("STATUS".into(), Align::Left, 90));
+    columns.push(("CREATED".into(), Align::Left, 20));
+    columns.push(("DURATION".into(), Align::Right, 10));
+    // The first config key and the first metric tell runs apart best.
+    for (i, key) in config_keys.iter().enumerate() {
+        let worth = if i == 0 { 80 } else { 60 - i as u8 };
+        columns.push((truncate(key, MAX_VALUE_WIDTH), Align::Right, worth));
+    }
+    for (i, key) in metric_keys.iter().enumerate() {
+        let worth = if i == 0 { 85 } else { 50 - i as u8 };
+        columns.push((truncate(key, MAX_VALUE_WIDTH), Align::Right, worth));
+    }
     if show_tags {
-        columns.push(("TAGS".into(), Align::Left));
+        columns.push(("TAGS".into(), Align::Left, 5));
     }
-    columns.push(("NOTES".into(), Align::Left));
-    let mut table = Table::new(columns);
+    columns.push(("NOTES".into(), Align::Left, ALWAYS));
 
+    let mut rows = Vec::with_capacity(runs.len());
     let mut notes = Vec::with_capacity(runs.len());
     for run in runs {
         let mut row = vec![paint.id(&run.id), truncate(&run.name, 40)];
@@ -344,6 +351,7 @@ fn render(
         }
         // Filled in once the other columns' widths are known.
         row.push(String::new());
+        rows.push(row);
         notes.push(
             run.notes
                 .as_deref()
@@ -351,9 +359,34 @@ fn render(
                 .unwrap_or("")
                 .to_string(),
         );
-        table.push(row);
     }
+    let build = |columns: &[(String, Align, u8)], rows: &[Vec<String>]| {
+        let mut table = Table::new(columns.iter().map(|(h, a, _)| (h.clone(), *a)).collect());
+        for row in rows {
+            table.push(row.clone());
+        }
+        table
+    };
+    let mut table = build(&columns, &rows);
     // One column spare: a line exactly as wide as the terminal wraps in some.
+    while let Some(w) = width
+        && table.width_before_last() + 1 + MIN_NOTES_WIDTH > w
+    {
+        let Some(drop) = columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.2 != ALWAYS)
+            .min_by_key(|(i, c)| (c.2, std::cmp::Reverse(*i)))
+            .map(|(i, _)| i)
+        else {
+            break;
+        };
+        columns.remove(drop);
+        for row in &mut rows {
+            row.remove(drop);
+        }
+        table = build(&columns, &rows);
+    }
     let used = table.width_before_last() + 1;
     let notes_width = match width {
         Some(w) => w.saturating_sub(used).max(MIN_NOTES_WIDTH),

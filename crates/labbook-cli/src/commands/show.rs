@@ -160,11 +160,19 @@ fn lineage_sections(
         ]);
         for m in models {
             table.push(vec![
-                m["name"].as_str().unwrap_or("(not in this store)").to_string(),
+                m["name"]
+                    .as_str()
+                    .unwrap_or("(not in this store)")
+                    .to_string(),
                 m["model_id"].as_str().unwrap_or("").to_string(),
             ]);
         }
-        lines.extend(table.render(|h| paint.dim(h)).into_iter().map(|l| format!("  {l}")));
+        lines.extend(
+            table
+                .render(|h| paint.dim(h))
+                .into_iter()
+                .map(|l| format!("  {l}")),
+        );
     }
     if !artifacts.is_empty() {
         section(lines, paint, "artifacts");
