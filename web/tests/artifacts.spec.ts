@@ -160,10 +160,10 @@ test("bad files end as a message in their pane: random bytes named .csv, a .parq
   await open(page, "tables/broken.parquet");
   await expect(page.getByTestId("preview-message")).toContainText("This Parquet file could not be read");
   await expect(page.getByTestId("preview-table")).toHaveCount(0);
+  await screenshots(page, "run-artifacts-bad-parquet");
   // The page is still whole: another file opens from the same tree.
   await page.locator('.tree-row[data-path="tables/small.tsv"]').click();
   await expect(page.getByTestId("preview-table")).toBeVisible();
-  await screenshots(page, "run-artifacts-bad-parquet");
 });
 
 test("HTML previews run in a sandbox: the file's scripts, handlers and remote loads never happen, its text shows", async ({ page }) => {
@@ -211,6 +211,7 @@ test("HTML previews run in a sandbox: the file's scripts, handlers and remote lo
   const grid = await runByName("gridsearch", "grid");
   await page.goto(`/p/gridsearch/run/${grid.id}?tab=artifacts&path=estimator.html`);
   await expect(page.frameLocator('[data-testid="html-frame"]').locator("pre").first()).toContainText("GridSearchCV");
+  await screenshots(page, "run-artifacts-estimator");
 });
 
 test("images and Parquet come from the raw file: the PNG's quadrants at their pixels; Parquet decoded in the page, its rows as written, sortable", async ({ page }) => {
@@ -266,6 +267,7 @@ test("MLflow model folders show flavors, signature and input example: in a run's
   expect(flavors).toEqual(expect.arrayContaining(["python_function", "sklearn"]));
   const example = JSON.parse((await preview("model/input_example.json")).text ?? "null") as number[][];
   await open(page, "model");
+  await expect(page.locator('.tree-row[data-path="model/MLmodel"]')).toBeVisible();
   const card = page.getByTestId("model-card");
   await expect(card.locator("[data-flavor]")).toHaveCount(flavors.length);
   expect(await card.locator("[data-flavor]").evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.flavor))).toEqual(flavors);

@@ -99,9 +99,14 @@ export function ArtifactsBrowser({ owner, selected, onSelect }: { owner: Artifac
 
   const parent = listings.get(dirname(selected));
   const entry = selected && parent && "files" in parent ? parent.files.find((f) => f.path === selected) : undefined;
-  // A chosen folder is listed in the pane even while closed in the tree.
+  // A chosen folder is listed in the pane even while closed in the tree;
+  // one named by the address opens there too (once: a click may close it).
+  const fromAddress = useRef<string | null>(selected);
   useEffect(() => {
-    if (entry?.is_dir) load(entry.path);
+    if (!entry?.is_dir) return;
+    load(entry.path);
+    if (entry.path === fromAddress.current) setOpen((o) => (o.has(entry.path) ? o : new Set([...o, entry.path])));
+    fromAddress.current = null;
   }, [entry?.path]);
 
   const root = listings.get("");
