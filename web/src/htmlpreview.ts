@@ -129,7 +129,7 @@ export function inertHtml(text: string): string {
     if (end < 0) break; // a tag cut off by the end of the preview
     i = end;
     if (closing) {
-      if (!DROP_WITH_CONTENT.has(tag) && !DROP_TAG.has(tag)) out += `</${tag}>`;
+      if (!DROP_WITH_CONTENT.has(tag) && !DROP_TAG.has(tag) && /^[a-z][a-z0-9-]*$/.test(tag)) out += `</${tag}>`;
       continue;
     }
     if (DROP_WITH_CONTENT.has(tag)) {
@@ -142,7 +142,9 @@ export function inertHtml(text: string): string {
       i = gt < 0 ? n : gt + 1;
       continue;
     }
-    if (DROP_TAG.has(tag)) continue;
+    // HTML lets a tag name hold almost anything (`<scr<script>` names one
+    // element); only plain names are written back.
+    if (DROP_TAG.has(tag) || !/^[a-z][a-z0-9-]*$/.test(tag)) continue;
     let rebuilt = `<${tag}`;
     for (const a of attrs) {
       if (!/^[a-z_:][-a-z0-9_:.]*$/.test(a.name)) continue;

@@ -64,7 +64,6 @@ test("a GridSearch parent's page: its tags with MLflow's own folded, its dataset
   await expect(params).toHaveCount(Object.keys(best.params).length);
   const shownParams = await params.evaluateAll((trs) => Object.fromEntries(trs.map((tr) => [tr.querySelector(".key")?.textContent ?? "", tr.querySelector(".val")?.textContent ?? ""])));
   expect(shownParams).toEqual(best.params);
-  await page.getByTestId("system-tags-toggle").click();
   await screenshots(page, "run-mlflow-parent");
 });
 

@@ -77,6 +77,7 @@ export function RunsTable({
   // Every matching run, when some are nested; null shows the flat table.
   const [treeRuns, setTreeRuns] = useState<Run[] | null>(null);
   const [treeNote, setTreeNote] = useState<string | null>(null);
+  const [treePending, setTreePending] = useState(false);
   const totalRef = useRef<number | null>(null);
   const scroller = useRef<HTMLDivElement>(null);
   const inflight = useRef(new Map<number, Promise<Run[]>>());
@@ -136,6 +137,7 @@ export function RunsTable({
       setTotal(null);
       setTreeRuns(null);
       setTreeNote(null);
+      setTreePending(false);
       if (scroller.current) scroller.current.scrollTop = 0;
       setScrollTop(0);
       loadPage(0).then(nest, () => undefined);
@@ -145,23 +147,28 @@ export function RunsTable({
   }, [queryKey]);
 
   /** Turns the table into a tree when the matching runs include nested
-   * ones: the first page holds them all when it holds every match; past
-   * that, one request asks whether any match has a parent, and one more
-   * fetches every match. */
+   * ones. The first page holds them all when it holds every match. Past
+   * that, a nested run on the first page says the tree is needed at once
+   * (its rows wait for it rather than show flat and then move); when the
+   * first page has none, one request asks whether any match has a parent. */
   async function nest(first: Run[]) {
     const g = gen.current;
     const total = totalRef.current ?? 0;
     try {
+      const nested = first.some((r) => r.parent);
       if (total <= first.length) {
-        if (first.some((r) => r.parent)) setTreeRuns(first);
+        if (nested) setTreeRuns(first);
         return;
       }
-      const probe = await api.runs(project, { filter: andFilter(filter, "parent is not null"), limit: 1 });
-      if (g !== gen.current || probe.total === 0) return;
+      if (!nested) {
+        const probe = await api.runs(project, { filter: andFilter(filter, "parent is not null"), limit: 1 });
+        if (g !== gen.current || probe.total === 0) return;
+      }
       if (total > TREE_MAX) {
         setTreeNote(`Nested runs are shown flat: ${total.toLocaleString("en-US")} runs match, more than the ${TREE_MAX.toLocaleString("en-US")} a tree is built from. Filter to fewer to see them nested.`);
         return;
       }
+      if (nested) setTreePending(true);
       const all = await api.runs(project, { filter: filter || undefined, sort: sort || undefined, limit: TREE_MAX });
       if (g === gen.current) {
         setTotal(all.total);
@@ -169,6 +176,8 @@ export function RunsTable({
       }
     } catch {
       // The flat table stays; its own requests report errors.
+    } finally {
+      if (g === gen.current) setTreePending(false);
     }
   }
 
@@ -228,7 +237,7 @@ export function RunsTable({
     }
   }, [first, last, total, pages, loadPage]);
 
-  const rowAt = (i: number): Run | undefined => (treeRows ? treeRows[i]?.run : pages.get(Math.floor(i / PAGE))?.[i % PAGE]);
+  const rowAt = (i: number): Run | undefined => (treeRows ? treeRows[i]?.run : treePending ? undefined : pages.get(Math.floor(i / PAGE))?.[i % PAGE]);
 
   // Live: patch changed rows in place; notice new runs.
   const liveState = useRef({ timer: 0 as ReturnType<typeof setTimeout> | 0, ids: new Set<string>(), unknown: false });
