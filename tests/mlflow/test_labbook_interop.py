@@ -200,3 +200,28 @@ def test_labbook_show_has_tags_datasets_models_and_files(
         )
     )
     assert [r["id"] for r in nested] == [child.info.run_id]
+
+
+def test_labbook_models_lists_and_shows_the_registry(
+    server: Server, experiment: Experiment
+) -> None:
+    client = mlflow.MlflowClient()
+    name = unique_name("cli-model")
+    with mlflow.start_run(run_name="maker") as run:
+        pass
+    client.create_registered_model(name, description="a baseline")
+    artifacts = client.get_run(run.info.run_id).info.artifact_uri
+    for _ in range(2):
+        client.create_model_version(name, f"{artifacts}/model", run_id=run.info.run_id)
+    client.set_registered_model_alias(name, "champion", "2")
+    listed = json.loads(labbook(server, "models", "ls", "--json"))
+    (mine,) = [m for m in listed if m["name"] == name]
+    assert mine["aliases"] == {"champion": 2}
+    assert [v["version"] for v in mine["versions"]] == [2, 1]
+    assert mine["versions"][0]["run_name"] == "maker"
+    text = labbook(server, "models", "show", name)
+    assert "a baseline" in text and "@champion" in text and "maker" in text, text
+    table = labbook(server, "models", "ls")
+    assert any(line.startswith(name) and "@champion=v2" in line for line in table.splitlines()), (
+        table
+    )

@@ -74,6 +74,9 @@ enum Command {
     Restore(RunsArgs),
     /// Export a run's metrics as CSV, JSON or Parquet.
     Export(ExportArgs),
+    /// The model registry: registered models, their versions and aliases.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Serve the dashboard for this store in the browser.
     Ui(UiArgs),
     /// Serve this store to others: the dashboard, labbook's API and MLflow's
@@ -309,6 +312,24 @@ enum ExportFormat {
     Parquet,
 }
 
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// List registered models.
+    Ls {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one registered model: its versions, aliases, stages and runs.
+    Show {
+        /// The registered model's name.
+        name: String,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Debug, Args)]
 struct ExportArgs {
     /// A run id, a unique id prefix, or a unique run name.
@@ -340,6 +361,10 @@ fn main() -> ExitCode {
         Command::Rm(args) => commands::edit::remove(&app, args),
         Command::Restore(args) => commands::edit::restore(&app, args),
         Command::Export(args) => commands::export::run(&app, args),
+        Command::Models(ModelsCommand::Ls { json }) => commands::models::list(&app, json),
+        Command::Models(ModelsCommand::Show { name, json }) => {
+            commands::models::show(&app, &name, json)
+        }
         Command::Ui(args) => commands::ui::run(&app, args),
         Command::Serve(args) => commands::ui::serve(&app, args),
     };

@@ -1480,3 +1480,20 @@ fn ls_fits_the_terminal_dropping_the_least_telling_columns_first() {
         }
     }
 }
+
+#[test]
+fn models_of_an_empty_registry_say_so() {
+    let sb = Sandbox::new();
+    seed_three(&sb);
+    let out = sb.run(&["models", "ls"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    assert!(text(&out.stderr).starts_with("no registered models yet"));
+    assert_eq!(sb.json(&["models", "ls", "--json"]), json!([]));
+    let out = sb.run(&["models", "show", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: no registered model \"nope\": the registry is empty\n"
+    );
+}
