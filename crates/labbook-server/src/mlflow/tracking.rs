@@ -79,7 +79,7 @@ pub async fn get_artifact(
 ) -> MlResult<axum::response::Response> {
     let id = run_id(&req)?;
     let rel = labbook_core::artifact::normalize_artifact_path(req.str("path")?)
-        .map_err(|e| MlflowError::invalid(format!("Invalid path: {e}")))?;
+        .map_err(|_| MlflowError::invalid("Invalid path"))?;
     let base = blocking(&state, move |state| {
         let s = store(state);
         run_artifact_base(s, &load_run(s, &id)?)
@@ -1198,9 +1198,9 @@ async fn get_history_bulk_interval(State(state): State<AppState>, req: Req) -> M
     if let (Some(lo), Some(hi)) = (range.lo, range.hi)
         && lo > hi
     {
-        return Err(MlflowError::invalid(
-            "end_step must be greater than start_step.",
-        ));
+        return Err(MlflowError::invalid(format!(
+            "end_step must be greater than start_step. Found start_step={lo} and end_step={hi}."
+        )));
     }
     // MLflow's own wording for this endpoint's limit.
     if req
