@@ -225,3 +225,21 @@ def test_labbook_models_lists_and_shows_the_registry(
     assert any(line.startswith(name) and "@champion=v2" in line for line in table.splitlines()), (
         table
     )
+
+
+def test_dashboard_downloads_survive_compression(
+    server: Server, experiment: Experiment, base_url: str, tmp_path: Any
+) -> None:
+    body = json.dumps({"rows": list(range(5000))}).encode()
+    (tmp_path / "data.json").write_bytes(body)
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(tmp_path / "data.json"))
+    url = f"{base_url}/api/v1/runs/{run.info.run_id}/artifacts/raw"
+    for encoding in ("gzip", "gzip, deflate, br, zstd", "identity"):
+        resp = requests.get(
+            url, params={"path": "data.json"}, headers={"Accept-Encoding": encoding}
+        )
+        assert resp.status_code == 200, resp.text
+        assert resp.content == body, encoding
+    preview = requests.get(f"{url[: -len('/raw')]}/preview", params={"path": "data.json"}).json()
+    assert preview["kind"] == "text" and preview["format"] == "json"

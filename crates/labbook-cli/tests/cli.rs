@@ -430,8 +430,22 @@ fn run_rejects_a_bad_config_without_running_anything() {
 struct Group(std::process::Child);
 
 impl Group {
+    /// Spawns `cmd` as a program started from a terminal would be: with
+    /// SIGINT and SIGTERM at their defaults even when the test runs with
+    /// them ignored (`nohup make test &` ignores SIGINT, and a shell never
+    /// traps a signal it was started ignoring).
     fn spawn(cmd: &mut Command) -> Group {
         use std::os::unix::process::CommandExt;
+        // SAFETY: the closure runs in the forked child before exec and
+        // calls only signal(2), which POSIX lists as async-signal-safe; it
+        // touches no memory shared with the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                Ok(())
+            });
+        }
         Group(cmd.process_group(0).spawn().unwrap())
     }
 }
