@@ -363,10 +363,10 @@ pub async fn send_file(state: &AppState, path: String) -> MlResult<Response> {
     });
     // Fused: a compression layer polls the body once more after its end,
     // which an unfused `unfold` answers with a panic.
-    let stream = futures_util::StreamExt::fuse(futures_util::stream::unfold(
-        rx,
-        |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) },
-    ));
+    let stream =
+        futures_util::StreamExt::fuse(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        }));
     Ok((
         [
             (header::CONTENT_TYPE, media_type(&name)),
