@@ -68,7 +68,16 @@ demo: build
 	@labbook --dir $(DEMO_STORE) ui --port $(DEMO_PORT)
 
 ## test: lint, then every Rust, Python, browser, MLflow-client and security test
-test: lint test-rust test-fuzz test-python test-web test-mlflow test-security
+# Every suite runs and reports even when an earlier one fails (one failure
+# must not hide the others' results); the target fails if any suite did.
+SUITES := lint test-rust test-fuzz test-python test-web test-mlflow test-security
+test:
+	@failed=""; \
+	for suite in $(SUITES); do \
+		$(MAKE) --no-print-directory $$suite || failed="$$failed $$suite"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make test: these suites failed:$$failed" >&2; exit 1; fi; \
+	echo "make test: every suite passed ($(SUITES))"
 
 test-rust: build
 	$(CARGO) test --release
