@@ -189,8 +189,8 @@ def serve(launch: Any) -> Server:
 
 def seed(server: Server) -> dict[str, str]:
     """A store worth attacking: a labbook run with points, a note and tags, an
-    MLflow experiment with a run, a param, a metric and two artifacts, and a
-    registered model. Returns the ids."""
+    MLflow experiment with a run, a param, a metric and two artifacts, a
+    registered model, and a logged model with a file. Returns the ids."""
     run_id = "seedrun1"
     r = server.post_json(
         "/api/v1/runs",
@@ -239,7 +239,23 @@ def seed(server: Server) -> dict[str, str]:
         assert r.status_code == 200, r.text
     r = requests.post(ml + "/registered-models/create", json={"name": "victim-model"}, timeout=30)
     assert r.status_code == 200, r.text
-    return {"run": run_id, "experiment": exp, "mlflow_run": ml_run, "artifact_root": artifact_root}
+    model = requests.post(
+        ml + "/logged-models", json={"experiment_id": exp, "name": "victim-lm"}, timeout=30
+    ).json()["model"]["info"]
+    model_root = model["artifact_uri"].split("mlflow-artifacts:", 1)[-1].lstrip("/")
+    r = requests.put(
+        f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{model_root}/MLmodel",
+        data=b"flavors: {}\n",
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    return {
+        "run": run_id,
+        "experiment": exp,
+        "mlflow_run": ml_run,
+        "artifact_root": artifact_root,
+        "logged_model": model["model_id"],
+    }
 
 
 def raw_http(host: str, port: int, request: bytes, timeout: float = 10.0) -> bytes:

@@ -482,7 +482,11 @@ def test_every_response_carries_security_headers(victim: tuple[Server, dict[str,
             assert csp.startswith("default-src 'none'") and "sandbox" in csp, (path, csp)
     download = server.get(artifact)
     assert download.content == b"hello"
-    assert download.headers["content-type"] == "application/octet-stream"
+    # Typed as MLflow types it, but always an attachment the browser saves,
+    # never a page it renders on the server's origin.
+    assert download.headers["content-type"] == "text/plain"
+    assert download.headers["content-disposition"] == "attachment; filename=notes.txt"
+    assert download.headers["x-content-type-options"] == "nosniff"
 
 
 def test_methods_a_route_does_not_serve_are_405(serve: Server) -> None:

@@ -597,9 +597,16 @@ def aim_at_the_store(case: Any, ids: dict[str, str]) -> None:
     if meta is None or meta.generation.mode != schemathesis.GenerationMode.POSITIVE:
         return
     run, project = ids["run"], "victim"
+    path = case.operation.path
     if case.path_parameters:
-        if "id" in case.path_parameters and _pick(case, "id", 3):
-            case.path_parameters = {**case.path_parameters, "id": run}
+        if "id" in case.path_parameters and _pick(case, "id", 6):
+            # The files are the MLflow run's and the logged model's.
+            held = ids["logged_model"] if path.startswith("/api/v1/logged-models/") else run
+            if path.startswith("/api/v1/runs/{id}/artifacts"):
+                held = ids["mlflow_run"]
+            case.path_parameters = {**case.path_parameters, "id": held}
+        if "name" in case.path_parameters and _pick(case, "name", 2):
+            case.path_parameters = {**case.path_parameters, "name": "victim-model"}
         if "project" in case.path_parameters and _pick(case, "project", 2):
             case.path_parameters = {**case.path_parameters, "project": project}
     if isinstance(case.query, dict) and case.query:
@@ -607,6 +614,11 @@ def aim_at_the_store(case: Any, ids: dict[str, str]) -> None:
             case.query = {**case.query, "runs": [run, *case.query["runs"][:1]]}
         if "keys" in case.query and _pick(case, "keys", 2):
             case.query = {**case.query, "keys": ["loss", *case.query["keys"][:1]]}
+        # A file of the run or model aimed at, most of the time: both picks
+        # must land for a 200, and these operations get few examples.
+        if path.endswith(("/artifacts/preview", "/artifacts/raw")) and _pick(case, "path", 8):
+            name = "MLmodel" if path.startswith("/api/v1/logged-models/") else "notes.txt"
+            case.query = {**case.query, "path": name}
         if case.operation.path == "/api/v1/events" and _pick(case, "events", 2):
             case.query = {**case.query, "project": project}
     if isinstance(case.body, dict):

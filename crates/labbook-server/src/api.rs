@@ -891,8 +891,14 @@ async fn artifact_raw(
     crate::mlflow::send_file(&state, path)
         .await
         .map_err(|e| ApiError {
+            // This API's codes, not MLflow's, for the same statuses.
+            code: match e.status.as_u16() {
+                400 => "INVALID_ARGUMENT",
+                404 => "NOT_FOUND",
+                413 => "PAYLOAD_TOO_LARGE",
+                _ => "INTERNAL",
+            },
             status: e.status,
-            code: e.code,
             message: e.message,
             field: Some("path".into()),
             column: None,
