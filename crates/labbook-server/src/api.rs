@@ -825,18 +825,11 @@ async fn list_artifacts(
 ) -> ApiResult {
     blocking(&state, move |store| {
         let (base, rel) = artifact_path(store, holder, &id, &params)?;
-        let dir = if rel.is_empty() {
-            base.clone()
-        } else {
-            format!("{base}/{rel}")
-        };
-        let files: Vec<Value> = store
-            .list_artifacts(&dir)?
+        let files: Vec<Value> = crate::mlflow::listing(store, &base, &rel)?
             .into_iter()
             .map(|e| {
-                let path = e.path.strip_prefix(&format!("{base}/")).unwrap_or(&e.path);
-                let name = path.rsplit('/').next().unwrap_or(path);
-                json!({ "path": path, "name": name, "is_dir": e.is_dir,
+                let name = e.path.rsplit('/').next().unwrap_or(&e.path);
+                json!({ "path": e.path, "name": name, "is_dir": e.is_dir,
                         "size": (!e.is_dir).then_some(e.size) })
             })
             .collect();

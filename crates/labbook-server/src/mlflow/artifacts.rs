@@ -44,6 +44,45 @@ pub fn store_path_of(uri: &str) -> Option<String> {
     Some(path.trim_end_matches('/').to_string())
 }
 
+/// The entries of folder `rel` under `base` (a run's or a logged model's
+/// artifact root in the store), their paths relative to `base`.
+pub fn listing(
+    s: &dyn labbook_store::Store,
+    base: &str,
+    rel: &str,
+) -> labbook_store::Result<Vec<labbook_store::ArtifactEntry>> {
+    let dir = if rel.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}/{rel}")
+    };
+    let prefix = format!("{base}/");
+    Ok(s.list_artifacts(&dir)?
+        .into_iter()
+        .map(|mut e| {
+            if let Some(inside) = e.path.strip_prefix(&prefix) {
+                e.path = inside.to_string();
+            }
+            e
+        })
+        .collect())
+}
+
+/// [`listing`] as MLflow's `FileInfo`s: `path`, `is_dir`, and a file's
+/// `file_size`.
+pub fn file_infos(s: &dyn labbook_store::Store, base: &str, rel: &str) -> MlResult<Vec<Value>> {
+    Ok(listing(s, base, rel)?
+        .into_iter()
+        .map(|e| {
+            let mut f = json!({ "path": e.path, "is_dir": e.is_dir });
+            if !e.is_dir {
+                f["file_size"] = json!(e.size);
+            }
+            f
+        })
+        .collect())
+}
+
 fn checked(path: &str) -> MlResult<String> {
     // MLflow's exact words: clients and MLflow's own tests compare them.
     normalize_artifact_path(path).map_err(|_| MlflowError::invalid("Invalid path"))

@@ -11,7 +11,7 @@
 //! retries those).
 
 mod artifacts;
-pub use artifacts::{media_type, send_file};
+pub use artifacts::{listing, media_type, send_file};
 pub use registry::{logged_model_artifact_base, logged_model_by_id};
 pub use tracking::run_artifact_base;
 mod filter;

@@ -188,23 +188,7 @@ async fn list_logged_model_artifacts(
         let base = super::artifacts::store_path_of(&root).ok_or_else(|| {
             MlflowError::invalid("this model's artifacts are not kept by this server")
         })?;
-        let dir = if rel.is_empty() {
-            base.clone()
-        } else {
-            format!("{base}/{rel}")
-        };
-        let files: Vec<Value> = s
-            .list_artifacts(&dir)?
-            .into_iter()
-            .map(|e| {
-                let shown = e.path.strip_prefix(&format!("{base}/")).unwrap_or(&e.path);
-                let mut f = json!({ "path": shown, "is_dir": e.is_dir });
-                if !e.is_dir {
-                    f["file_size"] = json!(e.size);
-                }
-                f
-            })
-            .collect();
+        let files = super::artifacts::file_infos(s, &base, &rel)?;
         Ok(wire(json!({ "root_uri": root, "files": files })))
     })
     .await

@@ -1246,27 +1246,7 @@ async fn list_run_artifacts(State(state): State<AppState>, req: Req) -> MlResult
         let base = run_artifact_base(s, &run)?;
         let rel = labbook_core::artifact::normalize_artifact_path(&path)
             .map_err(|_| MlflowError::invalid("Invalid path"))?;
-        let dir = if rel.is_empty() {
-            base.clone()
-        } else {
-            format!("{base}/{rel}")
-        };
-        let files: Vec<Value> = s
-            .list_artifacts(&dir)?
-            .into_iter()
-            .map(|e| {
-                let shown = e
-                    .path
-                    .strip_prefix(&format!("{base}/"))
-                    .unwrap_or(&e.path)
-                    .to_string();
-                let mut f = json!({ "path": shown, "is_dir": e.is_dir });
-                if !e.is_dir {
-                    f["file_size"] = json!(e.size);
-                }
-                f
-            })
-            .collect();
+        let files = super::artifacts::file_infos(s, &base, &rel)?;
         Ok(wire(
             json!({ "root_uri": format!("{root}/{id}/artifacts"), "files": files }),
         ))
