@@ -184,18 +184,7 @@ impl Appender {
                     hi: Some(hi),
                 },
             )?;
-            let held: HashSet<(i64, i64, u64)> = (0..stored.len())
-                .map(|i| (stored.steps[i], stored.ts_ms[i], stored.values[i].to_bits()))
-                .collect();
-            let mut fresh = SeriesColumns::default();
-            for i in 0..points.len() {
-                let point = (points.steps[i], points.ts_ms[i], points.values[i].to_bits());
-                if !(maybe_held(i) && held.contains(&point)) {
-                    fresh.steps.push(point.0);
-                    fresh.ts_ms.push(point.1);
-                    fresh.values.push(points.values[i]);
-                }
-            }
+            let fresh = not_held(&points, &stored, maybe_held);
             if !fresh.is_empty() {
                 out.push((key, fresh));
             }
@@ -227,24 +216,35 @@ impl Appender {
                 out.push((key, points));
                 continue;
             }
-            let held: std::collections::HashSet<(i64, i64, u64)> = (0..stored.len())
-                .map(|i| (stored.steps[i], stored.ts_ms[i], stored.values[i].to_bits()))
-                .collect();
-            let mut fresh = SeriesColumns::default();
-            for i in 0..points.len() {
-                let point = (points.steps[i], points.ts_ms[i], points.values[i].to_bits());
-                if !held.contains(&point) {
-                    fresh.steps.push(point.0);
-                    fresh.ts_ms.push(point.1);
-                    fresh.values.push(points.values[i]);
-                }
-            }
+            let fresh = not_held(&points, &stored, |_| true);
             if !fresh.is_empty() {
                 out.push((key, fresh));
             }
         }
         Ok(out)
     }
+}
+
+/// The points of `points` not in `stored` (same step, timestamp and value);
+/// only those `may_be_held` are looked up.
+fn not_held(
+    points: &SeriesColumns,
+    stored: &SeriesColumns,
+    may_be_held: impl Fn(usize) -> bool,
+) -> SeriesColumns {
+    let held: HashSet<(i64, i64, u64)> = (0..stored.len())
+        .map(|i| (stored.steps[i], stored.ts_ms[i], stored.values[i].to_bits()))
+        .collect();
+    let mut fresh = SeriesColumns::default();
+    for i in 0..points.len() {
+        let point = (points.steps[i], points.ts_ms[i], points.values[i].to_bits());
+        if !(may_be_held(i) && held.contains(&point)) {
+            fresh.steps.push(point.0);
+            fresh.ts_ms.push(point.1);
+            fresh.values.push(points.values[i]);
+        }
+    }
+    fresh
 }
 
 /// The batch with each point identical to an earlier one in it dropped.
