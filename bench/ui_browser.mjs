@@ -69,4 +69,45 @@ report(
     return elapsed;
   }),
 );
+
+// LABBOOK_BENCH_PROFILE=FILE: one more chart load under Chromium's CPU
+// profiler; FILE gets the .cpuprofile, stderr the top functions by self time.
+if (process.env.LABBOOK_BENCH_PROFILE) {
+  const { writeFileSync } = await import("node:fs");
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  const page = await context.newPage();
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("Profiler.enable");
+  await cdp.send("Profiler.setSamplingInterval", { interval: 200 });
+  await cdp.send("Profiler.start");
+  await page.goto(`${base}/p/curves/charts?runs=${ids.join(",")}`);
+  await page.waitForFunction((n) => Object.keys(window.__labbookCharts?.loss?.perRun ?? {}).length === n, ids.length, { timeout: 30_000 });
+  const { profile } = await cdp.send("Profiler.stop");
+  writeFileSync(process.env.LABBOOK_BENCH_PROFILE, JSON.stringify(profile));
+  const self = new Map();
+  const dt = profile.timeDeltas;
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  profile.samples.forEach((id, i) => {
+    const f = byId.get(id).callFrame;
+    const name = `${f.functionName || "(anonymous)"} ${f.url.split("/").pop()}:${f.lineNumber + 1}`;
+    self.set(name, (self.get(name) ?? 0) + (dt[i] ?? 0) / 1000);
+  });
+  const top = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 25);
+  for (const [name, ms] of top) console.error(`${ms.toFixed(1).padStart(8)} ms  ${name}`);
+  await context.close();
+}
+if (process.env.LABBOOK_BENCH_TRACE) {
+  const { readFileSync } = await import("node:fs");
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  const page = await context.newPage();
+  await browser.startTracing(page, { path: process.env.LABBOOK_BENCH_TRACE, categories: ["devtools.timeline", "disabled-by-default-devtools.timeline", "cc", "viz", "gpu", "blink", "v8", "toplevel", "skia", "disabled-by-default-skia"] });
+  const t0 = Date.now();
+  await page.goto(`${base}/p/curves/charts?runs=${ids.join(",")}`);
+  await page.waitForFunction((n) => Object.keys(window.__labbookCharts?.loss?.perRun ?? {}).length === n, ids.length, { timeout: 30_000, polling: 16 });
+  const seen = Date.now() - t0;
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r())));
+  console.error(JSON.stringify({ seen, raf: Date.now() - t0 }));
+  await browser.stopTracing();
+  await context.close();
+}
 await browser.close();

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 import threading
 import urllib.error
 import urllib.parse
@@ -147,6 +148,57 @@ def test_run_detail_and_series(server: str) -> None:
     assert weird["series"][0]["values"] == ["NaN"]
     status, body = get(server, "/api/v1/series", runs=",".join(["x"] * 201), keys="loss")
     assert status == 400 and body["error"]["field"] == "runs"
+
+
+def _read_columns(body: bytes) -> list[dict[str, Any]]:
+    """`/series?format=columns` read as docs/API.md lays it out."""
+    assert body[:4] == b"LBS1"
+    (head_len,) = struct.unpack_from("<I", body, 4)
+    head = json.loads(body[8 : 8 + head_len])
+    at = -(-(8 + head_len) // 8) * 8
+    curves = []
+    for h in head["series"]:
+        names = ["steps", *(["ts_ms"] if h["ts"] else []), "values"]
+        curve: dict[str, Any] = {"run": h["run"], "key": h["key"]}
+        for name in names:
+            curve[name] = list(struct.unpack_from(f"<{h['n']}d", body, at))
+            at += 8 * h["n"]
+        curves.append(curve | {"total": h["total"], "downsampled": h["downsampled"]})
+    assert at == len(body), "nothing after the last column"
+    return curves
+
+
+def _raw_get(url: str) -> tuple[int, str, bytes]:
+    try:
+        with urllib.request.urlopen(url) as resp:
+            return resp.status, resp.headers["Content-Type"], resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers["Content-Type"], e.read()
+
+
+@pytest.mark.parametrize("ts", ["1", "0"])
+def test_series_as_binary_columns_hold_what_json_holds(server: str, ts: str) -> None:
+    _, runs = get(server, "/api/v1/projects/sweep/runs")
+    ids = ",".join(r["id"] for r in runs["runs"])
+    query = {"runs": ids, "keys": "loss,weird,missing", "buckets": "50", "ts": ts}
+    _, as_json = get(server, "/api/v1/series", **query)
+    status, media, body = _raw_get(
+        f"{server}/api/v1/series?{urllib.parse.urlencode(query | {'format': 'columns'})}"
+    )
+    assert (status, media) == (200, "application/vnd.labbook.series")
+    curves = _read_columns(body)
+    assert len(curves) == len(as_json["series"]) == 8
+    for got, want in zip(curves, as_json["series"], strict=True):
+        want = dict(want, values=[float(v) for v in want["values"]])
+        assert got.keys() == want.keys()
+        for key in got:
+            if key == "values":
+                assert [repr(v) for v in got[key]] == [repr(v) for v in want[key]], key
+            else:
+                assert got[key] == want[key], key
+    status, body = get(server, "/api/v1/series", runs=ids, keys="loss", format="arrow")
+    assert status == 400 and body["error"]["field"] == "format"
+    assert "arrow" in body["error"]["message"]
 
 
 def test_bulk_tags_delete_restore(server: str) -> None:

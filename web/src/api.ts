@@ -147,12 +147,14 @@ export type Keys = {
 export type GroupStat = { mean: Num; std: Num; n: number };
 export type Group = { value: ConfigValue; count: number; run_ids: string[]; metrics: { [key: string]: GroupStat } };
 export type Groups = { by: string; groups: Group[] };
+/** One curve of `/series?format=columns`: columns read in place from the
+ * answer's bytes (NaN and ±Infinity are plain floats there). */
 export type Series = {
   run: string;
   key: string;
-  steps: number[];
-  ts_ms?: number[];
-  values: Num[];
+  steps: Float64Array;
+  ts_ms: Float64Array | null;
+  values: Float64Array;
   total: number;
   downsampled: boolean;
 };
@@ -216,7 +218,16 @@ export function qs(params: Params): string {
   return s ? `?${s}` : "";
 }
 
-async function request<T>(path: string, init?: RequestInit): Promise<T> {
+function parseJson(text: string): unknown {
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The response of a request that succeeded; an ApiError otherwise. */
+async function send(path: string, init?: RequestInit): Promise<Response> {
   let res: Response;
   try {
     res = await fetch(path, init);
@@ -224,14 +235,9 @@ async function request<T>(path: string, init?: RequestInit): Promise<T> {
     if (init?.signal?.aborted) throw e;
     throw new ApiError(`cannot reach the labbook server (${String(e)})`, 0, "NETWORK");
   }
-  const text = await res.text();
-  let body: unknown = null;
-  try {
-    body = text ? JSON.parse(text) : null;
-  } catch {
-    body = null;
-  }
   if (!res.ok) {
+    const text = await res.text();
+    const body = parseJson(text);
     const err = (body as { error?: { code?: string; message?: string; field?: string; column?: number } } | null)?.error;
     throw new ApiError(
       err?.message ?? `${res.status} ${res.statusText}${text && !body ? `: ${text.slice(0, 200)}` : ""}`,
@@ -241,7 +247,44 @@ async function request<T>(path: string, init?: RequestInit): Promise<T> {
       err?.column,
     );
   }
-  return body as T;
+  return res;
+}
+
+async function request<T>(path: string, init?: RequestInit): Promise<T> {
+  const res = await send(path, init);
+  return parseJson(await res.text()) as T;
+}
+
+/** Reads a `/series?format=columns` answer (docs/API.md): a JSON header,
+ * then each curve's f64 columns, little-endian and 8-byte aligned, viewed
+ * in place. (Every platform browsers run on is little-endian.) */
+export function decodeColumns(buf: ArrayBuffer): Series[] {
+  const bad = (why: string) => new ApiError(`malformed series answer: ${why}`, 0, "WIRE");
+  if (buf.byteLength < 8) throw bad("too short");
+  const view = new DataView(buf);
+  if (view.getUint32(0, false) !== 0x4c425331) throw bad("no LBS1 mark");
+  const headLen = view.getUint32(4, true);
+  if (8 + headLen > buf.byteLength) throw bad("header past the end");
+  const head = parseJson(new TextDecoder().decode(new Uint8Array(buf, 8, headLen))) as {
+    series?: { run: string; key: string; n: number; total: number; downsampled: boolean; ts: boolean }[];
+  } | null;
+  if (!head?.series) throw bad("unreadable header");
+  let at = Math.ceil((8 + headLen) / 8) * 8;
+  const column = (n: number) => {
+    if (at + n * 8 > buf.byteLength) throw bad("columns past the end");
+    const col = new Float64Array(buf, at, n);
+    at += n * 8;
+    return col;
+  };
+  return head.series.map((h) => ({
+    run: h.run,
+    key: h.key,
+    steps: column(h.n),
+    ts_ms: h.ts ? column(h.n) : null,
+    values: column(h.n),
+    total: h.total,
+    downsampled: h.downsampled,
+  }));
 }
 
 const enc = encodeURIComponent;
@@ -269,7 +312,7 @@ export const api = {
     p: { runs: string[]; keys: string[]; buckets?: number; lo?: number; hi?: number; after?: number; ts?: boolean },
     signal?: AbortSignal,
   ) =>
-    request<{ series: Series[] }>(
+    send(
       `${V1}/series${qs({
         runs: p.runs.join(","),
         keys: p.keys.join(","),
@@ -279,9 +322,12 @@ export const api = {
         after: p.after,
         // A step axis needs no wall times: the server then skips decoding them.
         ts: p.ts === false ? 0 : undefined,
+        format: "columns",
       })}`,
       { signal },
-    ),
+    )
+      .then((res) => res.arrayBuffer())
+      .then((buf) => ({ series: decodeColumns(buf) })),
   tags: (ids: string[], add: string[], remove: string[]) =>
     request<{ ok: true }>(`${V1}/runs/tags`, post({ ids, add, remove })),
   del: (ids: string[]) => request<{ ok: true }>(`${V1}/runs/delete`, post({ ids })),

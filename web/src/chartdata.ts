@@ -1,15 +1,14 @@
 // Turning /series answers into what uPlot draws: x transforms, EMA
 // smoothing, non-finite handling and aligning many runs on one x axis.
 import type { Series } from "./api";
-import { num } from "./api";
 
 export type XMode = "step" | "time" | "rel";
 
 export type RunSeries = {
   run: string;
-  steps: number[];
-  ts: number[];
-  values: number[]; // NaN and ±Infinity kept as JS numbers
+  steps: Float64Array;
+  ts: Float64Array;
+  values: Float64Array; // NaN and ±Infinity kept as JS numbers
   total: number;
   downsampled: boolean;
 };
@@ -18,8 +17,8 @@ export function fromWire(s: Series): RunSeries {
   return {
     run: s.run,
     steps: s.steps,
-    ts: s.ts_ms ?? [],
-    values: s.values.map(num),
+    ts: s.ts_ms ?? new Float64Array(0),
+    values: s.values,
     total: s.total,
     downsampled: s.downsampled,
   };
@@ -33,14 +32,21 @@ export function appendSeries(into: RunSeries, more: RunSeries): RunSeries {
   if (i >= more.steps.length) return into;
   return {
     ...into,
-    steps: into.steps.concat(more.steps.slice(i)),
-    ts: into.ts.concat(more.ts.slice(i)),
-    values: into.values.concat(more.values.slice(i)),
+    steps: concat(into.steps, more.steps.subarray(i)),
+    ts: concat(into.ts, more.ts.subarray(i)),
+    values: concat(into.values, more.values.subarray(i)),
     total: Math.max(into.total, more.total, into.steps.length + more.steps.length - i),
   };
 }
 
-export function xsOf(s: RunSeries, mode: XMode, t0: number | undefined): number[] {
+function concat(a: Float64Array, b: Float64Array): Float64Array {
+  const out = new Float64Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+export function xsOf(s: RunSeries, mode: XMode, t0: number | undefined): Float64Array {
   if (mode === "step") return s.steps;
   if (mode === "time") return s.ts.map((t) => t / 1000);
   const base = t0 ?? (s.ts.length ? s.ts[0] : 0);
@@ -69,7 +75,7 @@ export function ema(values: ArrayLike<number>, weight: number): number[] {
 
 export type Prepared = {
   run: string;
-  xs: number[];
+  xs: Float64Array;
   raw: (number | null)[];
   smooth: (number | null)[] | null;
 };
@@ -100,22 +106,20 @@ export function prepare(
   return series.map((s) => {
     const xs = xsOf(s, opts.x, opts.t0(s.run));
     const order = isSorted(xs) ? null : sortOrder(xs);
-    const pick = <T,>(a: T[]): T[] => (order ? order.map((i) => a[i]) : a);
-    const xsSorted = pick(xs);
-    const vals = pick(s.values);
-    const clean = vals.map(fix);
+    const xsSorted = order ? Float64Array.from(order, (i) => xs[i]) : xs;
+    const clean = order ? order.map((i) => fix(s.values[i])) : Array.from(s.values, fix);
     const smooth = opts.smooth > 0 ? ema(clean.map((v) => (v === null ? NaN : v)), opts.smooth).map((v) => (Number.isFinite(v) ? v : null)) : null;
     return { run: s.run, xs: xsSorted, raw: clean, smooth };
   });
 }
 
-function isSorted(xs: number[]): boolean {
+function isSorted(xs: ArrayLike<number>): boolean {
   for (let i = 1; i < xs.length; i++) if (xs[i] < xs[i - 1]) return false;
   return true;
 }
 
-function sortOrder(xs: number[]): number[] {
-  return xs.map((_, i) => i).sort((a, b) => xs[a] - xs[b] || a - b);
+function sortOrder(xs: ArrayLike<number>): number[] {
+  return Array.from(xs, (_, i) => i).sort((a, b) => xs[a] - xs[b] || a - b);
 }
 
 /** More x positions than this and runs are placed on a grid instead: far
@@ -126,20 +130,21 @@ export const MAX_ALIGNED_XS = 8192;
 /** Merges many sorted x arrays into one, and each run's ys onto it
  * (undefined where a run has no point: uPlot spans those, while null is a gap). */
 export function align(prepared: Prepared[], maxXs = MAX_ALIGNED_XS): { xs: number[]; cols: (number | null | undefined)[][] } {
-  let n = 0;
-  for (const p of prepared) n += p.xs.length;
-  const all = new Float64Array(n);
-  let o = 0;
-  for (const p of prepared) {
-    all.set(p.xs, o);
-    o += p.xs.length;
+  const union = unionUpTo(prepared.map((p) => p.xs), maxXs);
+  let xs: number[] = union ?? [];
+  const grid = union === null;
+  let lo = xs[0] ?? 0;
+  let hi = xs[xs.length - 1] ?? 0;
+  if (grid) {
+    lo = Infinity;
+    hi = -Infinity;
+    for (const p of prepared) {
+      if (!p.xs.length) continue;
+      lo = Math.min(lo, p.xs[0]);
+      hi = Math.max(hi, p.xs[p.xs.length - 1]);
+    }
   }
-  all.sort();
-  let xs: number[] = [];
-  for (let i = 0; i < all.length; i++) if (i === 0 || all[i] !== all[i - 1]) xs.push(all[i]);
-  const grid = xs.length > maxXs;
-  const lo = xs[0] ?? 0;
-  const dx = grid ? (xs[xs.length - 1] - lo) / (maxXs - 1) || 1 : 0;
+  const dx = grid ? (hi - lo) / (maxXs - 1) || 1 : 0;
   if (grid) xs = Array.from({ length: maxXs }, (_, i) => lo + i * dx);
   const cols: (number | null | undefined)[][] = [];
   for (const p of prepared) {
@@ -170,8 +175,29 @@ export function align(prepared: Prepared[], maxXs = MAX_ALIGNED_XS): { xs: numbe
   return { xs, cols };
 }
 
+/** The sorted distinct values of sorted arrays, merged pairwise; null as
+ * soon as there are more than `max` (then runs go on a grid, and the merge
+ * of hundreds of thousands of points is never finished). */
+function unionUpTo(arrays: ArrayLike<number>[], max: number): number[] | null {
+  let acc: number[] = [];
+  for (const b of arrays) {
+    const out: number[] = [];
+    let i = 0;
+    let j = 0;
+    while (i < acc.length || j < b.length) {
+      const v = j >= b.length || (i < acc.length && acc[i] <= b[j]) ? acc[i++] : b[j++];
+      if (out.length === 0 || out[out.length - 1] !== v) {
+        if (out.length === max) return null;
+        out.push(v);
+      }
+    }
+    acc = out;
+  }
+  return acc;
+}
+
 /** Index of the point nearest to x in a sorted array. */
-export function nearest(xs: number[], x: number): number {
+export function nearest(xs: ArrayLike<number>, x: number): number {
   let lo = 0;
   let hi = xs.length - 1;
   if (hi < 0) return -1;

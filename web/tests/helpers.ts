@@ -150,7 +150,11 @@ export function shown(text: string): number {
 export type ChartDebug = { key: string; runs: number; points: number; perRun: Record<string, number>; steps: Record<string, number[]>; lo: number | null; hi: number | null; fetches: number; requests: string[] };
 
 export async function chartDebug(page: Page, metric: string): Promise<ChartDebug | undefined> {
-  return page.evaluate((m) => (window as unknown as { __labbookCharts?: Record<string, ChartDebug> }).__labbookCharts?.[m], metric);
+  return page.evaluate((m) => {
+    const d = (window as unknown as { __labbookCharts?: Record<string, Omit<ChartDebug, "steps"> & { steps: Record<string, ArrayLike<number>> }> }).__labbookCharts?.[m];
+    // The panel keeps steps as typed arrays; arrays survive the trip out.
+    return d && { ...d, steps: Object.fromEntries(Object.entries(d.steps).map(([run, xs]) => [run, Array.from(xs)])) };
+  }, metric);
 }
 
 /** Colored (non-gray) pixels drawn on each chart panel's canvas: axes and

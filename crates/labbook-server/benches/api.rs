@@ -161,6 +161,12 @@ fn main() {
         "api_series_100x100k",
         median_ms(|| assert_eq!(get(addr, &series).0, 200), 11),
     );
+    // What the dashboard asks for: binary columns.
+    let columns = format!("{series}&format=columns");
+    report(
+        "api_series_columns_100x100k",
+        median_ms(|| assert_eq!(get(addr, &columns).0, 200), 11),
+    );
 
     // The browser figures need Node, Playwright (web/node_modules) and
     // Chromium; `make bench` asks for them.

@@ -379,6 +379,16 @@ async fn series(
         param_i64(&params, "after")?,
     );
     let timestamps = !matches!(params.get("ts").map(String::as_str), Some("0" | "false"));
+    let columns = match params.get("format").map(String::as_str) {
+        None | Some("json") => false,
+        Some("columns") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "format",
+                format!("unknown format {other:?}: use json or columns"),
+            ));
+        }
+    };
     // A bucket yields at most 4 points (first, last, min, max); new points
     // after a step come whole while they fit the curve's share of the
     // budget, downsampled past it.
@@ -433,6 +443,9 @@ async fn series(
                 })
             })
             .collect();
+        if columns {
+            return series_columns(&curves);
+        }
         #[derive(serde::Serialize)]
         struct SeriesResponse<'a> {
             series: Vec<Curve<'a>>,
@@ -440,11 +453,80 @@ async fn series(
         serde_json::to_vec(&SeriesResponse { series: curves }).map_err(|e| ApiError::internal(e.to_string()))
     })
     .await?;
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response())
+    let content_type = if columns {
+        SERIES_COLUMNS_TYPE
+    } else {
+        "application/json"
+    };
+    Ok(([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+/// The media type of `/series?format=columns` (docs/API.md): left
+/// uncompressed, since float columns barely shrink and gzip cost more than
+/// the wire saved.
+pub const SERIES_COLUMNS_TYPE: &str = "application/vnd.labbook.series";
+
+/// `/series` as binary columns: `LBS1`, a little-endian u32 header length,
+/// the JSON header (each curve's run, key, n, total, downsampled, ts), zero
+/// padding to a multiple of 8, then per curve its steps, wall times (when
+/// `ts`) and values as little-endian f64 arrays of n. Every array starts on
+/// an 8-byte boundary, so a browser reads it as a `Float64Array` in place.
+fn series_columns(curves: &[Curve<'_>]) -> Result<Vec<u8>, ApiError> {
+    #[derive(serde::Serialize)]
+    struct Head<'a> {
+        run: &'a str,
+        key: &'a str,
+        n: usize,
+        total: usize,
+        downsampled: bool,
+        ts: bool,
+    }
+    #[derive(serde::Serialize)]
+    struct Header<'a> {
+        series: Vec<Head<'a>>,
+    }
+    let header = Header {
+        series: curves
+            .iter()
+            .map(|c| Head {
+                run: c.run,
+                key: c.key,
+                n: c.steps.len(),
+                total: c.total,
+                downsampled: c.downsampled,
+                ts: c.ts_ms.is_some(),
+            })
+            .collect(),
+    };
+    let header = serde_json::to_vec(&header).map_err(|e| ApiError::internal(e.to_string()))?;
+    let header_len =
+        u32::try_from(header.len()).map_err(|_| ApiError::internal("series header over 4 GiB"))?;
+    let floats: usize = curves
+        .iter()
+        .map(|c| c.steps.len() * if c.ts_ms.is_some() { 3 } else { 2 })
+        .sum();
+    let mut out = Vec::with_capacity(8 + header.len() + 8 + floats * 8);
+    out.extend_from_slice(b"LBS1");
+    out.extend_from_slice(&header_len.to_le_bytes());
+    out.extend_from_slice(&header);
+    out.resize(out.len().next_multiple_of(8), 0);
+    // Steps and wall times go as f64, exact to 2^53: JavaScript numbers
+    // hold no more, and JSON answers are read the same way.
+    let ints = |out: &mut Vec<u8>, xs: &[i64]| {
+        xs.iter()
+            .for_each(|&x| out.extend_from_slice(&(x as f64).to_le_bytes()))
+    };
+    for c in curves {
+        ints(&mut out, c.steps);
+        if let Some(ts) = c.ts_ms {
+            ints(&mut out, ts);
+        }
+        c.values
+            .0
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+    }
+    Ok(out)
 }
 
 /// A request body that must be a JSON object; any other body, or one over

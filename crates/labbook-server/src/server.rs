@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 
 use labbook_store::Store;
 
@@ -96,7 +97,14 @@ pub fn router(store: Arc<dyn Store>, options: &ServerOptions) -> Router {
         .merge(assets::routes())
         // The fastest level: on a laptop or a LAN the wire is rarely the
         // bottleneck, and the default level spent ~0.4 s on a 12 MB chart.
-        .layer(CompressionLayer::new().quality(tower_http::CompressionLevel::Fastest))
+        .layer(
+            CompressionLayer::new()
+                .quality(tower_http::CompressionLevel::Fastest)
+                .compress_when(
+                    DefaultPredicate::new()
+                        .and(NotForContentType::const_new(api::SERIES_COLUMNS_TYPE)),
+                ),
+        )
         // MLflow's API stays uncompressed: its clients are scripts on the
         // same machine or network, where a log call's latency is the cost
         // that matters, and artifacts are streamed with their length.

@@ -415,59 +415,97 @@ impl Downsampler {
         self.seen
     }
 
+    fn bucket_of(&self, step: i64) -> usize {
+        (((step - self.lo) as f64 / self.width) as usize).min(self.buckets.len() - 1)
+    }
+
     pub fn add(&mut self, points: &SeriesColumns) {
         self.seen += points.len();
-        let last_bucket = self.buckets.len() - 1;
+        if points.steps.windows(2).all(|w| w[0] < w[1]) {
+            self.add_ascending(points);
+            return;
+        }
         for i in 0..points.len() {
             let p = (points.steps[i], points.ts_ms[i], points.values[i]);
-            let b = (((p.0 - self.lo) as f64 / self.width) as usize).min(last_bucket);
-            let bucket = self.buckets[b].get_or_insert(Bucket {
-                first: p,
-                last: p,
-                min: None,
-                max: None,
-            });
-            if (p.0, p.1) < (bucket.first.0, bucket.first.1) {
-                bucket.first = p;
-            }
-            if (p.0, p.1) >= (bucket.last.0, bucket.last.1) {
-                bucket.last = p;
-            }
-            if !p.2.is_nan() {
-                if bucket.min.is_none_or(|m| p.2 < m.2) {
-                    bucket.min = Some(p);
+            let finite = !p.2.is_nan();
+            self.fold(
+                self.bucket_of(p.0),
+                Bucket {
+                    first: p,
+                    last: p,
+                    min: finite.then_some(p),
+                    max: finite.then_some(p),
+                },
+            );
+        }
+    }
+
+    /// Strictly ascending steps (nearly every chunk): bucket_of never
+    /// decreases along them, so each bucket's points are one run, whose
+    /// first and last are its ends and whose extremes one tight scan finds.
+    /// Folding the run as one candidate picks what point-by-point would.
+    fn add_ascending(&mut self, points: &SeriesColumns) {
+        let at = |i: usize| (points.steps[i], points.ts_ms[i], points.values[i]);
+        let mut i = 0;
+        while i < points.len() {
+            let b = self.bucket_of(points.steps[i]);
+            let j = i + 1 + points.steps[i + 1..].partition_point(|&s| self.bucket_of(s) == b);
+            let (mut min, mut max) = (None::<usize>, None::<usize>);
+            for (k, &v) in points.values[i..j].iter().enumerate() {
+                if v.is_nan() {
+                    continue;
                 }
-                if bucket.max.is_none_or(|m| p.2 > m.2) {
-                    bucket.max = Some(p);
+                if min.is_none_or(|m| v < points.values[i + m]) {
+                    min = Some(k);
+                }
+                if max.is_none_or(|m| v > points.values[i + m]) {
+                    max = Some(k);
                 }
             }
+            self.fold(
+                b,
+                Bucket {
+                    first: at(i),
+                    last: at(j - 1),
+                    min: min.map(|k| at(i + k)),
+                    max: max.map(|k| at(i + k)),
+                },
+            );
+            i = j;
+        }
+    }
+
+    /// Bucket `b` holding both what it held and `t`, which came later: the
+    /// earliest first, the latest last (a tie goes to `t`), the extremes
+    /// (a tie keeps the one held).
+    fn fold(&mut self, b: usize, t: Bucket) {
+        let Some(m) = &mut self.buckets[b] else {
+            self.buckets[b] = Some(t);
+            return;
+        };
+        if (t.first.0, t.first.1) < (m.first.0, m.first.1) {
+            m.first = t.first;
+        }
+        if (t.last.0, t.last.1) >= (m.last.0, m.last.1) {
+            m.last = t.last;
+        }
+        if let Some(tm) = t.min
+            && m.min.is_none_or(|x| tm.2 < x.2)
+        {
+            m.min = Some(tm);
+        }
+        if let Some(tm) = t.max
+            && m.max.is_none_or(|x| tm.2 > x.2)
+        {
+            m.max = Some(tm);
         }
     }
 
     pub fn merge(&mut self, other: Downsampler) {
         self.seen += other.seen;
-        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
-            let Some(t) = theirs else { continue };
-            match mine {
-                None => *mine = Some(t),
-                Some(m) => {
-                    if (t.first.0, t.first.1) < (m.first.0, m.first.1) {
-                        m.first = t.first;
-                    }
-                    if (t.last.0, t.last.1) >= (m.last.0, m.last.1) {
-                        m.last = t.last;
-                    }
-                    if let Some(tm) = t.min
-                        && m.min.is_none_or(|x| tm.2 < x.2)
-                    {
-                        m.min = Some(tm);
-                    }
-                    if let Some(tm) = t.max
-                        && m.max.is_none_or(|x| tm.2 > x.2)
-                    {
-                        m.max = Some(tm);
-                    }
-                }
+        for (b, theirs) in other.buckets.into_iter().enumerate() {
+            if let Some(t) = theirs {
+                self.fold(b, t);
             }
         }
     }

@@ -2,14 +2,14 @@
 // prefix, one stable color per run, EMA smoothing with the raw curve faint
 // behind, log y, drag-to-zoom that refetches the range from the server at
 // full detail, hover values for every run, PNG/SVG export and live appends.
-import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import type { MetricSummary, Series } from "../api";
 import { api, num } from "../api";
 import type { Prepared, RunSeries, XMode } from "../chartdata";
 import { align, appendSeries, fromWire, nearest, prepare, sectionOf, sortSections, stepRange, ticks, xsOf } from "../chartdata";
-import { fmtDuration, fmtNum, fmtTicks, plural, withAlpha } from "../format";
+import { fmtDuration, fmtNum, fmtTicks, linesOf, plural, withAlpha } from "../format";
 import { useLive } from "../live";
 import { setParams } from "../router";
 import { cssVar, onTheme } from "../theme";
@@ -63,7 +63,7 @@ export function chartSettings(params: URLSearchParams): ChartSettings {
 }
 
 /** Data each panel received, for tests and debugging. */
-type ChartDebug = { key: string; runs: number; points: number; perRun: Record<string, number>; steps: Record<string, number[]>; lo: number | null; hi: number | null; fetches: number; requests: string[] };
+type ChartDebug = { key: string; runs: number; points: number; perRun: Record<string, number>; steps: Record<string, ArrayLike<number>>; lo: number | null; hi: number | null; fetches: number; requests: string[] };
 declare global {
   interface Window {
     __labbookCharts?: Record<string, ChartDebug>;
@@ -448,17 +448,25 @@ export function ChartPanel({
   useEffect(() => {
     if (width && (fetchW === 0 || width > fetchW * 1.25)) setFetchW(width);
   }, [width]);
+  // The first width is known before the first paint: the curves are asked
+  // for then, not one frame and an observer callback later.
+  const measure = (el: HTMLElement) => {
+    const w = plotEl.current?.clientWidth ?? el.clientWidth;
+    setWidth(w);
+    setFetchW((f) => f || w);
+  };
   const buckets = Math.max(100, Math.min(10000, Math.round(fetchW || 600)));
 
   useEffect(() => onTheme(() => setThemeTick((t) => t + 1)), []);
 
   // Width, and loading only once the panel is near the viewport.
-  useEffect(() => {
+  useLayoutEffect(() => {
     const el = root.current;
     if (!el) return;
     const ro = new ResizeObserver(() => setWidth(plotEl.current?.clientWidth ?? el.clientWidth));
     ro.observe(el);
-    setWidth(plotEl.current?.clientWidth ?? el.clientWidth);
+    measure(el);
+    if (el.getBoundingClientRect().top < window.innerHeight + 600) setVisible(true);
     const io = new IntersectionObserver((es) => es.some((e) => e.isIntersecting) && setVisible(true), { rootMargin: "600px" });
     io.observe(el);
     return () => {
@@ -580,14 +588,15 @@ export function ChartPanel({
     const data = [xs, ...cols] as uPlot.AlignedData;
     const smooth = settings.smooth > 0;
     const series: uPlot.Series[] = [{}];
+    const lines = linesOf(prepared.length);
     for (const p of prepared) {
       const c = colorOf(p.run);
       const dash = dashes.get(p.run) ?? undefined;
       if (smooth) {
-        series.push({ label: names.get(p.run), stroke: withAlpha(c, 0.22), width: 1, dash, points: { show: false } });
-        series.push({ label: names.get(p.run), stroke: c, width: 1.6, dash, points: { show: false } });
+        series.push({ label: names.get(p.run), stroke: withAlpha(c, 0.22), width: lines.faint, dash, points: { show: false } });
+        series.push({ label: names.get(p.run), stroke: c, width: lines.smooth, dash, points: { show: false } });
       } else {
-        series.push({ label: names.get(p.run), stroke: c, width: 1.5, dash, points: { size: 4, fill: c } });
+        series.push({ label: names.get(p.run), stroke: c, width: lines.raw, dash, points: { size: 4, fill: c } });
       }
     }
     const axisStroke = cssVar("--text-3");
@@ -733,7 +742,7 @@ export function ChartPanel({
     // Expose what this panel drew.
     let points = 0;
     const perRun: Record<string, number> = {};
-    const steps: Record<string, number[]> = {};
+    const steps: Record<string, ArrayLike<number>> = {};
     for (const p of prepared) {
       perRun[p.run] = p.xs.length;
       steps[p.run] = p.xs;

@@ -219,3 +219,47 @@ fn downsamplers_merge_like_one() {
     a.merge(b);
     assert_eq!(a.finish(), whole.finish());
 }
+
+use proptest::prelude::*;
+
+proptest! {
+    /// A chunk of ascending steps takes the run-at-a-time path; one point at
+    /// a time takes the point-by-point rule. Both keep the same points,
+    /// NaNs, ties and infinities included, and a later out-of-order chunk
+    /// (the general path) lands in the same buckets either way.
+    #[test]
+    fn a_chunk_downsamples_as_its_points_one_by_one(
+        gaps in proptest::collection::vec(1i64..40, 1..400),
+        values in proptest::collection::vec(proptest::prop_oneof![
+            Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY), Just(1.0), (-5i32..5).prop_map(f64::from)
+        ], 400),
+        late in proptest::collection::vec((0i64..8000, -3i32..3), 0..20),
+        buckets in 1usize..60,
+    ) {
+        let mut chunk = SeriesColumns::default();
+        let mut step = -7;
+        for (i, gap) in gaps.iter().enumerate() {
+            step += gap;
+            chunk.push(Point { step, ts_ms: i as i64, value: values[i] });
+        }
+        let mut unordered = SeriesColumns::default();
+        for &(step, v) in &late {
+            unordered.push(Point { step, ts_ms: 5, value: f64::from(v) });
+        }
+        let (lo, hi) = (-10, step.max(8000));
+        let mut whole = Downsampler::new(lo, hi, buckets);
+        whole.add(&chunk);
+        whole.add(&unordered);
+        let mut single = Downsampler::new(lo, hi, buckets);
+        for i in 0..chunk.len() {
+            single.add(&SeriesColumns { steps: vec![chunk.steps[i]], ts_ms: vec![chunk.ts_ms[i]], values: vec![chunk.values[i]] });
+        }
+        single.add(&unordered);
+        prop_assert_eq!(whole.seen(), single.seen());
+        let (a, b) = (whole.finish(), single.finish());
+        prop_assert_eq!(&a.steps, &b.steps);
+        prop_assert_eq!(&a.ts_ms, &b.ts_ms);
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        prop_assert_eq!(bits(&a.values), bits(&b.values));
+    }
+}
