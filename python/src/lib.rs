@@ -42,6 +42,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("LabbookError", m.py().get_type::<LabbookError>())?;
     m.add_class::<run::RunCore>()?;
     m.add_class::<run::ConfigView>()?;
+    // A view is read like a dict (`isinstance(run.config.model, Mapping)`).
+    m.py()
+        .import("collections.abc")?
+        .getattr("Mapping")?
+        .call_method1("register", (m.py().get_type::<run::ConfigView>(),))?;
     m.add_class::<run::SummaryView>()?;
     m.add_class::<api::Api>()?;
     Ok(())

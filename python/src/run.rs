@@ -868,6 +868,7 @@ impl RunCore {
     fn config(slf: &Bound<'_, Self>) -> ConfigView {
         ConfigView {
             run: slf.clone().unbind(),
+            prefix: String::new(),
         }
     }
 
@@ -926,32 +927,79 @@ fn nested_under<'py>(
 
 /// `run.config`: item and attribute access over the flattened config
 /// (`config["model.depth"]`, `config.model.depth`, `config["model"]["depth"]`).
-/// Assignments are recorded in the store.
+/// A key with keys under it gives a view of them (`config.model`), so
+/// attribute access goes on at any depth; a view compares equal to the
+/// nested dict it shows. Assignments are recorded in the store.
 #[pyclass(module = "labbook._native")]
 pub struct ConfigView {
     run: Py<RunCore>,
+    /// The dotted key this view shows the keys under; empty for the root.
+    prefix: String,
+}
+
+/// Whether some key of `config` lies under `key` (`model` for `model.depth`).
+fn has_keys_under(config: &Config, key: &str) -> bool {
+    let dotted = format!("{key}.");
+    config
+        .range(dotted.clone()..)
+        .next()
+        .is_some_and(|(k, _)| k.starts_with(&dotted))
 }
 
 impl ConfigView {
+    /// The full dotted key of `key`, relative to this view.
+    fn full(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.prefix)
+        }
+    }
+
+    /// The keys of this view (dotted, relative to it) with their values.
+    fn entries(&self) -> Vec<(String, ConfigValue)> {
+        let config = self.run.get().config.lock();
+        if self.prefix.is_empty() {
+            return config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        }
+        let dotted = format!("{}.", self.prefix);
+        config
+            .range(dotted.clone()..)
+            .map_while(|(k, v)| Some((k.strip_prefix(&dotted)?.to_string(), v.clone())))
+            .collect()
+    }
+
     fn lookup<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let full = self.full(key);
         let run = self.run.get();
         let config = run.config.lock();
-        if let Some(value) = config.get(key) {
+        if let Some(value) = config.get(&full) {
             return Ok(Some(config_value_to_py(py, value)?));
         }
-        Ok(nested_under(py, &config, key)?.map(|d| d.into_any()))
+        if !has_keys_under(&config, &full) {
+            return Ok(None);
+        }
+        let view = ConfigView {
+            run: self.run.clone_ref(py),
+            prefix: full,
+        };
+        Ok(Some(Bound::new(py, view)?.into_any()))
     }
 
     fn assign(&self, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let tree = BTreeMap::from([(
             key.to_string(),
-            crate::convert::to_config_value(value, key, 0)?,
+            crate::convert::to_config_value(value, &self.full(key), 0)?,
         )]);
         self.merge(tree)
     }
 
     fn merge(&self, tree: BTreeMap<String, ConfigValue>) -> PyResult<()> {
-        let flat = flatten(&tree).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let flat: BTreeMap<String, ConfigValue> = flatten(&tree)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?
+            .into_iter()
+            .map(|(k, v)| (self.full(&k), v))
+            .collect();
         let run = self.run.get();
         run.config.lock().extend(flat.clone());
         run.writer.patch(RunPatch {
@@ -966,12 +1014,13 @@ impl ConfigView {
 impl ConfigView {
     fn __getitem__<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
         self.lookup(py, key)?
-            .ok_or_else(|| PyKeyError::new_err(key.to_string()))
+            .ok_or_else(|| PyKeyError::new_err(self.full(key)))
     }
 
     fn __getattr__<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-        self.lookup(py, name)?
-            .ok_or_else(|| PyAttributeError::new_err(format!("config has no key {name:?}")))
+        self.lookup(py, name)?.ok_or_else(|| {
+            PyAttributeError::new_err(format!("config has no key {:?}", self.full(name)))
+        })
     }
 
     fn __setitem__(&self, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -984,30 +1033,35 @@ impl ConfigView {
 
     fn __contains__(&self, key: &str) -> bool {
         let config = self.run.get().config.lock();
-        let dotted = format!("{key}.");
-        config.contains_key(key)
-            || config
-                .range(dotted.clone()..)
-                .next()
-                .is_some_and(|(k, _)| k.starts_with(&dotted))
+        let full = self.full(key);
+        config.contains_key(&full) || has_keys_under(&config, &full)
     }
 
     fn __len__(&self) -> usize {
-        self.run.get().config.lock().len()
+        self.entries().len()
     }
 
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.keys(py)?.try_iter().map(|i| i.into_any())
     }
 
-    /// The flattened keys (`model.depth`).
+    /// The flattened keys (`model.depth`), relative to this view.
     fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(py, self.run.get().config.lock().keys())
+        PyList::new(py, self.entries().into_iter().map(|(k, _)| k))
+    }
+
+    fn values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let values = self
+            .entries()
+            .iter()
+            .map(|(_, v)| config_value_to_py(py, v))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, values)
     }
 
     fn items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let config = self.run.get().config.lock();
-        let items = config
+        let items = self
+            .entries()
             .iter()
             .map(|(k, v)| {
                 PyTuple::new(
@@ -1032,14 +1086,34 @@ impl ConfigView {
             .unwrap_or_else(|| py.None().into_bound(py)))
     }
 
-    /// Merges a dict (nested or dotted) into the config.
+    /// Merges a dict (nested or dotted) into the config, under this view.
     fn update(&self, values: &Bound<'_, PyAny>) -> PyResult<()> {
         self.merge(to_config_tree(values)?)
     }
 
-    /// The config as nested dicts.
+    /// The keys of this view as nested dicts.
     fn as_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        Ok(nested_under(py, &self.run.get().config.lock(), "")?.unwrap_or_else(|| PyDict::new(py)))
+        Ok(
+            nested_under(py, &self.run.get().config.lock(), &self.prefix)?
+                .unwrap_or_else(|| PyDict::new(py)),
+        )
+    }
+
+    /// Equal to another view, or to a mapping, showing the same keys:
+    /// nested (`{"depth": 4}`) or dotted (`{"layers.n": 2}`).
+    fn __eq__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let other = match other.cast::<ConfigView>() {
+            Ok(view) => view.borrow().as_dict(py)?.into_any(),
+            Err(_) => other.clone(),
+        };
+        if self.as_dict(py)?.eq(&other)? {
+            return Ok(true);
+        }
+        let flat = PyDict::new(py);
+        for (k, v) in self.entries() {
+            flat.set_item(k, config_value_to_py(py, &v)?)?;
+        }
+        flat.eq(&other)
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {

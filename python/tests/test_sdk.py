@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,33 @@ def test_config_access_and_later_updates_are_recorded(store: Path) -> None:
     config = labbook.Api().run(run.id)["config"]
     assert config["batch_size"] == 64 and config["lr"] == 0.05
     assert config["optimizer.name"] == "adam" and config["optimizer.betas"] == [0.9, 0.999]
+
+
+def test_nested_config_reads_by_attribute_at_any_depth(store: Path) -> None:
+    run = labbook.init(
+        project="p", config={"model": {"depth": 4, "layers": {"n": 2, "act": "relu"}}}
+    )
+    assert run.config.model.depth == 4
+    assert run.config.model.layers.n == 2
+    assert run.config["model"].layers["act"] == "relu"
+    assert run.config.model["layers.n"] == 2
+    assert run.config.model == {"depth": 4, "layers": {"n": 2, "act": "relu"}}
+    assert run.config.model.layers == {"act": "relu", "n": 2}
+    assert run.config.model != {"depth": 5, "layers": {"n": 2, "act": "relu"}}
+    assert isinstance(run.config.model, Mapping)
+    assert dict(run.config.model) == {"depth": 4, "layers.act": "relu", "layers.n": 2}
+    assert len(run.config.model) == 3 and "layers.n" in run.config.model
+    assert run.config.model.get("width", 7) == 7
+    assert run.config.model.as_dict() == {"depth": 4, "layers": {"n": 2, "act": "relu"}}
+    with pytest.raises(AttributeError, match=r"model\.width"):
+        _ = run.config.model.width
+    with pytest.raises(KeyError, match=r"model\.layers\.k"):
+        _ = run.config.model.layers["k"]
+    run.config.model.depth = 5
+    run.config.model.layers.update({"k": 3})
+    run.finish()
+    config = labbook.Api().run(run.id)["config"]
+    assert config["model.depth"] == 5 and config["model.layers.k"] == 3
 
 
 def test_summary_falls_back_to_the_last_logged_value(store: Path) -> None:
