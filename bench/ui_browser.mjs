@@ -1,11 +1,13 @@
 // `make bench`'s browser half: time until the runs table of 10,000 runs is
 // interactive, and until a chart of 100 runs × 100k steps is drawn, in
 // headless Chromium against a running `labbook` server.
-// Usage: node bench/ui_browser.mjs BASE_URL CURVE_RUN_IDS
+// Also: the runs page of a 5,000-run nested project, and the preview of a
+// 100 MB CSV artifact showing its first rows.
+// Usage: node bench/ui_browser.mjs BASE_URL CURVE_RUN_IDS TABLE_RUN_ID
 // Prints JSON lines for bench/report.py.
 import { chromium } from "../web/node_modules/playwright-core/index.mjs";
 
-const [base, curveIds] = process.argv.slice(2);
+const [base, curveIds, tableRun] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
@@ -38,6 +40,39 @@ report(
     await row.waitFor({ state: "visible" });
     await row.locator("input[type=checkbox]").click();
     await page.locator(".tr.selected").first().waitFor();
+    return performance.now() - start;
+  }),
+);
+
+// The same for 50 GridSearch parents with 99 children each: the tree's
+// first rows are on screen and take a click.
+report(
+  "ui_runs_interactive_nested_5k",
+  await timed(5, async (page) => {
+    const start = performance.now();
+    await page.goto(`${base}/p/grid`);
+    const row = page.locator(".tr[data-run]").first();
+    await row.waitFor({ state: "visible" });
+    await row.locator("input[type=checkbox]").click();
+    await page.locator(".tr.selected").first().waitFor();
+    const elapsed = performance.now() - start;
+    if (process.env.LABBOOK_BENCH_DIAG) {
+      const entries = await page.evaluate(() =>
+        performance.getEntriesByType("resource").map((e) => ({ name: e.name.split("/").slice(-2).join("/").slice(0, 60), start: Math.round(e.startTime), end: Math.round(e.responseEnd), size: e.transferSize })),
+      );
+      console.error(JSON.stringify({ elapsed: Math.round(elapsed), entries }));
+    }
+    return elapsed;
+  }),
+);
+
+// A 100 MB CSV's preview: its first rows are in the table on the run page.
+report(
+  "ui_preview_csv_100mb",
+  await timed(5, async (page) => {
+    const start = performance.now();
+    await page.goto(`${base}/p/tables/run/${tableRun}?tab=artifacts&path=tables%2Fmetrics.csv`);
+    await page.locator("[data-testid=preview-table] tbody tr").first().waitFor({ state: "visible" });
     return performance.now() - start;
   }),
 );

@@ -150,6 +150,21 @@ def test_run_detail_and_series(server: str) -> None:
     assert status == 400 and body["error"]["field"] == "runs"
 
 
+def test_runs_with_only_some_fields(server: str) -> None:
+    _, full = get(server, "/api/v1/projects/sweep/runs", sort="config.lr,config.seed")
+    _, shape = get(
+        server, "/api/v1/projects/sweep/runs", sort="config.lr,config.seed", fields="id,parent,id"
+    )
+    assert shape["runs"] == [{"id": r["id"], "parent": r["parent"]} for r in full["runs"]]
+    assert shape["total"] == full["total"] == 4
+    _, some = get(server, "/api/v1/projects/sweep/runs", fields="config, status")
+    assert all(set(r) == {"config", "status"} for r in some["runs"])
+    assert sorted(r["config"]["lr"] for r in some["runs"]) == [0.01, 0.01, 0.1, 0.1]
+    status, body = get(server, "/api/v1/projects/sweep/runs", fields="id,secret")
+    assert status == 400 and body["error"]["field"] == "fields"
+    assert "secret" in body["error"]["message"]
+
+
 def _read_columns(body: bytes) -> list[dict[str, Any]]:
     """`/series?format=columns` read as docs/API.md lays it out."""
     assert body[:4] == b"LBS1"

@@ -156,16 +156,44 @@ async fn runs(
     Query(params): Params,
 ) -> ApiResult {
     let query = run_query(Some(project), &params)?;
+    let fields = run_fields(&params)?;
     let (limit, offset) = (query.limit, query.offset);
     let (runs, total) = blocking(&state, move |store| Ok(store.list_runs_counted(&query)?)).await?;
     let now = now_ms();
     let runs: Vec<Value> = runs
         .iter()
-        .map(|r| Value::Object(json::run(r, now)))
+        .map(|r| match &fields {
+            None => Value::Object(json::run(r, now)),
+            Some(fields) => Value::Object(json::run_fields(r, fields, now)),
+        })
         .collect();
     Ok(Json(
         json!({ "runs": runs, "total": total, "offset": offset, "limit": limit }),
     ))
+}
+
+/// `fields=id,parent`: only these fields of each run (the dashboard's tree
+/// of nested runs needs the shape of thousands of runs, not their data).
+fn run_fields(params: &HashMap<String, String>) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(list) = params.get("fields").filter(|f| !f.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let mut fields: Vec<String> = Vec::new();
+    for field in list.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        if !json::RUN_FIELDS.contains(&field) {
+            return Err(ApiError::invalid(
+                "fields",
+                format!(
+                    "unknown run field {field:?}: one of {}",
+                    json::RUN_FIELDS.join(", ")
+                ),
+            ));
+        }
+        if !fields.iter().any(|f| f == field) {
+            fields.push(field.to_string());
+        }
+    }
+    Ok(Some(fields))
 }
 
 async fn keys(State(state): State<AppState>, Path(project): Path<String>) -> ApiResult {

@@ -42,6 +42,55 @@ pub fn summary(s: &SeriesSummary) -> Value {
 }
 
 /// A run as the API's `Run` type.
+/// The fields of a run's JSON (`run`), in its order.
+pub const RUN_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "project",
+    "group",
+    "tags",
+    "notes",
+    "status",
+    "created_ms",
+    "ended_ms",
+    "heartbeat_ms",
+    "duration_ms",
+    "exit_code",
+    "error",
+    "host",
+    "pid",
+    "config",
+    "metrics",
+    "summary",
+    "deleted",
+    "kv_tags",
+    "inputs",
+    "parent",
+];
+
+/// Only `fields` (each one of RUN_FIELDS) of a run's JSON; the cheap ones
+/// without building the rest.
+pub fn run_fields(r: &RunRecord, fields: &[String], now_ms: i64) -> Map<String, Value> {
+    let mut full: Option<Map<String, Value>> = None;
+    let mut m = Map::new();
+    for field in fields {
+        let value = match field.as_str() {
+            "id" => json!(r.id),
+            "name" => json!(r.name),
+            "parent" => json!(r.parent_id()),
+            "status" => json!(r.status.as_str()),
+            "created_ms" => json!(r.created_ms),
+            other => full
+                .get_or_insert_with(|| run(r, now_ms))
+                .get(other)
+                .cloned()
+                .unwrap_or(Value::Null),
+        };
+        m.insert(field.clone(), value);
+    }
+    m
+}
+
 pub fn run(r: &RunRecord, now_ms: i64) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("id".into(), json!(r.id));
