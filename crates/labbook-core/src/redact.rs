@@ -169,6 +169,8 @@ const NOT_SECRET_KEYS: &[&str] = &[
     "ckpt",
     "artifact",
     "param",
+    "tag",
+    "tags",
     "record",
     "entry",
     "embedding",

@@ -85,6 +85,8 @@ fn secret_names() {
         "key_dim",
         "num_keys",
         "sort_key",
+        // MLflow's own tests tag runs with `tag_key`.
+        "tag_key",
         "text_key",
         "label_key",
         "rng_key",
