@@ -19,6 +19,7 @@ export LABBOOK_PYTHON := $(CURDIR)/$(BIN)/python
 all: build
 
 $(BIN)/.deps: python/requirements-dev.txt
+	@echo "==> Python: .venv and the pinned dev tools (pip, first time only)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r python/requirements-dev.txt
@@ -37,17 +38,21 @@ $(MLFLOW_VENV)/.deps: tests/mlflow/requirements.txt
 WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/package.json web/vite.config.ts web/tsconfig.json
 
 web/node_modules/.package-lock.json: web/package-lock.json
+	@echo "==> Dashboard: npm packages (first time only)"
 	cd web && npm ci --no-audit --no-fund
 
 # The dashboard, built before cargo so the binary embeds it.
 web/dist/index.html: web/node_modules/.package-lock.json $(WEB_SOURCES)
+	@echo "==> Dashboard: vite build"
 	cd web && npm run build
 
 web: web/dist/index.html
 
 ## build: the labbook binary (with the dashboard) and the Python package, installed into .venv
 build: $(BIN)/.deps web/dist/index.html
+	@echo "==> Rust: the labbook binary (cargo, release; the first build takes minutes, later ones seconds)"
 	$(CARGO) build --release -p labbook-cli
+	@echo "==> Python: the labbook extension (maturin, release; minutes the first time)"
 	cd python && VIRTUAL_ENV=$(VENV) $(BIN)/maturin develop --release --quiet
 	ln -sf $(LABBOOK_BIN) $(BIN)/labbook
 
