@@ -156,3 +156,20 @@ export function inertHtml(text: string): string {
   }
   return out;
 }
+
+/** The frame's font: the file's own styles are gone, and the browser's
+ * default serif in their place reads as a broken page. `<font face>` is a
+ * presentational attribute, not a style, so the policy has nothing to
+ * refuse. */
+const FRAME_FONT = "-apple-system, BlinkMacSystemFont, Segoe UI, Inter, Helvetica Neue, Roboto, Noto Sans, Liberation Sans, Arial, sans-serif";
+
+/** scikit-learn's estimator HTML shows its text form and, for when its
+ * styles did not load, a plea to rerun the Jupyter cell or trust the
+ * notebook; styles never load in the frame, so the plea is noise there. */
+const SKLEARN_FALLBACK = /(<div class="sk-text-repr-fallback">\s*<pre>[^<]*<\/pre>)\s*<b>In a Jupyter environment[^<]*(?:<br>[^<]*)*<\/b>/g;
+
+/** The document the preview frame shows for the HTML `text`: `inertHtml`'s
+ * rewrite, in the dashboard's sans-serif. */
+export function previewDocument(text: string): string {
+  return `<!doctype html><font face="${FRAME_FONT}">${inertHtml(text).replace(SKLEARN_FALLBACK, "$1")}</font>`;
+}

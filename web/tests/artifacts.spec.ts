@@ -55,6 +55,8 @@ test("artifacts browser: each folder is listed by one request when first opened;
     expect(Math.abs(s.n - (f.size ?? 0)), f.path).toBeLessThanOrEqual(s.slack);
   }
   expect(listed).toEqual([""]);
+  await expect(page.getByTestId("folder-table").locator("tbody tr")).toHaveCount(expected.length);
+  await screenshots(page, "run-artifacts-folder");
 
   // Down four folders: one listing each, and none again on reopening.
   for (const p of ["deep", "deep/a", "deep/a/b", "deep/a/b/c"]) {
@@ -94,6 +96,7 @@ test("previews: a CSV's first rows sorted by a click on a column, its truncation
   expect(csv).toMatchObject({ kind: "table", truncated: true });
   await open(page, "tables/scores.csv");
   const table = page.getByTestId("preview-table");
+  await expect(table).toBeVisible(); // the preview loads after its pane shows
   expect(await table.locator("thead th").allInnerTexts()).toEqual(csv.columns);
   await expect(table.locator("tbody tr")).toHaveCount(csv.rows?.length ?? -1);
   expect(await column(page, 2)).toEqual(csv.rows?.map((r) => r[2]));
@@ -119,6 +122,7 @@ test("previews: a CSV's first rows sorted by a click on a column, its truncation
   const json = await preview("metrics.json");
   await expect(page.getByTestId("preview-text")).toHaveAttribute("data-pretty", "1");
   expect(await page.getByTestId("preview-text").innerText()).toBe(JSON.stringify(JSON.parse(json.text ?? ""), null, 2));
+  await screenshots(page, "run-artifacts-json");
 
   await open(page, "config/params.yaml");
   expect(await page.getByTestId("preview-text").innerText()).toBe((await preview("config/params.yaml")).text);
@@ -133,12 +137,14 @@ test("previews: a CSV's first rows sorted by a click on a column, its truncation
   await expect(md.locator("img")).toHaveCount(0);
   await expect(md.locator('a[href="http://example.com/remote.png"]')).toHaveCount(1);
   expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
+  await screenshots(page, "run-artifacts-markdown");
 
   await open(page, "logs/train.log");
   const log = await preview("logs/train.log");
   expect(log.truncated).toBe(true);
   expect((await page.getByTestId("preview-text").innerText()).length).toBe(log.text?.length);
   await expect(page.getByTestId("truncated")).toContainText("first 256 KB");
+  await screenshots(page, "run-artifacts-text");
 });
 
 test("bad files end as a message in their pane: random bytes named .csv, a .parquet that is not Parquet, Parquet cut short, an image too large to load", async ({ page }) => {

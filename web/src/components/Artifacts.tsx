@@ -10,7 +10,7 @@ import type { ArtifactFile, ArtifactOwner, Preview, RunDetail } from "../api";
 import { api } from "../api";
 import { exampleTable } from "../example";
 import { fmtBytes, plural } from "../format";
-import { inertHtml } from "../htmlpreview";
+import { previewDocument } from "../htmlpreview";
 import type { MlModel } from "../mlmodel";
 import type { ParquetTable } from "../parquet";
 import { setParams } from "../router";
@@ -239,7 +239,7 @@ function FolderView({ owner, path, listing, onSelect }: { owner: ArtifactOwner; 
       {mlmodel && <ModelCard owner={owner} folder={path} />}
       <div class="card preview-card">
         <header class="card-head">
-          <h2 class="mono">{path || "/"}</h2>
+          {path ? <h2 class="mono">{path}</h2> : <h2>{owner.kind === "run" ? "Run files" : "Model files"}</h2>}
           <div class="card-right muted">{plural(files.length, "item")}</div>
         </header>
         <table class="table folder-table" data-testid="folder-table">
@@ -378,7 +378,7 @@ function TextPreview({ owner, p }: { owner: ArtifactOwner; p: Extract<Preview, {
 }
 
 function HtmlPreview({ text, truncated, size: bytes }: { text: string; truncated: boolean; size: number }) {
-  const doc = useMemo(() => `<!doctype html>${inertHtml(text)}`, [text]);
+  const doc = useMemo(() => previewDocument(text), [text]);
   return (
     <>
       <div class="preview-note">Shown in a sandbox: its scripts do not run, and its own styles and remote images are left out.</div>
@@ -511,7 +511,7 @@ export function ModelCard({ owner, folder, text }: { owner: ArtifactOwner; folde
   return (
     <section class="card model-card" data-testid="model-card">
       <header class="card-head">
-        <h2>MLflow model{folder ? <span class="mono muted"> {folder}</span> : null}</h2>
+        <h2>MLflow model{folder ? <span class="mono muted"> {folder}/</span> : null}</h2>
         {m && m.facts.length > 0 && (
           <div class="card-right muted small">
             {m.facts
