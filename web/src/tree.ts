@@ -21,7 +21,11 @@ export type Tree = {
   byId: Map<string, Run>;
 };
 
-export type TreeRow = { run: Run; depth: number; kids: number; mark: Mark | null };
+/** A row of the flattened tree. `trail` draws its guide lines: one entry
+ * per level above it (the last `maxTrail` levels at most), true where the
+ * run at that level has a later sibling, so its line runs on below this
+ * row; the last entry is the row's own (├ when true, └ when false). */
+export type TreeRow = { run: Run; depth: number; kids: number; mark: Mark | null; trail: boolean[] };
 
 export function buildTree(runs: Run[]): Tree {
   const byId = new Map<string, Run>();
@@ -89,18 +93,24 @@ export function buildTree(runs: Run[]): Tree {
 }
 
 /** The rows shown: every root, and under each parent not in `collapsed`
- * its children, depth first. */
-export function flatten(tree: Tree, collapsed: Set<string>): TreeRow[] {
+ * its children, depth first. A row's `trail` keeps its last `maxTrail`
+ * levels (however deep the nesting, each row holds a bounded list). */
+export function flatten(tree: Tree, collapsed: Set<string>, maxTrail = 8): TreeRow[] {
   const rows: TreeRow[] = [];
-  const stack: { id: string; depth: number }[] = [];
-  for (let i = tree.roots.length - 1; i >= 0; i--) stack.push({ id: tree.roots[i], depth: 0 });
+  type Item = { id: string; depth: number; trail: boolean[] };
+  const stack: Item[] = [];
+  for (let i = tree.roots.length - 1; i >= 0; i--) stack.push({ id: tree.roots[i], depth: 0, trail: [] });
   while (stack.length) {
-    const { id, depth } = stack.pop() as { id: string; depth: number };
+    const { id, depth, trail } = stack.pop() as Item;
     const run = tree.byId.get(id);
     if (!run) continue;
     const k = tree.kids.get(id) ?? [];
-    rows.push({ run, depth, kids: k.length, mark: tree.marks.get(id) ?? null });
-    if (k.length && !collapsed.has(id)) for (let i = k.length - 1; i >= 0; i--) stack.push({ id: k[i], depth: depth + 1 });
+    rows.push({ run, depth, kids: k.length, mark: tree.marks.get(id) ?? null, trail });
+    if (k.length && !collapsed.has(id))
+      for (let i = k.length - 1; i >= 0; i--) {
+        const t = [...trail, i < k.length - 1];
+        stack.push({ id: k[i], depth: depth + 1, trail: t.length > maxTrail ? t.slice(t.length - maxTrail) : t });
+      }
   }
   return rows;
 }

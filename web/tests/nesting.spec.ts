@@ -92,6 +92,7 @@ test("runs table: a GridSearch's children sit under their parent, counted; foldi
   await page.reload();
   await expect(page.getByTestId("runs-scroller")).toHaveAttribute("data-rows", String(list.length - children.length));
   await expect(page.locator(`.tr[data-run="${children[0].id}"]`)).toHaveCount(0);
+  await screenshots(page, "runs-tree-collapsed");
   await page.locator(`.tr[data-run="${parent.id}"] [data-testid="tree-toggle"]`).click();
   await expect(page).not.toHaveURL(/collapse=/);
   await expect(page.getByTestId("runs-scroller")).toHaveAttribute("data-rows", String(list.length));
@@ -219,6 +220,7 @@ test("run page: a parent lists its children side by side; a child links its pare
   const parent = page.getByTestId("parent");
   await expect(parent).toHaveAttribute("data-state", "ok");
   await expect(parent.locator("a")).toHaveText(name.get(ids["child-1"]) ?? "");
+  await screenshots(page, "run-parent");
   await parent.locator("a").click();
   await expect(page).toHaveURL(new RegExp(`/p/nesting/run/${ids["child-1"]}$`));
   await expect(page.getByTestId("children").locator("tbody tr")).toHaveCount(1);
@@ -235,6 +237,7 @@ test("run page: a parent lists its children side by side; a child links its pare
     await expect(page.getByTestId("parent"), run).toHaveAttribute("data-state", state);
     await expect(page.getByTestId("parent"), run).toHaveText(text);
   }
+  await screenshots(page, "run-parent-cycle");
   // The deleted parent's own page still opens, marked deleted.
   await page.goto(`/p/nesting/run/${ids["orphan-deleted"]}`);
   await page.getByTestId("parent").locator("a").click();

@@ -23,8 +23,8 @@ const PAGE = 200;
 const OVERSCAN = 12;
 /** The most runs a tree is built from (the API's largest page). */
 const TREE_MAX = 10000;
-/** Indentation per level, and the deepest level indented further. */
-const INDENT = 16;
+/** The deepest level indented further (each level is a 16-px guide,
+ * `.tree-guide` in styles.css). */
 const MAX_INDENT_DEPTH = 8;
 
 export type TableApi = { rowsBetween: (a: number, b: number) => Promise<string[]>; reload: () => void };
@@ -222,7 +222,7 @@ export function RunsTable({
   }
 
   const tree: Tree | null = useMemo(() => (treeRuns ? buildTree(treeRuns) : null), [treeRuns]);
-  const treeRows: TreeRow[] | null = useMemo(() => (tree ? flatten(tree, collapsed) : null), [tree, collapsed]);
+  const treeRows: TreeRow[] | null = useMemo(() => (tree ? flatten(tree, collapsed, MAX_INDENT_DEPTH) : null), [tree, collapsed]);
   /** Rows in the scroller: every match, or the tree's unfolded rows. */
   const count = treeRows ? treeRows.length : total;
 
@@ -482,7 +482,14 @@ function TreeCell({ t, tree, open, onToggle, cell }: { t: TreeRow; tree: Tree; o
   const all = t.kids ? descendants(tree, t.run.id) : 0;
   const m = t.mark ? MARKS[t.mark] : null;
   return (
-    <span class="tree-cell" style={{ paddingLeft: `${Math.min(t.depth, MAX_INDENT_DEPTH) * INDENT}px` }}>
+    <span class="tree-cell">
+      {t.trail.length > 0 && (
+        <span class="tree-guides" aria-hidden="true">
+          {t.trail.map((more, i) => (
+            <span key={i} class={`tree-guide ${i < t.trail.length - 1 ? (more ? "line" : "") : more ? "tee" : "end"}`} />
+          ))}
+        </span>
+      )}
       {t.kids > 0 ? (
         <button
           class="tree-toggle"
@@ -495,7 +502,7 @@ function TreeCell({ t, tree, open, onToggle, cell }: { t: TreeRow; tree: Tree; o
           <span class={`caret ${open ? "open" : ""}`}>▸</span>
         </button>
       ) : (
-        <span class={`tree-spacer${t.depth > 0 ? " branch" : ""}`} />
+        <span class="tree-spacer" />
       )}
       <span class="tree-name">{cell}</span>
       {t.kids > 0 && (
