@@ -22,7 +22,7 @@ export function RunTags({ tags }: { tags: { [k: string]: string } }) {
   if (!keys.length) return null;
   return (
     <Section title="Tags" right={<span class="muted num">{plural(keys.length, "tag")}</span>} id="tags">
-      {user.length > 0 ? <TagTable keys={user} tags={tags} testid="user-tags" /> : <p class="muted">No tags but the client's own.</p>}
+      {user.length > 0 ? <TagTable keys={user} tags={tags} testid="user-tags" /> : <p class="muted tags-empty">No tags but the client's own.</p>}
       {system.length > 0 && (
         <>
           <button class="link-btn fold-btn" onClick={() => setShowSystem(!showSystem)} aria-expanded={showSystem} data-testid="system-tags-toggle">
@@ -295,7 +295,7 @@ export function ChildRuns({ r, project }: { r: RunDetail; project: string }) {
             <tr>
               <th>Run</th>
               {config.map((k) => (
-                <th key={k} class={`cfg ${numeric.has(k) ? "num" : ""}`} data-col={`config.${k}`}>
+                <th key={k} class={numeric.has(k) ? "num" : ""} data-col={`config.${k}`}>
                   {k}
                 </th>
               ))}
@@ -329,7 +329,7 @@ function ChildRow({ c, config, metrics }: { c: Run; config: string[]; metrics: s
         </span>
       </td>
       {config.map((k) => (
-        <td key={k} class={`mono ${typeof c.config[k] === "number" ? "num" : ""}`} data-col={`config.${k}`}>
+        <td key={k} class={typeof c.config[k] === "number" ? "num" : ""} data-col={`config.${k}`}>
           {c.config[k] === undefined ? <span class="muted">—</span> : typeof c.config[k] === "number" ? fmtNum(c.config[k] as number) : fmtValue(c.config[k])}
         </td>
       ))}
