@@ -123,6 +123,7 @@ test("registry: the models page and a model's versions, each value the API's; ve
   await links.first().click();
   await expect(page).toHaveURL(`/models/${m.name}/versions/${regs[0].version}`);
   await expect(page.locator(`tr[data-version="${regs[0].version}"]`)).toHaveClass(/highlight/);
+  await screenshots(page, "model-version");
 
   // A version's files: its logged model's MLmodel and input example.
   await page.locator('tr[data-version="2"] [data-testid="version-files"]').click();

@@ -30,7 +30,7 @@ export function ModelsPage() {
               <tr>
                 <th>Name</th>
                 <th>Description</th>
-                <th class="num">Latest</th>
+                <th>Latest</th>
                 <th>Aliases</th>
                 <th>Updated</th>
               </tr>
@@ -46,7 +46,7 @@ export function ModelsPage() {
                       </a>
                     </td>
                     <td class="desc-cell">{m.description ? m.description : <span class="muted">—</span>}</td>
-                    <td class="num" data-col="latest">
+                    <td data-col="latest">
                       {latest ? <a href={modelPath(m.name, latest.version)}>v{latest.version}</a> : <span class="muted">none</span>}
                     </td>
                     <td data-col="aliases">
@@ -162,7 +162,7 @@ function Versions({ m, highlight }: { m: RegisteredModel; highlight?: string }) 
       <table class="table versions-table" data-testid="versions-table">
         <thead>
           <tr>
-            <th class="num">Version</th>
+            <th>Version</th>
             <th>Aliases</th>
             <th>Stage</th>
             <th>Tags</th>
@@ -187,7 +187,7 @@ function VersionRow({ m, v, active }: { m: RegisteredModel; v: ModelVersion; act
   const filesHref = v.model_id && v.project && v.run_id ? `${runPath(v.project, v.run_id)}?tab=artifacts&model=${encodeURIComponent(v.model_id)}` : null;
   return (
     <tr data-version={String(v.version)} class={active ? "highlight" : ""}>
-      <td class="num">
+      <td class="version-cell">
         <a href={modelPath(m.name, v.version)}>v{v.version}</a>
       </td>
       <td data-col="aliases">
@@ -218,14 +218,12 @@ function VersionRow({ m, v, active }: { m: RegisteredModel; v: ModelVersion; act
         )}
       </td>
       <td data-col="description">{v.description || <span class="muted">—</span>}</td>
-      <td data-col="source" class="mono small source-cell" title={v.source ?? ""}>
-        {v.source ?? "—"}
+      <td data-col="source" class="source-cell" title={v.source ?? ""}>
+        <span class="mono small">{v.source ?? "—"}</span>
         {filesHref && (
-          <div>
-            <a href={filesHref} data-testid="version-files">
-              files
-            </a>
-          </div>
+          <a class="files-link" href={filesHref} data-testid="version-files">
+            Browse files
+          </a>
         )}
       </td>
       <td data-col="run">
