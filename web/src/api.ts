@@ -301,6 +301,11 @@ export const api = {
       `${V1}/projects/${enc(project)}/runs${qs({ filter: p.filter, sort: p.sort, limit: p.limit, offset: p.offset, deleted: p.deleted ? "1" : undefined })}`,
       { signal },
     ),
+  /** Every match's id and parent, in the sort's order: a tree's shape. */
+  runShapes: (project: string, p: { filter?: string; sort?: string; limit: number }) =>
+    request<{ runs: Pick<Run, "id" | "parent">[]; total: number }>(
+      `${V1}/projects/${enc(project)}/runs${qs({ filter: p.filter, sort: p.sort, limit: p.limit, fields: "id,parent" })}`,
+    ),
   keys: (project: string) => request<Keys>(`${V1}/projects/${enc(project)}/keys`),
   groups: (project: string, by: string, filter?: string, signal?: AbortSignal) =>
     request<Groups>(`${V1}/projects/${enc(project)}/groups${qs({ by, filter })}`, { signal }),

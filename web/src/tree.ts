@@ -11,6 +11,9 @@
 // Nothing here recurses, so no shape of parents can overflow the stack.
 import type { Run } from "./api";
 
+/** What a tree is built from: a run's id and parent (a full Run will do). */
+export type Shape = Pick<Run, "id" | "parent">;
+
 /** Why a top-level row has a parent all the same. */
 export type Mark = "orphan" | "cycle" | "self";
 
@@ -18,17 +21,17 @@ export type Tree = {
   roots: string[];
   kids: Map<string, string[]>;
   marks: Map<string, Mark>;
-  byId: Map<string, Run>;
+  byId: Map<string, Shape>;
 };
 
 /** A row of the flattened tree. `trail` draws its guide lines: one entry
  * per level above it (the last `maxTrail` levels at most), true where the
  * run at that level has a later sibling, so its line runs on below this
  * row; the last entry is the row's own (├ when true, └ when false). */
-export type TreeRow = { run: Run; depth: number; kids: number; mark: Mark | null; trail: boolean[] };
+export type TreeRow = { run: Shape; depth: number; kids: number; mark: Mark | null; trail: boolean[] };
 
-export function buildTree(runs: Run[]): Tree {
-  const byId = new Map<string, Run>();
+export function buildTree(runs: Shape[]): Tree {
+  const byId = new Map<string, Shape>();
   for (const r of runs) if (!byId.has(r.id)) byId.set(r.id, r);
   const order = new Map([...byId.keys()].map((id, i) => [id, i]));
   const kids = new Map<string, string[]>();

@@ -43,12 +43,13 @@ export function RunsPage({ project, params }: { project: string; params: URLSear
   // call for (a first tag brings the Tags column), are fetched again.
   const [version, setVersion] = useState(0);
   const sample = useAsync(
-    (signal) => (chosen ? Promise.resolve(null) : api.runs(project, { filter: filter || undefined, limit: 200 }, signal)),
+    (signal) =>
+      chosen ? Promise.resolve(null) : api.runs(project, { filter: filter || undefined, limit: 200 }, signal).then((page) => ({ project, filter, version, page })),
     [project, chosen, chosen ? "" : filter, version],
   );
   // A filter the server refuses keeps the columns of the last one it took.
   const shown = useRef<{ project: string; runs: Run[] } | null>(null);
-  if (sample.data && !sample.loading) shown.current = { project, runs: sample.data.runs };
+  if (sample.data && !sample.loading) shown.current = { project, runs: sample.data.page.runs };
   const shownRuns = shown.current?.project === project ? shown.current.runs : undefined;
   const columns = useMemo(
     () => (chosen ? colIds : defaultColumns(shownRuns ?? [], sort)).map((id) => column(id, keys.data)),
@@ -110,6 +111,7 @@ export function RunsPage({ project, params }: { project: string; params: URLSear
           filterInvalid={filterInvalid}
           collapsed={collapsed}
           onToggle={onToggle}
+          firstPage={sample.data ?? undefined}
         />
       )}
       <div class="runs-charts">

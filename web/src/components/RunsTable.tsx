@@ -8,12 +8,12 @@
 // matches nested runs the table fetches them all in one request (up to the
 // API's 10,000) and renders the same window over the flattened tree.
 import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
-import type { Run } from "../api";
+import type { Run, RunsPage } from "../api";
 import { andFilter, api, runsByIds } from "../api";
 import type { Column } from "../columns";
 import { parseSort } from "../columns";
 import { plural } from "../format";
-import type { Mark, Tree, TreeRow } from "../tree";
+import type { Mark, Shape, Tree, TreeRow } from "../tree";
 import { buildTree, descendants, flatten } from "../tree";
 import { useLive } from "../live";
 import { Empty, ErrorBox, isQueryError, useTicker } from "./common";
@@ -50,6 +50,7 @@ export function RunsTable({
   filterInvalid,
   collapsed,
   onToggle,
+  firstPage,
 }: {
   project: string;
   filter: string;
@@ -62,6 +63,8 @@ export function RunsTable({
   tableRef?: (api: TableApi) => void;
   maxHeight: number;
   onFirstPage?: (runs: Run[]) => void;
+  /** A first page already fetched (newest first), for the query it answers. */
+  firstPage?: { project: string; filter: string; version: number; page: RunsPage };
   /** The filter box shows the filter's error. */
   filterInvalid?: boolean;
   /** Parents whose children are folded away (`collapse` in the URL). */
@@ -74,8 +77,11 @@ export function RunsTable({
   const [scrollTop, setScrollTop] = useState(0);
   const [viewH, setViewH] = useState(600);
   const [liveTick, setLiveTick] = useState(0);
-  // Every matching run, when some are nested; null shows the flat table.
-  const [treeRuns, setTreeRuns] = useState<Run[] | null>(null);
+  // Every matching run's id and parent, when some are nested; null shows
+  // the flat table. The tree's rows on screen are fetched whole by id.
+  const [treeRuns, setTreeRuns] = useState<Shape[] | null>(null);
+  const [treeFull, setTreeFull] = useState<Map<string, Run>>(new Map());
+  const fullAsked = useRef(new Set<string>());
   const [treeNote, setTreeNote] = useState<string | null>(null);
   const [treePending, setTreePending] = useState(false);
   const totalRef = useRef<number | null>(null);
@@ -87,14 +93,19 @@ export function RunsTable({
   const requests = useRef(0);
   const now = useTicker(15000);
   const queryKey = `${project}\u0000${filter}\u0000${sort}\u0000${version}`;
+  // The page the runs page already holds stands in for the first request
+  // of a new query it answers (same project and filter, default sort).
+  const seed = useRef<RunsPage | null>(null);
 
   const loadPage = useCallback(
     (p: number): Promise<Run[]> => {
       const existing = inflight.current.get(p);
       if (existing) return existing;
       const g = gen.current;
-      requests.current++;
-      const pr = api.runs(project, { filter: filter || undefined, sort: sort || undefined, limit: PAGE, offset: p * PAGE }).then(
+      if (!(p === 0 && seed.current)) requests.current++;
+      const seeded = p === 0 ? seed.current : null;
+      seed.current = null;
+      const pr = (seeded ? Promise.resolve(seeded) : api.runs(project, { filter: filter || undefined, sort: sort || undefined, limit: PAGE, offset: p * PAGE })).then(
         (res) => {
           if (g !== gen.current) return res.runs;
           totalRef.current = res.total;
@@ -136,10 +147,13 @@ export function RunsTable({
       setPages(new Map());
       setTotal(null);
       setTreeRuns(null);
+      setTreeFull(new Map());
+      fullAsked.current = new Set();
       setTreeNote(null);
       setTreePending(false);
       if (scroller.current) scroller.current.scrollTop = 0;
       setScrollTop(0);
+      if (firstPage && firstPage.project === project && firstPage.filter === filter && !sort && firstPage.version === version) seed.current = firstPage.page;
       loadPage(0).then(nest, () => undefined);
     } else {
       refreshVisible();
@@ -157,7 +171,11 @@ export function RunsTable({
     try {
       const nested = first.some((r) => r.parent);
       if (total <= first.length) {
-        if (nested) setTreeRuns(first);
+        if (nested) {
+          fullAsked.current = new Set(first.map((r) => r.id));
+          setTreeFull(new Map(first.map((r) => [r.id, r])));
+          setTreeRuns(first);
+        }
         return;
       }
       if (!nested) {
@@ -169,9 +187,12 @@ export function RunsTable({
         return;
       }
       if (nested) setTreePending(true);
-      const all = await api.runs(project, { filter: filter || undefined, sort: sort || undefined, limit: TREE_MAX });
+      const all = await api.runShapes(project, { filter: filter || undefined, sort: sort || undefined, limit: TREE_MAX });
       if (g === gen.current) {
         setTotal(all.total);
+        // The first page's rows are already whole.
+        fullAsked.current = new Set(first.map((r) => r.id));
+        setTreeFull(new Map(first.map((r) => [r.id, r])));
         setTreeRuns(all.runs);
       }
     } catch {
@@ -201,13 +222,16 @@ export function RunsTable({
       // query that no longer nests anything turns the table flat.
       const g = gen.current;
       api
-        .runs(project, { filter: filter || undefined, sort: sort || undefined, limit: TREE_MAX })
+        .runShapes(project, { filter: filter || undefined, sort: sort || undefined, limit: TREE_MAX })
         .then((all) => {
           if (g !== gen.current) return;
           setTotal(all.total);
           totalRef.current = all.total;
-          if (all.runs.some((r) => r.parent) && all.total <= TREE_MAX) setTreeRuns(all.runs);
-          else {
+          if (all.runs.some((r) => r.parent) && all.total <= TREE_MAX) {
+            // Rows on screen are fetched afresh; the old ones show till then.
+            fullAsked.current = new Set();
+            setTreeRuns(all.runs);
+          } else {
             setTreeRuns(null);
             setPages(new Map());
             loadPage(0).catch(() => undefined);
@@ -229,6 +253,33 @@ export function RunsTable({
   const first = Math.max(0, Math.floor(scrollTop / ROW_H) - OVERSCAN);
   const last = count === null ? 0 : Math.min(count - 1, Math.ceil((scrollTop + viewH) / ROW_H) + OVERSCAN);
 
+  // A tree's rows in the window, fetched whole by id where not yet.
+  useEffect(() => {
+    if (!treeRows) return;
+    const missing: string[] = [];
+    for (let i = first; i <= last; i++) {
+      const id = treeRows[i]?.run.id;
+      if (id !== undefined && !fullAsked.current.has(id)) missing.push(id);
+    }
+    if (!missing.length) return;
+    for (const id of missing) fullAsked.current.add(id);
+    const g = gen.current;
+    requests.current++;
+    runsByIds(project, missing)
+      .then((fresh) => {
+        if (g !== gen.current) return;
+        setTreeFull((old) => {
+          const next = new Map(old);
+          for (const r of fresh) next.set(r.id, r);
+          return next;
+        });
+      })
+      .catch((e: unknown) => {
+        for (const id of missing) fullAsked.current.delete(id);
+        if (g === gen.current) setError(e instanceof Error ? e : new Error(String(e)));
+      });
+  }, [first, last, treeRows]);
+
   // Fetch the pages the window needs.
   useEffect(() => {
     if (total === null || treeRows) return;
@@ -237,7 +288,13 @@ export function RunsTable({
     }
   }, [first, last, total, pages, loadPage]);
 
-  const rowAt = (i: number): Run | undefined => (treeRows ? treeRows[i]?.run : treePending ? undefined : pages.get(Math.floor(i / PAGE))?.[i % PAGE]);
+  const rowAt = (i: number): Run | undefined => {
+    if (treeRows) {
+      const id = treeRows[i]?.run.id;
+      return id === undefined ? undefined : treeFull.get(id);
+    }
+    return treePending ? undefined : pages.get(Math.floor(i / PAGE))?.[i % PAGE];
+  };
 
   // Live: patch changed rows in place; notice new runs.
   const liveState = useRef({ timer: 0 as ReturnType<typeof setTimeout> | 0, ids: new Set<string>(), unknown: false });
@@ -275,7 +332,11 @@ export function RunsTable({
               for (const [p, rows] of old) next.set(p, rows.map((r) => byId.get(r.id) ?? r));
               return next;
             });
-            setTreeRuns((old) => (old ? old.map((r) => byId.get(r.id) ?? r) : old));
+            setTreeFull((old) => {
+              const next = new Map(old);
+              for (const r of fresh) if (next.has(r.id)) next.set(r.id, r);
+              return next;
+            });
             setLiveTick((t) => t + 1);
           })
           .catch(() => undefined);
@@ -376,7 +437,7 @@ export function RunsTable({
           </div>
           {cols.map((c, j) => (
             <div class={`td ${c.numeric ? "num" : ""}${pinCls(j)}${t && j === 0 ? " tree-td" : ""}`} key={c.id} data-col={c.id} style={pinStyle(j)}>
-              {t && j === 0 && tree ? <TreeCell t={t} tree={tree} open={!collapsed.has(r.id)} onToggle={onToggle} cell={c.cell(r, now)} /> : c.cell(r, now)}
+              {t && j === 0 && tree ? <TreeCell t={t} run={r} tree={tree} open={!collapsed.has(r.id)} onToggle={onToggle} cell={c.cell(r, now)} /> : c.cell(r, now)}
             </div>
           ))}
         </div>,
@@ -478,7 +539,7 @@ const MARKS: Record<Mark, { label: string; title: (r: Run) => string }> = {
 /** The first cell of a tree row: indentation, the fold button of a parent
  * and its count of children, and the mark of a top-level row that has a
  * parent all the same. */
-function TreeCell({ t, tree, open, onToggle, cell }: { t: TreeRow; tree: Tree; open: boolean; onToggle: (id: string) => void; cell: ReturnType<Column["cell"]> }) {
+function TreeCell({ t, run, tree, open, onToggle, cell }: { t: TreeRow; run: Run; tree: Tree; open: boolean; onToggle: (id: string) => void; cell: ReturnType<Column["cell"]> }) {
   const all = t.kids ? descendants(tree, t.run.id) : 0;
   const m = t.mark ? MARKS[t.mark] : null;
   return (
@@ -494,7 +555,7 @@ function TreeCell({ t, tree, open, onToggle, cell }: { t: TreeRow; tree: Tree; o
         <button
           class="tree-toggle"
           aria-expanded={open}
-          aria-label={`${open ? "Collapse" : "Expand"} the children of ${t.run.name}`}
+          aria-label={`${open ? "Collapse" : "Expand"} the children of ${run.name}`}
           title={open ? "Hide its children" : "Show its children"}
           onClick={() => onToggle(t.run.id)}
           data-testid="tree-toggle"
@@ -511,7 +572,7 @@ function TreeCell({ t, tree, open, onToggle, cell }: { t: TreeRow; tree: Tree; o
         </span>
       )}
       {m && (
-        <span class={`badge ${t.mark === "orphan" ? "subtle" : "warn"} tree-mark`} title={m.title(t.run)}>
+        <span class={`badge ${t.mark === "orphan" ? "subtle" : "warn"} tree-mark`} title={m.title(run)}>
           {m.label}
         </span>
       )}
