@@ -170,6 +170,11 @@ fn median_ms(mut f: impl FnMut(), reps: usize) -> (f64, f64, f64) {
     (times[times.len() / 2], times[0], times[times.len() - 1])
 }
 
+/// A GET's median time over `reps` requests, each answered 200.
+fn report_get(addr: SocketAddr, name: &str, path: &str, reps: usize) {
+    report(name, median_ms(|| assert_eq!(get(addr, path).0, 200), reps));
+}
+
 fn report(name: &str, (median, min, max): (f64, f64, f64)) {
     println!(
         r#"{{"figure": "{name}", "unit": "ms", "median": {median}, "min": {min}, "max": {max}}}"#
@@ -253,16 +258,10 @@ fn main() {
 
     let page = "/api/v1/projects/big/runs?sort=-metrics.metric_3&limit=100";
     assert_eq!(get(addr, page).0, 200);
-    report(
-        "api_runs_page_10k",
-        median_ms(|| assert_eq!(get(addr, page).0, 200), 31),
-    );
+    report_get(addr, "api_runs_page_10k", page, 31);
 
     let filtered = "/api/v1/projects/big/runs?filter=config.param_3%20%3E%205%20and%20metrics.metric_1%20%3C%200.5&sort=-metrics.metric_3&limit=100";
-    report(
-        "api_runs_filtered_10k",
-        median_ms(|| assert_eq!(get(addr, filtered).0, 200), 31),
-    );
+    report_get(addr, "api_runs_filtered_10k", filtered, 31);
 
     let series = format!(
         "/api/v1/series?runs={}&keys=loss&buckets=1000&ts=0",
@@ -271,34 +270,19 @@ fn main() {
     let (status, bytes) = get(addr, &series);
     assert_eq!(status, 200);
     eprintln!("series response: {bytes} bytes for 100 runs");
-    report(
-        "api_series_100x100k",
-        median_ms(|| assert_eq!(get(addr, &series).0, 200), 11),
-    );
+    report_get(addr, "api_series_100x100k", &series, 11);
     // What the dashboard asks for: binary columns.
     let columns = format!("{series}&format=columns");
-    report(
-        "api_series_columns_100x100k",
-        median_ms(|| assert_eq!(get(addr, &columns).0, 200), 11),
-    );
+    report_get(addr, "api_series_columns_100x100k", &columns, 11);
 
     // What a tree is built from: every run of the project.
     let whole = "/api/v1/projects/grid/runs?limit=10000";
-    report(
-        "api_runs_all_nested_5k",
-        median_ms(|| assert_eq!(get(addr, whole).0, 200), 11),
-    );
+    report_get(addr, "api_runs_all_nested_5k", whole, 11);
     let shape = "/api/v1/projects/grid/runs?limit=10000&fields=id,parent";
-    report(
-        "api_runs_tree_nested_5k",
-        median_ms(|| assert_eq!(get(addr, shape).0, 200), 11),
-    );
+    report_get(addr, "api_runs_tree_nested_5k", shape, 11);
     let nested = "/api/v1/projects/grid/runs?limit=100";
     assert_eq!(get(addr, nested).0, 200);
-    report(
-        "api_runs_page_nested_5k",
-        median_ms(|| assert_eq!(get(addr, nested).0, 200), 31),
-    );
+    report_get(addr, "api_runs_page_nested_5k", nested, 31);
 
     // A 100 MB CSV, uploaded as the mlflow client does.
     let experiment = post_json(
@@ -336,10 +320,7 @@ fn main() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let preview = format!("/api/v1/runs/{table_run}/artifacts/preview?path=tables/metrics.csv");
     assert_eq!(get(addr, &preview).0, 200);
-    report(
-        "api_preview_csv_100mb",
-        median_ms(|| assert_eq!(get(addr, &preview).0, 200), 11),
-    );
+    report_get(addr, "api_preview_csv_100mb", &preview, 11);
 
     // The browser figures need Node, Playwright (web/node_modules) and
     // Chromium; `make bench` asks for them.
