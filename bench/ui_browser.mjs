@@ -21,103 +21,96 @@ async function timed(reps, fn) {
     times.push(await fn(page));
     await context.close();
   }
+  if (process.env.LABBOOK_BENCH_DIAG) console.error(JSON.stringify(times.map(Math.round)));
   times.sort((a, b) => a - b);
   return { median: times[Math.floor(times.length / 2)], min: times[0], max: times[times.length - 1] };
 }
 
-function report(figure, t) {
-  console.log(JSON.stringify({ figure, unit: "ms", ...t }));
+// LABBOOK_BENCH_REPS=N: N loads of each page instead of the default.
+async function measure(figure, reps, fn) {
+  if (!wanted(figure)) return;
+  const n = Number(process.env.LABBOOK_BENCH_REPS) || reps;
+  console.log(JSON.stringify({ figure, unit: "ms", ...(await timed(n, fn)) }));
 }
+
+// LABBOOK_BENCH_ONLY=a,b: only the figures whose names contain one of these.
+const only = process.env.LABBOOK_BENCH_ONLY?.split(",");
+const wanted = (figure) => !only || only.some((o) => figure.includes(o));
 
 // Interactive: the first rows of the sorted table are on screen and a row's
 // checkbox takes a click.
-report(
-  "ui_runs_interactive_10k",
-  await timed(5, async (page) => {
-    const start = performance.now();
-    await page.goto(`${base}/p/big?sort=-metrics.metric_3`);
-    const row = page.locator(".tr[data-run]").first();
-    await row.waitFor({ state: "visible" });
-    await row.locator("input[type=checkbox]").click();
-    await page.locator(".tr.selected").first().waitFor();
-    return performance.now() - start;
-  }),
-);
+await measure("ui_runs_interactive_10k", 5, async (page) => {
+  const start = performance.now();
+  await page.goto(`${base}/p/big?sort=-metrics.metric_3`);
+  const row = page.locator(".tr[data-run]").first();
+  await row.waitFor({ state: "visible" });
+  await row.locator("input[type=checkbox]").click();
+  await page.locator(".tr.selected").first().waitFor();
+  return performance.now() - start;
+});
 
 // The same for 50 GridSearch parents with 99 children each: the tree's
 // first rows are on screen and take a click.
-report(
-  "ui_runs_interactive_nested_5k",
-  await timed(5, async (page) => {
-    const start = performance.now();
-    await page.goto(`${base}/p/grid`);
-    const row = page.locator(".tr[data-run]").first();
-    await row.waitFor({ state: "visible" });
-    await row.locator("input[type=checkbox]").click();
-    await page.locator(".tr.selected").first().waitFor();
-    const elapsed = performance.now() - start;
-    if (process.env.LABBOOK_BENCH_DIAG) {
-      const entries = await page.evaluate(() =>
-        performance.getEntriesByType("resource").map((e) => ({ name: e.name.split("/").slice(-2).join("/").slice(0, 60), start: Math.round(e.startTime), end: Math.round(e.responseEnd), size: e.transferSize })),
-      );
-      console.error(JSON.stringify({ elapsed: Math.round(elapsed), entries }));
-    }
-    return elapsed;
-  }),
-);
+await measure("ui_runs_interactive_nested_5k", 5, async (page) => {
+  const start = performance.now();
+  await page.goto(`${base}/p/grid`);
+  const row = page.locator(".tr[data-run]").first();
+  await row.waitFor({ state: "visible" });
+  await row.locator("input[type=checkbox]").click();
+  await page.locator(".tr.selected").first().waitFor();
+  const elapsed = performance.now() - start;
+  if (process.env.LABBOOK_BENCH_DIAG) {
+    const entries = await page.evaluate(() =>
+      performance.getEntriesByType("resource").map((e) => ({ name: e.name.split("/").slice(-2).join("/").slice(0, 60), start: Math.round(e.startTime), end: Math.round(e.responseEnd), size: e.transferSize })),
+    );
+    console.error(JSON.stringify({ elapsed: Math.round(elapsed), entries }));
+  }
+  return elapsed;
+});
 
 // A 100 MB CSV's preview: from a click on the file in the artifacts
 // browser until its first rows are in the table; and the same opened from
 // a link, page load included.
-report(
-  "ui_preview_csv_100mb",
-  await timed(5, async (page) => {
-    await page.goto(`${base}/p/tables/run/${tableRun}?tab=artifacts&path=tables`);
-    const file = page.locator('[data-testid=artifact-tree] .tree-row[data-path="tables/metrics.csv"]');
-    await file.waitFor({ state: "visible" });
-    const start = performance.now();
-    await file.click();
-    await page.locator("[data-testid=preview-table] tbody tr").first().waitFor({ state: "visible" });
-    return performance.now() - start;
-  }),
-);
-report(
-  "ui_preview_csv_100mb_page",
-  await timed(5, async (page) => {
-    const start = performance.now();
-    await page.goto(`${base}/p/tables/run/${tableRun}?tab=artifacts&path=tables%2Fmetrics.csv`);
-    await page.locator("[data-testid=preview-table] tbody tr").first().waitFor({ state: "visible" });
-    return performance.now() - start;
-  }),
-);
+await measure("ui_preview_csv_100mb", 5, async (page) => {
+  await page.goto(`${base}/p/tables/run/${tableRun}?tab=artifacts&path=tables`);
+  const file = page.locator('[data-testid=artifact-tree] .tree-row[data-path="tables/metrics.csv"]');
+  await file.waitFor({ state: "visible" });
+  const start = performance.now();
+  await file.click();
+  await page.locator("[data-testid=preview-table] tbody tr").first().waitFor({ state: "visible" });
+  return performance.now() - start;
+});
+await measure("ui_preview_csv_100mb_page", 5, async (page) => {
+  const start = performance.now();
+  await page.goto(`${base}/p/tables/run/${tableRun}?tab=artifacts&path=tables%2Fmetrics.csv`);
+  await page.locator("[data-testid=preview-table] tbody tr").first().waitFor({ state: "visible" });
+  return performance.now() - start;
+});
 
 // Drawn: the panel received every run's downsampled curve and uPlot drew it.
 const ids = curveIds.split(",");
-report(
-  "ui_chart_drawn_100x100k",
-  await timed(5, async (page) => {
-    const start = performance.now();
-    await page.goto(`${base}/p/curves/charts?runs=${ids.join(",")}`);
-    await page.waitForFunction(
-      (n) => {
-        const c = window.__labbookCharts?.loss;
-        return c && Object.keys(c.perRun).length === n && c.points > 0;
-      },
-      ids.length,
-      { timeout: 30_000, polling: 16 },
+await measure("ui_chart_drawn_100x100k", 5, async (page) => {
+  const start = performance.now();
+  await page.goto(`${base}/p/curves/charts?runs=${ids.join(",")}`);
+  await page.waitForFunction(
+    (n) => {
+      const c = window.__labbookCharts?.loss;
+      return c && Object.keys(c.perRun).length === n && c.points > 0;
+    },
+    ids.length,
+    { timeout: 30_000, polling: 16 },
+  );
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r())));
+  const elapsed = performance.now() - start;
+  if (process.env.LABBOOK_BENCH_DIAG) {
+    const entries = await page.evaluate(() =>
+      performance.getEntriesByType("resource").map((e) => ({ name: e.name.split("?")[0].split("/").slice(-2).join("/"), start: Math.round(e.startTime), end: Math.round(e.responseEnd), size: e.transferSize })),
     );
-    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r())));
-    const elapsed = performance.now() - start;
-    if (process.env.LABBOOK_BENCH_DIAG) {
-      const entries = await page.evaluate(() =>
-        performance.getEntriesByType("resource").map((e) => ({ name: e.name.split("?")[0].split("/").slice(-2).join("/"), start: Math.round(e.startTime), end: Math.round(e.responseEnd), size: e.transferSize })),
-      );
-      const requests = await page.evaluate(() => window.__labbookCharts?.loss?.requests);
-      console.error(JSON.stringify({ elapsed: Math.round(elapsed), requests, entries }));
-    }
-    return elapsed;
-  }),
-);
+    const requests = await page.evaluate(() => window.__labbookCharts?.loss?.requests);
+    console.error(JSON.stringify({ elapsed: Math.round(elapsed), requests, entries }));
+  }
+  return elapsed;
+});
 
 // LABBOOK_BENCH_PROFILE=FILE: one more chart load under Chromium's CPU
 // profiler; FILE gets the .cpuprofile, stderr the top functions by self time.

@@ -313,26 +313,28 @@ export const api = {
     request<{ ok: true }>(`${V1}/query/validate${qs(p)}`, { signal }),
   run: (id: string) => request<RunDetail>(`${V1}/runs/${enc(id)}`),
   output: (id: string) => request<{ chunks: OutputChunk[] }>(`${V1}/runs/${enc(id)}/output`),
-  series: (
-    p: { runs: string[]; keys: string[]; buckets?: number; lo?: number; hi?: number; after?: number; ts?: boolean },
-    signal?: AbortSignal,
-  ) =>
-    send(
-      `${V1}/series${qs({
-        runs: p.runs.join(","),
-        keys: p.keys.join(","),
-        buckets: p.buckets,
-        lo: p.lo,
-        hi: p.hi,
-        after: p.after,
-        // A step axis needs no wall times: the server then skips decoding them.
-        ts: p.ts === false ? 0 : undefined,
-        format: "columns",
-      })}`,
-      { signal },
-    )
-      .then((res) => res.arrayBuffer())
-      .then((buf) => ({ series: decodeColumns(buf) })),
+  /** Curves of `/series`, as binary columns; an answer prefetchSeries
+   * already asked for is taken instead of asking again. */
+  series: (p: SeriesQuery, signal?: AbortSignal): Promise<{ series: Series[] }> => {
+    const url = seriesUrl(p);
+    const early = earlySeries.get(url);
+    if (early) {
+      earlySeries.delete(url);
+      return early;
+    }
+    return fetchSeries(url, signal);
+  },
+  /** Starts a `series` request that a component about to mount will make:
+   * the answer waits for it (for a while) instead of the request waiting
+   * for the component. */
+  prefetchSeries: (p: SeriesQuery): void => {
+    const url = seriesUrl(p);
+    if (earlySeries.has(url)) return;
+    const answer = fetchSeries(url);
+    answer.catch(() => undefined); // the taker hears it, or nobody needs it
+    earlySeries.set(url, answer);
+    setTimeout(() => earlySeries.get(url) === answer && earlySeries.delete(url), EARLY_SERIES_MS);
+  },
   tags: (ids: string[], add: string[], remove: string[]) =>
     request<{ ok: true }>(`${V1}/runs/tags`, post({ ids, add, remove })),
   del: (ids: string[]) => request<{ ok: true }>(`${V1}/runs/delete`, post({ ids })),
@@ -351,6 +353,32 @@ export const api = {
   models: (signal?: AbortSignal) => request<{ models: RegisteredModel[] }>(`${V1}/models`, { signal }),
   model: (name: string, signal?: AbortSignal) => request<RegisteredModel>(`${V1}/models/${enc(name)}`, { signal }),
 };
+
+type SeriesQuery = { runs: string[]; keys: string[]; buckets?: number; lo?: number; hi?: number; after?: number; ts?: boolean };
+
+/** Prefetched answers not yet taken, by URL; dropped after EARLY_SERIES_MS. */
+const earlySeries = new Map<string, Promise<{ series: Series[] }>>();
+const EARLY_SERIES_MS = 30_000;
+
+function seriesUrl(p: SeriesQuery): string {
+  return `${V1}/series${qs({
+    runs: p.runs.join(","),
+    keys: p.keys.join(","),
+    buckets: p.buckets,
+    lo: p.lo,
+    hi: p.hi,
+    after: p.after,
+    // A step axis needs no wall times: the server then skips decoding them.
+    ts: p.ts === false ? 0 : undefined,
+    format: "columns",
+  })}`;
+}
+
+function fetchSeries(url: string, signal?: AbortSignal): Promise<{ series: Series[] }> {
+  return send(url, { signal })
+    .then((res) => res.arrayBuffer())
+    .then((buf) => ({ series: decodeColumns(buf) }));
+}
 
 function artifactBase(owner: ArtifactOwner): string {
   return `${V1}/${owner.kind === "run" ? "runs" : "logged-models"}/${enc(owner.id)}/artifacts`;

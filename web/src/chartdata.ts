@@ -76,7 +76,7 @@ export function ema(values: ArrayLike<number>, weight: number): number[] {
 export type Prepared = {
   run: string;
   xs: Float64Array;
-  raw: (number | null)[];
+  raw: ArrayLike<number | null>;
   smooth: (number | null)[] | null;
 };
 
@@ -107,10 +107,17 @@ export function prepare(
     const xs = xsOf(s, opts.x, opts.t0(s.run));
     const order = isSorted(xs) ? null : sortOrder(xs);
     const xsSorted = order ? Float64Array.from(order, (i) => xs[i]) : xs;
-    const clean = order ? order.map((i) => fix(s.values[i])) : Array.from(s.values, fix);
-    const smooth = opts.smooth > 0 ? ema(clean.map((v) => (v === null ? NaN : v)), opts.smooth).map((v) => (Number.isFinite(v) ? v : null)) : null;
+    // Values with nothing to fix (nearly every curve) are used as they came.
+    const clean = order ? order.map((i) => fix(s.values[i])) : drawable(s.values, opts.logy) ? s.values : Array.from(s.values, fix);
+    const smooth = opts.smooth > 0 ? ema(Array.from(clean, (v) => v ?? NaN), opts.smooth).map((v) => (Number.isFinite(v) ? v : null)) : null;
     return { run: s.run, xs: xsSorted, raw: clean, smooth };
   });
+}
+
+/** Every value finite, and positive on a log axis: nothing for `fix` to do. */
+function drawable(values: Float64Array, logy: boolean): boolean {
+  for (const v of values) if (!Number.isFinite(v) || (logy && v <= 0)) return false;
+  return true;
 }
 
 function isSorted(xs: ArrayLike<number>): boolean {
@@ -120,6 +127,19 @@ function isSorted(xs: ArrayLike<number>): boolean {
 
 function sortOrder(xs: ArrayLike<number>): number[] {
   return Array.from(xs, (_, i) => i).sort((a, b) => xs[a] - xs[b] || a - b);
+}
+
+/** The most points a panel asks for, over all its runs: past it, a run
+ * gets fewer buckets than the panel has pixels (never under a bucket per 4
+ * px). 100 runs then travel as 150k points (2.4 MB) instead of 550k; M4's
+ * four points per bucket keep every peak either way. */
+export const PANEL_POINT_BUDGET = 150_000;
+
+/** How many buckets a panel `width` px wide asks the server for, per run. */
+export function bucketsFor(width: number, runs: number): number {
+  const px = Math.max(100, Math.min(10_000, Math.round(width)));
+  const share = Math.floor(PANEL_POINT_BUDGET / (4 * Math.max(1, runs)));
+  return Math.max(Math.min(px, share), Math.ceil(px / 4), 100);
 }
 
 /** More x positions than this and runs are placed on a grid instead: far
@@ -257,4 +277,35 @@ export function sectionOf(key: string): string {
 export function sortSections(names: string[]): string[] {
   const rank = (s: string) => (s === "train" ? 0 : s === "val" || s === "valid" || s === "eval" ? 1 : s === "test" ? 2 : s === "other" ? 8 : s === "sys" ? 9 : 5);
   return [...names].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+}
+
+/** Keys that every run having them logged at most once: values and bars,
+ * not curves. `count` is a run's number of points of a key, if known. */
+export function loggedOnce<R>(keys: string[], runs: R[], count: (run: R, key: string) => number | undefined): Set<string> {
+  const out = new Set<string>();
+  for (const k of keys) {
+    let seen = 0;
+    let once = true;
+    for (const r of runs) {
+      const n = count(r, k);
+      if (n === undefined) continue;
+      seen++;
+      if (n > 1) once = false;
+    }
+    if (seen > 0 && once) out.add(k);
+  }
+  return out;
+}
+
+/** The keys drawn as curves, in the order the grid lays their panels out
+ * (sections in their order, keys sorted within), folded sections left out. */
+export function curveKeysInOrder(keys: string[], once: Set<string>, folded: Set<string>): string[] {
+  const bySection = new Map<string, string[]>();
+  for (const k of [...keys].sort()) {
+    const s = sectionOf(k);
+    bySection.set(s, [...(bySection.get(s) ?? []), k]);
+  }
+  return sortSections([...bySection.keys()])
+    .filter((s) => !folded.has(s))
+    .flatMap((s) => (bySection.get(s) ?? []).filter((k) => !once.has(k)));
 }

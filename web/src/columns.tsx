@@ -32,7 +32,7 @@ const ATTR: Record<string, Omit<Column, "id">> = {
     ),
   },
   id: { label: "ID", title: "id", width: 96, sort: "id", numeric: false, cell: (r) => <span class="mono muted">{r.id}</span> },
-  status: { label: "Status", title: "status", width: 104, sort: "status", numeric: false, cell: (r) => <StatusPill status={r.status} /> },
+  status: { label: "Status", title: "status", width: 112, sort: "status", numeric: false, cell: (r) => <StatusPill status={r.status} /> },
   tags: { label: "Tags", title: "tags", width: 140, sort: "tags", numeric: false, cell: (r) => <Tags tags={r.tags} /> },
   group: { label: "Group", title: "group", width: 150, sort: "group", numeric: false, cell: (r) => <span class="ellipsis">{r.group ?? ""}</span> },
   created: {

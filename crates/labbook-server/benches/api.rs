@@ -336,4 +336,15 @@ fn main() {
             eprintln!("the browser benchmark failed: {status:?}");
         }
     }
+    // LABBOOK_BENCH_HOLD: keep the seeded server up, to trace or profile a
+    // page against it (bench/ui_browser.mjs takes these three arguments).
+    if std::env::var_os("LABBOOK_BENCH_HOLD").is_some() {
+        eprintln!(
+            "holding: node bench/ui_browser.mjs http://{addr} {} {table_run}",
+            curve_runs.join(",")
+        );
+        loop {
+            std::thread::park();
+        }
+    }
 }

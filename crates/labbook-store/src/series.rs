@@ -450,18 +450,7 @@ impl Downsampler {
         while i < points.len() {
             let b = self.bucket_of(points.steps[i]);
             let j = i + 1 + points.steps[i + 1..].partition_point(|&s| self.bucket_of(s) == b);
-            let (mut min, mut max) = (None::<usize>, None::<usize>);
-            for (k, &v) in points.values[i..j].iter().enumerate() {
-                if v.is_nan() {
-                    continue;
-                }
-                if min.is_none_or(|m| v < points.values[i + m]) {
-                    min = Some(k);
-                }
-                if max.is_none_or(|m| v > points.values[i + m]) {
-                    max = Some(k);
-                }
-            }
+            let (min, max) = extremes(&points.values[i..j]).unzip();
             self.fold(
                 b,
                 Bucket {
@@ -525,6 +514,26 @@ impl Downsampler {
         }
         out
     }
+}
+
+/// The positions of the first minimum and the first maximum of `values`,
+/// NaN skipped; None when every value is NaN. One pass of plain compares
+/// (a NaN fails both), which is most of a downsample's time.
+fn extremes(values: &[f64]) -> Option<(usize, usize)> {
+    let start = values.iter().position(|v| !v.is_nan())?;
+    let (mut min, mut max) = (start, start);
+    let (mut lo, mut hi) = (values[start], values[start]);
+    for (k, &v) in values.iter().enumerate().skip(start + 1) {
+        if v < lo {
+            lo = v;
+            min = k;
+        }
+        if v > hi {
+            hi = v;
+            max = k;
+        }
+    }
+    Some((min, max))
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
-import type { MetricSummary, Series } from "../api";
+import type { MetricSummary, Run, Series } from "../api";
 import { api, num } from "../api";
 import type { Prepared, RunSeries, XMode } from "../chartdata";
-import { align, appendSeries, fromWire, nearest, prepare, sectionOf, sortSections, stepRange, ticks, xsOf } from "../chartdata";
+import { MAX_ALIGNED_XS, align, appendSeries, bucketsFor, curveKeysInOrder, fromWire, loggedOnce, nearest, prepare, sectionOf, sortSections, stepRange, ticks, xsOf } from "../chartdata";
 import { fmtDuration, fmtNum, fmtTicks, linesOf, plural, withAlpha } from "../format";
 import { useLive } from "../live";
 import { setParams } from "../router";
@@ -157,6 +157,8 @@ export function Swatch({ color, dash }: { color: string; dash?: number[] | null 
 type PanelHandle = { lastStep: (run: string) => number | undefined; append: (s: RunSeries[]) => void };
 
 /** The narrowest a chart panel may be, and the gap between panels. */
+/** The most runs one /series request names (the server's limit). */
+const SERIES_CHUNK = 200;
 const MIN_PANEL = 420;
 const MIN_PANEL_COMPACT = 360;
 const GAP = 10;
@@ -164,6 +166,21 @@ const GAP = 10;
 /** Columns for a section of `n` panels in `width`: as many as fit, then
  * fewer when that balances the rows (4 panels in 3 columns make 2 × 2), so
  * no row is mostly empty; the last row's panels grow to fill it. */
+/** Asks for the curves of the first `panels` panels the grid will show,
+ * as the panels themselves will (same runs, key, buckets): called the
+ * moment the run list arrives, so the curves travel while the page lays
+ * the grid out instead of after. */
+export function prefetchPanels(runs: { id: string; metrics: Run["metrics"] }[], settings: ChartSettings, panels = 6): void {
+  const shown = runs.filter((r) => !settings.hidden.has(r.id)).map((r) => r.id);
+  if (!shown.length || shown.length > SERIES_CHUNK) return;
+  const keys = [...new Set(runs.flatMap((r) => Object.keys(r.metrics)))];
+  const once = loggedOnce(keys, runs, (r, k) => r.metrics[k]?.count);
+  const buckets = bucketsFor(window.innerWidth, shown.length);
+  for (const key of curveKeysInOrder(keys, once, settings.folded).slice(0, panels)) {
+    api.prefetchSeries({ runs: shown, keys: [key], buckets, ts: settings.x !== "step" });
+  }
+}
+
 export function sectionColumns(n: number, width: number, min: number): number {
   const fit = Math.max(1, Math.floor((width + GAP) / (min + GAP)));
   const rows = Math.ceil(n / fit);
@@ -248,21 +265,7 @@ export function ChartGrid({
   const visible = runs.filter((r) => !settings.hidden.has(r.id));
   // Keys every run that has them logged at most once (known from the runs'
   // summaries; a key the runs do not list yet is a curve).
-  const single = useMemo(() => {
-    const out = new Set<string>();
-    for (const k of allKeys) {
-      let seen = 0;
-      let once = true;
-      for (const r of runs) {
-        const n = liveCounts.get(`${r.id}\u0000${k}`) ?? r.metrics?.[k]?.count;
-        if (n === undefined) continue;
-        seen++;
-        if (n > 1) once = false;
-      }
-      if (seen > 0 && once) out.add(k);
-    }
-    return out;
-  }, [allKeys, runs, liveCounts]);
+  const single = useMemo(() => loggedOnce(allKeys, runs, (r, k) => liveCounts.get(`${r.id}\u0000${k}`) ?? r.metrics?.[k]?.count), [allKeys, runs, liveCounts]);
   const sections = useMemo(() => {
     const m = new Map<string, string[]>();
     for (const k of allKeys) {
@@ -443,19 +446,15 @@ export function ChartPanel({
     const m = new Map(runs.map((r) => [r.id, r.created_ms]));
     return (id: string) => m.get(id);
   }, [runKey]);
-  // `buckets` is the panel's pixel width; a refetch only when it grows a lot.
-  const [fetchW, setFetchW] = useState(0);
+  // Buckets for the window's width, which no panel exceeds: known before
+  // any layout, so the run list's arrival can already ask for the curves
+  // (prefetchPanels). A refetch only if the panel outgrows it by a lot.
+  const [fetchW, setFetchW] = useState(() => window.innerWidth);
   useEffect(() => {
-    if (width && (fetchW === 0 || width > fetchW * 1.25)) setFetchW(width);
+    if (width > fetchW * 1.25) setFetchW(width);
   }, [width]);
-  // The first width is known before the first paint: the curves are asked
-  // for then, not one frame and an observer callback later.
-  const measure = (el: HTMLElement) => {
-    const w = plotEl.current?.clientWidth ?? el.clientWidth;
-    setWidth(w);
-    setFetchW((f) => f || w);
-  };
-  const buckets = Math.max(100, Math.min(10000, Math.round(fetchW || 600)));
+  const measure = (el: HTMLElement) => setWidth(plotEl.current?.clientWidth ?? el.clientWidth);
+  const buckets = bucketsFor(fetchW, runs.length);
 
   useEffect(() => onTheme(() => setThemeTick((t) => t + 1)), []);
 
@@ -478,7 +477,7 @@ export function ChartPanel({
   const fetchSeries = (lo?: number, hi?: number, signal?: AbortSignal) => {
     const ids = runs.map((r) => r.id);
     const chunks: string[][] = [];
-    for (let i = 0; i < ids.length; i += 200) chunks.push(ids.slice(i, i + 200));
+    for (let i = 0; i < ids.length; i += SERIES_CHUNK) chunks.push(ids.slice(i, i + SERIES_CHUNK));
     debug.current.fetches++;
     const q = `buckets=${buckets}${lo !== undefined ? `&lo=${lo}&hi=${hi}` : ""}`;
     debug.current.requests.push(q);
@@ -489,9 +488,9 @@ export function ChartPanel({
     });
   };
 
-  // The whole curve.
-  useEffect(() => {
-    if (!visible || !fetchW || runs.length === 0) return;
+  // The whole curve, asked for before the first paint.
+  useLayoutEffect(() => {
+    if (!visible || runs.length === 0) return;
     const ctl = new AbortController();
     setLoading(true);
     fetchSeries(undefined, undefined, ctl.signal).then(
@@ -577,14 +576,16 @@ export function ChartPanel({
   const colors = useMemo(() => new Map(runs.map((r) => [r.id, r.color])), [runKey, runs.map((r) => r.color).join()]);
   const dashes = useMemo(() => new Map(runs.map((r) => [r.id, r.dash ?? null])), [runKey, runs.map((r) => String(r.dash ?? "")).join()]);
   const colorOf = (id: string) => colors.get(id) ?? "#888";
-  useEffect(() => {
+  // Drawn before the browser paints the frame that brought the data, not
+  // one frame later.
+  useLayoutEffect(() => {
     const el = plotEl.current;
     if (!el || !width || prepared.length === 0) {
       plot.current?.destroy();
       plot.current = null;
       return;
     }
-    const { xs, cols } = align(prepared);
+    const { xs, cols } = align(prepared, Math.min(MAX_ALIGNED_XS, Math.max(1024, 2 * width)));
     const data = [xs, ...cols] as uPlot.AlignedData;
     const smooth = settings.smooth > 0;
     const series: uPlot.Series[] = [{}];
@@ -904,7 +905,7 @@ function buildSvg(
   out.push(`<clipPath id="plot"><rect x="${L}" y="${T}" width="${PW}" height="${PH}"/></clipPath><g clip-path="url(#plot)" fill="none">`);
   for (const p of prepared) {
     const c = colors.get(p.run) ?? "#888";
-    const layers: [(number | null)[], string, number][] = p.smooth ? [[p.raw, withAlpha(c, 0.22), 1], [p.smooth, c, 1.6]] : [[p.raw, c, 1.5]];
+    const layers: [ArrayLike<number | null>, string, number][] = p.smooth ? [[p.raw, withAlpha(c, 0.22), 1], [p.smooth, c, 1.6]] : [[p.raw, c, 1.5]];
     for (const [ys, stroke, w] of layers) {
       const segs: string[] = [];
       let cur: string[] = [];

@@ -5,7 +5,7 @@ import type { Column } from "../columns";
 import { ATTR_IDS, column, defaultColumns, parseSort } from "../columns";
 import { fmtNum, fmtValue, plural, runStyles } from "../format";
 import { listParam, projectPath, setParams, withParams } from "../router";
-import { ChartControls, ChartGrid, Legend, chartSettings } from "./Charts";
+import { ChartControls, ChartGrid, Legend, chartSettings, prefetchPanels } from "./Charts";
 import type { ChartRun } from "./Charts";
 import { Empty, ErrorBox, isQueryError, Loading, toast, useAsync, useDismiss } from "./common";
 import { FilterBox } from "./FilterBox";
@@ -139,12 +139,16 @@ export function RunCharts({ project, params, selectedIds, filter, compact = true
   const key = selectedIds.join(",");
   const runs = useAsync(
     async () => {
+      let found: { runs: Run[]; total: number };
       if (selectedIds.length) {
         const picked = selectedIds.slice(0, 200);
-        return { runs: await runsByIds(project, picked), total: picked.length };
+        found = { runs: await runsByIds(project, picked), total: picked.length };
+      } else {
+        const page = await api.runs(project, { filter: filter || undefined, limit: RECENT });
+        found = { runs: page.runs, total: page.total };
       }
-      const page = await api.runs(project, { filter: filter || undefined, limit: RECENT });
-      return { runs: page.runs, total: page.total };
+      prefetchPanels(found.runs, chartSettings(params));
+      return found;
     },
     [project, key, key ? "" : filter],
   );

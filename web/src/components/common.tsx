@@ -1,5 +1,5 @@
 import type { ComponentChildren } from "preact";
-import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { Status } from "../api";
 import { ApiError } from "../api";
 
@@ -9,9 +9,11 @@ export type Async<T> = { data: T | undefined; error: Error | undefined; loading:
 export function useAsync<T>(fn: (signal: AbortSignal) => Promise<T>, deps: unknown[]): Async<T> {
   const [state, setState] = useState<{ data?: T; error?: Error; loading: boolean }>({ loading: true });
   const [nonce, setNonce] = useState(0);
-  useEffect(() => {
+  // A layout effect: the request leaves as soon as the component is in the
+  // DOM, not after the browser's next paint (when preact runs useEffect).
+  useLayoutEffect(() => {
     const ctl = new AbortController();
-    setState((s) => ({ data: s.data, loading: true }));
+    setState((s) => (s.loading && !s.error ? s : { data: s.data, loading: true }));
     fn(ctl.signal).then(
       (data) => {
         if (!ctl.signal.aborted) setState({ data, loading: false });
