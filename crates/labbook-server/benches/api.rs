@@ -243,7 +243,7 @@ fn main() {
         .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let dyn_store: Arc<dyn Store> = store.clone();
-    runtime.spawn(async move {
+    let server = runtime.spawn(async move {
         let _ = labbook_server::serve(
             dyn_store,
             "127.0.0.1:0".parse().unwrap(),
@@ -343,8 +343,7 @@ fn main() {
             "holding: node bench/ui_browser.mjs http://{addr} {} {table_run}",
             curve_runs.join(",")
         );
-        loop {
-            std::thread::park();
-        }
+        // Until the server stops (it shuts down on SIGINT and SIGTERM).
+        let _ = runtime.block_on(server);
     }
 }
