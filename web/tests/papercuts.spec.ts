@@ -189,6 +189,7 @@ test("a metric logged once is a value on the run page and bars across runs, not 
   await settled(page);
   expect(await drawn(page, "test/acc"), "no line chart of one point").toBeNull();
   expect(await drawn(page, "val/acc"), "curves are still charts").not.toBeNull();
+  await expect(page.getByTestId("chart-controls"), "curves keep their axis controls").toHaveCount(1);
   await screenshots(page, "run-logged-once");
 
   // Across the 10 charted runs: one bar per run, as long as its value.

@@ -64,6 +64,9 @@ test("a GridSearch parent's page: its tags with MLflow's own folded, its dataset
   await expect(params).toHaveCount(Object.keys(best.params).length);
   const shownParams = await params.evaluateAll((trs) => Object.fromEntries(trs.map((tr) => [tr.querySelector(".key")?.textContent ?? "", tr.querySelector(".val")?.textContent ?? ""])));
   expect(shownParams).toEqual(best.params);
+  // Its metrics are all logged once: values, and no axis controls for charts it has not got.
+  await expect(page.getByTestId("values-card")).toBeVisible();
+  await expect(page.getByTestId("chart-controls")).toHaveCount(0);
   await screenshots(page, "run-mlflow-parent");
 });
 

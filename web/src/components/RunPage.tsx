@@ -2,6 +2,7 @@ import type { JSX } from "preact";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { ConfigValue, Environment, OutputChunk, Run, RunDetail } from "../api";
 import { ApiError, api, isNum, num, runsByIds } from "../api";
+import { loggedOnce } from "../chartdata";
 import { fmtBytes, fmtDate, fmtDuration, fmtNum, fmtRelative, fmtValue, plural, runColor } from "../format";
 import { useLive } from "../live";
 import { navigate, projectPath, runPath, setParams, withParams } from "../router";
@@ -238,9 +239,11 @@ function RunMetrics({ r, project, params, sys }: { r: RunDetail; project: string
     ) : (
       <Empty title="No metrics yet">Log some with <code>run.log({"{"}"loss": 0.5{"}"})</code>.</Empty>
     );
+  // Controls for curves only: values logged once have no axis to set.
+  const once = loggedOnce(keys, runs, (run, k) => run.metrics[k]?.count);
   return (
     <div class="charts-block">
-      <ChartControls settings={settings} hasZoom={!!settings.zoom} />
+      {keys.some((k) => !once.has(k)) && <ChartControls settings={settings} hasZoom={!!settings.zoom} />}
       <ChartGrid project={project} runs={runs} keys={keys} settings={settings} keyFilter={(k) => k.startsWith("sys/") === !!sys} />
     </div>
   );
