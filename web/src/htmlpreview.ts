@@ -161,7 +161,7 @@ export function inertHtml(text: string): string {
  * default serif in their place reads as a broken page. `<font face>` is a
  * presentational attribute, not a style, so the policy has nothing to
  * refuse. */
-const FRAME_FONT = "-apple-system, BlinkMacSystemFont, Segoe UI, Inter, Helvetica Neue, Roboto, Noto Sans, Liberation Sans, Arial, sans-serif";
+const FRAME_FONT = "system-ui, -apple-system, Segoe UI, Roboto, Noto Sans, Liberation Sans, Arial, sans-serif";
 
 /** scikit-learn's estimator HTML shows its text form and, for when its
  * styles did not load, a plea to rerun the Jupyter cell or trust the
@@ -172,4 +172,30 @@ const SKLEARN_FALLBACK = /(<div class="sk-text-repr-fallback">\s*<pre>[^<]*<\/pr
  * rewrite, in the dashboard's sans-serif. */
 export function previewDocument(text: string): string {
   return `<!doctype html><font face="${FRAME_FONT}">${inertHtml(text).replace(SKLEARN_FALLBACK, "$1")}</font>`;
+}
+
+/** Block elements: each starts a line of its own. */
+const BLOCK = /<\/?(?:p|div|li|tr|h[1-6]|dt|dd|hr|br|pre|blockquote|table|ul|ol|dl|section|article|header|footer|caption|figure)\b[^>]*>/gi;
+
+/** A height (CSS px) for the frame showing `doc`, estimated from its
+ * visible text: the sandboxed frame's opaque origin keeps its real height
+ * from the page, and a fixed one left a two-line estimator in a tall empty
+ * box. Lines are counted as the browser would break them at ~110
+ * characters; images count 160 px. Between 96 and 640 px; the frame stays
+ * resizable. (`doc` is `previewDocument`'s: no script, style or handler for
+ * the parser to meet.) */
+export function frameHeight(doc: string): number {
+  const parsed = new DOMParser().parseFromString(doc, "text/html");
+  // What the frame does not show: scikit-learn's diagram is `hidden` so that
+  // its text form shows without styles; a closed <details> shows its summary.
+  for (const el of parsed.querySelectorAll("[hidden], details:not([open]) > :not(summary)")) el.remove();
+  const body = parsed.body.innerHTML;
+  const images = parsed.querySelectorAll("img").length;
+  const text = body.replace(BLOCK, "\n").replace(/<[^>]*>/g, "");
+  let lines = 0;
+  for (const line of text.split("\n")) {
+    const t = line.trim();
+    if (t) lines += Math.ceil(t.length / 110);
+  }
+  return Math.round(Math.min(640, Math.max(96, 24 + lines * 20 + images * 160)));
 }

@@ -217,6 +217,14 @@ test("HTML previews run in a sandbox: the file's scripts, handlers and remote lo
   const grid = await runByName("gridsearch", "grid");
   await page.goto(`/p/gridsearch/run/${grid.id}?tab=artifacts&path=estimator.html`);
   await expect(page.frameLocator('[data-testid="html-frame"]').locator("pre").first()).toContainText("GridSearchCV");
+  // The frame is about as tall as its text: the estimator's few lines are
+  // not left at the top of a tall empty box.
+  const est = page.getByTestId("html-frame");
+  const inFrame = page.frames().find((f) => f !== page.mainFrame() && f.url() === "about:srcdoc");
+  const contentH = (await inFrame?.evaluate(() => document.body.getBoundingClientRect().bottom + 8)) ?? NaN;
+  const frameH = (await est.boundingBox())?.height ?? NaN;
+  expect(frameH, `frame ${frameH}px for ${contentH}px of content`).toBeGreaterThanOrEqual(Math.min(contentH, 640) - 1);
+  expect(frameH, `frame ${frameH}px for ${contentH}px of content`).toBeLessThan(Math.max(contentH * 2, 160));
   await screenshots(page, "run-artifacts-estimator");
 });
 

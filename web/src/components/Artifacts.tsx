@@ -5,12 +5,12 @@
 // show their flavors, signature and input example. Every file, however
 // broken, ends as a message inside its preview pane.
 import type { ComponentChildren } from "preact";
-import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { ArtifactFile, ArtifactOwner, Preview, RunDetail } from "../api";
 import { api } from "../api";
 import { exampleTable } from "../example";
 import { fmtBytes, plural } from "../format";
-import { previewDocument } from "../htmlpreview";
+import { frameHeight, previewDocument } from "../htmlpreview";
 import type { MlModel } from "../mlmodel";
 import type { ParquetTable } from "../parquet";
 import { setParams } from "../router";
@@ -379,12 +379,17 @@ function TextPreview({ owner, p }: { owner: ArtifactOwner; p: Extract<Preview, {
 
 function HtmlPreview({ text, truncated, size: bytes }: { text: string; truncated: boolean; size: number }) {
   const doc = useMemo(() => previewDocument(text), [text]);
+  const frame = useRef<HTMLIFrameElement>(null);
+  // Set as a property: a style attribute would be refused by the CSP.
+  useLayoutEffect(() => {
+    if (frame.current) frame.current.style.height = `${frameHeight(doc)}px`;
+  }, [doc]);
   return (
     <>
       <div class="preview-note">Shown in a sandbox: its scripts do not run, and its own styles and remote images are left out.</div>
       {/* No allow-scripts: nothing in the file runs; an opaque origin: it
           reaches neither this page nor the API. */}
-      <iframe class="html-frame" sandbox="" srcdoc={doc} title="HTML preview" referrerpolicy="no-referrer" data-testid="html-frame" />
+      <iframe ref={frame} class="html-frame" sandbox="" srcdoc={doc} title="HTML preview" referrerpolicy="no-referrer" data-testid="html-frame" />
       {truncated && <Cut shown="the first 256 KB" of={bytes} />}
     </>
   );
