@@ -152,6 +152,9 @@ def test_artifact_downloads_say_what_they_are(
         "notes.txt": (b"hello", "text/plain"),
         "conf.yaml": (b"a: 1", "text/plain"),
         "MLmodel": (b"flavors: {}", "text/plain"),
+        # MLflow's list of text names has `mlproject` in lower case only.
+        "mlproject": (b"name: p", "text/plain"),
+        "MLproject": (b"name: p", "application/octet-stream"),
         "plot.png": (b"\x89PNG\r\n\x1a\n", "image/png"),
         "report.pdf": (b"%PDF-1.4", "application/pdf"),
         "page.html": (b"<script>alert(1)</script>", "text/html"),
@@ -222,3 +225,18 @@ def test_tags_aliases_and_version_edits_leave_a_models_update_time(
     assert client.get_registered_model(name).last_updated_timestamp == before
     client.update_registered_model(name, description="changed")
     assert client.get_registered_model(name).last_updated_timestamp > before
+
+
+def test_a_path_starting_with_two_slashes_is_served(base_url: str) -> None:
+    # A base URL ending in "/" joined with "/api/..." sends "//api/...":
+    # MLflow's server routes it as one slash; so must labbook (not the
+    # dashboard's HTML page).
+    resp = requests.get(
+        f"{base_url}//api/2.0/mlflow/experiments/get", params={"experiment_id": "0"}
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["experiment"]["experiment_id"] == "0"
+    runs = requests.post(
+        f"{base_url}//api/2.0/mlflow/runs/search", json={"experiment_ids": ["0"], "max_results": 1}
+    )
+    assert runs.status_code == 200, runs.text

@@ -42,6 +42,32 @@ pub struct Bounds {
     pub idle_timeout: Duration,
 }
 
+/// `//api/2.0/…` routed as `/api/2.0/…`: a client that joins a base URL
+/// ending in `/` sends a path that starts with two slashes, and MLflow's
+/// server routes it as one. Only the leading run is merged: further on, a
+/// doubled slash is part of what was asked (`artifacts//etc/passwd` is an
+/// absolute path, refused as MLflow refuses it). Done here, ahead of the
+/// router and the request guard, so both see the path that is served.
+fn merge_slashes(uri: &mut hyper::Uri) {
+    let path = uri.path();
+    if !path.starts_with("//") {
+        return;
+    }
+    let mut merged = format!("/{}", path.trim_start_matches('/'));
+    if let Some(query) = uri.query() {
+        merged.push('?');
+        merged.push_str(query);
+    }
+    let mut parts = uri.clone().into_parts();
+    let Ok(path_and_query) = merged.parse() else {
+        return;
+    };
+    parts.path_and_query = Some(path_and_query);
+    if let Ok(merged) = hyper::Uri::from_parts(parts) {
+        *uri = merged;
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves.
 pub async fn serve_connections(
     listener: TcpListener,
@@ -88,6 +114,7 @@ pub async fn serve_connections(
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
+                merge_slashes(req.uri_mut());
                 let mut app = app.clone();
                 async move {
                     tower_service::Service::call(&mut app, req.map(axum::body::Body::new)).await
@@ -253,5 +280,29 @@ impl AsyncWrite for IdleTimeout {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn leading_slashes_are_merged_and_the_rest_kept() {
+        for (given, want) in [
+            (
+                "//api/2.0/mlflow/experiments/get?experiment_id=0",
+                "/api/2.0/mlflow/experiments/get?experiment_id=0",
+            ),
+            ("///api/v1/runs", "/api/v1/runs"),
+            (
+                "/api/2.0/mlflow-artifacts/artifacts//etc/passwd",
+                "/api/2.0/mlflow-artifacts/artifacts//etc/passwd",
+            ),
+            ("/p/x?next=//elsewhere", "/p/x?next=//elsewhere"),
+            ("/", "/"),
+        ] {
+            let mut uri: hyper::Uri = given.parse().expect("a valid URI");
+            super::merge_slashes(&mut uri);
+            assert_eq!(uri.to_string(), want);
+        }
     }
 }

@@ -281,7 +281,8 @@ async fn download(State(state): State<AppState>, Path(path): Path<String>) -> Ml
 
 /// Streams one stored file.
 /// The media type MLflow's server sends for an artifact: plain text for the
-/// text formats its UI previews (and `MLmodel`), else by extension.
+/// text formats its UI previews (and `MLmodel`, and `mlproject` in lower
+/// case only, as MLflow lists it), else by extension.
 pub fn media_type(name: &str) -> String {
     const TEXT: [&str; 26] = [
         "txt",
@@ -309,7 +310,7 @@ pub fn media_type(name: &str) -> String {
         "rst",
         "ipynb",
         "MLmodel",
-        "MLproject",
+        "mlproject",
     ];
     let extension = match name.rsplit_once('.') {
         Some((_, ext)) if !ext.is_empty() => ext,
