@@ -227,6 +227,50 @@ def test_allowed_hosts_names_more(launch: Any) -> None:
         assert status_of(request(server, "GET", "/health", {"Host": bad})) == 403, bad
 
 
+def test_paths_with_leading_slashes_meet_the_same_guard(
+    victim: tuple[Server, dict[str, str]],
+) -> None:
+    """`//api/...` is served as `/api/...` (as MLflow does): the merge happens
+    before the guard, so a doubled slash is no way around it."""
+    server, ids = victim
+    before = store_snapshot(server.store)
+    writes = [
+        ("//api/2.0/mlflow/experiments/create", b'{"name": "pwned"}', True),
+        (
+            "///api/v1/runs/tags",
+            json.dumps({"ids": [ids["run"]], "add": ["pwned"]}).encode(),
+            False,
+        ),
+    ]
+    for path, body, mlflow in writes:
+        for headers, status, code in [
+            ({"Origin": "http://evil.example", "Content-Type": "text/plain"}, 403, "CROSS_ORIGIN"),
+            (
+                {"Sec-Fetch-Site": "cross-site", "Content-Type": "application/json"},
+                403,
+                "CROSS_ORIGIN",
+            ),
+            ({"Content-Type": "text/plain"}, 415, "UNSUPPORTED_MEDIA_TYPE"),
+        ]:
+            answer = request(server, "POST", path, {**host(server), **headers}, body)
+            refused(answer, status, mlflow, code)
+        foreign = request(
+            server, "POST", path, {"Host": "evil.example", "Content-Type": "application/json"}, body
+        )
+        assert status_of(foreign) == 403, foreign[:300]
+    # Traversal stays refused: only the leading slashes merge.
+    root = ids["artifact_root"]
+    for path in (
+        f"//api/2.0/mlflow-artifacts/artifacts/{root}/../../../etc/passwd",
+        "//api/2.0/mlflow-artifacts/artifacts//etc/passwd",
+    ):
+        answer = request(server, "GET", path, host(server))
+        assert status_of(answer) in (400, 404), answer[:300]
+        assert b"root:" not in answer
+    assert server.alive()
+    assert_unchanged(before, store_snapshot(server.store), "writes to //-prefixed paths")
+
+
 def test_no_cross_site_write_reaches_any_endpoint(victim: tuple[Server, dict[str, str]]) -> None:
     """Every writing endpoint of both APIs, in every form a web page can send:
     a form (text/plain with a JSON-looking body, urlencoded, multipart), a

@@ -279,8 +279,8 @@ export function sortSections(names: string[]): string[] {
   return [...names].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 }
 
-/** Keys that every run having them logged at most once: values and bars,
- * not curves. `count` is a run's number of points of a key, if known. */
+/** The keys that every run holding them logged at most once: values and
+ * bars, not curves. `count` is a run's number of points of a key, if known. */
 export function loggedOnce<R>(keys: string[], runs: R[], count: (run: R, key: string) => number | undefined): Set<string> {
   const out = new Set<string>();
   for (const k of keys) {
@@ -297,15 +297,21 @@ export function loggedOnce<R>(keys: string[], runs: R[], count: (run: R, key: st
   return out;
 }
 
-/** The keys drawn as curves, in the order the grid lays their panels out
- * (sections in their order, keys sorted within), folded sections left out. */
-export function curveKeysInOrder(keys: string[], once: Set<string>, folded: Set<string>): string[] {
+/** Keys grouped by section (`train/…`, `val/…`), sections in display
+ * order, keys sorted within: how the grid lays its panels out. */
+export function keySections(keys: string[]): { name: string; keys: string[] }[] {
   const bySection = new Map<string, string[]>();
   for (const k of [...keys].sort()) {
     const s = sectionOf(k);
     bySection.set(s, [...(bySection.get(s) ?? []), k]);
   }
-  return sortSections([...bySection.keys()])
-    .filter((s) => !folded.has(s))
-    .flatMap((s) => (bySection.get(s) ?? []).filter((k) => !once.has(k)));
+  return sortSections([...bySection.keys()]).map((name) => ({ name, keys: bySection.get(name) ?? [] }));
+}
+
+/** The keys drawn as curves, in the order the grid lays their panels out,
+ * folded sections left out. */
+export function curveKeysInOrder(keys: string[], once: Set<string>, folded: Set<string>): string[] {
+  return keySections(keys)
+    .filter((s) => !folded.has(s.name))
+    .flatMap((s) => s.keys.filter((k) => !once.has(k)));
 }

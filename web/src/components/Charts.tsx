@@ -8,7 +8,7 @@ import "uplot/dist/uPlot.min.css";
 import type { MetricSummary, Run, Series } from "../api";
 import { api, num } from "../api";
 import type { Prepared, RunSeries, XMode } from "../chartdata";
-import { MAX_ALIGNED_XS, align, appendSeries, bucketsFor, curveKeysInOrder, fromWire, loggedOnce, nearest, prepare, sectionOf, sortSections, stepRange, ticks, xsOf } from "../chartdata";
+import { MAX_ALIGNED_XS, align, appendSeries, bucketsFor, curveKeysInOrder, fromWire, keySections, loggedOnce, nearest, prepare, stepRange, ticks, xsOf } from "../chartdata";
 import { fmtDuration, fmtNum, fmtTicks, linesOf, plural, withAlpha } from "../format";
 import { useLive } from "../live";
 import { setParams } from "../router";
@@ -156,16 +156,13 @@ export function Swatch({ color, dash }: { color: string; dash?: number[] | null 
 
 type PanelHandle = { lastStep: (run: string) => number | undefined; append: (s: RunSeries[]) => void };
 
-/** The narrowest a chart panel may be, and the gap between panels. */
 /** The most runs one /series request names (the server's limit). */
 const SERIES_CHUNK = 200;
+/** The narrowest a chart panel may be, and the gap between panels. */
 const MIN_PANEL = 420;
 const MIN_PANEL_COMPACT = 360;
 const GAP = 10;
 
-/** Columns for a section of `n` panels in `width`: as many as fit, then
- * fewer when that balances the rows (4 panels in 3 columns make 2 × 2), so
- * no row is mostly empty; the last row's panels grow to fill it. */
 /** Asks for the curves of the first `panels` panels the grid will show,
  * as the panels themselves will (same runs, key, buckets): called the
  * moment the run list arrives, so the curves travel while the page lays
@@ -181,6 +178,9 @@ export function prefetchPanels(runs: { id: string; metrics: Run["metrics"] }[], 
   }
 }
 
+/** Columns for a section of `n` panels in `width`: as many as fit, then
+ * fewer when that balances the rows (4 panels in 3 columns make 2 × 2), so
+ * no row is mostly empty; the last row's panels grow to fill it. */
 export function sectionColumns(n: number, width: number, min: number): number {
   const fit = Math.max(1, Math.floor((width + GAP) / (min + GAP)));
   const rows = Math.ceil(n / fit);
@@ -266,14 +266,7 @@ export function ChartGrid({
   // Keys every run that has them logged at most once (known from the runs'
   // summaries; a key the runs do not list yet is a curve).
   const single = useMemo(() => loggedOnce(allKeys, runs, (r, k) => liveCounts.get(`${r.id}\u0000${k}`) ?? r.metrics?.[k]?.count), [allKeys, runs, liveCounts]);
-  const sections = useMemo(() => {
-    const m = new Map<string, string[]>();
-    for (const k of allKeys) {
-      const s = sectionOf(k);
-      m.set(s, [...(m.get(s) ?? []), k]);
-    }
-    return sortSections([...m.keys()]).map((s) => ({ name: s, keys: m.get(s) ?? [] }));
-  }, [allKeys]);
+  const sections = useMemo(() => keySections(allKeys), [allKeys]);
 
   if (runs.length === 0) return <Empty title="No runs to chart">Select runs in the table, or log one with <code>labbook.init()</code>.</Empty>;
   if (allKeys.length === 0) return <Empty title="No metrics yet">These runs have not logged any metric. Log one with <code>run.log({"{"}"loss": 0.5{"}"})</code>.</Empty>;
