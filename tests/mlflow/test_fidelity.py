@@ -240,3 +240,39 @@ def test_a_path_starting_with_two_slashes_is_served(base_url: str) -> None:
         f"{base_url}//api/2.0/mlflow/runs/search", json={"experiment_ids": ["0"], "max_results": 1}
     )
     assert runs.status_code == 200, runs.text
+
+
+def test_a_copied_version_downloads_what_its_source_version_holds(
+    experiment: Experiment, client: mlflow.MlflowClient
+) -> None:
+    run_id = client.create_run(experiment.id).info.run_id
+    artifacts = client.get_run(run_id).info.artifact_uri
+    source_name = unique_name("conf-copy-src")
+    client.create_registered_model(source_name)
+    original = client.create_model_version(source_name, f"{artifacts}/model", run_id=run_id)
+    copy_name = unique_name("conf-copy-dst")
+    copied = client.copy_model_version(f"models:/{source_name}/{original.version}", copy_name)
+    assert copied.source == f"models:/{source_name}/{original.version}"
+    assert copied.run_id == run_id
+    assert client.get_model_version_download_uri(
+        copy_name, copied.version
+    ) == client.get_model_version_download_uri(source_name, original.version)
+    # A copy of a copy still reaches the files.
+    again = client.copy_model_version(f"models:/{copy_name}/{copied.version}", copy_name)
+    assert client.get_model_version_download_uri(copy_name, again.version) == f"{artifacts}/model"
+
+
+def test_a_version_copied_from_a_missing_one_is_refused(
+    server: Server, client: mlflow.MlflowClient
+) -> None:
+    name = unique_name("conf-copy-missing")
+    client.create_registered_model(name)
+    for source in (f"models:/{unique_name('nosuch')}/1", f"models:/{name}/7"):
+        resp = requests.post(
+            f"{server.url}{API}/model-versions/create",
+            json={"name": name, "source": source},
+            timeout=30,
+        )
+        assert resp.status_code == 404, (source, resp.status_code, resp.text[:300])
+        assert resp.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert client.search_model_versions(f"name = '{name}'") == []

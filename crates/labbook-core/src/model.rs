@@ -78,6 +78,11 @@ pub struct ModelVersion {
     pub version: i64,
     /// Where the model's files are (`models:/m-…` or an artifact URI).
     pub source: String,
+    /// Where the files are when `source` names another registered
+    /// version (`models:/name/3`): that version's location when this one
+    /// was made, so a copy still downloads if the original is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_location: Option<String>,
     pub run_id: Option<String>,
     pub model_id: Option<String>,
     pub description: Option<String>,
@@ -209,6 +214,7 @@ mod tests {
         ModelVersion {
             version: n,
             source: "models:/m-1".into(),
+            storage_location: None,
             run_id: None,
             model_id: None,
             description: None,

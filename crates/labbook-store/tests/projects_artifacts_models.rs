@@ -224,6 +224,7 @@ fn registry_documents_update_atomically() {
     let version = |n| ModelVersion {
         version: n,
         source: "models:/m-1".into(),
+        storage_location: None,
         run_id: None,
         model_id: None,
         description: None,

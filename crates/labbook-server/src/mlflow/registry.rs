@@ -16,6 +16,7 @@ use labbook_core::query::{Attr, Expr, Field, Fields, SortKey, Value as FieldValu
 use labbook_store::{Store, StoreError, models};
 
 use super::filter::{self, Entity};
+use super::source::VersionRef;
 use super::tracking::{artifact_root, experiment_id, experiment_ids, project_by_id, run_root};
 use super::{
     MlResult, MlflowError, Req, blocking, decode_page_token, key_value_list, max_results, store,
@@ -1031,6 +1032,20 @@ async fn create_model_version(State(state): State<AppState>, req: Req) -> MlResu
                 })?
             }
         }
+        // A copy of a registered version (`models:/name/3`) keeps where that
+        // version's files are, as MLflow's store does.
+        let storage_location = match super::source::registered_version(&source) {
+            Some((copied, reference)) => {
+                let m = load_model(s, copied)?;
+                let v = resolve_version(&m, &reference).ok_or_else(|| {
+                    MlflowError::not_found(format!(
+                        "Model version {source} not found: registered model {copied} has no such version"
+                    ))
+                })?;
+                Some(download_uri(s, v))
+            }
+            None => None,
+        };
         // A version of a logged model belongs to the run that logged it.
         let run_id = run_id.or_else(|| {
             let logged = live_logged_model(s, model_id.as_deref()?).ok()?;
@@ -1041,6 +1056,7 @@ async fn create_model_version(State(state): State<AppState>, req: Req) -> MlResu
                 .add_version(ModelVersion {
                     version: 0,
                     source,
+                    storage_location,
                     run_id,
                     model_id,
                     description,
@@ -1187,18 +1203,44 @@ async fn search_model_versions(State(state): State<AppState>, req: Req) -> MlRes
     .await
 }
 
+/// Where a version's files are: a logged model's own files, the location
+/// a copied version kept, or the source it was made from.
+fn download_uri(s: &dyn Store, v: &ModelVersion) -> String {
+    match v.model_id.as_deref().map(|id| live_logged_model(s, id)) {
+        Some(Ok(logged)) => logged_model_root(s, &logged),
+        _ => v
+            .storage_location
+            .clone()
+            .unwrap_or_else(|| v.source.clone()),
+    }
+}
+
+/// The version a `models:/` reference names.
+fn resolve_version<'m>(
+    m: &'m RegisteredModel,
+    reference: &VersionRef<'_>,
+) -> Option<&'m ModelVersion> {
+    let newest = |keep: &dyn Fn(&ModelVersion) -> bool| {
+        m.versions
+            .iter()
+            .filter(|v| keep(v))
+            .max_by_key(|v| v.version)
+    };
+    match reference {
+        VersionRef::Number(n) => m.version(*n),
+        VersionRef::Alias(alias) => m.aliases.get(*alias).and_then(|n| m.version(*n)),
+        VersionRef::Latest => newest(&|_| true),
+        VersionRef::Stage(stage) => newest(&|v| v.stage.eq_ignore_ascii_case(stage)),
+    }
+}
+
 async fn get_download_uri(State(state): State<AppState>, req: Req) -> MlResult {
     let name = req.str("name")?.to_string();
     let version = version_number(&req)?;
     blocking(&state, move |state| {
         let s = store(state);
         let m = load_model(s, &name)?;
-        let v = version_of(&m, version)?;
-        // A version made from a logged model downloads that model's files.
-        let uri = match v.model_id.as_deref().map(|id| live_logged_model(s, id)) {
-            Some(Ok(logged)) => logged_model_root(s, &logged),
-            _ => v.source.clone(),
-        };
+        let uri = download_uri(s, version_of(&m, version)?);
         Ok(wire(json!({ "artifact_uri": uri })))
     })
     .await

@@ -152,6 +152,41 @@ fn models_uri_model(source: &str) -> Option<&str> {
     (!rest.is_empty() && !rest.contains('/') && !rest.contains('@')).then_some(rest)
 }
 
+/// Which version of a registered model a `models:/` URI names.
+#[derive(Debug, PartialEq)]
+pub enum VersionRef<'a> {
+    Number(i64),
+    Alias(&'a str),
+    /// `latest`: the newest version.
+    Latest,
+    /// A legacy stage: the newest version in it.
+    Stage(&'a str),
+}
+
+/// The registered model and version a `models:/<name>/<version>` (or
+/// `models:/<name>@<alias>`) source names: a copy of that version.
+pub fn registered_version(source: &str) -> Option<(&str, VersionRef<'_>)> {
+    let uri = split(source);
+    if uri.scheme != "models" || !uri.netloc.is_empty() {
+        return None;
+    }
+    let rest = uri.path.strip_prefix('/')?;
+    if let Some((name, alias)) = rest.split_once('@') {
+        return (!name.is_empty() && !alias.is_empty() && !alias.contains('/'))
+            .then_some((name, VersionRef::Alias(alias)));
+    }
+    let (name, version) = rest.rsplit_once('/')?;
+    if name.is_empty() || version.is_empty() {
+        return None;
+    }
+    let reference = match version.parse::<i64>() {
+        Ok(n) => VersionRef::Number(n),
+        Err(_) if version.eq_ignore_ascii_case("latest") => VersionRef::Latest,
+        Err(_) => VersionRef::Stage(version),
+    };
+    Some((name, reference))
+}
+
 /// Where a source must lie, as the run or logged model it claims to come
 /// from says: `None` when that run or model does not exist.
 pub struct Owner {
@@ -234,6 +269,37 @@ pub fn check_model_source(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_models_uri_names_a_registered_version_or_not() {
+        use VersionRef::*;
+        assert_eq!(
+            registered_version("models:/clf/3"),
+            Some(("clf", Number(3)))
+        );
+        assert_eq!(
+            registered_version("models:/clf@champion"),
+            Some(("clf", Alias("champion")))
+        );
+        assert_eq!(
+            registered_version("models:/clf/latest"),
+            Some(("clf", Latest))
+        );
+        assert_eq!(
+            registered_version("models:/clf/Production"),
+            Some(("clf", Stage("Production")))
+        );
+        for other in [
+            "models:/m-abc",
+            "models://host/clf/1",
+            "runs:/abc/model",
+            "models:/clf@",
+            "models:/@a",
+            "models:/clf/",
+        ] {
+            assert_eq!(registered_version(other), None, "{other}");
+        }
+    }
 
     fn run_root(id: &str) -> Owner {
         Owner {
