@@ -11,6 +11,7 @@ pub mod models;
 pub mod private;
 pub mod series;
 pub mod session;
+pub mod sketch;
 mod sqlite;
 mod types;
 pub mod writer;

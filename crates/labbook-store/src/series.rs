@@ -20,6 +20,7 @@ use labbook_core::{SeriesColumns, SeriesSummary};
 
 use crate::codec;
 use crate::error::StoreError;
+use crate::sketch::Sketch;
 
 pub const SEAL_POINTS: usize = 65_536;
 pub const TAIL_FANOUT: usize = 8;
@@ -87,6 +88,31 @@ pub struct EncodedChunk {
     pub level: u8,
     pub meta: ChunkMeta,
     pub data: Vec<u8>,
+    /// Sealed chunks only (`crate::sketch`).
+    pub sketch: Option<Vec<u8>>,
+}
+
+impl EncodedChunk {
+    pub fn encode(
+        key: String,
+        level: u8,
+        steps: &[i64],
+        ts_ms: &[i64],
+        values: &[f64],
+    ) -> Result<EncodedChunk, StoreError> {
+        let sketch = if level == SEALED_LEVEL {
+            crate::sketch::build(steps, ts_ms, values)?
+        } else {
+            None
+        };
+        Ok(EncodedChunk {
+            meta: ChunkMeta::of_slices(steps, ts_ms, values),
+            data: codec::encode_slices(steps, ts_ms, values)?,
+            sketch,
+            key,
+            level,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -170,12 +196,7 @@ fn encode_job(
         };
         (&straddling.steps, &straddling.ts_ms, &straddling.values)
     };
-    Ok(EncodedChunk {
-        meta: ChunkMeta::of_slices(steps, ts, values),
-        data: codec::encode_slices(steps, ts, values)?,
-        key: key.clone(),
-        level: job.level,
-    })
+    EncodedChunk::encode(key.clone(), job.level, steps, ts, values)
 }
 
 /// Encodes jobs on up to the machine's cores; bulk writes of millions of
@@ -440,6 +461,20 @@ impl Downsampler {
         }
     }
 
+    /// The points of `points` within `lo..=hi` (a chunk at a range's edge
+    /// holds some outside it).
+    pub fn add_within(&mut self, points: &SeriesColumns, lo: i64, hi: i64) {
+        if points.steps.iter().all(|s| (lo..=hi).contains(s)) {
+            self.add(points);
+            return;
+        }
+        let mut inside = SeriesColumns::default();
+        for i in (0..points.len()).filter(|&i| (lo..=hi).contains(&points.steps[i])) {
+            inside.push(points.point(i));
+        }
+        self.add(&inside);
+    }
+
     /// Strictly ascending steps (nearly every chunk): bucket_of never
     /// decreases along them, so each bucket's points are one run, whose
     /// first and last are its ends and whose extremes one tight scan finds.
@@ -490,6 +525,58 @@ impl Downsampler {
         }
     }
 
+    /// A chunk of `points` points through its sketch (see `crate::sketch`
+    /// for what this keeps).
+    pub fn add_sketch(&mut self, sketch: &Sketch, points: usize) {
+        self.seen += points;
+        let p = &sketch.picks;
+        let at = |i: usize| (p.steps[i], p.ts_ms[i], p.values[i]);
+        let mut start = 0;
+        for &count in &sketch.counts {
+            let end = start + count as usize;
+            if count == 0 {
+                continue;
+            }
+            let b = self.bucket_of(p.steps[start]);
+            if self.bucket_of(p.steps[end - 1]) == b {
+                let (min, max) = extremes(&p.values[start..end]).unzip();
+                self.fold(
+                    b,
+                    Bucket {
+                        first: at(start),
+                        last: at(end - 1),
+                        min: min.map(|k| at(start + k)),
+                        max: max.map(|k| at(start + k)),
+                    },
+                );
+            } else {
+                for i in start..end {
+                    let pick = at(i);
+                    let finite = !pick.2.is_nan();
+                    self.fold(
+                        self.bucket_of(pick.0),
+                        Bucket {
+                            first: pick,
+                            last: pick,
+                            min: finite.then_some(pick),
+                            max: finite.then_some(pick),
+                        },
+                    );
+                }
+            }
+            start = end;
+        }
+    }
+
+    /// Whether a chunk of `points` points over `step_min..=step_max` is
+    /// better read through its sketch: each of this downsample's buckets
+    /// spans enough of its cells.
+    pub fn sketch_fits(&self, points: usize, step_min: i64, step_max: i64) -> bool {
+        let steps = (step_max as f64 - step_min as f64 + 1.0).max(1.0);
+        let per_bucket = points as f64 * self.width / steps;
+        per_bucket >= crate::sketch::MIN_CELLS_PER_BUCKET * crate::sketch::CELL_POINTS as f64
+    }
+
     pub fn merge(&mut self, other: Downsampler) {
         self.seen += other.seen;
         for (b, theirs) in other.buckets.into_iter().enumerate() {
@@ -502,13 +589,25 @@ impl Downsampler {
     pub fn finish(self) -> SeriesColumns {
         let mut out = SeriesColumns::default();
         for bucket in self.buckets.into_iter().flatten() {
-            let mut picks: Vec<(i64, i64, f64)> = vec![bucket.first];
-            picks.extend(bucket.min);
-            picks.extend(bucket.max);
-            picks.push(bucket.last);
+            let mut picks = [bucket.first; 4];
+            let mut n = 1;
+            for p in [bucket.min, bucket.max, Some(bucket.last)]
+                .into_iter()
+                .flatten()
+            {
+                picks[n] = p;
+                n += 1;
+            }
+            let picks = &mut picks[..n];
             picks.sort_by_key(|p| (p.0, p.1));
-            picks.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.2.to_bits() == b.2.to_bits());
-            for (step, ts_ms, value) in picks {
+            let mut held: Option<(i64, i64, f64)> = None;
+            for &(step, ts_ms, value) in picks.iter() {
+                if held.is_some_and(|h| {
+                    h.0 == step && h.1 == ts_ms && h.2.to_bits() == value.to_bits()
+                }) {
+                    continue;
+                }
+                held = Some((step, ts_ms, value));
                 out.push(labbook_core::Point { step, ts_ms, value });
             }
         }
@@ -519,7 +618,7 @@ impl Downsampler {
 /// The positions of the first minimum and the first maximum of `values`,
 /// NaN skipped; None when every value is NaN. One pass of plain compares
 /// (a NaN fails both), which is most of a downsample's time.
-fn extremes(values: &[f64]) -> Option<(usize, usize)> {
+pub(crate) fn extremes(values: &[f64]) -> Option<(usize, usize)> {
     let start = values.iter().position(|v| !v.is_nan())?;
     let (mut min, mut max) = (start, start);
     let (mut lo, mut hi) = (values[start], values[start]);

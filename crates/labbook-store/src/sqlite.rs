@@ -229,6 +229,12 @@ CREATE TRIGGER runs_updated AFTER UPDATE OF project_id, name, grp, tags, notes, 
     UPDATE runs SET seq = (SELECT value FROM change_seq WHERE id = 1) WHERE pk = NEW.pk;
 END;
 "#,
+    r#"
+-- A sealed chunk's sketch (crate::sketch): what a chart of a long run
+-- reads instead of the chunk. Chunks sealed before have none and are
+-- decoded as they always were.
+ALTER TABLE chunks ADD COLUMN sketch BLOB;
+"#,
 ];
 
 pub struct SqliteStore {
@@ -683,8 +689,8 @@ impl SqliteStore {
     ) -> Result<i64> {
         let m = &chunk.meta;
         tx.prepare_cached(
-            "INSERT INTO chunks (series_id, level, n, step_min, step_max, ts_min, ts_max, v_min, v_max, data)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO chunks (series_id, level, n, step_min, step_max, ts_min, ts_max, v_min, v_max, data, sketch)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             series_id,
@@ -696,7 +702,8 @@ impl SqliteStore {
             m.ts_max,
             m.v_min,
             m.v_max,
-            chunk.data
+            chunk.data,
+            chunk.sketch
         ])?;
         Ok(tx.last_insert_rowid())
     }
@@ -735,17 +742,7 @@ impl SqliteStore {
     /// and the series' full step extent.
     fn chunk_blobs(&self, run_id: &str, key: &str, range: StepRange) -> Result<Vec<Vec<u8>>> {
         let conn = self.conn.lock();
-        let run_pk = Self::run_pk(&conn, run_id)?;
-        let series_id: Option<i64> = conn
-            .prepare_cached("SELECT id FROM series WHERE run_pk = ?1 AND key = ?2")?
-            .query_row(params![run_pk, key], |r| r.get(0))
-            .optional()?;
-        let Some(series_id) = series_id else {
-            return Err(StoreError::NotFound {
-                what: "metric",
-                id: key.to_string(),
-            });
-        };
+        let series_id = Self::series_of(&conn, run_id, key)?;
         let mut stmt = conn.prepare_cached(
             "SELECT data FROM chunks WHERE series_id = ?1 AND step_max >= ?2 AND step_min <= ?3 ORDER BY step_min, id",
         )?;
@@ -759,6 +756,91 @@ impl SqliteStore {
         )?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
+
+    /// The chunks of a series overlapping a step range, in step order:
+    /// each one's sketch where `use_sketch` says so, its points otherwise.
+    fn downsample_chunks(
+        &self,
+        run_id: &str,
+        key: &str,
+        range: StepRange,
+        use_sketch: impl Fn(&ChunkInfo) -> bool,
+    ) -> Result<Vec<ChunkRead>> {
+        let conn = self.conn.lock();
+        let series_id = Self::series_of(&conn, run_id, key)?;
+        let infos: Vec<(i64, ChunkInfo)> = conn
+            .prepare_cached(
+                "SELECT id, n, step_min, step_max, sketch IS NOT NULL FROM chunks
+                 WHERE series_id = ?1 AND step_max >= ?2 AND step_min <= ?3 ORDER BY step_min, id",
+            )?
+            .query_map(
+                params![
+                    series_id,
+                    range.lo.unwrap_or(i64::MIN),
+                    range.hi.unwrap_or(i64::MAX)
+                ],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        ChunkInfo {
+                            n: r.get::<_, i64>(1)? as usize,
+                            step_min: r.get(2)?,
+                            step_max: r.get(3)?,
+                            has_sketch: r.get(4)?,
+                        },
+                    ))
+                },
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut sketch = conn.prepare_cached("SELECT sketch FROM chunks WHERE id = ?1")?;
+        let mut data = conn.prepare_cached("SELECT data FROM chunks WHERE id = ?1")?;
+        let mut out = Vec::with_capacity(infos.len());
+        for (id, info) in infos {
+            out.push(if use_sketch(&info) {
+                ChunkRead::Sketch {
+                    id,
+                    n: info.n,
+                    bytes: sketch.query_row([id], |r| r.get(0))?,
+                }
+            } else {
+                ChunkRead::Data(data.query_row([id], |r| r.get(0))?)
+            });
+        }
+        Ok(out)
+    }
+
+    fn chunk_data(&self, id: i64) -> Result<Vec<u8>> {
+        let conn = self.conn.lock();
+        Ok(conn
+            .prepare_cached("SELECT data FROM chunks WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))?)
+    }
+
+    /// The id of a run's series, or not found.
+    fn series_of(conn: &Connection, run_id: &str, key: &str) -> Result<i64> {
+        let run_pk = Self::run_pk(conn, run_id)?;
+        conn.prepare_cached("SELECT id FROM series WHERE run_pk = ?1 AND key = ?2")?
+            .query_row(params![run_pk, key], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "metric",
+                id: key.to_string(),
+            })
+    }
+}
+
+/// What a downsample reads of one chunk: its sketch or its points.
+enum ChunkRead {
+    Sketch { id: i64, n: usize, bytes: Vec<u8> },
+    Data(Vec<u8>),
+}
+
+/// A chunk as a downsample first sees it: enough to choose what to read.
+struct ChunkInfo {
+    n: usize,
+    step_min: i64,
+    step_max: i64,
+    has_sketch: bool,
 }
 
 /// Decodes chunks, in order, into one set of columns: sized once from the
@@ -1245,24 +1327,24 @@ impl Store for SqliteStore {
     ) -> Result<(SeriesColumns, usize)> {
         let (lo, hi, stored) = {
             let conn = self.conn.lock();
-            let run_pk = Self::run_pk(&conn, run_id)?;
-            let exists: Option<i64> = conn
-                .prepare_cached("SELECT id FROM series WHERE run_pk = ?1 AND key = ?2")?
-                .query_row(params![run_pk, key], |r| r.get(0))
-                .optional()?;
-            if exists.is_none() {
-                return Err(StoreError::NotFound {
-                    what: "metric",
-                    id: key.to_string(),
-                });
-            }
+            let series_id = Self::series_of(&conn, run_id, key)?;
             conn.prepare_cached(
-                "SELECT MIN(c.step_min), MAX(c.step_max), SUM(c.n) FROM chunks c JOIN series s ON s.id = c.series_id
-                 WHERE s.run_pk = ?1 AND s.key = ?2 AND c.step_max >= ?3 AND c.step_min <= ?4",
+                "SELECT MIN(step_min), MAX(step_max), SUM(n) FROM chunks
+                 WHERE series_id = ?1 AND step_max >= ?2 AND step_min <= ?3",
             )?
             .query_row(
-                params![run_pk, key, range.lo.unwrap_or(i64::MIN), range.hi.unwrap_or(i64::MAX)],
-                |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?, r.get::<_, Option<i64>>(2)?)),
+                params![
+                    series_id,
+                    range.lo.unwrap_or(i64::MIN),
+                    range.hi.unwrap_or(i64::MAX)
+                ],
+                |r| {
+                    Ok((
+                        r.get::<_, Option<i64>>(0)?,
+                        r.get::<_, Option<i64>>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                },
             )?
         };
         let (Some(lo), Some(hi)) = (range.lo.max(lo), range.hi.or(hi).min(hi)) else {
@@ -1287,30 +1369,55 @@ impl Store for SqliteStore {
             sampler.add(&points);
             return Ok((sampler.finish(), total));
         }
-        let blobs = self.chunk_blobs(run_id, key, range)?;
-        let parts = parallel_map(&blobs, |part| -> Result<Downsampler> {
+        let sizing = Downsampler::new(lo, hi, buckets);
+        let chunks = self.downsample_chunks(run_id, key, range, |c| {
+            c.has_sketch
+                && c.step_min >= lo
+                && c.step_max <= hi
+                && sizing.sketch_fits(c.n, c.step_min, c.step_max)
+        })?;
+        let read = |part: &[ChunkRead]| -> Result<(Downsampler, Vec<i64>)> {
             let mut sampler = Downsampler::new(lo, hi, buckets);
+            let mut unsketched = Vec::new();
             let mut scratch = SeriesColumns::default();
-            for blob in part {
+            for chunk in part {
+                let blob = match chunk {
+                    ChunkRead::Sketch { id, n, bytes } => {
+                        // A sketch is derived: one that cannot be read sends
+                        // the reader to the chunk itself.
+                        match crate::sketch::decode(bytes, timestamps) {
+                            Ok(sketch) => sampler.add_sketch(&sketch, *n),
+                            Err(_) => unsketched.push(*id),
+                        }
+                        continue;
+                    }
+                    ChunkRead::Data(blob) => blob,
+                };
                 scratch.steps.clear();
                 scratch.ts_ms.clear();
                 scratch.values.clear();
                 codec::decode_into_with(blob, &mut scratch, timestamps)?;
-                if scratch.steps.iter().any(|&s| s < lo || s > hi) {
-                    let mut inside = SeriesColumns::default();
-                    for i in (0..scratch.len()).filter(|&i| (lo..=hi).contains(&scratch.steps[i])) {
-                        inside.push(scratch.point(i));
-                    }
-                    sampler.add(&inside);
-                } else {
-                    sampler.add(&scratch);
-                }
+                sampler.add_within(&scratch, lo, hi);
             }
-            Ok(sampler)
-        });
+            Ok((sampler, unsketched))
+        };
+        // Sketches are a few thousand points: threads would cost more than
+        // they save (the server already reads many curves at once).
+        let parts = if chunks.iter().any(|c| matches!(c, ChunkRead::Data(_))) {
+            parallel_map(&chunks, read)
+        } else {
+            vec![read(&chunks)]
+        };
         let mut merged = Downsampler::new(lo, hi, buckets);
         for part in parts {
-            merged.merge(part?);
+            let (sampler, unsketched) = part?;
+            merged.merge(sampler);
+            for id in unsketched {
+                let blob = self.chunk_data(id)?;
+                let mut points = SeriesColumns::default();
+                codec::decode_into_with(&blob, &mut points, timestamps)?;
+                merged.add_within(&points, lo, hi);
+            }
         }
         let total = merged.seen();
         Ok((merged.finish(), total))
@@ -1354,12 +1461,13 @@ impl Store for SqliteStore {
                         ts_ms: points.ts_ms[start..end].to_vec(),
                         values: points.values[start..end].to_vec(),
                     };
-                    let chunk = crate::series::EncodedChunk {
-                        key: String::new(),
-                        level: SEALED_LEVEL,
-                        meta: crate::series::ChunkMeta::of(&part),
-                        data: codec::encode(&part)?,
-                    };
+                    let chunk = crate::series::EncodedChunk::encode(
+                        String::new(),
+                        SEALED_LEVEL,
+                        &part.steps,
+                        &part.ts_ms,
+                        &part.values,
+                    )?;
                     Self::insert_chunk(tx, series_id, &chunk)?;
                 }
             }

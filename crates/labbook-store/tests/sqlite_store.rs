@@ -729,3 +729,132 @@ fn starting_resuming_and_repeating_a_start_follow_init_rules() {
     };
     assert!(open_run(&store, &must, 11_000, Some("h"), &alive).is_err());
 }
+
+/// Equal points, NaN values included.
+fn same(a: &SeriesColumns, b: &SeriesColumns) -> bool {
+    let bits = |c: &SeriesColumns| c.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    a.steps == b.steps && a.ts_ms == b.ts_ms && bits(a) == bits(b)
+}
+
+/// What a chart of a long run sees when sealed chunks are read through
+/// their sketches: real points only, every spike, the curve's ends, and
+/// each bucket's extremes exact or, near a bucket edge, one bucket over.
+#[test]
+fn a_long_runs_downsample_reads_sketches_and_keeps_every_spike() {
+    let (dir, store) = store();
+    let run = store.create_run(&new_run("p")).unwrap();
+    let mut writer = SeriesWriter::new();
+    let n = 300_000;
+    let spikes = [1_000, 65_535, 66_300, 131_071, 200_000, 299_999];
+    let value = |i: i64| {
+        if spikes.contains(&i) {
+            1_000.0 + i as f64
+        } else if i == 150_000 {
+            -500.0
+        } else if (180_000..180_040).contains(&i) {
+            f64::NAN
+        } else {
+            ((i * 7_919) % 1_000) as f64 / 1_000.0 + (-(i as f64) / 90_000.0).exp()
+        }
+    };
+    log(
+        &store,
+        &mut writer,
+        &run.id,
+        vec![("y".into(), series(0..n, value))],
+        true,
+    );
+    let all = store.read_series(&run.id, "y", StepRange::ALL).unwrap();
+    let buckets = 500;
+    let exact = {
+        let mut d = series::Downsampler::new(0, n - 1, buckets);
+        d.add(&all);
+        d.finish()
+    };
+    let (down, total) = store
+        .downsample(&run.id, "y", StepRange::ALL, buckets, true)
+        .unwrap();
+    assert_eq!(total, n as usize);
+    assert!(down.len() <= 4 * buckets, "{} points", down.len());
+    assert!(!same(&down, &exact), "the sketches were not used");
+    // Real points, in step order, with their own times.
+    assert!(down.steps.windows(2).all(|w| w[0] < w[1]));
+    for i in 0..down.len() {
+        let k = down.steps[i] as usize;
+        assert_eq!(down.ts_ms[i], all.ts_ms[k]);
+        assert_eq!(
+            down.values[i].to_bits(),
+            all.values[k].to_bits(),
+            "step {k}"
+        );
+    }
+    for spike in spikes {
+        assert!(down.steps.contains(&spike), "spike at {spike} lost");
+    }
+    assert!(down.values.contains(&-500.0));
+    assert!(down.values.iter().any(|v| v.is_nan()), "the gap is lost");
+    assert_eq!(
+        (down.steps[0], down.steps.last().copied()),
+        (0, Some(n - 1))
+    );
+    // Per bucket: never beyond the true extremes, and a true extreme missed
+    // only where a neighbouring bucket shows one at least as far out.
+    let width = n as f64 / buckets as f64;
+    let bucket = |s: i64| ((s as f64 / width) as usize).min(buckets - 1);
+    let extremes = |pts: &SeriesColumns| {
+        let mut out = vec![(f64::INFINITY, f64::NEG_INFINITY); buckets];
+        for (s, v) in pts
+            .steps
+            .iter()
+            .zip(&pts.values)
+            .filter(|(_, v)| !v.is_nan())
+        {
+            let e = &mut out[bucket(*s)];
+            *e = (e.0.min(*v), e.1.max(*v));
+        }
+        out
+    };
+    let (got, want) = (extremes(&down), extremes(&exact));
+    for b in 0..buckets {
+        assert!(got[b].0 >= want[b].0 && got[b].1 <= want[b].1, "bucket {b}");
+        let near = b.saturating_sub(1)..=(b + 1).min(buckets - 1);
+        let lo = near.clone().map(|k| got[k].0).fold(f64::INFINITY, f64::min);
+        let hi = near.map(|k| got[k].1).fold(f64::NEG_INFINITY, f64::max);
+        assert!(
+            lo <= want[b].0 && hi >= want[b].1,
+            "bucket {b}: {:?} vs {:?}",
+            got[b],
+            want[b]
+        );
+    }
+    // Without wall times the picks come back with 0, as decoded chunks do.
+    let (no_ts, _) = store
+        .downsample(&run.id, "y", StepRange::ALL, buckets, false)
+        .unwrap();
+    assert_eq!(no_ts.steps, down.steps);
+    assert!(no_ts.ts_ms.iter().all(|&t| t == 0));
+    // Few buckets per cell: the chunks themselves, exactly.
+    let (fine, _) = store
+        .downsample(&run.id, "y", StepRange::ALL, 5_000, true)
+        .unwrap();
+    let mut d = series::Downsampler::new(0, n - 1, 5_000);
+    d.add(&all);
+    assert!(same(&fine, &d.finish()));
+
+    // Chunks sealed before sketches existed, and a damaged sketch: read
+    // from the chunks themselves, exactly.
+    let db = rusqlite::Connection::open(dir.path().join(".labbook").join(DB_FILE)).unwrap();
+    for damage in ["NULL", "x'B500'", "substr(sketch, 1, 200)"] {
+        db.execute_batch(&format!(
+            "UPDATE chunks SET sketch = {damage} WHERE sketch IS NOT NULL"
+        ))
+        .unwrap();
+        let (down, total) = store
+            .downsample(&run.id, "y", StepRange::ALL, buckets, true)
+            .unwrap();
+        assert!(
+            same(&down, &exact) && total == n as usize,
+            "sketch = {damage}"
+        );
+    }
+}
