@@ -578,7 +578,10 @@ export function ChartPanel({
       plot.current = null;
       return;
     }
-    const { xs, cols } = align(prepared, Math.min(MAX_ALIGNED_XS, Math.max(1024, 2 * width)));
+    // Twice the slots of the longest run: fewer, and its points would be
+    // pushed along the grid, stretching the curve.
+    const longest = prepared.reduce((n, p) => Math.max(n, p.xs.length), 0);
+    const { xs, cols } = align(prepared, Math.min(MAX_ALIGNED_XS, Math.max(1024, 2 * width, 2 * longest)));
     const data = [xs, ...cols] as uPlot.AlignedData;
     const smooth = settings.smooth > 0;
     const series: uPlot.Series[] = [{}];
