@@ -618,7 +618,7 @@ impl Downsampler {
 /// The positions of the first minimum and the first maximum of `values`,
 /// NaN skipped; None when every value is NaN. One pass of plain compares
 /// (a NaN fails both), which is most of a downsample's time.
-pub(crate) fn extremes(values: &[f64]) -> Option<(usize, usize)> {
+fn extremes(values: &[f64]) -> Option<(usize, usize)> {
     let start = values.iter().position(|v| !v.is_nan())?;
     let (mut min, mut max) = (start, start);
     let (mut lo, mut hi) = (values[start], values[start]);

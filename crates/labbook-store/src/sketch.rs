@@ -25,8 +25,10 @@ use labbook_core::SeriesColumns;
 use crate::codec::{self, CodecError, MAX_CHUNK_POINTS};
 
 const MAGIC: u8 = 0xB5;
-/// 64 points a cell: a sketch is about 7% of its chunk (6.5% on noisy values), and a chart of
-/// 100k-point runs at 375 buckets (100 runs on one panel) uses it.
+/// 64 points a cell: a sketch is about 9% of its chunk and costs about 7%
+/// of its encoding (65,536 noisy points: 19.6 KB beside 212 KB, 0.23 ms
+/// beside 3.5 ms), and a chart of 100k-point runs at 375 buckets (100 runs
+/// on one panel) uses it.
 pub const CELL_POINTS: usize = 64;
 /// With fewer cells a bucket, cell edges would cut buckets so often that
 /// some buckets keep two points where their neighbours keep four, which
@@ -56,17 +58,10 @@ pub fn build(steps: &[i64], ts_ms: &[i64], values: &[f64]) -> Result<Option<Vec<
     let mut chosen = [0usize; MAX_PICKS as usize + 1];
     for start in (0..steps.len()).step_by(CELL_POINTS) {
         let cell = &values[start..(start + CELL_POINTS).min(values.len())];
+        let (min, max, nan) = cell_picks(cell);
         let mut n = 0;
-        if let Some((min, max)) = crate::series::extremes(cell) {
-            chosen[n] = min;
-            n += 1;
-            if max != min {
-                chosen[n] = max;
-                n += 1;
-            }
-        }
-        if let Some(nan) = cell.iter().position(|v| v.is_nan()) {
-            chosen[n] = nan;
+        for k in [min, max, nan].into_iter().flatten() {
+            chosen[n] = k;
             n += 1;
         }
         if start == 0 {
@@ -99,8 +94,30 @@ pub fn build(steps: &[i64], ts_ms: &[i64], values: &[f64]) -> Result<Option<Vec<
     out.extend_from_slice(&(CELL_POINTS as u32).to_le_bytes());
     out.extend_from_slice(&(cells as u32).to_le_bytes());
     out.extend_from_slice(&counts);
-    out.extend_from_slice(&codec::encode(&picks)?);
+    out.extend_from_slice(&codec::encode_fast(&picks)?);
     Ok(Some(out))
+}
+
+/// In one pass over a cell: where its first minimum, first maximum and
+/// first NaN are (NaN is neither extreme).
+fn cell_picks(cell: &[f64]) -> (Option<usize>, Option<usize>, Option<usize>) {
+    let (mut min, mut max, mut nan) = (None, None, None);
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for (k, &v) in cell.iter().enumerate() {
+        if v.is_nan() {
+            nan = nan.or(Some(k));
+            continue;
+        }
+        if min.is_none() || v < lo {
+            lo = v;
+            min = Some(k);
+        }
+        if max.is_none() || v > hi {
+            hi = v;
+            max = Some(k);
+        }
+    }
+    (min, max.filter(|&m| Some(m) != min), nan)
 }
 
 /// Decodes a sketch; without `timestamps` the picks' wall times are 0.
