@@ -285,6 +285,23 @@ test("run page, Code tab: the dirty repository's exact diff, the file left out o
   await screenshots(page, "run-code");
 });
 
+test("charts opened from a link ask for their runs once and for each panel's curve once: the prefetched curves are taken, not asked for again", async ({ page }) => {
+  const long = await runByName("spirals", "long-curve");
+  const runsRequests: string[] = [];
+  const seriesRequests: string[] = [];
+  page.on("request", (r) => {
+    if (r.url().includes("/api/v1/projects/spirals/runs")) runsRequests.push(r.url());
+    if (r.url().includes("/api/v1/series")) seriesRequests.push(r.url());
+  });
+  await page.goto(`/p/spirals/charts?runs=${long.id}`);
+  await waitForPoints(page, "train/loss");
+  await page.waitForTimeout(500); // time for a repeated request to show
+  expect(runsRequests, runsRequests.join("\n")).toHaveLength(1);
+  const keys = seriesRequests.map((u) => new URL(u).searchParams.get("keys"));
+  expect(keys).toContain("train/loss");
+  expect(new Set(keys).size, seriesRequests.join("\n")).toBe(keys.length);
+});
+
 test("charts: zooming refetches /series with lo/hi and the range gets denser; double-click resets", async ({ page }) => {
   const long = await runByName("spirals", "long-curve");
   const seriesRequests: string[] = [];
