@@ -274,6 +274,13 @@ fn main() {
     // What the dashboard asks for: binary columns.
     let columns = format!("{series}&format=columns");
     report_get(addr, "api_series_columns_100x100k", &columns, 11);
+    // What the chart page asks for 100 runs in a 1440 px window (bucketsFor
+    // in web/src/chartdata.ts): few enough buckets that sketches answer.
+    let dashboard = format!(
+        "/api/v1/series?runs={}&keys=loss&buckets=375&ts=0&format=columns",
+        curve_runs.join(",")
+    );
+    report_get(addr, "api_series_dashboard_100x100k", &dashboard, 11);
 
     // What a tree is built from: every run of the project.
     let whole = "/api/v1/projects/grid/runs?limit=10000";
