@@ -419,6 +419,31 @@ struct Bucket {
     max: Option<(i64, i64, f64)>,
 }
 
+impl Bucket {
+    /// One point: its own ends and, unless it is NaN, its own extremes.
+    fn point(p: (i64, i64, f64)) -> Bucket {
+        let finite = !p.2.is_nan();
+        Bucket {
+            first: p,
+            last: p,
+            min: finite.then_some(p),
+            max: finite.then_some(p),
+        }
+    }
+
+    /// Points `i..j` of `c`, in step order: their ends and extremes.
+    fn run(c: &SeriesColumns, i: usize, j: usize) -> Bucket {
+        let at = |k: usize| (c.steps[k], c.ts_ms[k], c.values[k]);
+        let (min, max) = extremes(&c.values[i..j]).unzip();
+        Bucket {
+            first: at(i),
+            last: at(j - 1),
+            min: min.map(|k| at(i + k)),
+            max: max.map(|k| at(i + k)),
+        }
+    }
+}
+
 impl Downsampler {
     pub fn new(lo: i64, hi: i64, buckets: usize) -> Self {
         let buckets = buckets.max(1);
@@ -448,16 +473,7 @@ impl Downsampler {
         }
         for i in 0..points.len() {
             let p = (points.steps[i], points.ts_ms[i], points.values[i]);
-            let finite = !p.2.is_nan();
-            self.fold(
-                self.bucket_of(p.0),
-                Bucket {
-                    first: p,
-                    last: p,
-                    min: finite.then_some(p),
-                    max: finite.then_some(p),
-                },
-            );
+            self.fold(self.bucket_of(p.0), Bucket::point(p));
         }
     }
 
@@ -480,21 +496,11 @@ impl Downsampler {
     /// first and last are its ends and whose extremes one tight scan finds.
     /// Folding the run as one candidate picks what point-by-point would.
     fn add_ascending(&mut self, points: &SeriesColumns) {
-        let at = |i: usize| (points.steps[i], points.ts_ms[i], points.values[i]);
         let mut i = 0;
         while i < points.len() {
             let b = self.bucket_of(points.steps[i]);
             let j = i + 1 + points.steps[i + 1..].partition_point(|&s| self.bucket_of(s) == b);
-            let (min, max) = extremes(&points.values[i..j]).unzip();
-            self.fold(
-                b,
-                Bucket {
-                    first: at(i),
-                    last: at(j - 1),
-                    min: min.map(|k| at(i + k)),
-                    max: max.map(|k| at(i + k)),
-                },
-            );
+            self.fold(b, Bucket::run(points, i, j));
             i = j;
         }
     }
@@ -530,7 +536,6 @@ impl Downsampler {
     pub fn add_sketch(&mut self, sketch: &Sketch, points: usize) {
         self.seen += points;
         let p = &sketch.picks;
-        let at = |i: usize| (p.steps[i], p.ts_ms[i], p.values[i]);
         let mut start = 0;
         for &count in &sketch.counts {
             let end = start + count as usize;
@@ -539,29 +544,11 @@ impl Downsampler {
             }
             let b = self.bucket_of(p.steps[start]);
             if self.bucket_of(p.steps[end - 1]) == b {
-                let (min, max) = extremes(&p.values[start..end]).unzip();
-                self.fold(
-                    b,
-                    Bucket {
-                        first: at(start),
-                        last: at(end - 1),
-                        min: min.map(|k| at(start + k)),
-                        max: max.map(|k| at(start + k)),
-                    },
-                );
+                self.fold(b, Bucket::run(p, start, end));
             } else {
                 for i in start..end {
-                    let pick = at(i);
-                    let finite = !pick.2.is_nan();
-                    self.fold(
-                        self.bucket_of(pick.0),
-                        Bucket {
-                            first: pick,
-                            last: pick,
-                            min: finite.then_some(pick),
-                            max: finite.then_some(pick),
-                        },
-                    );
+                    let pick = (p.steps[i], p.ts_ms[i], p.values[i]);
+                    self.fold(self.bucket_of(pick.0), Bucket::point(pick));
                 }
             }
             start = end;

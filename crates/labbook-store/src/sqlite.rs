@@ -743,17 +743,11 @@ impl SqliteStore {
     fn chunk_blobs(&self, run_id: &str, key: &str, range: StepRange) -> Result<Vec<Vec<u8>>> {
         let conn = self.conn.lock();
         let series_id = Self::series_of(&conn, run_id, key)?;
+        let (from, to) = range.bounds();
         let mut stmt = conn.prepare_cached(
             "SELECT data FROM chunks WHERE series_id = ?1 AND step_max >= ?2 AND step_min <= ?3 ORDER BY step_min, id",
         )?;
-        let rows = stmt.query_map(
-            params![
-                series_id,
-                range.lo.unwrap_or(i64::MIN),
-                range.hi.unwrap_or(i64::MAX)
-            ],
-            |r| r.get::<_, Vec<u8>>(0),
-        )?;
+        let rows = stmt.query_map(params![series_id, from, to], |r| r.get::<_, Vec<u8>>(0))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
@@ -768,29 +762,23 @@ impl SqliteStore {
     ) -> Result<Vec<ChunkRead>> {
         let conn = self.conn.lock();
         let series_id = Self::series_of(&conn, run_id, key)?;
+        let (from, to) = range.bounds();
         let infos: Vec<(i64, ChunkInfo)> = conn
             .prepare_cached(
                 "SELECT id, n, step_min, step_max, sketch IS NOT NULL FROM chunks
                  WHERE series_id = ?1 AND step_max >= ?2 AND step_min <= ?3 ORDER BY step_min, id",
             )?
-            .query_map(
-                params![
-                    series_id,
-                    range.lo.unwrap_or(i64::MIN),
-                    range.hi.unwrap_or(i64::MAX)
-                ],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        ChunkInfo {
-                            n: r.get::<_, i64>(1)? as usize,
-                            step_min: r.get(2)?,
-                            step_max: r.get(3)?,
-                            has_sketch: r.get(4)?,
-                        },
-                    ))
-                },
-            )?
+            .query_map(params![series_id, from, to], |r| {
+                Ok((
+                    r.get(0)?,
+                    ChunkInfo {
+                        n: r.get::<_, i64>(1)? as usize,
+                        step_min: r.get(2)?,
+                        step_max: r.get(3)?,
+                        has_sketch: r.get(4)?,
+                    },
+                ))
+            })?
             .collect::<rusqlite::Result<_>>()?;
         let mut sketch = conn.prepare_cached("SELECT sketch FROM chunks WHERE id = ?1")?;
         let mut data = conn.prepare_cached("SELECT data FROM chunks WHERE id = ?1")?;
@@ -1328,24 +1316,18 @@ impl Store for SqliteStore {
         let (lo, hi, stored) = {
             let conn = self.conn.lock();
             let series_id = Self::series_of(&conn, run_id, key)?;
+            let (from, to) = range.bounds();
             conn.prepare_cached(
                 "SELECT MIN(step_min), MAX(step_max), SUM(n) FROM chunks
                  WHERE series_id = ?1 AND step_max >= ?2 AND step_min <= ?3",
             )?
-            .query_row(
-                params![
-                    series_id,
-                    range.lo.unwrap_or(i64::MIN),
-                    range.hi.unwrap_or(i64::MAX)
-                ],
-                |r| {
-                    Ok((
-                        r.get::<_, Option<i64>>(0)?,
-                        r.get::<_, Option<i64>>(1)?,
-                        r.get::<_, Option<i64>>(2)?,
-                    ))
-                },
-            )?
+            .query_row(params![series_id, from, to], |r| {
+                Ok((
+                    r.get::<_, Option<i64>>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                ))
+            })?
         };
         let (Some(lo), Some(hi)) = (range.lo.max(lo), range.hi.or(hi).min(hi)) else {
             return Ok((SeriesColumns::default(), 0));

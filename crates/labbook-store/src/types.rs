@@ -134,6 +134,11 @@ impl StepRange {
     pub fn contains(&self, step: i64) -> bool {
         self.lo.is_none_or(|lo| step >= lo) && self.hi.is_none_or(|hi| step <= hi)
     }
+
+    /// Its ends, an open end as the farthest step.
+    pub fn bounds(&self) -> (i64, i64) {
+        (self.lo.unwrap_or(i64::MIN), self.hi.unwrap_or(i64::MAX))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
