@@ -98,25 +98,26 @@ pub fn build(steps: &[i64], ts_ms: &[i64], values: &[f64]) -> Result<Option<Vec<
     Ok(Some(out))
 }
 
-/// In one pass over a cell: where its first minimum, first maximum and
-/// first NaN are (NaN is neither extreme).
+/// Where a cell's first minimum, first maximum and first NaN are (NaN is
+/// neither extreme). One pass of selects, which the compiler turns into
+/// vector min/max, finds the extremes' values; short scans find where
+/// they first occur. Branching on each new extreme instead cost bulk
+/// ingest a quarter of its speed on noisy values.
 fn cell_picks(cell: &[f64]) -> (Option<usize>, Option<usize>, Option<usize>) {
-    let (mut min, mut max, mut nan) = (None, None, None);
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for (k, &v) in cell.iter().enumerate() {
-        if v.is_nan() {
-            nan = nan.or(Some(k));
-            continue;
-        }
-        if min.is_none() || v < lo {
-            lo = v;
-            min = Some(k);
-        }
-        if max.is_none() || v > hi {
-            hi = v;
-            max = Some(k);
-        }
+    let (mut lo, mut hi, mut any_nan) = (f64::INFINITY, f64::NEG_INFINITY, false);
+    for &v in cell {
+        lo = if v < lo { v } else { lo };
+        hi = if v > hi { v } else { hi };
+        any_nan |= v.is_nan();
     }
+    // Only NaN never equals itself: an all-NaN cell finds neither extreme.
+    let min = cell.iter().position(|&v| v == lo);
+    let max = cell.iter().position(|&v| v == hi);
+    let nan = if any_nan {
+        cell.iter().position(|v| v.is_nan())
+    } else {
+        None
+    };
     (min, max.filter(|&m| Some(m) != min), nan)
 }
 
