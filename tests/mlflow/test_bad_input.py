@@ -733,6 +733,8 @@ def test_mlflow_features_labbook_does_not_serve_are_json_404s(
         "s3://bucket/models/%00",
         f"runs:/{MISSING_RUN}/model",
         f"mlflow-artifacts:/1/{MISSING_RUN}/artifacts/model",
+        "models:/../../etc/1",
+        "models:/nosuch-model@champion",
     ],
 )
 def test_model_version_sources_that_reach_outside_are_refused(ctx: Ctx, source: str) -> None:
