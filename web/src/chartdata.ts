@@ -86,37 +86,49 @@ export function prepare(
   series: RunSeries[],
   opts: { x: XMode; smooth: number; logy: boolean; t0: (run: string) => number | undefined },
 ): Prepared[] {
+  // Nearly every curve has nothing to fix: the panel's finite extremes
+  // (what ±∞ is clamped to) are only looked for when one needs them.
+  const clean = series.map((s) => drawable(s.values, opts.logy));
   let lo = Infinity;
   let hi = -Infinity;
-  for (const s of series) {
-    for (const v of s.values) {
-      if (Number.isFinite(v) && (!opts.logy || v > 0)) {
-        if (v < lo) lo = v;
-        if (v > hi) hi = v;
+  if (clean.some((ok) => !ok)) {
+    for (const s of series) {
+      const vs = s.values;
+      for (let i = 0; i < vs.length; i++) {
+        const v = vs[i];
+        if (Number.isFinite(v) && (!opts.logy || v > 0)) {
+          if (v < lo) lo = v;
+          if (v > hi) hi = v;
+        }
       }
     }
   }
   const fix = (v: number): number | null => {
     if (Number.isNaN(v)) return null;
     if (v === Infinity) return hi === -Infinity ? null : hi;
-    if (v === -Infinity) return lo === Infinity ? null : opts.logy ? lo : lo;
+    if (v === -Infinity) return lo === Infinity ? null : lo;
     if (opts.logy && v <= 0) return null;
     return v;
   };
-  return series.map((s) => {
+  return series.map((s, k) => {
     const xs = xsOf(s, opts.x, opts.t0(s.run));
     const order = isSorted(xs) ? null : sortOrder(xs);
     const xsSorted = order ? Float64Array.from(order, (i) => xs[i]) : xs;
-    // Values with nothing to fix (nearly every curve) are used as they came.
-    const clean = order ? order.map((i) => fix(s.values[i])) : drawable(s.values, opts.logy) ? s.values : Array.from(s.values, fix);
-    const smooth = opts.smooth > 0 ? ema(Array.from(clean, (v) => v ?? NaN), opts.smooth).map((v) => (Number.isFinite(v) ? v : null)) : null;
-    return { run: s.run, xs: xsSorted, raw: clean, smooth };
+    const raw = order ? order.map((i) => fix(s.values[i])) : clean[k] ? s.values : Array.from(s.values, fix);
+    const smooth = opts.smooth > 0 ? ema(Array.from(raw, (v) => v ?? NaN), opts.smooth).map((v) => (Number.isFinite(v) ? v : null)) : null;
+    return { run: s.run, xs: xsSorted, raw, smooth };
   });
 }
 
 /** Every value finite, and positive on a log axis: nothing for `fix` to do. */
 function drawable(values: Float64Array, logy: boolean): boolean {
-  for (const v of values) if (!Number.isFinite(v) || (logy && v <= 0)) return false;
+  // v - v is 0 for every finite v and NaN for NaN and ±∞: one subtraction
+  // per point, where this first pass still runs in the interpreter.
+  if (logy) {
+    for (let i = 0; i < values.length; i++) if (!(values[i] > 0 && values[i] - values[i] === 0)) return false;
+  } else {
+    for (let i = 0; i < values.length; i++) if (values[i] - values[i] !== 0) return false;
+  }
   return true;
 }
 
@@ -142,78 +154,56 @@ export function bucketsFor(width: number, runs: number): number {
   return Math.max(Math.min(px, share), Math.ceil(px / 4), 100);
 }
 
-/** More x positions than this and runs are placed on a grid instead: far
- * finer than any panel's pixels, and it keeps 100 downsampled runs (whose
- * min/max picks fall on different steps) from needing millions of cells. */
-export const MAX_ALIGNED_XS = 8192;
-
-/** Merges many sorted x arrays into one, and each run's ys onto it
- * (undefined where a run has no point: uPlot spans those, while null is a gap). */
-export function align(prepared: Prepared[], maxXs = MAX_ALIGNED_XS): { xs: number[]; cols: (number | null | undefined)[][] } {
-  const union = unionUpTo(prepared.map((p) => p.xs), maxXs);
-  let xs: number[] = union ?? [];
-  const grid = union === null;
-  let lo = xs[0] ?? 0;
-  let hi = xs[xs.length - 1] ?? 0;
-  if (grid) {
-    lo = Infinity;
-    hi = -Infinity;
-    for (const p of prepared) {
-      if (!p.xs.length) continue;
-      lo = Math.min(lo, p.xs[0]);
-      hi = Math.max(hi, p.xs[p.xs.length - 1]);
-    }
-  }
-  const dx = grid ? (hi - lo) / (maxXs - 1) || 1 : 0;
-  if (grid) xs = Array.from({ length: maxXs }, (_, i) => lo + i * dx);
-  const cols: (number | null | undefined)[][] = [];
+/** The x range the prepared runs span (each run's xs are sorted). */
+export function xExtent(prepared: Prepared[]): [number, number] | null {
+  let lo = Infinity;
+  let hi = -Infinity;
   for (const p of prepared) {
-    const arrays = p.smooth ? [p.raw, p.smooth] : [p.raw];
-    for (const ys of arrays) {
-      const col = new Array<number | null | undefined>(xs.length).fill(undefined);
-      if (grid) {
-        // Each point to its nearest slot; a taken slot pushes it to the next
-        // free one, so no point (no spike) is dropped.
-        let last = -1;
-        for (let i = 0; i < p.xs.length; i++) {
-          let k = Math.max(last + 1, Math.round((p.xs[i] - lo) / dx));
-          if (k >= xs.length) k = xs.length - 1;
-          col[k] = ys[i];
-          last = k;
-        }
-      } else {
-        let j = 0;
-        for (let i = 0; i < p.xs.length; i++) {
-          const x = p.xs[i];
-          while (xs[j] < x) j++;
-          col[j] = ys[i];
-        }
-      }
-      cols.push(col);
-    }
+    if (!p.xs.length) continue;
+    if (p.xs[0] < lo) lo = p.xs[0];
+    if (p.xs[p.xs.length - 1] > hi) hi = p.xs[p.xs.length - 1];
   }
-  return { xs, cols };
+  return lo <= hi ? [lo, hi] : null;
 }
 
-/** The sorted distinct values of sorted arrays, merged pairwise; null as
- * soon as there are more than `max` (then runs go on a grid, and the merge
- * of hundreds of thousands of points is never finished). */
-function unionUpTo(arrays: ArrayLike<number>[], max: number): number[] | null {
-  let acc: number[] = [];
-  for (const b of arrays) {
-    const out: number[] = [];
-    let i = 0;
-    let j = 0;
-    while (i < acc.length || j < b.length) {
-      const v = j >= b.length || (i < acc.length && acc[i] <= b[j]) ? acc[i++] : b[j++];
-      if (out.length === 0 || out[out.length - 1] !== v) {
-        if (out.length === max) return null;
-        out.push(v);
+/** The smallest and largest value at an x between lo and hi (raw and
+ * smoothed curves alike), or null when there is none; with `neighbours`,
+ * the points just outside count too (a zoom between two points). */
+export function yExtent(prepared: Prepared[], lo: number, hi: number, neighbours = false): [number, number] | null {
+  let min = Infinity;
+  let max = -Infinity;
+  for (const p of prepared) {
+    const [i0, i1] = visibleRange(p.xs, lo, hi, neighbours);
+    for (const ys of p.smooth ? [p.raw, p.smooth] : [p.raw]) {
+      for (let i = i0; i <= i1; i++) {
+        const v = ys[i];
+        if (v === null || v === undefined) continue;
+        if (v < min) min = v;
+        if (v > max) max = v;
       }
     }
-    acc = out;
   }
-  return acc;
+  return min <= max ? [min, max] : null;
+}
+
+/** The indices of a sorted `xs` between lo and hi, as [first, last]
+ * (first > last when there are none); with `neighbours`, one more on each
+ * side, whose line enters the panel. */
+export function visibleRange(xs: ArrayLike<number>, lo: number, hi: number, neighbours = true): [number, number] {
+  const extra = neighbours ? 1 : 0;
+  return [Math.max(0, lowerBound(xs, lo) - extra), Math.min(xs.length - 1, lowerBound(xs, hi, true) - 1 + extra)];
+}
+
+/** The first index whose x is ≥ x (> x when `after`), in a sorted array. */
+function lowerBound(xs: ArrayLike<number>, x: number, after = false): number {
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (after ? xs[mid] <= x : xs[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** Index of the point nearest to x in a sorted array. */

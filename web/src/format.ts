@@ -9,7 +9,7 @@ export function fmtNum(v: Num | number | null | undefined): string {
   if (Number.isNaN(x)) return "NaN";
   if (x === Infinity) return "∞";
   if (x === -Infinity) return "−∞";
-  if (Number.isInteger(x) && Math.abs(x) < 1e15) return x.toLocaleString("en-US");
+  if (Number.isInteger(x) && Math.abs(x) < 1e15) return numberFormat(0, 0).format(x);
   const a = Math.abs(x);
   if (a !== 0 && (a < 1e-3 || a >= 1e6)) return x.toExponential(3).replace("e+", "e").replace(/\.?0+e/, "e");
   return String(Number(x.toPrecision(4)));
@@ -196,13 +196,27 @@ export function fmtTicks(vals: (number | null)[], incr?: number, fixed = true): 
     if (v === null) return "";
     if (!Number.isFinite(v)) return fmtNum(v);
     const x = Math.abs(v) <= tol ? 0 : v;
-    return x.toLocaleString("en-US", { minimumFractionDigits: fixed ? d : 0, maximumFractionDigits: d });
+    return numberFormat(fixed ? d : 0, d).format(x);
   });
+}
+
+/** An en-US number format with these fraction digits, made once: making
+ * one (what toLocaleString does on every call) costs far more than using it,
+ * and axes format their ticks again on every redraw. */
+const formats = new Map<string, Intl.NumberFormat>();
+function numberFormat(min: number, max: number): Intl.NumberFormat {
+  const key = `${min},${max}`;
+  let f = formats.get(key);
+  if (!f) {
+    f = new Intl.NumberFormat("en-US", { minimumFractionDigits: min, maximumFractionDigits: max });
+    formats.set(key, f);
+  }
+  return f;
 }
 
 /** "1 run", "2 runs", "1,200 runs": a count with its noun, singular for one. */
 export function plural(n: number, one: string, many = `${one}s`): string {
-  return `${n.toLocaleString("en-US")} ${n === 1 ? one : many}`;
+  return `${numberFormat(0, 0).format(n)} ${n === 1 ? one : many}`;
 }
 
 /** A signed difference in one notation for every size: 4 significant
@@ -225,5 +239,5 @@ export function fmtSig(a: number, digits = 4): string {
   const r = Number(a.toFixed(decimals));
   // Rounding can carry into a new digit (9.9996 → 10.000): one decimal fewer.
   const dec = r >= Math.pow(10, mag + 1) ? Math.max(0, decimals - 1) : decimals;
-  return r.toLocaleString("en-US", { maximumFractionDigits: dec, minimumFractionDigits: 0 });
+  return numberFormat(0, dec).format(r);
 }

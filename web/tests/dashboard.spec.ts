@@ -658,6 +658,44 @@ async function expectDeltas(page: Page, ids: string[], base: string, min: number
   expect(checked, "deltas checked").toBeGreaterThanOrEqual(min);
 }
 
+test("charts: hovering lists each run's value at the nearest step, and a dot on each curve marks it", async ({ page }) => {
+  const grid = (await runs("spirals", { filter: 'tags contains "grid"', limit: 100 })).runs;
+  await page.goto(`/p/spirals/charts?runs=${grid.map((r) => r.id).join(",")}`);
+  await waitForPoints(page, "val/acc");
+  const d = await drawn(page, "val/acc");
+  if (!d) throw new Error("val/acc was not drawn");
+  const over = page.locator('.chart-panel[data-metric="val/acc"] .u-over');
+  const box = await over.boundingBox();
+  if (!box) throw new Error("no plotting area");
+  await over.hover({ position: { x: box.width * 0.4, y: box.height / 2 } });
+  const tip = page.locator('.chart-panel[data-metric="val/acc"] .chart-tip');
+  await expect(tip).toBeVisible();
+  const step = Number((await tip.locator(".tip-head").textContent())?.replace(/[^0-9.]/g, ""));
+  // Each listed run's value is its point nearest that step.
+  const rows = await tip.locator(".tip-row").evaluateAll((els) => els.map((e) => ({ name: e.querySelector(".tip-name")?.textContent ?? "", v: Number(e.querySelector(".num")?.firstChild?.textContent?.replace(/,/g, "")) })));
+  expect(rows.length).toBe(Math.min(12, d.series.length));
+  const nearestPoint = (pts: [number, number | null][]) => pts.reduce((best, p) => (Math.abs(p[0] - step) < Math.abs(best[0] - step) ? p : best), pts[0]);
+  for (const r of rows) {
+    const s = d.series.find((x) => x.label === r.name);
+    const y = s ? nearestPoint(s.points)[1] : null;
+    expect(y, r.name).not.toBeNull();
+    expect(close(r.v, y ?? NaN, 1e-3), `${r.name}: tooltip ${r.v}, nearest point ${y}`).toBe(true);
+  }
+  // The hover dots sit on those points.
+  const dots = await over.locator(".u-cursor-pt").evaluateAll((els) => els.map((e) => e.getBoundingClientRect()).filter((b) => b.width > 0 && b.left > -5).map((b) => [b.left + b.width / 2, b.top + b.height / 2]));
+  expect(dots.length).toBe(d.series.length);
+  const dpr = await page.evaluate(() => devicePixelRatio);
+  for (const s of d.series) {
+    const [x, y] = nearestPoint(s.points);
+    const [px, py] = pixelOf(d, x, y ?? NaN, false).map((v) => v / dpr);
+    // pixelOf counts from the canvas; the hover layer starts at the plotting area.
+    const at = [box.x + px - d.bbox.left / dpr, box.y + py - d.bbox.top / dpr];
+    expect(dots.some(([dx, dy]) => Math.abs(dx - at[0]) <= 2 && Math.abs(dy - at[1]) <= 2), `${s.label}: a dot at ${at}`).toBe(true);
+  }
+  await page.mouse.move(0, 0);
+  await expect(tip).toBeHidden();
+});
+
 test("compare: the differing config key comes first, with deltas against the baseline", async ({ page }) => {
   const a = (await runs("spirals", { filter: "config.lr = 0.3 and config.model.hidden = 8" })).runs[0];
   const b = (await runs("spirals", { filter: "config.lr = 1.0 and config.model.hidden = 8" })).runs[0];

@@ -25,8 +25,10 @@ export type DrawnPanel = {
 export async function drawn(page: Page, metric: string, scope = ""): Promise<DrawnPanel | null> {
   return page.evaluate(
     ([m, sc]) => {
+      // Panels give uPlot each series' own points (its faceted mode):
+      // data[k] is [xs, ys], slot 0 unused.
       type U = {
-        data: (number | null | undefined)[][];
+        data: [null, ...[ArrayLike<number>, ArrayLike<number | null>][]];
         series: { label?: string; stroke?: unknown; dash?: number[] }[];
         scales: Record<string, { min?: number; max?: number }>;
         bbox: { left: number; top: number; width: number; height: number };
@@ -35,11 +37,10 @@ export async function drawn(page: Page, metric: string, scope = ""): Promise<Dra
       const el = document.querySelector(`${sc} .chart-panel[data-metric="${CSS.escape(m)}"] .plot`) as (HTMLElement & { __uplot?: U }) | null;
       const u = el?.__uplot;
       if (!u) return null;
-      const xs = u.data[0] as number[];
       const series = u.series.slice(1).map((s, k) => {
-        const col = u.data[k + 1] ?? [];
+        const [xs, ys] = u.data[k + 1] ?? [[], []];
         const points: [number, number | null][] = [];
-        for (let i = 0; i < xs.length; i++) if (col[i] !== undefined) points.push([xs[i], col[i] as number | null]);
+        for (let i = 0; i < xs.length; i++) points.push([xs[i], ys[i]]);
         const stroke = typeof s.stroke === "function" ? (s.stroke as (u: U, i: number) => string)(u, k + 1) : String(s.stroke);
         return { label: String(s.label ?? ""), stroke, dash: s.dash && s.dash.length ? [...s.dash] : null, points };
       });

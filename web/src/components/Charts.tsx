@@ -8,10 +8,12 @@ import "uplot/dist/uPlot.min.css";
 import type { MetricSummary, Run, Series } from "../api";
 import { api, num } from "../api";
 import type { Prepared, RunSeries, XMode } from "../chartdata";
-import { MAX_ALIGNED_XS, align, appendSeries, bucketsFor, curveKeysInOrder, fromWire, keySections, loggedOnce, nearest, prepare, stepRange, ticks, xsOf } from "../chartdata";
+import { appendSeries, bucketsFor, curveKeysInOrder, fromWire, keySections, loggedOnce, nearest, prepare, stepRange, ticks, xExtent, xsOf, yExtent } from "../chartdata";
 import { fmtDuration, fmtNum, fmtTicks, linesOf, plural, withAlpha } from "../format";
 import { useLive } from "../live";
 import { setParams } from "../router";
+import type { FacetedData } from "../plotpaths";
+import { asUplotData, curvePaths, curvePoints, fewPoints, hoverIndex } from "../plotpaths";
 import { cssVar, onTheme } from "../theme";
 import { Empty, ErrorBox, useElementWidth } from "./common";
 
@@ -578,24 +580,31 @@ export function ChartPanel({
       plot.current = null;
       return;
     }
-    // Twice the slots of the longest run: fewer, and its points would be
-    // pushed along the grid, stretching the curve.
-    const longest = prepared.reduce((n, p) => Math.max(n, p.xs.length), 0);
-    const { xs, cols } = align(prepared, Math.min(MAX_ALIGNED_XS, Math.max(1024, 2 * width, 2 * longest)));
-    const data = [xs, ...cols] as uPlot.AlignedData;
-    const smooth = settings.smooth > 0;
+    // Each run drawn from its own points (uPlot's faceted mode): no shared
+    // x axis to align 100 runs on.
+    const data: FacetedData = [null];
     const series: uPlot.Series[] = [{}];
     const lines = linesOf(prepared.length);
+    const facets = [{ scale: "x", auto: false }, { scale: "y", auto: false }];
+    const dots = (fill: string) => ({ show: fewPoints, paths: curvePoints, size: 4, fill });
     for (const p of prepared) {
       const c = colorOf(p.run);
       const dash = dashes.get(p.run) ?? undefined;
-      if (smooth) {
-        series.push({ label: names.get(p.run), stroke: withAlpha(c, 0.22), width: lines.faint, dash, points: { show: false } });
-        series.push({ label: names.get(p.run), stroke: c, width: lines.smooth, dash, points: { show: false } });
+      const line = { label: names.get(p.run), dash, facets, auto: false, paths: curvePaths };
+      if (p.smooth) {
+        data.push([p.xs, p.raw], [p.xs, p.smooth]);
+        series.push({ ...line, stroke: withAlpha(c, 0.22), width: lines.faint, points: { show: false } });
+        series.push({ ...line, stroke: c, width: lines.smooth, points: { show: false } });
       } else {
-        series.push({ label: names.get(p.run), stroke: c, width: lines.raw, dash, points: { size: 4, fill: c } });
+        data.push([p.xs, p.raw]);
+        series.push({ ...line, stroke: c, width: lines.raw, points: dots(c) });
       }
     }
+    // The scales' ranges, found here from the runs' points (uPlot's own
+    // search would scan every series again).
+    const xFull = xExtent(prepared) ?? [0, 1];
+    const xRange: [number, number] = zoom ? [zoom[0], zoom[1]] : [xFull[0], xFull[1] === xFull[0] ? xFull[0] + 1 : xFull[1]];
+    const yData = yExtent(prepared, xRange[0], xRange[1]) ?? yExtent(prepared, xRange[0], xRange[1], true);
     const axisStroke = cssVar("--text-3");
     const grid = cssVar("--grid");
     const font = `11px ${cssVar("--font-sans") || "system-ui"}`;
@@ -614,15 +623,15 @@ export function ChartPanel({
       legend: { show: false },
       padding: [6, 10, 0, 0],
       series,
+      mode: 2,
       scales: {
-        x: {
-          time: settings.x === "time",
-          range: (_u, min, max) => (zoom ? [zoom[0], zoom[1]] : [min, max === min ? min + 1 : max]),
-        },
+        x: { time: settings.x === "time", range: () => xRange },
         y: {
           distr: settings.logy ? 3 : 1,
-          range: settings.logy ? undefined : (_u, min, max) => {
-            if (min === null || max === null || !Number.isFinite(min)) return [0, 1];
+          range: () => {
+            if (!yData) return settings.logy ? [1, 10] : [0, 1];
+            const [min, max] = yData;
+            if (settings.logy) return uPlot.rangeLog(min, max, 10, false);
             if (min === max) return [min - Math.abs(min || 1) * 0.1, max + Math.abs(max || 1) * 0.1];
             const pad = (max - min) * 0.05;
             return [min - pad, max + pad];
@@ -661,6 +670,7 @@ export function ChartPanel({
         drag: { x: true, y: false, setScale: false },
         sync: settings.sync ? { key: "labbook-x", setSeries: false } : undefined,
         points: { size: 5 },
+        dataIdx: hoverIndex,
         bind: {
           dblclick: () => () => {
             if (settings.sync) setParams({ zoom: null }, { push: true });
@@ -689,7 +699,7 @@ export function ChartPanel({
       const tip = tipEl.current;
       if (!tip) return;
       const left = u.cursor.left ?? -1;
-      if (left < 0 || u.cursor.idx === null || u.cursor.idx === undefined) {
+      if (left < 0) {
         tip.style.display = "none";
         return;
       }
@@ -733,7 +743,7 @@ export function ChartPanel({
     };
     plot.current?.destroy();
     el.innerHTML = "";
-    const u = new uPlot(opts, data, el);
+    const u = new uPlot(opts, asUplotData(data), el);
     plot.current = u;
     (el as HTMLElement & { __uplot?: uPlot }).__uplot = u;
     // Expose what this panel drew.
