@@ -78,6 +78,9 @@ export type Prepared = {
   xs: Float64Array;
   raw: ArrayLike<number | null>;
   smooth: (number | null)[] | null;
+  /** The smallest and largest of `raw` and `smooth`, when known without
+   * another pass (null: look). */
+  extent: [number, number] | null;
 };
 
 /** Values as uPlot wants them: NaN → null (a gap), ±∞ clamped to the finite
@@ -91,7 +94,7 @@ export function prepare(
   const clean = series.map((s) => drawable(s.values, opts.logy));
   let lo = Infinity;
   let hi = -Infinity;
-  if (clean.some((ok) => !ok)) {
+  if (clean.some((ok) => ok === null)) {
     for (const s of series) {
       const vs = s.values;
       for (let i = 0; i < vs.length; i++) {
@@ -116,20 +119,26 @@ export function prepare(
     const xsSorted = order ? Float64Array.from(order, (i) => xs[i]) : xs;
     const raw = order ? order.map((i) => fix(s.values[i])) : clean[k] ? s.values : Array.from(s.values, fix);
     const smooth = opts.smooth > 0 ? ema(Array.from(raw, (v) => v ?? NaN), opts.smooth).map((v) => (Number.isFinite(v) ? v : null)) : null;
-    return { run: s.run, xs: xsSorted, raw, smooth };
+    // A smoothed value is a weighted mean of raw ones: within their extent.
+    return { run: s.run, xs: xsSorted, raw, smooth, extent: clean[k] };
   });
 }
 
-/** Every value finite, and positive on a log axis: nothing for `fix` to do. */
-function drawable(values: Float64Array, logy: boolean): boolean {
+/** The smallest and largest value when every value is finite (and
+ * positive on a log axis), so `fix` has nothing to do; null otherwise. An
+ * empty curve's extent is [+∞, −∞]. */
+function drawable(values: Float64Array, logy: boolean): [number, number] | null {
+  let lo = Infinity;
+  let hi = -Infinity;
   // v - v is 0 for every finite v and NaN for NaN and ±∞: one subtraction
   // per point, where this first pass still runs in the interpreter.
-  if (logy) {
-    for (let i = 0; i < values.length; i++) if (!(values[i] > 0 && values[i] - values[i] === 0)) return false;
-  } else {
-    for (let i = 0; i < values.length; i++) if (values[i] - values[i] !== 0) return false;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v - v !== 0 || (logy && v <= 0)) return null;
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
   }
-  return true;
+  return [lo, hi];
 }
 
 function isSorted(xs: ArrayLike<number>): boolean {
@@ -174,6 +183,12 @@ export function yExtent(prepared: Prepared[], lo: number, hi: number, neighbours
   let max = -Infinity;
   for (const p of prepared) {
     const [i0, i1] = visibleRange(p.xs, lo, hi, neighbours);
+    if (p.extent && i0 === 0 && i1 === p.xs.length - 1) {
+      // The whole curve is in view: its extent is known.
+      if (p.extent[0] < min) min = p.extent[0];
+      if (p.extent[1] > max) max = p.extent[1];
+      continue;
+    }
     for (const ys of p.smooth ? [p.raw, p.smooth] : [p.raw]) {
       for (let i = i0; i <= i1; i++) {
         const v = ys[i];

@@ -9,7 +9,7 @@ import type { MetricSummary, Run, Series } from "../api";
 import { api, num } from "../api";
 import type { Prepared, RunSeries, XMode } from "../chartdata";
 import { appendSeries, bucketsFor, curveKeysInOrder, fromWire, keySections, loggedOnce, nearest, prepare, stepRange, ticks, xExtent, xsOf, yExtent } from "../chartdata";
-import { fmtDuration, fmtNum, fmtTicks, linesOf, plural, withAlpha } from "../format";
+import { CROWDED, fmtDuration, fmtNum, fmtTicks, linesOf, plural, withAlpha } from "../format";
 import { useLive } from "../live";
 import { setParams } from "../router";
 import type { FacetedData } from "../plotpaths";
@@ -669,7 +669,9 @@ export function ChartPanel({
       cursor: {
         drag: { x: true, y: false, setScale: false },
         sync: settings.sync ? { key: "labbook-x", setSeries: false } : undefined,
-        points: { size: 5 },
+        // A dot on each curve at the cursor, unless the view is crowded:
+        // 100 dots in a column say nothing the tooltip does not.
+        points: { size: 5, ...(prepared.length > CROWDED ? { show: false } : {}) },
         dataIdx: hoverIndex,
         bind: {
           dblclick: () => () => {
