@@ -347,6 +347,21 @@ test("each run keeps one color on its page, the charts, the runs page, compare, 
   expect(rgb(swatch)).toEqual(legend.get(shown10[0].name));
 });
 
+test("a crowded legend lists its first runs and the hidden ones, and the rest on request", async ({ page }) => {
+  const some = (await runs("bulk", { limit: 40 })).runs;
+  const hidden = some[30];
+  await page.goto(`/p/bulk/charts?runs=${some.map((r) => r.id).join(",")}&hide=${hidden.id}`);
+  const legend = page.getByTestId("legend");
+  const items = legend.locator(".legend-item:not(.legend-more)");
+  await expect(items).toHaveText([...some.slice(0, 16), hidden].map((r) => r.name));
+  await expect(legend.locator(".legend-item.off")).toHaveText(hidden.name);
+  await expect(page.getByTestId("legend-more")).toHaveText("23 more runs");
+  await screenshots(page, "charts-crowded-legend");
+  await page.getByTestId("legend-more").click();
+  await expect(items).toHaveText(some.map((r) => r.name));
+  await expect(page.getByTestId("legend-more")).toHaveCount(0);
+});
+
 test("counts read as words: one project, one run, one key", async ({ page }) => {
   // A store with one project: the API's answer, cut to it.
   const { projects } = await apiGet<{ projects: { name: string; runs: number }[] }>("/api/v1/projects");

@@ -126,16 +126,26 @@ function clearZoom() {
   setParams(patch, { push: true });
 }
 
+/** How many runs a crowded legend (over CROWDED runs) lists before its
+ * "more" button: about two rows at 1440 px. */
+export const LEGEND_FIRST = 16;
+
 export function Legend({ runs, hidden }: { runs: ChartRun[]; hidden: Set<string> }) {
+  const [all, setAll] = useState(false);
   const toggle = (id: string) => {
     const h = new Set(hidden);
     if (h.has(id)) h.delete(id);
     else h.add(id);
     setParams({ hide: h.size ? [...h].join(",") : null });
   };
+  // A crowded view lists its first runs and the ones hidden (so each can be
+  // shown again); the rest wait for "more", and the charts for the page's
+  // first paint do not wait for them.
+  const listed = all || runs.length <= CROWDED ? runs : runs.filter((r, i) => i < LEGEND_FIRST || hidden.has(r.id));
+  const more = runs.length - listed.length;
   return (
     <div class="legend" data-testid="legend">
-      {runs.map((r) => (
+      {listed.map((r) => (
         <button
           key={r.id}
           class={`legend-item ${hidden.has(r.id) ? "off" : ""}`}
@@ -146,6 +156,11 @@ export function Legend({ runs, hidden }: { runs: ChartRun[]; hidden: Set<string>
           {r.name}
         </button>
       ))}
+      {more > 0 && (
+        <button class="legend-item legend-more" data-testid="legend-more" onClick={() => setAll(true)} title="List every run of the view">
+          {plural(more, "more run")}
+        </button>
+      )}
     </div>
   );
 }
