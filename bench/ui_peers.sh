@@ -10,8 +10,9 @@
 # It seeds a labbook store through the Python SDK and an MLflow SQLite store
 # (experiment and runs through MLflow's client against `mlflow server`, the
 # points by bulk SQL with that server stopped: see bench/ui_peers_seed.py),
-# serves both (`labbook ui`, `mlflow server`) on free ports, runs
-# bench/ui_peers.mjs, and stops the servers, also on failure or Ctrl-C. One JSON
+# then for each tool in turn serves its store on a free port (`labbook ui`,
+# `mlflow server`; never both at once), runs bench/ui_peers.mjs for it and
+# stops its server, also on failure or Ctrl-C. One JSON
 # line per tool goes to bench/out/ui_peers.jsonl (--out to change it).
 #
 # MLflow's store is ANALYZEd before its server starts for the measurement,
@@ -197,7 +198,6 @@ fi
 if [[ -f $WORK/mlflow.json && $(cat "$WORK/seeded-mlflow" 2>/dev/null) == "$SIZE" ]]; then
   log "mlflow: reusing the store seeded with $SIZE in $WORK"
   mlflow_stats
-  start_mlflow
 else
   rm -rf "$MLFLOW_DIR" "$WORK/mlflow.json" "$WORK/seeded-mlflow"
   mkdir -p "$MLFLOW_DIR"
@@ -209,24 +209,40 @@ else
   run "$PYTHON" "$SEED" mlflow-metrics --db "$MLFLOW_DIR/mlflow.db" --ids "$WORK/mlflow.json" --steps "$STEPS" >/dev/null
   echo "$SIZE" >"$WORK/seeded-mlflow"
   mlflow_stats
-  log "mlflow: starting the server again on the seeded store"
-  start_mlflow
 fi
 
-LABBOOK_PORT=$(free_port)
-LABBOOK_URL="http://127.0.0.1:$LABBOOK_PORT"
-(exec setsid "$LABBOOK_BIN" ui --dir "$LABBOOK_STORE" --host 127.0.0.1 --port "$LABBOOK_PORT") \
-  >"$WORK/labbook-ui.log" 2>&1 &
-LABBOOK_PID=$!
-PIDS+=("$LABBOOK_PID")
-wait_http labbook "$LABBOOK_PID" "$LABBOOK_URL/" 30 "$WORK/labbook-ui.log"
-
 # ---------------------------------------------------------------- measuring
+# Each tool is timed with only its own server running: `mlflow server`
+# spends its first seconds importing in five processes (workers and job
+# runner), which on 2 cores took a third of the CPU from the other tool's
+# page loads when both servers ran at once.
 mkdir -p "$(dirname "$OUT")"
-run node "$REPO/bench/ui_peers.mjs" \
-  --labbook "$LABBOOK_URL" --labbook-ids "$WORK/labbook.json" \
-  --mlflow "$MLFLOW_URL" --mlflow-ids "$WORK/mlflow.json" \
-  --runs "$RUNS" --steps "$STEPS" --reps "$REPS" --warmup "$WARMUP" --cap "$CAP" --tools "$TOOLS" \
-  --budget "$(( TIME_LIMIT - SECONDS - 20 > 60 ? TIME_LIMIT - SECONDS - 20 : 60 ))" \
-  --mlflow-store "$MLFLOW_STORE" --out "$OUT"
+: >"$OUT"
+measure() { # TOOL: its server's URL is in LABBOOK_URL or MLFLOW_URL
+  run node "$REPO/bench/ui_peers.mjs" \
+    --labbook "${LABBOOK_URL:-}" --labbook-ids "$WORK/labbook.json" \
+    --mlflow "${MLFLOW_URL:-}" --mlflow-ids "$WORK/mlflow.json" \
+    --runs "$RUNS" --steps "$STEPS" --reps "$REPS" --warmup "$WARMUP" --cap "$CAP" --tools "$1" \
+    --budget "$(( TIME_LIMIT - SECONDS - 20 > 60 ? TIME_LIMIT - SECONDS - 20 : 60 ))" \
+    --mlflow-store "$MLFLOW_STORE" --out "$WORK/ui_peers-$1.jsonl"
+  cat "$WORK/ui_peers-$1.jsonl" >>"$OUT"
+}
+if [[ ,$TOOLS, == *,labbook,* ]]; then
+  LABBOOK_PORT=$(free_port)
+  LABBOOK_URL="http://127.0.0.1:$LABBOOK_PORT"
+  (exec setsid "$LABBOOK_BIN" ui --dir "$LABBOOK_STORE" --host 127.0.0.1 --port "$LABBOOK_PORT") \
+    >"$WORK/labbook-ui.log" 2>&1 &
+  LABBOOK_PID=$!
+  PIDS+=("$LABBOOK_PID")
+  wait_http labbook "$LABBOOK_PID" "$LABBOOK_URL/" 30 "$WORK/labbook-ui.log"
+  measure labbook
+  stop_group "$LABBOOK_PID"
+  LABBOOK_URL=""
+fi
+if [[ ,$TOOLS, == *,mlflow,* ]]; then
+  log "mlflow: starting the server on the seeded store"
+  start_mlflow
+  measure mlflow
+  stop_mlflow
+fi
 log "wrote $OUT"
