@@ -4,6 +4,7 @@
 //! trust it and test it without setup.
 
 pub mod artifact;
+pub mod artifact_version;
 pub mod config;
 pub mod error;
 pub mod ids;
