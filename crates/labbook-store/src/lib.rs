@@ -5,6 +5,7 @@
 
 pub mod appender;
 pub mod codec;
+pub mod content_hash;
 mod error;
 pub mod locate;
 pub mod models;
