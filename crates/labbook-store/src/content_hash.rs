@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::SystemTime;
 
-use labbook_core::artifact_version::Manifest;
+use labbook_core::artifact_version::{Manifest, ManifestEntry};
 
 use crate::error::{Result, StoreError};
 
@@ -92,6 +92,137 @@ pub fn hash_file(path: &Path) -> Result<FileHash> {
     })
 }
 
+/// The files under `root`, hashed in parallel, as manifest entries whose
+/// paths are relative to `root` (with `/` separators). The walk keeps its
+/// own stack, so no depth of folders can exhaust the thread's. A symbolic
+/// link is followed when it resolves inside `root` (its target's contents
+/// are recorded under the link's path) and refused, by name, when it points
+/// outside: a version never silently records less, or other data, than the
+/// folder shows.
+pub fn hash_tree(root: &Path) -> Result<Vec<ManifestEntry>> {
+    let io = |at: &Path, what: &str| {
+        let context = format!("{}: {what}", at.display());
+        move |source| StoreError::Io { context, source }
+    };
+    let real_root = std::fs::canonicalize(root).map_err(io(root, "cannot be read"))?;
+    let mut files: Vec<(String, std::path::PathBuf)> = Vec::new();
+    let mut pending = vec![(String::new(), root.to_path_buf())];
+    while let Some((prefix, dir)) = pending.pop() {
+        for item in std::fs::read_dir(&dir).map_err(io(&dir, "cannot be read"))? {
+            let item = item.map_err(io(&dir, "cannot be read"))?;
+            let path = item.path();
+            let name = item.file_name();
+            let Some(name) = name.to_str() else {
+                return Err(labbook_core::ValidationError::new(
+                    "path",
+                    format!("{}: the name is not UTF-8", path.display()),
+                )
+                .into());
+            };
+            let rel = if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let kind = item.file_type().map_err(io(&path, "cannot be read"))?;
+            let target = if kind.is_symlink() {
+                let real = std::fs::canonicalize(&path).map_err(io(&path, "is a broken link"))?;
+                if !real.starts_with(&real_root) {
+                    return Err(labbook_core::ValidationError::new(
+                        "path",
+                        format!(
+                            "{} links outside the folder (to {}); links are followed only inside it: copy the file in or add it on its own",
+                            path.display(),
+                            real.display()
+                        ),
+                    )
+                    .into());
+                }
+                real
+            } else {
+                path
+            };
+            let meta = std::fs::metadata(&target).map_err(io(&target, "cannot be read"))?;
+            if meta.is_dir() {
+                // A link to a folder inside the root would be walked twice,
+                // or forever if it points at an ancestor.
+                if kind.is_symlink() {
+                    return Err(labbook_core::ValidationError::new(
+                        "path",
+                        format!(
+                            "{} links to a folder; add the folder itself",
+                            target.display()
+                        ),
+                    )
+                    .into());
+                }
+                pending.push((rel, target));
+            } else if meta.is_file() {
+                files.push((rel, target));
+            } else {
+                return Err(labbook_core::ValidationError::new(
+                    "path",
+                    format!("{} is neither a file nor a folder", target.display()),
+                )
+                .into());
+            }
+        }
+    }
+    hash_all(files)
+}
+
+/// Hashes each (relative path, file) on as many threads as there are cores,
+/// and returns them in path order; any file's error is the answer.
+fn hash_all(mut files: Vec<(String, std::path::PathBuf)>) -> Result<Vec<ManifestEntry>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len().max(1));
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<Vec<(usize, FileHash)>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((_, path)) = files.get(i) else {
+                            return Ok(done);
+                        };
+                        done.push((i, hash_file(path)?));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(StoreError::Internal("a hashing thread panicked".into()))
+                })
+            })
+            .collect()
+    });
+    let mut hashed: Vec<Option<FileHash>> = vec![None; files.len()];
+    for part in results {
+        for (i, h) in part? {
+            hashed[i] = Some(h);
+        }
+    }
+    files
+        .into_iter()
+        .zip(hashed)
+        .map(|((rel, _), h)| {
+            let h = h.ok_or_else(|| StoreError::Internal(format!("{rel} was not hashed")))?;
+            Ok(ManifestEntry {
+                path: rel,
+                size: h.size,
+                hash: h.hash,
+            })
+        })
+        .collect()
+}
+
 /// A version's digest: the hash of its manifest's canonical encoding.
 pub fn manifest_digest(manifest: &Manifest) -> String {
     blake3::hash(&manifest.canonical_bytes())
@@ -102,7 +233,6 @@ pub fn manifest_digest(manifest: &Manifest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use labbook_core::artifact_version::ManifestEntry;
 
     #[test]
     fn a_file_hashes_as_its_contents_do() {
@@ -171,5 +301,69 @@ mod tests {
         assert_eq!(manifest_digest(&a), manifest_digest(&b));
         assert_ne!(manifest_digest(&a), manifest_digest(&c));
         assert_eq!(manifest_digest(&a).len(), 64);
+    }
+
+    #[test]
+    fn a_tree_is_every_file_under_it_by_relative_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("top.txt"), b"top").unwrap();
+        std::fs::write(root.join("a/b/deep.bin"), b"deep").unwrap();
+        std::fs::write(root.join("a/mid.csv"), b"x,y\n").unwrap();
+        let entries = hash_tree(&root).unwrap();
+        let got: Vec<_> = entries.iter().map(|e| (e.path.as_str(), e.size)).collect();
+        assert_eq!(got, [("a/b/deep.bin", 4), ("a/mid.csv", 4), ("top.txt", 3)]);
+        assert_eq!(entries[2].hash, blake3::hash(b"top").to_hex().to_string());
+        let m = Manifest::new(entries).unwrap();
+        assert_eq!(m.total_size(), 11);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_inside_are_followed_and_links_outside_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("real.txt"), b"inside").unwrap();
+        std::os::unix::fs::symlink(root.join("real.txt"), root.join("alias.txt")).unwrap();
+        let entries = hash_tree(&root).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].path, "alias.txt");
+        assert_eq!(entries[0].hash, entries[1].hash);
+
+        std::fs::write(dir.path().join("secret"), b"outside").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), root.join("leak")).unwrap();
+        let err = hash_tree(&root).unwrap_err().to_string();
+        assert!(
+            err.contains("leak") && err.contains("links outside the folder"),
+            "{err}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_to_a_folder_is_refused_rather_than_walked_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/f"), b"f").unwrap();
+        std::os::unix::fs::symlink(&root, root.join("sub/loop")).unwrap();
+        let err = hash_tree(&root).unwrap_err().to_string();
+        assert!(err.contains("links to a folder"), "{err}");
+    }
+
+    #[test]
+    fn a_deep_tree_is_walked_without_recursion() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut at = dir.path().join("d");
+        for _ in 0..200 {
+            at = at.join("x");
+        }
+        std::fs::create_dir_all(&at).unwrap();
+        std::fs::write(at.join("leaf"), b"1").unwrap();
+        let entries = hash_tree(&dir.path().join("d")).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert!(entries[0].path.ends_with("x/leaf"));
     }
 }
