@@ -61,18 +61,11 @@ pub fn hash_file(path: &Path) -> Result<FileHash> {
         .into());
     }
     let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io("cannot be read")(e)),
-        };
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
+    let size = stream(&mut file, |chunk| {
+        hasher.update(chunk);
+        Ok(())
+    })
+    .map_err(io("cannot be read"))?;
     // The path's current file, not only the open one: a file replaced by a
     // rename while it was read is a change too.
     let after = std::fs::metadata(path).map_err(io("disappeared while it was hashed"))?;
@@ -90,6 +83,26 @@ pub fn hash_file(path: &Path) -> Result<FileHash> {
         hash: hasher.finalize().to_hex().to_string(),
         size,
     })
+}
+
+/// Reads `data` to its end in 256 KiB pieces, handing each to `each`
+/// (retrying reads a signal interrupted); the number of bytes read.
+pub(crate) fn stream(
+    data: &mut dyn Read,
+    mut each: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = match data.read(&mut buf) {
+            Ok(0) => return Ok(size),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        each(&buf[..n])?;
+        size += n as u64;
+    }
 }
 
 /// The files under `root`, hashed in parallel, as manifest entries whose

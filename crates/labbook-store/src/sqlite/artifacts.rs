@@ -94,19 +94,10 @@ impl SqliteStore {
         let written = (|| -> std::io::Result<(String, u64)> {
             let mut file = modes.create_new(&tmp)?;
             let mut hasher = blake3::Hasher::new();
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut size = 0u64;
-            loop {
-                let n = match data.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                };
-                hasher.update(&buf[..n]);
-                file.write_all(&buf[..n])?;
-                size += n as u64;
-            }
+            let size = crate::content_hash::stream(data, |chunk| {
+                hasher.update(chunk);
+                file.write_all(chunk)
+            })?;
             file.sync_all()?;
             Ok((hasher.finalize().to_hex().to_string(), size))
         })();
