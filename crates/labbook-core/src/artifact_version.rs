@@ -30,7 +30,7 @@ pub fn validate_alias(alias: &str) -> Result<(), ValidationError> {
             "'latest' always names the newest version and cannot be set by hand",
         ));
     }
-    if version_number(alias).is_some() {
+    if looks_like_version(alias) {
         return Err(ValidationError::new(
             "alias",
             format!("{alias:?} reads as a version number; choose another alias"),
@@ -73,13 +73,10 @@ fn check_word(field: &str, word: &str, what: &str) -> Result<(), ValidationError
     Ok(())
 }
 
-/// `v3` → 3.
-fn version_number(word: &str) -> Option<u64> {
-    let digits = word.strip_prefix('v')?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+/// `v` and digits: a version, whether or not the number fits.
+fn looks_like_version(word: &str) -> bool {
+    word.strip_prefix('v')
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Which version of a name a reference means.
@@ -107,15 +104,23 @@ impl ArtifactRef {
         validate_artifact_name(name)?;
         let version = match selector {
             None => VersionSelector::Alias(LATEST.to_string()),
-            Some(s) => match version_number(s) {
-                Some(n) => VersionSelector::Number(n),
-                None => {
-                    if s != LATEST {
-                        validate_alias(s)?;
-                    }
-                    VersionSelector::Alias(s.to_string())
+            Some(s) if looks_like_version(s) => {
+                VersionSelector::Number(s[1..].parse().map_err(|_| {
+                    ValidationError::new(
+                        "version",
+                        format!(
+                            "{} is not a version number labbook can hold",
+                            crate::config::truncate_for_message(s)
+                        ),
+                    )
+                })?)
+            }
+            Some(s) => {
+                if s != LATEST {
+                    validate_alias(s)?;
                 }
-            },
+                VersionSelector::Alias(s.to_string())
+            }
         };
         Ok(ArtifactRef {
             name: name.to_string(),
@@ -285,6 +290,32 @@ mod tests {
         ] {
             assert!(ArtifactRef::parse(bad).is_err(), "{bad:?} accepted");
         }
+        // Hostile sizes and shapes: one clear error naming the field, no panic.
+        let long = "a".repeat(100_000);
+        let err = ArtifactRef::parse(&long).unwrap_err();
+        assert_eq!(err.field(), "name");
+        assert!(err.to_string().contains("longer than 128"), "{err}");
+        assert_eq!(
+            ArtifactRef::parse(&format!("a:{long}"))
+                .unwrap_err()
+                .field(),
+            "alias"
+        );
+        assert_eq!(
+            ArtifactRef::parse(&":".repeat(10_000)).unwrap_err().field(),
+            "name"
+        );
+        assert_eq!(
+            ArtifactRef::parse("../../etc:v1").unwrap_err().field(),
+            "name"
+        );
+        assert_eq!(
+            ArtifactRef::parse("a:v99999999999999999999999")
+                .unwrap_err()
+                .field(),
+            "version"
+        );
+        assert!(ArtifactRef::parse("nul\0:v1").is_err());
     }
 
     #[test]
