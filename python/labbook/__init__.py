@@ -17,7 +17,16 @@ import atexit
 import os
 import sys
 
-from labbook._native import Api, ConfigView, LabbookError, RunCore, SummaryView, __version__
+from labbook._native import (
+    Api,
+    Artifact,
+    ArtifactVersionView,
+    ConfigView,
+    LabbookError,
+    RunCore,
+    SummaryView,
+    __version__,
+)
 
 # `import labbook` must stay in single-digit milliseconds: `typing` alone
 # costs ~5 ms, so annotations are strings and their imports type-check only.
@@ -27,8 +36,13 @@ if TYPE_CHECKING:
     from types import FrameType, TracebackType
     from typing import Any
 
+ArtifactVersion = ArtifactVersionView
+"""A logged artifact version (what ``log_artifact`` and ``use_artifact`` return)."""
+
 __all__ = [
     "Api",
+    "Artifact",
+    "ArtifactVersion",
     "ConfigView",
     "LabbookError",
     "Run",

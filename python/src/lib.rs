@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 use labbook_store::StoreError;
 
 mod api;
+mod artifact;
 mod convert;
 mod run;
 
@@ -49,5 +50,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         .call_method1("register", (m.py().get_type::<run::ConfigView>(),))?;
     m.add_class::<run::SummaryView>()?;
     m.add_class::<api::Api>()?;
+    m.add_class::<artifact::Artifact>()?;
+    m.add_class::<artifact::ArtifactVersionView>()?;
     Ok(())
 }

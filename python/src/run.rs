@@ -24,11 +24,13 @@ use labbook_store::session::{OpenRun, Resume, open_run};
 use labbook_store::writer::{PendingPoint, RunWriter, Sink, StoreSink, WriterOptions};
 use labbook_store::{NewRun, RunPatch, SqliteStore, Store, StoreError};
 
+use crate::artifact::{Artifact, ArtifactVersionView};
 use crate::convert::{
     config_value_to_py, json_to_py, summary_to_py, text_arg, to_config_tree, to_f64_column,
     to_i64_column, utf8,
 };
 use crate::{now_ms, to_py_err};
+use labbook_store::versions::{ArtifactVersion, VersionSource};
 
 /// Key objects seen by `log`, by address. Holding a strong reference keeps
 /// the address from being reused by another object while it is cached, so
@@ -237,6 +239,52 @@ fn step_arg(step: Option<&Bound<'_, PyAny>>) -> PyResult<Option<i64>> {
     })
 }
 
+/// An artifact of one file or folder, named after it unless `name` says.
+fn path_version(path: &std::path::Path, name: Option<String>, kind: &str) -> PyResult<Artifact> {
+    let name = match name {
+        Some(n) => n,
+        None => labbook_core::artifact_version::name_from_path(path).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "name: {} gives no artifact name; pass name=",
+                path.display()
+            ))
+        })?,
+    };
+    let mut artifact = Artifact::py_new(name, kind)?;
+    artifact.sources.push(if path.is_dir() {
+        VersionSource::Dir {
+            path: path.to_path_buf(),
+            prefix: String::new(),
+        }
+    } else {
+        VersionSource::File {
+            path: path.to_path_buf(),
+            name: String::new(),
+        }
+    });
+    Ok(artifact)
+}
+
+/// An error listing the referenced files of `version` that changed.
+fn check_references(store: &SqliteStore, version: &ArtifactVersion) -> Result<(), StoreError> {
+    let changed = store.verify_artifact_references(version)?;
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = changed
+        .iter()
+        .take(5)
+        .map(|c| format!("{} ({})", c.path, c.state))
+        .collect();
+    Err(StoreError::Conflict(format!(
+        "{}: {} referenced file(s) changed since it was logged: {}{}; log a new version with use_dataset() or log_artifact()",
+        version.reference(),
+        changed.len(),
+        shown.join(", "),
+        if changed.len() > 5 { ", …" } else { "" }
+    )))
+}
+
 fn string_list(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Vec<String>> {
     let Some(obj) = obj.filter(|o| !o.is_none()) else {
         return Ok(Vec::new());
@@ -257,6 +305,17 @@ fn string_list(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Vec<Strin
 }
 
 impl RunCore {
+    /// The embedded store: artifacts are kept locally (a run logging to
+    /// a server cannot log them yet).
+    fn local_store(&self) -> PyResult<Arc<SqliteStore>> {
+        match &self.backend {
+            Backend::Local(store) => Ok(store.clone()),
+            Backend::Remote(_) => Err(crate::LabbookError::new_err(
+                "artifacts are kept in a local store; this run logs to a server (url= or LABBOOK_URL), which does not take artifacts yet",
+            )),
+        }
+    }
+
     fn ensure_open(&self) -> PyResult<()> {
         if self.finished.load(Ordering::Acquire) {
             return Err(crate::LabbookError::new_err(format!(
@@ -802,6 +861,142 @@ impl RunCore {
     fn note(&self, py: Python<'_>, text: &str) -> PyResult<()> {
         py.detach(|| self.backend.add_note(&self.id, text))
             .map_err(to_py_err)
+    }
+
+    /// Logs a version of an artifact as this run's output: an `Artifact`,
+    /// or a file or folder path (with `name=` and `type=`). The same
+    /// contents logged again under a name give back the version that has
+    /// them and store nothing new; `aliases` move to it, as `latest` does.
+    #[pyo3(signature = (artifact, name=None, r#type=None, aliases=None))]
+    fn log_artifact(
+        &self,
+        py: Python<'_>,
+        artifact: &Bound<'_, PyAny>,
+        name: Option<String>,
+        r#type: Option<String>,
+        aliases: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<ArtifactVersionView> {
+        self.ensure_open()?;
+        let store = self.local_store()?;
+        let aliases = string_list(aliases, "aliases")?;
+        let new = match artifact.cast::<Artifact>() {
+            Ok(a) => a
+                .borrow()
+                .new_version(&self.project, aliases, Some(self.id.clone())),
+            Err(_) => {
+                let path: PathBuf = artifact.extract().map_err(|_| {
+                    PyTypeError::new_err("log_artifact takes a labbook.Artifact or a path")
+                })?;
+                path_version(&path, name, r#type.as_deref().unwrap_or("dataset"))?.new_version(
+                    &self.project,
+                    aliases,
+                    Some(self.id.clone()),
+                )
+            }
+        };
+        let logged = py
+            .detach(|| store.log_artifact_version(&new))
+            .map_err(to_py_err)?;
+        Ok(ArtifactVersionView {
+            version: logged.version,
+            store,
+        })
+    }
+
+    /// Logs a model file or folder: `log_artifact` with `type="model"`.
+    #[pyo3(signature = (path, name=None, aliases=None, metadata=None))]
+    fn log_model(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        name: Option<String>,
+        aliases: Option<&Bound<'_, PyAny>>,
+        metadata: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<ArtifactVersionView> {
+        self.ensure_open()?;
+        let store = self.local_store()?;
+        let mut artifact = path_version(&path, name, "model")?;
+        artifact.metadata = crate::artifact::metadata_object(metadata)?;
+        let new = artifact.new_version(
+            &self.project,
+            string_list(aliases, "aliases")?,
+            Some(self.id.clone()),
+        );
+        let logged = py
+            .detach(|| store.log_artifact_version(&new))
+            .map_err(to_py_err)?;
+        Ok(ArtifactVersionView {
+            version: logged.version,
+            store,
+        })
+    }
+
+    /// Records that this run reads a version (`name`, `name:v3`,
+    /// `name:alias`), in the run's project. A version that references
+    /// files is checked first: if any changed, nothing is recorded and the
+    /// error lists them.
+    #[pyo3(signature = (reference, r#type=None))]
+    fn use_artifact(
+        &self,
+        py: Python<'_>,
+        reference: &str,
+        r#type: Option<&str>,
+    ) -> PyResult<ArtifactVersionView> {
+        self.ensure_open()?;
+        let store = self.local_store()?;
+        let version = py.detach(|| -> Result<_, StoreError> {
+            let version = store.resolve_artifact(Some(&self.project), reference)?;
+            if let Some(t) = r#type
+                && t != version.kind
+            {
+                return Err(labbook_core::ValidationError::new(
+                    "type",
+                    format!("{} is a {}, not a {t}", version.reference(), version.kind),
+                )
+                .into());
+            }
+            if version.deleted_ms.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "{} was deleted; use another version",
+                    version.reference()
+                )));
+            }
+            check_references(&store, &version)?;
+            store.use_artifact_version(&self.id, version.id, now_ms())?;
+            Ok(version)
+        });
+        Ok(ArtifactVersionView {
+            version: version.map_err(to_py_err)?,
+            store,
+        })
+    }
+
+    /// Hashes a file or folder where it is and records it as a dataset
+    /// this run reads, copying nothing: a version of `name` whose files
+    /// are references.
+    #[pyo3(signature = (path, name=None, metadata=None))]
+    fn use_dataset(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        name: Option<String>,
+        metadata: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<ArtifactVersionView> {
+        self.ensure_open()?;
+        let store = self.local_store()?;
+        let mut artifact = path_version(&path, name, "dataset")?;
+        artifact.metadata = crate::artifact::metadata_object(metadata)?;
+        let mut new = artifact.new_version(&self.project, Vec::new(), None);
+        new.in_place = true;
+        let version = py.detach(|| -> Result<_, StoreError> {
+            let logged = store.log_artifact_version(&new)?;
+            store.use_artifact_version(&self.id, logged.version.id, now_ms())?;
+            Ok(logged.version)
+        });
+        Ok(ArtifactVersionView {
+            version: version.map_err(to_py_err)?,
+            store,
+        })
     }
 
     /// Adds tags to the run.

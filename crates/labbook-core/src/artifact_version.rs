@@ -20,6 +20,33 @@ pub fn validate_artifact_name(name: &str) -> Result<(), ValidationError> {
     check_word("name", name, "an artifact name")
 }
 
+/// An artifact name made from a file or folder's name (`train.npz` →
+/// `train.npz`, `my data/` → `my_data`): characters outside the name's
+/// alphabet become `_`; `None` when nothing usable is left.
+pub fn name_from_path(path: &std::path::Path) -> Option<String> {
+    let base = path.file_name()?.to_str()?;
+    let mut name: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    while name.starts_with(['.', '-']) {
+        name.remove(0);
+    }
+    name.truncate(MAX_NAME);
+    validate_artifact_name(&name).ok().map(|()| name)
+}
+
+/// Checks an artifact's type (`dataset`, `model`, …): the name's rules.
+pub fn validate_artifact_type(kind: &str) -> Result<(), ValidationError> {
+    check_word("type", kind, "an artifact type")
+}
+
 /// Checks an alias a user sets: the name's rules, and neither `latest`
 /// (labbook moves it) nor `v` followed by digits (read as a version).
 pub fn validate_alias(alias: &str) -> Result<(), ValidationError> {
@@ -138,13 +165,16 @@ impl fmt::Display for ArtifactRef {
     }
 }
 
-/// One file of a version: where it sits in the artifact, its size and its
-/// content hash (hex, as the store writes it).
+/// One file of a version: where it sits in the artifact, its size, its
+/// content hash (hex, as the store writes it) and, for a file that stays
+/// where it is instead of being copied into the store, where that is
+/// (a `file://` URI).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestEntry {
     pub path: String,
     pub size: u64,
     pub hash: String,
+    pub reference: Option<String>,
 }
 
 /// A version's files, sorted by path, each path inside the artifact's root
@@ -190,16 +220,24 @@ impl Manifest {
     }
 
     /// The bytes a version's digest is the hash of: a format tag, then per
-    /// file its path's length and path, its size and its hash's length and
-    /// hash. Lengths make the encoding unambiguous whatever a path holds.
+    /// file a kind byte (`F` stored, `R` referenced), its path's length and
+    /// path, its hash's length and hash, its size, and for a reference the
+    /// URI's length and URI. Lengths make the encoding unambiguous whatever
+    /// a path holds.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = b"labbook-manifest-1\n".to_vec();
+        let field = |out: &mut Vec<u8>, bytes: &[u8]| {
+            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            out.extend_from_slice(bytes);
+        };
         for e in &self.entries {
-            for field in [e.path.as_bytes(), e.hash.as_bytes()] {
-                out.extend_from_slice(&(field.len() as u64).to_le_bytes());
-                out.extend_from_slice(field);
-            }
+            out.push(if e.reference.is_some() { b'R' } else { b'F' });
+            field(&mut out, e.path.as_bytes());
+            field(&mut out, e.hash.as_bytes());
             out.extend_from_slice(&e.size.to_le_bytes());
+            if let Some(uri) = &e.reference {
+                field(&mut out, uri.as_bytes());
+            }
         }
         out
     }
@@ -221,7 +259,7 @@ impl Manifest {
         while i < a.len() || j < b.len() {
             match (a.get(i), b.get(j)) {
                 (Some(x), Some(y)) if x.path == y.path => {
-                    if x.hash != y.hash || x.size != y.size {
+                    if x.hash != y.hash || x.size != y.size || x.reference != y.reference {
                         out.changed.push(x.path.clone());
                     }
                     i += 1;
@@ -256,6 +294,7 @@ mod tests {
             path: path.into(),
             size,
             hash: hash.into(),
+            reference: None,
         }
     }
 

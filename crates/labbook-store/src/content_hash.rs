@@ -4,9 +4,8 @@
 //! version's manifest never records contents that were never on disk.
 
 use std::fs::File;
-use std::io::Read;
-use std::path::Path;
-use std::time::SystemTime;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 use labbook_core::artifact_version::{Manifest, ManifestEntry};
 
@@ -20,26 +19,64 @@ pub struct FileHash {
 }
 
 /// What identifies a file's contents without reading them: what changes
-/// when it is written to or replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    len: u64,
-    modified: Option<SystemTime>,
-    #[cfg(unix)]
-    inode: (u64, u64),
+/// when it is written to, replaced, or has its times set back. The hash
+/// cache keys on it, as DVC's state database and git's index do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileStamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
 }
 
-impl Stamp {
-    fn of(meta: &std::fs::Metadata) -> Stamp {
+impl FileStamp {
+    /// The wall clock, in the stamps' unit.
+    pub fn now_ns() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64)
+    }
+
+    pub fn of(meta: &std::fs::Metadata) -> FileStamp {
         #[cfg(unix)]
-        use std::os::unix::fs::MetadataExt;
-        Stamp {
-            len: meta.len(),
-            modified: meta.modified().ok(),
-            #[cfg(unix)]
-            inode: (meta.dev(), meta.ino()),
+        {
+            use std::os::unix::fs::MetadataExt;
+            FileStamp {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                size: meta.len(),
+                mtime_ns: meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec(),
+                ctime_ns: meta.ctime().saturating_mul(1_000_000_000) + meta.ctime_nsec(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let ns = |t: std::io::Result<std::time::SystemTime>| {
+                t.ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos() as i64)
+            };
+            FileStamp {
+                dev: 0,
+                ino: 0,
+                size: meta.len(),
+                mtime_ns: ns(meta.modified()),
+                ctime_ns: ns(meta.created()),
+            }
         }
     }
+}
+
+fn changed_while_hashed(path: &Path) -> StoreError {
+    labbook_core::ValidationError::new(
+        "path",
+        format!(
+            "{} changed while it was hashed; log it again once it is written",
+            path.display()
+        ),
+    )
+    .into()
 }
 
 /// Hashes the file at `path`. An error names the file when it cannot be
@@ -47,6 +84,13 @@ impl Stamp {
 /// modification time or identity differ before and after, or it did not
 /// hold as many bytes as it said).
 pub fn hash_file(path: &Path) -> Result<FileHash> {
+    hash_and_copy(path, None).map(|(h, _)| h)
+}
+
+/// Hashes the file at `path` as [`hash_file`] does, writing its bytes to
+/// `copy` as they are read (one read serves both), and returns the stamp
+/// the file had while it was read.
+pub fn hash_and_copy(path: &Path, mut copy: Option<&mut File>) -> Result<(FileHash, FileStamp)> {
     let io = |what: &str| {
         let context = format!("{}: {what}", path.display());
         move |source| StoreError::Io { context, source }
@@ -61,28 +105,39 @@ pub fn hash_file(path: &Path) -> Result<FileHash> {
         .into());
     }
     let mut hasher = blake3::Hasher::new();
+    let mut write_error = None;
     let size = stream(&mut file, |chunk| {
         hasher.update(chunk);
+        if let Some(out) = copy.as_deref_mut() {
+            out.write_all(chunk).map_err(|e| {
+                let kind = e.kind();
+                write_error = Some(e);
+                std::io::Error::from(kind)
+            })?;
+        }
         Ok(())
-    })
-    .map_err(io("cannot be read"))?;
+    });
+    if let Some(e) = write_error {
+        return Err(StoreError::Io {
+            context: format!("cannot copy {} into the store", path.display()),
+            source: e,
+        });
+    }
+    let size = size.map_err(io("cannot be read"))?;
     // The path's current file, not only the open one: a file replaced by a
     // rename while it was read is a change too.
     let after = std::fs::metadata(path).map_err(io("disappeared while it was hashed"))?;
-    if Stamp::of(&before) != Stamp::of(&after) || size != before.len() {
-        return Err(labbook_core::ValidationError::new(
-            "path",
-            format!(
-                "{} changed while it was hashed; log it again once it is written",
-                path.display()
-            ),
-        )
-        .into());
+    let stamp = FileStamp::of(&before);
+    if stamp != FileStamp::of(&after) || size != before.len() {
+        return Err(changed_while_hashed(path));
     }
-    Ok(FileHash {
-        hash: hasher.finalize().to_hex().to_string(),
-        size,
-    })
+    Ok((
+        FileHash {
+            hash: hasher.finalize().to_hex().to_string(),
+            size,
+        },
+        stamp,
+    ))
 }
 
 /// Reads `data` to its end in 256 KiB pieces, handing each to `each`
@@ -105,21 +160,29 @@ pub(crate) fn stream(
     }
 }
 
-/// The files under `root`, hashed in parallel, as manifest entries whose
-/// paths are relative to `root` (with `/` separators). The walk keeps its
+/// A file found under a folder: its path relative to the folder (`/`
+/// separators), the file to read (a link's target) and its stamp.
+#[derive(Debug, Clone)]
+pub struct WalkedFile {
+    pub rel: String,
+    pub path: PathBuf,
+    pub stamp: FileStamp,
+}
+
+/// Every file under `root`, sorted by relative path. The walk keeps its
 /// own stack, so no depth of folders can exhaust the thread's. A symbolic
 /// link is followed when it resolves inside `root` (its target's contents
 /// are recorded under the link's path) and refused, by name, when it points
-/// outside: a version never silently records less, or other data, than the
-/// folder shows.
-pub fn hash_tree(root: &Path) -> Result<Vec<ManifestEntry>> {
+/// outside or at a folder: a version never silently records less, or other
+/// data, than the folder shows.
+pub fn walk_tree(root: &Path) -> Result<Vec<WalkedFile>> {
     let io = |at: &Path, what: &str| {
         let context = format!("{}: {what}", at.display());
         move |source| StoreError::Io { context, source }
     };
     let real_root = std::fs::canonicalize(root).map_err(io(root, "cannot be read"))?;
-    let mut files: Vec<(String, std::path::PathBuf)> = Vec::new();
-    let mut pending = vec![(String::new(), root.to_path_buf())];
+    let mut files: Vec<WalkedFile> = Vec::new();
+    let mut pending = vec![(String::new(), real_root.clone())];
     while let Some((prefix, dir)) = pending.pop() {
         for item in std::fs::read_dir(&dir).map_err(io(&dir, "cannot be read"))? {
             let item = item.map_err(io(&dir, "cannot be read"))?;
@@ -171,7 +234,11 @@ pub fn hash_tree(root: &Path) -> Result<Vec<ManifestEntry>> {
                 }
                 pending.push((rel, target));
             } else if meta.is_file() {
-                files.push((rel, target));
+                files.push(WalkedFile {
+                    rel,
+                    path: target,
+                    stamp: FileStamp::of(&meta),
+                });
             } else {
                 return Err(labbook_core::ValidationError::new(
                     "path",
@@ -181,28 +248,58 @@ pub fn hash_tree(root: &Path) -> Result<Vec<ManifestEntry>> {
             }
         }
     }
-    hash_all(files)
+    files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    Ok(files)
 }
 
-/// Hashes each (relative path, file) on as many threads as there are cores,
-/// and returns them in path order; any file's error is the answer.
-fn hash_all(mut files: Vec<(String, std::path::PathBuf)>) -> Result<Vec<ManifestEntry>> {
+/// The files under `root`, hashed in parallel, as manifest entries whose
+/// paths are relative to `root` (see [`walk_tree`]).
+pub fn hash_tree(root: &Path) -> Result<Vec<ManifestEntry>> {
+    let files = walk_tree(root)?;
+    let hashed = parallel_map(&files, |f| hash_file(&f.path))?;
+    Ok(files
+        .into_iter()
+        .zip(hashed)
+        .map(|(f, h)| ManifestEntry {
+            path: f.rel,
+            size: h.size,
+            hash: h.hash,
+            reference: None,
+        })
+        .collect())
+}
+
+/// `work` applied to every item on as many threads as there are cores, the
+/// results in the items' order; the first error met is the answer.
+pub(crate) fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    work: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(files.len().max(1));
-    files.sort_by(|a, b| a.0.cmp(&b.0));
+        .min(items.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<Result<Vec<(usize, FileHash)>>> = std::thread::scope(|scope| {
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let results: Vec<Result<Vec<(usize, R)>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
                     let mut done = Vec::new();
                     loop {
+                        if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                            return Ok(done);
+                        }
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some((_, path)) = files.get(i) else {
+                        let Some(item) = items.get(i) else {
                             return Ok(done);
                         };
-                        done.push((i, hash_file(path)?));
+                        match work(item) {
+                            Ok(r) => done.push((i, r)),
+                            Err(e) => {
+                                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
                     }
                 })
             })
@@ -211,28 +308,20 @@ fn hash_all(mut files: Vec<(String, std::path::PathBuf)>) -> Result<Vec<Manifest
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
-                    Err(StoreError::Internal("a hashing thread panicked".into()))
+                    Err(StoreError::Internal("a worker thread panicked".into()))
                 })
             })
             .collect()
     });
-    let mut hashed: Vec<Option<FileHash>> = vec![None; files.len()];
+    let mut out: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
     for part in results {
-        for (i, h) in part? {
-            hashed[i] = Some(h);
+        for (i, r) in part? {
+            out[i] = Some(r);
         }
     }
-    files
-        .into_iter()
-        .zip(hashed)
-        .map(|((rel, _), h)| {
-            let h = h.ok_or_else(|| StoreError::Internal(format!("{rel} was not hashed")))?;
-            Ok(ManifestEntry {
-                path: rel,
-                size: h.size,
-                hash: h.hash,
-            })
-        })
+    out.into_iter()
+        .enumerate()
+        .map(|(i, r)| r.ok_or_else(|| StoreError::Internal(format!("item {i} was not done"))))
         .collect()
 }
 
@@ -307,6 +396,7 @@ mod tests {
             path: p.into(),
             size: 1,
             hash: h.into(),
+            reference: None,
         };
         let a = Manifest::new(vec![entry("x", "aa"), entry("y", "bb")]).unwrap();
         let b = Manifest::new(vec![entry("y", "bb"), entry("x", "aa")]).unwrap();

@@ -15,6 +15,7 @@ pub mod session;
 pub mod sketch;
 mod sqlite;
 mod types;
+pub mod versions;
 pub mod writer;
 
 pub use error::{Result, StoreError};

@@ -29,6 +29,7 @@ use crate::{Store, random_bits};
 
 mod artifacts;
 mod projects;
+mod versions;
 
 /// The database file inside a `.labbook` directory.
 pub const DB_FILE: &str = "labbook.db";
@@ -234,6 +235,69 @@ END;
 -- reads instead of the chunk. Chunks sealed before have none and are
 -- decoded as they always were.
 ALTER TABLE chunks ADD COLUMN sketch BLOB;
+"#,
+    r#"
+-- Versioned artifacts (sqlite/versions.rs): names per project, immutable
+-- versions identified by a manifest digest, their files (contents in the
+-- blobs the `artifacts` table also points at, or a reference to where a
+-- file stays), moving aliases, the runs that produced and used each
+-- version, and the hash cache that spares re-reading unchanged files.
+CREATE TABLE artifact_names (
+    id INTEGER PRIMARY KEY,
+    project_id INTEGER NOT NULL REFERENCES projects(id),
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    UNIQUE (project_id, name)
+);
+CREATE TABLE artifact_versions (
+    id INTEGER PRIMARY KEY,
+    name_id INTEGER NOT NULL REFERENCES artifact_names(id),
+    version INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    files INTEGER NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    description TEXT,
+    created_ms INTEGER NOT NULL,
+    deleted_ms INTEGER,
+    purged_ms INTEGER,
+    UNIQUE (name_id, version)
+);
+CREATE INDEX artifact_versions_by_digest ON artifact_versions(name_id, digest);
+CREATE TABLE artifact_files (
+    version_id INTEGER NOT NULL REFERENCES artifact_versions(id),
+    path TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    reference TEXT,
+    PRIMARY KEY (version_id, path)
+) WITHOUT ROWID;
+CREATE INDEX artifact_files_by_hash ON artifact_files(hash) WHERE reference IS NULL;
+CREATE TABLE artifact_aliases (
+    name_id INTEGER NOT NULL REFERENCES artifact_names(id),
+    alias TEXT NOT NULL,
+    version_id INTEGER NOT NULL REFERENCES artifact_versions(id),
+    PRIMARY KEY (name_id, alias)
+) WITHOUT ROWID;
+CREATE INDEX artifact_aliases_by_version ON artifact_aliases(version_id);
+CREATE TABLE artifact_edges (
+    version_id INTEGER NOT NULL REFERENCES artifact_versions(id),
+    run_id TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('input', 'output')),
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (version_id, run_id, role)
+) WITHOUT ROWID;
+CREATE INDEX artifact_edges_by_run ON artifact_edges(run_id);
+CREATE TABLE hash_cache (
+    path TEXT PRIMARY KEY,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    hash TEXT NOT NULL
+) WITHOUT ROWID;
 "#,
 ];
 

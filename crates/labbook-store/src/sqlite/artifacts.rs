@@ -30,7 +30,7 @@ impl SqliteStore {
         self.dir.join("artifacts")
     }
 
-    fn blob_path(&self, hash: &str) -> PathBuf {
+    pub(super) fn blob_path(&self, hash: &str) -> PathBuf {
         self.artifacts_dir()
             .join("blobs")
             .join(hash.get(..2).unwrap_or("00"))
@@ -39,7 +39,7 @@ impl SqliteStore {
 
     /// Creates `dir` (inside the store) as a real folder, refusing one that
     /// is, or lies under, a symbolic link below the store directory.
-    fn real_dir(&self, dir: &Path) -> Result<()> {
+    pub(super) fn real_dir(&self, dir: &Path) -> Result<()> {
         Modes::of(&self.dir)
             .create_dir_all(dir)
             .map_err(io_error(format!("cannot create {}", dir.display())))?;
@@ -48,7 +48,7 @@ impl SqliteStore {
 
     /// An error if any component of `path` below the store directory is a
     /// symbolic link.
-    fn refuse_links(&self, path: &Path) -> Result<()> {
+    pub(super) fn refuse_links(&self, path: &Path) -> Result<()> {
         let Ok(inside) = path.strip_prefix(&self.dir) else {
             return Ok(());
         };
@@ -252,8 +252,12 @@ impl SqliteStore {
         hashes.dedup();
         for batch in hashes.chunks(BLOBS_PER_LOCK) {
             self.write(|tx| {
-                let mut stmt =
-                    tx.prepare_cached("SELECT 1 FROM artifacts WHERE hash = ?1 LIMIT 1")?;
+                // A version's files hold blobs too (see `versions`).
+                let mut stmt = tx.prepare_cached(
+                    "SELECT 1 FROM artifacts WHERE hash = ?1
+                     UNION ALL SELECT 1 FROM artifact_files WHERE hash = ?1 AND reference IS NULL
+                     LIMIT 1",
+                )?;
                 for hash in batch {
                     if stmt.query_row([hash], |_| Ok(())).optional()?.is_none() {
                         let _ = std::fs::remove_file(self.blob_path(hash));

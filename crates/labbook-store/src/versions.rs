@@ -1,0 +1,211 @@
+//! The values of versioned artifacts (issue 11) that cross the store's
+//! API: what to log, what a version is, its lineage and what a garbage
+//! collection did.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// Where a version's files come from.
+#[derive(Debug, Clone)]
+pub enum VersionSource {
+    /// One file, stored at `name` inside the artifact.
+    File { path: PathBuf, name: String },
+    /// Every file under a folder, stored under `prefix` ("" for the
+    /// artifact's root, as W&B's `add_dir` does).
+    Dir { path: PathBuf, prefix: String },
+    /// A file or folder that stays where it is (`file://` only for now):
+    /// hashed and recorded, not copied. `name` is where it sits inside the
+    /// artifact ("" puts a folder's files at the root).
+    Reference { uri: String, name: String },
+}
+
+/// A version to log.
+#[derive(Debug, Clone, Default)]
+pub struct NewArtifactVersion {
+    pub project: String,
+    pub name: String,
+    pub kind: String,
+    pub description: Option<String>,
+    /// A JSON object, kept beside the version (not in its digest).
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub sources: Vec<VersionSource>,
+    /// Aliases to point at the version (`latest` always is).
+    pub aliases: Vec<String>,
+    /// The run that produced it: an output edge in the lineage.
+    pub run_id: Option<String>,
+    /// Record the files where they are instead of copying them.
+    pub in_place: bool,
+    pub now_ms: i64,
+}
+
+/// One version of a named artifact.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArtifactVersion {
+    #[serde(skip)]
+    pub id: i64,
+    pub project: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub version: u64,
+    pub digest: String,
+    pub size: u64,
+    pub files: u64,
+    pub metadata: serde_json::Value,
+    pub description: Option<String>,
+    pub aliases: Vec<String>,
+    pub created_ms: i64,
+    pub deleted_ms: Option<i64>,
+    /// Soft-deleted and its contents freed by `gc`: only its record stays.
+    pub purged: bool,
+    /// The first run that logged it, if a run did.
+    pub producer: Option<String>,
+}
+
+impl ArtifactVersion {
+    /// `name:v3`.
+    pub fn reference(&self) -> String {
+        format!("{}:v{}", self.name, self.version)
+    }
+}
+
+/// What logging a version did.
+#[derive(Debug, Clone)]
+pub struct LoggedVersion {
+    pub version: ArtifactVersion,
+    /// False when a live version with the same contents already existed:
+    /// that one is returned and nothing new was stored.
+    pub created: bool,
+    /// Bytes of contents the store did not hold before.
+    pub bytes_stored: u64,
+    /// Files whose hash came from the hash cache, unread.
+    pub cached_files: u64,
+}
+
+/// A named artifact and its versions, for listings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArtifactName {
+    pub project: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Live (not deleted) versions.
+    pub versions: u64,
+    pub latest: Option<u64>,
+    pub latest_size: u64,
+    pub aliases: Vec<(String, u64)>,
+    pub updated_ms: i64,
+}
+
+/// How a run touched a version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EdgeRole {
+    /// The run used (read) the version.
+    Input,
+    /// The run logged (produced) the version.
+    Output,
+}
+
+impl EdgeRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EdgeRole::Input => "input",
+            EdgeRole::Output => "output",
+        }
+    }
+}
+
+/// A run's link to a version.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunArtifactEdge {
+    pub run_id: String,
+    pub role: EdgeRole,
+    pub created_ms: i64,
+}
+
+/// A file of a reference version that no longer matches what was recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangedFile {
+    pub path: String,
+    pub location: String,
+    /// `changed` or `missing`.
+    pub state: &'static str,
+}
+
+/// Where a lineage walk starts.
+#[derive(Debug, Clone)]
+pub enum LineageStart {
+    Version(i64),
+    Run(String),
+}
+
+/// A node of the lineage graph.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum LineageNode {
+    Artifact {
+        id: String,
+        project: String,
+        name: String,
+        version: u64,
+        #[serde(rename = "type")]
+        artifact_type: String,
+        digest: String,
+        deleted: bool,
+    },
+    Run {
+        id: String,
+        name: String,
+        project: String,
+        status: String,
+    },
+}
+
+impl LineageNode {
+    pub fn id(&self) -> &str {
+        match self {
+            LineageNode::Artifact { id, .. } | LineageNode::Run { id, .. } => id,
+        }
+    }
+}
+
+/// An edge of the lineage graph: `from` feeds `to` (an artifact a run
+/// used, or a run that produced an artifact).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LineageEdge {
+    pub from: String,
+    pub to: String,
+}
+
+/// The graph around a start, up to a depth each way.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LineageGraph {
+    pub root: String,
+    pub nodes: Vec<LineageNode>,
+    pub edges: Vec<LineageEdge>,
+    /// True when the depth limit cut the walk short.
+    pub truncated: bool,
+}
+
+/// What a garbage collection freed (or, dry, would free).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct GcReport {
+    pub dry_run: bool,
+    /// Soft-deleted versions whose contents were released.
+    pub versions_purged: Vec<String>,
+    /// Blobs no live version, run file or MLflow artifact references.
+    pub blobs: Vec<FreedBlob>,
+    pub bytes: u64,
+    /// Temporary files left by writers that died, older than a day.
+    pub stale_temp_files: u64,
+    /// Blobs on disk, before.
+    pub blobs_scanned: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FreedBlob {
+    pub hash: String,
+    pub size: u64,
+}
