@@ -77,6 +77,16 @@ enum Command {
     /// The model registry: registered models, their versions and aliases.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Versioned artifacts: datasets, models and files, immutable and
+    /// deduplicated, with aliases.
+    #[command(subcommand)]
+    Artifact(commands::artifact::ArtifactCommand),
+    /// The chain of artifacts and runs around a version or a run: what it
+    /// came from and what came of it.
+    Lineage(commands::artifact::LineageArgs),
+    /// Free the contents no live artifact version, run file or MLflow
+    /// artifact references (after `artifact rm`).
+    Gc(commands::artifact::GcArgs),
     /// Serve the dashboard for this store in the browser.
     Ui(UiArgs),
     /// Serve this store to others: the dashboard, labbook's API and MLflow's
@@ -365,6 +375,9 @@ fn main() -> ExitCode {
         Command::Models(ModelsCommand::Show { name, json }) => {
             commands::models::show(&app, &name, json)
         }
+        Command::Artifact(command) => commands::artifact::run(&app, command),
+        Command::Lineage(args) => commands::artifact::lineage(&app, args),
+        Command::Gc(args) => commands::artifact::gc(&app, args),
         Command::Ui(args) => commands::ui::run(&app, args),
         Command::Serve(args) => commands::ui::serve(&app, args),
     };

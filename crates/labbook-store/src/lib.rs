@@ -28,6 +28,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use labbook_core::{RunRecord, SeriesColumns};
 
+use crate::versions::*;
+
 /// Everything labbook persists. Implementations are safe to share between
 /// threads; the SQLite one is also safe across processes.
 pub trait Store: Send + Sync {
@@ -150,6 +152,32 @@ pub trait Store: Send + Sync {
         key: &str,
         update: &mut dyn FnMut(Option<serde_json::Value>) -> Result<Option<serde_json::Value>>,
     ) -> Result<Option<serde_json::Value>>;
+
+    // Versioned artifacts (issue 11).
+    /// Logs a version of an artifact: hashes and stores its files (see `sqlite/versions.rs`); the same contents again under a name give back the live version that has them.
+    fn log_artifact_version(&self, new: &NewArtifactVersion) -> Result<LoggedVersion>;
+    /// The version `name:v3`, `name:alias` or `name` names (without a project, the name must be in one project).
+    fn resolve_artifact(&self, project: Option<&str>, reference: &str) -> Result<ArtifactVersion>;
+    fn artifact_version_by_id(&self, id: i64) -> Result<ArtifactVersion>;
+    /// Named artifacts, optionally of one project and type.
+    fn artifact_names(&self, project: Option<&str>, kind: Option<&str>) -> Result<Vec<ArtifactName>>;
+    /// Every version of a name, newest first, deleted ones included.
+    fn artifact_versions(&self, project: &str, name: &str) -> Result<Vec<ArtifactVersion>>;
+    fn artifact_manifest(&self, version_id: i64) -> Result<labbook_core::artifact_version::Manifest>;
+    /// The runs that produced and used a version.
+    fn artifact_edges(&self, version_id: i64) -> Result<Vec<RunArtifactEdge>>;
+    /// The versions a run used and produced.
+    fn run_artifact_versions(&self, run_id: &str) -> Result<Vec<(ArtifactVersion, EdgeRole)>>;
+    fn use_artifact_version(&self, run_id: &str, version_id: i64, now_ms: i64) -> Result<()>;
+    fn set_artifact_alias(&self, version_id: i64, alias: &str) -> Result<()>;
+    fn remove_artifact_alias(&self, version: &ArtifactVersion, alias: &str) -> Result<bool>;
+    /// Soft delete; `gc` frees the contents later.
+    fn delete_artifact_version(&self, version_id: i64, now_ms: i64) -> Result<()>;
+    fn download_artifact_version(&self, version: &ArtifactVersion, dest: &std::path::Path) -> Result<()>;
+    fn verify_artifact_references(&self, version: &ArtifactVersion) -> Result<Vec<ChangedFile>>;
+    fn lineage(&self, start: &LineageStart) -> Result<LineageGraph>;
+    /// Frees contents nothing live references (see `sqlite/versions.rs`).
+    fn gc(&self, dry_run: bool, now_ms: i64) -> Result<GcReport>;
 
     /// Marks running runs whose process is gone as crashed and compacts
     /// them; returns their ids.

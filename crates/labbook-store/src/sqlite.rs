@@ -25,6 +25,7 @@ use crate::codec;
 use crate::error::{Result, StoreError};
 use crate::series::{Downsampler, SEAL_POINTS, SEALED_LEVEL};
 use crate::types::*;
+use crate::versions::*;
 use crate::{Store, random_bits};
 
 mod artifacts;
@@ -978,6 +979,54 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync) -> 
 }
 
 impl Store for SqliteStore {
+    fn log_artifact_version(&self, new: &NewArtifactVersion) -> Result<LoggedVersion> {
+        SqliteStore::log_artifact_version(self, new)
+    }
+    fn resolve_artifact(&self, project: Option<&str>, reference: &str) -> Result<ArtifactVersion> {
+        SqliteStore::resolve_artifact(self, project, reference)
+    }
+    fn artifact_version_by_id(&self, id: i64) -> Result<ArtifactVersion> {
+        SqliteStore::artifact_version_by_id(self, id)
+    }
+    fn artifact_names(&self, project: Option<&str>, kind: Option<&str>) -> Result<Vec<ArtifactName>> {
+        SqliteStore::artifact_names(self, project, kind)
+    }
+    fn artifact_versions(&self, project: &str, name: &str) -> Result<Vec<ArtifactVersion>> {
+        SqliteStore::artifact_versions(self, project, name)
+    }
+    fn artifact_manifest(&self, version_id: i64) -> Result<labbook_core::artifact_version::Manifest> {
+        SqliteStore::artifact_manifest(self, version_id)
+    }
+    fn artifact_edges(&self, version_id: i64) -> Result<Vec<RunArtifactEdge>> {
+        SqliteStore::artifact_edges(self, version_id)
+    }
+    fn run_artifact_versions(&self, run_id: &str) -> Result<Vec<(ArtifactVersion, EdgeRole)>> {
+        SqliteStore::run_artifact_versions(self, run_id)
+    }
+    fn use_artifact_version(&self, run_id: &str, version_id: i64, now_ms: i64) -> Result<()> {
+        SqliteStore::use_artifact_version(self, run_id, version_id, now_ms)
+    }
+    fn set_artifact_alias(&self, version_id: i64, alias: &str) -> Result<()> {
+        SqliteStore::set_artifact_alias(self, version_id, alias)
+    }
+    fn remove_artifact_alias(&self, version: &ArtifactVersion, alias: &str) -> Result<bool> {
+        SqliteStore::remove_artifact_alias(self, version, alias)
+    }
+    fn delete_artifact_version(&self, version_id: i64, now_ms: i64) -> Result<()> {
+        SqliteStore::delete_artifact_version(self, version_id, now_ms)
+    }
+    fn download_artifact_version(&self, version: &ArtifactVersion, dest: &std::path::Path) -> Result<()> {
+        SqliteStore::download_artifact_version(self, version, dest)
+    }
+    fn verify_artifact_references(&self, version: &ArtifactVersion) -> Result<Vec<ChangedFile>> {
+        SqliteStore::verify_artifact_references(self, version)
+    }
+    fn lineage(&self, start: &LineageStart) -> Result<LineageGraph> {
+        SqliteStore::lineage(self, start)
+    }
+    fn gc(&self, dry_run: bool, now_ms: i64) -> Result<GcReport> {
+        SqliteStore::gc(self, dry_run, now_ms)
+    }
     fn create_run(&self, new: &NewRun) -> Result<RunRecord> {
         if let Some(name) = &new.name {
             validate_name("name", name)?;

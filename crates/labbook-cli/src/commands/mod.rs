@@ -1,3 +1,4 @@
+pub mod artifact;
 pub mod edit;
 pub mod export;
 pub mod init;
