@@ -224,9 +224,13 @@ impl ArtifactVersionView {
     fn size(&self) -> u64 {
         self.version.size
     }
+    /// The aliases pointing at it now (they move; the rest never changes).
     #[getter]
-    fn aliases(&self) -> Vec<String> {
-        self.version.aliases.clone()
+    fn aliases(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        let now = py
+            .detach(|| self.store.artifact_version_by_id(self.version.id))
+            .map_err(to_py_err)?;
+        Ok(now.aliases)
     }
     #[getter]
     fn description(&self) -> Option<String> {

@@ -92,6 +92,26 @@ def api_post(url: str, path: str, body: Any, raw: bytes | None = None) -> tuple[
         return e.code, json.loads(e.read())
 
 
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 6 MiB filesystem of the test's own, unmounted afterwards."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        reason = f"cannot mount a small filesystem here: {mounted.stderr.strip()}"
+        print(reason)
+        pytest.skip(reason)
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """In CI (``CI`` set, as `.ci/run` does), a test marked ``required_in_ci``

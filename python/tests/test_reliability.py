@@ -12,7 +12,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -399,26 +399,6 @@ def test_capture_inside_a_dirty_git_repository(tmp_path: Path) -> None:
     assert env["cwd"] == str(repo)
     assert env["seed"]["value"] == 3
     assert env["capture_micros"] < 2_000_000
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 6 MiB filesystem of the test's own, unmounted afterwards."""
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        reason = f"cannot mount a small filesystem here: {mounted.stderr.strip()}"
-        print(reason)
-        pytest.skip(reason)
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 # CI runs as root on a machine that mounts (it makes network namespaces too):

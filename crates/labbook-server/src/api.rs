@@ -19,6 +19,10 @@ use labbook_store::{Deleted, RunPatch, RunQuery, StepRange, Store, StoreError};
 
 use crate::error::ApiError;
 use crate::json::{self, Floats, now_ms};
+use crate::versions::{
+    artifact_names, artifact_version, artifact_versions, run_lineage, run_versions,
+    version_lineage,
+};
 use crate::{AppState, events, wire};
 use labbook_store::session::open_run;
 
@@ -32,6 +36,16 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{project}/keys", get(keys))
         .route("/projects/{project}/groups", get(groups))
         .route("/projects/{project}/notebook", get(notebook).post(add_note))
+        .route("/projects/{project}/artifacts", get(artifact_names))
+        .route("/projects/{project}/artifacts/{name}", get(artifact_versions))
+        .route(
+            "/projects/{project}/artifacts/{name}/versions/{version}",
+            get(artifact_version),
+        )
+        .route(
+            "/projects/{project}/artifacts/{name}/versions/{version}/lineage",
+            get(version_lineage),
+        )
         .route("/query/validate", get(validate))
         .route("/runs", post(start_run))
         .route("/runs/tags", post(tag_runs))
@@ -42,6 +56,8 @@ pub fn routes() -> Router<AppState> {
         .route("/runs/{id}/artifacts", get(run_artifacts))
         .route("/runs/{id}/artifacts/preview", get(run_artifact_preview))
         .route("/runs/{id}/artifacts/raw", get(run_artifact_raw))
+        .route("/runs/{id}/artifact-versions", get(run_versions))
+        .route("/runs/{id}/lineage", get(run_lineage))
         .route("/logged-models/{id}/artifacts", get(model_artifacts))
         .route(
             "/logged-models/{id}/artifacts/preview",
@@ -73,7 +89,7 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("a store task failed: {e}")))?
 }
 
-fn param_usize(
+pub(crate) fn param_usize(
     params: &HashMap<String, String>,
     name: &str,
     default: usize,

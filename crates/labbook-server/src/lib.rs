@@ -46,4 +46,6 @@ mod preview;
 #[cfg(feature = "serve")]
 mod test_hook;
 #[cfg(feature = "serve")]
+mod versions;
+#[cfg(feature = "serve")]
 pub use test_hook::TEST_HOLD_ENV;
