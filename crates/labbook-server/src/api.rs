@@ -20,8 +20,7 @@ use labbook_store::{Deleted, RunPatch, RunQuery, StepRange, Store, StoreError};
 use crate::error::ApiError;
 use crate::json::{self, Floats, now_ms};
 use crate::versions::{
-    artifact_names, artifact_version, artifact_versions, run_lineage, run_versions,
-    version_lineage,
+    artifact_names, artifact_version, artifact_versions, run_lineage, run_versions, version_lineage,
 };
 use crate::{AppState, events, wire};
 use labbook_store::session::open_run;
@@ -37,7 +36,10 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{project}/groups", get(groups))
         .route("/projects/{project}/notebook", get(notebook).post(add_note))
         .route("/projects/{project}/artifacts", get(artifact_names))
-        .route("/projects/{project}/artifacts/{name}", get(artifact_versions))
+        .route(
+            "/projects/{project}/artifacts/{name}",
+            get(artifact_versions),
+        )
         .route(
             "/projects/{project}/artifacts/{name}/versions/{version}",
             get(artifact_version),

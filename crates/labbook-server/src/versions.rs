@@ -15,9 +15,7 @@ use axum::extract::{Path, Query, State};
 use serde_json::{Map, Value, json};
 
 use labbook_core::ValidationError;
-use labbook_core::artifact_version::{
-    ArtifactRef, validate_artifact_name, validate_artifact_type,
-};
+use labbook_core::artifact_version::{ArtifactRef, validate_artifact_name, validate_artifact_type};
 use labbook_core::query::{Attr, Expr, Field, Literal};
 use labbook_store::versions::{ArtifactVersion, EdgeRole, LineageStart};
 use labbook_store::{Deleted, ProjectRef, RunQuery, Store, StoreError};
@@ -39,7 +37,10 @@ const RUNS_SHOWN: usize = 500;
 /// The query parameters an endpoint reads, each given at most once: a
 /// repeated one is refused, not silently resolved to one of its copies.
 /// Parameters the endpoint does not read are ignored, as elsewhere.
-fn params_once(pairs: Vec<(String, String)>, read: &[&str]) -> Result<HashMap<String, String>, ApiError> {
+fn params_once(
+    pairs: Vec<(String, String)>,
+    read: &[&str],
+) -> Result<HashMap<String, String>, ApiError> {
     let mut out = HashMap::new();
     for (key, value) in pairs {
         if !read.contains(&key.as_str()) {
@@ -104,7 +105,10 @@ fn run_briefs<'a>(
     let query = RunQuery {
         filter: Some(Expr::In {
             field: Field::Attr(Attr::Id),
-            values: wanted.iter().map(|id| Literal::Str((*id).to_string())).collect(),
+            values: wanted
+                .iter()
+                .map(|id| Literal::Str((*id).to_string()))
+                .collect(),
             negated: false,
         }),
         deleted: Deleted::Include,
@@ -201,8 +205,11 @@ pub async fn artifact_names(
         let shown: Vec<Value> = slice(&matching, offset, limit)
             .iter()
             .map(|n| {
-                let aliases: Map<String, Value> =
-                    n.aliases.iter().map(|(a, v)| (a.clone(), json!(v))).collect();
+                let aliases: Map<String, Value> = n
+                    .aliases
+                    .iter()
+                    .map(|(a, v)| (a.clone(), json!(v)))
+                    .collect();
                 json!({
                     "name": n.name,
                     "type": n.kind,
@@ -254,7 +261,9 @@ pub async fn artifact_versions(
                 let mut m = version_fields(v);
                 m.insert(
                     "producer".into(),
-                    v.producer.as_deref().map_or(Value::Null, |id| Value::Object(run_ref(id, &runs))),
+                    v.producer
+                        .as_deref()
+                        .map_or(Value::Null, |id| Value::Object(run_ref(id, &runs))),
                 );
                 Value::Object(m)
             })
@@ -390,6 +399,14 @@ pub async fn run_versions(
 mod tests {
     use super::*;
 
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use labbook_store::versions::{NewArtifactVersion, VersionSource};
+    use labbook_store::{NewRun, SqliteStore};
+
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
         items
             .iter()
@@ -416,5 +433,370 @@ mod tests {
         assert_eq!(slice(&xs, 1, 1), &[2]);
         assert_eq!(slice(&xs, 2, usize::MAX), &[3]);
         assert!(slice(&xs, usize::MAX, 10).is_empty());
+    }
+
+    /// A store with the fixture of the dashboard's test: run A logs the
+    /// dataset `spirals` twice (v0 @best, v1 @latest; versions count from 0,
+    /// as W&B's do), run B uses v0 and
+    /// logs the model `mlp`, run C uses the model.
+    struct Fixture {
+        _tmp: tempfile::TempDir,
+        app: axum::Router,
+    }
+
+    fn write(dir: &std::path::Path, files: &[(&str, &str)]) -> PathBuf {
+        for (name, text) in files {
+            let path = dir.join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("a folder");
+            }
+            std::fs::write(path, text).expect("a file");
+        }
+        dir.to_path_buf()
+    }
+
+    fn fixture() -> Fixture {
+        let tmp = tempfile::tempdir().expect("a temp dir");
+        let store = Arc::new(SqliteStore::open(&tmp.path().join(".labbook")).expect("a store"));
+        for (id, name) in [
+            ("runaaaa1", "maker"),
+            ("runbbbb1", "trainer"),
+            ("runcccc1", "judge"),
+        ] {
+            store
+                .create_run(&NewRun {
+                    id: Some(id.into()),
+                    project: "p".into(),
+                    name: Some(name.into()),
+                    created_ms: 1_700_000_000_000,
+                    ..Default::default()
+                })
+                .expect("a run");
+        }
+        let log = |name: &str, kind: &str, dir: PathBuf, run: &str, aliases: &[&str]| {
+            store
+                .log_artifact_version(&NewArtifactVersion {
+                    project: "p".into(),
+                    name: name.into(),
+                    kind: kind.into(),
+                    description: Some(format!("the {name}")),
+                    metadata: json!({"rows": 100, "nested": {"k": [1, 2]}})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                    sources: vec![VersionSource::Dir {
+                        path: dir,
+                        prefix: String::new(),
+                    }],
+                    aliases: aliases.iter().map(|a| a.to_string()).collect(),
+                    run_id: Some(run.into()),
+                    in_place: false,
+                    now_ms: 1_700_000_001_000,
+                })
+                .expect("a version")
+                .version
+        };
+        let d1 = write(
+            &tmp.path().join("d1"),
+            &[("train.csv", "x,y\n1,2\n"), ("sub/test.csv", "x,y\n")],
+        );
+        let v0 = log("spirals", "dataset", d1, "runaaaa1", &["best"]);
+        let d2 = write(&tmp.path().join("d2"), &[("train.csv", "x,y\n3,4\n")]);
+        log("spirals", "dataset", d2, "runaaaa1", &[]);
+        store
+            .use_artifact_version("runbbbb1", v0.id, 1_700_000_002_000)
+            .expect("used");
+        let m = write(&tmp.path().join("m"), &[("model.pt", "weights")]);
+        let model = log("mlp", "model", m, "runbbbb1", &[]);
+        store
+            .use_artifact_version("runcccc1", model.id, 1_700_000_003_000)
+            .expect("used");
+        let app = crate::router(store, &crate::ServerOptions::default());
+        Fixture { _tmp: tmp, app }
+    }
+
+    async fn get(app: &axum::Router, path: &str) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .uri(path)
+            .header("host", "127.0.0.1:5000")
+            .body(Body::empty())
+            .expect("a request");
+        let mut app = app.clone();
+        let response = tower_service::Service::call(&mut app, request)
+            .await
+            .expect("an answer");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 16 << 20)
+            .await
+            .expect("a body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    fn error_field(body: &Value) -> (&str, &str) {
+        (
+            body["error"]["code"].as_str().unwrap_or(""),
+            body["error"]["field"].as_str().unwrap_or(""),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_projects_artifacts_are_listed_with_their_types_and_filtered_by_one() {
+        let f = fixture();
+        let (status, body) = get(&f.app, "/api/v1/projects/p/artifacts").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["types"], json!(["dataset", "model"]));
+        assert_eq!(body["total"], 2);
+        let spirals = &body["artifacts"][1];
+        assert_eq!(spirals["name"], "spirals");
+        assert_eq!(spirals["versions"], 2);
+        assert_eq!(spirals["latest"], 1);
+        assert_eq!(spirals["aliases"], json!({"best": 0, "latest": 1}));
+        assert_eq!(spirals["latest_size"], 8);
+        let (_, models) = get(&f.app, "/api/v1/projects/p/artifacts?type=model").await;
+        assert_eq!(models["artifacts"].as_array().map(Vec::len), Some(1));
+        assert_eq!(models["types"], json!(["dataset", "model"]));
+        let (_, paged) = get(&f.app, "/api/v1/projects/p/artifacts?limit=1&offset=1").await;
+        assert_eq!(paged["artifacts"][0]["name"], "spirals");
+    }
+
+    #[tokio::test]
+    async fn a_version_answers_its_files_metadata_and_runs_and_pages_its_files() {
+        let f = fixture();
+        let (status, v) = get(&f.app, "/api/v1/projects/p/artifacts/spirals/versions/best").await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(
+            (v["ref"].as_str(), v["type"].as_str()),
+            (Some("spirals:v0"), Some("dataset"))
+        );
+        assert_eq!(v["metadata"], json!({"rows": 100, "nested": {"k": [1, 2]}}));
+        assert_eq!(v["description"], "the spirals");
+        let paths: Vec<&str> = v["files"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f["path"].as_str())
+            .collect();
+        assert_eq!(paths, ["sub/test.csv", "train.csv"]);
+        assert_eq!(
+            (v["files_total"].as_u64(), v["files_left_out"].as_u64()),
+            (Some(2), Some(0))
+        );
+        assert_eq!(v["producer"]["name"], "maker");
+        let runs: Vec<(&str, &str, &str)> = v["runs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                (
+                    r["id"].as_str().unwrap_or(""),
+                    r["name"].as_str().unwrap_or(""),
+                    r["role"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(
+            runs,
+            [
+                ("runaaaa1", "maker", "output"),
+                ("runbbbb1", "trainer", "input")
+            ]
+        );
+        let (_, page) = get(
+            &f.app,
+            "/api/v1/projects/p/artifacts/spirals/versions/v0?offset=1&limit=1",
+        )
+        .await;
+        assert_eq!(page["files"].as_array().map(Vec::len), Some(1));
+        assert_eq!(page["files"][0]["path"], "train.csv");
+        assert_eq!(
+            (
+                page["files_offset"].as_u64(),
+                page["files_left_out"].as_u64()
+            ),
+            (Some(1), Some(1))
+        );
+        let (_, latest) = get(
+            &f.app,
+            "/api/v1/projects/p/artifacts/spirals/versions/latest",
+        )
+        .await;
+        assert_eq!(latest["version"], 1);
+        let (_, versions) = get(&f.app, "/api/v1/projects/p/artifacts/spirals").await;
+        let numbers: Vec<u64> = versions["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["version"].as_u64())
+            .collect();
+        assert_eq!(numbers, [1, 0]);
+        assert_eq!(versions["versions"][1]["producer"]["id"], "runaaaa1");
+    }
+
+    #[tokio::test]
+    async fn lineage_runs_from_the_dataset_through_the_model_to_its_user() {
+        let f = fixture();
+        let (status, g) = get(
+            &f.app,
+            "/api/v1/projects/p/artifacts/spirals/versions/v0/lineage",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{g}");
+        assert_eq!(g["root"], "p/spirals:v0");
+        let edges: HashSet<(String, String)> = g["edges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                (
+                    e["from"].as_str().unwrap_or("").to_string(),
+                    e["to"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        let want: HashSet<(String, String)> = [
+            ("runaaaa1", "p/spirals:v0"),
+            ("p/spirals:v0", "runbbbb1"),
+            ("runbbbb1", "p/mlp:v0"),
+            ("p/mlp:v0", "runcccc1"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(edges, want);
+        let kinds: HashSet<(String, String)> = g["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|n| {
+                (
+                    n["id"].as_str().unwrap_or("").to_string(),
+                    n["kind"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        assert!(
+            kinds.contains(&("runbbbb1".into(), "run".into()))
+                && kinds.contains(&("p/mlp:v0".into(), "artifact".into())),
+            "{kinds:?}"
+        );
+        let (_, of_run) = get(&f.app, "/api/v1/runs/runbbbb1/lineage").await;
+        assert_eq!(of_run["root"], "runbbbb1");
+        let (_, io) = get(&f.app, "/api/v1/runs/runbbbb1/artifact-versions").await;
+        assert_eq!(
+            (
+                io["inputs"][0]["ref"].as_str(),
+                io["outputs"][0]["ref"].as_str()
+            ),
+            (Some("spirals:v0"), Some("mlp:v0"))
+        );
+        assert_eq!(
+            (io["inputs_total"].as_u64(), io["outputs_total"].as_u64()),
+            (Some(1), Some(1))
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_names_and_parameters_are_400s_and_unknown_things_404s_naming_them() {
+        let f = fixture();
+        let rows: &[(&str, u16, (&str, &str))] = &[
+            ("/api/v1/projects/nope/artifacts", 404, ("NOT_FOUND", "")),
+            (
+                "/api/v1/projects/p/artifacts?type=..%2Fx",
+                400,
+                ("INVALID_ARGUMENT", "type"),
+            ),
+            (
+                "/api/v1/projects/p/artifacts?type=model&type=dataset",
+                400,
+                ("INVALID_ARGUMENT", "type"),
+            ),
+            (
+                "/api/v1/projects/p/artifacts?limit=10001",
+                400,
+                ("INVALID_ARGUMENT", "limit"),
+            ),
+            (
+                "/api/v1/projects/p/artifacts?offset=-1",
+                400,
+                ("INVALID_ARGUMENT", "offset"),
+            ),
+            ("/api/v1/projects/p/artifacts/nope", 404, ("NOT_FOUND", "")),
+            (
+                "/api/v1/projects/p/artifacts/..",
+                400,
+                ("INVALID_ARGUMENT", "name"),
+            ),
+            (
+                "/api/v1/projects/p/artifacts/a%20b",
+                400,
+                ("INVALID_ARGUMENT", "name"),
+            ),
+            (
+                "/api/v1/projects/nope/artifacts/spirals/versions/v1",
+                404,
+                ("NOT_FOUND", ""),
+            ),
+            (
+                "/api/v1/projects/p/artifacts/spirals/versions/v9",
+                404,
+                ("NOT_FOUND", ""),
+            ),
+            (
+                "/api/v1/projects/p/artifacts/spirals/versions/nobody",
+                404,
+                ("NOT_FOUND", ""),
+            ),
+            (
+                "/api/v1/projects/p/artifacts/spirals/versions/..%2F..%2Fetc",
+                400,
+                ("INVALID_ARGUMENT", "version"),
+            ),
+            (
+                "/api/v1/projects/p/artifacts/spirals/versions/v99999999999999999999999",
+                400,
+                ("INVALID_ARGUMENT", "version"),
+            ),
+            (
+                "/api/v1/projects/p/artifacts/%2E%2E%2Fx/versions/v1/lineage",
+                400,
+                ("INVALID_ARGUMENT", "name"),
+            ),
+            (
+                "/api/v1/projects/p/artifacts/spirals/versions/v1?limit=1&limit=2",
+                400,
+                ("INVALID_ARGUMENT", "limit"),
+            ),
+            ("/api/v1/runs/nope/lineage", 404, ("NOT_FOUND", "")),
+            (
+                "/api/v1/runs/nope/artifact-versions",
+                404,
+                ("NOT_FOUND", ""),
+            ),
+            (
+                "/api/v1/runs/runbbbb1/artifact-versions?limit=x",
+                400,
+                ("INVALID_ARGUMENT", "limit"),
+            ),
+        ];
+        for (path, status, (code, field)) in rows {
+            let (got, body) = get(&f.app, path).await;
+            assert_eq!(got.as_u16(), *status, "{path}: {body}");
+            assert_eq!(error_field(&body), (*code, *field), "{path}: {body}");
+            assert!(
+                !body["error"]["message"].as_str().unwrap_or("").is_empty(),
+                "{path}"
+            );
+        }
+        let huge = format!("/api/v1/projects/p/artifacts/{}", "a".repeat(10_000));
+        let (got, body) = get(&f.app, &huge).await;
+        assert_eq!(
+            (got.as_u16(), error_field(&body)),
+            (400, ("INVALID_ARGUMENT", "name"))
+        );
+        assert!(
+            body.to_string().len() < 2_000,
+            "the refusal quotes the name whole"
+        );
     }
 }
