@@ -176,32 +176,59 @@ pub struct WalkedFile {
 /// outside or at a folder: a version never silently records less, or other
 /// data, than the folder shows.
 pub fn walk_tree(root: &Path) -> Result<Vec<WalkedFile>> {
-    let io = |at: &Path, what: &str| {
-        let context = format!("{}: {what}", at.display());
-        move |source| StoreError::Io { context, source }
+    // The message is built only on failure: a walk makes tens of
+    // thousands of calls that succeed.
+    fn io<'a>(at: &'a Path, what: &'static str) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+        move |source| StoreError::Io {
+            context: format!("{}: {what}", at.display()),
+            source,
+        }
+    }
+    fn utf8_name(path: &Path, name: &std::ffi::OsStr) -> Result<String> {
+        name.to_str().map(str::to_string).ok_or_else(|| {
+            labbook_core::ValidationError::new(
+                "path",
+                format!("{}: the name is not UTF-8", path.display()),
+            )
+            .into()
+        })
+    }
+    let join = |prefix: &str, name: &str| {
+        if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}/{name}")
+        }
     };
     let real_root = std::fs::canonicalize(root).map_err(io(root, "cannot be read"))?;
-    let mut files: Vec<WalkedFile> = Vec::new();
-    let mut pending = vec![(String::new(), real_root.clone())];
-    while let Some((prefix, dir)) = pending.pop() {
+    // First every folder, from the entries' types alone (no stat); then
+    // the folders' files are stat'ed on every core, each relative to its
+    // open folder. Stats are most of the cost of re-checking a big tree.
+    let mut dirs = vec![(String::new(), real_root.clone())];
+    let mut next = 0;
+    while let Some((prefix, dir)) = dirs.get(next).cloned() {
+        next += 1;
         for item in std::fs::read_dir(&dir).map_err(io(&dir, "cannot be read"))? {
             let item = item.map_err(io(&dir, "cannot be read"))?;
+            let kind = item.file_type().map_err(io(&dir, "cannot be read"))?;
+            if kind.is_dir() {
+                let path = item.path();
+                let name = utf8_name(&path, &item.file_name())?;
+                dirs.push((join(&prefix, &name), path));
+            }
+        }
+    }
+    let per_dir = parallel_map(&dirs, |(prefix, dir)| {
+        let mut files = Vec::new();
+        for item in std::fs::read_dir(dir).map_err(io(dir, "cannot be read"))? {
+            let item = item.map_err(io(dir, "cannot be read"))?;
             let path = item.path();
-            let name = item.file_name();
-            let Some(name) = name.to_str() else {
-                return Err(labbook_core::ValidationError::new(
-                    "path",
-                    format!("{}: the name is not UTF-8", path.display()),
-                )
-                .into());
-            };
-            let rel = if prefix.is_empty() {
-                name.to_string()
-            } else {
-                format!("{prefix}/{name}")
-            };
             let kind = item.file_type().map_err(io(&path, "cannot be read"))?;
-            let target = if kind.is_symlink() {
+            if kind.is_dir() {
+                continue;
+            }
+            let rel = join(prefix, &utf8_name(&path, &item.file_name())?);
+            let (target, meta) = if kind.is_symlink() {
                 let real = std::fs::canonicalize(&path).map_err(io(&path, "is a broken link"))?;
                 if !real.starts_with(&real_root) {
                     return Err(labbook_core::ValidationError::new(
@@ -214,40 +241,40 @@ pub fn walk_tree(root: &Path) -> Result<Vec<WalkedFile>> {
                     )
                     .into());
                 }
-                real
-            } else {
-                path
-            };
-            let meta = std::fs::metadata(&target).map_err(io(&target, "cannot be read"))?;
-            if meta.is_dir() {
-                // A link to a folder inside the root would be walked twice,
-                // or forever if it points at an ancestor.
-                if kind.is_symlink() {
+                let meta = std::fs::metadata(&real).map_err(io(&real, "cannot be read"))?;
+                if meta.is_dir() {
+                    // A link to a folder inside the root would be walked
+                    // twice, or forever if it points at an ancestor.
                     return Err(labbook_core::ValidationError::new(
                         "path",
                         format!(
                             "{} links to a folder; add the folder itself",
-                            target.display()
+                            real.display()
                         ),
                     )
                     .into());
                 }
-                pending.push((rel, target));
-            } else if meta.is_file() {
-                files.push(WalkedFile {
-                    rel,
-                    path: target,
-                    stamp: FileStamp::of(&meta),
-                });
+                (real, meta)
             } else {
+                let meta = item.metadata().map_err(io(&path, "cannot be read"))?;
+                (path, meta)
+            };
+            if !meta.is_file() {
                 return Err(labbook_core::ValidationError::new(
                     "path",
                     format!("{} is neither a file nor a folder", target.display()),
                 )
                 .into());
             }
+            files.push(WalkedFile {
+                rel,
+                path: target,
+                stamp: FileStamp::of(&meta),
+            });
         }
-    }
+        Ok(files)
+    })?;
+    let mut files: Vec<WalkedFile> = per_dir.into_iter().flatten().collect();
     files.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(files)
 }

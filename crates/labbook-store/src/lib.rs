@@ -160,10 +160,17 @@ pub trait Store: Send + Sync {
     fn resolve_artifact(&self, project: Option<&str>, reference: &str) -> Result<ArtifactVersion>;
     fn artifact_version_by_id(&self, id: i64) -> Result<ArtifactVersion>;
     /// Named artifacts, optionally of one project and type.
-    fn artifact_names(&self, project: Option<&str>, kind: Option<&str>) -> Result<Vec<ArtifactName>>;
+    fn artifact_names(
+        &self,
+        project: Option<&str>,
+        kind: Option<&str>,
+    ) -> Result<Vec<ArtifactName>>;
     /// Every version of a name, newest first, deleted ones included.
     fn artifact_versions(&self, project: &str, name: &str) -> Result<Vec<ArtifactVersion>>;
-    fn artifact_manifest(&self, version_id: i64) -> Result<labbook_core::artifact_version::Manifest>;
+    fn artifact_manifest(
+        &self,
+        version_id: i64,
+    ) -> Result<labbook_core::artifact_version::Manifest>;
     /// The runs that produced and used a version.
     fn artifact_edges(&self, version_id: i64) -> Result<Vec<RunArtifactEdge>>;
     /// The versions a run used and produced.
@@ -173,7 +180,11 @@ pub trait Store: Send + Sync {
     fn remove_artifact_alias(&self, version: &ArtifactVersion, alias: &str) -> Result<bool>;
     /// Soft delete; `gc` frees the contents later.
     fn delete_artifact_version(&self, version_id: i64, now_ms: i64) -> Result<()>;
-    fn download_artifact_version(&self, version: &ArtifactVersion, dest: &std::path::Path) -> Result<()>;
+    fn download_artifact_version(
+        &self,
+        version: &ArtifactVersion,
+        dest: &std::path::Path,
+    ) -> Result<()>;
     fn verify_artifact_references(&self, version: &ArtifactVersion) -> Result<Vec<ChangedFile>>;
     fn lineage(&self, start: &LineageStart) -> Result<LineageGraph>;
     /// Frees contents nothing live references (see `sqlite/versions.rs`).

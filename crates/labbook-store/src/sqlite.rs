@@ -988,13 +988,20 @@ impl Store for SqliteStore {
     fn artifact_version_by_id(&self, id: i64) -> Result<ArtifactVersion> {
         SqliteStore::artifact_version_by_id(self, id)
     }
-    fn artifact_names(&self, project: Option<&str>, kind: Option<&str>) -> Result<Vec<ArtifactName>> {
+    fn artifact_names(
+        &self,
+        project: Option<&str>,
+        kind: Option<&str>,
+    ) -> Result<Vec<ArtifactName>> {
         SqliteStore::artifact_names(self, project, kind)
     }
     fn artifact_versions(&self, project: &str, name: &str) -> Result<Vec<ArtifactVersion>> {
         SqliteStore::artifact_versions(self, project, name)
     }
-    fn artifact_manifest(&self, version_id: i64) -> Result<labbook_core::artifact_version::Manifest> {
+    fn artifact_manifest(
+        &self,
+        version_id: i64,
+    ) -> Result<labbook_core::artifact_version::Manifest> {
         SqliteStore::artifact_manifest(self, version_id)
     }
     fn artifact_edges(&self, version_id: i64) -> Result<Vec<RunArtifactEdge>> {
@@ -1015,7 +1022,11 @@ impl Store for SqliteStore {
     fn delete_artifact_version(&self, version_id: i64, now_ms: i64) -> Result<()> {
         SqliteStore::delete_artifact_version(self, version_id, now_ms)
     }
-    fn download_artifact_version(&self, version: &ArtifactVersion, dest: &std::path::Path) -> Result<()> {
+    fn download_artifact_version(
+        &self,
+        version: &ArtifactVersion,
+        dest: &std::path::Path,
+    ) -> Result<()> {
         SqliteStore::download_artifact_version(self, version, dest)
     }
     fn verify_artifact_references(&self, version: &ArtifactVersion) -> Result<Vec<ChangedFile>> {

@@ -238,10 +238,13 @@ impl SqliteStore {
     /// Hashes of files whose stamp is the one the cache holds.
     fn cached_hashes(&self, staged: &[Staged]) -> Result<Vec<Option<String>>> {
         let conn = self.conn.lock();
-        let mut stmt = conn.prepare_cached(
+        // One read transaction: the lookups share one shared lock instead
+        // of taking and dropping it per file.
+        let tx = conn.unchecked_transaction()?;
+        let mut stmt = tx.prepare_cached(
             "SELECT dev, ino, size, mtime_ns, ctime_ns, hash FROM hash_cache WHERE path = ?1",
         )?;
-        staged
+        let found = staged
             .iter()
             .map(|s| {
                 let Some(key) = s.path.to_str() else {
@@ -263,7 +266,9 @@ impl SqliteStore {
                     .optional()?;
                 Ok(row.and_then(|(stamp, hash)| (stamp == s.stamp).then_some(hash)))
             })
-            .collect()
+            .collect();
+        drop(stmt);
+        found
     }
 
     /// Reads (and, when `copy`, copies into a temp file) the file. The
@@ -365,11 +370,13 @@ impl SqliteStore {
         }
         let temps = parking_lot::Mutex::new(Vec::new());
         let result = (|| {
+            // A cached hash is taken without looking for its blob: the
+            // landing transaction finds any blob missing, and then those
+            // files are read and copied. Re-logging an unchanged folder
+            // thus costs one stat per file, no reads.
             let hashed: Vec<Hashed> = parallel_map(&(0..staged.len()).collect::<Vec<_>>(), |&i| {
                 let s = &staged[i];
-                if let Some(hash) = &cached[i]
-                    && (!stored(s) || self.blob_present(hash))
-                {
+                if let Some(hash) = &cached[i] {
                     return Ok(Hashed {
                         hash: hash.clone(),
                         size: s.stamp.size,
@@ -432,30 +439,45 @@ impl SqliteStore {
                         });
                     }
                     Landed::Missing(hashes) => {
-                        // Collected between our look and our lock: copy
-                        // those files in again.
-                        for hash in hashes {
-                            let Some(i) = hashed.iter().position(|h| h.hash == hash) else {
-                                continue;
-                            };
-                            let again = self.read_staged(name, &staged[i], true, &temps)?;
-                            if again.hash != hash {
+                        // Contents known from the cache but not in the
+                        // store (or collected since): read and copy them.
+                        let first_with: HashMap<&str, usize> = hashed
+                            .iter()
+                            .enumerate()
+                            .rev()
+                            .map(|(i, h)| (h.hash.as_str(), i))
+                            .collect();
+                        let wanted: Vec<(String, usize)> = hashes
+                            .into_iter()
+                            .filter_map(|h| {
+                                let i = *first_with.get(h.as_str())?;
+                                Some((h, i))
+                            })
+                            .collect();
+                        let copied = parallel_map(&wanted, |(hash, i)| {
+                            let again = self.read_staged(name, &staged[*i], true, &temps)?;
+                            if again.hash != *hash {
                                 return Err(invalid(
                                     name,
                                     "path",
                                     format!(
                                         "{} changed while it was logged; log it again once it is written",
-                                        staged[i].path.display()
+                                        staged[*i].path.display()
                                     ),
                                 ));
                             }
-                            if let Some(t) = again.temp {
+                            Ok(again.temp)
+                        })?;
+                        for ((hash, _), temp) in wanted.into_iter().zip(copied) {
+                            if let Some(t) = temp {
                                 temps_by_hash.insert(hash, t);
                             }
                         }
-                        sync_filesystem(&self.tmp_dir()).map_err(io_err(format!(
-                            "artifact {name}: cannot write into the store"
-                        )))?;
+                        if cfg!(target_os = "linux") {
+                            sync_filesystem(&self.tmp_dir()).map_err(io_err(format!(
+                                "artifact {name}: cannot write into the store"
+                            )))?;
+                        }
                     }
                 }
             }
