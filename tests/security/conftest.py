@@ -258,6 +258,65 @@ def seed(server: Server) -> dict[str, str]:
     }
 
 
+def labbook_python() -> str:
+    """An interpreter with the labbook SDK: $LABBOOK_PYTHON or the repo's .venv."""
+    for candidate in (os.environ.get("LABBOOK_PYTHON"), str(REPO / ".venv/bin/python")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    pytest.fail("no Python with the labbook SDK: run `make build` or set LABBOOK_PYTHON")
+    raise AssertionError
+
+
+# Versioned artifacts come only from the SDK (or the CLI), never over HTTP:
+# logged into the server's store directly, as a script beside it would.
+SEED_ARTIFACTS = """
+import json, pathlib, sys
+import labbook
+root = pathlib.Path(sys.argv[1])
+files = int(sys.argv[2])
+data = root / "data"
+(data / "sub").mkdir(parents=True)
+(data / "train.csv").write_text("x,y\\n1,2\\n")
+(data / "sub" / "notes.txt").write_text("victim notes")
+for i in range(files):
+    (data / "many" / f"{i // 1000:03d}").mkdir(parents=True, exist_ok=True)
+    (data / "many" / f"{i // 1000:03d}" / f"f{i:06d}.txt").write_text(str(i))
+(root / "model.pt").write_bytes(b"victim weights")
+maker = labbook.init(project="victim", name="artifact-maker", system_metrics=False)
+art = labbook.Artifact("victim-data", type="dataset", metadata={"rows": 2}, description="victim data")
+art.add_dir(str(data))
+maker.log_artifact(art, aliases=["best"])
+maker.finish()
+user = labbook.init(project="victim", name="artifact-user", system_metrics=False)
+user.use_artifact("victim-data:best")
+user.log_model(str(root / "model.pt"), name="victim-weights")
+user.finish()
+print(json.dumps({"artifact_run": user.id, "artifact_maker": maker.id}))
+"""
+
+
+def seed_artifacts(server: Server, files: int = 0) -> dict[str, str]:
+    """Versioned artifacts in the project "victim": the dataset
+    `victim-data` (v0, @best; two files and `files` more) logged by one run,
+    used by another that logged the model `victim-weights`. Returns the run
+    ids (`artifact_maker`, `artifact_run`: the user)."""
+    work = server.store.parent / "artifact-seed"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABBOOK_")}
+    env["LABBOOK_DIR"] = str(server.store)
+    done = subprocess.run(
+        [labbook_python(), "-c", SEED_ARTIFACTS, str(work), str(files)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    ids: dict[str, str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return ids
+
+
 def raw_http(host: str, port: int, request: bytes, timeout: float = 10.0) -> bytes:
     """Sends bytes as they are (requests would fix a bad Host or method) and
     reads the whole answer."""

@@ -21,6 +21,7 @@ from conftest import (
     body_json,
     raw_http,
     seed,
+    seed_artifacts,
     status_of,
     store_snapshot,
 )
@@ -157,7 +158,23 @@ def refused(answer: bytes, status: int, mlflow: bool, code: str) -> None:
 
 @pytest.fixture
 def victim(serve: Server) -> tuple[Server, dict[str, str]]:
-    return serve, seed(serve)
+    ids = seed(serve)
+    ids.update(seed_artifacts(serve))
+    return serve, ids
+
+
+def artifact_reads(ids: dict[str, str]) -> list[str]:
+    """A path of each endpoint of versioned artifacts, naming what the
+    victim's store holds."""
+    version = "/api/v1/projects/victim/artifacts/victim-data/versions/best"
+    return [
+        "/api/v1/projects/victim/artifacts",
+        "/api/v1/projects/victim/artifacts/victim-data",
+        version,
+        f"{version}/lineage",
+        f"/api/v1/runs/{ids['artifact_run']}/lineage",
+        f"/api/v1/runs/{ids['artifact_run']}/artifact-versions",
+    ]
 
 
 def test_foreign_host_names_are_refused_for_every_kind_of_request(
@@ -184,6 +201,7 @@ def test_foreign_host_names_are_refused_for_every_kind_of_request(
         ),
         ("POST", "/api/2.0/mlflow/experiments/create", b'{"name": "pwned"}', True),
         ("DELETE", artifact, b"", True),
+        *(("GET", path, b"", False) for path in artifact_reads(ids)),
     ]
     bad_hosts = [
         "evil.example",
@@ -200,6 +218,7 @@ def test_foreign_host_names_are_refused_for_every_kind_of_request(
             # An empty Host is refused by the HTTP layer or the guard: 400 or 403.
             assert status_of(answer) in (400, 403), (bad, path, answer[:300])
             assert b"victim" not in answer and b"seedrun1" not in answer, (bad, path)
+            assert ids["artifact_run"].encode() not in answer, (bad, path)
             if status_of(answer) == 403:
                 refused(answer, 403, mlflow, "FORBIDDEN_HOST")
     no_host = raw_http(
@@ -404,6 +423,7 @@ def test_api_reads_embedded_by_other_sites_are_refused(
         "/api/2.0/mlflow/experiments/search?max_results=5",
         artifact,
         "/api/v1/events?project=victim",
+        *artifact_reads(ids),
     ):
         for site, dest in (
             ("cross-site", "image"),

@@ -17,7 +17,7 @@ import pytest
 import requests
 import schemathesis
 import yaml
-from conftest import REPO, Server, seed, start_server, stop
+from conftest import REPO, Server, seed, seed_artifacts, start_server, stop
 from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 
 OPENAPI = REPO / "docs/openapi.yaml"
@@ -223,7 +223,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dic
     hypothesis.configuration.set_hypothesis_home_dir(tmp_path_factory.mktemp("hypothesis"))
     server = start_server(tmp_path_factory.mktemp("openapi"), "serve", ())
     try:
-        yield server, seed(server)
+        ids = seed(server)
+        ids.update(seed_artifacts(server))
+        yield server, ids
     finally:
         stop(server.process)
         hypothesis.configuration.set_hypothesis_home_dir(None)
@@ -379,6 +381,58 @@ def test_real_answers_match_the_documented_schemas(live: tuple[Server, dict[str,
     for path in ("/api/v1/runs/tags", "/api/v1/runs/delete", "/api/v1/runs/restore"):
         assert post(path, path, {"ids": ["openapi1"], "add": ["d"]}) == {"ok": True}
 
+    # Versioned artifacts: every answer, and the errors of each.
+    base = "/api/v1/projects/{project}/artifacts"
+    version_t = base + "/{name}/versions/{version}"
+    names = get(base, "/api/v1/projects/victim/artifacts")
+    assert names["types"] == ["dataset", "model"] and names["total"] == 2
+    assert names["artifacts"][0]["aliases"] == {"best": 0, "latest": 0}
+    assert get(base, "/api/v1/projects/victim/artifacts", type="model", limit=1)["total"] == 1
+    versions = get(base + "/{name}", "/api/v1/projects/victim/artifacts/victim-data")
+    assert versions["versions"][0]["producer"]["id"] == ids["artifact_maker"]
+    detail = get(version_t, "/api/v1/projects/victim/artifacts/victim-data/versions/best", limit=1)
+    assert detail["files_left_out"] == 1 and detail["metadata"] == {"rows": 2}
+    assert {r["role"] for r in detail["runs"]} == {"input", "output"}
+    graph = get(
+        version_t + "/lineage", "/api/v1/projects/victim/artifacts/victim-data/versions/v0/lineage"
+    )
+    assert {n["kind"] for n in graph["nodes"]} == {"artifact", "run"} and graph["edges"]
+    run_graph = get("/api/v1/runs/{id}/lineage", f"/api/v1/runs/{ids['artifact_run']}/lineage")
+    assert run_graph["root"] == ids["artifact_run"]
+    io = get(
+        "/api/v1/runs/{id}/artifact-versions",
+        f"/api/v1/runs/{ids['artifact_run']}/artifact-versions",
+    )
+    assert [v["ref"] for v in io["inputs"]] == ["victim-data:v0"]
+    assert [v["ref"] for v in io["outputs"]] == ["victim-weights:v0"]
+    assert get(base, "/api/v1/projects/nope/artifacts")["error"]["code"] == "NOT_FOUND"
+    assert get(base, "/api/v1/projects/victim/artifacts", type="a/b")["error"]["field"] == "type"
+    assert (
+        get(base + "/{name}", "/api/v1/projects/victim/artifacts/%2E%2E")["error"]["field"]
+        == "name"
+    )
+    assert (
+        get(version_t, "/api/v1/projects/victim/artifacts/victim-data/versions/v9")["error"]["code"]
+        == "NOT_FOUND"
+    )
+    assert (
+        get(version_t + "/lineage", "/api/v1/projects/victim/artifacts/x/versions/.v")["error"][
+            "field"
+        ]
+        == "version"
+    )
+    assert get("/api/v1/runs/{id}/lineage", "/api/v1/runs/nope/lineage")["error"]["code"] == (
+        "NOT_FOUND"
+    )
+    assert (
+        get(
+            "/api/v1/runs/{id}/artifact-versions",
+            "/api/v1/runs/openapi1/artifact-versions",
+            limit=-1,
+        )["error"]["field"]
+        == "limit"
+    )
+
     # The errors, each as documented for its operation.
     assert get("/api/v1/runs/{id}", "/api/v1/runs/nope")["error"]["code"] == "NOT_FOUND"
     bad = get(
@@ -481,6 +535,12 @@ def test_a_path_that_is_not_utf8_gets_the_error_object(
         ("/api/v1/runs/{id}/output", "/api/v1/runs/%C3%28/output"),
         ("/api/v1/projects/{project}/runs", "/api/v1/projects/%FF/runs"),
         ("/api/v1/projects/{project}/keys", "/api/v1/projects/%FF/keys"),
+        ("/api/v1/projects/{project}/artifacts", "/api/v1/projects/%FF/artifacts"),
+        (
+            "/api/v1/projects/{project}/artifacts/{name}/versions/{version}",
+            "/api/v1/projects/victim/artifacts/%FF/versions/v0",
+        ),
+        ("/api/v1/runs/{id}/lineage", "/api/v1/runs/%C3%28/lineage"),
     ):
         answer = server.get(path)
         assert 400 <= answer.status_code < 500, (path, answer.status_code)
@@ -605,9 +665,29 @@ def aim_at_the_store(case: Any, ids: dict[str, str]) -> None:
             if path.startswith("/api/v1/runs/{id}/artifacts"):
                 held = ids["mlflow_run"]
             case.path_parameters = {**case.path_parameters, "id": held}
-        if "name" in case.path_parameters and _pick(case, "name", 2):
+        if path.startswith("/api/v1/runs/{id}/") and path.endswith(
+            ("/lineage", "/artifact-versions")
+        ):
+            # The run that used and logged versions, where the id was aimed.
+            if case.path_parameters.get("id") == run:
+                case.path_parameters = {**case.path_parameters, "id": ids["artifact_run"]}
+        if path.startswith("/api/v1/projects/{project}/artifacts"):
+            # An artifact's paths need the project, the name and the version
+            # right at once: aimed together.
+            if _pick(case, "artifact", 4):
+                aimed = {"project": project}
+                if "name" in case.path_parameters:
+                    aimed["name"] = "victim-data"
+                if "version" in case.path_parameters:
+                    aimed["version"] = ("v0", "best", "latest")[_pick(case, "version", 3)]
+                case.path_parameters = {**case.path_parameters, **aimed}
+        elif "name" in case.path_parameters and _pick(case, "name", 2):
             case.path_parameters = {**case.path_parameters, "name": "victim-model"}
-        if "project" in case.path_parameters and _pick(case, "project", 2):
+        if (
+            "project" in case.path_parameters
+            and not path.startswith("/api/v1/projects/{project}/artifacts")
+            and _pick(case, "project", 2)
+        ):
             case.path_parameters = {**case.path_parameters, "project": project}
     if isinstance(case.query, dict) and case.query:
         if "runs" in case.query and _pick(case, "runs", 2):
