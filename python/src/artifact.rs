@@ -74,6 +74,7 @@ impl Artifact {
             sources: self.sources.clone(),
             aliases,
             run_id,
+            run_role: labbook_store::versions::EdgeRole::Output,
             in_place: false,
             now_ms: crate::now_ms(),
         }

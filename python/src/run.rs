@@ -239,6 +239,27 @@ fn step_arg(step: Option<&Bound<'_, PyAny>>) -> PyResult<Option<i64>> {
     })
 }
 
+/// Logs a version a run produced, and the first time the run logs those
+/// contents, shows its files among the run's own (`<name>/…` in the run's
+/// artifacts), where MLflow clients and the dashboard list them.
+fn log_and_show(
+    store: &SqliteStore,
+    new: &labbook_store::versions::NewArtifactVersion,
+) -> Result<ArtifactVersion, StoreError> {
+    let logged = store.log_artifact_version(new)?;
+    if logged.new_edge
+        && let Some(run_id) = &new.run_id
+        && let Some(dir) = labbook_server::run_artifact_dir(store, &store.get_run(run_id)?)
+    {
+        store.link_version_files(
+            logged.version.id,
+            &format!("{dir}/{}", logged.version.name),
+            now_ms(),
+        )?;
+    }
+    Ok(logged.version)
+}
+
 /// An artifact of one file or folder, named after it unless `name` says.
 fn path_version(path: &std::path::Path, name: Option<String>, kind: &str) -> PyResult<Artifact> {
     let name = match name {
@@ -894,13 +915,10 @@ impl RunCore {
                 )
             }
         };
-        let logged = py
-            .detach(|| store.log_artifact_version(&new))
+        let version = py
+            .detach(|| log_and_show(&store, &new))
             .map_err(to_py_err)?;
-        Ok(ArtifactVersionView {
-            version: logged.version,
-            store,
-        })
+        Ok(ArtifactVersionView { version, store })
     }
 
     /// Logs a model file or folder: `log_artifact` with `type="model"`.
@@ -922,13 +940,10 @@ impl RunCore {
             string_list(aliases, "aliases")?,
             Some(self.id.clone()),
         );
-        let logged = py
-            .detach(|| store.log_artifact_version(&new))
+        let version = py
+            .detach(|| log_and_show(&store, &new))
             .map_err(to_py_err)?;
-        Ok(ArtifactVersionView {
-            version: logged.version,
-            store,
-        })
+        Ok(ArtifactVersionView { version, store })
     }
 
     /// Records that this run reads a version (`name`, `name:v3`,

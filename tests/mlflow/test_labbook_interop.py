@@ -243,3 +243,83 @@ def test_dashboard_downloads_survive_compression(
         assert resp.content == body, encoding
     preview = requests.get(f"{url[: -len('/raw')]}/preview", params={"path": "data.json"}).json()
     assert preview["kind"] == "text" and preview["format"] == "json"
+
+
+def test_mlflow_datasets_and_logged_models_join_labbooks_lineage(
+    server: Server, experiment: Experiment
+) -> None:
+    import numpy as np
+    from mlflow.entities import LoggedModelInput
+    from sklearn.linear_model import LogisticRegression
+
+    features = np.arange(40, dtype=float).reshape(20, 2)
+    labels = np.arange(20) % 2
+    with mlflow.start_run(run_name="fit"):
+        dataset = mlflow.data.from_numpy(features, source="data/spirals.npy", name="spirals")
+        mlflow.log_input(dataset, context="training")
+        info = mlflow.sklearn.log_model(LogisticRegression().fit(features, labels), name="clf")
+    with mlflow.start_run(run_name="evaluate") as evaluate:
+        mlflow.MlflowClient().log_inputs(
+            evaluate.info.run_id, models=[LoggedModelInput(info.model_id)]
+        )
+
+    listed = {
+        a["name"]: a
+        for a in json.loads(
+            labbook(server, "artifact", "ls", "--project", experiment.name, "--json")
+        )
+    }
+    assert listed["spirals"]["type"] == "dataset"
+    assert listed["clf"]["type"] == "model"
+    shown = json.loads(
+        labbook(server, "artifact", "show", "clf", "--project", experiment.name, "--json")
+    )
+    assert shown["metadata"]["mlflow"]["model_id"] == info.model_id
+    assert "MLmodel" in {f["path"] for f in shown["file_list"]}, "the model's own files, no copy"
+    assert {(r["run_name"], r["role"]) for r in shown["runs"]} == {
+        ("fit", "output"),
+        ("evaluate", "input"),
+    }
+    data = json.loads(
+        labbook(server, "artifact", "show", "spirals", "--project", experiment.name, "--json")
+    )
+    assert data["metadata"]["mlflow"]["digest"] == dataset.digest
+    assert "data/spirals.npy" in json.dumps(data["metadata"]["mlflow"]["source"])
+    assert data["metadata"]["mlflow"]["source_type"] == dataset.source._get_source_type()
+
+    graph = json.loads(
+        labbook(server, "lineage", "spirals", "--project", experiment.name, "--json")
+    )
+    names = {n["id"]: n["name"] for n in graph["nodes"]}
+    edges = {(names[e["from"]], names[e["to"]]) for e in graph["edges"]}
+    assert edges == {("spirals", "fit"), ("fit", "clf"), ("clf", "evaluate")}
+
+
+def test_a_labbook_artifact_logged_on_a_run_is_in_mlflows_listing(
+    server: Server, experiment: Experiment, tmp_path: Any
+) -> None:
+    with mlflow.start_run(run_name="producer") as run:
+        pass
+    data = tmp_path / "weights"
+    (data / "sub").mkdir(parents=True)
+    (data / "w.bin").write_bytes(b"\x00\x01" * 1000)
+    (data / "sub" / "cfg.json").write_text('{"layers": 2}')
+    labbook(
+        server,
+        "artifact",
+        "log",
+        str(data),
+        "--name",
+        "ckpt",
+        "--type",
+        "model",
+        "--run",
+        run.info.run_id,
+    )
+    client = mlflow.MlflowClient()
+    top = {f.path: f for f in client.list_artifacts(run.info.run_id)}
+    assert top["ckpt"].is_dir
+    inside = {f.path: f.file_size for f in client.list_artifacts(run.info.run_id, "ckpt")}
+    assert inside == {"ckpt/sub": None, "ckpt/w.bin": 2000}
+    got = client.download_artifacts(run.info.run_id, "ckpt/sub/cfg.json", str(tmp_path / "dl"))
+    assert json.loads(open(got).read()) == {"layers": 2}

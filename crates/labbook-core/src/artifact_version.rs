@@ -24,7 +24,13 @@ pub fn validate_artifact_name(name: &str) -> Result<(), ValidationError> {
 /// `train.npz`, `my data/` → `my_data`): characters outside the name's
 /// alphabet become `_`; `None` when nothing usable is left.
 pub fn name_from_path(path: &std::path::Path) -> Option<String> {
-    let base = path.file_name()?.to_str()?;
+    name_from_text(path.file_name()?.to_str()?)
+}
+
+/// An artifact name made from any text (an MLflow dataset's or model's
+/// name): characters outside the name's alphabet become `_`, leading `.`
+/// and `-` go; `None` when nothing usable is left.
+pub fn name_from_text(base: &str) -> Option<String> {
     let mut name: String = base
         .chars()
         .map(|c| {

@@ -32,15 +32,8 @@ mod mlflow;
 #[cfg(feature = "serve")]
 pub use mlflow::logged_model_by_id;
 
-/// Where a run's artifacts are in the store's artifact tree (MLflow's
-/// layout decides it), or `None` for a run whose files live elsewhere.
-#[cfg(feature = "serve")]
-pub fn run_artifact_dir(
-    store: &dyn labbook_store::Store,
-    run: &labbook_core::RunRecord,
-) -> Option<String> {
-    mlflow::run_artifact_base(store, run).ok()
-}
+pub mod layout;
+pub use layout::run_artifact_dir;
 #[cfg(feature = "serve")]
 mod preview;
 #[cfg(feature = "serve")]

@@ -154,6 +154,22 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<serde_json::Value>>;
 
     // Versioned artifacts (issue 11).
+    /// Records a version from files the store holds already, or from none
+    /// (`digest` then names it): how MLflow's datasets and logged models
+    /// join the lineage.
+    fn record_artifact_version(
+        &self,
+        new: &NewArtifactVersion,
+        entries: Vec<labbook_core::artifact_version::ManifestEntry>,
+        digest: Option<String>,
+    ) -> Result<ArtifactVersion>;
+    /// The plain artifact files under `dir`, with their hashes.
+    fn artifact_files_under(
+        &self,
+        dir: &str,
+    ) -> Result<Vec<labbook_core::artifact_version::ManifestEntry>>;
+    /// Shows a version's stored files as plain artifact files under `prefix`.
+    fn link_version_files(&self, version_id: i64, prefix: &str, now_ms: i64) -> Result<()>;
     /// Logs a version of an artifact: hashes and stores its files (see `sqlite/versions.rs`); the same contents again under a name give back the live version that has them.
     fn log_artifact_version(&self, new: &NewArtifactVersion) -> Result<LoggedVersion>;
     /// The version `name:v3`, `name:alias` or `name` names (without a project, the name must be in one project).

@@ -979,6 +979,23 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync) -> 
 }
 
 impl Store for SqliteStore {
+    fn artifact_files_under(
+        &self,
+        dir: &str,
+    ) -> Result<Vec<labbook_core::artifact_version::ManifestEntry>> {
+        SqliteStore::artifact_files_under(self, dir)
+    }
+    fn record_artifact_version(
+        &self,
+        new: &NewArtifactVersion,
+        entries: Vec<labbook_core::artifact_version::ManifestEntry>,
+        digest: Option<String>,
+    ) -> Result<ArtifactVersion> {
+        SqliteStore::record_artifact_version(self, new, entries, digest)
+    }
+    fn link_version_files(&self, version_id: i64, prefix: &str, now_ms: i64) -> Result<()> {
+        SqliteStore::link_version_files(self, version_id, prefix, now_ms)
+    }
     fn log_artifact_version(&self, new: &NewArtifactVersion) -> Result<LoggedVersion> {
         SqliteStore::log_artifact_version(self, new)
     }

@@ -32,8 +32,10 @@ pub struct NewArtifactVersion {
     pub sources: Vec<VersionSource>,
     /// Aliases to point at the version (`latest` always is).
     pub aliases: Vec<String>,
-    /// The run that produced it: an output edge in the lineage.
+    /// The run that produced (or, with `run_role` input, used) it: an
+    /// edge in the lineage.
     pub run_id: Option<String>,
+    pub run_role: EdgeRole,
     /// Record the files where they are instead of copying them.
     pub in_place: bool,
     pub now_ms: i64,
@@ -81,6 +83,9 @@ pub struct LoggedVersion {
     pub bytes_stored: u64,
     /// Files whose hash came from the hash cache, unread.
     pub cached_files: u64,
+    /// Whether the run's link to the version is new (the first time this
+    /// run logged or used these contents).
+    pub new_edge: bool,
 }
 
 /// A named artifact and its versions, for listings.
@@ -99,12 +104,13 @@ pub struct ArtifactName {
 }
 
 /// How a run touched a version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EdgeRole {
     /// The run used (read) the version.
     Input,
     /// The run logged (produced) the version.
+    #[default]
     Output,
 }
 

@@ -307,7 +307,11 @@ fn show(app: &App, args: ShowArgs) -> Result<ExitCode> {
     ));
     lines.push(field(
         "created",
-        format!("{} ({})", fmt::iso_utc(v.created_ms), fmt::ago(now, v.created_ms)),
+        format!(
+            "{} ({})",
+            fmt::iso_utc(v.created_ms),
+            fmt::ago(now, v.created_ms)
+        ),
     ));
     if !v.aliases.is_empty() {
         lines.push(field(
@@ -395,12 +399,14 @@ fn log(app: &App, args: LogArgs) -> Result<ExitCode> {
     };
     let name = match &args.name {
         Some(n) => n.clone(),
-        None => labbook_core::artifact_version::name_from_path(&args.paths[0]).ok_or_else(|| {
-            crate::error::hinted(
-                format!("{} gives no artifact name", args.paths[0].display()),
-                "name it with --name",
-            )
-        })?,
+        None => {
+            labbook_core::artifact_version::name_from_path(&args.paths[0]).ok_or_else(|| {
+                crate::error::hinted(
+                    format!("{} gives no artifact name", args.paths[0].display()),
+                    "name it with --name",
+                )
+            })?
+        }
     };
     let sources = args
         .paths
@@ -426,11 +432,22 @@ fn log(app: &App, args: LogArgs) -> Result<ExitCode> {
         kind: args.kind.clone(),
         sources,
         aliases: args.aliases.clone(),
-        run_id: run.map(|r| r.id),
+        run_id: run.as_ref().map(|r| r.id.clone()),
         in_place: args.reference,
         now_ms: now_ms(),
         ..Default::default()
     })?;
+    // Shown among the run's own files too, where MLflow clients list them.
+    if logged.new_edge
+        && let Some(run) = &run
+        && let Some(dir) = labbook_server::run_artifact_dir(&*store, run)
+    {
+        store.link_version_files(
+            logged.version.id,
+            &format!("{dir}/{}", logged.version.name),
+            now_ms(),
+        )?;
+    }
     let elapsed = started.elapsed();
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -470,9 +487,9 @@ fn log(app: &App, args: LogArgs) -> Result<ExitCode> {
 fn get(app: &App, args: GetArgs) -> Result<ExitCode> {
     let (store, _) = app.open_existing()?;
     let v = resolve(&store, &args.at)?;
-    let dest = args.output.unwrap_or_else(|| {
-        PathBuf::from("artifacts").join(format!("{}:v{}", v.name, v.version))
-    });
+    let dest = args
+        .output
+        .unwrap_or_else(|| PathBuf::from("artifacts").join(format!("{}:v{}", v.name, v.version)));
     store.download_artifact_version(&v, &dest)?;
     let paint = app.out();
     writeln!(
@@ -494,8 +511,10 @@ fn diff(app: &App, args: DiffArgs) -> Result<ExitCode> {
     };
     let a = resolve(&store, &at(&args.from))?;
     let b = resolve(&store, &at(&args.to))?;
-    let (ma, mb): (Manifest, Manifest) =
-        (store.artifact_manifest(a.id)?, store.artifact_manifest(b.id)?);
+    let (ma, mb): (Manifest, Manifest) = (
+        store.artifact_manifest(a.id)?,
+        store.artifact_manifest(b.id)?,
+    );
     let d = ma.diff(&mb);
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -658,7 +677,11 @@ fn render_lineage(graph: &LineageGraph, paint: Painter) -> Vec<String> {
             let Some(n) = node(id) else { continue };
             let indent = "   ".repeat(depth - 1);
             if !seen.insert(id) {
-                lines.push(format!("  {indent}{arrow} {} {}", node_label(n, paint), paint.dim("(above)")));
+                lines.push(format!(
+                    "  {indent}{arrow} {} {}",
+                    node_label(n, paint),
+                    paint.dim("(above)")
+                ));
                 continue;
             }
             lines.push(format!("  {indent}{arrow} {}", node_label(n, paint)));
@@ -668,7 +691,9 @@ fn render_lineage(graph: &LineageGraph, paint: Painter) -> Vec<String> {
         }
     }
     if graph.truncated {
-        lines.push(paint.dim("  … the graph goes on beyond this depth (--json has what was walked)"));
+        lines.push(
+            paint.dim("  … the graph goes on beyond this depth (--json has what was walked)"),
+        );
     }
     lines
 }
@@ -701,10 +726,7 @@ pub fn gc(app: &App, args: GcArgs) -> Result<ExitCode> {
         if report.versions_purged.is_empty() {
             String::new()
         } else {
-            format!(
-                ", from {} deleted versions",
-                report.versions_purged.len()
-            )
+            format!(", from {} deleted versions", report.versions_purged.len())
         },
         if report.stale_temp_files > 0 {
             format!(", and {} stale temporary files", report.stale_temp_files)

@@ -35,13 +35,7 @@ pub fn routes() -> Router<AppState> {
 /// The store path an `mlflow-artifacts:` URI names (`None` for a URI this
 /// server does not hold, such as a local path an experiment chose).
 pub fn store_path_of(uri: &str) -> Option<String> {
-    let rest = uri.strip_prefix("mlflow-artifacts:")?;
-    // `mlflow-artifacts://host:port/path` names a server; the path is ours.
-    let path = match rest.strip_prefix("//") {
-        Some(with_host) => with_host.split_once('/').map_or("", |(_, p)| p),
-        None => rest.trim_start_matches('/'),
-    };
-    Some(path.trim_end_matches('/').to_string())
+    crate::layout::store_path_of(uri)
 }
 
 /// The entries of folder `rel` under `base` (a run's or a logged model's

@@ -15,6 +15,7 @@ pub use artifacts::{listing, media_type, send_file};
 pub use registry::{logged_model_artifact_base, logged_model_by_id};
 pub use tracking::run_artifact_base;
 mod filter;
+mod lineage;
 mod registry;
 mod source;
 mod tracking;

@@ -300,6 +300,9 @@ async fn finalize_logged_model(
             m.status = status;
             Ok(())
         })?;
+        if m.status == LoggedModelStatus::Ready {
+            super::lineage::model_version(store(state), &m, None)?;
+        }
         Ok(wire(
             json!({ "model": logged_model_json(store(state), &m) }),
         ))

@@ -105,9 +105,7 @@ const USER_TAG: &str = "mlflow.user";
 
 /// Where a project's artifacts live, as an MLflow URI.
 pub fn artifact_root(p: &Project) -> String {
-    p.artifact_location
-        .clone()
-        .unwrap_or_else(|| format!("mlflow-artifacts:/{}", p.id))
+    crate::layout::project_artifact_root(p)
 }
 
 pub fn experiment_json(p: &Project) -> Value {
@@ -997,12 +995,30 @@ async fn log_inputs(State(state): State<AppState>, req: Req) -> MlResult {
         .iter()
         .map(|m| Ok(m.str("model_id")?.to_string()))
         .collect::<MlResult<_>>()?;
-    let patch = RunPatch {
-        add_inputs: inputs,
-        add_model_inputs: models,
-        ..RunPatch::default()
-    };
-    patch_active_run(&state, id, patch).await
+    blocking(&state, move |state| {
+        let s = store(state);
+        let run = active_run(s, &id)?;
+        s.update_run(
+            &id,
+            &RunPatch {
+                add_inputs: inputs.clone(),
+                add_model_inputs: models.clone(),
+                ..RunPatch::default()
+            },
+        )?;
+        // The same inputs as artifact versions, in labbook's lineage.
+        for d in &inputs {
+            super::lineage::dataset_used(s, &run, d)?;
+        }
+        for model in models
+            .iter()
+            .filter_map(|m| super::logged_model_by_id(s, m))
+        {
+            super::lineage::model_version(s, &model, Some(&run))?;
+        }
+        Ok(wire(json!({})))
+    })
+    .await
 }
 
 async fn log_outputs(State(state): State<AppState>, req: Req) -> MlResult {

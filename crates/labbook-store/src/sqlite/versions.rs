@@ -62,7 +62,9 @@ struct Hashed {
 }
 
 enum Landed {
-    Done(Box<(i64, bool, u64)>),
+    /// The version, whether it is new, bytes stored, whether the run's
+    /// edge to it is new.
+    Done(Box<(i64, bool, u64, bool)>),
     /// Contents the transaction needed and found neither as a blob nor as
     /// a temp file: copied outside the lock, then tried again.
     Missing(Vec<String>),
@@ -430,11 +432,12 @@ impl SqliteStore {
                     &cache_rows,
                 )? {
                     Landed::Done(done) => {
-                        let (id, created, bytes_stored) = *done;
+                        let (id, created, bytes_stored, new_edge) = *done;
                         return Ok(LoggedVersion {
                             version: self.artifact_version_by_id(id)?,
                             created,
                             bytes_stored,
+                            new_edge,
                             cached_files: hashed.iter().filter(|h| h.from_cache).count() as u64,
                         });
                     }
@@ -516,10 +519,11 @@ impl SqliteStore {
                 .optional()?;
             if let Some(id) = existing {
                 point_aliases(tx, name_id, id, &new.aliases)?;
-                if let Some(run) = &new.run_id {
-                    add_edge(tx, id, run, EdgeRole::Output, new.now_ms)?;
-                }
-                return Ok(Landed::Done(Box::new((id, false, 0))));
+                let linked = match &new.run_id {
+                    Some(run) => add_edge(tx, id, run, new.run_role, new.now_ms)?,
+                    None => false,
+                };
+                return Ok(Landed::Done(Box::new((id, false, 0, linked))));
             }
             let needed: BTreeSet<&str> = manifest
                 .entries()
@@ -587,11 +591,111 @@ impl SqliteStore {
             let mut aliases = new.aliases.clone();
             aliases.push(LATEST.to_string());
             point_aliases(tx, name_id, id, &aliases)?;
-            if let Some(run) = &new.run_id {
-                add_edge(tx, id, run, EdgeRole::Output, new.now_ms)?;
-            }
-            Ok(Landed::Done(Box::new((id, true, bytes_stored))))
+            let linked = match &new.run_id {
+                Some(run) => add_edge(tx, id, run, new.run_role, new.now_ms)?,
+                None => false,
+            };
+            Ok(Landed::Done(Box::new((id, true, bytes_stored, linked))))
         })
+    }
+
+    /// Records a version whose files the store already holds (stored
+    /// entries must name blobs present) or that has none (a dataset known
+    /// only by its source and digest, as an MLflow client logs one): the
+    /// MLflow API's datasets and logged models join the lineage this way.
+    /// `digest` replaces the manifest's when the version has no files.
+    pub fn record_artifact_version(
+        &self,
+        new: &NewArtifactVersion,
+        entries: Vec<ManifestEntry>,
+        digest: Option<String>,
+    ) -> Result<ArtifactVersion> {
+        let name = new.name.as_str();
+        validate_artifact_name(name)?;
+        validate_artifact_type(&new.kind).map_err(|e| within(name, e))?;
+        let metadata = serde_json::Value::Object(new.metadata.clone()).to_string();
+        if metadata.len() > MAX_METADATA_BYTES {
+            return Err(invalid(
+                name,
+                "metadata",
+                format!("is {} bytes; at most {MAX_METADATA_BYTES}", metadata.len()),
+            ));
+        }
+        let manifest = Manifest::new(entries).map_err(|e| within(name, e))?;
+        let digest = match digest {
+            Some(d) if manifest.entries().is_empty() => d,
+            _ => manifest_digest(&manifest),
+        };
+        match self.land_version(new, &metadata, &manifest, &digest, &HashMap::new(), &[])? {
+            Landed::Done(done) => self.artifact_version_by_id(done.0),
+            Landed::Missing(hashes) => Err(StoreError::NotFound {
+                what: "artifact contents",
+                id: hashes.join(", "),
+            }),
+        }
+    }
+
+    /// Makes a version's stored files also plain artifact files under
+    /// `prefix` (replacing what was there), so a listing of that folder
+    /// (a run's MLflow artifacts) shows them. No bytes are copied.
+    pub fn link_version_files(&self, version_id: i64, prefix: &str, now_ms: i64) -> Result<()> {
+        let prefix = normalize_artifact_path(prefix)?;
+        if prefix.is_empty() {
+            return Err(ValidationError::new(
+                "path",
+                "a version is linked under a folder, not the root",
+            )
+            .into());
+        }
+        let manifest = self.artifact_manifest(version_id)?;
+        let upper = format!("{prefix}0");
+        let under = format!("{prefix}/");
+        self.write(|tx| {
+            tx.prepare_cached("DELETE FROM artifacts WHERE path >= ?1 AND path < ?2")?
+                .execute(params![under, upper])?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO artifacts (path, hash, size, created_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (path) DO UPDATE SET hash = excluded.hash, size = excluded.size,
+                     created_ms = excluded.created_ms",
+            )?;
+            for e in manifest.entries().iter().filter(|e| e.reference.is_none()) {
+                insert.execute(params![
+                    format!("{under}{}", e.path),
+                    e.hash,
+                    e.size as i64,
+                    now_ms
+                ])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Every plain artifact file under `dir` with its hash, paths relative
+    /// to `dir`: what a logged model's folder holds, as a manifest.
+    pub fn artifact_files_under(&self, dir: &str) -> Result<Vec<ManifestEntry>> {
+        let dir = normalize_artifact_path(dir)?;
+        let under = format!("{dir}/");
+        let upper = format!("{dir}0");
+        let conn = self.conn.lock();
+        let rows = conn
+            .prepare_cached(
+                "SELECT path, size, hash FROM artifacts WHERE path >= ?1 AND path < ?2 ORDER BY path",
+            )?
+            .query_map(params![under, upper], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(path, size, hash)| {
+                Some(ManifestEntry {
+                    path: path.strip_prefix(&under)?.to_string(),
+                    size: size as u64,
+                    hash,
+                    reference: None,
+                })
+            })
+            .collect())
     }
 
     /// A version by its row id.
@@ -794,7 +898,7 @@ impl SqliteStore {
     pub fn use_artifact_version(&self, run_id: &str, version_id: i64, now_ms: i64) -> Result<()> {
         self.write(|tx| {
             Self::run_pk(tx, run_id)?;
-            add_edge(tx, version_id, run_id, EdgeRole::Input, now_ms)
+            add_edge(tx, version_id, run_id, EdgeRole::Input, now_ms).map(|_| ())
         })
     }
 
@@ -930,10 +1034,16 @@ impl SqliteStore {
         version: &ArtifactVersion,
     ) -> Result<Vec<ChangedFile>> {
         let manifest = self.artifact_manifest(version.id)?;
+        // Only files can be checked: a reference elsewhere (an MLflow
+        // dataset's source) is a record of where the data came from.
         let refs: Vec<&ManifestEntry> = manifest
             .entries()
             .iter()
-            .filter(|e| e.reference.is_some())
+            .filter(|e| {
+                e.reference
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("file://"))
+            })
             .collect();
         if refs.is_empty() {
             return Ok(Vec::new());
@@ -1305,19 +1415,21 @@ fn point_aliases(
     Ok(())
 }
 
+/// Links a run to a version; false if that link was there already.
 fn add_edge(
     tx: &Transaction<'_>,
     version_id: i64,
     run_id: &str,
     role: EdgeRole,
     now_ms: i64,
-) -> Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO artifact_edges (version_id, run_id, role, created_ms) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT DO NOTHING",
-    )?
-    .execute(params![version_id, run_id, role.as_str(), now_ms])?;
-    Ok(())
+) -> Result<bool> {
+    Ok(tx
+        .prepare_cached(
+            "INSERT INTO artifact_edges (version_id, run_id, role, created_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![version_id, run_id, role.as_str(), now_ms])?
+        > 0)
 }
 
 fn save_cache(tx: &Transaction<'_>, rows: &[(String, FileStamp, String)]) -> Result<()> {
