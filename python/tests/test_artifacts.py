@@ -538,3 +538,22 @@ def test_a_full_disk_during_a_log_is_a_clear_error_and_loses_nothing(
     with pytest.raises(KeyError):
         run.use_artifact("big")
     run.finish()
+
+
+def test_a_purged_run_leaves_its_versions_and_gc_frees_what_only_it_held(store: Path) -> None:
+    data = make_data(Path("data"), {"w.bin": b"weights"})
+    run = labbook.init(project="p", name="short-lived")
+    version = run.log_model(str(data / "w.bin"), name="net")
+    run.finish()
+    cli("rm", "--purge", run.id)
+    listed = {r["id"] for r in cli_json("ls", "--all-projects", "--deleted")}
+    assert run.id not in listed and run.id not in {r["id"] for r in cli_json("ls", "-A")}
+    shown = cli_json("artifact", "show", "net")
+    assert shown["digest"] == version.digest, "the version outlives the run"
+    graph = cli_json("lineage", "net")
+    assert [n["status"] for n in graph["nodes"] if n["kind"] == "run"] == ["deleted"]
+    assert cli_json("gc")["blobs"] == [], "the version still holds the contents"
+    cli("artifact", "rm", "net:v0")
+    freed = cli_json("gc")
+    assert freed["bytes"] == len(b"weights")
+    assert blobs(store) == {}

@@ -68,8 +68,9 @@ enum Command {
     Tag(TagArgs),
     /// Append an entry to a run's notebook.
     Note(NoteArgs),
-    /// Delete runs (soft: `labbook restore` brings them back).
-    Rm(RunsArgs),
+    /// Delete runs (soft: `labbook restore` brings them back; --purge
+    /// deletes them for good, with their files).
+    Rm(RmArgs),
     /// Restore deleted runs.
     Restore(RunsArgs),
     /// Export a run's metrics as CSV, JSON or Parquet.
@@ -306,6 +307,18 @@ struct NoteArgs {
     /// The note; several words are joined with spaces.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     text: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct RmArgs {
+    /// Run ids, unique id prefixes, or unique run names.
+    #[arg(required = true)]
+    runs: Vec<String>,
+    /// Delete for good: the runs' records, metrics, output and files
+    /// (`labbook gc` then frees contents nothing else references). Cannot
+    /// be undone.
+    #[arg(long)]
+    purge: bool,
 }
 
 #[derive(Debug, Args)]

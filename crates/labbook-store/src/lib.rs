@@ -73,6 +73,11 @@ pub trait Store: Send + Sync {
     /// Soft delete: hidden from listings until restored.
     fn delete_run(&self, id: &str, now_ms: i64) -> Result<()>;
     fn restore_run(&self, id: &str) -> Result<()>;
+    /// Deletes a run for good: its record, metrics, output and notes. Its
+    /// files are the caller's to delete first (where they are depends on
+    /// the artifact layout); the artifact versions it produced or used
+    /// stay, their lineage naming a run that is gone.
+    fn purge_run(&self, id: &str) -> Result<()>;
 
     /// Applies one writer's flush atomically: chunk inserts and deletes,
     /// summaries, output, run changes and heartbeat. Returns the ids of

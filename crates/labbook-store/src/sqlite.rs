@@ -290,6 +290,9 @@ CREATE TABLE artifact_edges (
     PRIMARY KEY (version_id, run_id, role)
 ) WITHOUT ROWID;
 CREATE INDEX artifact_edges_by_run ON artifact_edges(run_id);
+-- Runs deleted for good (`labbook rm --purge`), by change sequence, so
+-- that long-lived readers drop them from their run index.
+CREATE TABLE purged_runs (id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE hash_cache (
     path TEXT PRIMARY KEY,
     dev INTEGER NOT NULL,
@@ -1190,6 +1193,11 @@ impl Store for SqliteStore {
                 for run in Self::load_runs(&conn, "r.seq > ?1", &[&since])? {
                     index.runs.insert(run.id.clone(), run);
                 }
+                let mut purged =
+                    conn.prepare_cached("SELECT id FROM purged_runs WHERE seq > ?1")?;
+                for id in purged.query_map([since], |r| r.get::<_, String>(0))? {
+                    index.runs.remove(&id?);
+                }
                 index.seq = current;
             }
         }
@@ -1356,6 +1364,23 @@ impl Store for SqliteStore {
             tx.execute(
                 "UPDATE runs SET deleted_ms = ?2 WHERE pk = ?1 AND deleted_ms IS NULL",
                 params![pk, now_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn purge_run(&self, id: &str) -> Result<()> {
+        self.write(|tx| {
+            let pk = Self::run_pk(tx, id)?;
+            // Metrics, output, environment and notes go by cascade.
+            tx.execute("DELETE FROM applied_batches WHERE run_pk = ?1", [pk])?;
+            tx.execute("DELETE FROM runs WHERE pk = ?1", [pk])?;
+            // Other processes' run indexes learn of it by the sequence.
+            tx.execute("UPDATE change_seq SET value = value + 1 WHERE id = 1", [])?;
+            tx.execute(
+                "INSERT INTO purged_runs (id, seq) VALUES (?1, (SELECT value FROM change_seq WHERE id = 1))
+                 ON CONFLICT (id) DO UPDATE SET seq = excluded.seq",
+                [id],
             )?;
             Ok(())
         })

@@ -10,7 +10,7 @@ use labbook_store::{RunPatch, Store};
 use crate::app::{App, resolve};
 use crate::commands::run::split_tags;
 use crate::fmt::now_ms;
-use crate::{NoteArgs, RunsArgs, TagArgs};
+use crate::{NoteArgs, RmArgs, RunsArgs, TagArgs};
 
 fn label(app: &App, run: &RunRecord) -> String {
     let paint = app.out();
@@ -71,10 +71,31 @@ fn resolve_all(store: &dyn Store, refs: &[String]) -> Result<Vec<RunRecord>> {
     Ok(runs)
 }
 
-pub fn remove(app: &App, args: RunsArgs) -> Result<ExitCode> {
+pub fn remove(app: &App, args: RmArgs) -> Result<ExitCode> {
     let (store, _) = app.open_existing()?;
     let runs = resolve_all(&*store, &args.runs)?;
     let mut out = std::io::stdout().lock();
+    if args.purge {
+        for run in &runs {
+            // The files first: a purge cut short leaves a run to purge
+            // again, never files that no run owns.
+            let files = match labbook_server::run_artifact_dir(&*store, run) {
+                Some(dir) => match store.delete_artifacts(&dir) {
+                    Ok(n) => n,
+                    Err(labbook_store::StoreError::NotFound { .. }) => 0,
+                    Err(e) => return Err(e.into()),
+                },
+                None => 0,
+            };
+            store.purge_run(&run.id)?;
+            writeln!(out, "deleted {} for good ({files} files)", label(app, run))?;
+        }
+        writeln!(
+            out,
+            "`labbook gc` frees the contents nothing else references"
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut deleted = Vec::new();
     for run in &runs {
         if run.deleted_ms.is_some() {
