@@ -135,6 +135,69 @@ export type RegisteredModel = {
   versions: ModelVersion[];
 };
 
+/** A run as the artifact answers name it: everything but the id is null
+ * once the store no longer holds the run. */
+export type RunRef = { id: string; name: string | null; project: string | null; status: Status | null; deleted: boolean };
+
+/** A version of a named artifact (docs/API.md, "Versioned artifacts"). */
+export type ArtifactVersion = {
+  project: string;
+  name: string;
+  type: string;
+  /** 0, 1, …: `v0` is the first. */
+  version: number;
+  /** `name:v3`. */
+  ref: string;
+  digest: string;
+  size: number;
+  file_count: number;
+  aliases: string[];
+  description: string | null;
+  created_ms: number;
+  deleted_ms: number | null;
+  /** Deleted, and its files freed by `labbook gc`. */
+  purged: boolean;
+};
+export type ArtifactName = {
+  name: string;
+  type: string;
+  /** Live versions. */
+  versions: number;
+  latest: number | null;
+  latest_size: number;
+  aliases: { [alias: string]: number };
+  updated_ms: number;
+};
+export type ArtifactNames = { project: string; types: string[]; total: number; offset: number; artifacts: ArtifactName[] };
+export type ArtifactVersions = {
+  project: string;
+  name: string;
+  type: string;
+  total: number;
+  offset: number;
+  /** Newest first, deleted ones included. */
+  versions: (ArtifactVersion & { producer: RunRef | null })[];
+};
+export type VersionFile = { path: string; size: number; hash: string; reference: string | null };
+export type VersionRun = RunRef & { role: "input" | "output"; created_ms: number };
+export type VersionDetail = ArtifactVersion & {
+  metadata: { [key: string]: unknown } | null;
+  producer: RunRef | null;
+  files: VersionFile[];
+  files_total: number;
+  files_offset: number;
+  files_left_out: number;
+  runs: VersionRun[];
+  runs_total: number;
+  runs_left_out: number;
+};
+export type LineageNode =
+  | { kind: "artifact"; id: string; project: string; name: string; version: number; type: string; digest: string; deleted: boolean }
+  | { kind: "run"; id: string; name: string; project: string; status: string };
+/** `from` fed `to`: an artifact a run used, a run that produced an artifact. */
+export type LineageGraph = { root: string; nodes: LineageNode[]; edges: { from: string; to: string }[]; truncated: boolean };
+export type RunVersions = { run: string; inputs: ArtifactVersion[]; inputs_total: number; outputs: ArtifactVersion[]; outputs_total: number };
+
 /** `id` is the project's number, its MLflow experiment id. */
 export type Project = { id: number | string; name: string; runs: number; running: number; last_activity_ms: number | null };
 export type RunsPage = { runs: Run[]; total: number; offset: number; limit: number };
@@ -350,6 +413,17 @@ export const api = {
     request<Preview>(`${artifactBase(owner)}/preview${qs({ path })}`, { signal }),
   /** The file itself (a download; an <img>'s source; Parquet's bytes). */
   rawUrl: (owner: ArtifactOwner, path: string) => `${artifactBase(owner)}/raw${qs({ path })}`,
+  artifactNames: (project: string, type: string | null, signal?: AbortSignal) =>
+    request<ArtifactNames>(`${V1}/projects/${enc(project)}/artifacts${qs({ type })}`, { signal }),
+  artifactVersions: (project: string, name: string, signal?: AbortSignal) =>
+    request<ArtifactVersions>(`${V1}/projects/${enc(project)}/artifacts/${enc(name)}`, { signal }),
+  /** One version by number (`v3`) or alias; `offset` pages its files. */
+  artifactVersion: (project: string, name: string, version: string, offset = 0, signal?: AbortSignal) =>
+    request<VersionDetail>(`${versionBase(project, name, version)}${qs({ offset: offset || undefined })}`, { signal }),
+  versionLineage: (project: string, name: string, version: string, signal?: AbortSignal) =>
+    request<LineageGraph>(`${versionBase(project, name, version)}/lineage`, { signal }),
+  runLineage: (id: string, signal?: AbortSignal) => request<LineageGraph>(`${V1}/runs/${enc(id)}/lineage`, { signal }),
+  runVersions: (id: string, signal?: AbortSignal) => request<RunVersions>(`${V1}/runs/${enc(id)}/artifact-versions`, { signal }),
   models: (signal?: AbortSignal) => request<{ models: RegisteredModel[] }>(`${V1}/models`, { signal }),
   model: (name: string, signal?: AbortSignal) => request<RegisteredModel>(`${V1}/models/${enc(name)}`, { signal }),
 };
@@ -378,6 +452,10 @@ function fetchSeries(url: string, signal?: AbortSignal): Promise<{ series: Serie
   return send(url, { signal })
     .then((res) => res.arrayBuffer())
     .then((buf) => ({ series: decodeColumns(buf) }));
+}
+
+function versionBase(project: string, name: string, version: string): string {
+  return `${V1}/projects/${enc(project)}/artifacts/${enc(name)}/versions/${enc(version)}`;
 }
 
 function artifactBase(owner: ArtifactOwner): string {

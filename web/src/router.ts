@@ -3,8 +3,10 @@
 // settings, so any view can be bookmarked and shared.
 import { useEffect, useState } from "preact/hooks";
 
-export type Page = "projects" | "runs" | "charts" | "run" | "compare" | "parallel" | "scatter" | "notebook" | "models" | "model" | "notfound";
-export type Route = { page: Page; project?: string; runId?: string; model?: string; version?: string };
+export type Page = "projects" | "runs" | "charts" | "run" | "compare" | "parallel" | "scatter" | "notebook" | "models" | "model" | "artifacts" | "artifact" | "notfound";
+/** `version` is a registered model's version, or an artifact's (`v3` or an
+ * alias; absent for its latest). */
+export type Route = { page: Page; project?: string; runId?: string; model?: string; artifact?: string; version?: string };
 
 function decode(s: string): string {
   try {
@@ -28,6 +30,12 @@ export function parsePath(pathname: string): Route {
   if (parts.length === 2) return { page: "runs", project };
   const sub = parts[2];
   if (sub === "run" && parts.length === 4) return { page: "run", project, runId: parts[3] };
+  if (sub === "artifacts") {
+    if (parts.length === 3) return { page: "artifacts", project };
+    if (parts.length === 4) return { page: "artifact", project, artifact: parts[3] };
+    if (parts.length === 5) return { page: "artifact", project, artifact: parts[3], version: parts[4] };
+    return { page: "notfound" };
+  }
   if (parts.length === 3 && ["charts", "compare", "parallel", "scatter", "notebook", "runs"].includes(sub)) {
     return { page: (sub === "runs" ? "runs" : sub) as Page, project };
   }
@@ -40,6 +48,15 @@ export function projectPath(project: string, sub?: string): string {
 
 export function runPath(project: string, id: string): string {
   return `${projectPath(project, "run")}/${encodeURIComponent(id)}`;
+}
+
+/** A project's artifacts, a name's latest version, or one version (`v3`
+ * or an alias). */
+export function artifactPath(project: string, name?: string, version?: number | string): string {
+  const base = projectPath(project, "artifacts");
+  if (name === undefined) return base;
+  const v = version === undefined ? "" : `/${encodeURIComponent(typeof version === "number" ? `v${version}` : version)}`;
+  return `${base}/${encodeURIComponent(name)}${v}`;
 }
 
 export function modelPath(name?: string, version?: number | string): string {

@@ -4,7 +4,7 @@ import type { MlflowLink, Route } from "../router";
 import { modelPath, navigate, onLinkClick, parseMlflowHash, projectPath, runPath, useLocation, withParams } from "../router";
 import { currentTheme, onTheme, setTheme } from "../theme";
 import { plural } from "../format";
-import { Empty, ErrorBox, Loading, Toasts, useAsync, useDismiss } from "./common";
+import { Empty, ErrorBox, Loading, Toasts, lazyModule, useAsync, useDismiss } from "./common";
 import { ProjectsPage } from "./Projects";
 import { RunsPage } from "./RunsPage";
 import { ChartsPage } from "./ChartsPage";
@@ -15,6 +15,9 @@ import { ScatterPage } from "./Scatter";
 import { NotebookPage } from "./Notebook";
 import { ModelPage, ModelsPage } from "./Models";
 
+// Artifact pages (and their lineage graphs) load on first visit.
+const useVersions = lazyModule(() => import("./Versions"));
+
 const NAV: { page: Route["page"]; sub?: string; label: string }[] = [
   { page: "runs", label: "Runs" },
   { page: "charts", sub: "charts", label: "Charts" },
@@ -22,6 +25,7 @@ const NAV: { page: Route["page"]; sub?: string; label: string }[] = [
   { page: "parallel", sub: "parallel", label: "Parallel" },
   { page: "scatter", sub: "scatter", label: "Scatter" },
   { page: "notebook", sub: "notebook", label: "Notebook" },
+  { page: "artifacts", sub: "artifacts", label: "Artifacts" },
 ];
 
 /** Parameters that follow the user from page to page within a project. */
@@ -36,14 +40,15 @@ export function App() {
   }, []);
   useEffect(() => {
     const page = NAV.find((n) => n.page === route.page)?.label;
+    const artifact = route.page === "artifact" ? `${route.artifact}:${route.version ?? "latest"} · Artifacts · ` : "";
     document.title = route.project
-      ? `${route.page === "run" ? `${route.runId} · ` : page ? `${page} · ` : ""}${route.project} · labbook`
+      ? `${route.page === "run" ? `${route.runId} · ` : artifact || (page ? `${page} · ` : "")}${route.project} · labbook`
       : route.page === "model"
         ? `${route.model} · Models · labbook`
         : route.page === "models"
           ? "Models · labbook"
           : "labbook";
-  }, [route.page, route.project, route.runId, route.model]);
+  }, [route.page, route.project, route.runId, route.model, route.artifact, route.version]);
 
   const carried: Record<string, string | null> = {};
   for (const k of CARRIED) carried[k] = params.get(k);
@@ -62,7 +67,7 @@ export function App() {
             {NAV.map((n) => (
               <a
                 key={n.label}
-                class={`nav-link ${route.page === n.page || (n.page === "runs" && route.page === "run") ? "active" : ""}`}
+                class={`nav-link ${route.page === n.page || (n.page === "runs" && route.page === "run") || (n.page === "artifacts" && route.page === "artifact") ? "active" : ""}`}
                 href={projectPath(route.project ?? "", n.sub) + carry}
               >
                 {n.label}
@@ -108,6 +113,9 @@ function Page({ route, params }: { route: Route; params: URLSearchParams }) {
       return <ModelsPage />;
     case "model":
       return <ModelPage name={route.model ?? ""} version={route.version} />;
+    case "artifacts":
+    case "artifact":
+      return <ArtifactPages route={route} params={params} />;
     default:
       return (
         <div class="page">
@@ -120,6 +128,15 @@ function Page({ route, params }: { route: Route; params: URLSearchParams }) {
         </div>
       );
   }
+}
+
+function ArtifactPages({ route, params }: { route: Route; params: URLSearchParams }) {
+  const { module: m, error } = useVersions();
+  const project = route.project ?? "";
+  if (error) return <div class="page"><ErrorBox error={error} retry={() => location.reload()} /></div>;
+  if (!m) return <div class="page"><Loading /></div>;
+  if (route.page === "artifacts") return <m.ArtifactsPage project={project} params={params} />;
+  return <m.VersionPage project={project} name={route.artifact ?? ""} version={route.version} params={params} />;
 }
 
 /** Opens the page an MLflow link names: the run's page (its project comes

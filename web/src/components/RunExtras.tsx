@@ -2,12 +2,13 @@
 // it used, the models it logged, and where it sits among nested runs (its
 // parent, its children side by side).
 import { useMemo, useState } from "preact/hooks";
-import type { DatasetInput, Run, RunDetail } from "../api";
+import type { ArtifactVersion, DatasetInput, Run, RunDetail } from "../api";
 import { ApiError, api, num } from "../api";
 import { headlineMetricKeys, varyingConfigKeys } from "../columns";
-import { fmtNum, fmtValue, plural } from "../format";
-import { modelPath, projectPath, runPath, withParams } from "../router";
-import { ErrorBox, Section, StatusPill, useAsync } from "./common";
+import { fmtBytes, fmtDate, fmtNum, fmtRelative, fmtValue, plural } from "../format";
+import { artifactPath, modelPath, projectPath, runPath, withParams } from "../router";
+import { ErrorBox, Loading, Section, StatusPill, lazyModule, useAsync } from "./common";
+import type { LineageSource } from "./Lineage";
 
 /** MLflow's own tags (`mlflow.user`, `mlflow.source.name`, …), folded away. */
 function isSystemTag(k: string): boolean {
@@ -339,5 +340,103 @@ function ChildRow({ c, config, metrics }: { c: Run; config: string[]; metrics: s
         </td>
       ))}
     </tr>
+  );
+}
+
+// The lineage graph's code (layout and drawing) loads when a graph is first
+// shown, from a run's page or a version's.
+const useLineage = lazyModule(() => import("./Lineage"));
+
+export function LineagePanel({ source }: { source: LineageSource }) {
+  const { module: m, error } = useLineage();
+  if (error) return <ErrorBox error={error} retry={() => location.reload()} />;
+  if (!m) return <Loading label="Loading the lineage…" />;
+  return <m.LineageTab source={source} />;
+}
+
+/** The artifact versions a run used and logged, beside its MLflow datasets
+ * and models; nothing when it has none. */
+export function RunArtifactVersions({ r }: { r: RunDetail }) {
+  const io = useAsync((signal) => api.runVersions(r.id, signal), [r.id]);
+  if (io.error)
+    return (
+      <Section title="Inputs and outputs">
+        <ErrorBox error={io.error} retry={io.reload} />
+      </Section>
+    );
+  const d = io.data;
+  if (!d || (!d.inputs.length && !d.outputs.length)) return null;
+  return (
+    <Section
+      title="Inputs and outputs"
+      right={
+        <a href={`${runPath(r.project, r.id)}${withParams({ tab: "lineage" }, "")}`} data-testid="run-lineage-link">
+          Lineage graph →
+        </a>
+      }
+      id="artifact-versions"
+    >
+      <div class="io-cols">
+        <VersionTable title="Inputs" what="used" versions={d.inputs} total={d.inputs_total} home={r.project} testid="run-inputs" />
+        <VersionTable title="Outputs" what="logged" versions={d.outputs} total={d.outputs_total} home={r.project} testid="run-outputs" />
+      </div>
+    </Section>
+  );
+}
+
+function VersionTable({ title, what, versions, total, home, testid }: { title: string; what: string; versions: ArtifactVersion[]; total: number; home: string; testid: string }) {
+  return (
+    <div class="io-col" data-testid={testid}>
+      <div class="mini-head">
+        {title} <span class="muted num">{total}</span>
+      </div>
+      {versions.length === 0 ? (
+        <p class="muted small">This run {what} no artifact versions.</p>
+      ) : (
+        <table class="table io-table">
+          <thead>
+            <tr>
+              <th>Version</th>
+              <th>Type</th>
+              <th>Aliases</th>
+              <th class="num">Size</th>
+            </tr>
+          </thead>
+          <tbody>
+            {versions.map((v) => (
+              <tr key={`${v.project}/${v.ref}`} data-ref={v.ref}>
+                <td>
+                  <a class="version-ref" href={artifactPath(v.project, v.name, v.version)} title={`${v.project}/${v.ref}, created ${fmtDate(v.created_ms)}`}>
+                    {v.ref}
+                  </a>
+                  {v.project !== home && <span class="muted small"> in {v.project}</span>}
+                  {v.deleted_ms !== null && <span class="badge danger">deleted</span>}
+                </td>
+                <td>
+                  <span class={`badge type-badge type-${v.type === "dataset" || v.type === "model" ? v.type : "other"}`}>{v.type}</span>
+                </td>
+                <td data-col="aliases">
+                  {v.aliases.length ? (
+                    <span class="tags">
+                      {v.aliases.map((a) => (
+                        <span class="alias" key={a}>
+                          @{a}
+                        </span>
+                      ))}
+                    </span>
+                  ) : (
+                    <span class="muted">—</span>
+                  )}
+                </td>
+                <td class="num" title={`${v.size.toLocaleString("en-US")} bytes · ${plural(v.file_count, "file")} · ${fmtRelative(v.created_ms)}`}>
+                  {fmtBytes(v.size) || "0 B"}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {total > versions.length && <p class="muted small">…and {total - versions.length} more</p>}
+    </div>
   );
 }

@@ -9,11 +9,12 @@ import { navigate, projectPath, runPath, setParams, withParams } from "../router
 import { ChartControls, ChartGrid, chartSettings } from "./Charts";
 import { ArtifactsTab } from "./Artifacts";
 import { Empty, ErrorBox, Loading, Markdown, Section, StatusPill, Tags, toast, useAsync, useTicker } from "./common";
-import { ChildRuns, Datasets, Outputs, ParentLink, RunTags } from "./RunExtras";
+import { ChildRuns, Datasets, LineagePanel, Outputs, ParentLink, RunArtifactVersions, RunTags } from "./RunExtras";
 
 const TABS = [
   ["overview", "Overview"],
   ["artifacts", "Artifacts"],
+  ["lineage", "Lineage"],
   ["system", "System"],
   ["environment", "Environment"],
   ["code", "Code"],
@@ -114,6 +115,7 @@ export function RunPage({ project, id, params }: { project: string; id: string; 
       </nav>
       {tab === "overview" && <Overview r={r} project={project} params={params} />}
       {tab === "artifacts" && <ArtifactsTab run={r} params={params} />}
+      {tab === "lineage" && <LineagePanel source={{ kind: "run", id: r.id }} />}
       {tab === "system" && <RunMetrics r={r} project={project} params={params} sys />}
       {tab === "environment" && <EnvironmentView env={env} />}
       {tab === "code" && <CodeView env={env} />}
@@ -152,6 +154,7 @@ function Overview({ r, project, params }: { r: RunDetail; project: string; param
         </Section>
       </div>
       <ChildRuns r={r} project={project} />
+      <RunArtifactVersions r={r} />
       <Datasets inputs={r.inputs ?? []} />
       <Outputs r={r} project={project} />
       <RunTags tags={r.kv_tags ?? {}} />

@@ -149,6 +149,37 @@ export function Markdown({ text, class: cls }: { text: string; class?: string })
   return <div class={`markdown ${cls ?? ""}`} dangerouslySetInnerHTML={{ __html: html }} />;
 }
 
+/** A module loaded on first use, as its own chunk (pages most visits never
+ * open stay out of the first load). Returns a hook: the module once it is
+ * there, or the error that kept it away (the next mount tries again). */
+export function lazyModule<M>(load: () => Promise<M>): () => { module: M | null; error: Error | null } {
+  let loaded: M | null = null;
+  let pending: Promise<M> | null = null;
+  return function useLazyModule() {
+    const [, setTick] = useState(0);
+    const [error, setError] = useState<Error | null>(null);
+    useLayoutEffect(() => {
+      if (loaded) return;
+      let live = true;
+      pending ??= load().then(
+        (m) => (loaded = m),
+        (e: unknown) => {
+          pending = null;
+          throw e;
+        },
+      );
+      pending.then(
+        () => live && setTick((t) => t + 1),
+        (e: unknown) => live && setError(e instanceof Error ? e : new Error(String(e))),
+      );
+      return () => {
+        live = false;
+      };
+    }, []);
+    return { module: loaded, error };
+  };
+}
+
 export function Section({ title, right, children, id }: { title: ComponentChildren; right?: ComponentChildren; children: ComponentChildren; id?: string }) {
   return (
     <section class="card" id={id}>
