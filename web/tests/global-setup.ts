@@ -6,8 +6,10 @@
 // labbook's own `parent=`, one live run that keeps logging, and projects
 // logged by the real `mlflow` client through the server
 // (fixtures/mlflow_runs.py: a GridSearchCV autolog, the registry, artifacts
-// of every preview kind, nested runs). Every process it starts is stopped
-// when the tests end, and at once when the setup itself fails partway.
+// of every preview kind, nested runs), and versioned artifacts with their
+// lineage over three runs (fixtures/artifact_runs.py). Every process it
+// starts is stopped when the tests end, and at once when the setup itself
+// fails partway.
 import { spawn } from "node:child_process";
 import type { ChildProcess, SpawnOptions } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -37,6 +39,16 @@ export const SERVE_DIST = "LABBOOK_E2E_SERVE_DIST";
 export type MlflowFixture = {
   files: { run: string; quadrants: [number, number, number][]; png: [number, number]; parquet_rows: (number | string | boolean)[][] };
   nesting: Record<string, string>;
+};
+
+/** What fixtures/artifact_runs.py logged into project "lineage" (tests
+ * read it from LABBOOK_E2E_ARTIFACTS): runs A, B, C and the versions'
+ * references. */
+export type ArtifactsFixture = {
+  runs: { a: string; b: string; c: string };
+  dataset: string;
+  model: string;
+  reference: string;
 };
 
 export type CodeFixture = {
@@ -267,6 +279,9 @@ async function fill(tmp: string, bin: string, python: string, mlflowPython: stri
   await exec(python, [join(here, "fixtures/seed_runs.py")], { env, cwd: tmp });
   await exec(python, [join(here, "fixtures/sweep_runs.py")], { env, cwd: tmp });
   await exec(python, [join(here, "fixtures/nested_runs.py")], { env, cwd: tmp });
+  const artifactsOut = await exec(python, [join(here, "fixtures/artifact_runs.py")], { env, cwd: tmp });
+  const artifacts = JSON.parse(artifactsOut.trim().split("\n").filter((l) => l.startsWith("{")).pop() ?? "null") as ArtifactsFixture | null;
+  if (!artifacts) throw new Error(`fixtures/artifact_runs.py printed no summary:\n${artifactsOut}`);
   const code = await dirtyRepository(tmp, bin, python, env);
   await bulk;
   const mlflowOut = await mlflowRuns;
@@ -323,6 +338,7 @@ async function fill(tmp: string, bin: string, python: string, mlflowPython: stri
   process.env.LABBOOK_E2E_CSP = csp;
   process.env.LABBOOK_E2E_CODE = JSON.stringify(code);
   process.env.LABBOOK_E2E_MLFLOW = JSON.stringify(mlflow);
+  process.env.LABBOOK_E2E_ARTIFACTS = JSON.stringify(artifacts);
   mkdirSync(dirname(STATE_FILE), { recursive: true });
   writeFileSync(STATE_FILE, JSON.stringify({ url, store, assets, csp, setup_s: (Date.now() - t0) / 1000 }));
   console.log(`[e2e] store ${store} filled in ${((Date.now() - t0) / 1000).toFixed(1)} s; server ${url}`);
