@@ -290,6 +290,10 @@ CREATE TABLE artifact_edges (
     PRIMARY KEY (version_id, run_id, role)
 ) WITHOUT ROWID;
 CREATE INDEX artifact_edges_by_run ON artifact_edges(run_id);
+-- A run's file that shows a version's file (`link_version_files`): goes
+-- when the version is deleted.
+ALTER TABLE artifacts ADD COLUMN version_id INTEGER;
+CREATE INDEX artifacts_by_version ON artifacts(version_id) WHERE version_id IS NOT NULL;
 -- Runs deleted for good (`labbook rm --purge`), by change sequence, so
 -- that long-lived readers drop them from their run index.
 CREATE TABLE purged_runs (id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;

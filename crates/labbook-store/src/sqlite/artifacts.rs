@@ -134,7 +134,7 @@ impl SqliteStore {
             tx.prepare_cached(
                 "INSERT INTO artifacts (path, hash, size, created_ms) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (path) DO UPDATE SET hash = excluded.hash, size = excluded.size,
-                     created_ms = excluded.created_ms",
+                     created_ms = excluded.created_ms, version_id = NULL",
             )?
             .execute(params![path, hash, size as i64, now_ms])?;
             Ok(old.filter(|h| *h != hash))

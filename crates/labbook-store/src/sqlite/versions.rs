@@ -654,16 +654,17 @@ impl SqliteStore {
             tx.prepare_cached("DELETE FROM artifacts WHERE path >= ?1 AND path < ?2")?
                 .execute(params![under, upper])?;
             let mut insert = tx.prepare_cached(
-                "INSERT INTO artifacts (path, hash, size, created_ms) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO artifacts (path, hash, size, created_ms, version_id) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (path) DO UPDATE SET hash = excluded.hash, size = excluded.size,
-                     created_ms = excluded.created_ms",
+                     created_ms = excluded.created_ms, version_id = excluded.version_id",
             )?;
             for e in manifest.entries().iter().filter(|e| e.reference.is_none()) {
                 insert.execute(params![
                     format!("{under}{}", e.path),
                     e.hash,
                     e.size as i64,
-                    now_ms
+                    now_ms,
+                    version_id
                 ])?;
             }
             Ok(())
@@ -955,6 +956,9 @@ impl SqliteStore {
             )?
             .execute(params![version_id, now_ms])?;
             tx.prepare_cached("DELETE FROM artifact_aliases WHERE version_id = ?1")?
+                .execute([version_id])?;
+            // Its files shown among a run's go with it.
+            tx.prepare_cached("DELETE FROM artifacts WHERE version_id = ?1")?
                 .execute([version_id])?;
             let newest: Option<i64> = tx
                 .prepare_cached(
