@@ -490,8 +490,9 @@ mod tests {
                     }],
                     aliases: aliases.iter().map(|a| a.to_string()).collect(),
                     run_id: Some(run.into()),
-                    in_place: false,
+                    run_role: EdgeRole::Output,
                     now_ms: 1_700_000_001_000,
+                    ..Default::default()
                 })
                 .expect("a version")
                 .version
