@@ -135,6 +135,7 @@ bench: build $(MLFLOW_VENV)/.deps
 	  $(CARGO) bench --manifest-path $(CURDIR)/Cargo.toml -p labbook-store --bench store 2>/dev/null; \
 	  LABBOOK_BENCH_BROWSER=1 $(CARGO) bench --manifest-path $(CURDIR)/Cargo.toml -p labbook-server --bench api 2>/dev/null; \
 	  $(BIN)/python $(CURDIR)/bench/sdk_bench.py; \
+	  $(BIN)/python $(CURDIR)/bench/artifacts_bench.py; \
 	} | tee $$tmp/raw.jsonl | $(BIN)/python $(CURDIR)/bench/report.py --markdown $(CURDIR)/bench/results/$$(date -u +%F)-targets.md; rm -rf $$tmp
 	@echo "bench/results/$$(date -u +%F)-targets.md written; \`python bench/readme_speed.py --write\` puts it in the README"
 	@echo
@@ -149,8 +150,10 @@ bench-mlflow: build $(MLFLOW_VENV)/.deps
 	$(MLFLOW_VENV)/bin/python bench/mlflow_server.py $(BENCH_MLFLOW_ARGS)
 
 ## bench-peers: labbook beside MLflow, W&B (offline), trackio and expman-rs,
-## pinned in .venv-peers: W1–W7 (bench/peers.py), W8–W9 (bench-mlflow), W10
-## (bench/ui_peers.sh), then the table in bench/results/<date>.md (~30 min).
+## pinned in .venv-peers, and dvc in .venv-dvc: W11 artifacts
+## (bench/artifacts_bench.py, bench/results/<date>-w11.md), W1–W7
+## (bench/peers.py), W8–W9 (bench-mlflow), W10 (bench/ui_peers.sh), then the
+## table in bench/results/<date>.md (~40 min).
 PEERS_VENV := $(CURDIR)/.venv-peers
 $(PEERS_VENV)/.deps: bench/peers-requirements.txt
 	$(PYTHON) -m venv $(PEERS_VENV)
@@ -158,8 +161,16 @@ $(PEERS_VENV)/.deps: bench/peers-requirements.txt
 	$(PEERS_VENV)/bin/python -m pip install -q -r bench/peers-requirements.txt
 	touch $@
 
-bench-peers: build $(PEERS_VENV)/.deps $(MLFLOW_VENV)/.deps
+DVC_VENV := $(CURDIR)/.venv-dvc
+$(DVC_VENV)/.deps: bench/dvc-requirements.txt
+	$(PYTHON) -m venv $(DVC_VENV)
+	$(DVC_VENV)/bin/python -m pip install -q --upgrade pip
+	$(DVC_VENV)/bin/python -m pip install -q -r bench/dvc-requirements.txt
+	touch $@
+
+bench-peers: build $(PEERS_VENV)/.deps $(MLFLOW_VENV)/.deps $(DVC_VENV)/.deps
 	@mkdir -p bench/out
+	$(BIN)/python bench/artifacts_bench.py --peers-python $(PEERS_VENV)/bin/python --dvc $(DVC_VENV)/bin/dvc --markdown bench/results/$$(date -u +%F)-w11.md > bench/out/w11.jsonl
 	$(BIN)/python bench/peers.py --peers-python $(PEERS_VENV)/bin/python --out bench/out/peers.jsonl
 	$(MLFLOW_VENV)/bin/python bench/mlflow_server.py $(BENCH_MLFLOW_ARGS)
 	bench/ui_peers.sh

@@ -98,6 +98,22 @@ TARGETS = {
         "",
     ),
     "ui_preview_csv_100mb_page": ("UI: 100 MB CSV preview, page load", "–", None, ""),
+    "w11_disk_copy": ("disk copy speed, cp -r + sync (the limit)", "–", None, ""),
+    "artifact_log_new": (
+        "log a new 2 GB folder of 10k files",
+        "≥ 1 GB/s",
+        lambda m: m >= 1.0,
+        "bench/results/*-w11.md",
+    ),
+    "artifact_relog": (
+        "log that folder again, unchanged",
+        "≤ 50 ms",
+        lambda m: m <= 50,
+        "",
+    ),
+    "artifact_relog_bytes": ("bytes stored by that re-log", "0", lambda m: m == 0, ""),
+    "artifact_download": ("download that version", "≤ 0.5 s", lambda m: m <= 500, ""),
+    "gc_100k": ("gc over 100k blobs", "≤ 5 s", lambda m: m <= 5, ""),
 }
 
 

@@ -671,7 +671,7 @@ fn render_lineage(graph: &LineageGraph, paint: Painter) -> Vec<String> {
             lines.push(paint.dim(&format!("  {arrow} nothing {title}")));
             continue;
         }
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = std::collections::HashSet::from([graph.root.as_str()]);
         let mut stack: Vec<(&str, usize)> = first.into_iter().rev().map(|id| (id, 1)).collect();
         while let Some((id, depth)) = stack.pop() {
             let Some(n) = node(id) else { continue };
