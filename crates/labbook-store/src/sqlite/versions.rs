@@ -784,16 +784,21 @@ impl SqliteStore {
              WHERE (?1 IS NULL OR p.name = ?1) AND (?2 IS NULL OR n.kind = ?2)
              ORDER BY p.name, n.name",
         )?;
-        let rows: Vec<(i64, String, String, String, i64, i64, Option<i64>)> = stmt
+        let mut out: Vec<(i64, ArtifactName)> = stmt
             .query_map(params![project, kind], |r| {
+                let created: i64 = r.get(4)?;
                 Ok((
                     r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
+                    ArtifactName {
+                        project: r.get(1)?,
+                        name: r.get(2)?,
+                        kind: r.get(3)?,
+                        versions: r.get::<_, i64>(5)? as u64,
+                        latest: None,
+                        latest_size: 0,
+                        aliases: Vec::new(),
+                        updated_ms: r.get::<_, Option<i64>>(6)?.unwrap_or(created),
+                    },
                 ))
             })?
             .collect::<rusqlite::Result<_>>()?;
@@ -801,26 +806,23 @@ impl SqliteStore {
             "SELECT a.alias, v.version, v.size FROM artifact_aliases a
              JOIN artifact_versions v ON v.id = a.version_id WHERE a.name_id = ?1 ORDER BY a.alias",
         )?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (id, project, name, kind, created, live, updated) in rows {
-            let aliases: Vec<(String, u64, i64)> = aliases_of
-                .query_map([id], |r| {
-                    Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            let latest = aliases.iter().find(|a| a.0 == LATEST);
-            out.push(ArtifactName {
-                project,
-                name,
-                kind,
-                versions: live as u64,
-                latest: latest.map(|a| a.1),
-                latest_size: latest.map_or(0, |a| a.2 as u64),
-                aliases: aliases.into_iter().map(|(a, v, _)| (a, v)).collect(),
-                updated_ms: updated.unwrap_or(created),
-            });
+        for (id, name) in &mut out {
+            for row in aliases_of.query_map([*id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            })? {
+                let (alias, version, size) = row?;
+                if alias == LATEST {
+                    name.latest = Some(version);
+                    name.latest_size = size;
+                }
+                name.aliases.push((alias, version));
+            }
         }
-        Ok(out)
+        Ok(out.into_iter().map(|(_, name)| name).collect())
     }
 
     /// Every version of a name, newest first, deleted ones included.
@@ -832,7 +834,7 @@ impl SqliteStore {
                           WHERE p.name = ?1 AND n.name = ?2)",
             &[&project, &name],
         )?;
-        out.sort_by(|a, b| b.version.cmp(&a.version));
+        out.sort_by_key(|v| std::cmp::Reverse(v.version));
         Ok(out)
     }
 
