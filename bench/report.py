@@ -105,6 +105,7 @@ TARGETS = {
         lambda m: m >= 1.0,
         "bench/results/*-w11.md",
     ),
+    "artifact_hash_new": ("hash that folder only (use_dataset)", "–", None, ""),
     "artifact_relog": (
         "log that folder again, unchanged",
         "≤ 50 ms",

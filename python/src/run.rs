@@ -261,7 +261,12 @@ fn log_and_show(
 }
 
 /// An artifact of one file or folder, named after it unless `name` says.
-fn path_version(path: &std::path::Path, name: Option<String>, kind: &str) -> PyResult<Artifact> {
+fn path_version(
+    path: &std::path::Path,
+    name: Option<String>,
+    kind: &str,
+    metadata: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Artifact> {
     let name = match name {
         Some(n) => n,
         None => labbook_core::artifact_version::name_from_path(path).ok_or_else(|| {
@@ -272,6 +277,7 @@ fn path_version(path: &std::path::Path, name: Option<String>, kind: &str) -> PyR
         })?,
     };
     let mut artifact = Artifact::py_new(name, kind)?;
+    artifact.metadata = crate::artifact::metadata_object(metadata)?;
     artifact.sources.push(if path.is_dir() {
         VersionSource::Dir {
             path: path.to_path_buf(),
@@ -908,11 +914,8 @@ impl RunCore {
                 let path: PathBuf = artifact.extract().map_err(|_| {
                     PyTypeError::new_err("log_artifact takes a labbook.Artifact or a path")
                 })?;
-                path_version(&path, name, r#type.as_deref().unwrap_or("dataset"))?.new_version(
-                    &self.project,
-                    aliases,
-                    Some(self.id.clone()),
-                )
+                path_version(&path, name, r#type.as_deref().unwrap_or("dataset"), None)?
+                    .new_version(&self.project, aliases, Some(self.id.clone()))
             }
         };
         let version = py
@@ -933,8 +936,7 @@ impl RunCore {
     ) -> PyResult<ArtifactVersionView> {
         self.ensure_open()?;
         let store = self.local_store()?;
-        let mut artifact = path_version(&path, name, "model")?;
-        artifact.metadata = crate::artifact::metadata_object(metadata)?;
+        let artifact = path_version(&path, name, "model", metadata)?;
         let new = artifact.new_version(
             &self.project,
             string_list(aliases, "aliases")?,
@@ -999,8 +1001,7 @@ impl RunCore {
     ) -> PyResult<ArtifactVersionView> {
         self.ensure_open()?;
         let store = self.local_store()?;
-        let mut artifact = path_version(&path, name, "dataset")?;
-        artifact.metadata = crate::artifact::metadata_object(metadata)?;
+        let artifact = path_version(&path, name, "dataset", metadata)?;
         let mut new = artifact.new_version(&self.project, Vec::new(), None);
         new.in_place = true;
         let version = py.detach(|| -> Result<_, StoreError> {

@@ -577,32 +577,24 @@ fn remove(app: &App, args: RefArgs) -> Result<ExitCode> {
 
 pub fn lineage(app: &App, args: LineageArgs) -> Result<ExitCode> {
     let (store, _) = app.open_existing()?;
-    let start = if args.reference.contains(':') {
-        LineageStart::Version(
-            resolve(
-                &store,
-                &RefArgs {
-                    reference: args.reference.clone(),
-                    project: args.project.clone(),
-                },
-            )?
-            .id,
-        )
+    let as_version = RefArgs {
+        reference: args.reference.clone(),
+        project: args.project.clone(),
+    };
+    // A reference with a colon is a version; without one, a run if one
+    // has that id, prefix or name, else an artifact's latest version.
+    let run = if args.reference.contains(':') {
+        None
     } else {
         match store.resolve_run(&args.reference, args.project.as_deref()) {
-            Ok(run) => LineageStart::Run(run.id),
-            Err(StoreError::NotFound { .. }) => LineageStart::Version(
-                resolve(
-                    &store,
-                    &RefArgs {
-                        reference: args.reference.clone(),
-                        project: args.project.clone(),
-                    },
-                )?
-                .id,
-            ),
+            Ok(run) => Some(run),
+            Err(StoreError::NotFound { .. }) => None,
             Err(e) => return Err(e.into()),
         }
+    };
+    let start = match run {
+        Some(run) => LineageStart::Run(run.id),
+        None => LineageStart::Version(resolve(&store, &as_version)?.id),
     };
     let graph = store.lineage(&start)?;
     let mut out = std::io::stdout().lock();

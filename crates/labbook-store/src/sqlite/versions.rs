@@ -39,7 +39,7 @@ const RACY_WINDOW_NS: i64 = 1_000_000_000;
 /// Temporary files older than this belong to writers that died.
 const STALE_TEMP_MS: i64 = 24 * 3600 * 1000;
 /// Blobs removed per hold of the write lock by `gc`.
-const GC_BLOBS_PER_LOCK: usize = 512;
+const GC_BLOBS_PER_LOCK: usize = 1024;
 /// Hops a lineage walk takes each way, and the nodes it returns at most.
 const LINEAGE_DEPTH: usize = 16;
 const LINEAGE_NODES: usize = 2_000;
@@ -1014,19 +1014,30 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(io_err(format!("{what}: cannot create {}", dir.display())))?;
         }
+        // The folders on the way to the blobs are checked once each, not
+        // once a file: no link planted there may lead a download outside.
+        let shards: BTreeSet<PathBuf> = manifest
+            .entries()
+            .iter()
+            .filter(|e| e.reference.is_none())
+            .filter_map(|e| self.blob_path(&e.hash).parent().map(Path::to_path_buf))
+            .collect();
+        for shard in &shards {
+            self.refuse_links(shard)?;
+        }
         parallel_map(manifest.entries(), |e| {
             let target = dest.join(&e.path);
+            let what = &what;
+            let failed = |verb: &'static str| {
+                move |err| io_err(format!("{what}: cannot {verb} {}", e.path))(err)
+            };
             match &e.reference {
                 None => {
-                    let blob = self.blob_path(&e.hash);
-                    self.refuse_links(&blob)?;
-                    place_link_or_copy(&blob, &target)
-                        .map_err(io_err(format!("{what}: cannot place {}", e.path)))
+                    place_link_or_copy(&self.blob_path(&e.hash), &target).map_err(failed("place"))
                 }
                 Some(uri) => {
                     let source = file_uri_path(&version.name, uri)?;
-                    copy_file_replacing(&source, &target)
-                        .map_err(io_err(format!("{what}: cannot copy {}", e.path)))
+                    copy_file_replacing(&source, &target).map_err(failed("copy"))
                 }
             }
         })?;
@@ -1335,15 +1346,24 @@ impl SqliteStore {
                          UNION ALL SELECT 1 FROM artifact_files WHERE hash = ?1 AND reference IS NULL
                          LIMIT 1",
                     )?;
-                    let mut freed = Vec::new();
+                    let mut unreferenced = Vec::new();
                     for blob in batch {
-                        if in_use.query_row([&blob.hash], |_| Ok(())).optional()?.is_none()
-                            && std::fs::remove_file(self.blob_path(&blob.hash)).is_ok()
-                        {
-                            freed.push(blob.clone());
+                        if in_use.query_row([&blob.hash], |_| Ok(())).optional()?.is_none() {
+                            unreferenced.push(blob);
                         }
                     }
-                    Ok(freed)
+                    let removed = remove_files(
+                        &unreferenced
+                            .iter()
+                            .map(|b| self.blob_path(&b.hash))
+                            .collect::<Vec<_>>(),
+                    );
+                    Ok(unreferenced
+                        .into_iter()
+                        .zip(removed)
+                        .filter(|(_, ok)| *ok)
+                        .map(|(b, _)| b.clone())
+                        .collect::<Vec<_>>())
                 })?;
                 report.bytes += freed.iter().map(|b| b.size).sum::<u64>();
                 report.blobs.extend(freed);
@@ -1505,42 +1525,58 @@ fn load_versions(
 /// gigabytes costs no copy), or a copy where links cannot be made. A file
 /// already there that is not that link is replaced.
 fn place_link_or_copy(blob: &Path, target: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let b = std::fs::metadata(blob)?;
-        if let Ok(t) = std::fs::symlink_metadata(target)
-            && t.dev() == b.dev()
-            && t.ino() == b.ino()
+    // The blob itself, never what a link in its place points at.
+    let b = std::fs::symlink_metadata(blob)?;
+    if !b.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is not a regular file", blob.display()),
+        ));
+    }
+    match std::fs::symlink_metadata(target) {
+        #[cfg(unix)]
+        Ok(t)
+            if {
+                use std::os::unix::fs::MetadataExt;
+                t.dev() == b.dev() && t.ino() == b.ino()
+            } =>
         {
             return Ok(());
         }
-    }
-    let staging = target.with_file_name(format!(
-        ".{}.labbook-{:016x}",
-        target
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("file"),
-        random_bits()
-    ));
-    match std::fs::hard_link(blob, &staging) {
-        Ok(()) => {}
+        Ok(_) => {}
+        // Nothing there: the link is made in place, atomically. If that
+        // fails (made meanwhile, or links refused across filesystems),
+        // the staged way below replaces or copies.
         Err(_) => {
-            std::fs::copy(blob, &staging)?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o444))?;
+            if std::fs::hard_link(blob, target).is_ok() {
+                return Ok(());
             }
         }
     }
-    std::fs::rename(&staging, target).inspect_err(|_| {
-        let _ = std::fs::remove_file(&staging);
+    replace_via_staging(target, |staging| match std::fs::hard_link(blob, staging) {
+        Ok(()) => Ok(()),
+        Err(_) => {
+            std::fs::copy(blob, staging)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(staging, std::fs::Permissions::from_mode(0o444))?;
+            }
+            Ok(())
+        }
     })
 }
 
 fn copy_file_replacing(source: &Path, target: &Path) -> std::io::Result<()> {
+    replace_via_staging(target, |staging| std::fs::copy(source, staging).map(|_| ()))
+}
+
+/// Makes `target` by filling a hidden file beside it and renaming that
+/// over it, so a reader never sees a file half made.
+fn replace_via_staging(
+    target: &Path,
+    fill: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let staging = target.with_file_name(format!(
         ".{}.labbook-{:016x}",
         target
@@ -1549,10 +1585,37 @@ fn copy_file_replacing(source: &Path, target: &Path) -> std::io::Result<()> {
             .unwrap_or("file"),
         random_bits()
     ));
-    std::fs::copy(source, &staging)?;
-    std::fs::rename(&staging, target).inspect_err(|_| {
-        let _ = std::fs::remove_file(&staging);
-    })
+    fill(&staging)
+        .and_then(|()| std::fs::rename(&staging, target))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&staging);
+        })
+}
+
+/// Removes the files, several at a time: an unlink waits on the disk (a
+/// filesystem mounted with `discard` trims each freed extent before it
+/// returns), so the waits overlap even on few cores. Whether each went.
+fn remove_files(paths: &[PathBuf]) -> Vec<bool> {
+    const AT_ONCE: usize = 16;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done: Vec<std::sync::atomic::AtomicBool> = paths
+        .iter()
+        .map(|_| std::sync::atomic::AtomicBool::new(false))
+        .collect();
+    std::thread::scope(|scope| {
+        for _ in 0..AT_ONCE.min(paths.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(path) = paths.get(i) else { return };
+                    if std::fs::remove_file(path).is_ok() {
+                        done[i].store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    done.into_iter().map(|d| d.into_inner()).collect()
 }
 
 /// Makes everything written to the filesystem holding `dir` durable with
