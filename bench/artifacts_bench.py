@@ -406,6 +406,17 @@ FIGURES = [
 ]
 
 
+def shown(value: float, unit: str) -> str:
+    """A figure as people read it: 13.3 s rather than 1.33e+04 ms."""
+    if unit == "ms" and value >= 1000:
+        return f"{value / 1000:.1f} s"
+    if unit == "B":
+        return f"{value:,.0f} B"
+    if unit == "ms":
+        return f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
+    return f"{value:.3g} {unit}"
+
+
 def markdown(args: argparse.Namespace) -> str:
     tools = list(dict.fromkeys(r["tool"] for r in ROWS))
     lines = [
@@ -428,7 +439,9 @@ def markdown(args: argparse.Namespace) -> str:
                 cells.append("–")
                 continue
             r = found[0]
-            cells.append(f"{r['median']:.3g} {unit} ({r['min']:.3g}–{r['max']:.3g})")
+            cells.append(
+                f"{shown(r['median'], unit)} ({shown(r['min'], unit)}–{shown(r['max'], unit)})"
+            )
         lines.append(f"| {label} | {target} | " + " | ".join(cells) + " |")
     lines += ["", "Notes:"] + [
         f"- {r['tool']}, {r['figure']}: {r['note']}" for r in ROWS if r["note"]

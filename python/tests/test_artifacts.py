@@ -557,3 +557,24 @@ def test_a_purged_run_leaves_its_versions_and_gc_frees_what_only_it_held(store: 
     freed = cli_json("gc")
     assert freed["bytes"] == len(b"weights")
     assert blobs(store) == {}
+
+
+def test_a_file_rewritten_with_its_old_times_is_still_seen_as_changed(store: Path) -> None:
+    data = make_data(Path("data"), {"a.bin": b"first", "b.bin": b"other"})
+    old = time.time() - 3600
+    for f in data.iterdir():
+        os.utime(f, (old, old))
+    run = labbook.init(project="p")
+    assert run.log_artifact(str(data), name="ds").version == "v0"
+    # Unchanged: the remembered tree answers.
+    assert run.log_artifact(str(data), name="ds").version == "v0"
+    # Same size, same modification time set back by hand (as `touch -r`,
+    # rsync -t or a restore do): the change time still differs.
+    (data / "a.bin").write_bytes(b"fifth")
+    os.utime(data / "a.bin", (old, old))
+    changed = run.log_artifact(str(data), name="ds")
+    assert changed.version == "v1"
+    assert {f["path"]: f["size"] for f in changed.files()} == {"a.bin": 5, "b.bin": 5}
+    out = Path(changed.download("got"))
+    assert (out / "a.bin").read_bytes() == b"fifth"
+    run.finish()

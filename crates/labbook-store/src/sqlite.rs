@@ -297,6 +297,9 @@ CREATE INDEX artifacts_by_version ON artifacts(version_id) WHERE version_id IS N
 -- Runs deleted for good (`labbook rm --purge`), by change sequence, so
 -- that long-lived readers drop them from their run index.
 CREATE TABLE purged_runs (id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+-- A whole tree's stamps (hashed) → the digest its files had, so an
+-- unchanged folder logged again needs no per-file lookup.
+CREATE TABLE tree_stamps (stamps TEXT PRIMARY KEY, digest TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE hash_cache (
     path TEXT PRIMARY KEY,
     dev INTEGER NOT NULL,
