@@ -376,15 +376,19 @@ def test_gc_killed_half_way_leaves_the_store_consistent(store: Path, tmp_path: P
     expected = cli_json("gc", "--dry-run")
     assert len(expected["blobs"]) == 2000
 
-    gc = subprocess.Popen([labbook_bin(), "gc"], env={**os.environ, "LABBOOK_DIR": str(store)})
-    # Kill it once it has started freeing blobs, part of the way through.
+    # Batches of 1,024 blobs with a pause between them (a test knob), so
+    # the kill lands after the first batch however fast the disk is.
+    gc = subprocess.Popen(
+        [labbook_bin(), "gc"],
+        env={**os.environ, "LABBOOK_DIR": str(store), "LABBOOK_GC_PAUSE_MS": "3000"},
+    )
     deadline = time.monotonic() + 30
-    while len(blobs(store)) > 4001 - 200 and time.monotonic() < deadline and gc.poll() is None:
-        time.sleep(0.001)
+    while len(blobs(store)) > 4001 - 1024 and time.monotonic() < deadline and gc.poll() is None:
+        time.sleep(0.01)
     gc.send_signal(signal.SIGKILL)
     gc.wait()
     left = len(blobs(store))
-    assert 2001 < left <= 4001 - 200, f"the kill did not land part of the way: {left} blobs left"
+    assert left == 4001 - 1024, f"the kill did not land between the batches: {left} blobs left"
 
     with sqlite3.connect(store / "labbook.db") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)

@@ -1426,7 +1426,11 @@ impl SqliteStore {
             report.bytes = candidates.iter().map(|b| b.size).sum();
             report.blobs = candidates;
         } else {
-            for batch in candidates.chunks(GC_BLOBS_PER_LOCK) {
+            let pause = gc_pause();
+            for (i, batch) in candidates.chunks(GC_BLOBS_PER_LOCK).enumerate() {
+                if i > 0 && !pause.is_zero() {
+                    std::thread::sleep(pause);
+                }
                 let freed = self.write(|tx| {
                     let mut in_use = tx.prepare_cached(
                         "SELECT 1 FROM artifacts WHERE hash = ?1
@@ -1705,6 +1709,18 @@ fn replace_via_staging(
         .inspect_err(|_| {
             let _ = std::fs::remove_file(&staging);
         })
+}
+
+/// The environment variable that makes `gc` wait this many milliseconds
+/// between its batches: for tests that kill a collection half-way, at a
+/// point that does not depend on the disk's speed. Unset, no wait.
+const GC_PAUSE_ENV: &str = "LABBOOK_GC_PAUSE_MS";
+
+fn gc_pause() -> std::time::Duration {
+    std::env::var(GC_PAUSE_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(std::time::Duration::ZERO, std::time::Duration::from_millis)
 }
 
 /// Removes the files, several at a time: an unlink waits on the disk (a
