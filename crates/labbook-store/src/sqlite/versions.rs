@@ -61,6 +61,18 @@ struct Hashed {
     from_cache: bool,
 }
 
+/// What a log brings to its write transaction: the manifest and its
+/// digest, the temp files holding new contents by hash, the hash cache's
+/// new rows, and the tree's stamps when they may be remembered.
+#[derive(Clone, Copy)]
+struct Landing<'a> {
+    manifest: &'a Manifest,
+    digest: &'a str,
+    temps: &'a HashMap<String, PathBuf>,
+    cache_rows: &'a [(String, FileStamp, String)],
+    tree: Option<&'a str>,
+}
+
 enum Landed {
     /// The version, whether it is new, bytes stored, whether the run's
     /// edge to it is new.
@@ -143,6 +155,37 @@ fn join_rel(prefix: &str, rel: &str) -> String {
         (false, true) => prefix.to_string(),
         (false, false) => format!("{prefix}/{rel}"),
     }
+}
+
+/// A new version's name, type, aliases, metadata and description checked;
+/// the metadata as the JSON text stored.
+fn checked_fields(new: &NewArtifactVersion) -> Result<String> {
+    let name = new.name.as_str();
+    validate_artifact_name(name)?;
+    validate_artifact_type(&new.kind).map_err(|e| within(name, e))?;
+    for alias in new.aliases.iter().filter(|a| *a != LATEST) {
+        validate_alias(alias).map_err(|e| within(name, e))?;
+    }
+    let metadata = serde_json::Value::Object(new.metadata.clone()).to_string();
+    if metadata.len() > MAX_METADATA_BYTES {
+        return Err(invalid(
+            name,
+            "metadata",
+            format!("is {} bytes; at most {MAX_METADATA_BYTES}", metadata.len()),
+        ));
+    }
+    if new
+        .description
+        .as_ref()
+        .is_some_and(|d| d.len() > MAX_DESCRIPTION_BYTES)
+    {
+        return Err(invalid(
+            name,
+            "description",
+            format!("is longer than {MAX_DESCRIPTION_BYTES} bytes"),
+        ));
+    }
+    Ok(metadata)
 }
 
 /// The files a version will hold, found from its sources.
@@ -337,32 +380,7 @@ impl SqliteStore {
     /// has the same contents, which is then returned with the new aliases.
     pub fn log_artifact_version(&self, new: &NewArtifactVersion) -> Result<LoggedVersion> {
         let name = new.name.as_str();
-        validate_artifact_name(name)?;
-        validate_artifact_type(&new.kind).map_err(|e| within(name, e))?;
-        for alias in &new.aliases {
-            if alias != LATEST {
-                validate_alias(alias).map_err(|e| within(name, e))?;
-            }
-        }
-        let metadata = serde_json::Value::Object(new.metadata.clone()).to_string();
-        if metadata.len() > MAX_METADATA_BYTES {
-            return Err(invalid(
-                name,
-                "metadata",
-                format!("is {} bytes; at most {MAX_METADATA_BYTES}", metadata.len()),
-            ));
-        }
-        if new
-            .description
-            .as_ref()
-            .is_some_and(|d| d.len() > MAX_DESCRIPTION_BYTES)
-        {
-            return Err(invalid(
-                name,
-                "description",
-                format!("is longer than {MAX_DESCRIPTION_BYTES} bytes"),
-            ));
-        }
+        let metadata = checked_fields(new)?;
         let staged = stage(new)?;
         let started_ns = FileStamp::now_ns();
         // A tree whose every path and stamp is as it was when it was last
@@ -437,11 +455,13 @@ impl SqliteStore {
                 match self.land_version(
                     new,
                     &metadata,
-                    &manifest,
-                    &digest,
-                    &temps_by_hash,
-                    &cache_rows,
-                    tree,
+                    &Landing {
+                        manifest: &manifest,
+                        digest: &digest,
+                        temps: &temps_by_hash,
+                        cache_rows: &cache_rows,
+                        tree,
+                    },
                 )? {
                     Landed::Done(done) => {
                         let (id, created, bytes_stored, new_edge) = *done;
@@ -570,13 +590,16 @@ impl SqliteStore {
         &self,
         new: &NewArtifactVersion,
         metadata: &str,
-        manifest: &Manifest,
-        digest: &str,
-        temps: &HashMap<String, PathBuf>,
-        cache_rows: &[(String, FileStamp, String)],
-        tree: Option<&str>,
+        landing: &Landing<'_>,
     ) -> Result<Landed> {
         let name = new.name.as_str();
+        let Landing {
+            manifest,
+            digest,
+            temps,
+            cache_rows,
+            tree,
+        } = *landing;
         self.write(|tx| {
             let project_id = Self::project_id(tx, &new.project, new.now_ms)?;
             let name_id = name_row(tx, project_id, name, &new.kind, new.now_ms)?;
@@ -690,16 +713,7 @@ impl SqliteStore {
         digest: Option<String>,
     ) -> Result<ArtifactVersion> {
         let name = new.name.as_str();
-        validate_artifact_name(name)?;
-        validate_artifact_type(&new.kind).map_err(|e| within(name, e))?;
-        let metadata = serde_json::Value::Object(new.metadata.clone()).to_string();
-        if metadata.len() > MAX_METADATA_BYTES {
-            return Err(invalid(
-                name,
-                "metadata",
-                format!("is {} bytes; at most {MAX_METADATA_BYTES}", metadata.len()),
-            ));
-        }
+        let metadata = checked_fields(new)?;
         let manifest = Manifest::new(entries).map_err(|e| within(name, e))?;
         let digest = match digest {
             Some(d) if manifest.entries().is_empty() => d,
@@ -708,11 +722,13 @@ impl SqliteStore {
         match self.land_version(
             new,
             &metadata,
-            &manifest,
-            &digest,
-            &HashMap::new(),
-            &[],
-            None,
+            &Landing {
+                manifest: &manifest,
+                digest: &digest,
+                temps: &HashMap::new(),
+                cache_rows: &[],
+                tree: None,
+            },
         )? {
             Landed::Done(done) => self.artifact_version_by_id(done.0),
             Landed::Missing(hashes) => Err(StoreError::NotFound {
