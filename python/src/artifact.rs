@@ -14,7 +14,7 @@ use labbook_core::ConfigValue;
 use labbook_core::artifact::normalize_artifact_path;
 use labbook_core::artifact_version::{validate_artifact_name, validate_artifact_type};
 use labbook_store::SqliteStore;
-use labbook_store::versions::{ArtifactVersion, EdgeRole, VersionSource};
+use labbook_store::versions::{ArtifactVersion, EdgeRole, Placement, VersionSource};
 
 use crate::convert::{json_to_py, to_config_tree};
 use crate::to_py_err;
@@ -299,7 +299,7 @@ impl ArtifactVersionView {
             PathBuf::from("artifacts")
                 .join(format!("{}:v{}", self.version.name, self.version.version))
         });
-        py.detach(|| self.store.download_artifact_version(&self.version, &root))
+        py.detach(|| self.store.download_artifact_version(&self.version, &root, Placement::Link))
             .map_err(to_py_err)?;
         Ok(root.display().to_string())
     }

@@ -14,8 +14,10 @@ use pyo3::exceptions::{PyAttributeError, PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
-use labbook_capture::{CaptureOptions, Monitor, PythonProbe};
-use labbook_core::config::{find_seed, flatten};
+use labbook_capture::{
+    CaptureOptions, CodeSnapshot, Monitor, PythonProbe, SnapshotLimits, SnapshotPlan,
+};
+use labbook_core::config::{config_from_json, find_seed, flatten};
 use labbook_core::{Config, ConfigValue, RunStatus, SeriesColumns, SeriesSummary};
 use labbook_server::client::{Client, HttpSink};
 use labbook_server::wire::StartRun;
@@ -30,7 +32,7 @@ use crate::convert::{
     to_i64_column, utf8,
 };
 use crate::{now_ms, to_py_err};
-use labbook_store::versions::{ArtifactVersion, VersionSource};
+use labbook_store::versions::{ArtifactVersion, NewArtifactVersion, VersionSource};
 
 /// Key objects seen by `log`, by address. Holding a strong reference keeps
 /// the address from being reused by another object while it is cached, so
@@ -187,6 +189,28 @@ impl Backend {
         }
     }
 
+    fn store_code_snapshot(
+        &self,
+        project: &str,
+        run_id: &str,
+        plan: &SnapshotPlan,
+        code: &mut CodeSnapshot,
+    ) {
+        let Backend::Local(store) = self else {
+            code.error = Some("not stored: runs logged over url= cannot store files yet".into());
+            return;
+        };
+        if plan.files.is_empty() {
+            return;
+        }
+        let files = plan.files.iter().map(|f| (f.path.clone(), f.rel.clone()));
+        let new = NewArtifactVersion::code_snapshot(project, run_id, files, now_ms());
+        match store.log_artifact_version(&new) {
+            Ok(logged) => code.stored(&logged.version.reference(), &logged.version.digest),
+            Err(e) => code.error = Some(format!("the snapshot was not stored: {e}")),
+        }
+    }
+
     fn metric_summaries(
         &self,
         run_id: &str,
@@ -206,6 +230,28 @@ struct Opened {
     config: Config,
     summary: BTreeMap<String, serde_json::Value>,
     next_step: i64,
+}
+
+/// The command line as typed: the interpreter, its options and the
+/// script's arguments (`sys.orig_argv`, Python 3.10+), with the interpreter
+/// as the full path of this one, so a replay runs the same program.
+fn command_line(py: Python<'_>) -> PyResult<Vec<String>> {
+    let sys = py.import("sys")?;
+    let orig: Option<Vec<String>> = sys
+        .getattr("orig_argv")
+        .ok()
+        .and_then(|v| v.extract().ok());
+    match orig {
+        Some(mut argv) if !argv.is_empty() => {
+            if let Ok(exe) = sys.getattr("executable")?.extract::<String>()
+                && !exe.is_empty()
+            {
+                argv[0] = exe;
+            }
+            Ok(argv)
+        }
+        _ => Ok(sys.getattr("argv")?.extract().unwrap_or_default()),
+    }
 }
 
 fn parse_resume(resume: Option<&Bound<'_, PyAny>>) -> PyResult<Resume> {
@@ -504,7 +550,19 @@ impl RunCore {
             Some(c) => to_config_tree(c)?,
             None => BTreeMap::new(),
         };
-        let config = flatten(&config_tree).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let mut config =
+            flatten(&config_tree).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        // A "what if" replay (`labbook replay --set`) changes values the
+        // program passes: they win, as a W&B sweep's do.
+        if let Some(raw) = env_var("LABBOOK_CONFIG_SET") {
+            let set = serde_json::from_str(&raw)
+                .map_err(|e| e.to_string())
+                .and_then(|v| config_from_json(&v).map_err(|e| e.to_string()))
+                .map_err(|e| {
+                    PyValueError::new_err(format!("LABBOOK_CONFIG_SET is not a JSON object of config values: {e}"))
+                })?;
+            config.extend(set);
+        }
         if !(flush_interval > 0.0 && flush_interval <= 60.0) {
             return Err(PyValueError::new_err(
                 "flush_interval must be between 0 and 60 seconds",
@@ -667,25 +725,34 @@ impl RunCore {
         }
 
         let probe = python_probe(py)?;
-        let argv: Vec<String> = py
-            .import("sys")?
-            .getattr("argv")?
-            .extract()
-            .unwrap_or_default();
+        let argv = command_line(py)?;
         let seed = find_seed(&opened.config);
         let capture = {
             let backend = backend.clone();
             let run_id = opened.id.clone();
+            let project = opened.project.clone();
+            let mut errors = Vec::new();
+            // Under `labbook run` the wrapper keeps the snapshot.
+            let snapshot = if attached {
+                None
+            } else {
+                SnapshotLimits::from_env(&mut errors)
+            };
             let options = CaptureOptions {
                 cwd,
                 argv,
                 python: Some(probe),
+                snapshot,
                 ..Default::default()
             };
             std::thread::Builder::new()
                 .name("labbook-capture".into())
                 .spawn(move || {
-                    let env = labbook_capture::capture(&options);
+                    let (mut env, plan) = labbook_capture::capture_with_snapshot(&options);
+                    env.errors.extend(errors);
+                    if let (Some(plan), Some(code)) = (plan, env.code.as_mut()) {
+                        backend.store_code_snapshot(&project, &run_id, &plan, code);
+                    }
                     let Ok(mut value) = serde_json::to_value(&env) else { return };
                     if let (Some(map), Some((key, seed))) = (value.as_object_mut(), seed) {
                         map.insert("seed".into(), serde_json::json!({ "key": key, "value": seed }));

@@ -395,7 +395,7 @@ def test_capture_inside_a_dirty_git_repository(tmp_path: Path) -> None:
     assert "+lr = 0.01  # try lower" in g["diff"]
     assert g["untracked"] == ["notes.md"]
     assert g["remote_url"] == "https://example.com/lab/proj.git", "credentials never stored"
-    assert env["command"] == ["-c"]
+    assert env["command"] == [sys.executable, "-c", code], "the command line as typed"
     assert env["cwd"] == str(repo)
     assert env["seed"]["value"] == 3
     assert env["capture_micros"] < 2_000_000

@@ -152,6 +152,7 @@ pub(crate) fn capture(
         diff_truncated: diff.truncated,
         diff_excluded: diff.excluded,
         untracked: status.untracked,
+        changed: status.changed,
     };
     (Ok(Some(state)), warnings)
 }
@@ -281,6 +282,27 @@ struct StatusInfo {
     dirty: bool,
     untracked: Vec<String>,
     untracked_total: usize,
+    changed: Vec<String>,
+}
+
+impl StatusInfo {
+    /// Keeps the path of a changed entry, which follows `fields` fields
+    /// separated by single spaces (the path itself may hold spaces).
+    fn push_changed(&mut self, record: &[u8], fields: usize) {
+        if self.changed.len() >= MAX_UNTRACKED {
+            return;
+        }
+        let mut rest = record;
+        for _ in 0..fields {
+            match rest.iter().position(|&b| b == b' ') {
+                Some(at) => rest = &rest[at + 1..],
+                None => return,
+            }
+        }
+        if !rest.is_empty() {
+            self.changed.push(String::from_utf8_lossy(rest).into_owned());
+        }
+    }
 }
 
 fn parse_status(out: &[u8]) -> StatusInfo {
@@ -303,13 +325,20 @@ fn parse_status(out: &[u8]) -> StatusInfo {
                     info.branch = Some(head.to_owned());
                 }
             }
-            b'1' if !is_submodule_untracked_only(record) => info.dirty = true,
+            b'1' if !is_submodule_untracked_only(record) => {
+                info.dirty = true;
+                info.push_changed(record, 8);
+            }
             b'2' => {
                 info.dirty = true;
+                info.push_changed(record, 9);
                 // With -z the source path of a rename is its own record.
                 records.next();
             }
-            b'u' => info.dirty = true,
+            b'u' => {
+                info.dirty = true;
+                info.push_changed(record, 10);
+            }
             b'?' => {
                 info.untracked_total += 1;
                 if info.untracked.len() < MAX_UNTRACKED
@@ -592,6 +621,7 @@ mod tests {
         let out = format!(
             "# branch.oid {oid}\0# branch.head feature/x\0\
              2 R. N... 100644 100644 100644 {oid} {oid} R100 new name.txt\0old.txt\0\
+             1 .D N... 100644 100644 000000 {oid} {oid} gone.py\0\
              ? with space.txt\0? dir/nested.txt\0"
         );
         let info = parse_status(out.as_bytes());
@@ -600,6 +630,7 @@ mod tests {
         assert!(info.dirty);
         // The rename's source path must not be taken for an untracked file.
         assert_eq!(info.untracked, ["with space.txt", "dir/nested.txt"]);
+        assert_eq!(info.changed, ["new name.txt", "gone.py"]);
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod host;
 mod monitor;
 mod python;
 mod sampler;
+mod snapshot;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,6 +30,9 @@ pub use host::{hostname, pid_alive};
 pub use monitor::Monitor;
 pub use python::scan_python_packages;
 pub use sampler::SystemSampler;
+pub use snapshot::{
+    SkippedFile, SnapshotBase, SnapshotFile, SnapshotLimits, SnapshotPlan, plan_snapshot,
+};
 
 /// `git diff` bytes kept when [`CaptureOptions::max_diff_bytes`] is 0.
 pub const DEFAULT_MAX_DIFF_BYTES: usize = 4 * 1024 * 1024;
@@ -48,6 +52,8 @@ pub struct CaptureOptions {
     /// Maximum bytes of `git diff` kept; longer diffs are cut at a line
     /// boundary and `diff_truncated` is set. Default used when 0: 4 MiB.
     pub max_diff_bytes: usize,
+    /// Choose the files of a code snapshot ([`capture_with_snapshot`]).
+    pub snapshot: Option<SnapshotLimits>,
 }
 
 /// Facts about the Python interpreter, as reported by the Python SDK.
@@ -112,8 +118,61 @@ pub struct Environment {
     /// Environment variables that passed [`env_var_allowed`], their values
     /// without credentials ([`labbook_core::redact::redact_value`]).
     pub env_vars: BTreeMap<String, String>,
+    /// The run's code snapshot: what was kept beside the commit and diff
+    /// (or, outside git, instead of them), and what was left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<CodeSnapshot>,
     /// Short reasons for whatever could not be captured.
     pub errors: Vec<String>,
+}
+
+/// The record of a run's code snapshot, kept in its environment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct CodeSnapshot {
+    /// What the paths are relative to.
+    pub base: SnapshotBase,
+    /// The repository's top level, or the working directory outside git.
+    pub root: String,
+    /// The artifact version holding the files (`code:v3`); `None` when
+    /// there were none or they could not be stored (`error` says why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The version's digest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Files kept.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Tracked files deleted in the working tree.
+    pub deleted: Vec<String>,
+    /// Files left out, each with the reason.
+    pub skipped: Vec<SkippedFile>,
+    /// Why the files were not stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl CodeSnapshot {
+    /// Records the version that holds the files.
+    pub fn stored(&mut self, reference: &str, digest: &str) {
+        self.version = Some(reference.to_owned());
+        self.digest = Some(digest.to_owned());
+    }
+
+    /// The record of `plan`, before its files are stored.
+    pub fn of(plan: &SnapshotPlan) -> CodeSnapshot {
+        CodeSnapshot {
+            base: plan.base,
+            root: plan.root.to_string_lossy().into_owned(),
+            files: plan.files.len() as u64,
+            bytes: plan.bytes,
+            deleted: plan.deleted.clone(),
+            skipped: plan.skipped.clone(),
+            ..CodeSnapshot::default()
+        }
+    }
 }
 
 /// The Python interpreter of the run and what is installed in it.
@@ -193,6 +252,10 @@ pub struct GitState {
     /// Untracked files, relative to `root`, respecting `.gitignore`. Only
     /// names: a file named like a secret is listed too, its contents never.
     pub untracked: Vec<String>,
+    /// Tracked files that differ from `HEAD` (staged or not, deleted
+    /// ones included), relative to `root`: the files a code snapshot
+    /// keeps whole beside the diff.
+    pub changed: Vec<String>,
 }
 
 /// Records the environment of a run. Never fails and never panics: whatever
@@ -201,6 +264,13 @@ pub struct GitState {
 /// Git and the GPU probe run on their own threads while the rest is read, so
 /// the call takes about as long as the slowest of them.
 pub fn capture(opts: &CaptureOptions) -> Environment {
+    capture_with_snapshot(opts).0
+}
+
+/// [`capture`], plus the files of a code snapshot when
+/// [`CaptureOptions::snapshot`] asks for one (`Environment::code` then
+/// describes it; the caller stores the files and fills in the version).
+pub fn capture_with_snapshot(opts: &CaptureOptions) -> (Environment, Option<SnapshotPlan>) {
     let started = Instant::now();
     let mut env = Environment {
         captured_at_ms: unix_millis(SystemTime::now()),
@@ -233,6 +303,7 @@ pub fn capture(opts: &CaptureOptions) -> Environment {
     let max_diff_bytes = opts.max_diff_bytes;
     let cwd = &cwd;
     let probe_git = !opts.skip_git && !cwd.as_os_str().is_empty();
+    let mut git_failed = false;
     thread::scope(|s| {
         let git_job = probe_git.then(|| Job::start(s, move || git::capture(cwd, max_diff_bytes)));
         let gpu_job = Job::start(s, gpu::probe);
@@ -251,11 +322,17 @@ pub fn capture(opts: &CaptureOptions) -> Environment {
                 Ok((state, errors)) => {
                     match state {
                         Ok(state) => env.git = state,
-                        Err(e) => env.errors.push(e),
+                        Err(e) => {
+                            git_failed = true;
+                            env.errors.push(e);
+                        }
                     }
                     env.errors.extend(errors);
                 }
-                Err(e) => env.errors.push(format!("git: {e}")),
+                Err(e) => {
+                    git_failed = true;
+                    env.errors.push(format!("git: {e}"));
+                }
             }
         }
         match gpu_job.join() {
@@ -267,12 +344,19 @@ pub fn capture(opts: &CaptureOptions) -> Environment {
         }
     });
 
+    // A failed git is no reason to walk what may be a huge repository.
+    let plan = opts
+        .snapshot
+        .filter(|_| !git_failed && !cwd.as_os_str().is_empty())
+        .map(|limits| plan_snapshot(cwd, env.git.as_ref(), &limits));
+    env.code = plan.as_ref().map(CodeSnapshot::of);
+
     // Git's messages can quote a remote or a config value.
     for error in &mut env.errors {
         *error = redact_value(error);
     }
     env.capture_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    env
+    (env, plan)
 }
 
 /// Milliseconds since the Unix epoch, negative for earlier times, so that a

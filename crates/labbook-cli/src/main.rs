@@ -88,6 +88,12 @@ enum Command {
     /// Free the contents no live artifact version, run file or MLflow
     /// artifact references (after `artifact rm`).
     Gc(commands::artifact::GcArgs),
+    /// Run a run again from its recorded code, data, environment and
+    /// command, as a new run linked to it; --check compares the curves.
+    Replay(commands::replay::ReplayArgs),
+    /// Compare a replay's curves with its original's: a verdict per metric
+    /// and overall (exit 0 reproduced, 1 diverged).
+    CheckReplay(commands::replay::CheckReplayArgs),
     /// Serve the dashboard for this store in the browser.
     Ui(UiArgs),
     /// Serve this store to others: the dashboard, labbook's API and MLflow's
@@ -391,6 +397,19 @@ fn main() -> ExitCode {
         Command::Artifact(command) => commands::artifact::run(&app, command),
         Command::Lineage(args) => commands::artifact::lineage(&app, args),
         Command::Gc(args) => commands::artifact::gc(&app, args),
+        // An error is told from a divergence (1) by its own status.
+        Command::Replay(args) => {
+            return commands::replay::replay(&app, args).unwrap_or_else(|e| {
+                error::report(&e, app.color_stderr);
+                ExitCode::from(2)
+            });
+        }
+        Command::CheckReplay(args) => {
+            return commands::replay::check_replay(&app, args).unwrap_or_else(|e| {
+                error::report(&e, app.color_stderr);
+                ExitCode::from(2)
+            });
+        }
         Command::Ui(args) => commands::ui::run(&app, args),
         Command::Serve(args) => commands::ui::serve(&app, args),
     };

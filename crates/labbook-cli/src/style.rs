@@ -86,6 +86,13 @@ impl Painter {
         )
     }
 
+    pub fn good(&self, text: &str) -> String {
+        self.paint(
+            Style::new().bold().fg_color(Some(AnsiColor::Green.into())),
+            text,
+        )
+    }
+
     pub fn hint(&self, text: &str) -> String {
         self.paint(
             Style::new().bold().fg_color(Some(AnsiColor::Cyan.into())),

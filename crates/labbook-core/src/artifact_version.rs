@@ -12,6 +12,10 @@ use crate::error::ValidationError;
 /// version and cannot be set or removed by hand.
 pub const LATEST: &str = "latest";
 
+/// The name and type of the versions that hold runs' code snapshots (the
+/// files a replay needs beside the commit and diff), one name per project.
+pub const CODE_ARTIFACT: &str = "code";
+
 const MAX_NAME: usize = 128;
 
 /// Checks an artifact name: 1 to 128 of `[A-Za-z0-9_.-]`, not starting

@@ -13,6 +13,7 @@ pub mod metric;
 pub mod model;
 pub mod query;
 pub mod redact;
+pub mod replay;
 pub mod run;
 
 pub use config::{Config, ConfigValue};

@@ -205,6 +205,7 @@ pub trait Store: Send + Sync {
         &self,
         version: &ArtifactVersion,
         dest: &std::path::Path,
+        placement: crate::versions::Placement,
     ) -> Result<()>;
     fn verify_artifact_references(&self, version: &ArtifactVersion) -> Result<Vec<ChangedFile>>;
     fn lineage(&self, start: &LineageStart) -> Result<LineageGraph>;

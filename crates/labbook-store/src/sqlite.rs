@@ -1053,8 +1053,9 @@ impl Store for SqliteStore {
         &self,
         version: &ArtifactVersion,
         dest: &std::path::Path,
+        placement: crate::versions::Placement,
     ) -> Result<()> {
-        SqliteStore::download_artifact_version(self, version, dest)
+        SqliteStore::download_artifact_version(self, version, dest, placement)
     }
     fn verify_artifact_references(&self, version: &ArtifactVersion) -> Result<Vec<ChangedFile>> {
         SqliteStore::verify_artifact_references(self, version)

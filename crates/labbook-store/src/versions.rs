@@ -20,6 +20,17 @@ pub enum VersionSource {
     Reference { uri: String, name: String },
 }
 
+/// How a download places a version's stored files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Placement {
+    /// Read-only hard links to the blobs where the filesystem allows
+    /// (no bytes copied), else copies.
+    #[default]
+    Link,
+    /// Copies the owner may edit.
+    Copy,
+}
+
 /// A version to log.
 #[derive(Debug, Clone, Default)]
 pub struct NewArtifactVersion {
@@ -39,6 +50,34 @@ pub struct NewArtifactVersion {
     /// Record the files where they are instead of copying them.
     pub in_place: bool,
     pub now_ms: i64,
+}
+
+impl NewArtifactVersion {
+    /// A run's code snapshot: `files` as (where it is, its path in the
+    /// snapshot), a version of the project's `code` artifact that the run
+    /// used, so two runs with the same files share one version and a
+    /// changed file adds only its own bytes.
+    pub fn code_snapshot(
+        project: &str,
+        run_id: &str,
+        files: impl IntoIterator<Item = (PathBuf, String)>,
+        now_ms: i64,
+    ) -> NewArtifactVersion {
+        use labbook_core::artifact_version::CODE_ARTIFACT;
+        NewArtifactVersion {
+            project: project.to_owned(),
+            name: CODE_ARTIFACT.to_owned(),
+            kind: CODE_ARTIFACT.to_owned(),
+            sources: files
+                .into_iter()
+                .map(|(path, name)| VersionSource::File { path, name })
+                .collect(),
+            run_id: Some(run_id.to_owned()),
+            run_role: EdgeRole::Input,
+            now_ms,
+            ..NewArtifactVersion::default()
+        }
+    }
 }
 
 /// One version of a named artifact.

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use labbook_core::artifact_version::Manifest;
 use labbook_store::versions::{
     ArtifactVersion, EdgeRole, LineageGraph, LineageNode, LineageStart, NewArtifactVersion,
-    VersionSource,
+    Placement, VersionSource,
 };
 use labbook_store::{SqliteStore, Store, StoreError};
 
@@ -490,7 +490,7 @@ fn get(app: &App, args: GetArgs) -> Result<ExitCode> {
     let dest = args
         .output
         .unwrap_or_else(|| PathBuf::from("artifacts").join(format!("{}:v{}", v.name, v.version)));
-    store.download_artifact_version(&v, &dest)?;
+    store.download_artifact_version(&v, &dest, Placement::Link)?;
     let paint = app.out();
     writeln!(
         std::io::stdout().lock(),

@@ -4,6 +4,7 @@ pub mod export;
 pub mod init;
 pub mod ls;
 pub mod models;
+pub mod replay;
 pub mod run;
 pub mod show;
 pub mod ui;

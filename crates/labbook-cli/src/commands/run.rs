@@ -17,7 +17,11 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
-use labbook_capture::{CaptureOptions, Monitor, capture, hostname};
+use labbook_capture::{
+    CaptureOptions, CodeSnapshot, Monitor, SnapshotLimits, SnapshotPlan, capture_with_snapshot,
+    hostname,
+};
+use labbook_store::versions::NewArtifactVersion;
 use labbook_core::config::config_from_json;
 use labbook_core::{Config, RunRecord, RunStatus};
 use labbook_store::writer::{PendingPoint, RunWriter, WriterOptions};
@@ -39,6 +43,59 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn run(app: &App, args: RunArgs) -> Result<ExitCode> {
+    let config = parse_config(&args.config)?;
+    let launch = Launch {
+        store_dir: app.store_dir_for_run(),
+        cwd: app.cwd.clone(),
+        project: args.project,
+        name: args.name,
+        group: args.group,
+        tags: split_tags(&args.tags),
+        kv_tags: Default::default(),
+        why: args.why,
+        config,
+        command: args.command,
+        env_set: Vec::new(),
+        env_remove: Vec::new(),
+        no_monitor: args.no_monitor,
+        recorded: None,
+    };
+    Ok(launch_run(app, launch, |_| Ok(()))?.0)
+}
+
+/// A program to run as a tracked run: what `labbook run` is given, and
+/// what a replay rebuilds from the run it replays.
+pub struct Launch {
+    pub store_dir: std::path::PathBuf,
+    /// Where the program runs and its git state is read.
+    pub cwd: std::path::PathBuf,
+    pub project: Option<String>,
+    pub name: Option<String>,
+    pub group: Option<String>,
+    pub tags: Vec<String>,
+    pub kv_tags: std::collections::BTreeMap<String, String>,
+    pub why: Option<String>,
+    pub config: Config,
+    pub command: Vec<OsString>,
+    /// Variables set for the program, after the wrapper's own.
+    pub env_set: Vec<(String, String)>,
+    pub env_remove: Vec<String>,
+    pub no_monitor: bool,
+    /// Environment entries recorded as given instead of captured: a
+    /// replay's code is the original's (its `git` and `code`), not the
+    /// state of the folder it was rebuilt in.
+    pub recorded: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Runs `launch` as a tracked run and waits for it. `started` sees the run
+/// once it exists, before the program starts (a replay records there what
+/// it replays); an error from it ends the run as failed. Returns the exit
+/// code to give and the run's id.
+pub fn launch_run(
+    app: &App,
+    launch: Launch,
+    started: impl FnOnce(&RunRecord) -> Result<()>,
+) -> Result<(ExitCode, String)> {
     let paint = app.err();
     // First, so that a SIGTERM during setup is held and delivered to the
     // program once it starts, rather than killing a half-created run.
@@ -48,9 +105,7 @@ pub fn run(app: &App, args: RunArgs) -> Result<ExitCode> {
             paint.warn("warning")
         );
     }
-    let config = parse_config(&args.config)?;
-    let tags = split_tags(&args.tags);
-    let command = args.command;
+    let command = launch.command;
     let Some(program) = command.first().cloned() else {
         return Err(anyhow!(
             "no command given; usage: labbook run [OPTIONS] -- COMMAND [ARGS]..."
@@ -61,37 +116,66 @@ pub fn run(app: &App, args: RunArgs) -> Result<ExitCode> {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
 
-    let dir = app.store_dir_for_run();
+    let dir = launch.store_dir;
     let created_store = !dir.is_dir();
     let store = open_store(&dir)?;
     let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
     if created_store {
         say!("labbook: created a store in {}", dir.display());
     }
-    let project = args.project.unwrap_or_else(|| default_project(&dir));
+    let project = launch.project.unwrap_or_else(|| default_project(&dir));
     let record = store
         .create_run(&NewRun {
             id: None,
             project: project.clone(),
-            name: args.name,
-            group: args.group,
-            tags,
-            notes: args.why,
-            config,
+            name: launch.name,
+            group: launch.group,
+            tags: launch.tags,
+            notes: launch.why,
+            config: launch.config,
             created_ms: now_ms(),
             host: hostname(),
             pid: Some(std::process::id()),
         })
         .context("cannot create the run")?;
     let store: Arc<dyn Store> = store;
+    if !launch.kv_tags.is_empty() {
+        store
+            .update_run(
+                &record.id,
+                &RunPatch {
+                    set_kv_tags: launch.kv_tags,
+                    ..RunPatch::default()
+                },
+            )
+            .context("cannot tag the run")?;
+    }
     say!(
         "labbook: run {} ({}) started in project {}",
         paint.bold(&record.name),
         paint.id(&record.id),
         project
     );
+    if let Err(e) = started(&record) {
+        let _ = store.update_run(
+            &record.id,
+            &RunPatch {
+                status: Some(RunStatus::Failed),
+                ended_ms: Some(now_ms()),
+                error: Some(format!("{e:#}")),
+                ..RunPatch::default()
+            },
+        );
+        return Err(e);
+    }
 
-    let env_capture = start_capture(Arc::clone(&store), &record.id, &app.cwd, argv);
+    let env_capture = start_capture(
+        Arc::clone(&store),
+        &record,
+        &launch.cwd,
+        argv,
+        launch.recorded,
+    );
     let writer = Arc::new(
         RunWriter::start(Arc::clone(&store), &record.id, WriterOptions::default())
             .context("cannot start the run's writer")?,
@@ -99,6 +183,7 @@ pub fn run(app: &App, args: RunArgs) -> Result<ExitCode> {
     let mut child_cmd = Command::new(&program);
     child_cmd
         .args(&command[1..])
+        .current_dir(&launch.cwd)
         .env("LABBOOK_RUN_ID", &record.id)
         .env("LABBOOK_DIR", &dir)
         .env("LABBOOK_PROJECT", &project)
@@ -110,18 +195,17 @@ pub fn run(app: &App, args: RunArgs) -> Result<ExitCode> {
     if std::env::var_os("PYTHONUNBUFFERED").is_none() {
         child_cmd.env("PYTHONUNBUFFERED", "1");
     }
+    for name in &launch.env_remove {
+        child_cmd.env_remove(name);
+    }
+    for (name, value) in &launch.env_set {
+        child_cmd.env(name, value);
+    }
     let mut child = match child_cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
-            return Ok(could_not_start(
-                app,
-                &store,
-                &writer,
-                env_capture,
-                &record,
-                &program,
-                &e,
-            ));
+            let code = could_not_start(app, &store, &writer, env_capture, &record, &program, &e);
+            return Ok((code, record.id));
         }
     };
     signals::set_child(child.id());
@@ -145,7 +229,7 @@ pub fn run(app: &App, args: RunArgs) -> Result<ExitCode> {
         );
     }
     drop(done_tx);
-    let mut monitor = if args.no_monitor {
+    let mut monitor = if launch.no_monitor {
         None
     } else {
         start_monitor(child.id(), Arc::clone(&writer))
@@ -219,8 +303,9 @@ pub fn run(app: &App, args: RunArgs) -> Result<ExitCode> {
         record.id
     );
     let _ = io::stdout().flush();
-    Ok(ExitCode::from(
-        u8::try_from(exit_code.unwrap_or(1)).unwrap_or(1),
+    Ok((
+        ExitCode::from(u8::try_from(exit_code.unwrap_or(1)).unwrap_or(1)),
+        record.id,
     ))
 }
 
@@ -381,25 +466,43 @@ fn start_monitor(pid: u32, writer: Arc<RunWriter>) -> Option<Monitor> {
     })
 }
 
-/// Captures the environment (git state, host, GPUs) on a thread, since git
-/// on a large repository can take a while and the program should not wait.
+/// Captures the environment (git state, host, GPUs) and stores the code
+/// snapshot on a thread, since git on a large repository can take a while
+/// and the program should not wait.
 fn start_capture(
     store: Arc<dyn Store>,
-    run_id: &str,
+    record: &RunRecord,
     cwd: &Path,
     argv: Vec<String>,
+    recorded: Option<serde_json::Map<String, serde_json::Value>>,
 ) -> Option<JoinHandle<Result<(), String>>> {
-    let run_id = run_id.to_string();
+    let run_id = record.id.clone();
+    let project = record.project.clone();
+    let mut errors = Vec::new();
+    let snapshot = if recorded.is_some() {
+        None
+    } else {
+        SnapshotLimits::from_env(&mut errors)
+    };
     let options = CaptureOptions {
         cwd: cwd.to_path_buf(),
         argv,
+        snapshot,
+        skip_git: recorded.is_some(),
         ..CaptureOptions::default()
     };
     thread::Builder::new()
         .name("labbook-capture".into())
         .spawn(move || {
-            let env = capture(&options);
-            let value = serde_json::to_value(&env).map_err(|e| e.to_string())?;
+            let (mut env, plan) = capture_with_snapshot(&options);
+            env.errors.extend(errors);
+            if let (Some(plan), Some(code)) = (plan, env.code.as_mut()) {
+                store_code_snapshot(&*store, &project, &run_id, &plan, code);
+            }
+            let mut value = serde_json::to_value(&env).map_err(|e| e.to_string())?;
+            if let (Some(map), Some(recorded)) = (value.as_object_mut(), recorded) {
+                map.extend(recorded);
+            }
             // The store merges top-level keys, so what the Python SDK in the
             // program adds (the interpreter, its packages) stays.
             store
@@ -407,6 +510,26 @@ fn start_capture(
                 .map_err(|e| e.to_string())
         })
         .ok()
+}
+
+/// Stores the files of `plan` as the run's code snapshot and records the
+/// version (or why there is none) in `code`.
+pub fn store_code_snapshot(
+    store: &dyn Store,
+    project: &str,
+    run_id: &str,
+    plan: &SnapshotPlan,
+    code: &mut CodeSnapshot,
+) {
+    if plan.files.is_empty() {
+        return;
+    }
+    let files = plan.files.iter().map(|f| (f.path.clone(), f.rel.clone()));
+    let new = NewArtifactVersion::code_snapshot(project, run_id, files, now_ms());
+    match store.log_artifact_version(&new) {
+        Ok(logged) => code.stored(&logged.version.reference(), &logged.version.digest),
+        Err(e) => code.error = Some(format!("the snapshot was not stored: {e}")),
+    }
 }
 
 fn warn_capture(app: &App, handle: Option<JoinHandle<Result<(), String>>>) {

@@ -1083,7 +1083,12 @@ impl SqliteStore {
     /// links to their blobs where the filesystem allows (blobs are
     /// read-only), copies otherwise; referenced files copied from where
     /// they are, after checking they still hash as recorded.
-    pub fn download_artifact_version(&self, version: &ArtifactVersion, dest: &Path) -> Result<()> {
+    pub fn download_artifact_version(
+        &self,
+        version: &ArtifactVersion,
+        dest: &Path,
+        placement: Placement,
+    ) -> Result<()> {
         if version.purged {
             return Err(StoreError::Conflict(format!(
                 "{} was deleted and its contents freed by gc",
@@ -1135,6 +1140,9 @@ impl SqliteStore {
                 move |err| io_err(format!("{what}: cannot {verb} {}", e.path))(err)
             };
             match &e.reference {
+                None if placement == Placement::Copy => {
+                    copy_writable(&self.blob_path(&e.hash), &target).map_err(failed("copy"))
+                }
                 None => {
                     place_link_or_copy(&self.blob_path(&e.hash), &target).map_err(failed("place"))
                 }
@@ -1699,6 +1707,29 @@ fn place_link_or_copy(blob: &Path, target: &Path) -> std::io::Result<()> {
             }
             Ok(())
         }
+    })
+}
+
+/// A copy the owner may change (blobs are read-only), for files that are
+/// meant to be edited, such as a replay's code.
+fn copy_writable(blob: &Path, target: &Path) -> std::io::Result<()> {
+    if !std::fs::symlink_metadata(blob)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is not a regular file", blob.display()),
+        ));
+    }
+    replace_via_staging(target, |staging| {
+        std::fs::copy(blob, staging)?;
+        let mut perms = std::fs::metadata(staging)?.permissions();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            perms.set_mode(0o644);
+        }
+        #[cfg(not(unix))]
+        perms.set_readonly(false);
+        std::fs::set_permissions(staging, perms)
     })
 }
 
