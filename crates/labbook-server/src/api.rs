@@ -60,6 +60,7 @@ pub fn routes() -> Router<AppState> {
         .route("/runs/{id}/artifacts/raw", get(run_artifact_raw))
         .route("/runs/{id}/artifact-versions", get(run_versions))
         .route("/runs/{id}/lineage", get(run_lineage))
+        .route("/runs/{id}/replays", get(run_replays))
         .route("/logged-models/{id}/artifacts", get(model_artifacts))
         .route(
             "/logged-models/{id}/artifacts/preview",
@@ -338,6 +339,55 @@ async fn run(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult
         m.insert("metric_keys".into(), Value::Array(keys));
         m.insert("outputs".into(), logged_models_of(store, &run));
         Ok(Json(Value::Object(m)))
+    })
+    .await
+}
+
+/// Replays listed at most, newest first.
+const MAX_REPLAYS: usize = 200;
+
+/// `GET /runs/{id}/replays`: the run this one replays, the replays of this
+/// one with their verdicts, and this run's own check when it is a replay.
+async fn run_replays(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    use labbook_core::replay::{CHECK_DOCUMENT, REPLAY_OF_TAG, VERDICT_TAG};
+    blocking(&state, move |store| {
+        let run = store.get_run(&id)?;
+        let brief = |r: &RunRecord| {
+            json!({
+                "id": r.id,
+                "name": r.name,
+                "status": r.status.as_str(),
+                "created_ms": r.created_ms,
+                "verdict": r.kv_tags.get(VERDICT_TAG),
+                "set": r.kv_tags.get("labbook.replay_set"),
+            })
+        };
+        let replay_of = match run.kv_tags.get(REPLAY_OF_TAG) {
+            Some(original) => match store.get_run(original) {
+                Ok(o) => brief(&o),
+                Err(StoreError::NotFound { .. }) => json!({ "id": original, "missing": true }),
+                Err(e) => return Err(e.into()),
+            },
+            None => Value::Null,
+        };
+        let filter = parse_filter(&format!(
+            "tags.{REPLAY_OF_TAG} = {}",
+            serde_json::to_string(&run.id).unwrap_or_default()
+        ))
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+        let (replays, total) = store.list_runs_counted(&RunQuery {
+            project: None,
+            filter: Some(filter),
+            limit: Some(MAX_REPLAYS),
+            ..RunQuery::default()
+        })?;
+        Ok(Json(json!({
+            "run": run.id,
+            "replay_of": replay_of,
+            "replays": replays.iter().map(brief).collect::<Vec<_>>(),
+            "replays_total": total,
+            "check": store.document(CHECK_DOCUMENT, &run.id)?,
+        })))
     })
     .await
 }

@@ -147,7 +147,13 @@ pub fn open_run(
         reopen: (!request.attach).then(|| (new.host.clone(), new.pid)),
         name: new.name.clone(),
         group: new.group.clone(),
-        notes: new.notes.clone(),
+        // The wrapper's `--why` (or a replay's) was given for this very
+        // run; the program's own notes are a default it does not override.
+        notes: if request.attach && run.notes.as_deref().is_some_and(|n| !n.is_empty()) {
+            None
+        } else {
+            new.notes.clone()
+        },
         add_tags: new.tags.clone(),
         config: (!new.config.is_empty()).then(|| new.config.clone()),
         ..Default::default()
