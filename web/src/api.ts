@@ -78,13 +78,33 @@ export type Environment = {
   cpu_model?: string;
   cpu_count?: number;
   memory_bytes?: number;
-  gpus?: { name?: string; memory_bytes?: number; driver?: string; cuda?: string; [k: string]: unknown }[];
+  /** The capture writes `driver_version` and `cuda_version`. */
+  gpus?: { name?: string; memory_bytes?: number; driver_version?: string; cuda_version?: string; driver?: string; cuda?: string; [k: string]: unknown }[];
   python?: { version?: string; executable?: string; implementation?: string; packages?: { name: string; version: string }[] };
   git?: GitInfo | null;
   env_vars?: { [k: string]: string };
   seed?: { key?: string; value?: unknown } | null;
+  /** The run's code snapshot (changed and untracked files, as an artifact
+   * version). */
+  code?: CodeSnapshot | null;
+  /** A replay's record: the run it replays, where its code was rebuilt,
+   * what `--set` changed, the drift `labbook replay` noticed. */
+  replay?: { of?: string; dir?: string; set?: string[]; drift?: string[]; data_drift?: boolean } | null;
   errors?: unknown[];
   [k: string]: unknown;
+};
+
+export type CodeSnapshot = {
+  base?: string;
+  root?: string;
+  /** `code:v3`; absent when there were no files to keep. */
+  version?: string;
+  digest?: string;
+  files?: number;
+  bytes?: number;
+  deleted?: string[];
+  skipped?: { path: string; reason: string }[];
+  error?: string;
 };
 
 export type RunDetail = Run & {
@@ -197,6 +217,47 @@ export type LineageNode =
 /** `from` fed `to`: an artifact a run used, a run that produced an artifact. */
 export type LineageGraph = { root: string; nodes: LineageNode[]; edges: { from: string; to: string }[]; truncated: boolean };
 export type RunVersions = { run: string; inputs: ArtifactVersion[]; inputs_total: number; outputs: ArtifactVersion[]; outputs_total: number };
+
+/** A replay's verdict, one metric's or the whole check's (docs/API.md). */
+export type ReplayVerdict = { state: "reproduced" } | { state: "within_tolerance" } | { state: "diverged"; step: number } | { state: "missing"; in_replay: boolean };
+/** One metric of a stored replay check; a non-finite deviation or final
+ * value arrives as null. */
+export type ReplayMetricCheck = {
+  key: string;
+  verdict: ReplayVerdict;
+  compared: number;
+  max_abs_dev: number | null;
+  max_rel_dev: number | null;
+  /** The two values at the divergence step; either may be absent. */
+  at_divergence?: [number | null, number | null];
+  final_original: number | null;
+  final_replay: number | null;
+  last_step_original: number | null;
+  last_step_replay: number | null;
+};
+export type ReplayCheck = {
+  original: string;
+  replay: string;
+  tolerance: { rel: number; abs: number };
+  verdict: ReplayVerdict;
+  checked_ms: number;
+  metrics: ReplayMetricCheck[];
+};
+/** A run as `/runs/{id}/replays` names it: `verdict` is the
+ * `labbook.replay_verdict` tag's text, `set` the what-if's
+ * (`lr=0.1, model.hidden=8`). */
+export type ReplayBrief = { id: string; name: string; status: Status; created_ms: number; verdict: string | null; set: string | null };
+export type RunReplays = {
+  run: string;
+  /** The run this one replays: null when it is no replay; `missing` when
+   * that run is no longer in the store. */
+  replay_of: ReplayBrief | { id: string; missing: true } | null;
+  /** Newest first, at most 200. */
+  replays: ReplayBrief[];
+  replays_total: number;
+  /** This run's stored check, when it is a replay that was checked. */
+  check: ReplayCheck | null;
+};
 
 /** `id` is the project's number, its MLflow experiment id. */
 export type Project = { id: number | string; name: string; runs: number; running: number; last_activity_ms: number | null };
@@ -374,7 +435,7 @@ export const api = {
     request<Groups>(`${V1}/projects/${enc(project)}/groups${qs({ by, filter })}`, { signal }),
   validate: (p: { filter?: string; sort?: string }, signal?: AbortSignal) =>
     request<{ ok: true }>(`${V1}/query/validate${qs(p)}`, { signal }),
-  run: (id: string) => request<RunDetail>(`${V1}/runs/${enc(id)}`),
+  run: (id: string, signal?: AbortSignal) => request<RunDetail>(`${V1}/runs/${enc(id)}`, { signal }),
   output: (id: string) => request<{ chunks: OutputChunk[] }>(`${V1}/runs/${enc(id)}/output`),
   /** Curves of `/series`, as binary columns; an answer prefetchSeries
    * already asked for is taken instead of asking again. */
@@ -423,6 +484,7 @@ export const api = {
   versionLineage: (project: string, name: string, version: string, signal?: AbortSignal) =>
     request<LineageGraph>(`${versionBase(project, name, version)}/lineage`, { signal }),
   runLineage: (id: string, signal?: AbortSignal) => request<LineageGraph>(`${V1}/runs/${enc(id)}/lineage`, { signal }),
+  runReplays: (id: string, signal?: AbortSignal) => request<RunReplays>(`${V1}/runs/${enc(id)}/replays`, { signal }),
   runVersions: (id: string, signal?: AbortSignal) => request<RunVersions>(`${V1}/runs/${enc(id)}/artifact-versions`, { signal }),
   models: (signal?: AbortSignal) => request<{ models: RegisteredModel[] }>(`${V1}/models`, { signal }),
   model: (name: string, signal?: AbortSignal) => request<RegisteredModel>(`${V1}/models/${enc(name)}`, { signal }),

@@ -3,10 +3,11 @@
 // settings, so any view can be bookmarked and shared.
 import { useEffect, useState } from "preact/hooks";
 
-export type Page = "projects" | "runs" | "charts" | "run" | "compare" | "parallel" | "scatter" | "notebook" | "models" | "model" | "artifacts" | "artifact" | "notfound";
+export type Page = "projects" | "runs" | "charts" | "run" | "compare" | "parallel" | "scatter" | "notebook" | "models" | "model" | "artifacts" | "artifact" | "replay" | "notfound";
 /** `version` is a registered model's version, or an artifact's (`v3` or an
- * alias; absent for its latest). */
-export type Route = { page: Page; project?: string; runId?: string; model?: string; artifact?: string; version?: string };
+ * alias; absent for its latest). A replay's view names the original run
+ * (`runId`) and its replay (`replayId`). */
+export type Route = { page: Page; project?: string; runId?: string; replayId?: string; model?: string; artifact?: string; version?: string };
 
 function decode(s: string): string {
   try {
@@ -30,6 +31,7 @@ export function parsePath(pathname: string): Route {
   if (parts.length === 2) return { page: "runs", project };
   const sub = parts[2];
   if (sub === "run" && parts.length === 4) return { page: "run", project, runId: parts[3] };
+  if (sub === "replay" && parts.length === 5) return { page: "replay", project, runId: parts[3], replayId: parts[4] };
   if (sub === "artifacts") {
     if (parts.length === 3) return { page: "artifacts", project };
     if (parts.length === 4) return { page: "artifact", project, artifact: parts[3] };
@@ -48,6 +50,11 @@ export function projectPath(project: string, sub?: string): string {
 
 export function runPath(project: string, id: string): string {
   return `${projectPath(project, "run")}/${encodeURIComponent(id)}`;
+}
+
+/** A replay beside the run it replays: the check, both curves, what differs. */
+export function replayPath(project: string, original: string, replay: string): string {
+  return `${projectPath(project, "replay")}/${encodeURIComponent(original)}/${encodeURIComponent(replay)}`;
 }
 
 /** A project's artifacts, a name's latest version, or one version (`v3`

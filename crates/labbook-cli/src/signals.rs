@@ -14,9 +14,12 @@ use std::sync::atomic::{AtomicI32, Ordering};
 static CHILD: AtomicI32 = AtomicI32::new(0);
 /// A signal received before the child started.
 static PENDING: AtomicI32 = AtomicI32::new(0);
+/// The last interrupting signal received at all (0: none).
+static RECEIVED: AtomicI32 = AtomicI32::new(0);
 
 #[cfg(unix)]
 extern "C" fn on_signal(signal: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    RECEIVED.store(signal, Ordering::SeqCst);
     let pid = CHILD.load(Ordering::SeqCst);
     if pid <= 0 {
         PENDING.store(signal, Ordering::SeqCst);
@@ -103,6 +106,16 @@ pub fn set_child(pid: u32) {
 /// Stops forwarding: after the child is reaped its pid may be reused.
 pub fn clear_child() {
     CHILD.store(-1, Ordering::SeqCst);
+}
+
+/// The interrupting signal (SIGINT, SIGTERM) the wrapper received, if
+/// any: a program that then exits on its own terms (Python's
+/// KeyboardInterrupt exits with 1) was still stopped by the user.
+pub fn received() -> Option<i32> {
+    match RECEIVED.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
 }
 
 /// The signal received while no child was running (the program could not

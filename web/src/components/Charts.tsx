@@ -421,6 +421,9 @@ export function BarPanel({ metric, runs, basis }: { metric: string; runs: ChartR
 
 const HEIGHT = 210;
 
+/** A step a panel marks with a vertical line in the theme's red. */
+export type StepMark = { step: number; label: string };
+
 export function ChartPanel({
   metric,
   runs,
@@ -428,6 +431,7 @@ export function ChartPanel({
   register,
   height = HEIGHT,
   basis,
+  marks,
 }: {
   metric: string;
   runs: ChartRun[];
@@ -436,6 +440,9 @@ export function ChartPanel({
   height?: number;
   /** The panel's share of its row (ChartGrid's columns). */
   basis?: string;
+  /** Steps marked by a vertical line and a label (a replay's divergence);
+   * drawn on a step axis only. */
+  marks?: StepMark[];
 }) {
   const root = useRef<HTMLDivElement>(null);
   const plotEl = useRef<HTMLDivElement>(null);
@@ -586,6 +593,7 @@ export function ChartPanel({
   const colors = useMemo(() => new Map(runs.map((r) => [r.id, r.color])), [runKey, runs.map((r) => r.color).join()]);
   const dashes = useMemo(() => new Map(runs.map((r) => [r.id, r.dash ?? null])), [runKey, runs.map((r) => String(r.dash ?? "")).join()]);
   const colorOf = (id: string) => colors.get(id) ?? "#888";
+  const marksKey = (marks ?? []).map((m) => `${m.step}:${m.label}`).join("|");
   // Drawn before the browser paints the frame that brought the data, not
   // one frame later.
   useLayoutEffect(() => {
@@ -710,6 +718,7 @@ export function ChartPanel({
           },
         ],
         setCursor: [(u) => showTip(u)],
+        draw: [(u) => drawMarks(u, settings.x === "step" ? (marks ?? []) : [])],
       },
     };
     const showTip = (u: uPlot) => {
@@ -775,10 +784,12 @@ export function ChartPanel({
     Object.assign(debug.current, { key: metric, runs: prepared.length, points, perRun, steps, lo: zoomed ? zoomed.range[0] : null, hi: zoomed ? zoomed.range[1] : null });
     window.__labbookCharts = window.__labbookCharts ?? {};
     window.__labbookCharts[metric] = { ...debug.current, requests: [...debug.current.requests] };
+    if (marks?.length && settings.x === "step") root.current?.setAttribute("data-marks", marks.map((m) => m.step).join(","));
+    else root.current?.removeAttribute("data-marks");
     root.current?.setAttribute("data-points", String(points));
     root.current?.setAttribute("data-zoomed", zoomed ? "1" : "0");
     return undefined;
-  }, [prepared, width, height, settings.sync, settings.x, settings.logy, zoomKey, themeTick, colors, dashes]);
+  }, [prepared, width, height, settings.sync, settings.x, settings.logy, zoomKey, themeTick, colors, dashes, marksKey]);
 
   useEffect(
     () => () => {
@@ -844,6 +855,36 @@ export function ChartPanel({
       <div class="chart-tip" ref={tipEl} />
     </div>
   );
+}
+
+/** Each mark inside the x range: a vertical line across the plot and its
+ * label at the top, beside the line (on its left near the right edge). */
+function drawMarks(u: uPlot, marks: StepMark[]) {
+  if (!marks.length) return;
+  const ctx = u.ctx;
+  const { left, top, width, height } = u.bbox;
+  const dpr = devicePixelRatio || 1;
+  const red = cssVar("--red") || "#c93a3a";
+  ctx.save();
+  for (const m of marks) {
+    const x = Math.round(u.valToPos(m.step, "x", true));
+    if (!(x >= left && x <= left + width)) continue;
+    ctx.strokeStyle = red;
+    ctx.lineWidth = Math.max(1, Math.round(1.5 * dpr));
+    ctx.beginPath();
+    ctx.moveTo(x, top);
+    ctx.lineTo(x, top + height);
+    ctx.stroke();
+    ctx.font = `600 ${11 * dpr}px ${cssVar("--font-sans") || "system-ui"}`;
+    ctx.fillStyle = red;
+    ctx.textBaseline = "top";
+    const w = ctx.measureText(m.label).width;
+    const pad = 5 * dpr;
+    const onLeft = x + pad + w > left + width;
+    ctx.textAlign = onLeft ? "right" : "left";
+    ctx.fillText(m.label, onLeft ? x - pad : x + pad, top + 4 * dpr);
+  }
+  ctx.restore();
 }
 
 function round(v: number): number {

@@ -264,7 +264,10 @@ pub fn launch_run(
         }
     };
     let (code, signal) = exit_of(status);
-    let run_status = RunStatus::from_exit(code, signal);
+    let mut run_status = RunStatus::from_exit(code, signal);
+    if run_status == RunStatus::Failed && signals::received().is_some() {
+        run_status = RunStatus::Killed;
+    }
     let exit_code = code.or(signal.map(|s| 128 + s));
     warn_capture(app, env_capture);
     let finish = writer.finish(
