@@ -136,6 +136,7 @@ bench: build $(MLFLOW_VENV)/.deps
 	  LABBOOK_BENCH_BROWSER=1 $(CARGO) bench --manifest-path $(CURDIR)/Cargo.toml -p labbook-server --bench api 2>/dev/null; \
 	  $(BIN)/python $(CURDIR)/bench/sdk_bench.py; \
 	  $(BIN)/python $(CURDIR)/bench/artifacts_bench.py; \
+	  $(BIN)/python $(CURDIR)/bench/replay_bench.py; \
 	} | tee $$tmp/raw.jsonl | $(BIN)/python $(CURDIR)/bench/report.py --markdown $(CURDIR)/bench/results/$$(date -u +%F)-targets.md; rm -rf $$tmp
 	@echo "bench/results/$$(date -u +%F)-targets.md written; \`python bench/readme_speed.py --write\` puts it in the README"
 	@echo

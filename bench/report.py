@@ -98,6 +98,16 @@ TARGETS = {
         "",
     ),
     "ui_preview_csv_100mb_page": ("UI: 100 MB CSV preview, page load", "–", None, ""),
+    "snapshot_init": (
+        "init() with the code snapshot (2,000 files, 20 changed, 20 untracked)",
+        "≤ 150 ms",
+        lambda m: m <= 150,
+        "",
+    ),
+    "snapshot_init_off": ("init() with the snapshot off", "–", None, ""),
+    "snapshot_background": ("the snapshot's work, on the capture thread", "–", None, ""),
+    "replay_overhead": ("labbook replay → the program's first statement", "–", None, ""),
+    "replay_overhead_inner": ("labbook replay → the program spawned", "–", None, ""),
     "w11_disk_copy": ("disk copy speed, cp -r + sync (the limit)", "–", None, ""),
     "artifact_log_new": (
         "log a new 2 GB folder of 10k files",

@@ -17,6 +17,8 @@ import { ModelPage, ModelsPage } from "./Models";
 
 // Artifact pages (and their lineage graphs) load on first visit.
 const useVersions = lazyModule(() => import("./Versions"));
+// A replay's view (its check, both curves, what differs) likewise.
+const useReplayView = lazyModule(() => import("./ReplayView"));
 
 const NAV: { page: Route["page"]; sub?: string; label: string }[] = [
   { page: "runs", label: "Runs" },
@@ -42,13 +44,13 @@ export function App() {
     const page = NAV.find((n) => n.page === route.page)?.label;
     const artifact = route.page === "artifact" ? `${route.artifact}:${route.version ?? "latest"} · Artifacts · ` : "";
     document.title = route.project
-      ? `${route.page === "run" ? `${route.runId} · ` : artifact || (page ? `${page} · ` : "")}${route.project} · labbook`
+      ? `${route.page === "run" ? `${route.runId} · ` : route.page === "replay" ? `Replay ${route.replayId} of ${route.runId} · ` : artifact || (page ? `${page} · ` : "")}${route.project} · labbook`
       : route.page === "model"
         ? `${route.model} · Models · labbook`
         : route.page === "models"
           ? "Models · labbook"
           : "labbook";
-  }, [route.page, route.project, route.runId, route.model, route.artifact, route.version]);
+  }, [route.page, route.project, route.runId, route.replayId, route.model, route.artifact, route.version]);
 
   const carried: Record<string, string | null> = {};
   for (const k of CARRIED) carried[k] = params.get(k);
@@ -67,7 +69,7 @@ export function App() {
             {NAV.map((n) => (
               <a
                 key={n.label}
-                class={`nav-link ${route.page === n.page || (n.page === "runs" && route.page === "run") || (n.page === "artifacts" && route.page === "artifact") ? "active" : ""}`}
+                class={`nav-link ${route.page === n.page || (n.page === "runs" && (route.page === "run" || route.page === "replay")) || (n.page === "artifacts" && route.page === "artifact") ? "active" : ""}`}
                 href={projectPath(route.project ?? "", n.sub) + carry}
               >
                 {n.label}
@@ -116,6 +118,8 @@ function Page({ route, params }: { route: Route; params: URLSearchParams }) {
     case "artifacts":
     case "artifact":
       return <ArtifactPages route={route} params={params} />;
+    case "replay":
+      return <ReplayPages route={route} params={params} />;
     default:
       return (
         <div class="page">
@@ -137,6 +141,13 @@ function ArtifactPages({ route, params }: { route: Route; params: URLSearchParam
   if (!m) return <div class="page"><Loading /></div>;
   if (route.page === "artifacts") return <m.ArtifactsPage project={project} params={params} />;
   return <m.VersionPage project={project} name={route.artifact ?? ""} version={route.version} params={params} />;
+}
+
+function ReplayPages({ route, params }: { route: Route; params: URLSearchParams }) {
+  const { module: m, error } = useReplayView();
+  if (error) return <div class="page"><ErrorBox error={error} retry={() => location.reload()} /></div>;
+  if (!m) return <div class="page"><Loading /></div>;
+  return <m.ReplayPage project={route.project ?? ""} original={route.runId ?? ""} replay={route.replayId ?? ""} params={params} />;
 }
 
 /** Opens the page an MLflow link names: the run's page (its project comes

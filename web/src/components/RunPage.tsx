@@ -10,6 +10,7 @@ import { ChartControls, ChartGrid, chartSettings } from "./Charts";
 import { ArtifactsTab } from "./Artifacts";
 import { Empty, ErrorBox, Loading, Markdown, Section, StatusPill, Tags, toast, useAsync, useTicker } from "./common";
 import { ChildRuns, Datasets, LineagePanel, Outputs, ParentLink, RunArtifactVersions, RunTags } from "./RunExtras";
+import { RunReplays } from "./Replays";
 
 const TABS = [
   ["overview", "Overview"],
@@ -145,6 +146,7 @@ function Overview({ r, project, params }: { r: RunDetail; project: string; param
       <Section title="Why">
         {r.notes ? <Markdown text={r.notes} /> : <p class="muted">No notes. Say what a run tests with <code>labbook.init(notes="…")</code> or <code>labbook run --why "…"</code>.</p>}
       </Section>
+      <RunReplays r={r} />
       <div class="two-col">
         <Section title="Config" right={<span class="muted num">{plural(Object.keys(r.config).length, "key")}</span>}>
           <KeyValues obj={r.config} empty="No config recorded." />
@@ -268,7 +270,7 @@ function EnvironmentView({ env }: { env: Environment | null }) {
               <Row k="CPU" v={[env.cpu_model, env.cpu_count && `× ${env.cpu_count}`].filter(Boolean).join(" ")} />
               <Row k="Memory" v={fmtBytes(env.memory_bytes)} />
               {(env.gpus ?? []).map((g, i) => (
-                <Row key={i} k={`GPU ${i}`} v={[g.name, g.memory_bytes && fmtBytes(g.memory_bytes), g.driver && `driver ${g.driver}`, g.cuda && `CUDA ${g.cuda}`].filter(Boolean).join(" · ")} />
+                <Row key={i} k={`GPU ${i}`} v={[g.name, g.memory_bytes && fmtBytes(g.memory_bytes), (g.driver_version ?? g.driver) && `driver ${g.driver_version ?? g.driver}`, (g.cuda_version ?? g.cuda) && `CUDA ${g.cuda_version ?? g.cuda}`].filter(Boolean).join(" · ")} />
               ))}
               {(env.gpus ?? []).length === 0 && <Row k="GPUs" v="none detected" />}
             </tbody>
