@@ -299,8 +299,11 @@ impl ArtifactVersionView {
             PathBuf::from("artifacts")
                 .join(format!("{}:v{}", self.version.name, self.version.version))
         });
-        py.detach(|| self.store.download_artifact_version(&self.version, &root, Placement::Link))
-            .map_err(to_py_err)?;
+        py.detach(|| {
+            self.store
+                .download_artifact_version(&self.version, &root, Placement::Link)
+        })
+        .map_err(to_py_err)?;
         Ok(root.display().to_string())
     }
 

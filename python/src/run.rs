@@ -237,10 +237,7 @@ struct Opened {
 /// as the full path of this one, so a replay runs the same program.
 fn command_line(py: Python<'_>) -> PyResult<Vec<String>> {
     let sys = py.import("sys")?;
-    let orig: Option<Vec<String>> = sys
-        .getattr("orig_argv")
-        .ok()
-        .and_then(|v| v.extract().ok());
+    let orig: Option<Vec<String>> = sys.getattr("orig_argv").ok().and_then(|v| v.extract().ok());
     match orig {
         Some(mut argv) if !argv.is_empty() => {
             if let Ok(exe) = sys.getattr("executable")?.extract::<String>()
@@ -550,8 +547,7 @@ impl RunCore {
             Some(c) => to_config_tree(c)?,
             None => BTreeMap::new(),
         };
-        let mut config =
-            flatten(&config_tree).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let mut config = flatten(&config_tree).map_err(|e| PyValueError::new_err(e.to_string()))?;
         // A "what if" replay (`labbook replay --set`) changes values the
         // program passes: they win, as a W&B sweep's do.
         if let Some(raw) = env_var("LABBOOK_CONFIG_SET") {
@@ -559,7 +555,9 @@ impl RunCore {
                 .map_err(|e| e.to_string())
                 .and_then(|v| config_from_json(&v).map_err(|e| e.to_string()))
                 .map_err(|e| {
-                    PyValueError::new_err(format!("LABBOOK_CONFIG_SET is not a JSON object of config values: {e}"))
+                    PyValueError::new_err(format!(
+                        "LABBOOK_CONFIG_SET is not a JSON object of config values: {e}"
+                    ))
                 })?;
             config.extend(set);
         }

@@ -300,7 +300,8 @@ impl StatusInfo {
             }
         }
         if !rest.is_empty() {
-            self.changed.push(String::from_utf8_lossy(rest).into_owned());
+            self.changed
+                .push(String::from_utf8_lossy(rest).into_owned());
         }
     }
 }

@@ -65,7 +65,10 @@ impl SnapshotLimits {
                 }
             }
         };
-        read("LABBOOK_SNAPSHOT_MAX_FILE_BYTES", &mut limits.max_file_bytes);
+        read(
+            "LABBOOK_SNAPSHOT_MAX_FILE_BYTES",
+            &mut limits.max_file_bytes,
+        );
         read("LABBOOK_SNAPSHOT_MAX_BYTES", &mut limits.max_total_bytes);
         let mut files = limits.max_files as u64;
         read("LABBOOK_SNAPSHOT_MAX_FILES", &mut files);

@@ -32,13 +32,22 @@ pub struct Tolerance {
 
 impl Default for Tolerance {
     fn default() -> Self {
-        Tolerance { rel: 1e-6, abs: 0.0 }
+        Tolerance {
+            rel: 1e-6,
+            abs: 0.0,
+        }
     }
 }
 
 impl fmt::Display for Tolerance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let show = |v: f64| if v == 0.0 { "0".to_owned() } else { format!("{v:e}") };
+        let show = |v: f64| {
+            if v == 0.0 {
+                "0".to_owned()
+            } else {
+                format!("{v:e}")
+            }
+        };
         write!(f, "rel={}, abs={}", show(self.rel), show(self.abs))
     }
 }
@@ -67,9 +76,7 @@ impl std::str::FromStr for Tolerance {
                 "rel" => tolerance.rel = value,
                 "abs" => tolerance.abs = value,
                 other => {
-                    return Err(bad(format!(
-                        "unknown part {other:?}; use rel=R and abs=A"
-                    )));
+                    return Err(bad(format!("unknown part {other:?}; use rel=R and abs=A")));
                 }
             }
         }
@@ -105,7 +112,9 @@ impl fmt::Display for Verdict {
             Verdict::Reproduced => f.write_str("reproduced"),
             Verdict::WithinTolerance => f.write_str("reproduced within tolerance"),
             Verdict::Diverged { step } => write!(f, "diverged at step {step}"),
-            Verdict::Missing { in_replay: true } => f.write_str("missing metric (not in the replay)"),
+            Verdict::Missing { in_replay: true } => {
+                f.write_str("missing metric (not in the replay)")
+            }
             Verdict::Missing { in_replay: false } => {
                 f.write_str("missing metric (not in the original)")
             }
@@ -343,7 +352,11 @@ pub fn flag_names(key: &str) -> Vec<String> {
     let mut names = vec![format!("--{key}")];
     let last = key.rsplit('.').next().unwrap_or(key);
     for base in [key, last] {
-        for variant in [base.to_owned(), base.replace('_', "-"), base.replace('-', "_")] {
+        for variant in [
+            base.to_owned(),
+            base.replace('_', "-"),
+            base.replace('-', "_"),
+        ] {
             let flag = format!("--{variant}");
             if !names.contains(&flag) {
                 names.push(flag);
@@ -456,13 +469,22 @@ mod tests {
         let only_x = BTreeMap::from([("x".to_owned(), a)]);
         let check = ReplayCheck::judge("o", "r", Tolerance::default(), &originals, &only_x, 0);
         assert_eq!(check.verdict, Verdict::Missing { in_replay: true });
-        assert_eq!(check.verdict.to_string(), "missing metric (not in the replay)");
+        assert_eq!(
+            check.verdict.to_string(),
+            "missing metric (not in the replay)"
+        );
     }
 
     #[test]
     fn tolerance_parses_and_refuses_nonsense() {
         let t: Tolerance = "rel=1e-3, abs=1e-9".parse().unwrap();
-        assert_eq!(t, Tolerance { rel: 1e-3, abs: 1e-9 });
+        assert_eq!(
+            t,
+            Tolerance {
+                rel: 1e-3,
+                abs: 1e-9
+            }
+        );
         let t: Tolerance = "abs=0.5".parse().unwrap();
         assert_eq!(t.rel, 1e-6);
         for bad in ["rel", "rel=-1", "rel=nan", "tol=1", "rel=x"] {

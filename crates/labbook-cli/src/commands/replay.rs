@@ -158,7 +158,11 @@ pub fn replay(app: &App, args: ReplayArgs) -> Result<ExitCode> {
     let paint = app.err();
     print_plan(&paint, &plan);
 
-    let drifted: Vec<&DataCheck> = plan.data.iter().filter(|d| !d.problems.is_empty()).collect();
+    let drifted: Vec<&DataCheck> = plan
+        .data
+        .iter()
+        .filter(|d| !d.problems.is_empty())
+        .collect();
     if !drifted.is_empty() && !args.allow_data_drift {
         let what = drifted
             .iter()
@@ -264,8 +268,12 @@ fn make_plan(
             original.id
         )
     })?;
-    let env: Environment = serde_json::from_value(value)
-        .with_context(|| format!("run {}: its recorded environment cannot be read", original.id))?;
+    let env: Environment = serde_json::from_value(value).with_context(|| {
+        format!(
+            "run {}: its recorded environment cannot be read",
+            original.id
+        )
+    })?;
     if env.command.is_empty() {
         bail!("run {} has no recorded command line", original.id);
     }
@@ -421,7 +429,11 @@ fn has_commit(repo: &Path, commit: &str) -> bool {
             .is_ok_and(|s| s.success())
 }
 
-fn code_version(store: &dyn Store, project: &str, code: &CodeSnapshot) -> Result<Option<ArtifactVersion>> {
+fn code_version(
+    store: &dyn Store,
+    project: &str,
+    code: &CodeSnapshot,
+) -> Result<Option<ArtifactVersion>> {
     let Some(reference) = &code.version else {
         return Ok(None);
     };
@@ -471,7 +483,8 @@ fn code_source(
             }
             candidates.push(app.cwd.clone());
             let Some(repo) = candidates.iter().find(|c| has_commit(c, &commit)).cloned() else {
-                let looked: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
+                let looked: Vec<String> =
+                    candidates.iter().map(|c| c.display().to_string()).collect();
                 return Err(hinted(
                     format!(
                         "commit {commit} is not in a local repository (looked in {})",
@@ -541,7 +554,9 @@ fn add_declared_flags(command: &mut Vec<String>, sets: &mut [SetValue], cwd: &Pa
     for set in sets.iter_mut().filter(|s| !s.on_command_line) {
         let declared = labbook_core::replay::flag_names(&set.key)
             .into_iter()
-            .find(|flag| text.contains(&format!("\"{flag}\"")) || text.contains(&format!("'{flag}'")));
+            .find(|flag| {
+                text.contains(&format!("\"{flag}\"")) || text.contains(&format!("'{flag}'"))
+            });
         if let Some(flag) = declared {
             command.push(format!("{flag}={}", set.raw));
             set.on_command_line = true;
@@ -581,7 +596,8 @@ fn outside_paths(command: &[String], cwd: &Path, root: &Path) -> Vec<String> {
 fn check_data(store: &dyn Store, run_id: &str, root: &Path) -> Result<Vec<DataCheck>> {
     let mut checks = Vec::new();
     for (version, role) in store.run_artifact_versions(run_id)? {
-        if role != EdgeRole::Input || version.kind == labbook_core::artifact_version::CODE_ARTIFACT {
+        if role != EdgeRole::Input || version.kind == labbook_core::artifact_version::CODE_ARTIFACT
+        {
             continue;
         }
         let reference = format!("{}:v{}", version.name, version.version);
@@ -625,7 +641,11 @@ fn check_data(store: &dyn Store, run_id: &str, root: &Path) -> Result<Vec<DataCh
                 .any(|p| p.starts_with(root));
             format!(
                 "{references} file(s) unchanged{}",
-                if inside { ", linked into the replay at the same place" } else { ", read where they are" }
+                if inside {
+                    ", linked into the replay at the same place"
+                } else {
+                    ", read where they are"
+                }
             )
         } else {
             String::new()
@@ -640,11 +660,8 @@ fn check_data(store: &dyn Store, run_id: &str, root: &Path) -> Result<Vec<DataCh
 }
 
 fn file_uri_path(uri: &str) -> Option<PathBuf> {
-    uri.strip_prefix("file://").map(|p| {
-        PathBuf::from(
-            percent_decode(p),
-        )
-    })
+    uri.strip_prefix("file://")
+        .map(|p| PathBuf::from(percent_decode(p)))
 }
 
 /// `%xx` escapes of a `file://` URI, as the store writes them.
@@ -674,12 +691,14 @@ struct PythonNow {
     paths: Vec<PathBuf>,
 }
 
-const PYTHON_PROBE: &str =
-    "import json, platform, sys; print(json.dumps({'version': platform.python_version(), 'paths': [p for p in sys.path if p]}))";
+const PYTHON_PROBE: &str = "import json, platform, sys; print(json.dumps({'version': platform.python_version(), 'paths': [p for p in sys.path if p]}))";
 
 fn python_now(command: &[String], recorded: &str) -> Option<PythonNow> {
     let first = command.first()?;
-    let name = Path::new(first).file_name()?.to_string_lossy().to_lowercase();
+    let name = Path::new(first)
+        .file_name()?
+        .to_string_lossy()
+        .to_lowercase();
     let interpreter = if name.starts_with("python") {
         first.clone()
     } else {
@@ -735,8 +754,14 @@ fn environment_drift(env: &Environment, command: &[String]) -> (Vec<String>, Vec
             for pkg in &recorded.packages {
                 match installed.get(&normalize_package(&pkg.name)) {
                     Some(v) if *v == pkg.version => {}
-                    Some(v) => drift.push(format!("{} {v} here, the run had {}", pkg.name, pkg.version)),
-                    None => drift.push(format!("{} {} is not installed here", pkg.name, pkg.version)),
+                    Some(v) => drift.push(format!(
+                        "{} {v} here, the run had {}",
+                        pkg.name, pkg.version
+                    )),
+                    None => drift.push(format!(
+                        "{} {} is not installed here",
+                        pkg.name, pkg.version
+                    )),
                 }
             }
         }
@@ -897,7 +922,12 @@ fn materialize(store: &dyn Store, plan: &Plan) -> Result<()> {
             };
             let code = plan.env.code.clone().unwrap_or_default();
             if let Err(e) = applied {
-                let changed = plan.env.git.as_ref().map(|g| g.changed.clone()).unwrap_or_default();
+                let changed = plan
+                    .env
+                    .git
+                    .as_ref()
+                    .map(|g| g.changed.clone())
+                    .unwrap_or_default();
                 let kept: std::collections::BTreeSet<String> = match snapshot {
                     Some(v) => store
                         .artifact_manifest(v.id)?
@@ -917,7 +947,11 @@ fn materialize(store: &dyn Store, plan: &Plan) -> Result<()> {
                         if missing.is_empty() {
                             "the changed files".to_owned()
                         } else {
-                            missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                            missing
+                                .iter()
+                                .map(|s| s.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         }
                     )));
                 }
@@ -1011,7 +1045,9 @@ fn write_requirements(plan: &Plan) -> Result<Option<PathBuf>> {
         "# The packages of run {} ({}), pinned: pip install -r {}\n",
         plan.original.name,
         plan.original.id,
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
     );
     for line in &plan.requirements {
         text.push_str(line);
@@ -1181,12 +1217,21 @@ fn check_runs(
 ) -> Result<ReplayCheck> {
     let a = series_of(store, original, ignore)?;
     let b = series_of(store, replay, ignore)?;
-    Ok(ReplayCheck::judge(original, replay, tolerance, &a, &b, now_ms()))
+    Ok(ReplayCheck::judge(
+        original,
+        replay,
+        tolerance,
+        &a,
+        &b,
+        now_ms(),
+    ))
 }
 
 fn store_check(store: &dyn Store, check: &ReplayCheck) -> Result<()> {
     let value = serde_json::to_value(check)?;
-    store.update_document(CHECK_DOCUMENT, &check.replay, &mut |_| Ok(Some(value.clone())))?;
+    store.update_document(CHECK_DOCUMENT, &check.replay, &mut |_| {
+        Ok(Some(value.clone()))
+    })?;
     store.update_run(
         &check.replay,
         &RunPatch {

@@ -21,9 +21,9 @@ use labbook_capture::{
     CaptureOptions, CodeSnapshot, Monitor, SnapshotLimits, SnapshotPlan, capture_with_snapshot,
     hostname,
 };
-use labbook_store::versions::NewArtifactVersion;
 use labbook_core::config::config_from_json;
 use labbook_core::{Config, RunRecord, RunStatus};
+use labbook_store::versions::NewArtifactVersion;
 use labbook_store::writer::{PendingPoint, RunWriter, WriterOptions};
 use labbook_store::{NewRun, OutputStream, RunPatch, Store};
 
