@@ -7,7 +7,8 @@
 // logged by the real `mlflow` client through the server
 // (fixtures/mlflow_runs.py: a GridSearchCV autolog, the registry, artifacts
 // of every preview kind, nested runs), and versioned artifacts with their
-// lineage over three runs (fixtures/artifact_runs.py). Every process it
+// lineage over three runs (fixtures/artifact_runs.py), and a run replayed
+// by `labbook replay` (fixtures/replay_train.py). Every process it
 // starts is stopped when the tests end, and at once when the setup itself
 // fails partway.
 import { spawn } from "node:child_process";
@@ -51,6 +52,21 @@ export type ArtifactsFixture = {
   reference: string;
 };
 
+/** What the replay fixture made in project "replay" (tests read it from
+ * LABBOOK_E2E_REPLAY): an original run and three replays of it (one
+ * that reproduced, a what-if `--set noise=1` that diverged at step
+ * `divergeStep`, one never checked), and two replays whose originals were
+ * deleted, for good (`gone`) and softly (`binned`). */
+export type ReplayFixture = {
+  original: string;
+  reproduced: string;
+  diverged: string;
+  unchecked: string;
+  divergeStep: number;
+  gone: { original: string; replay: string };
+  binned: { original: string; replay: string };
+};
+
 export type CodeFixture = {
   run: string;
   commit: string;
@@ -88,8 +104,9 @@ function start(cmd: string, args: string[], opts: SpawnOptions): ChildProcess {
   return p;
 }
 
-/** Runs a command to its end; rejects with its output when it fails. */
-function exec(cmd: string, args: string[], opts: SpawnOptions): Promise<string> {
+/** Runs a command to its end; rejects with its output when it fails
+ * (exits with a status not in `ok`). */
+function exec(cmd: string, args: string[], opts: SpawnOptions, ok: number[] = [0]): Promise<string> {
   return new Promise((res, rej) => {
     const p = start(cmd, args, { ...opts, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
@@ -98,7 +115,7 @@ function exec(cmd: string, args: string[], opts: SpawnOptions): Promise<string> 
     p.stderr?.on("data", (d: Buffer) => (err += d.toString()));
     p.once("error", rej);
     p.once("close", (code, signal) => {
-      if (code === 0) res(out);
+      if (code !== null && ok.includes(code)) res(out);
       else rej(new Error(`${[cmd, ...args].join(" ")} failed (${signal ?? code}):\n${err || out}`));
     });
   });
@@ -198,6 +215,67 @@ async function dirtyRepository(dir: string, bin: string, python: string, env: No
 }
 
 // ---------------------------------------------------------------------------
+// Replays: a run of a deterministic script in a git repository of its own
+// (fixtures/replay_train.py, committed, with an untracked file so the run
+// keeps a code snapshot), replayed by `labbook replay` as it is, as a
+// what-if that adds unseeded noise from step 10, and without a check;
+// two more originals, each replayed, then deleted (one for good).
+
+async function replayRuns(dir: string, bin: string, python: string, env: NodeJS.ProcessEnv, url: string): Promise<ReplayFixture> {
+  const repo = join(dir, "replay-repo");
+  mkdirSync(repo, { recursive: true });
+  const genv = {
+    ...env,
+    GIT_CONFIG_GLOBAL: "/dev/null",
+    GIT_CONFIG_NOSYSTEM: "1",
+    GIT_AUTHOR_NAME: "e2e",
+    GIT_AUTHOR_EMAIL: "e2e@example.com",
+    GIT_COMMITTER_NAME: "e2e",
+    GIT_COMMITTER_EMAIL: "e2e@example.com",
+  };
+  const git = (...args: string[]) => exec("git", args, { cwd: repo, env: genv });
+  await git("init", "-q", "-b", "main");
+  copyFileSync(join(here, "fixtures/replay_train.py"), join(repo, "train.py"));
+  await git("add", "train.py");
+  await git("commit", "-q", "-m", "e2e: a deterministic training script");
+  writeFileSync(join(repo, "NOTES.md"), "Seeds 3, 5 and 6 are the fixture's originals.\n");
+  const labbook = (args: string[], ok: number[] = [0]) => exec(bin, args, { cwd: repo, env: genv }, ok);
+  const idOf = async (name: string) => {
+    const r = (await (await fetch(`${url}/api/v1/projects/replay/runs?filter=${encodeURIComponent(`name = "${name}"`)}`)).json()) as { runs: { id: string }[] };
+    const id = r.runs[0]?.id;
+    if (!id) throw new Error(`the replay fixture's run ${name} is not in the store`);
+    return id;
+  };
+  type Replays = { replays: { id: string; set: string | null; verdict: string | null }[] };
+  const replaysOf = async (id: string) => ((await (await fetch(`${url}/api/v1/runs/${id}/replays`)).json()) as Replays).replays;
+
+  await labbook(["run", "--project", "replay", "--name", "replay-original", "--why", "A seeded run to replay", "--", python, "train.py", "--seed", "3"]);
+  const original = await idOf("replay-original");
+  await labbook(["replay", original, "--check"]);
+  // The what-if diverges: --check exits with 1.
+  await labbook(["replay", original, "--set", "noise=1", "--check"], [1]);
+  await labbook(["replay", original]);
+  const replays = await replaysOf(original);
+  const reproduced = replays.find((x) => !x.set && x.verdict === "reproduced")?.id;
+  const diverged = replays.find((x) => x.set === "noise=1")?.id;
+  const unchecked = replays.find((x) => !x.set && x.verdict === null)?.id;
+  if (!reproduced || !diverged || !unchecked) throw new Error(`the replays of ${original} are not what the fixture made: ${JSON.stringify(replays)}`);
+
+  const deletedPair = async (name: string, seed: string, purge: boolean) => {
+    await labbook(["run", "--project", "replay", "--name", name, "--", python, "train.py", "--seed", seed]);
+    const id = await idOf(name);
+    await labbook(["replay", id, "--check"]);
+    const replay = (await replaysOf(id))[0]?.id;
+    if (!replay) throw new Error(`the replay of ${name} is not in the store`);
+    await labbook(purge ? ["rm", "--purge", id] : ["rm", id]);
+    return { original: id, replay };
+  };
+  const gone = await deletedPair("gone-original", "5", true);
+  const binned = await deletedPair("binned-original", "6", false);
+  return { original, reproduced, diverged, unchecked, divergeStep: 10, gone, binned };
+}
+
+// ---------------------------------------------------------------------------
 
 export default async function globalSetup(): Promise<() => Promise<void>> {
   const bin = resolve(web, process.env.LABBOOK_BIN ?? join(root, "target/release/labbook"));
@@ -283,6 +361,7 @@ async function fill(tmp: string, bin: string, python: string, mlflowPython: stri
   const artifacts = JSON.parse(artifactsOut.trim().split("\n").filter((l) => l.startsWith("{")).pop() ?? "null") as ArtifactsFixture | null;
   if (!artifacts) throw new Error(`fixtures/artifact_runs.py printed no summary:\n${artifactsOut}`);
   const code = await dirtyRepository(tmp, bin, python, env);
+  const replay = await replayRuns(tmp, bin, python, env, url);
   await bulk;
   const mlflowOut = await mlflowRuns;
   const mlflow = JSON.parse(mlflowOut.trim().split("\n").filter((l) => l.startsWith("{")).pop() ?? "null") as MlflowFixture | null;
@@ -339,6 +418,7 @@ async function fill(tmp: string, bin: string, python: string, mlflowPython: stri
   process.env.LABBOOK_E2E_CODE = JSON.stringify(code);
   process.env.LABBOOK_E2E_MLFLOW = JSON.stringify(mlflow);
   process.env.LABBOOK_E2E_ARTIFACTS = JSON.stringify(artifacts);
+  process.env.LABBOOK_E2E_REPLAY = JSON.stringify(replay);
   mkdirSync(dirname(STATE_FILE), { recursive: true });
   writeFileSync(STATE_FILE, JSON.stringify({ url, store, assets, csp, setup_s: (Date.now() - t0) / 1000 }));
   console.log(`[e2e] store ${store} filled in ${((Date.now() - t0) / 1000).toFixed(1)} s; server ${url}`);
