@@ -24,6 +24,8 @@ export type ChartRun = {
   color: string;
   /** A dash pattern when another run of the view has the same color. */
   dash?: number[] | null;
+  /** A line width (CSS pixels) of its own, instead of the view's. */
+  width?: number;
   /** The run's metric summaries: which keys were logged once, and their value. */
   metrics?: { [key: string]: MetricSummary };
 };
@@ -592,6 +594,7 @@ export function ChartPanel({
   const names = useMemo(() => new Map(runs.map((r) => [r.id, r.name])), [runKey]);
   const colors = useMemo(() => new Map(runs.map((r) => [r.id, r.color])), [runKey, runs.map((r) => r.color).join()]);
   const dashes = useMemo(() => new Map(runs.map((r) => [r.id, r.dash ?? null])), [runKey, runs.map((r) => String(r.dash ?? "")).join()]);
+  const widths = useMemo(() => new Map(runs.filter((r) => r.width !== undefined).map((r) => [r.id, r.width as number])), [runKey, runs.map((r) => String(r.width ?? "")).join()]);
   const colorOf = (id: string) => colors.get(id) ?? "#888";
   const marksKey = (marks ?? []).map((m) => `${m.step}:${m.label}`).join("|");
   // Drawn before the browser paints the frame that brought the data, not
@@ -614,13 +617,14 @@ export function ChartPanel({
       const c = colorOf(p.run);
       const dash = dashes.get(p.run) ?? undefined;
       const line = { label: names.get(p.run), dash, facets, auto: false, paths: curvePaths };
+      const own = widths.get(p.run);
       if (p.smooth) {
         data.push([p.xs, p.raw], [p.xs, p.smooth]);
         series.push({ ...line, stroke: withAlpha(c, 0.22), width: lines.faint, points: { show: false } });
-        series.push({ ...line, stroke: c, width: lines.smooth, points: { show: false } });
+        series.push({ ...line, stroke: c, width: own ?? lines.smooth, points: { show: false } });
       } else {
         data.push([p.xs, p.raw]);
-        series.push({ ...line, stroke: c, width: lines.raw, points: dots(c) });
+        series.push({ ...line, stroke: c, width: own ?? lines.raw, points: dots(c) });
       }
     }
     // The scales' ranges, found here from the runs' points (uPlot's own
@@ -789,7 +793,7 @@ export function ChartPanel({
     root.current?.setAttribute("data-points", String(points));
     root.current?.setAttribute("data-zoomed", zoomed ? "1" : "0");
     return undefined;
-  }, [prepared, width, height, settings.sync, settings.x, settings.logy, zoomKey, themeTick, colors, dashes, marksKey]);
+  }, [prepared, width, height, settings.sync, settings.x, settings.logy, zoomKey, themeTick, colors, dashes, widths, marksKey]);
 
   useEffect(
     () => () => {

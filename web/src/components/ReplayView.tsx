@@ -315,7 +315,7 @@ function NoCheck({ original, replay, other }: { original: string; replay: string
           ) : (
             <>The replay ran without <code>--check</code>. </>
           )}
-          Compare their curves, a verdict per metric, with:
+          Compare the two runs' curves, a verdict per metric, with:
         </p>
         <pre class="mono snippet" data-testid="check-command">{`labbook check-replay ${original} ${replay}`}</pre>
       </div>
@@ -335,7 +335,8 @@ function Curves({ o, originalId, r, check, params }: { o: RunDetail | null; orig
   }, [check, o?.id, r.id]);
   const runs = useMemo<ChartRun[]>(() => {
     const out: ChartRun[] = [];
-    if (o) out.push({ id: o.id, name: `${o.name} (original)`, created_ms: o.created_ms, color: runColor(o.id), dash: null, metrics: o.metrics });
+    // The original wider, under the replay: where the two coincide both show.
+    if (o) out.push({ id: o.id, name: `${o.name} (original)`, created_ms: o.created_ms, color: runColor(o.id), dash: null, width: 3, metrics: o.metrics });
     out.push({ id: r.id, name: `${r.name} (replay)`, created_ms: r.created_ms, color: runColor(r.id), dash: REPLAY_DASH, metrics: r.metrics });
     return out;
   }, [o?.id, r.id]);
@@ -394,6 +395,45 @@ function Same({ value, testid }: { value: ComponentChildren; testid?: string }) 
   );
 }
 
+/** An aspect made of keys (config, packages, variables): one row per key
+ * that differs, the key beside each value; one row saying so when none do. */
+function ChangeRows({ aspect, label, changes, same }: { aspect: string; label: string; changes: { key: string; original: ComponentChildren; replay: ComponentChildren }[]; same: ComponentChildren }) {
+  if (!changes.length)
+    return (
+      <tr data-aspect={aspect} data-same="1">
+        <td class="key">{label}</td>
+        <Same value={same} />
+      </tr>
+    );
+  return (
+    <>
+      {changes.map((c, i) => (
+        <tr key={c.key} data-aspect={aspect} data-same="0" data-key={c.key} class={i > 0 ? "cont" : ""}>
+          {i === 0 && (
+            <td class="key" rowSpan={changes.length}>
+              {label} <span class="muted num">{changes.length}</span>
+            </td>
+          )}
+          <td class="was mono" data-col="original">
+            <span class="change-key">{c.key}</span>
+            <span class="change-eq"> = </span>
+            <span class="change-val">{c.original}</span>
+          </td>
+          <td class="now mono" data-col="replay">
+            <span class="change-key">{c.key}</span>
+            <span class="change-eq"> = </span>
+            <span class="change-val">{c.replay}</span>
+          </td>
+        </tr>
+      ))}
+    </>
+  );
+}
+
+function envVarCount(r: RunDetail): number {
+  return Object.keys(r.environment?.env_vars ?? {}).length;
+}
+
 function cfg(v: ConfigValue | undefined): ComponentChildren {
   return v === undefined ? <span class="muted">unset</span> : fmtValue(v);
 }
@@ -422,33 +462,12 @@ function Differences({ o, r }: { o: RunDetail; r: RunDetail }) {
           </tr>
         </thead>
         <tbody>
-          <tr data-aspect="config" data-same={d.config.length ? "0" : "1"}>
-            <td class="key">Config</td>
-            {d.config.length === 0 ? (
-              <Same value={<span class="muted">{plural(Object.keys(o.config).length, "key")}</span>} />
-            ) : (
-              <td colSpan={2} class="changes">
-                <table class="table kv changes-table" data-testid="config-changes">
-                  <tbody>
-                    {d.config.map((c) => (
-                      <tr key={c.key} data-key={c.key}>
-                        <td class="mono key">{c.key}</td>
-                        <td class="mono was" data-col="original">
-                          {cfg(c.original)}
-                        </td>
-                        <td class="arrow" aria-hidden="true">
-                          →
-                        </td>
-                        <td class="mono now" data-col="replay">
-                          {cfg(c.replay)}
-                        </td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
-              </td>
-            )}
-          </tr>
+          <ChangeRows
+            aspect="config"
+            label="Config"
+            changes={d.config.map((c) => ({ key: c.key, original: cfg(c.original), replay: cfg(c.replay) }))}
+            same={<span class="muted">{plural(Object.keys(o.config).length, "key")}</span>}
+          />
           {d.aspects.map((a) => (
             <tr key={a.key} data-aspect={a.key} data-same={a.same ? "1" : "0"}>
               <td class="key">{a.label}</td>
@@ -466,56 +485,18 @@ function Differences({ o, r }: { o: RunDetail; r: RunDetail }) {
               )}
             </tr>
           ))}
-          <tr data-aspect="packages" data-same={d.packages.length ? "0" : "1"}>
-            <td class="key">Packages</td>
-            {d.packages.length === 0 ? (
-              <Same value={<span class="muted">{d.packageCount ? `${plural(d.packageCount, "package")}, the same versions` : "none recorded"}</span>} />
-            ) : (
-              <td colSpan={2} class="changes">
-                <table class="table kv changes-table" data-testid="package-changes">
-                  <tbody>
-                    {d.packages.map((p) => (
-                      <tr key={p.name} data-key={p.name}>
-                        <td class="mono key">{p.name}</td>
-                        <td class="mono was" data-col="original">
-                          {p.original ?? <span class="muted">not installed</span>}
-                        </td>
-                        <td class="arrow" aria-hidden="true">
-                          →
-                        </td>
-                        <td class="mono now" data-col="replay">
-                          {p.replay ?? <span class="muted">not installed</span>}
-                        </td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
-              </td>
-            )}
-          </tr>
-          <tr data-aspect="env_vars" data-same={d.envVars.length ? "0" : "1"}>
-            <td class="key">Environment variables</td>
-            {d.envVars.length === 0 ? (
-              <Same value={<span class="muted">those that change numbers (threads, CUDA, hash seed)</span>} />
-            ) : (
-              <td colSpan={2} class="changes">
-                <table class="table kv changes-table" data-testid="env-changes">
-                  <tbody>
-                    {d.envVars.map((v) => (
-                      <tr key={v.name} data-key={v.name}>
-                        <td class="mono key">{v.name}</td>
-                        <td class="mono was">{v.original ?? <span class="muted">unset</span>}</td>
-                        <td class="arrow" aria-hidden="true">
-                          →
-                        </td>
-                        <td class="mono now">{v.replay ?? <span class="muted">unset</span>}</td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
-              </td>
-            )}
-          </tr>
+          <ChangeRows
+            aspect="packages"
+            label="Packages"
+            changes={d.packages.map((p) => ({ key: p.name, original: p.original ?? <span class="muted">not installed</span>, replay: p.replay ?? <span class="muted">not installed</span> }))}
+            same={<span class="muted">{d.packageCount ? `${plural(d.packageCount, "package")}, the same versions` : "none recorded"}</span>}
+          />
+          <ChangeRows
+            aspect="env_vars"
+            label="Environment variables"
+            changes={d.envVars.map((v) => ({ key: v.name, original: v.original ?? <span class="muted">unset</span>, replay: v.replay ?? <span class="muted">unset</span> }))}
+            same={<span class="muted">{envVarCount(o) ? `${plural(envVarCount(o), "variable")} recorded` : "none recorded"}</span>}
+          />
         </tbody>
       </table>
     </Section>

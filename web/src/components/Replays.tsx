@@ -58,7 +58,7 @@ export function RunReplays({ r }: { r: RunDetail }) {
     <Section
       title="Replays"
       id="replays"
-      right={d.replays_total > 0 ? <span class="muted num">{plural(d.replays_total, "replay")}</span> : <span class="badge subtle">replay</span>}
+      right={d.replays_total > 0 ? <span class="muted num">{plural(d.replays_total, "replay")}</span> : undefined}
     >
       {d.replay_of && <ReplayOf r={r} d={d} />}
       {d.replays.length > 0 && <ReplayList r={r} replays={d.replays} total={d.replays_total} after={!!d.replay_of} />}
