@@ -357,7 +357,11 @@ async function fill(tmp: string, bin: string, python: string, mlflowPython: stri
   await exec(python, [join(here, "fixtures/seed_runs.py")], { env, cwd: tmp });
   await exec(python, [join(here, "fixtures/sweep_runs.py")], { env, cwd: tmp });
   await exec(python, [join(here, "fixtures/nested_runs.py")], { env, cwd: tmp });
-  const artifactsOut = await exec(python, [join(here, "fixtures/artifact_runs.py")], { env, cwd: tmp });
+  // Its runs start outside git, in a folder holding the files they log:
+  // without LABBOOK_SNAPSHOT=0 each would also keep those files as a code
+  // snapshot (a `code` version it used), which is not what versions.spec.ts
+  // is about (replay.spec.ts checks the snapshots).
+  const artifactsOut = await exec(python, [join(here, "fixtures/artifact_runs.py")], { env: { ...env, LABBOOK_SNAPSHOT: "0" }, cwd: tmp });
   const artifacts = JSON.parse(artifactsOut.trim().split("\n").filter((l) => l.startsWith("{")).pop() ?? "null") as ArtifactsFixture | null;
   if (!artifacts) throw new Error(`fixtures/artifact_runs.py printed no summary:\n${artifactsOut}`);
   const code = await dirtyRepository(tmp, bin, python, env);

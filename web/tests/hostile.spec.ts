@@ -290,6 +290,7 @@ function reads(s: Seed): string[] {
     "/api/v1/projects/victim/runs",
     `/api/v1/runs/${s.run}`,
     `/api/v1/runs/${s.run}/output`,
+    `/api/v1/runs/${s.run}/replays`,
     `/api/v1/series?runs=${s.run}&keys=loss`,
     "/api/v1/projects/victim/notebook",
     "/api/2.0/mlflow/experiments/search?max_results=100",
