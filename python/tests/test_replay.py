@@ -188,6 +188,11 @@ def test_the_demo_replays_bit_exact_from_a_dirty_tree_after_the_checkout_moved(
     assert check["verdict"] == {"state": "reproduced"}
     assert {m["key"] for m in check["metrics"]} == {"train/loss", "train/acc", "val/loss", "val/acc"}
 
+    # A replay replays too: from the same code, in its own new folder.
+    done = lb(moved, store, "replay", replay["id"], "--check")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "verdict: reproduced" in done.stdout
+
 
 def test_an_unseeded_variant_diverges_at_the_step_it_parts(repo: Path) -> None:
     (repo / "helper.py").write_text(HELPER)

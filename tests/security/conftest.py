@@ -304,6 +304,8 @@ def seed_artifacts(server: Server, files: int = 0) -> dict[str, str]:
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABBOOK_")}
     env["LABBOOK_DIR"] = str(server.store)
+    # The tables below expect exactly these versions, not the scripts' code.
+    env["LABBOOK_SNAPSHOT"] = "0"
     done = subprocess.run(
         [labbook_python(), "-c", SEED_ARTIFACTS, str(work), str(files)],
         cwd=work,

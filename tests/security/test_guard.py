@@ -174,6 +174,7 @@ def artifact_reads(ids: dict[str, str]) -> list[str]:
         f"{version}/lineage",
         f"/api/v1/runs/{ids['artifact_run']}/lineage",
         f"/api/v1/runs/{ids['artifact_run']}/artifact-versions",
+        f"/api/v1/runs/{ids['run']}/replays",
     ]
 
 

@@ -389,32 +389,41 @@ mod tests {
 
     #[test]
     fn a_file_replaced_while_it_is_hashed_is_refused() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("grows.bin");
-        std::fs::write(&path, vec![1u8; 64 * 1024 * 1024]).unwrap();
+        const BIG: usize = 16 * 1024 * 1024;
+        std::fs::write(&path, vec![1u8; BIG]).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
         let writer = {
             let path = path.clone();
+            let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
                 // Replaced by a rename, as editors and writers of
-                // checkpoints do, while the first read is under way.
-                for i in 0..200u8 {
+                // checkpoints do, again and again until a read catches it:
+                // on a loaded machine the two threads may not overlap soon.
+                let mut i = 0u64;
+                while !stop.load(Ordering::SeqCst) {
                     let tmp = path.with_extension(format!("tmp{i}"));
-                    std::fs::write(&tmp, [i]).unwrap();
+                    std::fs::write(&tmp, vec![(i % 251) as u8; BIG]).unwrap();
                     std::fs::rename(&tmp, &path).unwrap();
-                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    i += 1;
                 }
             })
         };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let mut refused = 0;
-        for _ in 0..50 {
+        while refused == 0 && std::time::Instant::now() < deadline {
             match hash_file(&path) {
                 Err(e) if e.to_string().contains("changed while it was hashed") => refused += 1,
                 Err(e) => panic!("unexpected error: {e}"),
-                Ok(h) => assert!(h.size == 1 || h.size == 64 * 1024 * 1024),
+                Ok(h) => assert_eq!(h.size, BIG as u64),
             }
         }
+        stop.store(true, Ordering::SeqCst);
         writer.join().unwrap();
-        assert!(refused > 0, "no hash saw the file change");
+        assert!(refused > 0, "no hash saw the file change in 60 s");
     }
 
     #[test]

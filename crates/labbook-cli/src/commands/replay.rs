@@ -268,6 +268,12 @@ fn make_plan(
             original.id
         )
     })?;
+    // A replay of a replay ran in its rebuilt folder: its place in the code
+    // is relative to that folder.
+    let rebuilt_in = value
+        .pointer("/replay/dir")
+        .and_then(|d| d.as_str())
+        .map(PathBuf::from);
     let env: Environment = serde_json::from_value(value).with_context(|| {
         format!(
             "run {}: its recorded environment cannot be read",
@@ -280,7 +286,11 @@ fn make_plan(
     let mut notes = Vec::new();
     let (code, root) = code_source(store, store_dir, app, &original, &env, &mut notes)?;
     let orig_cwd = PathBuf::from(&env.cwd);
-    let rel_cwd = match orig_cwd.strip_prefix(&root) {
+    let rel_cwd = match orig_cwd.strip_prefix(&root).or_else(|e| {
+        rebuilt_in
+            .as_deref()
+            .map_or(Err(e), |d| orig_cwd.strip_prefix(d))
+    }) {
         Ok(rel) => rel.to_path_buf(),
         Err(_) => {
             notes.push(format!(
