@@ -30,7 +30,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 FILES = 2000
@@ -114,7 +113,12 @@ def init_samples(root: Path, snapshot: bool) -> tuple[list[float], list[float]]:
         # An edit between runs, as a researcher makes: one new file's bytes.
         (root / "scratch0.py").write_text(f"# edit {i} {time.time_ns()}\n")
         out = subprocess.run(
-            [sys.executable, "-c", INIT], cwd=root, env=env, capture_output=True, text=True, check=True
+            [sys.executable, "-c", INIT],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         row = json.loads(out.stdout)
         if i:  # the first one creates the store
@@ -137,7 +141,11 @@ def replay_samples(root: Path) -> tuple[list[float], list[float]]:
     )
     runs = json.loads(
         subprocess.run(
-            [labbook_bin(), "ls", "-A", "--json"], cwd=root, env=env, check=True, capture_output=True
+            [labbook_bin(), "ls", "-A", "--json"],
+            cwd=root,
+            env=env,
+            check=True,
+            capture_output=True,
         ).stdout
     )
     original = next(r["id"] for r in runs if "replay" not in r["tags"] and r["project"] != "bench")

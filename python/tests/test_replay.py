@@ -60,7 +60,9 @@ def env_for(store: Path) -> dict[str, str]:
     return env
 
 
-def lb(cwd: Path, store: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def lb(
+    cwd: Path, store: Path, *args: str, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [labbook_bin(), *args],
         cwd=cwd,
@@ -95,7 +97,9 @@ def show(cwd: Path, store: Path, run_id: str) -> dict[str, Any]:
 
 
 def series(run: dict[str, Any]) -> dict[str, Any]:
-    return {k: (m["count"], m["last"]) for k, m in run["metrics"].items() if not k.startswith("sys/")}
+    return {
+        k: (m["count"], m["last"]) for k, m in run["metrics"].items() if not k.startswith("sys/")
+    }
 
 
 @pytest.fixture
@@ -133,7 +137,18 @@ def test_the_demo_replays_bit_exact_from_a_dirty_tree_after_the_checkout_moved(
 ) -> None:
     make_dirty(repo)
     store = repo / ".labbook"
-    done = lb(repo, store, "run", "--why", "does the helper change anything?", "--", "python", "train.py", "--epochs", "40")
+    done = lb(
+        repo,
+        store,
+        "run",
+        "--why",
+        "does the helper change anything?",
+        "--",
+        "python",
+        "train.py",
+        "--epochs",
+        "40",
+    )
     assert done.returncode == 0, done.stderr
     original = runs(repo, store)[0]
     env = show(repo, store, original["id"])["environment"]
@@ -186,7 +201,12 @@ def test_the_demo_replays_bit_exact_from_a_dirty_tree_after_the_checkout_moved(
     assert done.returncode == 0, done.stderr
     check = json.loads(done.stdout)
     assert check["verdict"] == {"state": "reproduced"}
-    assert {m["key"] for m in check["metrics"]} == {"train/loss", "train/acc", "val/loss", "val/acc"}
+    assert {m["key"] for m in check["metrics"]} == {
+        "train/loss",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+    }
 
     # A replay replays too: from the same code, in its own new folder.
     done = lb(moved, store, "replay", replay["id"], "--check")
@@ -252,7 +272,9 @@ def test_set_replays_with_a_change_and_records_it(repo: Path) -> None:
     assert done.returncode == 0, done.stderr
     original = runs(repo, store)[0]
 
-    done = lb(repo, store, "replay", original["id"], "--set", "lr=0.1", "--set", "epochs=25", "--check")
+    done = lb(
+        repo, store, "replay", original["id"], "--set", "lr=0.1", "--set", "epochs=25", "--check"
+    )
     assert done.returncode == 1, "a changed learning rate changes the curves"
     assert "set      lr = 0.1 (was 0.3)" in done.stderr
     # The run left --lr at its default; the script declares it, so it is added.
@@ -279,7 +301,12 @@ def test_a_run_without_git_replays_from_its_snapshot(tmp_path: Path) -> None:
     # The SDK alone, no wrapper: it records the command line as typed.
     env = env_for(store)
     done = subprocess.run(
-        [sys.executable, "noisy.py", "--steps", "12"], cwd=work, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "noisy.py", "--steps", "12"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     original = runs(work, store)[0]
@@ -317,7 +344,11 @@ def test_an_interrupted_replay_is_killed_and_the_original_untouched(repo: Path) 
         deadline = time.monotonic() + 60
         replay: dict[str, Any] | None = None
         while time.monotonic() < deadline:
-            found = [r for r in runs(repo, store) if r["kv_tags"].get("labbook.replay_of") == original["id"]]
+            found = [
+                r
+                for r in runs(repo, store)
+                if r["kv_tags"].get("labbook.replay_of") == original["id"]
+            ]
             if found and found[0]["metrics"].get("loss", {}).get("count", 0) >= 2:
                 replay = found[0]
                 break
