@@ -21,6 +21,14 @@ from conftest import labbook_bin
 import labbook
 
 
+@pytest.fixture(autouse=True)
+def no_code_snapshots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These runs work in a folder outside git, whose files (the data under
+    test) a code snapshot would keep too: the counts below are of the
+    versions and blobs the tests make themselves."""
+    monkeypatch.setenv("LABBOOK_SNAPSHOT", "0")
+
+
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [labbook_bin(), "--no-color", *args], capture_output=True, text=True, timeout=120

@@ -1258,8 +1258,14 @@ impl SqliteStore {
         let mut edges_of = conn.prepare_cached(
             "SELECT run_id, role FROM artifact_edges WHERE version_id = ?1 ORDER BY created_ms",
         )?;
+        // A run's code snapshot is left out of the walk: every run of a
+        // project shares a few of them, so through one the walk would
+        // reach every run and show nothing of how data became a model.
         let mut of_run = conn.prepare_cached(
-            "SELECT version_id, role FROM artifact_edges WHERE run_id = ?1 ORDER BY created_ms",
+            "SELECT e.version_id, e.role FROM artifact_edges e
+             JOIN artifact_versions v ON v.id = e.version_id
+             JOIN artifact_names n ON n.id = v.name_id
+             WHERE e.run_id = ?1 AND n.kind != ?2 ORDER BY e.created_ms",
         )?;
         let root = match start {
             LineageStart::Version(id) => Key::Version(*id),
@@ -1291,7 +1297,10 @@ impl SqliteStore {
                         .map(|(run, _)| (Key::Run(run), up))
                         .collect(),
                     Key::Run(run) => of_run
-                        .query_map([run], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+                        .query_map(
+                            rusqlite::params![run, labbook_core::artifact_version::CODE_ARTIFACT],
+                            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+                        )?
                         .filter_map(|r| r.ok())
                         .filter(|(_, role)| (role == "input") == up)
                         .map(|(v, _)| (Key::Version(v), up))
