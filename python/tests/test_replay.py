@@ -403,3 +403,48 @@ def test_bad_inputs_get_one_clear_error(repo: Path, tmp_path: Path) -> None:
     done = lb(repo, store, "replay", original)
     assert done.returncode == 2
     assert f"commit {commit} is not in a local repository" in done.stderr
+
+
+def test_a_diff_that_does_not_apply_is_completed_from_the_snapshot_or_named(repo: Path) -> None:
+    """A changed binary file is only "Binary files differ" in the diff, which
+    git apply refuses: the snapshot's whole copy stands in; when the file
+    was too large to keep, the error names it."""
+    (repo / "helper.py").write_text(HELPER)
+    (repo / "weights.bin").write_bytes(bytes(range(256)) * 4)
+    (repo / "big.bin").write_bytes(b"\0" * 4096)
+    git(repo, "add", "weights.bin", "big.bin")
+    git(repo, "commit", "-qm", "binaries")
+    (repo / "weights.bin").write_bytes(bytes(reversed(range(256))) * 4)
+    store = repo / ".labbook"
+    done = lb(repo, store, "run", "--", "python", "noisy.py", "--steps", "3")
+    assert done.returncode == 0, done.stderr
+    original = runs(repo, store)[0]["id"]
+    assert "Binary files" in show(repo, store, original)["environment"]["git"]["diff"]
+
+    done = lb(repo, store, "replay", original, "--check")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "the diff did not apply" in done.stderr
+    assert "the snapshot's copies of the changed files are used" in done.stderr
+    rebuilt = Path(the_one_replay(repo, store, original)["environment"]["replay"]["dir"])
+    assert (rebuilt / "weights.bin").read_bytes() == bytes(reversed(range(256))) * 4
+
+    # Over the per-file cap, the changed file is not kept: named, not guessed.
+    (repo / "big.bin").write_bytes(b"\1" * 4096)
+    env = env_for(store)
+    env["LABBOOK_SNAPSHOT_MAX_FILE_BYTES"] = "2000"
+    done = subprocess.run(
+        [labbook_bin(), "run", "--", "python", "noisy.py", "--steps", "3"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    second = runs(repo, store)[0]["id"]
+    code = show(repo, store, second)["environment"]["code"]
+    assert any(s["path"] == "big.bin" and "per file" in s["reason"] for s in code["skipped"]), code
+    done = lb(repo, store, "replay", second)
+    assert done.returncode == 2, done.stderr
+    assert "not in the snapshot: big.bin" in done.stderr
+    assert "the run's diff does not apply, and the snapshot lacks big.bin" in done.stderr
