@@ -13,7 +13,8 @@ repository mid-experiment. Each figure is the median over fresh processes.
   so each stores one new file's bytes.
 - `labbook replay RUN` of a run of that repository, from the command's
   start to the replayed program's first statement (it writes the time),
-  and the replay's own figure (printed before it starts the program).
+  and the replay's own figure (printed before it starts the program); and
+  `--dry-run`, the plan without writing the 2,020 files.
 
 Prints one JSON object per figure (median, min, max).
 """
@@ -127,7 +128,7 @@ def init_samples(root: Path, snapshot: bool) -> tuple[list[float], list[float]]:
     return inits, finishes
 
 
-def replay_samples(root: Path) -> tuple[list[float], list[float]]:
+def replay_samples(root: Path) -> tuple[list[float], list[float], list[float]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABBOOK_")}
     env["LABBOOK_DIR"] = str(root / ".labbook")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -149,7 +150,20 @@ def replay_samples(root: Path) -> tuple[list[float], list[float]]:
         ).stdout
     )
     original = next(r["id"] for r in runs if "replay" not in r["tags"] and r["project"] != "bench")
+    dry = []
+    for _ in range(REPEAT):
+        t0 = time.perf_counter()
+        subprocess.run(
+            [labbook_bin(), "replay", original, "--dry-run"],
+            cwd=root,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        dry.append((time.perf_counter() - t0) * 1e3)
     outer, inner = [], []
+    # The rebuilt folders are removed after the loop: on a disk mounted with
+    # `discard`, deleting 2,000 files slows the next writes for a while.
     for i in range(REPEAT):
         into = root.parent / f"replay{i}"
         t0 = time.time_ns()
@@ -166,8 +180,9 @@ def replay_samples(root: Path) -> tuple[list[float], list[float]]:
         m = re.search(r"replay starts (\d+) ms after", done.stderr)
         if m:
             inner.append(float(m.group(1)))
-        shutil.rmtree(into)
-    return outer, inner
+    for i in range(REPEAT):
+        shutil.rmtree(root.parent / f"replay{i}")
+    return dry, outer, inner
 
 
 def main() -> None:
@@ -186,7 +201,13 @@ def main() -> None:
             [max(0.0, a - b) for a, b in zip(sorted(on_finish), sorted(off_finish), strict=True)],
             "the snapshot's work on the capture thread (finish() at once, on minus off)",
         )
-        outer, inner = replay_samples(root)
+        dry, outer, inner = replay_samples(root)
+        emit(
+            "replay_plan",
+            "ms",
+            dry,
+            "labbook replay --dry-run: the plan (code source, data checks, drift, command)",
+        )
         emit(
             "replay_overhead",
             "ms",

@@ -106,6 +106,7 @@ TARGETS = {
     ),
     "snapshot_init_off": ("init() with the snapshot off", "–", None, ""),
     "snapshot_background": ("the snapshot's work, on the capture thread", "–", None, ""),
+    "replay_plan": ("labbook replay --dry-run (the plan alone)", "–", None, ""),
     "replay_overhead": ("labbook replay → the program's first statement", "–", None, ""),
     "replay_overhead_inner": ("labbook replay → the program spawned", "–", None, ""),
     "w11_disk_copy": ("disk copy speed, cp -r + sync (the limit)", "–", None, ""),

@@ -390,6 +390,15 @@ fn env_facts(env: &Value, facts: &mut Vec<(&str, String)>) {
     if let Some(git) = env.get("git").filter(|g| g.is_object()) {
         facts.push(("git", git_line(git)));
     }
+    if let Some(code) = env.get("code").filter(|c| c.is_object()) {
+        facts.push(("code", code_line(code)));
+    }
+    if let Some(of) = env.pointer("/replay/of").and_then(Value::as_str) {
+        facts.push((
+            "replay of",
+            format!("{of} · labbook check-replay {of} <this run>"),
+        ));
+    }
     let mut system = Vec::new();
     if let Some(os) = str_of(env, "os") {
         system.push(os);
@@ -426,6 +435,37 @@ fn env_facts(env: &Value, facts: &mut Vec<(&str, String)>) {
             .map_or(0, Vec::len);
         facts.push(("python", format!("{version} ({packages} packages)")));
     }
+}
+
+/// `code:v3 · 2 files, 3.4 KiB · 1 left out (big.bin: …)`, or why the
+/// snapshot was not kept.
+fn code_line(code: &Value) -> String {
+    let num = |k: &str| code.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let mut parts = vec![match code.get("version").and_then(Value::as_str) {
+        Some(v) => format!("{v} · {} files, {}", num("files"), fmt::bytes(num("bytes"))),
+        None if num("files") == 0 => "snapshot: nothing beside the commit".into(),
+        None => "snapshot not kept".into(),
+    }];
+    if let Some(error) = code.get("error").and_then(Value::as_str) {
+        parts.push(error.to_owned());
+    }
+    if let Some(skipped) = code
+        .get("skipped")
+        .and_then(Value::as_array)
+        .filter(|s| !s.is_empty())
+    {
+        let first = skipped
+            .first()
+            .and_then(|s| s.get("path"))
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        parts.push(format!(
+            "{} left out ({first}{})",
+            skipped.len(),
+            if skipped.len() > 1 { ", …" } else { "" }
+        ));
+    }
+    parts.join(" · ")
 }
 
 /// `a1b2c3d on main · dirty: 14 changed lines · not in the diff (secrets):
@@ -531,6 +571,19 @@ mod tests {
         let diff =
             "diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1,2 @@\n-old\n+new\n+more\n context\n";
         assert_eq!(changed_lines(diff), 3);
+    }
+
+    #[test]
+    fn code_line_says_what_the_snapshot_kept_and_left_out() {
+        let code = serde_json::json!({
+            "version": "code:v3", "files": 2, "bytes": 3500,
+            "skipped": [{"path": "big.bin", "reason": "over the cap"}, {"path": ".env", "reason": "secret"}],
+        });
+        let line = code_line(&code);
+        assert!(line.starts_with("code:v3 · 2 files, "), "{line}");
+        assert!(line.ends_with("2 left out (big.bin, …)"), "{line}");
+        let remote = serde_json::json!({"files": 1, "error": "not stored: url="});
+        assert_eq!(code_line(&remote), "snapshot not kept · not stored: url=");
     }
 
     #[test]
