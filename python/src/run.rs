@@ -32,7 +32,7 @@ use crate::convert::{
     to_i64_column, utf8,
 };
 use crate::{now_ms, to_py_err};
-use labbook_store::versions::{ArtifactVersion, NewArtifactVersion, VersionSource};
+use labbook_store::versions::{ArtifactVersion, VersionSource, log_code_snapshot};
 
 /// Key objects seen by `log`, by address. Holding a strong reference keeps
 /// the address from being reused by another object while it is cached, so
@@ -200,15 +200,10 @@ impl Backend {
             code.error = Some("not stored: runs logged over url= cannot store files yet".into());
             return;
         };
-        if plan.files.is_empty() {
-            return;
-        }
-        let files = plan.files.iter().map(|f| (f.path.clone(), f.rel.clone()));
-        let new = NewArtifactVersion::code_snapshot(project, run_id, files, now_ms());
-        match store.log_artifact_version(&new) {
-            Ok(logged) => code.stored(&logged.version.reference(), &logged.version.digest),
-            Err(e) => code.error = Some(format!("the snapshot was not stored: {e}")),
-        }
+        code.store_with(plan, |files| {
+            log_code_snapshot(&**store, project, run_id, files, now_ms())
+                .map(|v| v.map(|v| (v.reference(), v.digest)))
+        });
     }
 
     fn metric_summaries(

@@ -61,12 +61,12 @@ def env_for(store: Path) -> dict[str, str]:
 
 
 def lb(
-    cwd: Path, store: Path, *args: str, timeout: float = 180
+    cwd: Path, store: Path, *args: str, timeout: float = 180, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [labbook_bin(), *args],
         cwd=cwd,
-        env=env_for(store),
+        env={**env_for(store), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -430,16 +430,8 @@ def test_a_diff_that_does_not_apply_is_completed_from_the_snapshot_or_named(repo
 
     # Over the per-file cap, the changed file is not kept: named, not guessed.
     (repo / "big.bin").write_bytes(b"\1" * 4096)
-    env = env_for(store)
-    env["LABBOOK_SNAPSHOT_MAX_FILE_BYTES"] = "2000"
-    done = subprocess.run(
-        [labbook_bin(), "run", "--", "python", "noisy.py", "--steps", "3"],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    cap = {"LABBOOK_SNAPSHOT_MAX_FILE_BYTES": "2000"}
+    done = lb(repo, store, "run", "--", "python", "noisy.py", "--steps", "3", env=cap)
     assert done.returncode == 0, done.stderr
     second = runs(repo, store)[0]["id"]
     code = show(repo, store, second)["environment"]["code"]

@@ -122,6 +122,21 @@ function exec(cmd: string, args: string[], opts: SpawnOptions, ok: number[] = [0
 }
 
 /** SIGTERM, then SIGKILL for a process still there after 5 s. */
+
+/** The environment of the fixtures' git commands: no user or system
+ * configuration, a fixed author. */
+function gitEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return {
+    ...env,
+    GIT_CONFIG_GLOBAL: "/dev/null",
+    GIT_CONFIG_NOSYSTEM: "1",
+    GIT_AUTHOR_NAME: "e2e",
+    GIT_AUTHOR_EMAIL: "e2e@example.com",
+    GIT_COMMITTER_NAME: "e2e",
+    GIT_COMMITTER_EMAIL: "e2e@example.com",
+  };
+}
+
 async function stop(p: ChildProcess) {
   if (p.exitCode !== null || p.signalCode !== null) return;
   const exited = new Promise<void>((r) => p.once("exit", () => r()));
@@ -174,15 +189,7 @@ async function embeddedDiffers(url: string): Promise<string[]> {
 async function dirtyRepository(dir: string, bin: string, python: string, env: NodeJS.ProcessEnv): Promise<CodeFixture> {
   const repo = join(dir, "code-repo");
   mkdirSync(join(repo, "notes"), { recursive: true });
-  const genv = {
-    ...env,
-    GIT_CONFIG_GLOBAL: "/dev/null",
-    GIT_CONFIG_NOSYSTEM: "1",
-    GIT_AUTHOR_NAME: "e2e",
-    GIT_AUTHOR_EMAIL: "e2e@example.com",
-    GIT_COMMITTER_NAME: "e2e",
-    GIT_COMMITTER_EMAIL: "e2e@example.com",
-  };
+  const genv = gitEnv(env);
   const git = (...args: string[]) => exec("git", args, { cwd: repo, env: genv });
   const secret = "e2e-secret-env-value-7731";
   const password = "e2e-remote-pass-4410";
@@ -224,15 +231,7 @@ async function dirtyRepository(dir: string, bin: string, python: string, env: No
 async function replayRuns(dir: string, bin: string, python: string, env: NodeJS.ProcessEnv, url: string): Promise<ReplayFixture> {
   const repo = join(dir, "replay-repo");
   mkdirSync(repo, { recursive: true });
-  const genv = {
-    ...env,
-    GIT_CONFIG_GLOBAL: "/dev/null",
-    GIT_CONFIG_NOSYSTEM: "1",
-    GIT_AUTHOR_NAME: "e2e",
-    GIT_AUTHOR_EMAIL: "e2e@example.com",
-    GIT_COMMITTER_NAME: "e2e",
-    GIT_COMMITTER_EMAIL: "e2e@example.com",
-  };
+  const genv = gitEnv(env);
   const git = (...args: string[]) => exec("git", args, { cwd: repo, env: genv });
   await git("init", "-q", "-b", "main");
   copyFileSync(join(here, "fixtures/replay_train.py"), join(repo, "train.py"));

@@ -155,10 +155,23 @@ pub struct CodeSnapshot {
 }
 
 impl CodeSnapshot {
-    /// Records the version that holds the files.
-    pub fn stored(&mut self, reference: &str, digest: &str) {
-        self.version = Some(reference.to_owned());
-        self.digest = Some(digest.to_owned());
+    /// Stores `plan`'s files through `log` (given (where, path in the
+    /// snapshot) pairs; it answers the version's reference and digest, or
+    /// `None` for no files) and records the version, or why there is none.
+    pub fn store_with<E: std::fmt::Display>(
+        &mut self,
+        plan: &SnapshotPlan,
+        log: impl FnOnce(Vec<(PathBuf, String)>) -> Result<Option<(String, String)>, E>,
+    ) {
+        let files = plan.files.iter().map(|f| (f.path.clone(), f.rel.clone()));
+        match log(files.collect()) {
+            Ok(Some((reference, digest))) => {
+                self.version = Some(reference);
+                self.digest = Some(digest);
+            }
+            Ok(None) => {}
+            Err(e) => self.error = Some(format!("the snapshot was not stored: {e}")),
+        }
     }
 
     /// The record of `plan`, before its files are stored.

@@ -20,6 +20,41 @@ pub enum VersionSource {
     Reference { uri: String, name: String },
 }
 
+/// The local path a reference names: a `file://` URI's (percent escapes
+/// decoded, `localhost` allowed) or a plain path; `None` for a relative
+/// `file://` URI or another scheme.
+pub fn reference_path(uri: &str) -> Option<PathBuf> {
+    match uri.split_once("://") {
+        Some(("file", rest)) => {
+            let path = rest.strip_prefix("localhost").unwrap_or(rest);
+            path.starts_with('/')
+                .then(|| PathBuf::from(percent_decode(path)))
+        }
+        Some(_) => None,
+        None => Some(PathBuf::from(uri)),
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(b) = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// How a download places a version's stored files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Placement {
@@ -78,6 +113,22 @@ impl NewArtifactVersion {
             ..NewArtifactVersion::default()
         }
     }
+}
+
+/// Logs a run's code snapshot (`files` as in
+/// [`NewArtifactVersion::code_snapshot`]); `None` when there are no files.
+pub fn log_code_snapshot(
+    store: &dyn crate::Store,
+    project: &str,
+    run_id: &str,
+    files: Vec<(PathBuf, String)>,
+    now_ms: i64,
+) -> crate::Result<Option<ArtifactVersion>> {
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let new = NewArtifactVersion::code_snapshot(project, run_id, files, now_ms);
+    Ok(Some(store.log_artifact_version(&new)?.version))
 }
 
 /// One version of a named artifact.

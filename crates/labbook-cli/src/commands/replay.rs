@@ -669,29 +669,11 @@ fn check_data(store: &dyn Store, run_id: &str, root: &Path) -> Result<Vec<DataCh
     Ok(checks)
 }
 
+/// A `file://` reference's local path (other schemes are not linked).
 fn file_uri_path(uri: &str) -> Option<PathBuf> {
-    uri.strip_prefix("file://")
-        .map(|p| PathBuf::from(percent_decode(p)))
-}
-
-/// `%xx` escapes of a `file://` URI, as the store writes them.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = text.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    uri.starts_with("file://")
+        .then(|| labbook_store::versions::reference_path(uri))
+        .flatten()
 }
 
 /// What the interpreter that would run the command says about itself.

@@ -17,13 +17,10 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
-use labbook_capture::{
-    CaptureOptions, CodeSnapshot, Monitor, SnapshotLimits, SnapshotPlan, capture_with_snapshot,
-    hostname,
-};
+use labbook_capture::{CaptureOptions, Monitor, SnapshotLimits, capture_with_snapshot, hostname};
 use labbook_core::config::config_from_json;
 use labbook_core::{Config, RunRecord, RunStatus};
-use labbook_store::versions::NewArtifactVersion;
+use labbook_store::versions::log_code_snapshot;
 use labbook_store::writer::{PendingPoint, RunWriter, WriterOptions};
 use labbook_store::{NewRun, OutputStream, RunPatch, Store};
 
@@ -500,7 +497,10 @@ fn start_capture(
             let (mut env, plan) = capture_with_snapshot(&options);
             env.errors.extend(errors);
             if let (Some(plan), Some(code)) = (plan, env.code.as_mut()) {
-                store_code_snapshot(&*store, &project, &run_id, &plan, code);
+                code.store_with(&plan, |files| {
+                    log_code_snapshot(&*store, &project, &run_id, files, now_ms())
+                        .map(|v| v.map(|v| (v.reference(), v.digest)))
+                });
             }
             let mut value = serde_json::to_value(&env).map_err(|e| e.to_string())?;
             if let (Some(map), Some(recorded)) = (value.as_object_mut(), recorded) {
@@ -513,26 +513,6 @@ fn start_capture(
                 .map_err(|e| e.to_string())
         })
         .ok()
-}
-
-/// Stores the files of `plan` as the run's code snapshot and records the
-/// version (or why there is none) in `code`.
-pub fn store_code_snapshot(
-    store: &dyn Store,
-    project: &str,
-    run_id: &str,
-    plan: &SnapshotPlan,
-    code: &mut CodeSnapshot,
-) {
-    if plan.files.is_empty() {
-        return;
-    }
-    let files = plan.files.iter().map(|f| (f.path.clone(), f.rel.clone()));
-    let new = NewArtifactVersion::code_snapshot(project, run_id, files, now_ms());
-    match store.log_artifact_version(&new) {
-        Ok(logged) => code.stored(&logged.version.reference(), &logged.version.digest),
-        Err(e) => code.error = Some(format!("the snapshot was not stored: {e}")),
-    }
 }
 
 fn warn_capture(app: &App, handle: Option<JoinHandle<Result<(), String>>>) {

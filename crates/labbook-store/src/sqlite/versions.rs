@@ -105,17 +105,13 @@ fn io_err(context: String) -> impl FnOnce(std::io::Error) -> StoreError {
 /// The local path a `file://` URI names.
 fn file_uri_path(name: &str, uri: &str) -> Result<PathBuf> {
     match uri.split_once("://") {
-        Some(("file", rest)) => {
-            let path = rest.strip_prefix("localhost").unwrap_or(rest);
-            if !path.starts_with('/') {
-                return Err(invalid(
-                    name,
-                    "reference",
-                    format!("{uri} is not an absolute file:// URI"),
-                ));
-            }
-            Ok(PathBuf::from(percent_decode(path)))
-        }
+        Some(("file", _)) => reference_path(uri).ok_or_else(|| {
+            invalid(
+                name,
+                "reference",
+                format!("{uri} is not an absolute file:// URI"),
+            )
+        }),
         Some((scheme, _)) => Err(invalid(
             name,
             "reference",
@@ -123,26 +119,6 @@ fn file_uri_path(name: &str, uri: &str) -> Result<PathBuf> {
         )),
         None => Ok(PathBuf::from(uri)),
     }
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(b) = text
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn file_uri(path: &Path) -> String {
