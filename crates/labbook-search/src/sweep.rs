@@ -854,3 +854,173 @@ fn parse_param(
 
 #[cfg(test)]
 mod tests;
+
+/// One trial as the sweep's scheduler sees it.
+pub struct SweepTrial<'a> {
+    pub obs: &'a crate::Observation,
+    pub grid_index: Option<u64>,
+    pub retry_of: Option<u64>,
+}
+
+/// What a sweep does next.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Next {
+    Trial {
+        params: BTreeMap<String, Value>,
+        grid_index: Option<u64>,
+        retry_of: Option<u64>,
+    },
+    /// Nothing to start now; trials still running may change that.
+    Wait(String),
+    Finish(String),
+}
+
+/// How many trials in a row may fail or crash before a sweep stops.
+pub const MAX_FAILURES_IN_A_ROW: usize = 5;
+
+impl SweepSpec {
+    /// The value a failed or crashed trial counts as for the model (W&B's
+    /// `impute`): the worst value any finished trial reached by default.
+    fn impute(&self, trials: &[SweepTrial<'_>], own: &crate::Observation) -> Option<f64> {
+        let goal = self.direction();
+        let imputed = self.metric.as_ref().map_or(Impute::Worst, |m| m.impute);
+        match imputed {
+            Impute::Worst => {
+                let worst = trials
+                    .iter()
+                    .filter(|t| t.obs.state().is_finished())
+                    .filter_map(|t| t.obs.value)
+                    .filter(|v| v.is_finite())
+                    .fold(None, |w: Option<f64>, v| {
+                        Some(w.map_or(v, |w| if goal.better(w, v) { v } else { w }))
+                    });
+                Some(worst.unwrap_or(0.0))
+            }
+            Impute::Best => own.value.or(Some(0.0)),
+            Impute::Latest => own
+                .intermediate
+                .last()
+                .map(|&(_, v)| v)
+                .or(own.value)
+                .or(Some(0.0)),
+        }
+    }
+
+    /// Decides the next trial of a sweep from its trials so far (numbered
+    /// 0…n−1): stop at the run cap, at the metric's target, or after
+    /// [`MAX_FAILURES_IN_A_ROW`] failures in a row; for a grid, first a
+    /// crashed point once more, then the next point no trial has taken.
+    pub fn next(&self, seed: u64, trials: &[SweepTrial<'_>]) -> Next {
+        use crate::TrialState as S;
+        let running = trials
+            .iter()
+            .filter(|t| !t.obs.state().is_finished())
+            .count();
+        let wait_or = |reason: String| {
+            if running > 0 {
+                Next::Wait(format!("{reason}; {running} trial(s) still running"))
+            } else {
+                Next::Finish(reason)
+            }
+        };
+        if let (Some(metric), Some(target)) =
+            (&self.metric, self.metric.as_ref().and_then(|m| m.target))
+            && let Some(hit) = trials.iter().find(|t| {
+                t.obs.state() == S::Complete
+                    && t.obs.value.is_some_and(|v| !metric.goal.better(target, v))
+            })
+        {
+            return wait_or(format!(
+                "trial #{} reached the target {} = {target}",
+                hit.obs.number, metric.name
+            ));
+        }
+        let mut finished: Vec<&SweepTrial<'_>> = trials
+            .iter()
+            .filter(|t| t.obs.state().is_finished())
+            .collect();
+        finished.sort_by_key(|t| t.obs.number);
+        let streak = finished
+            .iter()
+            .rev()
+            .take_while(|t| matches!(t.obs.state(), S::Failed | S::Crashed))
+            .count();
+        if streak >= MAX_FAILURES_IN_A_ROW {
+            return wait_or(format!(
+                "stopped after {streak} trials in a row failed or crashed; fix the program and run the sweep again"
+            ));
+        }
+        if let Some(cap) = self.run_cap {
+            // As W&B counts: a trial that crashed without a value is not one
+            // of the runs the cap allows.
+            let launched = trials
+                .iter()
+                .filter(|t| !(t.obs.state() == S::Crashed && t.obs.value.is_none()))
+                .count() as u64;
+            if launched >= cap {
+                return wait_or(format!("the run cap of {cap} trials is reached"));
+            }
+        }
+        let number = trials.len() as u64;
+        let space = self.space();
+        match self.method {
+            Method::Grid => {
+                let grid = match crate::grid::Grid::new(&space) {
+                    Ok(g) => g,
+                    Err(e) => return Next::Finish(e.to_string()),
+                };
+                // A crashed point runs once more; its retry is never retried.
+                let retried: std::collections::BTreeSet<u64> =
+                    trials.iter().filter_map(|t| t.retry_of).collect();
+                if let Some(crashed) = trials.iter().find(|t| {
+                    t.obs.state() == S::Crashed
+                        && t.retry_of.is_none()
+                        && t.grid_index.is_some()
+                        && !retried.contains(&t.obs.number)
+                }) {
+                    return Next::Trial {
+                        params: crashed.obs.params.clone(),
+                        grid_index: crashed.grid_index,
+                        retry_of: Some(crashed.obs.number),
+                    };
+                }
+                let taken: std::collections::BTreeSet<u64> =
+                    trials.iter().filter_map(|t| t.grid_index).collect();
+                match (0..grid.len()).find(|i| !taken.contains(i)) {
+                    Some(i) => Next::Trial {
+                        params: grid.point(i).unwrap_or_default(),
+                        grid_index: Some(i),
+                        retry_of: None,
+                    },
+                    None => wait_or(format!(
+                        "every one of the grid's {} points has run",
+                        grid.len()
+                    )),
+                }
+            }
+            Method::Random => Next::Trial {
+                params: crate::random::sample(&space, seed, number),
+                grid_index: None,
+                retry_of: None,
+            },
+            Method::Bayes => {
+                let history: Vec<crate::Observation> = trials
+                    .iter()
+                    .map(|t| {
+                        let mut o = t.obs.clone();
+                        if matches!(o.state(), S::Failed | S::Crashed) {
+                            o.value = self.impute(trials, t.obs);
+                        }
+                        o
+                    })
+                    .collect();
+                let tpe = crate::tpe::Tpe::default();
+                Next::Trial {
+                    params: tpe.sample(&space, &history, self.direction(), seed, number),
+                    grid_index: None,
+                    retry_of: None,
+                }
+            }
+        }
+    }
+}

@@ -14,12 +14,14 @@ pub mod series;
 pub mod session;
 pub mod sketch;
 mod sqlite;
+mod studies;
 mod types;
 pub mod versions;
 pub mod writer;
 
 pub use error::{Result, StoreError};
 pub use sqlite::{DB_FILE, SqliteStore};
+pub use studies::*;
 pub use types::*;
 
 use std::cell::Cell;
@@ -214,6 +216,37 @@ pub trait Store: Send + Sync {
 
     /// Marks running runs whose process is gone as crashed and compacts
     /// them; returns their ids.
+    // Hyperparameter searches (issue 13).
+    /// Creates a study, or with `resume` gives back the one of that name
+    /// (refused when its kind or directions differ). The flag says whether
+    /// it was created.
+    fn create_study(&self, new: &NewStudy, resume: bool) -> Result<(StudyRecord, bool)>;
+    /// A study by id, unique id prefix, or name (in `project` if given).
+    fn study(&self, reference: &str, project: Option<&str>) -> Result<StudyRecord>;
+    fn study_by_pk(&self, pk: i64) -> Result<StudyRecord>;
+    fn list_studies(&self, project: Option<&str>) -> Result<Vec<StudyRecord>>;
+    fn update_study(&self, pk: i64, patch: &StudyPatch) -> Result<StudyRecord>;
+    fn delete_study(&self, pk: i64, now_ms: i64) -> Result<()>;
+    /// A study's trials by number.
+    fn trials(&self, study: i64) -> Result<Vec<std::sync::Arc<TrialRecord>>>;
+    fn trial(&self, trial_id: i64) -> Result<TrialRecord>;
+    /// In one write transaction: marks crashed the running trials `alive`
+    /// says are dead, then asks `decide` (given the study and its trials)
+    /// what to do and records the trial it asks for. Two workers never see
+    /// the same trials and both claim.
+    fn claim_trial(
+        &self,
+        study: i64,
+        worker: &Worker,
+        now_ms: i64,
+        alive: &dyn Fn(&TrialRecord) -> bool,
+        decide: &mut Decide<'_>,
+    ) -> Result<Claimed>;
+    /// Changes a trial; `Ok(false)` when `only_if` did not hold (or a
+    /// heartbeat reached a finished trial). A finished trial refuses any
+    /// other change.
+    fn update_trial(&self, trial_id: i64, patch: &TrialPatch) -> Result<bool>;
+
     fn reap_stale_runs(
         &self,
         now_ms: i64,

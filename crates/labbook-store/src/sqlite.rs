@@ -24,12 +24,14 @@ use labbook_core::{
 use crate::codec;
 use crate::error::{Result, StoreError};
 use crate::series::{Downsampler, SEAL_POINTS, SEALED_LEVEL};
+use crate::studies::*;
 use crate::types::*;
 use crate::versions::*;
 use crate::{Store, random_bits};
 
 mod artifacts;
 mod projects;
+mod studies;
 mod versions;
 
 /// The database file inside a `.labbook` directory.
@@ -310,12 +312,64 @@ CREATE TABLE hash_cache (
     hash TEXT NOT NULL
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Hyperparameter searches (issue 13): studies (sweeps and Optuna-style
+-- studies) and their numbered trials. Ids are never reused, even after a
+-- delete (Optuna's storages promise it). Every change to a trial stamps
+-- it with the next value of `search_seq`, so a reader refreshes only the
+-- trials changed since it last looked.
+CREATE TABLE studies (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sid TEXT NOT NULL UNIQUE,
+    project_id INTEGER NOT NULL REFERENCES projects(id),
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('sweep', 'study')),
+    directions TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    why TEXT,
+    state TEXT NOT NULL,
+    state_reason TEXT,
+    user_attrs TEXT NOT NULL DEFAULT '{}',
+    system_attrs TEXT NOT NULL DEFAULT '{}',
+    created_ms INTEGER NOT NULL,
+    deleted_ms INTEGER
+);
+CREATE UNIQUE INDEX studies_by_name ON studies(project_id, name) WHERE deleted_ms IS NULL;
+CREATE TABLE trials (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    study_id INTEGER NOT NULL REFERENCES studies(id),
+    number INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    params TEXT NOT NULL DEFAULT '{}',
+    distributions TEXT NOT NULL DEFAULT '{}',
+    vals TEXT,
+    intermediate TEXT NOT NULL DEFAULT '[]',
+    run_id TEXT,
+    grid_index INTEGER,
+    retry_of INTEGER,
+    host TEXT,
+    pid INTEGER,
+    started_ms INTEGER,
+    ended_ms INTEGER,
+    heartbeat_ms INTEGER,
+    user_attrs TEXT NOT NULL DEFAULT '{}',
+    system_attrs TEXT NOT NULL DEFAULT '{}',
+    note TEXT,
+    seq INTEGER NOT NULL,
+    UNIQUE (study_id, number)
+);
+CREATE INDEX trials_by_seq ON trials(study_id, seq);
+CREATE INDEX trials_by_run ON trials(run_id) WHERE run_id IS NOT NULL;
+CREATE TABLE search_seq (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
+INSERT INTO search_seq VALUES (1, 0);
+"#,
 ];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     dir: PathBuf,
     index: Mutex<RunIndex>,
+    trial_cache: Mutex<HashMap<i64, studies::TrialCache>>,
 }
 
 /// Every run, in memory, as of change `seq`. Listing 10,000 runs filtered
@@ -460,6 +514,7 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             dir: dir.to_path_buf(),
             index: Mutex::new(RunIndex::default()),
+            trial_cache: Mutex::new(HashMap::new()),
         };
         store.migrate()?;
         Ok(store)
@@ -1065,6 +1120,43 @@ impl Store for SqliteStore {
     }
     fn gc(&self, dry_run: bool, now_ms: i64) -> Result<GcReport> {
         SqliteStore::gc(self, dry_run, now_ms)
+    }
+    fn create_study(&self, new: &NewStudy, resume: bool) -> Result<(StudyRecord, bool)> {
+        self.create_study_impl(new, resume)
+    }
+    fn study(&self, reference: &str, project: Option<&str>) -> Result<StudyRecord> {
+        self.study_impl(reference, project)
+    }
+    fn study_by_pk(&self, pk: i64) -> Result<StudyRecord> {
+        self.study_by_pk_impl(pk)
+    }
+    fn list_studies(&self, project: Option<&str>) -> Result<Vec<StudyRecord>> {
+        self.list_studies_impl(project)
+    }
+    fn update_study(&self, pk: i64, patch: &StudyPatch) -> Result<StudyRecord> {
+        self.update_study_impl(pk, patch)
+    }
+    fn delete_study(&self, pk: i64, now_ms: i64) -> Result<()> {
+        self.delete_study_impl(pk, now_ms)
+    }
+    fn trials(&self, study: i64) -> Result<Vec<std::sync::Arc<TrialRecord>>> {
+        self.trials_impl(study)
+    }
+    fn trial(&self, trial_id: i64) -> Result<TrialRecord> {
+        self.trial_impl(trial_id)
+    }
+    fn claim_trial(
+        &self,
+        study: i64,
+        worker: &Worker,
+        now_ms: i64,
+        alive: &dyn Fn(&TrialRecord) -> bool,
+        decide: &mut Decide<'_>,
+    ) -> Result<Claimed> {
+        self.claim_trial_impl(study, worker, now_ms, alive, decide)
+    }
+    fn update_trial(&self, trial_id: i64, patch: &TrialPatch) -> Result<bool> {
+        self.update_trial_impl(trial_id, patch)
     }
     fn create_run(&self, new: &NewRun) -> Result<RunRecord> {
         if let Some(name) = &new.name {

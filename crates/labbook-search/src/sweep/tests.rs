@@ -473,3 +473,119 @@ fn the_default_command_and_the_deprecated_forms() {
     assert!(spec.warnings[0].contains("exponents"));
     assert_eq!(spec.direction(), Direction::Minimize);
 }
+
+fn obs(number: u64, state: crate::TrialState, value: Option<f64>) -> crate::Observation {
+    crate::Observation {
+        number,
+        state: Some(state),
+        value,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_grid_runs_each_point_once_and_a_crashed_one_once_more() {
+    use crate::TrialState as S;
+    let spec =
+        parse_yaml("method: grid\nprogram: t.py\nparameters: {a: {values: [1, 2, 3]}}\n").unwrap();
+    let mut observed: Vec<(crate::Observation, Option<u64>, Option<u64>)> = Vec::new();
+    let view = |o: &[(crate::Observation, Option<u64>, Option<u64>)]| -> Vec<(crate::Observation, Option<u64>, Option<u64>)> { o.to_vec() };
+    let next = |o: &[(crate::Observation, Option<u64>, Option<u64>)]| {
+        let trials: Vec<SweepTrial<'_>> = o
+            .iter()
+            .map(|(obs, g, r)| SweepTrial {
+                obs,
+                grid_index: *g,
+                retry_of: *r,
+            })
+            .collect();
+        spec.next(1, &trials)
+    };
+    // Point 0 runs and crashes; point 1 is taken by a running trial.
+    for (state, expect_index, expect_retry) in [
+        (S::Crashed, 0, None),
+        (S::Running, 0, Some(0)),
+        (S::Complete, 1, None),
+        (S::Complete, 2, None),
+    ] {
+        match next(&view(&observed)) {
+            Next::Trial {
+                params,
+                grid_index,
+                retry_of,
+            } => {
+                assert_eq!(grid_index, Some(expect_index));
+                assert_eq!(retry_of, expect_retry);
+                let mut o = obs(observed.len() as u64, state, Some(1.0));
+                o.params = params;
+                observed.push((o, grid_index, retry_of));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        matches!(next(&observed), Next::Wait(_)),
+        "a retry still runs"
+    );
+    observed[1].0.state = Some(S::Crashed);
+    assert!(
+        matches!(next(&observed), Next::Finish(ref why) if why.contains("3 points")),
+        "a retry that crashes is not retried: {:?}",
+        next(&observed)
+    );
+}
+
+#[test]
+fn a_sweep_stops_at_its_cap_its_target_and_after_failures_in_a_row() {
+    use crate::TrialState as S;
+    let spec = parse_yaml(
+        "method: random\nprogram: t.py\nrun_cap: 3\nmetric: {name: acc, goal: maximize, target: 0.9}\nparameters: {a: {min: 0.0, max: 1.0}}\n",
+    )
+    .unwrap();
+    let decide = |o: &[crate::Observation]| {
+        let trials: Vec<SweepTrial<'_>> = o
+            .iter()
+            .map(|obs| SweepTrial {
+                obs,
+                grid_index: None,
+                retry_of: None,
+            })
+            .collect();
+        spec.next(1, &trials)
+    };
+    assert!(matches!(
+        decide(&[obs(0, S::Complete, Some(0.5))]),
+        Next::Trial { .. }
+    ));
+    assert!(
+        matches!(decide(&[obs(0, S::Complete, Some(0.95))]), Next::Finish(ref w) if w.contains("target"))
+    );
+    let three = [
+        obs(0, S::Complete, Some(0.1)),
+        obs(1, S::Failed, None),
+        obs(2, S::Running, None),
+    ];
+    assert!(matches!(decide(&three), Next::Wait(ref w) if w.contains("run cap")));
+    // A crash without a value does not count against the cap.
+    let crashed = [
+        obs(0, S::Crashed, None),
+        obs(1, S::Crashed, None),
+        obs(2, S::Complete, Some(0.2)),
+    ];
+    assert!(matches!(decide(&crashed), Next::Trial { .. }));
+    let uncapped =
+        parse_yaml("method: random\nprogram: t.py\nparameters: {a: {min: 0.0, max: 1.0}}\n")
+            .unwrap();
+    let failing: Vec<crate::Observation> = (0..5).map(|n| obs(n, S::Failed, None)).collect();
+    let trials: Vec<SweepTrial<'_>> = failing
+        .iter()
+        .map(|obs| SweepTrial {
+            obs,
+            grid_index: None,
+            retry_of: None,
+        })
+        .collect();
+    assert!(
+        matches!(uncapped.next(1, &trials), Next::Finish(ref w) if w.contains("5 trials in a row"))
+    );
+}

@@ -1,0 +1,605 @@
+//! Studies and trials in SQLite. A study's trials are cached in memory and
+//! refreshed by a change sequence (only the trials changed since are
+//! read), so a sampler that reads a study's whole history before every
+//! suggestion does not parse a thousand trials each time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::Value;
+
+use labbook_core::ValidationError;
+use labbook_core::ids;
+use labbook_core::run::validate_name;
+use labbook_search::trial::Observation;
+use labbook_search::{Direction, TrialState};
+
+use super::SqliteStore;
+use crate::error::{Result, StoreError};
+use crate::random_bits;
+use crate::studies::*;
+
+/// A study's trials as of change `seq`, by number.
+#[derive(Default)]
+pub(crate) struct TrialCache {
+    seq: i64,
+    trials: BTreeMap<u64, Arc<TrialRecord>>,
+}
+
+const STUDY_COLUMNS: &str = "s.id, s.sid, p.name, s.name, s.kind, s.directions, s.spec, s.why, s.state, \
+     s.state_reason, s.user_attrs, s.system_attrs, s.created_ms";
+
+const TRIAL_COLUMNS: &str = "id, study_id, number, state, params, distributions, vals, intermediate, run_id, \
+     grid_index, retry_of, host, pid, started_ms, ended_ms, heartbeat_ms, user_attrs, system_attrs, note, seq";
+
+fn json_map(text: &str) -> Result<BTreeMap<String, Value>> {
+    Ok(serde_json::from_str(text)?)
+}
+
+fn decode_study(row: &Row<'_>) -> Result<StudyRecord> {
+    let kind: String = row.get(4)?;
+    let directions: Vec<String> = serde_json::from_str(&row.get::<_, String>(5)?)?;
+    let state: String = row.get(8)?;
+    Ok(StudyRecord {
+        pk: row.get(0)?,
+        id: row.get(1)?,
+        project: row.get(2)?,
+        name: row.get(3)?,
+        kind: StudyKind::parse(&kind)
+            .ok_or_else(|| StoreError::Internal(format!("unknown study kind {kind:?}")))?,
+        directions: directions
+            .iter()
+            .map(|d| Direction::parse(d).unwrap_or_default())
+            .collect(),
+        spec: serde_json::from_str(&row.get::<_, String>(6)?)?,
+        why: row.get(7)?,
+        state: StudyState::parse(&state)
+            .ok_or_else(|| StoreError::Internal(format!("unknown study state {state:?}")))?,
+        state_reason: row.get(9)?,
+        user_attrs: json_map(&row.get::<_, String>(10)?)?,
+        system_attrs: json_map(&row.get::<_, String>(11)?)?,
+        created_ms: row.get(12)?,
+    })
+}
+
+fn decode_trial(row: &Row<'_>) -> Result<(i64, TrialRecord)> {
+    let state: String = row.get(3)?;
+    let values: Option<String> = row.get(6)?;
+    let values: Option<Vec<f64>> = match values {
+        Some(text) => {
+            let raw: Vec<Value> = serde_json::from_str(&text)?;
+            Some(
+                raw.iter()
+                    .map(|v| float_from_json(v).unwrap_or(f64::NAN))
+                    .collect(),
+            )
+        }
+        None => None,
+    };
+    let raw_iv: Vec<(i64, Value)> = serde_json::from_str(&row.get::<_, String>(7)?)?;
+    let intermediate = raw_iv
+        .into_iter()
+        .map(|(s, v)| (s, float_from_json(&v).unwrap_or(f64::NAN)))
+        .collect();
+    let trial = TrialRecord {
+        id: row.get(0)?,
+        study: row.get(1)?,
+        obs: Observation {
+            number: row.get::<_, i64>(2)? as u64,
+            state: TrialState::parse(&state),
+            params: json_map(&row.get::<_, String>(4)?)?,
+            value: values.as_ref().and_then(|v| v.first().copied()),
+            intermediate,
+        },
+        distributions: serde_json::from_str(&row.get::<_, String>(5)?)?,
+        values,
+        run_id: row.get(8)?,
+        grid_index: row.get::<_, Option<i64>>(9)?.map(|g| g as u64),
+        retry_of: row.get::<_, Option<i64>>(10)?.map(|g| g as u64),
+        host: row.get(11)?,
+        pid: row.get::<_, Option<i64>>(12)?.map(|p| p as u32),
+        started_ms: row.get(13)?,
+        ended_ms: row.get(14)?,
+        heartbeat_ms: row.get(15)?,
+        user_attrs: json_map(&row.get::<_, String>(16)?)?,
+        system_attrs: json_map(&row.get::<_, String>(17)?)?,
+        note: row.get(18)?,
+    };
+    Ok((row.get(19)?, trial))
+}
+
+fn values_json(values: &Option<Vec<f64>>) -> Result<Option<String>> {
+    values
+        .as_ref()
+        .map(|v| serde_json::to_string(&v.iter().map(|x| float_to_json(*x)).collect::<Vec<_>>()))
+        .transpose()
+        .map_err(Into::into)
+}
+
+fn intermediate_json(iv: &[(i64, f64)]) -> Result<String> {
+    let raw: Vec<(i64, Value)> = iv.iter().map(|&(s, v)| (s, float_to_json(v))).collect();
+    Ok(serde_json::to_string(&raw)?)
+}
+
+fn next_seq(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("UPDATE search_seq SET value = value + 1 WHERE id = 1 RETURNING value")?
+        .query_row([], |r| r.get(0))?)
+}
+
+fn finished_error(trial: &TrialRecord) -> StoreError {
+    StoreError::Conflict(format!(
+        "trial #{} has already finished ({}) and cannot be changed",
+        trial.number(),
+        trial.state().as_str()
+    ))
+}
+
+impl SqliteStore {
+    fn load_study(conn: &Connection, pk: i64) -> Result<StudyRecord> {
+        let sql = format!(
+            "SELECT {STUDY_COLUMNS} FROM studies s JOIN projects p ON p.id = s.project_id \
+             WHERE s.id = ?1 AND s.deleted_ms IS NULL"
+        );
+        conn.prepare_cached(&sql)?
+            .query_row([pk], |r| Ok(decode_study(r)))
+            .optional()?
+            .transpose()?
+            .ok_or(StoreError::NotFound {
+                what: "study",
+                id: pk.to_string(),
+            })
+    }
+
+    fn query_studies(
+        conn: &Connection,
+        where_sql: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<StudyRecord>> {
+        let sql = format!(
+            "SELECT {STUDY_COLUMNS} FROM studies s JOIN projects p ON p.id = s.project_id \
+             WHERE s.deleted_ms IS NULL AND {where_sql} ORDER BY s.id"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(args)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(decode_study(row)?);
+        }
+        Ok(out)
+    }
+
+    pub(super) fn create_study_impl(
+        &self,
+        new: &NewStudy,
+        resume: bool,
+    ) -> Result<(StudyRecord, bool)> {
+        validate_name("name", &new.name)?;
+        if new.directions.is_empty() {
+            return Err(
+                ValidationError::new("directions", "a study needs at least one direction").into(),
+            );
+        }
+        let (pk, created) = self.write(|tx| {
+            let project_id = Self::project_id(tx, &new.project, new.created_ms)?;
+            let existing = Self::query_studies(tx, "s.project_id = ?1 AND s.name = ?2", &[&project_id, &new.name])?;
+            if let Some(study) = existing.into_iter().next() {
+                if !resume {
+                    return Err(StoreError::Conflict(format!(
+                        "a {} named {:?} exists already in project {:?} (id {}); pick another name, or resume it",
+                        study.kind.as_str(),
+                        study.name,
+                        study.project,
+                        study.id
+                    )));
+                }
+                if study.kind != new.kind {
+                    return Err(StoreError::Conflict(format!(
+                        "{:?} is a {}, not a {}",
+                        study.name,
+                        study.kind.as_str(),
+                        new.kind.as_str()
+                    )));
+                }
+                if study.directions != new.directions {
+                    let show = |d: &[Direction]| d.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ");
+                    return Err(ValidationError::new(
+                        "direction",
+                        format!(
+                            "study {:?} was created to {}; it cannot now {}",
+                            study.name,
+                            show(&study.directions),
+                            show(&new.directions)
+                        ),
+                    )
+                    .into());
+                }
+                return Ok((study.pk, false));
+            }
+            let directions: Vec<&str> = new.directions.iter().map(|d| d.as_str()).collect();
+            for attempt in 0..8 {
+                let sid = ids::run_id_from_bits(random_bits());
+                let inserted = tx.execute(
+                    "INSERT INTO studies (sid, project_id, name, kind, directions, spec, why, state, created_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8) ON CONFLICT (sid) DO NOTHING",
+                    params![
+                        sid,
+                        project_id,
+                        new.name,
+                        new.kind.as_str(),
+                        serde_json::to_string(&directions)?,
+                        serde_json::to_string(&new.spec)?,
+                        new.why,
+                        new.created_ms
+                    ],
+                )?;
+                if inserted == 1 {
+                    return Ok((tx.last_insert_rowid(), true));
+                }
+                if attempt == 7 {
+                    break;
+                }
+            }
+            Err(StoreError::Internal("no free study id".into()))
+        })?;
+        Ok((Self::load_study(&self.conn.lock(), pk)?, created))
+    }
+
+    pub(super) fn study_impl(&self, reference: &str, project: Option<&str>) -> Result<StudyRecord> {
+        let conn = self.conn.lock();
+        let mut found = Self::query_studies(&conn, "s.sid = ?1", &[&reference])?;
+        if found.is_empty() {
+            found = match project {
+                Some(p) => {
+                    Self::query_studies(&conn, "s.name = ?1 AND p.name = ?2", &[&reference, &p])?
+                }
+                None => Self::query_studies(&conn, "s.name = ?1", &[&reference])?,
+            };
+        }
+        if found.is_empty() && reference.len() >= 3 {
+            let prefix = format!("{}%", reference.replace(['%', '_'], ""));
+            found = Self::query_studies(&conn, "s.sid LIKE ?1", &[&prefix])?;
+        }
+        match found.len() {
+            0 => Err(StoreError::NotFound {
+                what: "sweep or study",
+                id: reference.to_string(),
+            }),
+            1 => Ok(found.remove(0)),
+            _ => Err(StoreError::Ambiguous {
+                reference: reference.to_string(),
+                candidates: found
+                    .iter()
+                    .map(|s| format!("{} ({})", s.id, s.project))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    pub(super) fn study_by_pk_impl(&self, pk: i64) -> Result<StudyRecord> {
+        Self::load_study(&self.conn.lock(), pk)
+    }
+
+    pub(super) fn list_studies_impl(&self, project: Option<&str>) -> Result<Vec<StudyRecord>> {
+        let conn = self.conn.lock();
+        match project {
+            Some(p) => Self::query_studies(&conn, "p.name = ?1", &[&p]),
+            None => Self::query_studies(&conn, "1", &[]),
+        }
+    }
+
+    pub(super) fn update_study_impl(&self, pk: i64, patch: &StudyPatch) -> Result<StudyRecord> {
+        self.write(|tx| {
+            let study = Self::load_study(tx, pk)?;
+            if let Some((state, reason)) = &patch.state {
+                tx.execute(
+                    "UPDATE studies SET state = ?2, state_reason = ?3 WHERE id = ?1",
+                    params![pk, state.as_str(), reason],
+                )?;
+            }
+            if !patch.user_attrs.is_empty() || !patch.system_attrs.is_empty() {
+                let mut user = study.user_attrs.clone();
+                let mut system = study.system_attrs.clone();
+                user.extend(patch.user_attrs.iter().cloned());
+                system.extend(patch.system_attrs.iter().cloned());
+                tx.execute(
+                    "UPDATE studies SET user_attrs = ?2, system_attrs = ?3 WHERE id = ?1",
+                    params![
+                        pk,
+                        serde_json::to_string(&user)?,
+                        serde_json::to_string(&system)?
+                    ],
+                )?;
+            }
+            Ok(())
+        })?;
+        self.study_by_pk_impl(pk)
+    }
+
+    pub(super) fn delete_study_impl(&self, pk: i64, now_ms: i64) -> Result<()> {
+        let changed = self.write(|tx| {
+            Ok(tx.execute(
+                "UPDATE studies SET deleted_ms = ?2 WHERE id = ?1 AND deleted_ms IS NULL",
+                params![pk, now_ms],
+            )?)
+        })?;
+        self.trial_cache.lock().remove(&pk);
+        if changed == 0 {
+            return Err(StoreError::NotFound {
+                what: "study",
+                id: pk.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads the trials changed since the cache's sequence into it.
+    fn refresh_trials(conn: &Connection, cache: &mut TrialCache, study: i64) -> Result<()> {
+        let sql = format!(
+            "SELECT {TRIAL_COLUMNS} FROM trials WHERE study_id = ?1 AND seq > ?2 ORDER BY seq"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params![study, cache.seq])?;
+        while let Some(row) = rows.next()? {
+            let (seq, trial) = decode_trial(row)?;
+            cache.seq = cache.seq.max(seq);
+            cache.trials.insert(trial.number(), Arc::new(trial));
+        }
+        Ok(())
+    }
+
+    fn cached_trials(&self, conn: &Connection, study: i64) -> Result<Vec<Arc<TrialRecord>>> {
+        let mut caches = self.trial_cache.lock();
+        let cache = caches.entry(study).or_default();
+        Self::refresh_trials(conn, cache, study)?;
+        Ok(cache.trials.values().cloned().collect())
+    }
+
+    pub(super) fn trials_impl(&self, study: i64) -> Result<Vec<Arc<TrialRecord>>> {
+        let conn = self.conn.lock();
+        Self::load_study(&conn, study)?;
+        self.cached_trials(&conn, study)
+    }
+
+    pub(super) fn trial_impl(&self, trial_id: i64) -> Result<TrialRecord> {
+        let conn = self.conn.lock();
+        let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE id = ?1");
+        conn.prepare_cached(&sql)?
+            .query_row([trial_id], |r| Ok(decode_trial(r)))
+            .optional()?
+            .transpose()?
+            .map(|(_, t)| t)
+            .ok_or(StoreError::NotFound {
+                what: "trial",
+                id: trial_id.to_string(),
+            })
+    }
+
+    pub(super) fn claim_trial_impl(
+        &self,
+        study_pk: i64,
+        worker: &Worker,
+        now_ms: i64,
+        alive: &dyn Fn(&TrialRecord) -> bool,
+        decide: &mut Decide<'_>,
+    ) -> Result<Claimed> {
+        let answer = self.write(|tx| {
+            let study = Self::load_study(tx, study_pk)?;
+            // Read under the write lock, before this transaction writes, so
+            // the cache only ever holds committed trials.
+            let mut trials = self.cached_trials(tx, study_pk)?;
+            let mut seq = None;
+            for slot in trials.iter_mut() {
+                if slot.state() == TrialState::Running && !alive(slot) {
+                    let s = match seq {
+                        Some(s) => s,
+                        None => *seq.insert(next_seq(tx)?),
+                    };
+                    let note = format!(
+                        "crashed: its worker{} stopped without ending it",
+                        match (&slot.host, slot.pid) {
+                            (Some(h), Some(p)) => format!(" ({h}, pid {p})"),
+                            _ => String::new(),
+                        }
+                    );
+                    tx.execute(
+                        "UPDATE trials SET state = 'crashed', ended_ms = ?2, note = ?3, seq = ?4 WHERE id = ?1",
+                        params![slot.id, now_ms, note, s],
+                    )?;
+                    let mut t = (**slot).clone();
+                    t.obs.state = Some(TrialState::Crashed);
+                    t.ended_ms = Some(now_ms);
+                    t.note = Some(note);
+                    *slot = Arc::new(t);
+                }
+            }
+            if study.state != StudyState::Running {
+                return Ok(Claimed::Done(study.state, study.state_reason.clone()));
+            }
+            match decide(&study, &trials)? {
+                Claim::Trial(new) => {
+                    let number = trials.last().map_or(0, |t| t.number() + 1);
+                    let s = match seq {
+                        Some(s) => s,
+                        None => next_seq(tx)?,
+                    };
+                    let state = new.state.unwrap_or(TrialState::Running);
+                    let started = new.started_ms.or((state != TrialState::Waiting).then_some(now_ms));
+                    tx.execute(
+                        "INSERT INTO trials (study_id, number, state, params, distributions, vals, intermediate,
+                             run_id, grid_index, retry_of, host, pid, started_ms, ended_ms, heartbeat_ms,
+                             user_attrs, system_attrs, seq)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                        params![
+                            study_pk,
+                            number as i64,
+                            state.as_str(),
+                            serde_json::to_string(&new.params)?,
+                            serde_json::to_string(&new.distributions)?,
+                            values_json(&new.values)?,
+                            intermediate_json(&new.intermediate)?,
+                            new.run_id,
+                            new.grid_index.map(|g| g as i64),
+                            new.retry_of.map(|g| g as i64),
+                            worker.host,
+                            worker.pid,
+                            started,
+                            new.ended_ms,
+                            now_ms,
+                            serde_json::to_string(&new.user_attrs)?,
+                            serde_json::to_string(&new.system_attrs)?,
+                            s
+                        ],
+                    )?;
+                    Ok(Claimed::Trial(Arc::new(TrialRecord {
+                            id: tx.last_insert_rowid(),
+                            study: study_pk,
+                            obs: Observation {
+                                number,
+                                state: Some(state),
+                                params: new.params.clone(),
+                                value: new.values.as_ref().and_then(|v| v.first().copied()),
+                                intermediate: new.intermediate.clone(),
+                            },
+                            distributions: new.distributions.clone(),
+                            values: new.values.clone(),
+                            run_id: new.run_id.clone(),
+                            grid_index: new.grid_index,
+                            retry_of: new.retry_of,
+                            host: worker.host.clone(),
+                            pid: worker.pid,
+                            started_ms: started,
+                            ended_ms: new.ended_ms,
+                            heartbeat_ms: Some(now_ms),
+                            user_attrs: new.user_attrs.clone(),
+                            system_attrs: new.system_attrs.clone(),
+                            note: None,
+                    })))
+                }
+                Claim::Wait(why) => Ok(Claimed::Wait(why)),
+                Claim::Finish(why) => {
+                    tx.execute(
+                        "UPDATE studies SET state = 'finished', state_reason = ?2 WHERE id = ?1",
+                        params![study_pk, why],
+                    )?;
+                    Ok(Claimed::Done(StudyState::Finished, Some(why)))
+                }
+                Claim::Closed(state) => Ok(Claimed::Done(state, study.state_reason.clone())),
+            }
+        })?;
+        Ok(answer)
+    }
+
+    pub(super) fn update_trial_impl(&self, trial_id: i64, patch: &TrialPatch) -> Result<bool> {
+        self.write(|tx| {
+            let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE id = ?1");
+            let (_, mut trial) = tx
+                .prepare_cached(&sql)?
+                .query_row([trial_id], |r| Ok(decode_trial(r)))
+                .optional()?
+                .transpose()?
+                .ok_or(StoreError::NotFound {
+                    what: "trial",
+                    id: trial_id.to_string(),
+                })?;
+            let changes_anything = patch.state.is_some()
+                || patch.values.is_some()
+                || !patch.params.is_empty()
+                || !patch.intermediate.is_empty()
+                || !patch.user_attrs.is_empty()
+                || !patch.system_attrs.is_empty()
+                || patch.run_id.is_some()
+                || patch.note.is_some();
+            if trial.state().is_finished() {
+                if changes_anything {
+                    return Err(finished_error(&trial));
+                }
+                return Ok(false);
+            }
+            if let Some(expected) = patch.only_if
+                && trial.state() != expected
+            {
+                return Ok(false);
+            }
+            if !patch.params.is_empty() {
+                let mut caches = self.trial_cache.lock();
+                let cache = caches.entry(trial.study).or_default();
+                Self::refresh_trials(tx, cache, trial.study)?;
+                for (name, value, domain) in &patch.params {
+                    domain
+                        .validate(&format!("params.{name}"))
+                        .map_err(|e| ValidationError::new(e.path, e.message))?;
+                    if let Some(before) = trial.distributions.get(name).or_else(|| {
+                        cache
+                            .trials
+                            .values()
+                            .find_map(|t| t.distributions.get(name))
+                    }) {
+                        domain.compatible_with(before).map_err(|why| {
+                            ValidationError::new(
+                                format!("params.{name}"),
+                                format!("the parameter's distribution changed within the study: {why}"),
+                            )
+                        })?;
+                    }
+                    if trial.obs.params.contains_key(name) && trial.distributions.get(name) != Some(domain) {
+                        return Err(ValidationError::new(
+                            format!("params.{name}"),
+                            "was suggested already in this trial with another distribution",
+                        )
+                        .into());
+                    }
+                    trial.obs.params.insert(name.clone(), value.clone());
+                    trial.distributions.insert(name.clone(), domain.clone());
+                }
+            }
+            for &(step, v) in &patch.intermediate {
+                match trial.obs.intermediate.binary_search_by_key(&step, |&(s, _)| s) {
+                    Ok(i) => trial.obs.intermediate[i].1 = v,
+                    Err(i) => trial.obs.intermediate.insert(i, (step, v)),
+                }
+            }
+            trial.user_attrs.extend(patch.user_attrs.iter().cloned());
+            trial.system_attrs.extend(patch.system_attrs.iter().cloned());
+            let mut started = trial.started_ms;
+            let mut ended = trial.ended_ms;
+            if let Some(state) = patch.state {
+                if state == TrialState::Running && trial.state() == TrialState::Waiting {
+                    started = Some(patch.now_ms);
+                }
+                if state.is_finished() {
+                    ended = Some(patch.now_ms);
+                }
+            }
+            let values = patch.values.clone().or(trial.values.clone());
+            let seq = next_seq(tx)?;
+            tx.execute(
+                "UPDATE trials SET state = ?2, params = ?3, distributions = ?4, vals = ?5, intermediate = ?6,
+                     run_id = COALESCE(?7, run_id), user_attrs = ?8, system_attrs = ?9,
+                     note = COALESCE(?10, note), started_ms = ?11, ended_ms = ?12,
+                     heartbeat_ms = CASE WHEN ?13 THEN ?14 ELSE heartbeat_ms END, seq = ?15
+                 WHERE id = ?1",
+                params![
+                    trial_id,
+                    patch.state.unwrap_or(trial.state()).as_str(),
+                    serde_json::to_string(&trial.obs.params)?,
+                    serde_json::to_string(&trial.distributions)?,
+                    values_json(&values)?,
+                    intermediate_json(&trial.obs.intermediate)?,
+                    patch.run_id,
+                    serde_json::to_string(&trial.user_attrs)?,
+                    serde_json::to_string(&trial.system_attrs)?,
+                    patch.note,
+                    started,
+                    ended,
+                    patch.heartbeat || patch.state.is_some(),
+                    patch.now_ms,
+                    seq
+                ],
+            )?;
+            Ok(true)
+        })
+    }
+}
