@@ -94,6 +94,10 @@ enum Command {
     /// Compare a replay's curves with its original's: a verdict per metric
     /// and overall (exit 0 reproduced, 1 diverged).
     CheckReplay(commands::replay::CheckReplayArgs),
+    /// Hyperparameter sweeps from W&B sweep files, run offline: create,
+    /// run (or join as an agent), list, status, stop, cancel.
+    #[command(subcommand)]
+    Sweep(commands::sweep::SweepCommand),
     /// Serve the dashboard for this store in the browser.
     Ui(UiArgs),
     /// Serve this store to others: the dashboard, labbook's API and MLflow's
@@ -396,6 +400,7 @@ fn main() -> ExitCode {
         }
         Command::Artifact(command) => commands::artifact::run(&app, command),
         Command::Lineage(args) => commands::artifact::lineage(&app, args),
+        Command::Sweep(command) => commands::sweep::run(&app, command),
         Command::Gc(args) => commands::artifact::gc(&app, args),
         // An error is told from a divergence (1) by its own status.
         Command::Replay(args) => {

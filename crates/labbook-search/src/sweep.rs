@@ -121,9 +121,13 @@ const TOP_KEYS: &[&str] = &[
 
 /// Parses a sweep file's text (YAML, or JSON, which is YAML).
 pub fn parse_yaml(text: &str) -> Result<SweepSpec, SearchError> {
-    let value: Value = serde_norway::from_str(text)
-        .map_err(|e| SearchError::new("(file)", format!("not valid YAML: {e}")))?;
-    SweepSpec::from_value(&value)
+    SweepSpec::from_value(&yaml_to_json(text)?)
+}
+
+/// A sweep file's text as JSON, as written.
+pub fn yaml_to_json(text: &str) -> Result<Value, SearchError> {
+    serde_norway::from_str(text)
+        .map_err(|e| SearchError::new("(file)", format!("not valid YAML: {e}")))
 }
 
 fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, SearchError> {

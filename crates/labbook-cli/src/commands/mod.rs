@@ -7,4 +7,5 @@ pub mod models;
 pub mod replay;
 pub mod run;
 pub mod show;
+pub mod sweep;
 pub mod ui;

@@ -41,7 +41,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn run(app: &App, args: RunArgs) -> Result<ExitCode> {
     let config = parse_config(&args.config)?;
-    let launch = Launch {
+    let mut launch = Launch {
         store_dir: app.store_dir_for_run(),
         cwd: app.cwd.clone(),
         project: args.project,
@@ -57,7 +57,21 @@ pub fn run(app: &App, args: RunArgs) -> Result<ExitCode> {
         no_monitor: args.no_monitor,
         recorded: None,
     };
-    Ok(launch_run(app, launch, |_| Ok(()))?.0)
+    // A sweep's trial: `labbook sweep run` starts each trial as `labbook
+    // run` with LABBOOK_TRIAL set, and the run takes the trial's
+    // parameters, sweep and reason, and is linked to it once it exists.
+    let trial = match std::env::var("LABBOOK_TRIAL") {
+        Ok(reference) if !reference.is_empty() => Some(
+            crate::commands::sweep::trial_launch(&mut launch, &reference)
+                .context("cannot start the sweep's trial")?,
+        ),
+        _ => None,
+    };
+    let linked = |run: &RunRecord| match &trial {
+        Some(link) => link.attach(run),
+        None => Ok(()),
+    };
+    Ok(launch_run(app, launch, linked)?.0)
 }
 
 /// A program to run as a tracked run: what `labbook run` is given, and

@@ -1,0 +1,958 @@
+//! `labbook sweep`: W&B-style sweep files run offline. A sweep is a study
+//! in the store; `sweep run` (alias `sweep agent`) claims trials one write
+//! transaction at a time and starts each as `labbook run` of the sweep's
+//! command in its own process, with its own GPU. Any number of runners on
+//! any number of machines sharing the store join the same sweep, and a
+//! runner killed at any moment loses nothing: its trials are found crashed
+//! by the next claim, and a crashed grid point runs once more.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use labbook_capture::{hostname, pid_alive};
+use labbook_core::config::config_from_json;
+use labbook_core::{RunRecord, RunStatus};
+use labbook_search::TrialState;
+use labbook_search::command::{Context as MacroContext, expand, needs_json_file};
+use labbook_search::sweep::{Next, SweepSpec, SweepTrial, parse_yaml};
+use labbook_store::{
+    Claim, Claimed, NewStudy, NewTrial, RunPatch, Store, StudyKind, StudyPatch, StudyRecord,
+    StudyState, TrialPatch, TrialRecord, Worker,
+};
+
+use crate::app::{App, default_project};
+use crate::commands::run::Launch;
+use crate::error::hinted;
+use crate::fmt::{self, now_ms};
+use crate::table::{Align, Table};
+
+#[derive(Debug, Subcommand)]
+pub enum SweepCommand {
+    /// Create a sweep from a W&B sweep file (YAML or JSON); prints its id.
+    Create(CreateArgs),
+    /// Run the sweep's trials here until it is done (or --count trials).
+    Run(RunArgs),
+    /// Join a sweep from another process or machine sharing the store
+    /// (the same as `sweep run`).
+    Agent(RunArgs),
+    /// List sweeps.
+    Ls(LsArgs),
+    /// A sweep's state, its trials and its best trial so far.
+    Status(StatusArgs),
+    /// Start no new trials; running ones finish.
+    Stop(StateArgs),
+    /// Start no new trials and stop the running ones.
+    Cancel(StateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The sweep file.
+    pub file: std::path::PathBuf,
+    /// What the sweep tests and why; each trial's run says it.
+    #[arg(long)]
+    pub why: Option<String>,
+    /// The project its trials log to (default: the file's `project`, else
+    /// LABBOOK_PROJECT, else the store's folder name).
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Print the sweep as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The sweep's id (or name).
+    pub sweep: String,
+    /// Trials to run at once.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// GPUs to share out, one trial per GPU at a time
+    /// (CUDA_VISIBLE_DEVICES); sets the number of workers.
+    #[arg(long, value_delimiter = ',')]
+    pub gpus: Vec<String>,
+    /// Stop after starting this many trials.
+    #[arg(long)]
+    pub count: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    #[arg(long)]
+    pub project: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    pub sweep: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    pub sweep: String,
+}
+
+pub fn run(app: &App, command: SweepCommand) -> Result<ExitCode> {
+    match command {
+        SweepCommand::Create(args) => create(app, args),
+        SweepCommand::Run(args) | SweepCommand::Agent(args) => run_sweep(app, args),
+        SweepCommand::Ls(args) => ls(app, args),
+        SweepCommand::Status(args) => status(app, args),
+        SweepCommand::Stop(args) => set_state(app, args, StudyState::Stopped),
+        SweepCommand::Cancel(args) => set_state(app, args, StudyState::Cancelled),
+    }
+}
+
+/// How often a runner tells the store its trials are alive.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+/// How long a trial that was told to stop gets before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+fn create(app: &App, args: CreateArgs) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let spec = parse_yaml(&text).map_err(|e| {
+        hinted(
+            format!("{}: {e}", args.file.display()),
+            "the file follows W&B's sweep configuration: method, metric, parameters, program, command",
+        )
+    })?;
+    let config: Value = serde_norway_to_json(&text)?;
+    let dir = app.store_dir_for_run();
+    let store = crate::app::open_store(&dir)?;
+    let project = args
+        .project
+        .or_else(|| spec.project.clone())
+        .unwrap_or_else(|| default_project(&dir));
+    let name = spec
+        .name
+        .clone()
+        .unwrap_or_else(|| labbook_core::ids::run_name_from_bits(labbook_store::random_bits()));
+    let why = args.why.or_else(|| spec.description.clone());
+    let (study, _) = store.create_study(
+        &NewStudy {
+            project,
+            name,
+            kind: StudyKind::Sweep,
+            directions: vec![spec.direction()],
+            spec: json!({
+                "config": config,
+                "seed": labbook_store::random_bits() >> 11,
+                "dir": app.cwd.to_string_lossy(),
+            }),
+            why,
+            created_ms: now_ms(),
+        },
+        false,
+    )?;
+    let paint = app.err();
+    for w in &spec.warnings {
+        say!("labbook: {}: {w}", paint.warn("warning"));
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&study_json(&study, &[]))?
+        );
+    } else {
+        let out = app.out();
+        println!(
+            "created sweep {} ({}) in project {}: {} search over {} parameter(s){}",
+            out.bold(&study.name),
+            out.id(&study.id),
+            study.project,
+            spec.method.as_str(),
+            spec.parameters.len(),
+            match spec.run_cap {
+                Some(cap) => format!(", at most {cap} trials"),
+                None => String::new(),
+            }
+        );
+        println!("run it:  labbook sweep run {}", study.id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// YAML text as JSON, to keep the file as it was written.
+fn serde_norway_to_json(text: &str) -> Result<Value> {
+    labbook_search::sweep::yaml_to_json(text).map_err(|e| anyhow!("{e}"))
+}
+
+fn open_sweep(
+    app: &App,
+    reference: &str,
+) -> Result<(Arc<labbook_store::SqliteStore>, StudyRecord, SweepSpec)> {
+    let (store, _) = app.open_existing()?;
+    let study = store
+        .study(reference, None)
+        .map_err(|e| hinted(e.to_string(), "`labbook sweep ls` lists the sweeps"))?;
+    if study.kind != StudyKind::Sweep {
+        bail!(
+            "{} is a study, not a sweep (labbook sweep works on sweep files)",
+            study.name
+        );
+    }
+    let spec = SweepSpec::from_value(&study.spec["config"])
+        .map_err(|e| anyhow!("the sweep's stored file no longer reads: {e}"))?;
+    Ok((store, study, spec))
+}
+
+/// Whether a trial's worker is still there: on this machine its process is
+/// alive; elsewhere, it sent a heartbeat within the stale-run timeout.
+fn worker_alive(trial: &TrialRecord, this_host: Option<&str>, now: i64) -> bool {
+    match (&trial.host, trial.pid) {
+        (Some(host), Some(pid)) if Some(host.as_str()) == this_host => pid_alive(pid),
+        _ => trial
+            .heartbeat_ms
+            .is_some_and(|h| now - h < labbook_store::heartbeat_timeout_ms()),
+    }
+}
+
+struct Running {
+    child: Child,
+    trial: Arc<TrialRecord>,
+    stop_sent: Option<Instant>,
+}
+
+fn run_sweep(app: &App, args: RunArgs) -> Result<ExitCode> {
+    let (store, study, spec) = open_sweep(app, &args.sweep)?;
+    let paint = app.err();
+    let seed = study.spec["seed"].as_u64().unwrap_or(0);
+    let workdir = study.spec["dir"]
+        .as_str()
+        .map(std::path::PathBuf::from)
+        .filter(|d| d.is_dir())
+        .unwrap_or_else(|| app.cwd.clone());
+    let store_dir = app.existing_store_dir()?;
+    let slots: Vec<Option<String>> = if args.gpus.is_empty() {
+        vec![None; args.workers.max(1)]
+    } else {
+        args.gpus
+            .iter()
+            .map(|g| Some(g.trim().to_string()))
+            .collect()
+    };
+    let host = hostname();
+    let worker = Worker {
+        host: host.clone(),
+        pid: Some(std::process::id()),
+    };
+    let exe = std::env::current_exe().context("cannot find the labbook binary")?;
+    crate::signals::install().ok();
+    let mut running: Vec<(usize, Running)> = Vec::new();
+    let mut started: u64 = 0;
+    let mut done: Option<String> = None;
+    let mut last_wait = String::new();
+    let mut last_beat = Instant::now();
+    say!(
+        "labbook: sweep {} ({}): {} worker(s){}",
+        paint.bold(&study.name),
+        paint.id(&study.id),
+        slots.len(),
+        if args.gpus.is_empty() {
+            String::new()
+        } else {
+            format!(" on GPU {}", args.gpus.join(","))
+        }
+    );
+    loop {
+        // Trials that ended.
+        let mut i = 0;
+        while i < running.len() {
+            match running[i].1.child.try_wait() {
+                Ok(Some(_)) => {
+                    let (_, r) = running.remove(i);
+                    finish_trial(&*store, &spec, &r.trial, r.stop_sent.is_some(), app)?;
+                }
+                _ => i += 1,
+            }
+        }
+        let interrupted = crate::signals::received().is_some();
+        let state = store.study_by_pk(study.pk)?.state;
+        if interrupted || state == StudyState::Cancelled {
+            for (_, r) in running.iter_mut() {
+                if r.stop_sent.is_none() {
+                    terminate(&mut r.child);
+                    r.stop_sent = Some(Instant::now());
+                }
+            }
+            if done.is_none() {
+                done = Some(if interrupted {
+                    "interrupted".into()
+                } else {
+                    "cancelled".into()
+                });
+            }
+        }
+        for (_, r) in running.iter_mut() {
+            if r.stop_sent.is_some_and(|t| t.elapsed() > STOP_GRACE) {
+                let _ = r.child.kill();
+            }
+        }
+        if last_beat.elapsed() >= HEARTBEAT_EVERY {
+            last_beat = Instant::now();
+            for (_, r) in &running {
+                let _ = store.update_trial(
+                    r.trial.id,
+                    &TrialPatch {
+                        heartbeat: true,
+                        now_ms: now_ms(),
+                        ..TrialPatch::default()
+                    },
+                );
+            }
+        }
+        let can_start = done.is_none() && args.count.is_none_or(|c| started < c);
+        let free: Vec<usize> = (0..slots.len())
+            .filter(|s| !running.iter().any(|(slot, _)| slot == s))
+            .collect();
+        if can_start {
+            for slot in free {
+                let now = now_ms();
+                let alive = |t: &TrialRecord| worker_alive(t, host.as_deref(), now);
+                let claimed =
+                    store.claim_trial(study.pk, &worker, now, &alive, &mut |_, trials| {
+                        Ok(decide(&spec, seed, trials))
+                    })?;
+                match claimed {
+                    Claimed::Trial(trial) => {
+                        started += 1;
+                        let child = spawn_trial(
+                            &exe,
+                            &store_dir,
+                            &workdir,
+                            &study,
+                            &spec,
+                            &trial,
+                            slots[slot].as_deref(),
+                        );
+                        match child {
+                            Ok(child) => running.push((
+                                slot,
+                                Running {
+                                    child,
+                                    trial,
+                                    stop_sent: None,
+                                },
+                            )),
+                            Err(e) => {
+                                store.update_trial(
+                                    trial.id,
+                                    &TrialPatch {
+                                        state: Some(TrialState::Failed),
+                                        note: Some(format!("could not start: {e:#}")),
+                                        now_ms: now_ms(),
+                                        ..TrialPatch::default()
+                                    },
+                                )?;
+                                say!(
+                                    "labbook: {}: trial #{}: {e:#}",
+                                    paint.error("error"),
+                                    trial.number()
+                                );
+                            }
+                        }
+                        if args.count.is_some_and(|c| started >= c) {
+                            break;
+                        }
+                    }
+                    Claimed::Wait(why) => {
+                        if why != last_wait {
+                            say!("labbook: waiting: {why}");
+                            last_wait = why;
+                        }
+                        break;
+                    }
+                    Claimed::Done(state, reason) => {
+                        done = Some(match reason {
+                            Some(r) => format!("{}: {r}", state.as_str()),
+                            None => state.as_str().to_string(),
+                        });
+                        break;
+                    }
+                }
+            }
+        }
+        if running.is_empty() && (done.is_some() || !can_start) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let trials = store.trials(study.pk)?;
+    say!(
+        "labbook: sweep {} ({}): {} · {} trial(s) started here · labbook sweep status {}",
+        paint.bold(&study.name),
+        paint.id(&study.id),
+        done.as_deref().unwrap_or("count reached"),
+        started,
+        study.id
+    );
+    let _ = trials;
+    Ok(if crate::signals::received().is_some() {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn decide(spec: &SweepSpec, seed: u64, trials: &[Arc<TrialRecord>]) -> Claim {
+    let view: Vec<SweepTrial<'_>> = trials
+        .iter()
+        .map(|t| SweepTrial {
+            obs: &t.obs,
+            grid_index: t.grid_index,
+            retry_of: t.retry_of,
+        })
+        .collect();
+    match spec.next(seed, &view) {
+        Next::Trial {
+            params,
+            grid_index,
+            retry_of,
+        } => Claim::Trial(Box::new(NewTrial {
+            params,
+            grid_index,
+            retry_of,
+            ..NewTrial::default()
+        })),
+        Next::Wait(why) => Claim::Wait(why),
+        Next::Finish(why) => Claim::Finish(why),
+    }
+}
+
+fn terminate(child: &mut Child) {
+    // SAFETY: kill(2) with a pid we spawned and still hold (not yet
+    // reaped, so it cannot have been reused) and a valid signal number.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+}
+
+fn spawn_trial(
+    exe: &std::path::Path,
+    store_dir: &std::path::Path,
+    workdir: &std::path::Path,
+    study: &StudyRecord,
+    spec: &SweepSpec,
+    trial: &TrialRecord,
+    gpu: Option<&str>,
+) -> Result<Child> {
+    let args = spec.nested_args(&trial.obs.params);
+    let json_file = if needs_json_file(&spec.command) {
+        let dir = store_dir.join("sweeps").join(&study.id);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join(format!("config-{}.json", trial.number()));
+        std::fs::write(&path, labbook_search::command::args_json(&args))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Some(path.to_string_lossy().into_owned())
+    } else {
+        None
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let words = expand(
+        &spec.command,
+        &MacroContext {
+            program: spec.program.as_deref(),
+            args: &args,
+            args_json_file: json_file.as_deref(),
+            env: &env,
+        },
+    )
+    .map_err(|e| anyhow!("the sweep's command: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("run")
+        .arg("--")
+        .args(&words)
+        .current_dir(workdir)
+        .env("LABBOOK_DIR", store_dir)
+        .env("LABBOOK_PROJECT", &study.project)
+        .env("LABBOOK_TRIAL", format!("{}:{}", study.pk, trial.id))
+        .env("LABBOOK_SWEEP_ID", &study.id)
+        .env("LABBOOK_CONFIG_SET", Value::Object(args).to_string())
+        .stdin(Stdio::null());
+    if let Some(gpu) = gpu {
+        cmd.env("CUDA_VISIBLE_DEVICES", gpu);
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches
+        // only the child's own state; it makes the trial stop (SIGTERM,
+        // which `labbook run` forwards to the program) if this runner dies,
+        // so a killed runner leaves no orphan whose grid point would run
+        // twice once the next claim re-queues it.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGTERM as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd.spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))
+}
+
+/// The trial's value: its run's best value of the sweep's metric (the
+/// minimum or maximum over what it logged, as W&B's sweeps take it), or
+/// the run's summary value.
+fn metric_value(spec: &SweepSpec, run: &RunRecord) -> Option<f64> {
+    let metric = spec.metric.as_ref()?;
+    if let Some(s) = run.metrics.get(&metric.name) {
+        let best = match metric.goal {
+            labbook_search::Direction::Minimize => s.min,
+            labbook_search::Direction::Maximize => s.max,
+        };
+        return best.or(Some(s.last)).filter(|v| !v.is_nan());
+    }
+    run.summary.get(&metric.name).and_then(Value::as_f64)
+}
+
+fn finish_trial(
+    store: &dyn Store,
+    spec: &SweepSpec,
+    trial: &TrialRecord,
+    stopped: bool,
+    app: &App,
+) -> Result<()> {
+    let current = store.trial(trial.id)?;
+    if current.state().is_finished() {
+        return Ok(());
+    }
+    let run = current
+        .run_id
+        .as_deref()
+        .and_then(|id| store.get_run(id).ok());
+    let (state, note, value) = match &run {
+        None => (
+            TrialState::Failed,
+            Some("its run was never created (see the runner's output)".to_string()),
+            None,
+        ),
+        Some(run) => {
+            let value = metric_value(spec, run);
+            match run.status {
+                RunStatus::Finished => (TrialState::Complete, None, value),
+                RunStatus::Killed if stopped => (
+                    TrialState::Crashed,
+                    Some("stopped by its runner (interrupted or cancelled)".into()),
+                    value,
+                ),
+                RunStatus::Killed => (TrialState::Failed, Some("killed".into()), value),
+                RunStatus::Failed => (
+                    TrialState::Failed,
+                    run.error.clone().or(Some(match run.exit_code {
+                        Some(c) => format!("exit code {c}"),
+                        None => "failed".into(),
+                    })),
+                    value,
+                ),
+                RunStatus::Crashed | RunStatus::Running => {
+                    if run.status == RunStatus::Running {
+                        let _ = store.update_run(
+                            &run.id,
+                            &RunPatch {
+                                status: Some(RunStatus::Crashed),
+                                ended_ms: Some(now_ms()),
+                                ..RunPatch::default()
+                            },
+                        );
+                    }
+                    (TrialState::Crashed, Some("its run crashed".into()), value)
+                }
+            }
+        }
+    };
+    store.update_trial(
+        trial.id,
+        &TrialPatch {
+            state: Some(state),
+            values: value.map(|v| vec![v]),
+            note,
+            now_ms: now_ms(),
+            ..TrialPatch::default()
+        },
+    )?;
+    let paint = app.err();
+    let shown = match (value, &spec.metric) {
+        (Some(v), Some(m)) => format!(" · {} {}", m.name, fmt::number(v)),
+        _ => String::new(),
+    };
+    say!(
+        "labbook: trial #{} {}{shown}",
+        trial.number(),
+        match state {
+            TrialState::Complete => paint.good(state.as_str()),
+            _ => paint.warn(state.as_str()),
+        }
+    );
+    Ok(())
+}
+
+/// What `labbook run` does for a sweep's trial (LABBOOK_TRIAL is
+/// `STUDY:TRIAL`): the run takes the trial's parameters as its config,
+/// the sweep's name as its group, its reason, and is linked to the trial.
+pub struct TrialLink {
+    store: Arc<labbook_store::SqliteStore>,
+    trial_id: i64,
+}
+
+impl TrialLink {
+    pub fn attach(&self, run: &RunRecord) -> Result<()> {
+        self.store.update_trial(
+            self.trial_id,
+            &TrialPatch {
+                run_id: Some(run.id.clone()),
+                heartbeat: true,
+                now_ms: now_ms(),
+                ..TrialPatch::default()
+            },
+        )?;
+        Ok(())
+    }
+}
+
+pub fn trial_launch(launch: &mut Launch, reference: &str) -> Result<TrialLink> {
+    let (study_pk, trial_id) = reference
+        .split_once(':')
+        .and_then(|(a, b)| Some((a.parse::<i64>().ok()?, b.parse::<i64>().ok()?)))
+        .ok_or_else(|| anyhow!("LABBOOK_TRIAL must be STUDY:TRIAL, got {reference:?}"))?;
+    let store = crate::app::open_store(&launch.store_dir)?;
+    let study = store.study_by_pk(study_pk)?;
+    let trial = store.trial(trial_id)?;
+    if trial.study != study.pk {
+        bail!("trial {trial_id} is not one of study {study_pk}'s");
+    }
+    let params: serde_json::Map<String, Value> = trial
+        .obs
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let config = config_from_json(&Value::Object(params)).context("the trial's parameters")?;
+    launch.config.extend(config);
+    launch.project.get_or_insert_with(|| study.project.clone());
+    launch.group.get_or_insert_with(|| study.name.clone());
+    if !launch.tags.iter().any(|t| t == "sweep") {
+        launch.tags.push("sweep".into());
+    }
+    launch
+        .kv_tags
+        .insert("labbook.sweep".into(), study.id.clone());
+    launch
+        .kv_tags
+        .insert("labbook.trial".into(), trial.number().to_string());
+    if launch.why.is_none() {
+        let shown: Vec<String> = trial
+            .obs
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", labbook_search::command::python_str(v)))
+            .collect();
+        launch.why = Some(match &study.why {
+            Some(why) => format!("{why} · trial #{}: {}", trial.number(), shown.join(" ")),
+            None => format!(
+                "sweep {} trial #{}: {}",
+                study.name,
+                trial.number(),
+                shown.join(" ")
+            ),
+        });
+    }
+    Ok(TrialLink { store, trial_id })
+}
+
+fn counts(trials: &[Arc<TrialRecord>]) -> BTreeMap<&'static str, usize> {
+    let mut out = BTreeMap::new();
+    for t in trials {
+        *out.entry(t.state().as_str()).or_insert(0) += 1;
+    }
+    out
+}
+
+fn best<'a>(spec: &SweepSpec, trials: &'a [Arc<TrialRecord>]) -> Option<&'a Arc<TrialRecord>> {
+    let goal = spec.direction();
+    trials
+        .iter()
+        .filter(|t| t.state() == TrialState::Complete)
+        .filter(|t| t.obs.value.is_some_and(|v| !v.is_nan()))
+        .fold(None, |b: Option<&Arc<TrialRecord>>, t| match b {
+            Some(b)
+                if !goal.better(
+                    t.obs.value.unwrap_or(f64::NAN),
+                    b.obs.value.unwrap_or(f64::NAN),
+                ) =>
+            {
+                Some(b)
+            }
+            _ => Some(t),
+        })
+}
+
+fn trial_json(t: &TrialRecord) -> Value {
+    json!({
+        "number": t.number(),
+        "state": t.state().as_str(),
+        "params": t.obs.params,
+        "value": t.obs.value.filter(|v| v.is_finite()),
+        "run_id": t.run_id,
+        "grid_index": t.grid_index,
+        "retry_of": t.retry_of,
+        "started_ms": t.started_ms,
+        "ended_ms": t.ended_ms,
+        "note": t.note,
+    })
+}
+
+fn study_json(study: &StudyRecord, trials: &[Arc<TrialRecord>]) -> Value {
+    json!({
+        "id": study.id,
+        "name": study.name,
+        "project": study.project,
+        "kind": study.kind.as_str(),
+        "state": study.state.as_str(),
+        "state_reason": study.state_reason,
+        "why": study.why,
+        "direction": study.direction().as_str(),
+        "created_ms": study.created_ms,
+        "trials": counts(trials),
+    })
+}
+
+fn ls(app: &App, args: LsArgs) -> Result<ExitCode> {
+    let (store, _) = app.open_existing()?;
+    let studies: Vec<StudyRecord> = store
+        .list_studies(args.project.as_deref())?
+        .into_iter()
+        .filter(|s| s.kind == StudyKind::Sweep)
+        .collect();
+    if args.json {
+        let rows: Vec<Value> = studies
+            .iter()
+            .map(|s| Ok(study_json(s, &store.trials(s.pk)?)))
+            .collect::<Result<_>>()?;
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if studies.is_empty() {
+        say!("no sweeps yet: labbook sweep create sweep.yaml");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let out = app.out();
+    let mut table = Table::new(vec![
+        ("ID".into(), Align::Left),
+        ("NAME".into(), Align::Left),
+        ("PROJECT".into(), Align::Left),
+        ("STATE".into(), Align::Left),
+        ("TRIALS".into(), Align::Right),
+        ("BEST".into(), Align::Right),
+        ("CREATED".into(), Align::Left),
+    ]);
+    let now = now_ms();
+    for s in &studies {
+        let trials = store.trials(s.pk)?;
+        let spec = SweepSpec::from_value(&s.spec["config"]).ok();
+        let best = spec
+            .as_ref()
+            .and_then(|spec| best(spec, &trials))
+            .and_then(|t| t.obs.value)
+            .map(fmt::number)
+            .unwrap_or_else(|| "-".into());
+        table.push(vec![
+            out.id(&s.id),
+            s.name.clone(),
+            s.project.clone(),
+            s.state.as_str().to_string(),
+            trials.len().to_string(),
+            best,
+            fmt::ago(now, s.created_ms),
+        ]);
+    }
+    for line in table.render(|h| out.heading(h)) {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(app: &App, args: StatusArgs) -> Result<ExitCode> {
+    let (store, study, spec) = open_sweep(app, &args.sweep)?;
+    app.reap(&*store);
+    let trials = store.trials(study.pk)?;
+    let metric_missing = spec.metric.as_ref().map(|m| {
+        let finished_without = trials
+            .iter()
+            .filter(|t| t.state() == TrialState::Complete && t.obs.value.is_none())
+            .count();
+        (m.name.clone(), finished_without)
+    });
+    if args.json {
+        let mut doc = study_json(&study, &trials);
+        doc["method"] = json!(spec.method.as_str());
+        doc["metric"] = json!(
+            spec.metric
+                .as_ref()
+                .map(|m| json!({"name": m.name, "goal": m.goal.as_str()}))
+        );
+        doc["best"] = best(&spec, &trials)
+            .map(|t| trial_json(t))
+            .unwrap_or(Value::Null);
+        doc["trial_list"] = Value::Array(trials.iter().map(|t| trial_json(t)).collect());
+        if let Some((name, n)) = &metric_missing
+            && *n > 0
+        {
+            doc["warnings"] = json!([format!(
+                "{n} finished trial(s) never logged the metric {name:?}"
+            )]);
+        }
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let out = app.out();
+    println!(
+        "{} {} ({}) · project {} · {} · {}",
+        out.heading("sweep"),
+        out.bold(&study.name),
+        out.id(&study.id),
+        study.project,
+        spec.method.as_str(),
+        match &study.state_reason {
+            Some(r) => format!("{}: {r}", study.state.as_str()),
+            None => study.state.as_str().to_string(),
+        }
+    );
+    if let Some(why) = &study.why {
+        println!("{} {why}", out.dim("why"));
+    }
+    let summary: Vec<String> = counts(&trials)
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect();
+    println!(
+        "{} {}",
+        out.dim("trials"),
+        if summary.is_empty() {
+            "none yet".to_string()
+        } else {
+            summary.join(", ")
+        }
+    );
+    if let Some(m) = &spec.metric {
+        match best(&spec, &trials) {
+            Some(b) => println!(
+                "{} #{} {} {} = {}  {}",
+                out.dim("best"),
+                b.number(),
+                b.run_id.as_deref().map(|r| out.id(r)).unwrap_or_default(),
+                m.name,
+                out.good(&fmt::number(b.obs.value.unwrap_or(f64::NAN))),
+                params_text(&b.obs.params)
+            ),
+            None => println!(
+                "{} none yet ({} {})",
+                out.dim("best"),
+                m.goal.as_str(),
+                m.name
+            ),
+        }
+    }
+    if let Some((name, n)) = &metric_missing
+        && *n > 0
+    {
+        say!(
+            "labbook: {}: {n} finished trial(s) never logged the metric {name:?}: check the metric's name in the sweep file and in the program",
+            app.err().warn("warning")
+        );
+    }
+    if !trials.is_empty() {
+        let mut table = Table::new(vec![
+            ("#".into(), Align::Right),
+            ("STATE".into(), Align::Left),
+            ("RUN".into(), Align::Left),
+            ("VALUE".into(), Align::Right),
+            ("PARAMETERS".into(), Align::Left),
+        ]);
+        for t in &trials {
+            let mut params = params_text(&t.obs.params);
+            if let Some(note) = &t.note {
+                params = format!("{params}  {}", out.dim(note));
+            }
+            table.push(vec![
+                t.number().to_string(),
+                t.state().as_str().to_string(),
+                t.run_id.clone().unwrap_or_else(|| "-".into()),
+                t.obs.value.map(fmt::number).unwrap_or_else(|| "-".into()),
+                params,
+            ]);
+        }
+        for line in table.render(|h| out.heading(h)) {
+            println!("{line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn params_text(params: &BTreeMap<String, Value>) -> String {
+    params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", labbook_search::command::python_str(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn set_state(app: &App, args: StateArgs, state: StudyState) -> Result<ExitCode> {
+    let (store, study, _) = open_sweep(app, &args.sweep)?;
+    if matches!(study.state, StudyState::Finished | StudyState::Cancelled)
+        && state == StudyState::Stopped
+    {
+        say!(
+            "labbook: sweep {} is {} already",
+            study.name,
+            study.state.as_str()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    store.update_study(
+        study.pk,
+        &StudyPatch {
+            state: Some((
+                state,
+                Some(match state {
+                    StudyState::Cancelled => "cancelled by labbook sweep cancel".to_string(),
+                    _ => "stopped by labbook sweep stop".to_string(),
+                }),
+            )),
+            ..StudyPatch::default()
+        },
+    )?;
+    say!(
+        "labbook: sweep {} ({}) {}: {}",
+        study.name,
+        study.id,
+        state.as_str(),
+        match state {
+            StudyState::Cancelled => "its runners stop their running trials",
+            _ => "no new trials; running ones finish",
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
