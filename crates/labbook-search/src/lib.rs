@@ -9,9 +9,10 @@
 pub mod command;
 pub mod error;
 pub mod grid;
-// pub mod pruner;
+pub mod pruner;
 pub mod random;
 pub mod space;
+pub mod study;
 pub mod sweep;
 pub mod tpe;
 pub mod trial;

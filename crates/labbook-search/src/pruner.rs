@@ -188,15 +188,26 @@ fn percentile_prune(
     if second_last >= nearest {
         return false;
     }
-    let finite = trial.intermediate.iter().map(|&(_, v)| v).filter(|v| !v.is_nan());
+    let finite = trial
+        .intermediate
+        .iter()
+        .map(|&(_, v)| v)
+        .filter(|v| !v.is_nan());
     let best = match direction {
-        Direction::Minimize => finite.fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v)))),
-        Direction::Maximize => finite.fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v)))),
+        Direction::Minimize => {
+            finite.fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))))
+        }
+        Direction::Maximize => {
+            finite.fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+        }
     };
     let Some(best) = best else {
         return true;
     };
-    let mut values: Vec<f64> = complete.iter().filter_map(|o| o.intermediate_at(step)).collect();
+    let mut values: Vec<f64> = complete
+        .iter()
+        .filter_map(|o| o.intermediate_at(step))
+        .collect();
     if values.len() < s.n_min_trials.max(1) {
         return false;
     }
@@ -250,7 +261,8 @@ fn sha_prune<'a>(
         .map(|i| trial.intermediate[i].0);
     let rf = f64::from(reduction_factor.max(2));
     for rung in 0u32.. {
-        let promotion_step = (min_resource as f64 * rf.powi((min_early_stopping_rate + rung) as i32)) as i64;
+        let promotion_step =
+            (min_resource as f64 * rf.powi((min_early_stopping_rate + rung) as i32)) as i64;
         if step < promotion_step {
             return false;
         }
@@ -343,7 +355,8 @@ pub fn hyperband_budgets(min_resource: i64, max_resource: i64, reduction_factor:
 
 fn bracket(budgets: &[u64], study: &str, number: u64) -> usize {
     let total: u64 = budgets.iter().sum::<u64>().max(1);
-    let mut k = i64::try_from(u64::from(crc32(format!("{study}_{number}").as_bytes())) % total).unwrap_or(0);
+    let mut k = i64::try_from(u64::from(crc32(format!("{study}_{number}").as_bytes())) % total)
+        .unwrap_or(0);
     for (b, budget) in budgets.iter().enumerate() {
         k -= *budget as i64;
         if k < 0 {
@@ -416,7 +429,11 @@ pub fn wandb_hyperband_stops(
         if !t.running {
             continue;
         }
-        let Some(b) = spec.bands.iter().rposition(|&band| band >= 1 && band <= h.len() as u64) else {
+        let Some(b) = spec
+            .bands
+            .iter()
+            .rposition(|&band| band >= 1 && band <= h.len() as u64)
+        else {
             continue;
         };
         let cond = if spec.strict {

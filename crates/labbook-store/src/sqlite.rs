@@ -562,6 +562,79 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// The checks a new run's fields pass before it is inserted.
+    pub(super) fn validate_new_run(new: &NewRun) -> Result<()> {
+        if let Some(name) = &new.name {
+            validate_name("name", name)?;
+        }
+        if let Some(group) = &new.group {
+            validate_name("group", group)?;
+        }
+        for tag in &new.tags {
+            validate_tag(tag)?;
+        }
+        if let Some(id) = &new.id
+            && (id.is_empty()
+                || id.len() > 64
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        {
+            return Err(labbook_core::ValidationError::new(
+                "id",
+                "use 1–64 letters, digits, '-' or '_'",
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Inserts a run in `tx` (ids and names drawn until free); its id.
+    pub(super) fn insert_run(tx: &Transaction<'_>, new: &NewRun) -> Result<String> {
+        let project_id = Self::project_id(tx, &new.project, new.created_ms)?;
+        let mut tags = Vec::new();
+        for t in &new.tags {
+            if !tags.contains(t) {
+                tags.push(t.clone());
+            }
+        }
+        for attempt in 0..8 {
+            let id = new
+                .id
+                .clone()
+                .unwrap_or_else(|| ids::run_id_from_bits(random_bits()));
+            let name = new
+                .name
+                .clone()
+                .unwrap_or_else(|| ids::run_name_from_bits(random_bits()));
+            let inserted = tx.execute(
+                "INSERT INTO runs (id, project_id, name, grp, tags, notes, status, created_ms, heartbeat_ms, host, pid, config)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING",
+                params![
+                    id,
+                    project_id,
+                    name,
+                    new.group,
+                    serde_json::to_string(&tags)?,
+                    new.notes,
+                    new.created_ms,
+                    new.host,
+                    new.pid,
+                    serde_json::to_string(&new.config)?,
+                ],
+            )?;
+            if inserted == 1 {
+                return Ok(id);
+            }
+            if new.id.is_some() || attempt == 7 {
+                return Err(StoreError::Conflict(format!(
+                    "a run with id {id:?} already exists"
+                )));
+            }
+        }
+        Err(StoreError::Internal("no free run id".into()))
+    }
+
     fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -1159,64 +1232,8 @@ impl Store for SqliteStore {
         self.update_trial_impl(trial_id, patch)
     }
     fn create_run(&self, new: &NewRun) -> Result<RunRecord> {
-        if let Some(name) = &new.name {
-            validate_name("name", name)?;
-        }
-        if let Some(group) = &new.group {
-            validate_name("group", group)?;
-        }
-        for tag in &new.tags {
-            validate_tag(tag)?;
-        }
-        if let Some(id) = &new.id
-            && (id.is_empty()
-                || id.len() > 64
-                || !id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-        {
-            return Err(labbook_core::ValidationError::new(
-                "id",
-                "use 1–64 letters, digits, '-' or '_'",
-            )
-            .into());
-        }
-        let id = self.write(|tx| {
-            let project_id = Self::project_id(tx, &new.project, new.created_ms)?;
-            let mut tags = Vec::new();
-            for t in &new.tags {
-                if !tags.contains(t) {
-                    tags.push(t.clone());
-                }
-            }
-            for attempt in 0..8 {
-                let id = new.id.clone().unwrap_or_else(|| ids::run_id_from_bits(random_bits()));
-                let name = new.name.clone().unwrap_or_else(|| ids::run_name_from_bits(random_bits()));
-                let inserted = tx.execute(
-                    "INSERT INTO runs (id, project_id, name, grp, tags, notes, status, created_ms, heartbeat_ms, host, pid, config)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING",
-                    params![
-                        id,
-                        project_id,
-                        name,
-                        new.group,
-                        serde_json::to_string(&tags)?,
-                        new.notes,
-                        new.created_ms,
-                        new.host,
-                        new.pid,
-                        serde_json::to_string(&new.config)?,
-                    ],
-                )?;
-                if inserted == 1 {
-                    return Ok(id);
-                }
-                if new.id.is_some() || attempt == 7 {
-                    return Err(StoreError::Conflict(format!("a run with id {id:?} already exists")));
-                }
-            }
-            Err(StoreError::Internal("no free run id".into()))
-        })?;
+        Self::validate_new_run(new)?;
+        let id = self.write(|tx| Self::insert_run(tx, new))?;
         self.get_run(&id)
     }
 

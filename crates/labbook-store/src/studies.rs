@@ -168,8 +168,14 @@ impl AsObservation for TrialRecord {
     }
 }
 
+impl labbook_search::study::TrialView for TrialRecord {
+    fn distributions(&self) -> &BTreeMap<String, Domain> {
+        &self.distributions
+    }
+}
+
 /// A trial a claim creates.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct NewTrial {
     pub state: Option<TrialState>,
     pub params: BTreeMap<String, Value>,
@@ -183,10 +189,12 @@ pub struct NewTrial {
     pub started_ms: Option<i64>,
     pub ended_ms: Option<i64>,
     pub run_id: Option<String>,
+    /// A run to create with the trial, in the same transaction.
+    pub run: Option<crate::NewRun>,
 }
 
 /// What a claim's decision says.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Claim {
     Trial(Box<NewTrial>),
     /// Nothing to run now (trials still running may yet change that).
@@ -231,6 +239,8 @@ pub struct TrialPatch {
     pub note: Option<String>,
     pub now_ms: i64,
     pub heartbeat: bool,
+    /// Changes to the trial's run, in the same transaction.
+    pub run: Option<crate::RunPatch>,
 }
 
 /// A float as JSON, non-finite ones as MLflow writes them.

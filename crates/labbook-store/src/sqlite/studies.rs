@@ -419,8 +419,12 @@ impl SqliteStore {
                 return Ok(Claimed::Done(study.state, study.state_reason.clone()));
             }
             match decide(&study, &trials)? {
-                Claim::Trial(new) => {
+                Claim::Trial(mut new) => {
                     let number = trials.last().map_or(0, |t| t.number() + 1);
+                    if let Some(run) = &new.run {
+                        Self::validate_new_run(run)?;
+                        new.run_id = Some(Self::insert_run(tx, run)?);
+                    }
                     let s = match seq {
                         Some(s) => s,
                         None => next_seq(tx)?,
@@ -511,7 +515,8 @@ impl SqliteStore {
                 || !patch.user_attrs.is_empty()
                 || !patch.system_attrs.is_empty()
                 || patch.run_id.is_some()
-                || patch.note.is_some();
+                || patch.note.is_some()
+                || patch.run.is_some();
             if trial.state().is_finished() {
                 if changes_anything {
                     return Err(finished_error(&trial));
@@ -574,6 +579,13 @@ impl SqliteStore {
                 }
             }
             let values = patch.values.clone().or(trial.values.clone());
+            if let Some(run_patch) = &patch.run {
+                let run_id = patch.run_id.as_ref().or(trial.run_id.as_ref()).ok_or_else(|| {
+                    StoreError::Conflict(format!("trial #{} has no run to change", trial.number()))
+                })?;
+                let pk = Self::run_pk(tx, run_id)?;
+                Self::apply_patch(tx, pk, run_patch)?;
+            }
             let seq = next_seq(tx)?;
             tx.execute(
                 "UPDATE trials SET state = ?2, params = ?3, distributions = ?4, vals = ?5, intermediate = ?6,
