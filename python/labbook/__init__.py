@@ -44,15 +44,31 @@ __all__ = [
     "Artifact",
     "ArtifactVersion",
     "ConfigView",
+    "FrozenTrial",
     "LabbookError",
     "Run",
+    "Study",
     "SummaryView",
+    "Trial",
+    "TrialPruned",
     "__version__",
     "finish",
     "init",
     "log",
     "run",
+    "study",
 ]
+
+_STUDY_NAMES = frozenset({"study", "Study", "Trial", "TrialPruned", "FrozenTrial"})
+
+
+def __getattr__(name: str) -> Any:
+    # Studies are imported on first use, so `import labbook` stays fast.
+    if name in _STUDY_NAMES:
+        from labbook import _study
+
+        return getattr(_study, name)
+    raise AttributeError(f"module 'labbook' has no attribute {name!r}")
 
 
 class Run(RunCore):

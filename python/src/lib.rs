@@ -12,6 +12,7 @@ mod api;
 mod artifact;
 mod convert;
 mod run;
+mod study;
 
 create_exception!(
     _native,
@@ -52,5 +53,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<api::Api>()?;
     m.add_class::<artifact::Artifact>()?;
     m.add_class::<artifact::ArtifactVersionView>()?;
+    m.add_class::<study::StudyCore>()?;
+    m.add_class::<study::TrialCore>()?;
     Ok(())
 }

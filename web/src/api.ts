@@ -3,7 +3,7 @@
 export type Num = number | "NaN" | "Infinity" | "-Infinity";
 export type ConfigValue = null | boolean | number | string | ConfigValue[] | { [k: string]: ConfigValue };
 export type MetricSummary = { count: number; last: Num; last_step: number; min: Num | null; max: Num | null };
-export type Status = "running" | "finished" | "failed" | "killed" | "crashed";
+export type Status = "running" | "finished" | "failed" | "killed" | "crashed" | "pruned";
 
 export type Run = {
   id: string;

@@ -52,6 +52,7 @@ impl Painter {
             RunStatus::Failed => AnsiColor::Red,
             RunStatus::Crashed => AnsiColor::Magenta,
             RunStatus::Killed => AnsiColor::Yellow,
+            RunStatus::Pruned => AnsiColor::Cyan,
         };
         self.paint(Style::new().fg_color(Some(color.into())), status.as_str())
     }

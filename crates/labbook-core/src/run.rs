@@ -20,15 +20,19 @@ pub enum RunStatus {
     Failed,
     Killed,
     Crashed,
+    /// A search's trial stopped early by its pruner: not a failure, and
+    /// its curve up to the stop is a result.
+    Pruned,
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 5] = [
+    pub const ALL: [RunStatus; 6] = [
         RunStatus::Running,
         RunStatus::Finished,
         RunStatus::Failed,
         RunStatus::Killed,
         RunStatus::Crashed,
+        RunStatus::Pruned,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +42,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Killed => "killed",
             RunStatus::Crashed => "crashed",
+            RunStatus::Pruned => "pruned",
         }
     }
 
@@ -77,7 +82,7 @@ impl FromStr for RunStatus {
             .ok_or_else(|| {
                 ValidationError::new(
                     "status",
-                    format!("unknown status {s:?}; expected one of running, finished, failed, killed, crashed"),
+                    format!("unknown status {s:?}; expected one of running, finished, failed, killed, crashed, pruned"),
                 )
             })
     }

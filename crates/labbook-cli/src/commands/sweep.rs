@@ -553,6 +553,7 @@ fn finish_trial(
             let value = metric_value(spec, run);
             match run.status {
                 RunStatus::Finished => (TrialState::Complete, None, value),
+                RunStatus::Pruned => (TrialState::Pruned, None, value),
                 RunStatus::Killed if stopped => (
                     TrialState::Crashed,
                     Some("stopped by its runner (interrupted or cancelled)".into()),

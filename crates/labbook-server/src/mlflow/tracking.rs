@@ -335,7 +335,8 @@ fn mlflow_status(s: RunStatus) -> &'static str {
         RunStatus::Running => "RUNNING",
         RunStatus::Finished => "FINISHED",
         RunStatus::Failed | RunStatus::Crashed => "FAILED",
-        RunStatus::Killed => "KILLED",
+        // MLflow has no "pruned"; a trial stopped early is killed there.
+        RunStatus::Killed | RunStatus::Pruned => "KILLED",
     }
 }
 
