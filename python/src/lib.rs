@@ -12,6 +12,7 @@ mod api;
 mod artifact;
 mod convert;
 mod run;
+mod search_store;
 mod study;
 
 create_exception!(
@@ -54,6 +55,15 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<artifact::Artifact>()?;
     m.add_class::<artifact::ArtifactVersionView>()?;
     m.add_class::<study::StudyCore>()?;
+    m.add_class::<search_store::SearchStore>()?;
+    m.add(
+        "DuplicateStudyError",
+        m.py().get_type::<search_store::DuplicateStudyError>(),
+    )?;
+    m.add(
+        "TrialFinishedError",
+        m.py().get_type::<search_store::TrialFinishedError>(),
+    )?;
     m.add_class::<study::TrialCore>()?;
     Ok(())
 }
