@@ -809,12 +809,26 @@ impl TrialCore {
                 "value: a complete trial needs its objective's value",
             ));
         }
-        let (state, error) = match value {
+        // As Optuna: a NaN result fails the trial and keeps no value; a
+        // pruned trial's value is its last report.
+        let (state, error, value) = match value {
             Some(v) if v.is_nan() && state == TrialState::Complete => (
                 TrialState::Failed,
                 Some("the objective returned NaN".to_string()),
+                None,
             ),
-            _ => (state, error),
+            None if state == TrialState::Pruned => {
+                let last = self.pending.lock().intermediate.last().map(|&(_, v)| v);
+                let stored = last.or_else(|| {
+                    self.inner
+                        .store
+                        .trial(self.id)
+                        .ok()
+                        .and_then(|t| t.obs.last_intermediate().map(|(_, v)| v))
+                });
+                (state, error, stored)
+            }
+            _ => (state, error, value),
         };
         let run_status = match state {
             TrialState::Complete => RunStatus::Finished,

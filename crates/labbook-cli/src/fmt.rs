@@ -188,3 +188,18 @@ mod tests {
         assert_eq!(number(f64::NEG_INFINITY), "-inf");
     }
 }
+
+/// The local time zone's offset from UTC at `ms`, in milliseconds.
+pub fn local_offset_ms(ms: i64) -> i64 {
+    let secs = ms.div_euclid(1000) as libc::time_t;
+    // SAFETY: localtime_r reads the time and writes only into `tm`, a
+    // zeroed, properly aligned `libc::tm` we own; it is thread-safe (unlike
+    // localtime) and returns null on failure, which we check.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&secs, &mut tm).is_null() {
+            return 0;
+        }
+        tm.tm_gmtoff * 1000
+    }
+}

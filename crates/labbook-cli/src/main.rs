@@ -98,6 +98,17 @@ enum Command {
     /// run (or join as an agent), list, status, stop, cancel.
     #[command(subcommand)]
     Sweep(commands::sweep::SweepCommand),
+    /// Tonight's experiments, each with why it runs: add commands, a plan
+    /// or a sweep; run them on free slots until the queue is empty or
+    /// --until.
+    #[command(subcommand)]
+    Queue(commands::queue::QueueCommand),
+    /// The morning report: what ran since a time, grouped by what it was
+    /// for, each group's best run against the baseline.
+    Report(commands::report::ReportArgs),
+    /// The project's baseline run, which the report compares with.
+    #[command(subcommand)]
+    Baseline(commands::report::BaselineCommand),
     /// Serve the dashboard for this store in the browser.
     Ui(UiArgs),
     /// Serve this store to others: the dashboard, labbook's API and MLflow's
@@ -401,6 +412,9 @@ fn main() -> ExitCode {
         Command::Artifact(command) => commands::artifact::run(&app, command),
         Command::Lineage(args) => commands::artifact::lineage(&app, args),
         Command::Sweep(command) => commands::sweep::run(&app, command),
+        Command::Queue(command) => commands::queue::run(&app, command),
+        Command::Report(args) => commands::report::report(&app, args),
+        Command::Baseline(command) => commands::report::baseline(&app, command),
         Command::Gc(args) => commands::artifact::gc(&app, args),
         // An error is told from a divergence (1) by its own status.
         Command::Replay(args) => {

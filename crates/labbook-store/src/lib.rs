@@ -10,6 +10,7 @@ mod error;
 pub mod locate;
 pub mod models;
 pub mod private;
+pub mod report;
 pub mod series;
 pub mod session;
 pub mod sketch;

@@ -323,7 +323,7 @@ CREATE TABLE studies (
     sid TEXT NOT NULL UNIQUE,
     project_id INTEGER NOT NULL REFERENCES projects(id),
     name TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('sweep', 'study')),
+    kind TEXT NOT NULL CHECK (kind IN ('sweep', 'study', 'queue')),
     directions TEXT NOT NULL,
     spec TEXT NOT NULL,
     why TEXT,

@@ -20,6 +20,9 @@ pub enum StudyKind {
     Sweep,
     /// `labbook.study()` or Optuna through `labbook.optuna.Storage`.
     Study,
+    /// A project's overnight queue: each trial is a job (a command and why
+    /// it runs, or a sweep to run trials of).
+    Queue,
 }
 
 impl StudyKind {
@@ -27,6 +30,7 @@ impl StudyKind {
         match self {
             StudyKind::Sweep => "sweep",
             StudyKind::Study => "study",
+            StudyKind::Queue => "queue",
         }
     }
 
@@ -34,6 +38,7 @@ impl StudyKind {
         match s {
             "sweep" => Some(StudyKind::Sweep),
             "study" => Some(StudyKind::Study),
+            "queue" => Some(StudyKind::Queue),
             _ => None,
         }
     }
@@ -197,6 +202,8 @@ pub struct NewTrial {
 #[derive(Clone, Debug)]
 pub enum Claim {
     Trial(Box<NewTrial>),
+    /// Start this waiting trial (by id) as the claiming worker's.
+    Take(i64),
     /// Nothing to run now (trials still running may yet change that).
     Wait(String),
     /// The study is done, for this reason; it is marked finished.

@@ -210,7 +210,7 @@ fn open_sweep(
 
 /// Whether a trial's worker is still there: on this machine its process is
 /// alive; elsewhere, it sent a heartbeat within the stale-run timeout.
-fn worker_alive(trial: &TrialRecord, this_host: Option<&str>, now: i64) -> bool {
+pub(crate) fn worker_alive(trial: &TrialRecord, this_host: Option<&str>, now: i64) -> bool {
     match (&trial.host, trial.pid) {
         (Some(host), Some(pid)) if Some(host.as_str()) == this_host => pid_alive(pid),
         _ => trial
@@ -406,7 +406,7 @@ fn run_sweep(app: &App, args: RunArgs) -> Result<ExitCode> {
     })
 }
 
-fn decide(spec: &SweepSpec, seed: u64, trials: &[Arc<TrialRecord>]) -> Claim {
+pub(crate) fn decide(spec: &SweepSpec, seed: u64, trials: &[Arc<TrialRecord>]) -> Claim {
     let view: Vec<SweepTrial<'_>> = trials
         .iter()
         .map(|t| SweepTrial {
@@ -431,7 +431,7 @@ fn decide(spec: &SweepSpec, seed: u64, trials: &[Arc<TrialRecord>]) -> Claim {
     }
 }
 
-fn terminate(child: &mut Child) {
+pub(crate) fn terminate(child: &mut Child) {
     // SAFETY: kill(2) with a pid we spawned and still hold (not yet
     // reaped, so it cannot have been reused) and a valid signal number.
     unsafe {
@@ -439,7 +439,7 @@ fn terminate(child: &mut Child) {
     }
 }
 
-fn spawn_trial(
+pub(crate) fn spawn_trial(
     exe: &std::path::Path,
     store_dir: &std::path::Path,
     workdir: &std::path::Path,
@@ -471,28 +471,52 @@ fn spawn_trial(
         },
     )
     .map_err(|e| anyhow!("the sweep's command: {e}"))?;
+    let env = [
+        ("LABBOOK_SWEEP_ID".to_string(), study.id.clone()),
+        (
+            "LABBOOK_CONFIG_SET".to_string(),
+            Value::Object(args).to_string(),
+        ),
+    ];
+    spawn_labbook_run(exe, store_dir, workdir, study, trial.id, &words, &env, gpu)
+}
+
+/// Starts `labbook run -- WORDS` for a trial (or a queued job) of `study`:
+/// the run links itself to the trial through LABBOOK_TRIAL. The child
+/// stops (SIGTERM) if this process dies, so a killed runner leaves no
+/// orphan to run twice once its trial is found crashed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn spawn_labbook_run(
+    exe: &std::path::Path,
+    store_dir: &std::path::Path,
+    workdir: &std::path::Path,
+    study: &StudyRecord,
+    trial_id: i64,
+    words: &[String],
+    env: &[(String, String)],
+    gpus: Option<&str>,
+) -> Result<Child> {
     let mut cmd = Command::new(exe);
     cmd.arg("run")
         .arg("--")
-        .args(&words)
+        .args(words)
         .current_dir(workdir)
         .env("LABBOOK_DIR", store_dir)
         .env("LABBOOK_PROJECT", &study.project)
-        .env("LABBOOK_TRIAL", format!("{}:{}", study.pk, trial.id))
-        .env("LABBOOK_SWEEP_ID", &study.id)
-        .env("LABBOOK_CONFIG_SET", Value::Object(args).to_string())
+        .env("LABBOOK_TRIAL", format!("{}:{}", study.pk, trial_id))
         .stdin(Stdio::null());
-    if let Some(gpu) = gpu {
-        cmd.env("CUDA_VISIBLE_DEVICES", gpu);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if let Some(gpus) = gpus {
+        cmd.env("CUDA_VISIBLE_DEVICES", gpus);
     }
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;
         // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches
-        // only the child's own state; it makes the trial stop (SIGTERM,
-        // which `labbook run` forwards to the program) if this runner dies,
-        // so a killed runner leaves no orphan whose grid point would run
-        // twice once the next claim re-queues it.
+        // only the child's own state; it makes the child stop (SIGTERM,
+        // which `labbook run` forwards to the program) if this runner dies.
         unsafe {
             cmd.pre_exec(|| {
                 if libc::prctl(
@@ -528,7 +552,7 @@ fn metric_value(spec: &SweepSpec, run: &RunRecord) -> Option<f64> {
     run.summary.get(&metric.name).and_then(Value::as_f64)
 }
 
-fn finish_trial(
+pub(crate) fn finish_trial(
     store: &dyn Store,
     spec: &SweepSpec,
     trial: &TrialRecord,
@@ -643,6 +667,10 @@ pub fn trial_launch(launch: &mut Launch, reference: &str) -> Result<TrialLink> {
     let trial = store.trial(trial_id)?;
     if trial.study != study.pk {
         bail!("trial {trial_id} is not one of study {study_pk}'s");
+    }
+    if study.kind == StudyKind::Queue {
+        crate::commands::queue::job_launch(launch, &study, &trial);
+        return Ok(TrialLink { store, trial_id });
     }
     let params: serde_json::Map<String, Value> = trial
         .obs

@@ -482,6 +482,28 @@ impl SqliteStore {
                             note: None,
                     })))
                 }
+                Claim::Take(trial_id) => {
+                    let s = match seq {
+                        Some(s) => s,
+                        None => next_seq(tx)?,
+                    };
+                    let taken = tx.execute(
+                        "UPDATE trials SET state = 'running', host = ?3, pid = ?4, started_ms = ?5,
+                             heartbeat_ms = ?5, seq = ?6
+                         WHERE id = ?1 AND study_id = ?2 AND state = 'waiting'",
+                        params![trial_id, study_pk, worker.host, worker.pid, now_ms, s],
+                    )?;
+                    if taken == 0 {
+                        return Err(StoreError::Conflict(format!(
+                            "trial {trial_id} is not waiting in this study"
+                        )));
+                    }
+                    let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE id = ?1");
+                    let (_, trial) = tx
+                        .prepare_cached(&sql)?
+                        .query_row([trial_id], |r| Ok(decode_trial(r)))??;
+                    Ok(Claimed::Trial(Arc::new(trial)))
+                }
                 Claim::Wait(why) => Ok(Claimed::Wait(why)),
                 Claim::Finish(why) => {
                     tx.execute(
