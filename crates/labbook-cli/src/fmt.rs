@@ -143,6 +143,22 @@ pub fn signal_name(signal: i32) -> String {
     name.to_string()
 }
 
+/// The local time zone's offset from UTC at `ms`, in milliseconds.
+pub fn local_offset_ms(ms: i64) -> i64 {
+    let secs = ms.div_euclid(1000) as libc::time_t;
+    // SAFETY: localtime_r reads the time and writes only into `tm`, a
+    // zeroed, properly aligned `libc::tm` we own; it is thread-safe (unlike
+    // localtime) and returns null on failure, which we check.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&secs, &mut tm).is_null() {
+            return 0;
+        }
+        tm.tm_gmtoff * 1000
+    }
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,20 +202,5 @@ mod tests {
         assert_eq!(number(-0.001_234_56), "-0.001235");
         assert_eq!(number(f64::NAN), "NaN");
         assert_eq!(number(f64::NEG_INFINITY), "-inf");
-    }
-}
-
-/// The local time zone's offset from UTC at `ms`, in milliseconds.
-pub fn local_offset_ms(ms: i64) -> i64 {
-    let secs = ms.div_euclid(1000) as libc::time_t;
-    // SAFETY: localtime_r reads the time and writes only into `tm`, a
-    // zeroed, properly aligned `libc::tm` we own; it is thread-safe (unlike
-    // localtime) and returns null on failure, which we check.
-    unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&secs, &mut tm).is_null() {
-            return 0;
-        }
-        tm.tm_gmtoff * 1000
     }
 }
