@@ -149,6 +149,7 @@ fn state_name(s: TrialState) -> &'static str {
 #[pyclass(frozen, module = "labbook._native")]
 pub struct SearchStore {
     store: Arc<SqliteStore>,
+    dir: PathBuf,
     project: String,
     worker: Worker,
 }
@@ -235,19 +236,28 @@ fn trial_to_py<'py>(py: Python<'py>, t: &TrialRecord) -> PyResult<Bound<'py, PyD
 
 #[pymethods]
 impl SearchStore {
-    /// Opens (creating if needed) the store in `dir` (a `.labbook` folder);
+    /// Opens (creating if needed) the store at `dir` (a `.labbook` folder or
+    /// the folder holding one), else the one `labbook.init` would use;
     /// Optuna's studies go to `project`.
     #[new]
-    fn new(py: Python<'_>, dir: PathBuf, project: String) -> PyResult<SearchStore> {
-        let store = py.detach(|| SqliteStore::open(&dir)).map_err(to_py_err)?;
+    #[pyo3(signature = (dir, project))]
+    fn new(py: Python<'_>, dir: Option<PathBuf>, project: String) -> PyResult<SearchStore> {
+        let (store, dir) = py.detach(|| crate::study::open(dir))?;
         Ok(SearchStore {
-            store: Arc::new(store),
+            store,
+            dir,
             project,
             worker: Worker {
                 host: labbook_capture::hostname(),
                 pid: Some(std::process::id()),
             },
         })
+    }
+
+    /// The store folder.
+    #[getter]
+    fn dir(&self) -> String {
+        self.dir.display().to_string()
     }
 
     /// A new study; raises DuplicateStudyError when the name is taken.
@@ -420,7 +430,8 @@ impl SearchStore {
             .map(|(k, v)| (k.clone(), ConfigValue::from_json(v)))
             .collect();
         let finished = new.state.is_some_and(TrialState::is_finished);
-        new.run = Some(NewRun {
+        let waiting = new.state == Some(TrialState::Waiting);
+        let run = NewRun {
             id: None,
             project: study.project.clone(),
             name: None,
@@ -431,7 +442,10 @@ impl SearchStore {
             created_ms: new.started_ms.unwrap_or_else(now_ms),
             host: self.worker.host.clone(),
             pid: self.worker.pid,
-        });
+        };
+        // A waiting trial gets its run when a process starts it, so the run
+        // carries that process and is not reaped with the one that queued it.
+        new.run = (!waiting).then_some(run);
         let now = now_ms();
         let claimed = py
             .detach(|| {
@@ -504,6 +518,9 @@ impl SearchStore {
                 ..TrialPatch::default()
             },
         )?;
+        if changed && state == TrialState::Running && current.run_id.is_none() {
+            self.start_run(py, &current)?;
+        }
         if changed && state.is_finished() {
             let trial = self.trial_or_key_error(trial_id)?;
             self.end_run(py, &trial)?;
@@ -597,6 +614,42 @@ impl SearchStore {
 }
 
 impl SearchStore {
+    /// Creates the run of a trial that waited and now starts.
+    fn start_run(&self, py: Python<'_>, trial: &TrialRecord) -> PyResult<()> {
+        let study = py
+            .detach(|| self.store.study_by_pk(trial.study))
+            .map_err(|e| self.err(e))?;
+        let config: Config = trial
+            .obs
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), ConfigValue::from_json(v)))
+            .collect();
+        let new = NewRun {
+            id: None,
+            project: study.project.clone(),
+            name: None,
+            group: Some(study.name.clone()),
+            tags: vec!["trial".into()],
+            notes: None,
+            config,
+            created_ms: now_ms(),
+            host: self.worker.host.clone(),
+            pid: self.worker.pid,
+        };
+        let run = py.detach(|| self.store.create_run(&new)).map_err(to_py_err)?;
+        self.update(
+            py,
+            trial.id,
+            TrialPatch {
+                run_id: Some(run.id),
+                now_ms: now_ms(),
+                ..TrialPatch::default()
+            },
+        )?;
+        Ok(())
+    }
+
     /// A finished trial's run ends with it: its status, its parameters as
     /// config, its first value as `objective`, its reports as the curve.
     fn end_run(&self, py: Python<'_>, trial: &TrialRecord) -> PyResult<()> {

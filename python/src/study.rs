@@ -64,7 +64,7 @@ fn value_err(e: impl std::fmt::Display) -> PyErr {
 
 /// The project and store a study lives in, found as `labbook.init` finds
 /// them.
-fn open(store: Option<PathBuf>) -> PyResult<(Arc<SqliteStore>, PathBuf)> {
+pub(crate) fn open(store: Option<PathBuf>) -> PyResult<(Arc<SqliteStore>, PathBuf)> {
     let cwd = std::env::current_dir().map_err(value_err)?;
     let dir = match store {
         Some(d)
