@@ -158,7 +158,6 @@ pub fn local_offset_ms(ms: i64) -> i64 {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

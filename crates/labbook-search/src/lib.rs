@@ -6,6 +6,7 @@
 //! that samples again gets the same answer. Scheduling lives in the CLI and
 //! the state in the store.
 
+pub mod analysis;
 pub mod command;
 pub mod error;
 pub mod grid;

@@ -37,6 +37,19 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{project}/notebook", get(notebook).post(add_note))
         .route("/projects/{project}/artifacts", get(artifact_names))
         .route(
+            "/projects/{project}/studies",
+            get(crate::studies::project_studies),
+        )
+        .route(
+            "/projects/{project}/queue",
+            get(crate::studies::project_queue),
+        )
+        .route(
+            "/projects/{project}/report",
+            get(crate::studies::project_report),
+        )
+        .route("/studies/{id}", get(crate::studies::study))
+        .route(
             "/projects/{project}/artifacts/{name}",
             get(artifact_versions),
         )

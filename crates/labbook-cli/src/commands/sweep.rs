@@ -420,12 +420,23 @@ pub(crate) fn decide(spec: &SweepSpec, seed: u64, trials: &[Arc<TrialRecord>]) -
             params,
             grid_index,
             retry_of,
-        } => Claim::Trial(Box::new(NewTrial {
-            params,
-            grid_index,
-            retry_of,
-            ..NewTrial::default()
-        })),
+        } => {
+            // Each parameter's domain, so the analysis (and TPE on a study
+            // that reads this one) knows what was searched.
+            let distributions = spec
+                .parameters
+                .iter()
+                .filter(|p| params.contains_key(&p.spec.name))
+                .map(|p| (p.spec.name.clone(), p.spec.domain.clone()))
+                .collect();
+            Claim::Trial(Box::new(NewTrial {
+                params,
+                distributions,
+                grid_index,
+                retry_of,
+                ..NewTrial::default()
+            }))
+        }
         Next::Wait(why) => Claim::Wait(why),
         Next::Finish(why) => Claim::Finish(why),
     }
