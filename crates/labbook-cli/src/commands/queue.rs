@@ -622,7 +622,12 @@ fn run_queue(app: &App, args: RunArgs) -> Result<ExitCode> {
                 } => {
                     slots[slot].busy = false;
                     if let Some(active) = &sweep {
-                        sweep::finish_trial(&*store, &active.spec, &trial, stopping, app)?;
+                        let ending = if stopping {
+                            sweep::Ending::Stopped
+                        } else {
+                            sweep::Ending::Natural
+                        };
+                        sweep::finish_trial(&*store, &active.spec, &trial, &ending, app)?;
                     }
                 }
             }

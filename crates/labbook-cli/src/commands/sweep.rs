@@ -6,7 +6,7 @@
 //! runner killed at any moment loses nothing: its trials are found crashed
 //! by the next claim, and a crashed grid point runs once more.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +20,7 @@ use labbook_core::config::config_from_json;
 use labbook_core::{RunRecord, RunStatus};
 use labbook_search::TrialState;
 use labbook_search::command::{Context as MacroContext, expand, needs_json_file};
+use labbook_search::pruner::{BandTrial, wandb_hyperband_stops};
 use labbook_search::sweep::{Next, SweepSpec, SweepTrial, parse_yaml};
 use labbook_store::{
     Claim, Claimed, NewStudy, NewTrial, RunPatch, Store, StudyKind, StudyPatch, StudyRecord,
@@ -45,6 +46,9 @@ pub enum SweepCommand {
     Ls(LsArgs),
     /// A sweep's state, its trials and its best trial so far.
     Status(StatusArgs),
+    /// What a sweep (or a `labbook.study`) found: the best so far over the
+    /// trials, each parameter's importance and slice, pruned against kept.
+    Show(StatusArgs),
     /// Start no new trials; running ones finish.
     Stop(StateArgs),
     /// Start no new trials and stop the running ones.
@@ -109,6 +113,7 @@ pub fn run(app: &App, command: SweepCommand) -> Result<ExitCode> {
         SweepCommand::Run(args) | SweepCommand::Agent(args) => run_sweep(app, args),
         SweepCommand::Ls(args) => ls(app, args),
         SweepCommand::Status(args) => status(app, args),
+        SweepCommand::Show(args) => show(app, args),
         SweepCommand::Stop(args) => set_state(app, args, StudyState::Stopped),
         SweepCommand::Cancel(args) => set_state(app, args, StudyState::Cancelled),
     }
@@ -116,6 +121,8 @@ pub fn run(app: &App, command: SweepCommand) -> Result<ExitCode> {
 
 /// How often a runner tells the store its trials are alive.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+/// How often a runner applies the sweep's early termination.
+const EARLY_TERMINATE_EVERY: Duration = Duration::from_secs(2);
 /// How long a trial that was told to stop gets before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -223,6 +230,7 @@ struct Running {
     child: Child,
     trial: Arc<TrialRecord>,
     stop_sent: Option<Instant>,
+    pruned: Option<String>,
 }
 
 fn run_sweep(app: &App, args: RunArgs) -> Result<ExitCode> {
@@ -255,6 +263,8 @@ fn run_sweep(app: &App, args: RunArgs) -> Result<ExitCode> {
     let mut done: Option<String> = None;
     let mut last_wait = String::new();
     let mut last_beat = Instant::now();
+    let mut last_check = Instant::now();
+    let mut finished_curves: HashMap<i64, Vec<f64>> = HashMap::new();
     say!(
         "labbook: sweep {} ({}): {} worker(s){}",
         paint.bold(&study.name),
@@ -273,7 +283,12 @@ fn run_sweep(app: &App, args: RunArgs) -> Result<ExitCode> {
             match running[i].1.child.try_wait() {
                 Ok(Some(_)) => {
                     let (_, r) = running.remove(i);
-                    finish_trial(&*store, &spec, &r.trial, r.stop_sent.is_some(), app)?;
+                    let ending = match (r.pruned, r.stop_sent) {
+                        (Some(why), _) => Ending::Pruned(why),
+                        (None, Some(_)) => Ending::Stopped,
+                        (None, None) => Ending::Natural,
+                    };
+                    finish_trial(&*store, &spec, &r.trial, &ending, app)?;
                 }
                 _ => i += 1,
             }
@@ -313,6 +328,25 @@ fn run_sweep(app: &App, args: RunArgs) -> Result<ExitCode> {
                 );
             }
         }
+        if let Some(et) = &spec.early_terminate
+            && last_check.elapsed() >= EARLY_TERMINATE_EVERY
+            && !running.is_empty()
+        {
+            last_check = Instant::now();
+            for (trial_id, why) in
+                early_terminations(&*store, &study, &spec, et, &mut finished_curves)?
+            {
+                if let Some((_, r)) = running
+                    .iter_mut()
+                    .find(|(_, r)| r.trial.id == trial_id && r.stop_sent.is_none())
+                {
+                    say!("labbook: trial #{} pruned: {why}", r.trial.number());
+                    terminate(&mut r.child);
+                    r.stop_sent = Some(Instant::now());
+                    r.pruned = Some(why);
+                }
+            }
+        }
         let can_start = done.is_none() && args.count.is_none_or(|c| started < c);
         let free: Vec<usize> = (0..slots.len())
             .filter(|s| !running.iter().any(|(slot, _)| slot == s))
@@ -344,6 +378,7 @@ fn run_sweep(app: &App, args: RunArgs) -> Result<ExitCode> {
                                     child,
                                     trial,
                                     stop_sent: None,
+                                    pruned: None,
                                 },
                             )),
                             Err(e) => {
@@ -404,6 +439,62 @@ fn run_sweep(app: &App, args: RunArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The running trials W&B's hyperband would stop now, with why: each
+/// trial's curve is its metric's finite values in step order (an
+/// iteration per value, as W&B counts), a finished trial's read once.
+pub(crate) fn early_terminations(
+    store: &dyn Store,
+    study: &StudyRecord,
+    spec: &SweepSpec,
+    et: &labbook_search::sweep::HyperbandSpec,
+    finished_curves: &mut HashMap<i64, Vec<f64>>,
+) -> Result<Vec<(i64, String)>> {
+    let Some(metric) = &spec.metric else {
+        return Ok(Vec::new());
+    };
+    let trials = store.trials(study.pk)?;
+    let mut curves: Vec<(i64, bool, Vec<f64>)> = Vec::new();
+    for t in &trials {
+        let Some(run_id) = &t.run_id else { continue };
+        let running = !t.state().is_finished();
+        let values = match finished_curves.get(&t.id) {
+            Some(v) if !running => v.clone(),
+            _ => {
+                let v: Vec<f64> = store
+                    .read_series(run_id, &metric.name, labbook_store::StepRange::default())
+                    .map(|c| c.values.into_iter().filter(|x| x.is_finite()).collect())
+                    .unwrap_or_default();
+                if !running {
+                    finished_curves.insert(t.id, v.clone());
+                }
+                v
+            }
+        };
+        curves.push((t.id, running, values));
+    }
+    let view: Vec<BandTrial<'_>> = curves
+        .iter()
+        .map(|(_, running, values)| BandTrial {
+            running: *running,
+            values,
+        })
+        .collect();
+    Ok(wandb_hyperband_stops(et, metric.goal, &view)
+        .into_iter()
+        .map(|i| {
+            let n = curves[i].2.len();
+            let band = et.bands.iter().rev().find(|&&b| b as usize <= n).copied().unwrap_or(0);
+            (
+                curves[i].0,
+                format!(
+                    "hyperband: its {} after {band} iterations is in the worst of the trials that got that far",
+                    metric.name
+                ),
+            )
+        })
+        .collect())
 }
 
 pub(crate) fn decide(spec: &SweepSpec, seed: u64, trials: &[Arc<TrialRecord>]) -> Claim {
@@ -563,11 +654,22 @@ fn metric_value(spec: &SweepSpec, run: &RunRecord) -> Option<f64> {
     run.summary.get(&metric.name).and_then(Value::as_f64)
 }
 
+/// How a trial's process came to end.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Ending {
+    /// On its own.
+    Natural,
+    /// Its runner stopped it (interrupted, or the sweep cancelled).
+    Stopped,
+    /// The sweep's early termination stopped it, for this reason.
+    Pruned(String),
+}
+
 pub(crate) fn finish_trial(
     store: &dyn Store,
     spec: &SweepSpec,
     trial: &TrialRecord,
-    stopped: bool,
+    ending: &Ending,
     app: &App,
 ) -> Result<()> {
     let current = store.trial(trial.id)?;
@@ -578,46 +680,65 @@ pub(crate) fn finish_trial(
         .run_id
         .as_deref()
         .and_then(|id| store.get_run(id).ok());
-    let (state, note, value) = match &run {
-        None => (
-            TrialState::Failed,
-            Some("its run was never created (see the runner's output)".to_string()),
-            None,
-        ),
-        Some(run) => {
-            let value = metric_value(spec, run);
-            match run.status {
-                RunStatus::Finished => (TrialState::Complete, None, value),
-                RunStatus::Pruned => (TrialState::Pruned, None, value),
-                RunStatus::Killed if stopped => (
-                    TrialState::Crashed,
-                    Some("stopped by its runner (interrupted or cancelled)".into()),
-                    value,
-                ),
-                RunStatus::Killed => (TrialState::Failed, Some("killed".into()), value),
-                RunStatus::Failed => (
-                    TrialState::Failed,
-                    run.error.clone().or(Some(match run.exit_code {
-                        Some(c) => format!("exit code {c}"),
-                        None => "failed".into(),
-                    })),
-                    value,
-                ),
-                RunStatus::Crashed | RunStatus::Running => {
-                    if run.status == RunStatus::Running {
-                        let _ = store.update_run(
-                            &run.id,
-                            &RunPatch {
-                                status: Some(RunStatus::Crashed),
-                                ended_ms: Some(now_ms()),
-                                ..RunPatch::default()
-                            },
-                        );
+    let stopped = *ending == Ending::Stopped;
+    let (state, note, value) = match (&run, ending) {
+        (Some(run), Ending::Pruned(why)) => {
+            // However the program took the SIGTERM, the run was pruned.
+            let _ = store.update_run(
+                &run.id,
+                &RunPatch {
+                    status: Some(RunStatus::Pruned),
+                    ended_ms: run.ended_ms.or(Some(now_ms())),
+                    ..RunPatch::default()
+                },
+            );
+            (
+                TrialState::Pruned,
+                Some(why.clone()),
+                metric_value(spec, run),
+            )
+        }
+        _ => match &run {
+            None => (
+                TrialState::Failed,
+                Some("its run was never created (see the runner's output)".to_string()),
+                None,
+            ),
+            Some(run) => {
+                let value = metric_value(spec, run);
+                match run.status {
+                    RunStatus::Finished => (TrialState::Complete, None, value),
+                    RunStatus::Pruned => (TrialState::Pruned, None, value),
+                    RunStatus::Killed if stopped => (
+                        TrialState::Crashed,
+                        Some("stopped by its runner (interrupted or cancelled)".into()),
+                        value,
+                    ),
+                    RunStatus::Killed => (TrialState::Failed, Some("killed".into()), value),
+                    RunStatus::Failed => (
+                        TrialState::Failed,
+                        run.error.clone().or(Some(match run.exit_code {
+                            Some(c) => format!("exit code {c}"),
+                            None => "failed".into(),
+                        })),
+                        value,
+                    ),
+                    RunStatus::Crashed | RunStatus::Running => {
+                        if run.status == RunStatus::Running {
+                            let _ = store.update_run(
+                                &run.id,
+                                &RunPatch {
+                                    status: Some(RunStatus::Crashed),
+                                    ended_ms: Some(now_ms()),
+                                    ..RunPatch::default()
+                                },
+                            );
+                        }
+                        (TrialState::Crashed, Some("its run crashed".into()), value)
                     }
-                    (TrialState::Crashed, Some("its run crashed".into()), value)
                 }
             }
-        }
+        },
     };
     store.update_trial(
         trial.id,
@@ -993,6 +1114,223 @@ fn set_state(app: &App, args: StateArgs, state: StudyState) -> Result<ExitCode> 
             StudyState::Cancelled => "its runners stop their running trials",
             _ => "no new trials; running ones finish",
         }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+fn spark(values: &[f64], lower_is_up: bool) -> String {
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let (lo, hi) = finite
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(*v), b.max(*v))
+        });
+    values
+        .iter()
+        .map(|v| {
+            if !v.is_finite() {
+                return ' ';
+            }
+            let mut t = if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
+            if lower_is_up {
+                t = 1.0 - t;
+            }
+            BARS[((t * 7.0).round() as usize).min(7)]
+        })
+        .collect()
+}
+
+/// The number a parameter's value sits at on its axis (a choice's index).
+fn axis_value(domain: Option<&labbook_search::Domain>, v: &Value) -> Option<f64> {
+    match domain {
+        Some(d) => d.to_internal(v).map(|x| match d {
+            labbook_search::Domain::Float { log: true, .. }
+            | labbook_search::Domain::Int { log: true, .. } => x.max(f64::MIN_POSITIVE).ln(),
+            _ => x,
+        }),
+        None => v.as_f64(),
+    }
+}
+
+fn show(app: &App, args: StatusArgs) -> Result<ExitCode> {
+    let (store, _) = app.open_existing()?;
+    let study = store
+        .study(&args.sweep, None)
+        .map_err(|e| hinted(e.to_string(), "`labbook sweep ls` lists the sweeps"))?;
+    let trials = store.trials(study.pk)?;
+    let direction = study.direction();
+    let history = labbook_search::analysis::history(&trials, direction);
+    let importance = labbook_search::analysis::importance(&trials, direction);
+    if args.json {
+        let doc = json!({
+            "id": study.id,
+            "name": study.name,
+            "direction": direction.as_str(),
+            "history": history,
+            "importance": importance,
+            "importance_method": "PED-ANOVA (target quantile 10%)",
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let out = app.out();
+    let minimize = direction == labbook_search::Direction::Minimize;
+    println!(
+        "{} {} ({}) · {} · {} trials",
+        out.heading(study.kind.as_str()),
+        out.bold(&study.name),
+        out.id(&study.id),
+        direction.as_str(),
+        trials.len()
+    );
+    if history.is_empty() {
+        println!("no complete trial yet");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let last = &history[history.len() - 1];
+    println!();
+    println!("{}", out.heading("best so far"));
+    let bests: Vec<f64> = history.iter().map(|h| h.best).collect();
+    let values: Vec<f64> = history.iter().map(|h| h.value).collect();
+    let width = 60usize;
+    let pick = |v: &[f64]| -> Vec<f64> {
+        if v.len() <= width {
+            return v.to_vec();
+        }
+        (0..width).map(|i| v[i * v.len() / width]).collect()
+    };
+    println!(
+        "  best   {}  {}",
+        spark(&pick(&bests), minimize),
+        fmt::number(last.best)
+    );
+    println!("  trials {}", spark(&pick(&values), minimize));
+    if !importance.is_empty() {
+        println!();
+        println!(
+            "{} {}",
+            out.heading("importance"),
+            out.dim("(PED-ANOVA, best 10% against all)")
+        );
+        let name_w = importance.iter().map(|i| i.name.len()).max().unwrap_or(0);
+        for i in &importance {
+            let bar = "█".repeat((i.importance * 30.0).round() as usize);
+            println!(
+                "  {:<name_w$}  {:>5.1}%  {bar}",
+                i.name,
+                i.importance * 100.0
+            );
+        }
+    }
+    // Slices: for each parameter, the best value reached in each of 24 bins
+    // of its range (a choice per bin for categorical ones).
+    let mut names: Vec<&String> = trials.iter().flat_map(|t| t.obs.params.keys()).collect();
+    names.sort();
+    names.dedup();
+    let complete: Vec<&Arc<TrialRecord>> = trials
+        .iter()
+        .filter(|t| t.state() == TrialState::Complete && t.obs.value.is_some_and(f64::is_finite))
+        .collect();
+    println!();
+    println!(
+        "{} {}",
+        out.heading("slices"),
+        out.dim("(best value per part of each parameter's range, low → high)")
+    );
+    let name_w = names.iter().map(|n| n.len()).max().unwrap_or(0);
+    for name in names {
+        let domain = trials.iter().rev().find_map(|t| t.distributions.get(name));
+        let points: Vec<(f64, f64)> = complete
+            .iter()
+            .filter_map(|t| Some((axis_value(domain, t.obs.params.get(name)?)?, t.obs.value?)))
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        let (lo, hi) = points
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (x, _)| {
+                (a.min(*x), b.max(*x))
+            });
+        let bins = match domain {
+            Some(labbook_search::Domain::Categorical { choices }) => choices.len().clamp(1, 24),
+            _ => 24,
+        };
+        let mut best_in: Vec<f64> = vec![f64::NAN; bins];
+        for (x, v) in &points {
+            let b = if hi > lo {
+                (((x - lo) / (hi - lo)) * bins as f64) as usize
+            } else {
+                0
+            };
+            let b = b.min(bins - 1);
+            if best_in[b].is_nan() || direction.better(*v, best_in[b]) {
+                best_in[b] = *v;
+            }
+        }
+        let best_trial = complete
+            .iter()
+            .copied()
+            .fold(None, |b: Option<&Arc<TrialRecord>>, t| match b {
+                Some(b)
+                    if !direction.better(
+                        t.obs.value.unwrap_or(f64::NAN),
+                        b.obs.value.unwrap_or(f64::NAN),
+                    ) =>
+                {
+                    Some(b)
+                }
+                _ => Some(t),
+            });
+        let at = best_trial
+            .and_then(|t| t.obs.params.get(name))
+            .map(labbook_search::command::python_str)
+            .unwrap_or_default();
+        println!(
+            "  {:<name_w$}  {}  best at {at}",
+            name,
+            spark(&best_in, minimize)
+        );
+    }
+    let pruned = trials
+        .iter()
+        .filter(|t| t.state() == TrialState::Pruned)
+        .count();
+    if pruned > 0 {
+        let mut stops: Vec<i64> = trials
+            .iter()
+            .filter(|t| t.state() == TrialState::Pruned)
+            .filter_map(|t| t.obs.last_intermediate().map(|(s, _)| s))
+            .collect();
+        stops.sort_unstable();
+        let kept_len: Vec<i64> = complete
+            .iter()
+            .filter_map(|t| t.obs.last_intermediate().map(|(s, _)| s))
+            .collect();
+        println!();
+        println!(
+            "{} {pruned} pruned{}, {} kept{}",
+            out.heading("pruning"),
+            stops
+                .get(stops.len() / 2)
+                .map(|s| format!(" (half of them by step {s})"))
+                .unwrap_or_default(),
+            complete.len(),
+            kept_len
+                .iter()
+                .max()
+                .map(|s| format!(" (to step {s})"))
+                .unwrap_or_default()
+        );
+    }
+    println!();
+    println!(
+        "{} labbook ui → /p/{}/sweep/{}",
+        out.dim("dashboard:"),
+        study.project,
+        study.id
     );
     Ok(ExitCode::SUCCESS)
 }
