@@ -817,6 +817,60 @@ pub fn groups(history: &[impl AsObservation], constant_liar: bool) -> Vec<BTreeS
     groups
 }
 
+/// Points spread over a domain on its axis (every value of a small
+/// discrete domain), and the density there of the univariate Parzen
+/// estimator TPE would build from `values` (prior included), as weights
+/// that sum to 1 over the points. The parameter-importance analysis
+/// compares two such densities.
+pub(crate) fn density_on_grid(domain: &Domain, values: &[&Value], points: usize) -> Vec<f64> {
+    let ax = axis(domain);
+    let xs: Vec<f64> = values.iter().filter_map(|v| to_axis(domain, v)).collect();
+    let grid = axis_grid(&ax, domain, points);
+    let m = Mixture::new(std::slice::from_ref(&ax), &[xs], &TpeSettings::default());
+    let mut scratch = Vec::new();
+    let mut d: Vec<f64> = grid
+        .iter()
+        .map(|&x| m.log_pdf(&[x], &mut scratch).exp())
+        .collect();
+    let total: f64 = d.iter().sum();
+    if total > 0.0 {
+        for v in &mut d {
+            *v /= total;
+        }
+    }
+    d
+}
+
+fn axis_grid(ax: &Axis, domain: &Domain, points: usize) -> Vec<f64> {
+    match (*ax, domain) {
+        (Axis::Categorical { n }, _) => (0..n).map(|i| i as f64).collect(),
+        (Axis::Numeric { log_int: true, .. }, Domain::Int { low, high, .. })
+            if high - low < points as i64 =>
+        {
+            (*low..=*high).map(|v| (v as f64).ln()).collect()
+        }
+        (
+            Axis::Numeric {
+                low,
+                high,
+                step: Some(step),
+                ..
+            },
+            _,
+        ) if ((high - low) / step) < points as f64 => {
+            let first = low + 0.5 * step;
+            let n = ((high - low) / step).round() as usize;
+            (0..n).map(|i| first + i as f64 * step).collect()
+        }
+        (Axis::Numeric { low, high, .. }, _) => {
+            let n = points.max(2);
+            (0..n)
+                .map(|i| low + (high - low) * (i as f64 + 0.5) / n as f64)
+                .collect()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1200,59 +1254,5 @@ mod tests {
             as_vec,
             vec![vec!["lr", "opt"], vec!["momentum"], vec!["beta"]]
         );
-    }
-}
-
-/// Points spread over a domain on its axis (every value of a small
-/// discrete domain), and the density there of the univariate Parzen
-/// estimator TPE would build from `values` (prior included), as weights
-/// that sum to 1 over the points. The parameter-importance analysis
-/// compares two such densities.
-pub(crate) fn density_on_grid(domain: &Domain, values: &[&Value], points: usize) -> Vec<f64> {
-    let ax = axis(domain);
-    let xs: Vec<f64> = values.iter().filter_map(|v| to_axis(domain, v)).collect();
-    let grid = axis_grid(&ax, domain, points);
-    let m = Mixture::new(std::slice::from_ref(&ax), &[xs], &TpeSettings::default());
-    let mut scratch = Vec::new();
-    let mut d: Vec<f64> = grid
-        .iter()
-        .map(|&x| m.log_pdf(&[x], &mut scratch).exp())
-        .collect();
-    let total: f64 = d.iter().sum();
-    if total > 0.0 {
-        for v in &mut d {
-            *v /= total;
-        }
-    }
-    d
-}
-
-fn axis_grid(ax: &Axis, domain: &Domain, points: usize) -> Vec<f64> {
-    match (*ax, domain) {
-        (Axis::Categorical { n }, _) => (0..n).map(|i| i as f64).collect(),
-        (Axis::Numeric { log_int: true, .. }, Domain::Int { low, high, .. })
-            if high - low < points as i64 =>
-        {
-            (*low..=*high).map(|v| (v as f64).ln()).collect()
-        }
-        (
-            Axis::Numeric {
-                low,
-                high,
-                step: Some(step),
-                ..
-            },
-            _,
-        ) if ((high - low) / step) < points as f64 => {
-            let first = low + 0.5 * step;
-            let n = ((high - low) / step).round() as usize;
-            (0..n).map(|i| first + i as f64 * step).collect()
-        }
-        (Axis::Numeric { low, high, .. }, _) => {
-            let n = points.max(2);
-            (0..n)
-                .map(|i| low + (high - low) * (i as f64 + 0.5) / n as f64)
-                .collect()
-        }
     }
 }
