@@ -109,7 +109,7 @@ fn thin(iv: &[(i64, f64)]) -> Vec<Value> {
         .map(|&(s, v)| json!([s, finite(Some(v))]))
         .collect();
     if let Some(&(s, v)) = iv.last()
-        && (iv.len() - 1) % step != 0
+        && !(iv.len() - 1).is_multiple_of(step)
     {
         out.push(json!([s, finite(Some(v))]));
     }
