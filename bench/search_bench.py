@@ -111,7 +111,7 @@ class Trial(Protocol):
 
 
 class Study(Protocol):
-    def ask(self) -> Any: ...
+    def ask(self, fixed_params: dict[str, float] | None = None) -> Any: ...
 
     def tell(self, trial: Any, value: float) -> Any: ...
 
@@ -476,12 +476,14 @@ class Side:
         try:
             started = time.perf_counter()
             if self.name == "labbook":
-                add_trial = getattr(study, "add_trial", None)
-                if add_trial is None:
-                    raise Unavailable("labbook Study.add_trial(params, value) not available yet")
+                # Each seeded trial asked with its parameters pinned, so the
+                # sampler is not consulted, and told its value.
                 for params, value in seeded:
-                    add_trial(params, value)
-                how = "study.add_trial(params, value) × 1,000"
+                    trial = study.ask(params)
+                    for name in names:
+                        trial.suggest_float(name, -5.0, 5.0)
+                    study.tell(trial, value)
+                how = "ask(fixed_params) + suggest_float + tell × 1,000"
             else:
                 import optuna
                 from optuna.distributions import FloatDistribution

@@ -101,10 +101,12 @@ fn grid_of(space: &[(String, Vec<Value>)]) -> Result<Grid, SearchError> {
 /// trials.
 fn latest_domains(trials: &[impl TrialView]) -> BTreeMap<String, Domain> {
     let mut out = BTreeMap::new();
-    for t in trials {
+    for t in trials.iter().rev() {
         if t.obs().state().is_finished() {
             for (name, d) in t.distributions() {
-                out.insert(name.clone(), d.clone());
+                if !out.contains_key(name) {
+                    out.insert(name.clone(), d.clone());
+                }
             }
         }
     }
