@@ -175,6 +175,9 @@ def artifact_reads(ids: dict[str, str]) -> list[str]:
         f"/api/v1/runs/{ids['artifact_run']}/lineage",
         f"/api/v1/runs/{ids['artifact_run']}/artifact-versions",
         f"/api/v1/runs/{ids['run']}/replays",
+        "/api/v1/projects/victim/studies",
+        "/api/v1/projects/victim/queue",
+        "/api/v1/projects/victim/report",
     ]
 
 
