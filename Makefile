@@ -56,17 +56,21 @@ build: $(BIN)/.deps web/dist/index.html
 	cd python && VIRTUAL_ENV=$(VENV) $(BIN)/maturin develop --release --quiet
 	ln -sf $(LABBOOK_BIN) $(BIN)/labbook
 
-## demo: a real sweep (3 learning rates × 2 widths × 3 seeds), its results, then the dashboard
+## demo: a real sweep (3 learning rates × 2 widths × 3 seeds, a W&B sweep
+## file run offline), its analysis and the morning report, then the dashboard
 demo: build
 	@rm -rf $(DEMO_STORE)
-	@echo "Running 18 training runs of examples/spirals/train.py under 'labbook run'…"
-	@LABBOOK_DIR=$(DEMO_STORE) examples/spirals/sweep.sh
+	@echo "\$$ labbook sweep create examples/spirals/sweep.yaml   # 18 runs of examples/spirals/train.py"
+	@cd examples/spirals && id=$$(labbook --dir $(DEMO_STORE) sweep create sweep.yaml --project spirals --json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["id"])') && \
+	  echo "\$$ labbook sweep run $$id --workers 2" && \
+	  labbook --dir $(DEMO_STORE) sweep run "$$id" --workers 2 2>&1 | grep -E "^labbook: (sweep|trial)" && \
+	  echo && echo "\$$ labbook sweep show $$id" && labbook --dir $(DEMO_STORE) sweep show "$$id"
 	@echo
 	@echo "\$$ labbook ls --project spirals --sort -metrics.val/acc"
 	@labbook --dir $(DEMO_STORE) ls --project spirals --sort -metrics.val/acc --limit 18
 	@echo
-	@echo "\$$ labbook show BEST_RUN"
-	@labbook --dir $(DEMO_STORE) show "$$(labbook --dir $(DEMO_STORE) ls --project spirals --sort -metrics.val/acc --limit 1 --json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')"
+	@echo "\$$ labbook report --project spirals --since 1h"
+	@labbook --dir $(DEMO_STORE) report --project spirals --since 1h
 	@echo
 	@echo "The demo store is $(DEMO_STORE); in another terminal: source .venv/bin/activate && labbook --dir $(DEMO_STORE) ls"
 	@echo "The dashboard of the demo project: http://127.0.0.1:$(DEMO_PORT)/p/spirals  (Ctrl-C stops it)"
@@ -153,9 +157,17 @@ bench-mlflow: build $(MLFLOW_VENV)/.deps
 ## bench-peers: labbook beside MLflow, W&B (offline), trackio and expman-rs,
 ## pinned in .venv-peers, and dvc in .venv-dvc: W11 artifacts
 ## (bench/artifacts_bench.py, bench/results/<date>-w11.md), W1–W7
-## (bench/peers.py), W8–W9 (bench-mlflow), W10 (bench/ui_peers.sh), then the
+## (bench/peers.py), W8–W9 (bench-mlflow), W10 (bench/ui_peers.sh), W12
+## search beside Optuna (bench/search_bench.py, bench/results/<date>-w12.md), then the
 ## table in bench/results/<date>.md (~40 min).
 PEERS_VENV := $(CURDIR)/.venv-peers
+# W12 (bench/search_bench.py): Optuna 5.1 beside labbook's search, pinned.
+SEARCH_VENV := $(CURDIR)/.venv-search
+$(SEARCH_VENV)/.deps: bench/search-requirements.txt
+	$(PYTHON) -m venv $(SEARCH_VENV)
+	$(SEARCH_VENV)/bin/pip install -q -r bench/search-requirements.txt
+	touch $@
+
 $(PEERS_VENV)/.deps: bench/peers-requirements.txt
 	$(PYTHON) -m venv $(PEERS_VENV)
 	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
@@ -169,8 +181,9 @@ $(DVC_VENV)/.deps: bench/dvc-requirements.txt
 	$(DVC_VENV)/bin/python -m pip install -q -r bench/dvc-requirements.txt
 	touch $@
 
-bench-peers: build $(PEERS_VENV)/.deps $(MLFLOW_VENV)/.deps $(DVC_VENV)/.deps
+bench-peers: build $(PEERS_VENV)/.deps $(MLFLOW_VENV)/.deps $(DVC_VENV)/.deps $(SEARCH_VENV)/.deps
 	@mkdir -p bench/out
+	$(BIN)/python bench/search_bench.py --optuna-python $(SEARCH_VENV)/bin/python --markdown bench/results/$$(date -u +%F)-w12.md --out bench/out/w12.jsonl
 	$(BIN)/python bench/artifacts_bench.py --peers-python $(PEERS_VENV)/bin/python --dvc $(DVC_VENV)/bin/dvc --markdown bench/results/$$(date -u +%F)-w11.md > bench/out/w11.jsonl
 	$(BIN)/python bench/peers.py --peers-python $(PEERS_VENV)/bin/python --out bench/out/peers.jsonl
 	$(MLFLOW_VENV)/bin/python bench/mlflow_server.py $(BENCH_MLFLOW_ARGS)
