@@ -637,7 +637,9 @@ impl SearchStore {
             host: self.worker.host.clone(),
             pid: self.worker.pid,
         };
-        let run = py.detach(|| self.store.create_run(&new)).map_err(to_py_err)?;
+        let run = py
+            .detach(|| self.store.create_run(&new))
+            .map_err(to_py_err)?;
         self.update(
             py,
             trial.id,

@@ -34,6 +34,8 @@ struct Inner {
     settings: StudySettings,
     worker: Worker,
     metric: String,
+    /// The domain each parameter was last asked for with in this process.
+    known: Mutex<BTreeMap<String, Domain>>,
 }
 
 impl Inner {
@@ -220,6 +222,7 @@ impl StudyCore {
                     pid: Some(std::process::id()),
                 },
                 metric,
+                known: Mutex::new(BTreeMap::new()),
             }),
         })
     }
@@ -578,11 +581,24 @@ impl TrialCore {
             }
         }
         let inner = Arc::clone(&self.inner);
-        let trials = py
-            .detach(|| inner.store.trials(inner.study.pk))
-            .map_err(to_py_err)?;
-        // The study's own rule first: one distribution per parameter.
-        if let Some(before) = trials.iter().rev().find_map(|t| t.distributions.get(&name))
+        // The study's own rule first: one distribution per parameter. The
+        // domains seen are remembered, so a parameter asked for again (the
+        // common case) needs no look at the trials.
+        let known = inner.known.lock().get(&name).cloned();
+        let before = match known {
+            Some(d) => Some(d),
+            None => {
+                let trials = py
+                    .detach(|| inner.store.trials(inner.study.pk))
+                    .map_err(to_py_err)?;
+                trials
+                    .iter()
+                    .rev()
+                    .find_map(|t| t.distributions.get(&name))
+                    .cloned()
+            }
+        };
+        if let Some(before) = &before
             && let Err(why) = domain.compatible_with(before)
         {
             return Err(PyValueError::new_err(format!(
@@ -590,14 +606,28 @@ impl TrialCore {
                 inner.study.name
             )));
         }
+        inner.known.lock().insert(name.clone(), domain.clone());
         let fixed = self.params.lock().get(&name).map(|(v, _)| v.clone());
         let value = match fixed.filter(|v| domain.contains(v)) {
             Some(v) => v,
-            None => py.detach(|| {
-                inner
-                    .settings
-                    .suggest(inner.direction(), &trials, self.number, &name, &domain)
-            }),
+            // Random search needs no history.
+            None if matches!(inner.settings.sampler, Sampler::Random) => {
+                labbook_search::random::sample_param(
+                    &labbook_search::ParamSpec::new(name.clone(), domain.clone()),
+                    inner.settings.seed,
+                    self.number,
+                )
+            }
+            None => {
+                let trials = py
+                    .detach(|| inner.store.trials(inner.study.pk))
+                    .map_err(to_py_err)?;
+                py.detach(|| {
+                    inner
+                        .settings
+                        .suggest(inner.direction(), &trials, self.number, &name, &domain)
+                })
+            }
         };
         self.params
             .lock()

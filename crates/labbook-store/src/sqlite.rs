@@ -359,7 +359,6 @@ CREATE TABLE trials (
     UNIQUE (study_id, number)
 );
 CREATE INDEX trials_by_seq ON trials(study_id, seq);
-CREATE INDEX trials_by_run ON trials(run_id) WHERE run_id IS NOT NULL;
 CREATE TABLE search_seq (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
 INSERT INTO search_seq VALUES (1, 0);
 "#,

@@ -114,6 +114,28 @@ pub fn parse_when(text: &str, now: i64) -> Result<i64> {
     if d.len() != 3 || tm.len() < 2 || tm.len() > 3 {
         return Err(bad());
     }
+    let month_days = [
+        31,
+        28 + i64::from(d[0] % 4 == 0 && (d[0] % 100 != 0 || d[0] % 400 == 0)),
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let valid_date = (1..=12).contains(&d[1])
+        && (1..=month_days[(d[1].clamp(1, 12) - 1) as usize]).contains(&d[2]);
+    let valid_time = (0..24).contains(&tm[0])
+        && (0..60).contains(&tm[1])
+        && tm.get(2).is_none_or(|s| (0..60).contains(s));
+    if !valid_date || !valid_time {
+        return Err(bad());
+    }
     let days = days_from_civil(d[0], d[1], d[2]);
     let ms = ((days * 24 + tm[0]) * 60 + tm[1]) * 60_000 + tm.get(2).copied().unwrap_or(0) * 1000;
     Ok(if utc {
@@ -667,18 +689,21 @@ pub fn baseline(app: &App, command: BaselineCommand) -> Result<ExitCode> {
         }
         BaselineCommand::Show { project } => {
             let name = project.unwrap_or_else(|| default_project(&dir));
-            let p = store.project(ProjectRef::Name(&name))?;
+            let no_baseline = || {
+                hinted(
+                    format!("project {name} has no baseline"),
+                    "labbook baseline set RUN",
+                )
+            };
+            let p = store
+                .project(ProjectRef::Name(&name))
+                .map_err(|_| no_baseline())?;
             match p.tags.get(BASELINE_TAG) {
                 Some(id) => match store.get_run(id) {
                     Ok(run) => println!("{} ({}) {}", run.name, run.id, run.status),
                     Err(_) => println!("{id} (no longer in the store)"),
                 },
-                None => {
-                    return Err(hinted(
-                        format!("project {name} has no baseline"),
-                        "labbook baseline set RUN",
-                    ));
-                }
+                None => return Err(no_baseline()),
             }
         }
         BaselineCommand::Clear { project } => {
