@@ -46,7 +46,15 @@ def blobs(store: Path) -> dict[str, int]:
     root = store / "artifacts" / "blobs"
     if not root.is_dir():
         return {}
-    return {p.name: p.stat().st_size for p in root.glob("*/*") if p.is_file()}
+    found: dict[str, int] = {}
+    for p in root.glob("*/*"):
+        # A gc running beside the count may delete a blob between the
+        # listing and the stat: it is gone, so it is not counted.
+        try:
+            found[p.name] = p.stat().st_size
+        except FileNotFoundError:
+            continue
+    return found
 
 
 def tree(root: Path) -> dict[str, bytes]:
