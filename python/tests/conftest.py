@@ -94,11 +94,11 @@ def api_post(url: str, path: str, body: Any, raw: bytes | None = None) -> tuple[
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 6 MiB filesystem of the test's own, unmounted afterwards."""
+    """An 8 MiB filesystem of the test's own, unmounted afterwards."""
     mount_point = tmp_path / "small"
     mount_point.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount_point)],
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)],
         capture_output=True,
         text=True,
     )
