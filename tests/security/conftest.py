@@ -319,6 +319,38 @@ def seed_artifacts(server: Server, files: int = 0) -> dict[str, str]:
     return ids
 
 
+SEED_STUDY = """
+import json, sys
+import labbook
+s = labbook.study("victim-study", direction="minimize", project="victim", store=sys.argv[1],
+                  pruner="median", why="the seeded search")
+for i in range(8):
+    t = s.ask()
+    x = t.suggest_float("x", -3.0, 3.0)
+    opt = t.suggest_categorical("opt", ["adam", "sgd"])
+    for step in range(3):
+        t.report(x * x + step, step)
+    s.tell(t, x * x)
+print(json.dumps({"study": s.id}))
+"""
+
+
+def seed_study(server: Server) -> dict[str, str]:
+    """A `labbook.study()` of 8 trials in the project "victim"; its id."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABBOOK_")}
+    env["LABBOOK_SNAPSHOT"] = "0"
+    done = subprocess.run(
+        [labbook_python(), "-c", SEED_STUDY, str(server.store)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    ids: dict[str, str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return ids
+
+
 def raw_http(host: str, port: int, request: bytes, timeout: float = 10.0) -> bytes:
     """Sends bytes as they are (requests would fix a bad Host or method) and
     reads the whole answer."""

@@ -17,7 +17,7 @@ import pytest
 import requests
 import schemathesis
 import yaml
-from conftest import REPO, Server, seed, seed_artifacts, start_server, stop
+from conftest import REPO, Server, seed, seed_artifacts, seed_study, start_server, stop
 from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 
 OPENAPI = REPO / "docs/openapi.yaml"
@@ -225,6 +225,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dic
     try:
         ids = seed(server)
         ids.update(seed_artifacts(server))
+        ids.update(seed_study(server))
         yield server, ids
     finally:
         stop(server.process)
@@ -664,6 +665,8 @@ def aim_at_the_store(case: Any, ids: dict[str, str]) -> None:
             held = ids["logged_model"] if path.startswith("/api/v1/logged-models/") else run
             if path.startswith("/api/v1/runs/{id}/artifacts"):
                 held = ids["mlflow_run"]
+            if path.startswith("/api/v1/studies/"):
+                held = ids["study"]
             case.path_parameters = {**case.path_parameters, "id": held}
         if path.startswith("/api/v1/runs/{id}/") and path.endswith(
             ("/lineage", "/artifact-versions")

@@ -259,6 +259,107 @@ export type RunReplays = {
   check: ReplayCheck | null;
 };
 
+/** Hyperparameter searches (docs/API.md): `labbook sweep` sweeps and
+ * `labbook.study()` studies, one shape for both. */
+export type StudyKind = "sweep" | "study";
+export type StudyState = "running" | "stopped" | "cancelled" | "finished";
+export type TrialState = "complete" | "pruned" | "failed" | "crashed" | "running" | "waiting";
+export type Direction = "minimize" | "maximize";
+/** A parameter's search space; null where no trial recorded it. */
+export type Domain =
+  | { type: "float"; low: number; high: number; log: boolean; step?: number | null }
+  | { type: "int"; low: number; high: number; log: boolean; step: number }
+  | { type: "categorical"; choices: ConfigValue[] };
+export type StudyBrief = {
+  id: string;
+  name: string;
+  project: string;
+  kind: StudyKind;
+  state: StudyState;
+  state_reason: string | null;
+  why: string | null;
+  direction: Direction;
+  metric: string | null;
+  method: string | null;
+  created_ms: number;
+  trials: number;
+  /** Trials by state; a state no trial is in is absent. */
+  counts: Partial<Record<TrialState, number>>;
+  best: { number: number; value: number | null; run_id: string | null; params: { [name: string]: ConfigValue } } | null;
+};
+export type Trial = {
+  number: number;
+  state: TrialState;
+  params: { [name: string]: ConfigValue };
+  /** Null when the trial has none (or it was not finite). */
+  value: number | null;
+  run_id: string | null;
+  grid_index: number | null;
+  retry_of: number | null;
+  started_ms: number | null;
+  ended_ms: number | null;
+  note: string | null;
+  /** `trial.report(value, step)`s as [step, value], thinned to 200. */
+  intermediate: [number, number | null][];
+};
+export type StudyDetail = {
+  study: StudyBrief;
+  params: { [name: string]: Domain | null };
+  /** The newest 10,000. */
+  trials: Trial[];
+  trials_total: number;
+  /** Complete trials in order, with the best value so far. */
+  history: { number: number; value: number; best: number }[];
+  /** Most important first, summing to 1; empty under 4 complete trials. */
+  importance: { name: string; importance: number }[];
+  importance_method: string;
+};
+export type QueueJobState = "waiting" | "running" | "complete" | "failed" | "crashed";
+export type QueueJob = {
+  number: number;
+  state: QueueJobState;
+  command: string[] | null;
+  sweep: string | null;
+  why: string | null;
+  plan: string | null;
+  gpus: number | null;
+  run_id: string | null;
+  started_ms: number | null;
+  ended_ms: number | null;
+  note: string | null;
+};
+export type RunBrief = { id: string; name: string; project: string; status: Status; created_ms: number; ended_ms: number | null; value: number | null };
+export type ReportGroupKind = "sweep" | "study" | "why" | "none";
+export type ReportGroup = {
+  kind: ReportGroupKind;
+  title: string;
+  id: string | null;
+  why: string | null;
+  plan: string | null;
+  counts: { [status: string]: number };
+  metric: { name: string; goal: Direction } | null;
+  best: RunBrief | null;
+  baseline_value: number | null;
+  /** best − baseline. */
+  delta: number | null;
+  better_than_baseline: boolean | null;
+  /** The best run's curve of the metric, at most 32 values. */
+  curve: number[];
+  runs: RunBrief[];
+};
+export type Report = {
+  project: string | null;
+  since_ms: number;
+  until_ms: number;
+  counts: { [what: string]: number };
+  groups: ReportGroup[];
+  failures: { run: RunBrief; group: string; last_lines: string[] }[];
+  running: RunBrief[];
+  queue_left: { number: number; what: string; why: string | null }[];
+  gpu_hours: number;
+  baseline: RunBrief | null;
+};
+
 /** `id` is the project's number, its MLflow experiment id. */
 export type Project = { id: number | string; name: string; runs: number; running: number; last_activity_ms: number | null };
 export type RunsPage = { runs: Run[]; total: number; offset: number; limit: number };
@@ -486,6 +587,12 @@ export const api = {
   runLineage: (id: string, signal?: AbortSignal) => request<LineageGraph>(`${V1}/runs/${enc(id)}/lineage`, { signal }),
   runReplays: (id: string, signal?: AbortSignal) => request<RunReplays>(`${V1}/runs/${enc(id)}/replays`, { signal }),
   runVersions: (id: string, signal?: AbortSignal) => request<RunVersions>(`${V1}/runs/${enc(id)}/artifact-versions`, { signal }),
+  studies: (project: string, signal?: AbortSignal) =>
+    request<{ project: string; studies: StudyBrief[] }>(`${V1}/projects/${enc(project)}/studies`, { signal }),
+  study: (id: string, signal?: AbortSignal) => request<StudyDetail>(`${V1}/studies/${enc(id)}`, { signal }),
+  queue: (project: string, signal?: AbortSignal) => request<{ project: string; jobs: QueueJob[] }>(`${V1}/projects/${enc(project)}/queue`, { signal }),
+  report: (project: string, p: { since?: number; until?: number; metric?: string }, signal?: AbortSignal) =>
+    request<Report>(`${V1}/projects/${enc(project)}/report${qs({ since: p.since, until: p.until, metric: p.metric })}`, { signal }),
   models: (signal?: AbortSignal) => request<{ models: RegisteredModel[] }>(`${V1}/models`, { signal }),
   model: (name: string, signal?: AbortSignal) => request<RegisteredModel>(`${V1}/models/${enc(name)}`, { signal }),
 };

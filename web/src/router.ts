@@ -3,11 +3,12 @@
 // settings, so any view can be bookmarked and shared.
 import { useEffect, useState } from "preact/hooks";
 
-export type Page = "projects" | "runs" | "charts" | "run" | "compare" | "parallel" | "scatter" | "notebook" | "models" | "model" | "artifacts" | "artifact" | "replay" | "notfound";
+export type Page = "projects" | "runs" | "charts" | "run" | "compare" | "parallel" | "scatter" | "notebook" | "models" | "model" | "artifacts" | "artifact" | "replay" | "sweeps" | "sweep" | "report" | "notfound";
 /** `version` is a registered model's version, or an artifact's (`v3` or an
  * alias; absent for its latest). A replay's view names the original run
- * (`runId`) and its replay (`replayId`). */
-export type Route = { page: Page; project?: string; runId?: string; replayId?: string; model?: string; artifact?: string; version?: string };
+ * (`runId`) and its replay (`replayId`); a sweep's or study's page its id
+ * (`study`). */
+export type Route = { page: Page; project?: string; runId?: string; replayId?: string; model?: string; artifact?: string; version?: string; study?: string };
 
 function decode(s: string): string {
   try {
@@ -32,13 +33,14 @@ export function parsePath(pathname: string): Route {
   const sub = parts[2];
   if (sub === "run" && parts.length === 4) return { page: "run", project, runId: parts[3] };
   if (sub === "replay" && parts.length === 5) return { page: "replay", project, runId: parts[3], replayId: parts[4] };
+  if (sub === "sweep" && parts.length === 4) return { page: "sweep", project, study: parts[3] };
   if (sub === "artifacts") {
     if (parts.length === 3) return { page: "artifacts", project };
     if (parts.length === 4) return { page: "artifact", project, artifact: parts[3] };
     if (parts.length === 5) return { page: "artifact", project, artifact: parts[3], version: parts[4] };
     return { page: "notfound" };
   }
-  if (parts.length === 3 && ["charts", "compare", "parallel", "scatter", "notebook", "runs"].includes(sub)) {
+  if (parts.length === 3 && ["charts", "compare", "parallel", "scatter", "notebook", "runs", "sweeps", "report"].includes(sub)) {
     return { page: (sub === "runs" ? "runs" : sub) as Page, project };
   }
   return { page: "notfound" };
@@ -55,6 +57,11 @@ export function runPath(project: string, id: string): string {
 /** A replay beside the run it replays: the check, both curves, what differs. */
 export function replayPath(project: string, original: string, replay: string): string {
   return `${projectPath(project, "replay")}/${encodeURIComponent(original)}/${encodeURIComponent(replay)}`;
+}
+
+/** A sweep's or study's page. */
+export function sweepPath(project: string, id: string): string {
+  return `${projectPath(project, "sweep")}/${encodeURIComponent(id)}`;
 }
 
 /** A project's artifacts, a name's latest version, or one version (`v3`

@@ -8,7 +8,10 @@
 // (fixtures/mlflow_runs.py: a GridSearchCV autolog, the registry, artifacts
 // of every preview kind, nested runs), and versioned artifacts with their
 // lineage over three runs (fixtures/artifact_runs.py), and a run replayed
-// by `labbook replay` (fixtures/replay_train.py). Every process it
+// by `labbook replay` (fixtures/replay_train.py), and project "search": a
+// grid sweep run by `labbook sweep`, a `labbook.study()` with the median
+// pruner, a queue with a failing job and the project's baseline
+// (searchRuns below). Every process it
 // starts is stopped when the tests end, and at once when the setup itself
 // fails partway.
 import { spawn } from "node:child_process";
@@ -65,6 +68,21 @@ export type ReplayFixture = {
   divergeStep: number;
   gone: { original: string; replay: string };
   binned: { original: string; replay: string };
+};
+
+/** What searchRuns made in project "search" (tests read it from
+ * LABBOOK_E2E_SEARCH): a 3 × 2 grid sweep whose best beats the baseline, a
+ * study with complete and pruned trials whose best does not, the baseline
+ * run, and a queue: a job that failed (its last line known) and one still
+ * waiting. */
+export type SearchFixture = {
+  project: string;
+  sweep: string;
+  study: string;
+  baseline: string;
+  failedRun: string;
+  failedLine: string;
+  waiting: string;
 };
 
 export type CodeFixture = {
@@ -275,6 +293,56 @@ async function replayRuns(dir: string, bin: string, python: string, env: NodeJS.
 }
 
 // ---------------------------------------------------------------------------
+// Searches: a grid sweep run by the real `labbook sweep` over
+// fixtures/search_train.py, a study of the real `labbook.study()` with the
+// median pruner and the baseline run (fixtures/search_study.py), a failing
+// job run by `labbook queue run` and one left waiting, and the baseline
+// made so by `labbook baseline set`.
+
+const SEARCH_SWEEP = `program: train.py
+project: search
+name: grid-lr-width
+method: grid
+metric:
+  name: loss
+  goal: minimize
+parameters:
+  lr:
+    values: [0.001, 0.01, 0.1]
+  width:
+    values: [32, 128]
+`;
+
+async function searchRuns(dir: string, bin: string, python: string, env: NodeJS.ProcessEnv, url: string): Promise<SearchFixture> {
+  const project = "search";
+  const work = join(dir, "search-work");
+  mkdirSync(work, { recursive: true });
+  // No code snapshots: the trials' folder is no repository worth keeping.
+  const senv = { ...env, LABBOOK_SNAPSHOT: "0" };
+  const labbook = (args: string[]) => exec(bin, args, { cwd: work, env: senv });
+  const studyOut = await exec(python, [join(here, "fixtures/search_study.py")], { cwd: work, env: senv });
+  const made = JSON.parse(studyOut.trim().split("\n").filter((l) => l.startsWith("{")).pop() ?? "null") as { baseline: string; study: string } | null;
+  if (!made) throw new Error(`fixtures/search_study.py printed no summary:\n${studyOut}`);
+  copyFileSync(join(here, "fixtures/search_train.py"), join(work, "train.py"));
+  writeFileSync(join(work, "sweep.yaml"), SEARCH_SWEEP);
+  const sweep = (JSON.parse(await labbook(["sweep", "create", "--json", "--why", "Which learning rate and width does the small model want?", "sweep.yaml"])) as { id: string }).id;
+  await labbook(["sweep", "run", sweep]);
+  await labbook(["baseline", "set", made.baseline]);
+  const failedLine = "ValueError: shard 7 is truncated";
+  await labbook([
+    "queue", "add", "--project", project, "--why", "Does the new data loader survive shard 7?", "--",
+    "python", "-c", `import sys; print("loading shard 7 of 12"); print(${JSON.stringify(failedLine)}, file=sys.stderr); sys.exit(3)`,
+  ]);
+  await labbook(["queue", "run", "--project", project]);
+  const waiting = "python train.py --lr 0.01 --width 256";
+  await labbook(["queue", "add", "--project", project, "--why", "A longer run of the best grid point", "--", ...waiting.split(" ")]);
+  const jobs = (await (await fetch(`${url}/api/v1/projects/${project}/queue`)).json()) as { jobs: { state: string; run_id: string | null }[] };
+  const failedRun = jobs.jobs.find((j) => j.state === "failed")?.run_id;
+  if (!failedRun) throw new Error(`the search fixture's queue has no failed job: ${JSON.stringify(jobs)}`);
+  return { project, sweep, study: made.study, baseline: made.baseline, failedRun, failedLine, waiting };
+}
+
+// ---------------------------------------------------------------------------
 
 export default async function globalSetup(): Promise<() => Promise<void>> {
   const bin = resolve(web, process.env.LABBOOK_BIN ?? join(root, "target/release/labbook"));
@@ -365,6 +433,7 @@ async function fill(tmp: string, bin: string, python: string, mlflowPython: stri
   if (!artifacts) throw new Error(`fixtures/artifact_runs.py printed no summary:\n${artifactsOut}`);
   const code = await dirtyRepository(tmp, bin, python, env);
   const replay = await replayRuns(tmp, bin, python, env, url);
+  const search = await searchRuns(tmp, bin, python, env, url);
   await bulk;
   const mlflowOut = await mlflowRuns;
   const mlflow = JSON.parse(mlflowOut.trim().split("\n").filter((l) => l.startsWith("{")).pop() ?? "null") as MlflowFixture | null;
@@ -422,6 +491,7 @@ async function fill(tmp: string, bin: string, python: string, mlflowPython: stri
   process.env.LABBOOK_E2E_MLFLOW = JSON.stringify(mlflow);
   process.env.LABBOOK_E2E_ARTIFACTS = JSON.stringify(artifacts);
   process.env.LABBOOK_E2E_REPLAY = JSON.stringify(replay);
+  process.env.LABBOOK_E2E_SEARCH = JSON.stringify(search);
   mkdirSync(dirname(STATE_FILE), { recursive: true });
   writeFileSync(STATE_FILE, JSON.stringify({ url, store, assets, csp, setup_s: (Date.now() - t0) / 1000 }));
   console.log(`[e2e] store ${store} filled in ${((Date.now() - t0) / 1000).toFixed(1)} s; server ${url}`);

@@ -117,6 +117,12 @@ fn thin(iv: &[(i64, f64)]) -> Vec<Value> {
 }
 
 pub async fn study(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    if id.len() > 256 {
+        return Err(ApiError::invalid(
+            "id",
+            "a study's id or name is at most 256 bytes",
+        ));
+    }
     blocking(&state, move |store| {
         let s = store.study(&id, None)?;
         if s.kind == StudyKind::Queue {
@@ -199,15 +205,22 @@ pub async fn project_queue(
     .await
 }
 
+/// A time in epoch milliseconds, within years 1970–9999; given empty, an
+/// error (a client that sent the parameter meant a time).
 fn param_ms(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
-    match params.get(name).filter(|v| !v.is_empty()) {
+    const MAX_MS: i64 = 253_402_300_799_999;
+    match params.get(name) {
         None => Ok(None),
-        Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
-            ApiError::invalid(
+        Some(v) => match v.parse::<i64>() {
+            Ok(ms) if (0..=MAX_MS).contains(&ms) => Ok(Some(ms)),
+            _ => Err(ApiError::invalid(
                 name,
-                format!("{name} must be a time in epoch milliseconds, not {v:?}"),
-            )
-        }),
+                format!(
+                    "{name} must be a time in epoch milliseconds (0 to {MAX_MS}), not {:?}",
+                    v.chars().take(40).collect::<String>()
+                ),
+            )),
+        },
     }
 }
 
@@ -220,11 +233,11 @@ pub async fn project_report(
     let until = param_ms(&params, "until")?.unwrap_or(now);
     // The last 24 hours unless told; a window is at most a year, so one
     // request's work stays bounded.
-    let since = param_ms(&params, "since")?.unwrap_or(until - 86_400_000);
+    let since = param_ms(&params, "since")?.unwrap_or(until.saturating_sub(86_400_000));
     if since >= until {
         return Err(ApiError::invalid("since", "since must be before until"));
     }
-    if until - since > 366 * 86_400_000 {
+    if until.saturating_sub(since) > 366 * 86_400_000 {
         return Err(ApiError::invalid("since", "a report covers at most a year"));
     }
     let metric = params.get("metric").filter(|m| !m.is_empty()).cloned();

@@ -19,6 +19,9 @@ import { ModelPage, ModelsPage } from "./Models";
 const useVersions = lazyModule(() => import("./Versions"));
 // A replay's view (its check, both curves, what differs) likewise.
 const useReplayView = lazyModule(() => import("./ReplayView"));
+// Sweeps and studies (their list, a search's page), and the morning report.
+const useSweeps = lazyModule(() => import("./Sweeps"));
+const useReport = lazyModule(() => import("./Report"));
 
 const NAV: { page: Route["page"]; sub?: string; label: string }[] = [
   { page: "runs", label: "Runs" },
@@ -26,6 +29,8 @@ const NAV: { page: Route["page"]; sub?: string; label: string }[] = [
   { page: "compare", sub: "compare", label: "Compare" },
   { page: "parallel", sub: "parallel", label: "Parallel" },
   { page: "scatter", sub: "scatter", label: "Scatter" },
+  { page: "sweeps", sub: "sweeps", label: "Sweeps" },
+  { page: "report", sub: "report", label: "Report" },
   { page: "notebook", sub: "notebook", label: "Notebook" },
   { page: "artifacts", sub: "artifacts", label: "Artifacts" },
 ];
@@ -43,14 +48,15 @@ export function App() {
   useEffect(() => {
     const page = NAV.find((n) => n.page === route.page)?.label;
     const artifact = route.page === "artifact" ? `${route.artifact}:${route.version ?? "latest"} · Artifacts · ` : "";
+    const sweep = route.page === "sweep" ? `${route.study} · Sweeps · ` : "";
     document.title = route.project
-      ? `${route.page === "run" ? `${route.runId} · ` : route.page === "replay" ? `Replay ${route.replayId} of ${route.runId} · ` : artifact || (page ? `${page} · ` : "")}${route.project} · labbook`
+      ? `${route.page === "run" ? `${route.runId} · ` : route.page === "replay" ? `Replay ${route.replayId} of ${route.runId} · ` : artifact || sweep || (page ? `${page} · ` : "")}${route.project} · labbook`
       : route.page === "model"
         ? `${route.model} · Models · labbook`
         : route.page === "models"
           ? "Models · labbook"
           : "labbook";
-  }, [route.page, route.project, route.runId, route.replayId, route.model, route.artifact, route.version]);
+  }, [route.page, route.project, route.runId, route.replayId, route.model, route.artifact, route.version, route.study]);
 
   const carried: Record<string, string | null> = {};
   for (const k of CARRIED) carried[k] = params.get(k);
@@ -69,7 +75,7 @@ export function App() {
             {NAV.map((n) => (
               <a
                 key={n.label}
-                class={`nav-link ${route.page === n.page || (n.page === "runs" && (route.page === "run" || route.page === "replay")) || (n.page === "artifacts" && route.page === "artifact") ? "active" : ""}`}
+                class={`nav-link ${route.page === n.page || (n.page === "runs" && (route.page === "run" || route.page === "replay")) || (n.page === "artifacts" && route.page === "artifact") || (n.page === "sweeps" && route.page === "sweep") ? "active" : ""}`}
                 href={projectPath(route.project ?? "", n.sub) + carry}
               >
                 {n.label}
@@ -120,6 +126,11 @@ function Page({ route, params }: { route: Route; params: URLSearchParams }) {
       return <ArtifactPages route={route} params={params} />;
     case "replay":
       return <ReplayPages route={route} params={params} />;
+    case "sweeps":
+    case "sweep":
+      return <SweepPages route={route} params={params} />;
+    case "report":
+      return <ReportPages route={route} params={params} />;
     default:
       return (
         <div class="page">
@@ -148,6 +159,21 @@ function ReplayPages({ route, params }: { route: Route; params: URLSearchParams 
   if (error) return <div class="page"><ErrorBox error={error} retry={() => location.reload()} /></div>;
   if (!m) return <div class="page"><Loading /></div>;
   return <m.ReplayPage project={route.project ?? ""} original={route.runId ?? ""} replay={route.replayId ?? ""} params={params} />;
+}
+
+function SweepPages({ route, params }: { route: Route; params: URLSearchParams }) {
+  const { module: m, error } = useSweeps();
+  if (error) return <div class="page"><ErrorBox error={error} retry={() => location.reload()} /></div>;
+  if (!m) return <div class="page"><Loading /></div>;
+  if (route.page === "sweeps") return <m.SweepsPage project={route.project ?? ""} />;
+  return <m.SweepPage project={route.project ?? ""} id={route.study ?? ""} params={params} />;
+}
+
+function ReportPages({ route, params }: { route: Route; params: URLSearchParams }) {
+  const { module: m, error } = useReport();
+  if (error) return <div class="page"><ErrorBox error={error} retry={() => location.reload()} /></div>;
+  if (!m) return <div class="page"><Loading /></div>;
+  return <m.ReportPage project={route.project ?? ""} params={params} />;
 }
 
 /** Opens the page an MLflow link names: the run's page (its project comes
