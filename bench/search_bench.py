@@ -73,7 +73,9 @@ REPO = Path(__file__).resolve().parent.parent
 THIS = Path(__file__).resolve()
 WORKLOAD = "W12"
 SIDES = ("labbook", "optuna", "random")
-PARTS = ("regret", "latency", "e2e")
+PARTS = ("regret", "latency", "e2e", "parallel")
+PARALLEL_WORKERS = 16
+PARALLEL_TRIALS = 25  # per worker
 SIDE_NAMES = {"labbook": "labbook TPE", "optuna": "Optuna TPE", "random": "random"}
 PROJECT = "w12"
 CHECKPOINT = 50  # the early checkpoint; the late one is --trials
@@ -117,6 +119,9 @@ class Study(Protocol):
 
     @property
     def best_value(self) -> float: ...
+
+    @property
+    def trials(self) -> list[Any]: ...
 
 
 # --------------------------------------------------------------------------- objectives (all minimized)
@@ -312,7 +317,7 @@ def check_objectives() -> None:
 # --------------------------------------------------------------------------- side: studies
 
 
-def optuna_study(sampler: str, seed: int, storage: Any = None) -> Study:
+def optuna_study(sampler: str, seed: int, storage: Any = None, name: str | None = None) -> Study:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no INFO line per told trial
@@ -321,7 +326,9 @@ def optuna_study(sampler: str, seed: int, storage: Any = None) -> Study:
         if sampler == "tpe"
         else optuna.samplers.RandomSampler(seed=seed)
     )
-    return optuna.create_study(sampler=chosen, storage=storage, direction="minimize")
+    return optuna.create_study(
+        sampler=chosen, storage=storage, direction="minimize", study_name=name, load_if_exists=True
+    )
 
 
 def labbook_study(name: str, sampler: str, seed: int, store: Path) -> Study:
@@ -573,19 +580,106 @@ class Side:
             )
             log(f"{self.name} e2e {storage}: {n:,} trials in {total:.2f} s")
 
-    def e2e_study(self, storage: str, folder: Path) -> Study:
+    def parallel(self) -> None:
+        """16 worker processes on one study, each asking, running and
+        telling its share of a trivial objective: the errors, whether the
+        trial count is exact, and the throughput."""
+        import multiprocessing
+
+        storages = ["embedded"] if self.name == "labbook" else ["sqlite", "journal"]
+        for storage in storages:
+            if storage not in self.args.storages:
+                continue
+            folder = self.fresh_dir(f"parallel-{storage}")
+            self.e2e_study(storage, folder, "w12")  # created once, before the workers
+            ctx = multiprocessing.get_context("spawn")
+            started = time.perf_counter()
+            with ctx.Pool(PARALLEL_WORKERS) as pool:
+                results = pool.starmap(
+                    _parallel_worker,
+                    [(self.name, storage, str(folder), w) for w in range(PARALLEL_WORKERS)],
+                )
+            total = time.perf_counter() - started
+            errors = [e for _, errs in results for e in errs]
+            told = sum(n for n, _ in results)
+            counted = len(self.e2e_study(storage, folder, "w12").trials)
+            shutil.rmtree(folder, ignore_errors=True)
+            expected = PARALLEL_WORKERS * PARALLEL_TRIALS
+            self.emit(
+                {
+                    "figure": "parallel",
+                    "storage": storage,
+                    "unit": "trials/s",
+                    "median": told / total,
+                    "min": told / total,
+                    "max": told / total,
+                    "n": 1,
+                    "workers": PARALLEL_WORKERS,
+                    "trials": counted,
+                    "expected": expected,
+                    "errors": len(errors),
+                    "error_sample": errors[:3],
+                    "seconds": total,
+                    "note": (
+                        f"{PARALLEL_WORKERS} processes × {PARALLEL_TRIALS} trials on one study, "
+                        f"{STORAGE_NAMES[storage]}: {len(errors)} errors, {counted} trials stored "
+                        f"of {expected}"
+                    ),
+                }
+            )
+            log(
+                f"{self.name} parallel {storage}: {told} trials in {total:.2f} s, {len(errors)} errors"
+            )
+
+    def e2e_study(self, storage: str, folder: Path, name: str | None = None) -> Study:
         if storage == "embedded":
             return labbook_study("e2e", "random", 0, folder)
         if storage == "inmemory":
             return optuna_study("random", 0)
         if storage == "sqlite":
-            return optuna_study("random", 0, f"sqlite:///{folder / 'w12.db'}")
+            return optuna_study("random", 0, f"sqlite:///{folder / 'w12.db'}", name)
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
         return optuna_study(
-            "random", 0, JournalStorage(JournalFileBackend(str(folder / "w12.log")))
+            "random", 0, JournalStorage(JournalFileBackend(str(folder / "w12.log"))), name
         )
+
+
+def _parallel_worker(side: str, storage: str, folder: str, worker: int) -> tuple[int, list[str]]:
+    """One of the parallel part's processes: its trials told, its errors."""
+    errors: list[str] = []
+    told = 0
+    try:
+        if side == "labbook":
+            study: Any = labbook_study("e2e", "random", 0, Path(folder))
+        else:
+            import optuna
+
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            if storage == "sqlite":
+                backend: Any = f"sqlite:///{Path(folder) / 'w12.db'}"
+            else:
+                from optuna.storages import JournalStorage
+                from optuna.storages.journal import JournalFileBackend
+
+                backend = JournalStorage(JournalFileBackend(str(Path(folder) / "w12.log")))
+            study = optuna.load_study(
+                study_name="w12",
+                storage=backend,
+                sampler=optuna.samplers.RandomSampler(seed=worker),
+            )
+    except Exception as e:  # the worker could not even open the study
+        return 0, [f"{type(e).__name__}: {e}"]
+    for _ in range(PARALLEL_TRIALS):
+        try:
+            trial = study.ask()
+            x = trial.suggest_float("x", -10.0, 10.0)
+            study.tell(trial, x * x)
+            told += 1
+        except Exception as e:
+            errors.append(f"{type(e).__name__}: {e}"[:200])
+    return told, errors
 
 
 # --------------------------------------------------------------------------- parent
@@ -792,6 +886,19 @@ def report(rows: list[dict[str, Any]]) -> str:
     speed = speed_table(rows, failed)
     if speed:
         lines += ["", *speed]
+    parallel = [r for r in rows if r.get("figure") == "parallel"]
+    if parallel:
+        lines += [
+            "",
+            f"| {PARALLEL_WORKERS} worker processes on one study | storage | errors | trials stored "
+            "(expected) | throughput |",
+            "|---|---|---|---|---|",
+        ]
+        for r in parallel:
+            lines.append(
+                f"| {r['tool']} | {STORAGE_NAMES[r['storage']]} | {r['errors']} | "
+                f"{r['trials']} ({r['expected']}) | {fmt(r['median'], ' trials/s')} |"
+            )
 
     lines += ["", "Notes:"]
     for r in rows:

@@ -289,3 +289,15 @@ pub fn py_array<'py, T: Copy>(
     arr.call_method1("frombytes", (bytes,))?;
     Ok(arr)
 }
+
+/// A map of JSON values (attributes, parameters) as a Python dict.
+pub fn json_map_to_py<'py>(
+    py: Python<'py>,
+    map: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (k, v) in map {
+        d.set_item(k, json_to_py(py, v)?)?;
+    }
+    Ok(d)
+}

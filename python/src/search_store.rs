@@ -23,7 +23,7 @@ use labbook_store::{
     StudyKind, StudyPatch, TrialPatch, TrialRecord, Worker,
 };
 
-use crate::convert::{json_to_py, to_config_value};
+use crate::convert::{json_map_to_py, json_to_py, to_config_value};
 use crate::{LabbookError, now_ms, to_py_err};
 
 create_exception!(
@@ -218,16 +218,8 @@ fn trial_to_py<'py>(py: Python<'py>, t: &TrialRecord) -> PyResult<Bound<'py, PyD
         iv.set_item(s, v)?;
     }
     d.set_item("intermediate_values", iv)?;
-    for (key, attrs) in [
-        ("user_attrs", &t.user_attrs),
-        ("system_attrs", &t.system_attrs),
-    ] {
-        let a = PyDict::new(py);
-        for (k, v) in attrs {
-            a.set_item(k, json_to_py(py, v)?)?;
-        }
-        d.set_item(key, a)?;
-    }
+    d.set_item("user_attrs", json_map_to_py(py, &t.user_attrs)?)?;
+    d.set_item("system_attrs", json_map_to_py(py, &t.system_attrs)?)?;
     d.set_item("started_ms", t.started_ms)?;
     d.set_item("ended_ms", t.ended_ms)?;
     d.set_item("run_id", &t.run_id)?;
@@ -350,16 +342,8 @@ impl SearchStore {
                 "directions",
                 s.directions.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
             )?;
-            for (key, attrs) in [
-                ("user_attrs", &s.user_attrs),
-                ("system_attrs", &s.system_attrs),
-            ] {
-                let a = PyDict::new(py);
-                for (k, v) in attrs {
-                    a.set_item(k, json_to_py(py, v)?)?;
-                }
-                d.set_item(key, a)?;
-            }
+            d.set_item("user_attrs", json_map_to_py(py, &s.user_attrs)?)?;
+            d.set_item("system_attrs", json_map_to_py(py, &s.system_attrs)?)?;
             list.append(d)?;
         }
         Ok(list)

@@ -25,7 +25,7 @@ use labbook_store::{
     StudyPatch, StudyRecord, TrialPatch, TrialRecord, Worker,
 };
 
-use crate::convert::{json_to_py, to_config_value};
+use crate::convert::{json_map_to_py, json_to_py, to_config_value};
 use crate::{now_ms, to_py_err};
 
 struct Inner {
@@ -364,11 +364,7 @@ impl StudyCore {
         let study = py
             .detach(|| self.inner.store.study_by_pk(self.inner.study.pk))
             .map_err(to_py_err)?;
-        let d = PyDict::new(py);
-        for (k, v) in &study.user_attrs {
-            d.set_item(k, json_to_py(py, v)?)?;
-        }
-        Ok(d)
+        json_map_to_py(py, &study.user_attrs)
     }
 }
 
@@ -478,11 +474,7 @@ fn trial_dict<'py>(py: Python<'py>, t: &TrialRecord) -> PyResult<Bound<'py, PyDi
     d.set_item("state", t.state().as_str())?;
     d.set_item("value", t.obs.value)?;
     d.set_item("values", t.values.clone())?;
-    let params = PyDict::new(py);
-    for (k, v) in &t.obs.params {
-        params.set_item(k, json_to_py(py, v)?)?;
-    }
-    d.set_item("params", params)?;
+    d.set_item("params", json_map_to_py(py, &t.obs.params)?)?;
     let distributions = PyDict::new(py);
     for (k, v) in &t.distributions {
         distributions.set_item(k, serde_json::to_string(v).unwrap_or_default())?;
@@ -493,16 +485,8 @@ fn trial_dict<'py>(py: Python<'py>, t: &TrialRecord) -> PyResult<Bound<'py, PyDi
         iv.set_item(s, v)?;
     }
     d.set_item("intermediate_values", iv)?;
-    let user = PyDict::new(py);
-    for (k, v) in &t.user_attrs {
-        user.set_item(k, json_to_py(py, v)?)?;
-    }
-    d.set_item("user_attrs", user)?;
-    let system = PyDict::new(py);
-    for (k, v) in &t.system_attrs {
-        system.set_item(k, json_to_py(py, v)?)?;
-    }
-    d.set_item("system_attrs", system)?;
+    d.set_item("user_attrs", json_map_to_py(py, &t.user_attrs)?)?;
+    d.set_item("system_attrs", json_map_to_py(py, &t.system_attrs)?)?;
     d.set_item("run_id", &t.run_id)?;
     d.set_item("started_ms", t.started_ms)?;
     d.set_item("ended_ms", t.ended_ms)?;

@@ -323,6 +323,7 @@ export type QueueJob = {
   why: string | null;
   plan: string | null;
   gpus: number | null;
+  queued_ms: number | null;
   run_id: string | null;
   started_ms: number | null;
   ended_ms: number | null;

@@ -484,11 +484,7 @@ impl Mixture {
                         let v = xd.exp().round();
                         let lo = (v - 0.5).ln().max(*low);
                         let hi = (v + 0.5).ln().min(*high);
-                        for (k, acc) in scratch.iter_mut().enumerate() {
-                            let a = (lo - mus[k]) / sigmas[k];
-                            let b = (hi - mus[k]) / sigmas[k];
-                            *acc += log_normal_mass(a, b) - log_mass[k];
-                        }
+                        add_bin_mass(scratch, lo, hi, mus, sigmas, log_mass);
                     }
                     None => {
                         for (((acc, mu), inv), norm) in
@@ -501,11 +497,7 @@ impl Mixture {
                     Some(step) => {
                         let lo = (xd - 0.5 * step).max(*low);
                         let hi = (xd + 0.5 * step).min(*high);
-                        for (k, acc) in scratch.iter_mut().enumerate() {
-                            let a = (lo - mus[k]) / sigmas[k];
-                            let b = (hi - mus[k]) / sigmas[k];
-                            *acc += log_normal_mass(a, b) - log_mass[k];
-                        }
+                        add_bin_mass(scratch, lo, hi, mus, sigmas, log_mass);
                     }
                 },
                 Kernels::Categorical { n, probs } => {
@@ -521,6 +513,23 @@ impl Mixture {
 }
 
 const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
+
+/// Adds each kernel's log probability of the bin [lo, hi] (a discrete
+/// value's), relative to its mass inside the bounds.
+fn add_bin_mass(
+    scratch: &mut [f64],
+    lo: f64,
+    hi: f64,
+    mus: &[f64],
+    sigmas: &[f64],
+    log_mass: &[f64],
+) {
+    for (k, acc) in scratch.iter_mut().enumerate() {
+        let a = (lo - mus[k]) / sigmas[k];
+        let b = (hi - mus[k]) / sigmas[k];
+        *acc += log_normal_mass(a, b) - log_mass[k];
+    }
+}
 
 fn numeric_kernels(
     xs: &[f64],

@@ -193,6 +193,7 @@ pub async fn project_queue(
                     "why": t.system_attrs.get("why"),
                     "plan": t.system_attrs.get("plan"),
                     "gpus": t.system_attrs.get("gpus"),
+                    "queued_ms": t.system_attrs.get("queued_ms"),
                     "run_id": t.run_id,
                     "started_ms": t.started_ms,
                     "ended_ms": t.ended_ms,

@@ -26,6 +26,7 @@ use labbook_store::{
 use crate::app::{App, default_project};
 use crate::commands::run::Launch;
 use crate::commands::sweep;
+use crate::commands::sweep::LsArgs;
 use crate::error::hinted;
 use crate::fmt::{self, now_ms};
 use crate::table::{Align, Table};
@@ -88,14 +89,6 @@ pub struct RunArgs {
     /// shell command with it (`{report}` is its path; also $LABBOOK_REPORT).
     #[arg(long)]
     pub then: Option<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct LsArgs {
-    #[arg(long)]
-    pub project: Option<String>,
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +164,7 @@ fn job_attrs(job: &JobSpec, cwd: &std::path::Path) -> BTreeMap<String, Value> {
     }
     attrs.insert("gpus".into(), json!(job.gpus));
     attrs.insert("cwd".into(), json!(cwd.to_string_lossy()));
+    attrs.insert("queued_ms".into(), json!(now_ms()));
     attrs
 }
 
@@ -1049,6 +1043,7 @@ fn ls(app: &App, args: LsArgs) -> Result<ExitCode> {
                     "why": t.system_attrs.get("why"),
                     "plan": t.system_attrs.get("plan"),
                     "gpus": t.system_attrs.get("gpus"),
+                    "queued_ms": t.system_attrs.get("queued_ms"),
                     "run_id": t.run_id,
                     "retry_of": t.retry_of,
                     "started_ms": t.started_ms,
