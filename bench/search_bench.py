@@ -847,41 +847,42 @@ def report(rows: list[dict[str, Any]]) -> str:
         f"# {WORKLOAD}: hyperparameter search, labbook's TPE against Optuna's, {date}".rstrip(", "),
         "",
     ]
-    lines.append(
-        "`bench/search_bench.py`: median simple regret (best value − f*) over "
-        f"{', '.join(f'{n} seeds (0..{n - 1})' for n in seeds) or '? seeds'}, after "
-        f"{' and '.join(str(c) for c in checkpoints) or '?'} trials; all minimized; the same "
-        "define-by-run objective through ask → suggest_* → tell on every side. Optuna "
-        f"{optuna_version or '?'}: `TPESampler(seed=s)` with its defaults (multivariate, "
-        "constant liar), in-memory storage; random = Optuna's `RandomSampler(seed=s)`. "
-        f'labbook {labbook_version or "?"}: `labbook.study(..., sampler="tpe", seed=s)`. '
-        "labbook ÷ Optuna below 1: labbook ends closer to the optimum."
-    )
-    lines.append("")
-    header = ["function", "domain", "f*"]
-    for c in checkpoints:
-        header += [
-            f"labbook TPE @{c}",
-            f"Optuna TPE @{c}",
-            f"random @{c}",
-            f"labbook ÷ Optuna @{c}",
-        ]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "---|" * len(header))
-    for p in PROBLEMS:
-        if not any(k[1] == p.key for k in regret):
-            continue
-        cells = [p.title, p.domain, repr(p.f_star)]
+    if regret:
+        lines.append(
+            "`bench/search_bench.py`: median simple regret (best value − f*) over "
+            f"{', '.join(f'{n} seeds (0..{n - 1})' for n in seeds) or '? seeds'}, after "
+            f"{' and '.join(str(c) for c in checkpoints) or '?'} trials; all minimized; the same "
+            "define-by-run objective through ask → suggest_* → tell on every side. Optuna "
+            f"{optuna_version or '?'}: `TPESampler(seed=s)` with its defaults (multivariate, "
+            "constant liar), in-memory storage; random = Optuna's `RandomSampler(seed=s)`. "
+            f'labbook {labbook_version or "?"}: `labbook.study(..., sampler="tpe", seed=s)`. '
+            "labbook ÷ Optuna below 1: labbook ends closer to the optimum."
+        )
+        lines.append("")
+        header = ["function", "domain", "f*"]
         for c in checkpoints:
-            lab = regret.get(("labbook", p.key, c))
-            opt = regret.get(("optuna", p.key, c))
-            cells += [
-                cell("labbook", p.key, c),
-                cell("optuna", p.key, c),
-                cell("random", p.key, c),
-                ratio(lab[0] if lab else None, opt[0] if opt else None),
+            header += [
+                f"labbook TPE @{c}",
+                f"Optuna TPE @{c}",
+                f"random @{c}",
+                f"labbook ÷ Optuna @{c}",
             ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        for p in PROBLEMS:
+            if not any(k[1] == p.key for k in regret):
+                continue
+            cells = [p.title, p.domain, repr(p.f_star)]
+            for c in checkpoints:
+                lab = regret.get(("labbook", p.key, c))
+                opt = regret.get(("optuna", p.key, c))
+                cells += [
+                    cell("labbook", p.key, c),
+                    cell("optuna", p.key, c),
+                    cell("random", p.key, c),
+                    ratio(lab[0] if lab else None, opt[0] if opt else None),
+                ]
+            lines.append("| " + " | ".join(cells) + " |")
 
     speed = speed_table(rows, failed)
     if speed:
