@@ -158,7 +158,25 @@ impl StudySettings {
                     })
                     .map(|t| t as &dyn AsObservation)
                     .collect();
-                for group in groups(&finished, false) {
+                // Optuna's default: one joint space, the parameters every
+                // finished trial has; the rest are sampled one at a time when
+                // asked for. With `group`, each set of parameters that always
+                // appear together is a joint space of its own.
+                let spaces = if settings.group {
+                    groups(&finished, false)
+                } else {
+                    let mut common: Option<std::collections::BTreeSet<String>> = None;
+                    for o in &finished {
+                        let keys: std::collections::BTreeSet<String> =
+                            o.obs().params.keys().cloned().collect();
+                        common = Some(match common {
+                            None => keys,
+                            Some(c) => c.intersection(&keys).cloned().collect(),
+                        });
+                    }
+                    common.into_iter().filter(|c| !c.is_empty()).collect()
+                };
+                for group in spaces {
                     let specs: Vec<ParamSpec> = group
                         .iter()
                         .filter_map(|name| {

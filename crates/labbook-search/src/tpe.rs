@@ -42,6 +42,10 @@ pub struct TpeSettings {
     /// Count a running trial as a bad one, so parallel workers spread out
     /// instead of all suggesting the same point.
     pub constant_liar: bool,
+    /// Model each set of parameters that always appear together jointly
+    /// (Optuna's `group=True`); off, the parameters every trial has are one
+    /// joint space and conditional ones are sampled alone (its default).
+    pub group: bool,
 }
 
 impl Default for TpeSettings {
@@ -54,6 +58,7 @@ impl Default for TpeSettings {
             consider_endpoints: false,
             multivariate: true,
             constant_liar: true,
+            group: false,
         }
     }
 }
