@@ -408,25 +408,15 @@ impl SearchStore {
         let study = py
             .detach(|| self.store.study_by_pk(study_id))
             .map_err(|e| self.err(e))?;
-        let config: Config = new
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), ConfigValue::from_json(v)))
-            .collect();
         let finished = new.state.is_some_and(TrialState::is_finished);
         let waiting = new.state == Some(TrialState::Waiting);
-        let run = NewRun {
-            id: None,
-            project: study.project.clone(),
-            name: None,
-            group: Some(study.name.clone()),
-            tags: vec!["trial".into()],
-            notes: None,
-            config,
-            created_ms: new.started_ms.unwrap_or_else(now_ms),
-            host: self.worker.host.clone(),
-            pid: self.worker.pid,
-        };
+        let run = trial_run(
+            &study,
+            &new.params,
+            None,
+            new.started_ms.unwrap_or_else(now_ms),
+            &self.worker,
+        );
         // A waiting trial gets its run when a process starts it, so the run
         // carries that process and is not reaped with the one that queued it.
         new.run = (!waiting).then_some(run);
@@ -597,30 +587,44 @@ impl SearchStore {
     }
 }
 
+/// A trial's parameters as its run's config.
+pub(crate) fn params_config(params: &BTreeMap<String, Value>) -> Config {
+    params
+        .iter()
+        .map(|(k, v)| (k.clone(), ConfigValue::from_json(v)))
+        .collect()
+}
+
+/// The run a trial of `study` is: in the study's project and group, tagged
+/// `trial`, its parameters as config.
+pub(crate) fn trial_run(
+    study: &labbook_store::StudyRecord,
+    params: &BTreeMap<String, Value>,
+    notes: Option<String>,
+    created_ms: i64,
+    worker: &Worker,
+) -> NewRun {
+    NewRun {
+        id: None,
+        project: study.project.clone(),
+        name: None,
+        group: Some(study.name.clone()),
+        tags: vec!["trial".into()],
+        notes,
+        config: params_config(params),
+        created_ms,
+        host: worker.host.clone(),
+        pid: worker.pid,
+    }
+}
+
 impl SearchStore {
     /// Creates the run of a trial that waited and now starts.
     fn start_run(&self, py: Python<'_>, trial: &TrialRecord) -> PyResult<()> {
         let study = py
             .detach(|| self.store.study_by_pk(trial.study))
             .map_err(|e| self.err(e))?;
-        let config: Config = trial
-            .obs
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), ConfigValue::from_json(v)))
-            .collect();
-        let new = NewRun {
-            id: None,
-            project: study.project.clone(),
-            name: None,
-            group: Some(study.name.clone()),
-            tags: vec!["trial".into()],
-            notes: None,
-            config,
-            created_ms: now_ms(),
-            host: self.worker.host.clone(),
-            pid: self.worker.pid,
-        };
+        let new = trial_run(&study, &trial.obs.params, None, now_ms(), &self.worker);
         let run = py
             .detach(|| self.store.create_run(&new))
             .map_err(to_py_err)?;
@@ -651,12 +655,7 @@ impl SearchStore {
         if let Some(v) = trial.obs.value.filter(|v| v.is_finite()) {
             summary.insert("objective".to_string(), json!(v));
         }
-        let config: Config = trial
-            .obs
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), ConfigValue::from_json(v)))
-            .collect();
+        let config = params_config(&trial.obs.params);
         let mut cols = SeriesColumns::with_capacity(trial.obs.intermediate.len());
         let ts = trial.ended_ms.unwrap_or_else(now_ms);
         for &(step, v) in &trial.obs.intermediate {

@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use serde_json::{Value, json};
 
-use labbook_core::{Config, ConfigValue, RunStatus, SeriesColumns};
+use labbook_core::{Config, RunStatus, SeriesColumns};
 use labbook_search::pruner::Pruner;
 use labbook_search::study::{Sampler, StudySettings, best};
 use labbook_search::{Direction, Domain, TrialState};
@@ -446,25 +446,11 @@ fn claim(inner: &Inner, fixed: BTreeMap<String, Value>) -> labbook_store::Result
 }
 
 fn new_run(inner: &Inner, number: u64, params: &BTreeMap<String, Value>) -> NewRun {
-    let config: Config = params
-        .iter()
-        .map(|(k, v)| (k.clone(), ConfigValue::from_json(v)))
-        .collect();
-    NewRun {
-        id: None,
-        project: inner.study.project.clone(),
-        name: None,
-        group: Some(inner.study.name.clone()),
-        tags: vec!["trial".into()],
-        notes: Some(match &inner.study.why {
-            Some(why) => format!("{why} · trial #{number}"),
-            None => format!("study {} trial #{number}", inner.study.name),
-        }),
-        config,
-        created_ms: now_ms(),
-        host: inner.worker.host.clone(),
-        pid: inner.worker.pid,
-    }
+    let notes = match &inner.study.why {
+        Some(why) => format!("{why} · trial #{number}"),
+        None => format!("study {} trial #{number}", inner.study.name),
+    };
+    crate::search_store::trial_run(&inner.study, params, Some(notes), now_ms(), &inner.worker)
 }
 
 fn trial_dict<'py>(py: Python<'py>, t: &TrialRecord) -> PyResult<Bound<'py, PyDict>> {
@@ -636,11 +622,13 @@ impl TrialCore {
     }
 
     fn params_config(&self) -> Config {
-        self.params
+        let params: BTreeMap<String, Value> = self
+            .params
             .lock()
             .iter()
-            .map(|(k, (v, _))| (k.clone(), ConfigValue::from_json(v)))
-            .collect()
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect();
+        crate::search_store::params_config(&params)
     }
 }
 

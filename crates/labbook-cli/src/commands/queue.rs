@@ -738,17 +738,7 @@ fn run_queue(app: &App, args: RunArgs) -> Result<ExitCode> {
                                         stopping: false,
                                     });
                                 }
-                                Err(e) => {
-                                    store.update_trial(
-                                        trial.id,
-                                        &TrialPatch {
-                                            state: Some(TrialState::Failed),
-                                            note: Some(format!("could not start: {e:#}")),
-                                            now_ms: now_ms(),
-                                            ..TrialPatch::default()
-                                        },
-                                    )?;
-                                }
+                                Err(e) => sweep::not_started(&*store, &trial, &e)?,
                             }
                         }
                         Claimed::Wait(_) => break,

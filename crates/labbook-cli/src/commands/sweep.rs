@@ -382,15 +382,7 @@ fn run_sweep(app: &App, args: RunArgs) -> Result<ExitCode> {
                                 },
                             )),
                             Err(e) => {
-                                store.update_trial(
-                                    trial.id,
-                                    &TrialPatch {
-                                        state: Some(TrialState::Failed),
-                                        note: Some(format!("could not start: {e:#}")),
-                                        now_ms: now_ms(),
-                                        ..TrialPatch::default()
-                                    },
-                                )?;
+                                not_started(&*store, &trial, &e)?;
                                 say!(
                                     "labbook: {}: trial #{}: {e:#}",
                                     paint.error("error"),
@@ -652,6 +644,20 @@ fn metric_value(spec: &SweepSpec, run: &RunRecord) -> Option<f64> {
         return best.or(Some(s.last)).filter(|v| !v.is_nan());
     }
     run.summary.get(&metric.name).and_then(Value::as_f64)
+}
+
+/// Ends a trial whose process could not be started as failed, saying why.
+pub(crate) fn not_started(store: &dyn Store, trial: &TrialRecord, e: &anyhow::Error) -> Result<()> {
+    store.update_trial(
+        trial.id,
+        &TrialPatch {
+            state: Some(TrialState::Failed),
+            note: Some(format!("could not start: {e:#}")),
+            now_ms: now_ms(),
+            ..TrialPatch::default()
+        },
+    )?;
+    Ok(())
 }
 
 /// How a trial's process came to end.

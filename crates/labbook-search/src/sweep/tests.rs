@@ -589,3 +589,24 @@ fn a_sweep_stops_at_its_cap_its_target_and_after_failures_in_a_row() {
         matches!(uncapped.next(1, &trials), Next::Finish(ref w) if w.contains("5 trials in a row"))
     );
 }
+
+#[test]
+fn deep_nesting_and_huge_files_are_refused_not_overflowed() {
+    let mut doc = String::from("method: random\nprogram: t.py\nparameters:\n");
+    let mut indent = String::from("  ");
+    for i in 0..40 {
+        doc.push_str(&format!("{indent}p{i}:\n{indent}  parameters:\n"));
+        indent.push_str("    ");
+    }
+    doc.push_str(&format!("{indent}leaf: {{value: 1}}\n"));
+    let e = error(&doc);
+    assert!(e.message.contains("nested more than 16 levels"), "{e}");
+    // A grid of more points than any run would go through.
+    let many: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+    let big = format!(
+        "method: grid\nprogram: t.py\nparameters:\n  a: {{values: [{0}]}}\n  b: {{values: [{0}]}}\n  c: {{values: [{0}]}}\n",
+        many.join(", ")
+    );
+    let e = error(&big);
+    assert!(e.message.contains("more than 10000000 points"), "{e}");
+}
