@@ -263,6 +263,13 @@ struct RunArgs {
     /// Do not sample the program's CPU, memory and GPU use.
     #[arg(long)]
     no_monitor: bool,
+    /// Log into a `labbook serve` at this address instead of a store
+    /// (e.g. http://10.0.0.5:5000).
+    #[arg(long, env = "LABBOOK_URL", value_name = "URL")]
+    url: Option<String>,
+    /// Take over a run the server made (a sweep agent's claimed trial).
+    #[arg(long, value_name = "RUN", requires = "url", hide = true)]
+    attach: Option<String>,
     /// The program and its arguments (put them after `--`).
     #[arg(
         required = true,

@@ -49,6 +49,9 @@ pub fn routes() -> Router<AppState> {
             get(crate::studies::project_report),
         )
         .route("/studies/{id}", get(crate::studies::study))
+        .route("/studies/{id}/claim", post(crate::studies::claim))
+        .route("/studies/{id}/heartbeat", post(crate::studies::heartbeat))
+        .route("/trials/{id}/finish", post(crate::studies::finish))
         .route(
             "/projects/{project}/artifacts/{name}",
             get(artifact_versions),
@@ -640,7 +643,7 @@ fn series_columns(curves: &[Curve<'_>]) -> Result<Vec<u8>, ApiError> {
 
 /// A request body that must be a JSON object; any other body, or one over
 /// the size limit, is a 4xx naming the body.
-struct JsonBody(Map<String, Value>);
+pub(crate) struct JsonBody(pub(crate) Map<String, Value>);
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
     type Rejection = ApiError;

@@ -159,20 +159,7 @@ impl Client {
             #[serde(default, with = "json_float::option")]
             max: Option<f64>,
         }
-        let started = Instant::now();
-        let url = format!("{}/api/v1/runs/{}", self.base, encode(run_id));
-        let run = loop {
-            match self.get(&url) {
-                Ok(v) => break v,
-                Err(Failure::Refused(e)) => return Err(e),
-                Err(Failure::Unsent(e) | Failure::Unknown(e)) => {
-                    if started.elapsed() > RETRY_FOR {
-                        return Err(StoreError::Remote(e));
-                    }
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            }
-        };
+        let run = self.get_retrying(&format!("/api/v1/runs/{}", encode(run_id)))?;
         let metrics: BTreeMap<String, Summary> = serde_json::from_value(
             run.get("metrics").cloned().unwrap_or(Value::Null),
         )
@@ -193,6 +180,65 @@ impl Client {
                 )
             })
             .collect())
+    }
+
+    /// A sweep as an agent joins it: its file (`config`) and state.
+    pub fn sweep(&self, id: &str) -> Result<Value> {
+        self.get_retrying(&format!("/api/v1/studies/{}", encode(id)))
+    }
+
+    /// Claims the sweep's next trial for this agent (`worker`: its host and
+    /// pid). A claim whose answer was lost is not repeated: the trial it
+    /// made is found crashed once this agent's heartbeats leave it out.
+    pub fn claim_trial(&self, sweep: &str, host: Option<&str>, pid: u32) -> Result<Value> {
+        let body = serde_json::to_vec(&json!({ "host": host, "pid": pid }))
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.call_retrying(
+            &format!("/api/v1/studies/{}/claim", encode(sweep)),
+            &body,
+            Repeat::UnsentOnly,
+        )
+    }
+
+    /// Keeps the agent's running trials alive; answers the sweep's state
+    /// and, with `prune`, which of them its early termination stops.
+    pub fn sweep_heartbeat(&self, sweep: &str, trials: &[i64], prune: bool) -> Result<Value> {
+        let body = serde_json::to_vec(&json!({ "trials": trials, "prune": prune }))
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.call_retrying(
+            &format!("/api/v1/studies/{}/heartbeat", encode(sweep)),
+            &body,
+            Repeat::Safe,
+        )
+    }
+
+    /// Ends a trial whose process ended (`ending`: natural, stopped, pruned
+    /// or not_started); repeating it changes nothing.
+    pub fn finish_trial(&self, trial_id: i64, ending: &str, why: Option<&str>) -> Result<Value> {
+        let body = serde_json::to_vec(&json!({ "ending": ending, "why": why }))
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.call_retrying(
+            &format!("/api/v1/trials/{trial_id}/finish"),
+            &body,
+            Repeat::Safe,
+        )
+    }
+
+    fn get_retrying(&self, path: &str) -> Result<Value> {
+        let started = Instant::now();
+        let url = format!("{}{path}", self.base);
+        loop {
+            match self.get(&url) {
+                Ok(v) => return Ok(v),
+                Err(Failure::Refused(e)) => return Err(e),
+                Err(Failure::Unsent(e) | Failure::Unknown(e)) => {
+                    if started.elapsed() > RETRY_FOR {
+                        return Err(StoreError::Remote(e));
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
     }
 
     fn run_path(&self, run_id: &str, what: &str) -> String {

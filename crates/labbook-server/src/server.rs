@@ -68,6 +68,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// The test hook's metric key, when armed (see `test_hook`).
     pub hold_after_commit: Option<Arc<str>>,
+    /// Sweeps' finished trials' curves, read once for early termination.
+    pub sweep_curves: crate::studies::SweepCurves,
 }
 
 /// The per-request bounds handlers enforce.
@@ -89,6 +91,7 @@ pub fn router(store: Arc<dyn Store>, options: &ServerOptions) -> Router {
             event_streams: crate::events::StreamCounter::new(options.max_event_streams_per_client),
         }),
         hold_after_commit: options.hold_after_commit.as_deref().map(Arc::from),
+        sweep_curves: Default::default(),
     };
     let guard = Arc::new(guard::Guard::new(options.guard.clone()));
     Router::new()

@@ -1,21 +1,28 @@
 //! The dashboard's view of searches and nights: a project's sweeps and
 //! studies, one study with its trials, optimization history and parameter
-//! importance, the overnight queue, and the morning report.
+//! importance, the overnight queue, and the morning report; and the routes
+//! a sweep agent on another machine (`labbook sweep agent ID --url`)
+//! claims, keeps alive and ends trials through, which run the same rules
+//! (`labbook_store::sweeps`) a runner on the store's own disk does.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
 
+use labbook_search::TrialState;
 use labbook_search::analysis::{history, importance};
 use labbook_search::study::best;
 use labbook_store::report::{ReportQuery, build_report};
-use labbook_store::{Store, StudyKind, StudyRecord, TrialRecord};
+use labbook_store::sweeps::{self, Ending, FinishedCurves};
+use labbook_store::{
+    Claim, Claimed, Store, StudyKind, StudyRecord, TrialPatch, TrialRecord, Worker,
+};
 
 use crate::AppState;
-use crate::api::blocking;
+use crate::api::{JsonBody, blocking};
 use crate::error::ApiError;
 use crate::json::now_ms;
 
@@ -116,13 +123,18 @@ fn thin(iv: &[(i64, f64)]) -> Vec<Value> {
     out
 }
 
-pub async fn study(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+fn check_study_id(id: &str) -> Result<(), ApiError> {
     if id.len() > 256 {
         return Err(ApiError::invalid(
             "id",
             "a study's id or name is at most 256 bytes",
         ));
     }
+    Ok(())
+}
+
+pub async fn study(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    check_study_id(&id)?;
     blocking(&state, move |store| {
         let s = store.study(&id, None)?;
         if s.kind == StudyKind::Queue {
@@ -165,6 +177,8 @@ pub async fn study(State(state): State<AppState>, Path(id): Path<String>) -> Api
             .collect();
         Ok(Json(json!({
             "study": brief(&s, &trials),
+            // A sweep's file, which an agent on another machine runs.
+            "config": (s.kind == StudyKind::Sweep).then(|| s.spec["config"].clone()),
             "params": params,
             "trials": rows,
             "trials_total": trials.len(),
@@ -258,6 +272,255 @@ pub async fn project_report(
         Ok(Json(
             serde_json::to_value(report).map_err(|e| ApiError::internal(e.to_string()))?,
         ))
+    })
+    .await
+}
+
+/// Sweeps' finished trials' curves by study, so an agent's heartbeat
+/// reads each finished run's metric once. Bounded: past this many sweeps
+/// the cache starts over.
+#[derive(Clone, Default)]
+pub struct SweepCurves(Arc<Mutex<HashMap<i64, FinishedCurves>>>);
+
+const MAX_CACHED_SWEEPS: usize = 64;
+/// Running trials one heartbeat may name (an agent runs one per slot).
+const MAX_HEARTBEAT_TRIALS: usize = 1024;
+
+/// The sweep an agent names, with its file read back.
+fn sweep_of(
+    store: &dyn Store,
+    id: &str,
+) -> Result<(StudyRecord, labbook_search::sweep::SweepSpec), ApiError> {
+    let study = store.study(id, None)?;
+    if study.kind != StudyKind::Sweep {
+        return Err(ApiError::invalid(
+            "id",
+            format!(
+                "{} is a {}, not a sweep: agents run sweeps",
+                study.name,
+                study.kind.as_str()
+            ),
+        ));
+    }
+    let spec = sweeps::spec_of(&study)?;
+    Ok((study, spec))
+}
+
+/// The claiming agent, as its body says: `host` (at most 256 bytes) and
+/// `pid`.
+fn worker_of(body: &serde_json::Map<String, Value>) -> Result<Worker, ApiError> {
+    let host = match body.get("host") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(h)) if !h.is_empty() && h.len() <= 256 => Some(h.clone()),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "host",
+                "host must be the agent's host name (1 to 256 bytes)",
+            ));
+        }
+    };
+    let pid = match body.get("pid") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|p| u32::try_from(p).ok())
+                .filter(|&p| p > 0)
+                .ok_or_else(|| {
+                    ApiError::invalid("pid", "pid must be a process id (1 to 2^32-1)")
+                })?,
+        ),
+    };
+    Ok(Worker { host, pid })
+}
+
+/// `POST /studies/{id}/claim`: the sweep's next trial for the agent, with
+/// its run made in the same transaction, or why there is none now.
+pub async fn claim(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
+    check_study_id(&id)?;
+    let worker = worker_of(&body)?;
+    blocking(&state, move |store| {
+        let (study, spec) = sweep_of(store, &id)?;
+        let seed = sweeps::seed_of(&study);
+        let now = now_ms();
+        let this_host = labbook_capture::hostname();
+        let alive = |t: &TrialRecord| {
+            sweeps::worker_alive(t, this_host.as_deref(), now, &labbook_capture::pid_alive)
+        };
+        let claimed = store.claim_trial(study.pk, &worker, now, &alive, &mut |study, trials| {
+            let mut claim = sweeps::decide(&spec, seed, trials);
+            if let Claim::Trial(new) = &mut claim {
+                // The number the claim gives the trial it adds.
+                let number = trials.last().map_or(0, |t| t.number() + 1);
+                new.run = Some(sweeps::trial_run(
+                    study,
+                    number,
+                    &new.params,
+                    worker.host.clone(),
+                    worker.pid,
+                    now,
+                )?);
+            }
+            Ok(claim)
+        })?;
+        Ok(Json(match claimed {
+            Claimed::Trial(trial) => {
+                if let Some(run_id) = &trial.run_id {
+                    store.update_run(
+                        run_id,
+                        &labbook_store::RunPatch {
+                            set_kv_tags: sweeps::trial_labels(&study, trial.number()),
+                            ..Default::default()
+                        },
+                    )?;
+                }
+                json!({
+                    "claimed": "trial",
+                    "trial": {
+                        "id": trial.id,
+                        "number": trial.number(),
+                        "params": trial.obs.params,
+                        "run_id": trial.run_id,
+                        "grid_index": trial.grid_index,
+                        "retry_of": trial.retry_of,
+                    },
+                })
+            }
+            Claimed::Wait(why) => json!({ "claimed": "wait", "reason": why }),
+            Claimed::Done(state, reason) => {
+                json!({ "claimed": "done", "state": state.as_str(), "reason": reason })
+            }
+        }))
+    })
+    .await
+}
+
+/// `POST /studies/{id}/heartbeat`: the agent's running trials are alive;
+/// the answer is the sweep's state and, with `prune`, which of them the
+/// sweep's early termination stops, and why.
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
+    check_study_id(&id)?;
+    let running: Vec<i64> = match body.get("trials") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) if items.len() <= MAX_HEARTBEAT_TRIALS => items
+            .iter()
+            .map(|v| {
+                v.as_i64().ok_or_else(|| {
+                    ApiError::invalid("trials", "trials must be a list of trial ids (integers)")
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "trials",
+                format!("trials must be a list of at most {MAX_HEARTBEAT_TRIALS} trial ids"),
+            ));
+        }
+    };
+    let prune = match body.get("prune") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::invalid("prune", "prune must be true or false")),
+    };
+    let curves = state.sweep_curves.clone();
+    blocking(&state, move |store| {
+        let (study, spec) = sweep_of(store, &id)?;
+        let now = now_ms();
+        for trial_id in &running {
+            let trial = match store.trial(*trial_id) {
+                Ok(t) => t,
+                Err(labbook_store::StoreError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if trial.study == study.pk && trial.state() == TrialState::Running {
+                store.update_trial(
+                    trial.id,
+                    &TrialPatch {
+                        heartbeat: true,
+                        now_ms: now,
+                        ..TrialPatch::default()
+                    },
+                )?;
+            }
+        }
+        let stops = if prune && !running.is_empty() {
+            let mut cache = curves
+                .0
+                .lock()
+                .map_err(|_| ApiError::internal("the sweep curve cache was poisoned"))?;
+            if cache.len() >= MAX_CACHED_SWEEPS && !cache.contains_key(&study.pk) {
+                cache.clear();
+            }
+            let finished = cache.entry(study.pk).or_default();
+            sweeps::early_terminations(store, &study, &spec, finished)?
+                .into_iter()
+                .filter(|(t, _)| running.contains(t))
+                .map(|(t, why)| json!({ "trial": t, "why": why }))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Json(json!({
+            "state": study.state.as_str(),
+            "state_reason": study.state_reason,
+            "stop": stops,
+        })))
+    })
+    .await
+}
+
+/// `POST /trials/{id}/finish`: the trial's process ended (`ending`:
+/// natural, stopped, pruned or not_started, with `why` for the last two);
+/// the trial ends from what its run recorded.
+pub async fn finish(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
+    let trial_id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::invalid("id", "a trial id is an integer"))?;
+    let why = match body.get("why") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(w)) => w.chars().take(2000).collect(),
+        Some(_) => return Err(ApiError::invalid("why", "why must be text")),
+    };
+    let ending = match body.get("ending").and_then(Value::as_str) {
+        Some("natural") => Ending::Natural,
+        Some("stopped") => Ending::Stopped,
+        Some("pruned") => Ending::Pruned(why),
+        Some("not_started") => Ending::NotStarted(why),
+        _ => {
+            return Err(ApiError::invalid(
+                "ending",
+                "ending must be one of natural, stopped, pruned, not_started",
+            ));
+        }
+    };
+    blocking(&state, move |store| {
+        let trial = store.trial(trial_id)?;
+        let study = store.study_by_pk(trial.study)?;
+        let (_, spec) = sweep_of(store, &study.id)?;
+        let ended = sweeps::finish_trial(store, &spec, trial_id, &ending, now_ms())?;
+        let current = match &ended {
+            Some(e) => (e.state, e.value),
+            None => {
+                let t = store.trial(trial_id)?;
+                (t.state(), t.obs.value)
+            }
+        };
+        Ok(Json(json!({
+            "state": current.0.as_str(),
+            "value": finite(current.1),
+            "already_ended": ended.is_none(),
+        })))
     })
     .await
 }

@@ -16,6 +16,7 @@ pub mod session;
 pub mod sketch;
 mod sqlite;
 mod studies;
+pub mod sweeps;
 mod types;
 pub mod versions;
 pub mod writer;

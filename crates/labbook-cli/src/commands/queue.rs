@@ -617,9 +617,9 @@ fn run_queue(app: &App, args: RunArgs) -> Result<ExitCode> {
                     slots[slot].busy = false;
                     if let Some(active) = &sweep {
                         let ending = if stopping {
-                            sweep::Ending::Stopped
+                            labbook_store::sweeps::Ending::Stopped
                         } else {
-                            sweep::Ending::Natural
+                            labbook_store::sweeps::Ending::Natural
                         };
                         sweep::finish_trial(&*store, &active.spec, &trial, &ending, app)?;
                     }
@@ -711,7 +711,7 @@ fn run_queue(app: &App, args: RunArgs) -> Result<ExitCode> {
                         &worker,
                         now,
                         &alive,
-                        &mut |_, trials| Ok(sweep::decide(&spec, seed, trials)),
+                        &mut |_, trials| Ok(labbook_store::sweeps::decide(&spec, seed, trials)),
                     )? {
                         Claimed::Trial(trial) => {
                             active.started += 1;

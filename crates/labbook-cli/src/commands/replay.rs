@@ -1171,6 +1171,7 @@ fn run_plan(
         env_remove: plan.env_remove.clone(),
         no_monitor: false,
         recorded: Some(recorded),
+        server: None,
     };
     launch_run(app, launch, |record| {
         if let Some(version) = &code_version {

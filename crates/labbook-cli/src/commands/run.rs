@@ -20,6 +20,8 @@ use anyhow::{Context, Result, anyhow};
 use labbook_capture::{CaptureOptions, Monitor, SnapshotLimits, capture_with_snapshot, hostname};
 use labbook_core::config::config_from_json;
 use labbook_core::{Config, RunRecord, RunStatus};
+use labbook_server::client::{Client, HttpSink};
+use labbook_server::wire::StartRun;
 use labbook_store::versions::log_code_snapshot;
 use labbook_store::writer::{PendingPoint, RunWriter, WriterOptions};
 use labbook_store::{NewRun, OutputStream, RunPatch, Store};
@@ -56,12 +58,16 @@ pub fn run(app: &App, args: RunArgs) -> Result<ExitCode> {
         env_remove: Vec::new(),
         no_monitor: args.no_monitor,
         recorded: None,
+        server: args.url.map(|url| Server {
+            url,
+            attach: args.attach,
+        }),
     };
     // A sweep's trial: `labbook sweep run` starts each trial as `labbook
     // run` with LABBOOK_TRIAL set, and the run takes the trial's
     // parameters, sweep and reason, and is linked to it once it exists.
     let trial = match std::env::var("LABBOOK_TRIAL") {
-        Ok(reference) if !reference.is_empty() => Some(
+        Ok(reference) if !reference.is_empty() && launch.server.is_none() => Some(
             crate::commands::sweep::trial_launch(&mut launch, &reference)
                 .context("cannot start the sweep's trial")?,
         ),
@@ -96,6 +102,30 @@ pub struct Launch {
     /// replay's code is the original's (its `git` and `code`), not the
     /// state of the folder it was rebuilt in.
     pub recorded: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Log into this server instead of the store at `store_dir`.
+    pub server: Option<Server>,
+}
+
+/// A `labbook serve` a run logs into.
+pub struct Server {
+    pub url: String,
+    /// The run the server already made for this one (a sweep agent's
+    /// claimed trial), which the wrapper takes over.
+    pub attach: Option<String>,
+}
+
+/// Where a run is recorded.
+enum Home {
+    Store(Arc<dyn Store>),
+    Server(Arc<Client>),
+}
+
+/// What the wrapper needs to know of the run it started.
+struct Started {
+    id: String,
+    name: String,
+    project: String,
+    created_ms: i64,
 }
 
 /// Runs `launch` as a tracked run and waits for it. `started` sees the run
@@ -127,77 +157,146 @@ pub fn launch_run(
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
 
-    let dir = launch.store_dir;
-    let created_store = !dir.is_dir();
-    let store = open_store(&dir)?;
-    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-    if created_store {
-        say!("labbook: created a store in {}", dir.display());
-    }
-    let project = launch.project.unwrap_or_else(|| default_project(&dir));
-    let record = store
-        .create_run(&NewRun {
-            id: None,
-            project: project.clone(),
-            name: launch.name,
-            group: launch.group,
-            tags: launch.tags,
-            notes: launch.why,
-            config: launch.config,
-            created_ms: now_ms(),
-            host: hostname(),
-            pid: Some(std::process::id()),
-        })
-        .context("cannot create the run")?;
-    let store: Arc<dyn Store> = store;
-    if !launch.kv_tags.is_empty() {
-        store
-            .update_run(
-                &record.id,
-                &RunPatch {
-                    set_kv_tags: launch.kv_tags,
-                    ..RunPatch::default()
-                },
+    let (home, record, location) = match &launch.server {
+        None => {
+            let dir = launch.store_dir.clone();
+            let created_store = !dir.is_dir();
+            let store = open_store(&dir)?;
+            let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+            if created_store {
+                say!("labbook: created a store in {}", dir.display());
+            }
+            let project = launch
+                .project
+                .clone()
+                .unwrap_or_else(|| default_project(&dir));
+            let record = store
+                .create_run(&NewRun {
+                    id: None,
+                    project,
+                    name: launch.name.clone(),
+                    group: launch.group.clone(),
+                    tags: launch.tags.clone(),
+                    notes: launch.why.clone(),
+                    config: launch.config.clone(),
+                    created_ms: now_ms(),
+                    host: hostname(),
+                    pid: Some(std::process::id()),
+                })
+                .context("cannot create the run")?;
+            let store: Arc<dyn Store> = store;
+            if !launch.kv_tags.is_empty() {
+                store
+                    .update_run(
+                        &record.id,
+                        &RunPatch {
+                            set_kv_tags: launch.kv_tags.clone(),
+                            ..RunPatch::default()
+                        },
+                    )
+                    .context("cannot tag the run")?;
+            }
+            if let Err(e) = started(&record) {
+                let _ = store.update_run(
+                    &record.id,
+                    &RunPatch {
+                        status: Some(RunStatus::Failed),
+                        ended_ms: Some(now_ms()),
+                        error: Some(format!("{e:#}")),
+                        ..RunPatch::default()
+                    },
+                );
+                return Err(e);
+            }
+            let started = Started {
+                id: record.id.clone(),
+                name: record.name.clone(),
+                project: record.project.clone(),
+                created_ms: record.created_ms,
+            };
+            (
+                Home::Store(store),
+                started,
+                ("LABBOOK_DIR", dir.to_string_lossy().into_owned()),
             )
-            .context("cannot tag the run")?;
-    }
+        }
+        Some(server) => {
+            let client = Arc::new(Client::new(&server.url)?);
+            let created_ms = now_ms();
+            let start = StartRun {
+                id: Some(server.attach.clone().unwrap_or_else(|| {
+                    labbook_core::ids::run_id_from_bits(labbook_store::random_bits())
+                })),
+                attach: server.attach.is_some(),
+                resume: None,
+                project: launch
+                    .project
+                    .clone()
+                    .or_else(|| {
+                        std::env::var("LABBOOK_PROJECT")
+                            .ok()
+                            .filter(|p| !p.is_empty())
+                    })
+                    .unwrap_or_else(|| default_project(&launch.cwd)),
+                name: launch.name.clone(),
+                group: launch.group.clone(),
+                notes: launch.why.clone(),
+                tags: launch.tags.clone(),
+                config: (!launch.config.is_empty())
+                    .then(|| serde_json::to_value(&launch.config).ok())
+                    .flatten(),
+                created_ms: Some(created_ms),
+                host: hostname(),
+                pid: Some(std::process::id()),
+            };
+            let run = client
+                .start_run(&start)
+                .with_context(|| format!("cannot start the run on {}", server.url))?;
+            let started = Started {
+                id: run.id,
+                name: run.name,
+                project: run.project,
+                created_ms,
+            };
+            (
+                Home::Server(client),
+                started,
+                ("LABBOOK_URL", server.url.clone()),
+            )
+        }
+    };
     say!(
         "labbook: run {} ({}) started in project {}",
         paint.bold(&record.name),
         paint.id(&record.id),
-        project
+        record.project
     );
-    if let Err(e) = started(&record) {
-        let _ = store.update_run(
-            &record.id,
-            &RunPatch {
-                status: Some(RunStatus::Failed),
-                ended_ms: Some(now_ms()),
-                error: Some(format!("{e:#}")),
-                ..RunPatch::default()
-            },
-        );
-        return Err(e);
-    }
 
-    let env_capture = start_capture(
-        Arc::clone(&store),
-        &record,
-        &launch.cwd,
-        argv,
-        launch.recorded,
-    );
-    let writer = Arc::new(
-        RunWriter::start(Arc::clone(&store), &record.id, WriterOptions::default())
-            .context("cannot start the run's writer")?,
-    );
+    let env_capture = start_capture(&home, &record, &launch.cwd, argv, launch.recorded);
+    let writer = match &home {
+        Home::Store(store) => {
+            RunWriter::start(Arc::clone(store), &record.id, WriterOptions::default())
+        }
+        Home::Server(client) => RunWriter::start_with(
+            Box::new(HttpSink::new(Arc::clone(client), &record.id)),
+            &record.id,
+            WriterOptions::default(),
+        ),
+    };
+    let writer = Arc::new(writer.context("cannot start the run's writer")?);
+    if let (Home::Server(_), false) = (&home, launch.kv_tags.is_empty()) {
+        writer.patch(RunPatch {
+            set_kv_tags: launch.kv_tags,
+            ..RunPatch::default()
+        });
+    }
     let mut child_cmd = Command::new(&program);
     child_cmd
         .args(&command[1..])
         .current_dir(&launch.cwd)
         .env("LABBOOK_RUN_ID", &record.id)
-        .env("LABBOOK_DIR", &dir)
-        .env("LABBOOK_PROJECT", &project)
+        .env(location.0, &location.1)
+        .env("LABBOOK_PROJECT", &record.project)
         .stdin(Stdio::inherit())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -215,7 +314,7 @@ pub fn launch_run(
     let mut child = match child_cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
-            let code = could_not_start(app, &store, &writer, env_capture, &record, &program, &e);
+            let code = could_not_start(app, &home, &writer, env_capture, &record, &program, &e);
             return Ok((code, record.id));
         }
     };
@@ -327,10 +426,10 @@ pub fn launch_run(
 /// is recorded as failed and the wrapper exits as a shell would (127, 126).
 fn could_not_start(
     app: &App,
-    store: &Arc<dyn Store>,
+    home: &Home,
     writer: &RunWriter,
     env_capture: Option<JoinHandle<Result<(), String>>>,
-    record: &RunRecord,
+    record: &Started,
     program: &OsString,
     e: &io::Error,
 ) -> ExitCode {
@@ -351,7 +450,9 @@ fn could_not_start(
         error: Some(message.clone()),
         ..RunPatch::default()
     };
-    if writer.finish(patch.clone(), FINISH_TIMEOUT).is_err() {
+    if writer.finish(patch.clone(), FINISH_TIMEOUT).is_err()
+        && let Home::Store(store) = home
+    {
         // The writer thread could not write; try once directly.
         let _ = store.update_run(&record.id, &patch);
     }
@@ -484,8 +585,8 @@ fn start_monitor(pid: u32, writer: Arc<RunWriter>) -> Option<Monitor> {
 /// snapshot on a thread, since git on a large repository can take a while
 /// and the program should not wait.
 fn start_capture(
-    store: Arc<dyn Store>,
-    record: &RunRecord,
+    home: &Home,
+    record: &Started,
     cwd: &Path,
     argv: Vec<String>,
     recorded: Option<serde_json::Map<String, serde_json::Value>>,
@@ -493,10 +594,16 @@ fn start_capture(
     let run_id = record.id.clone();
     let project = record.project.clone();
     let mut errors = Vec::new();
-    let snapshot = if recorded.is_some() {
+    // A server does not take artifacts yet, so a run logged into one has
+    // no code snapshot (its git state and diff are still recorded).
+    let snapshot = if recorded.is_some() || matches!(home, Home::Server(_)) {
         None
     } else {
         SnapshotLimits::from_env(&mut errors)
+    };
+    let home = match home {
+        Home::Store(store) => Home::Store(Arc::clone(store)),
+        Home::Server(client) => Home::Server(Arc::clone(client)),
     };
     let options = CaptureOptions {
         cwd: cwd.to_path_buf(),
@@ -510,9 +617,9 @@ fn start_capture(
         .spawn(move || {
             let (mut env, plan) = capture_with_snapshot(&options);
             env.errors.extend(errors);
-            if let (Some(plan), Some(code)) = (plan, env.code.as_mut()) {
+            if let (Some(plan), Some(code), Home::Store(store)) = (plan, env.code.as_mut(), &home) {
                 code.store_with(&plan, |files| {
-                    log_code_snapshot(&*store, &project, &run_id, files, now_ms())
+                    log_code_snapshot(&**store, &project, &run_id, files, now_ms())
                         .map(|v| v.map(|v| (v.reference(), v.digest)))
                 });
             }
@@ -522,9 +629,11 @@ fn start_capture(
             }
             // The store merges top-level keys, so what the Python SDK in the
             // program adds (the interpreter, its packages) stays.
-            store
-                .set_environment(&run_id, &value)
-                .map_err(|e| e.to_string())
+            match &home {
+                Home::Store(store) => store.set_environment(&run_id, &value),
+                Home::Server(client) => client.set_environment(&run_id, &value),
+            }
+            .map_err(|e| e.to_string())
         })
         .ok()
 }

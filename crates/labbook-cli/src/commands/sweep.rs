@@ -6,7 +6,7 @@
 //! runner killed at any moment loses nothing: its trials are found crashed
 //! by the next claim, and a crashed grid point runs once more.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,15 +16,16 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use labbook_capture::{hostname, pid_alive};
+use labbook_core::RunRecord;
 use labbook_core::config::config_from_json;
-use labbook_core::{RunRecord, RunStatus};
 use labbook_search::TrialState;
 use labbook_search::command::{Context as MacroContext, expand, needs_json_file};
-use labbook_search::pruner::{BandTrial, wandb_hyperband_stops};
-use labbook_search::sweep::{Next, SweepSpec, SweepTrial, parse_yaml};
+use labbook_search::sweep::{SweepSpec, parse_yaml};
+use labbook_server::client::Client;
+use labbook_store::sweeps::{self, Ended, Ending, FinishedCurves};
 use labbook_store::{
-    Claim, Claimed, NewStudy, NewTrial, RunPatch, Store, StudyKind, StudyPatch, StudyRecord,
-    StudyState, TrialPatch, TrialRecord, Worker,
+    Claimed, NewStudy, Store, StudyKind, StudyPatch, StudyRecord, StudyState, TrialPatch,
+    TrialRecord, Worker,
 };
 
 use crate::app::{App, default_project};
@@ -85,6 +86,10 @@ pub struct RunArgs {
     /// Stop after starting this many trials.
     #[arg(long)]
     pub count: Option<u64>,
+    /// Join the sweep through a `labbook serve` at this address, from a
+    /// machine that does not share its store (e.g. http://10.0.0.5:5000).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -210,19 +215,317 @@ fn open_sweep(
             study.name
         );
     }
-    let spec = SweepSpec::from_value(&study.spec["config"])
-        .map_err(|e| anyhow!("the sweep's stored file no longer reads: {e}"))?;
+    let spec = sweeps::spec_of(&study).map_err(|e| anyhow!("{e}"))?;
     Ok((store, study, spec))
 }
 
-/// Whether a trial's worker is still there: on this machine its process is
-/// alive; elsewhere, it sent a heartbeat within the stale-run timeout.
+/// Whether a trial's worker is still there, judged from this machine.
 pub(crate) fn worker_alive(trial: &TrialRecord, this_host: Option<&str>, now: i64) -> bool {
-    match (&trial.host, trial.pid) {
-        (Some(host), Some(pid)) if Some(host.as_str()) == this_host => pid_alive(pid),
-        _ => trial
-            .heartbeat_ms
-            .is_some_and(|h| now - h < labbook_store::heartbeat_timeout_ms()),
+    sweeps::worker_alive(trial, this_host, now, &pid_alive)
+}
+
+/// What a runner learns when it checks on its sweep.
+struct Poll {
+    state: StudyState,
+    /// Running trials the sweep's early termination stops, with why.
+    stops: Vec<(i64, String)>,
+}
+
+/// Where a runner claims, keeps alive and ends a sweep's trials: the store
+/// it shares with other runners, or a `labbook serve` (`--url`) that runs
+/// the same rules on its side.
+trait SweepHome {
+    fn claim(&mut self) -> Result<Claimed>;
+    /// `beat`: tell it the running trials are alive; `prune`: ask which
+    /// of them the sweep's early termination stops.
+    fn poll(&mut self, running: &[i64], beat: bool, prune: bool) -> Result<Poll>;
+    fn finish(&mut self, trial_id: i64, ending: &Ending) -> Result<Option<Ended>>;
+    /// Starts the trial's `labbook run`.
+    fn spawn(&self, trial: &TrialRecord, gpu: Option<&str>) -> Result<Child>;
+    /// How often the runner checks on the sweep.
+    fn poll_every(&self) -> Duration;
+    fn study(&self) -> &StudyRecord;
+    fn spec(&self) -> &SweepSpec;
+}
+
+/// A sweep in the store on this machine's disk.
+struct LocalSweep {
+    store: Arc<labbook_store::SqliteStore>,
+    study: StudyRecord,
+    spec: SweepSpec,
+    worker: Worker,
+    exe: std::path::PathBuf,
+    store_dir: std::path::PathBuf,
+    workdir: std::path::PathBuf,
+    finished: FinishedCurves,
+}
+
+impl SweepHome for LocalSweep {
+    fn claim(&mut self) -> Result<Claimed> {
+        let now = now_ms();
+        let host = self.worker.host.clone();
+        let alive = |t: &TrialRecord| worker_alive(t, host.as_deref(), now);
+        let (spec, seed) = (&self.spec, sweeps::seed_of(&self.study));
+        Ok(self.store.claim_trial(
+            self.study.pk,
+            &self.worker,
+            now,
+            &alive,
+            &mut |_, trials| Ok(sweeps::decide(spec, seed, trials)),
+        )?)
+    }
+
+    fn poll(&mut self, running: &[i64], beat: bool, prune: bool) -> Result<Poll> {
+        if beat {
+            for &id in running {
+                let _ = self.store.update_trial(
+                    id,
+                    &TrialPatch {
+                        heartbeat: true,
+                        now_ms: now_ms(),
+                        ..TrialPatch::default()
+                    },
+                );
+            }
+        }
+        let stops = if prune {
+            sweeps::early_terminations(&*self.store, &self.study, &self.spec, &mut self.finished)?
+        } else {
+            Vec::new()
+        };
+        Ok(Poll {
+            state: self.store.study_by_pk(self.study.pk)?.state,
+            stops,
+        })
+    }
+
+    fn finish(&mut self, trial_id: i64, ending: &Ending) -> Result<Option<Ended>> {
+        Ok(sweeps::finish_trial(
+            &*self.store,
+            &self.spec,
+            trial_id,
+            ending,
+            now_ms(),
+        )?)
+    }
+
+    fn spawn(&self, trial: &TrialRecord, gpu: Option<&str>) -> Result<Child> {
+        spawn_trial(
+            &self.exe,
+            &self.store_dir,
+            &self.workdir,
+            &self.study,
+            &self.spec,
+            trial,
+            gpu,
+        )
+    }
+
+    fn poll_every(&self) -> Duration {
+        Duration::from_millis(100)
+    }
+
+    fn study(&self) -> &StudyRecord {
+        &self.study
+    }
+
+    fn spec(&self) -> &SweepSpec {
+        &self.spec
+    }
+}
+
+/// A sweep a `labbook serve` holds, joined over HTTP.
+struct RemoteSweep {
+    client: Arc<Client>,
+    study: StudyRecord,
+    spec: SweepSpec,
+    exe: std::path::PathBuf,
+    workdir: std::path::PathBuf,
+    /// Where `${args_json_file}` files go (no store here).
+    scratch: std::path::PathBuf,
+}
+
+impl RemoteSweep {
+    fn join(client: Arc<Client>, reference: &str, app: &App) -> Result<RemoteSweep> {
+        let answer = client.sweep(reference).map_err(|e| {
+            hinted(
+                e.to_string(),
+                "the sweep's id is what `labbook sweep create` printed on the server's machine",
+            )
+        })?;
+        let brief = &answer["study"];
+        if brief["kind"].as_str() != Some("sweep") {
+            bail!(
+                "{} is a study, not a sweep (labbook sweep works on sweep files)",
+                brief["name"].as_str().unwrap_or(reference)
+            );
+        }
+        let spec = SweepSpec::from_value(&answer["config"])
+            .map_err(|e| anyhow!("the server's sweep file does not read here: {e}"))?;
+        let text = |k: &str| brief[k].as_str().unwrap_or_default().to_string();
+        let study = StudyRecord {
+            pk: 0,
+            id: text("id"),
+            project: text("project"),
+            name: text("name"),
+            kind: StudyKind::Sweep,
+            directions: vec![spec.direction()],
+            spec: Value::Null,
+            why: brief["why"].as_str().map(str::to_string),
+            state: StudyState::parse(&text("state")).unwrap_or(StudyState::Running),
+            state_reason: brief["state_reason"].as_str().map(str::to_string),
+            user_attrs: BTreeMap::new(),
+            system_attrs: BTreeMap::new(),
+            created_ms: brief["created_ms"].as_i64().unwrap_or(0),
+        };
+        let scratch = std::env::temp_dir()
+            .join(format!("labbook-sweep-{}", std::process::id()))
+            .join(&study.id);
+        Ok(RemoteSweep {
+            client,
+            study,
+            spec,
+            exe: std::env::current_exe().context("cannot find the labbook binary")?,
+            workdir: app.cwd.clone(),
+            scratch,
+        })
+    }
+}
+
+impl SweepHome for RemoteSweep {
+    fn claim(&mut self) -> Result<Claimed> {
+        let host = hostname();
+        let answer =
+            self.client
+                .claim_trial(&self.study.id, host.as_deref(), std::process::id())?;
+        Ok(match answer["claimed"].as_str() {
+            Some("trial") => {
+                let t = &answer["trial"];
+                let params: BTreeMap<String, Value> = match &t["params"] {
+                    Value::Object(map) => map.clone().into_iter().collect(),
+                    _ => BTreeMap::new(),
+                };
+                Claimed::Trial(Arc::new(TrialRecord {
+                    id: t["id"]
+                        .as_i64()
+                        .context("the server's claim has no trial id")?,
+                    study: 0,
+                    obs: labbook_search::trial::Observation {
+                        number: t["number"].as_u64().unwrap_or(0),
+                        state: Some(TrialState::Running),
+                        params,
+                        value: None,
+                        intermediate: Vec::new(),
+                    },
+                    distributions: BTreeMap::new(),
+                    values: None,
+                    run_id: t["run_id"].as_str().map(str::to_string),
+                    grid_index: t["grid_index"].as_u64(),
+                    retry_of: t["retry_of"].as_u64(),
+                    host,
+                    pid: Some(std::process::id()),
+                    started_ms: Some(now_ms()),
+                    ended_ms: None,
+                    heartbeat_ms: None,
+                    user_attrs: BTreeMap::new(),
+                    system_attrs: BTreeMap::new(),
+                    note: None,
+                }))
+            }
+            Some("wait") => Claimed::Wait(answer["reason"].as_str().unwrap_or("").to_string()),
+            _ => Claimed::Done(
+                answer["state"]
+                    .as_str()
+                    .and_then(StudyState::parse)
+                    .unwrap_or(StudyState::Finished),
+                answer["reason"].as_str().map(str::to_string),
+            ),
+        })
+    }
+
+    fn poll(&mut self, running: &[i64], _beat: bool, prune: bool) -> Result<Poll> {
+        // Every poll is a heartbeat: one request says both.
+        let answer = self
+            .client
+            .sweep_heartbeat(&self.study.id, running, prune)?;
+        let stops = answer["stop"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|s| Some((s["trial"].as_i64()?, s["why"].as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Poll {
+            state: answer["state"]
+                .as_str()
+                .and_then(StudyState::parse)
+                .unwrap_or(StudyState::Running),
+            stops,
+        })
+    }
+
+    fn finish(&mut self, trial_id: i64, ending: &Ending) -> Result<Option<Ended>> {
+        let (name, why) = match ending {
+            Ending::Natural => ("natural", None),
+            Ending::Stopped => ("stopped", None),
+            Ending::Pruned(why) => ("pruned", Some(why.as_str())),
+            Ending::NotStarted(why) => ("not_started", Some(why.as_str())),
+        };
+        let answer = self.client.finish_trial(trial_id, name, why)?;
+        if answer["already_ended"].as_bool() == Some(true) {
+            return Ok(None);
+        }
+        Ok(Some(Ended {
+            state: answer["state"]
+                .as_str()
+                .and_then(TrialState::parse)
+                .unwrap_or(TrialState::Failed),
+            value: answer["value"].as_f64(),
+        }))
+    }
+
+    fn spawn(&self, trial: &TrialRecord, gpu: Option<&str>) -> Result<Child> {
+        let run_id = trial
+            .run_id
+            .as_deref()
+            .context("the server made no run for the trial")?;
+        let command = trial_command(&self.spec, &self.study, trial, &self.scratch)?;
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("run")
+            .arg("--url")
+            .arg(self.client.url())
+            .arg("--attach")
+            .arg(run_id)
+            .arg("--")
+            .args(&command.words)
+            .current_dir(&self.workdir)
+            .env_remove("LABBOOK_DIR")
+            .env_remove("LABBOOK_TRIAL")
+            .env("LABBOOK_PROJECT", &self.study.project)
+            .stdin(Stdio::null());
+        for (k, v) in &command.env {
+            cmd.env(k, v);
+        }
+        if let Some(gpu) = gpu {
+            cmd.env("CUDA_VISIBLE_DEVICES", gpu);
+        }
+        stop_with_parent(&mut cmd);
+        cmd.spawn()
+            .with_context(|| format!("cannot start {}", self.exe.display()))
+    }
+
+    fn poll_every(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn study(&self) -> &StudyRecord {
+        &self.study
+    }
+
+    fn spec(&self) -> &SweepSpec {
+        &self.spec
     }
 }
 
@@ -234,15 +537,35 @@ struct Running {
 }
 
 fn run_sweep(app: &App, args: RunArgs) -> Result<ExitCode> {
-    let (store, study, spec) = open_sweep(app, &args.sweep)?;
+    let mut home: Box<dyn SweepHome> = match &args.url {
+        Some(url) => {
+            let client = Arc::new(Client::new(url)?);
+            Box::new(RemoteSweep::join(client, &args.sweep, app)?)
+        }
+        None => {
+            let (store, study, spec) = open_sweep(app, &args.sweep)?;
+            let workdir = study.spec["dir"]
+                .as_str()
+                .map(std::path::PathBuf::from)
+                .filter(|d| d.is_dir())
+                .unwrap_or_else(|| app.cwd.clone());
+            Box::new(LocalSweep {
+                store,
+                study,
+                spec,
+                worker: Worker {
+                    host: hostname(),
+                    pid: Some(std::process::id()),
+                },
+                exe: std::env::current_exe().context("cannot find the labbook binary")?,
+                store_dir: app.existing_store_dir()?,
+                workdir,
+                finished: FinishedCurves::default(),
+            })
+        }
+    };
+    let (study, spec) = (home.study().clone(), home.spec().clone());
     let paint = app.err();
-    let seed = study.spec["seed"].as_u64().unwrap_or(0);
-    let workdir = study.spec["dir"]
-        .as_str()
-        .map(std::path::PathBuf::from)
-        .filter(|d| d.is_dir())
-        .unwrap_or_else(|| app.cwd.clone());
-    let store_dir = app.existing_store_dir()?;
     let slots: Vec<Option<String>> = if args.gpus.is_empty() {
         vec![None; args.workers.max(1)]
     } else {
@@ -251,12 +574,6 @@ fn run_sweep(app: &App, args: RunArgs) -> Result<ExitCode> {
             .map(|g| Some(g.trim().to_string()))
             .collect()
     };
-    let host = hostname();
-    let worker = Worker {
-        host: host.clone(),
-        pid: Some(std::process::id()),
-    };
-    let exe = std::env::current_exe().context("cannot find the labbook binary")?;
     crate::signals::install().ok();
     let mut running: Vec<(usize, Running)> = Vec::new();
     let mut started: u64 = 0;
@@ -264,9 +581,9 @@ fn run_sweep(app: &App, args: RunArgs) -> Result<ExitCode> {
     let mut last_wait = String::new();
     let mut last_beat = Instant::now();
     let mut last_check = Instant::now();
-    let mut finished_curves: HashMap<i64, Vec<f64>> = HashMap::new();
+    let mut last_poll: Option<Instant> = None;
     say!(
-        "labbook: sweep {} ({}): {} worker(s){}",
+        "labbook: sweep {} ({}): {} worker(s){}{}",
         paint.bold(&study.name),
         paint.id(&study.id),
         slots.len(),
@@ -274,6 +591,10 @@ fn run_sweep(app: &App, args: RunArgs) -> Result<ExitCode> {
             String::new()
         } else {
             format!(" on GPU {}", args.gpus.join(","))
+        },
+        match &args.url {
+            Some(url) => format!(" · through {url}"),
+            None => String::new(),
         }
     );
     loop {
@@ -288,14 +609,42 @@ fn run_sweep(app: &App, args: RunArgs) -> Result<ExitCode> {
                         (None, Some(_)) => Ending::Stopped,
                         (None, None) => Ending::Natural,
                     };
-                    finish_trial(&*store, &spec, &r.trial, &ending, app)?;
+                    let ended = home.finish(r.trial.id, &ending)?;
+                    say_ended(app, &spec, &r.trial, ended.as_ref());
                 }
                 _ => i += 1,
             }
         }
         let interrupted = crate::signals::received().is_some();
-        let state = store.study_by_pk(study.pk)?.state;
-        if interrupted || state == StudyState::Cancelled {
+        let ids: Vec<i64> = running.iter().map(|(_, r)| r.trial.id).collect();
+        let mut state = None;
+        if last_poll.is_none_or(|t| t.elapsed() >= home.poll_every()) {
+            last_poll = Some(Instant::now());
+            let beat = last_beat.elapsed() >= HEARTBEAT_EVERY;
+            if beat {
+                last_beat = Instant::now();
+            }
+            let prune = spec.early_terminate.is_some()
+                && !running.is_empty()
+                && last_check.elapsed() >= EARLY_TERMINATE_EVERY;
+            if prune {
+                last_check = Instant::now();
+            }
+            let poll = home.poll(&ids, beat, prune)?;
+            state = Some(poll.state);
+            for (trial_id, why) in poll.stops {
+                if let Some((_, r)) = running
+                    .iter_mut()
+                    .find(|(_, r)| r.trial.id == trial_id && r.stop_sent.is_none())
+                {
+                    say!("labbook: trial #{} pruned: {why}", r.trial.number());
+                    terminate(&mut r.child);
+                    r.stop_sent = Some(Instant::now());
+                    r.pruned = Some(why);
+                }
+            }
+        }
+        if interrupted || state == Some(StudyState::Cancelled) {
             for (_, r) in running.iter_mut() {
                 if r.stop_sent.is_none() {
                     terminate(&mut r.child);
@@ -315,63 +664,16 @@ fn run_sweep(app: &App, args: RunArgs) -> Result<ExitCode> {
                 let _ = r.child.kill();
             }
         }
-        if last_beat.elapsed() >= HEARTBEAT_EVERY {
-            last_beat = Instant::now();
-            for (_, r) in &running {
-                let _ = store.update_trial(
-                    r.trial.id,
-                    &TrialPatch {
-                        heartbeat: true,
-                        now_ms: now_ms(),
-                        ..TrialPatch::default()
-                    },
-                );
-            }
-        }
-        if let Some(et) = &spec.early_terminate
-            && last_check.elapsed() >= EARLY_TERMINATE_EVERY
-            && !running.is_empty()
-        {
-            last_check = Instant::now();
-            for (trial_id, why) in
-                early_terminations(&*store, &study, &spec, et, &mut finished_curves)?
-            {
-                if let Some((_, r)) = running
-                    .iter_mut()
-                    .find(|(_, r)| r.trial.id == trial_id && r.stop_sent.is_none())
-                {
-                    say!("labbook: trial #{} pruned: {why}", r.trial.number());
-                    terminate(&mut r.child);
-                    r.stop_sent = Some(Instant::now());
-                    r.pruned = Some(why);
-                }
-            }
-        }
         let can_start = done.is_none() && args.count.is_none_or(|c| started < c);
         let free: Vec<usize> = (0..slots.len())
             .filter(|s| !running.iter().any(|(slot, _)| slot == s))
             .collect();
         if can_start {
             for slot in free {
-                let now = now_ms();
-                let alive = |t: &TrialRecord| worker_alive(t, host.as_deref(), now);
-                let claimed =
-                    store.claim_trial(study.pk, &worker, now, &alive, &mut |_, trials| {
-                        Ok(decide(&spec, seed, trials))
-                    })?;
-                match claimed {
+                match home.claim()? {
                     Claimed::Trial(trial) => {
                         started += 1;
-                        let child = spawn_trial(
-                            &exe,
-                            &store_dir,
-                            &workdir,
-                            &study,
-                            &spec,
-                            &trial,
-                            slots[slot].as_deref(),
-                        );
-                        match child {
+                        match home.spawn(&trial, slots[slot].as_deref()) {
                             Ok(child) => running.push((
                                 slot,
                                 Running {
@@ -382,7 +684,7 @@ fn run_sweep(app: &App, args: RunArgs) -> Result<ExitCode> {
                                 },
                             )),
                             Err(e) => {
-                                not_started(&*store, &trial, &e)?;
+                                home.finish(trial.id, &Ending::NotStarted(format!("{e:#}")))?;
                                 say!(
                                     "labbook: {}: trial #{}: {e:#}",
                                     paint.error("error"),
@@ -416,7 +718,6 @@ fn run_sweep(app: &App, args: RunArgs) -> Result<ExitCode> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let trials = store.trials(study.pk)?;
     say!(
         "labbook: sweep {} ({}): {} · {} trial(s) started here · labbook sweep status {}",
         paint.bold(&study.name),
@@ -425,104 +726,11 @@ fn run_sweep(app: &App, args: RunArgs) -> Result<ExitCode> {
         started,
         study.id
     );
-    let _ = trials;
     Ok(if crate::signals::received().is_some() {
         ExitCode::from(130)
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// The running trials W&B's hyperband would stop now, with why: each
-/// trial's curve is its metric's finite values in step order (an
-/// iteration per value, as W&B counts), a finished trial's read once.
-pub(crate) fn early_terminations(
-    store: &dyn Store,
-    study: &StudyRecord,
-    spec: &SweepSpec,
-    et: &labbook_search::sweep::HyperbandSpec,
-    finished_curves: &mut HashMap<i64, Vec<f64>>,
-) -> Result<Vec<(i64, String)>> {
-    let Some(metric) = &spec.metric else {
-        return Ok(Vec::new());
-    };
-    let trials = store.trials(study.pk)?;
-    let mut curves: Vec<(i64, bool, Vec<f64>)> = Vec::new();
-    for t in &trials {
-        let Some(run_id) = &t.run_id else { continue };
-        let running = !t.state().is_finished();
-        let values = match finished_curves.get(&t.id) {
-            Some(v) if !running => v.clone(),
-            _ => {
-                let v: Vec<f64> = store
-                    .read_series(run_id, &metric.name, labbook_store::StepRange::default())
-                    .map(|c| c.values.into_iter().filter(|x| x.is_finite()).collect())
-                    .unwrap_or_default();
-                if !running {
-                    finished_curves.insert(t.id, v.clone());
-                }
-                v
-            }
-        };
-        curves.push((t.id, running, values));
-    }
-    let view: Vec<BandTrial<'_>> = curves
-        .iter()
-        .map(|(_, running, values)| BandTrial {
-            running: *running,
-            values,
-        })
-        .collect();
-    Ok(wandb_hyperband_stops(et, metric.goal, &view)
-        .into_iter()
-        .map(|i| {
-            let n = curves[i].2.len();
-            let band = et.bands.iter().rev().find(|&&b| b as usize <= n).copied().unwrap_or(0);
-            (
-                curves[i].0,
-                format!(
-                    "hyperband: its {} after {band} iterations is in the worst of the trials that got that far",
-                    metric.name
-                ),
-            )
-        })
-        .collect())
-}
-
-pub(crate) fn decide(spec: &SweepSpec, seed: u64, trials: &[Arc<TrialRecord>]) -> Claim {
-    let view: Vec<SweepTrial<'_>> = trials
-        .iter()
-        .map(|t| SweepTrial {
-            obs: &t.obs,
-            grid_index: t.grid_index,
-            retry_of: t.retry_of,
-        })
-        .collect();
-    match spec.next(seed, &view) {
-        Next::Trial {
-            params,
-            grid_index,
-            retry_of,
-        } => {
-            // Each parameter's domain, so the analysis (and TPE on a study
-            // that reads this one) knows what was searched.
-            let distributions = spec
-                .parameters
-                .iter()
-                .filter(|p| params.contains_key(&p.spec.name))
-                .map(|p| (p.spec.name.clone(), p.spec.domain.clone()))
-                .collect();
-            Claim::Trial(Box::new(NewTrial {
-                params,
-                distributions,
-                grid_index,
-                retry_of,
-                ..NewTrial::default()
-            }))
-        }
-        Next::Wait(why) => Claim::Wait(why),
-        Next::Finish(why) => Claim::Finish(why),
-    }
 }
 
 pub(crate) fn terminate(child: &mut Child) {
@@ -533,20 +741,24 @@ pub(crate) fn terminate(child: &mut Child) {
     }
 }
 
-pub(crate) fn spawn_trial(
-    exe: &std::path::Path,
-    store_dir: &std::path::Path,
-    workdir: &std::path::Path,
-    study: &StudyRecord,
+/// A trial's command line, its macros expanded here (`${env}` and
+/// `${envvar:…}` are this machine's), and the variables that hand the
+/// trial's values to the program.
+struct TrialCommand {
+    words: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+/// `${args_json_file}` files go in `dir`.
+fn trial_command(
     spec: &SweepSpec,
+    study: &StudyRecord,
     trial: &TrialRecord,
-    gpu: Option<&str>,
-) -> Result<Child> {
+    dir: &std::path::Path,
+) -> Result<TrialCommand> {
     let args = spec.nested_args(&trial.obs.params);
     let json_file = if needs_json_file(&spec.command) {
-        let dir = store_dir.join("sweeps").join(&study.id);
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join(format!("config-{}.json", trial.number()));
         std::fs::write(&path, labbook_search::command::args_json(&args))
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -565,20 +777,74 @@ pub(crate) fn spawn_trial(
         },
     )
     .map_err(|e| anyhow!("the sweep's command: {e}"))?;
-    let env = [
+    let vars = vec![
         ("LABBOOK_SWEEP_ID".to_string(), study.id.clone()),
         (
             "LABBOOK_CONFIG_SET".to_string(),
             Value::Object(args).to_string(),
         ),
     ];
-    spawn_labbook_run(exe, store_dir, workdir, study, trial.id, &words, &env, gpu)
+    Ok(TrialCommand { words, env: vars })
+}
+
+pub(crate) fn spawn_trial(
+    exe: &std::path::Path,
+    store_dir: &std::path::Path,
+    workdir: &std::path::Path,
+    study: &StudyRecord,
+    spec: &SweepSpec,
+    trial: &TrialRecord,
+    gpu: Option<&str>,
+) -> Result<Child> {
+    let command = trial_command(
+        spec,
+        study,
+        trial,
+        &store_dir.join("sweeps").join(&study.id),
+    )?;
+    spawn_labbook_run(
+        exe,
+        store_dir,
+        workdir,
+        study,
+        trial.id,
+        &command.words,
+        &command.env,
+        gpu,
+    )
+}
+
+/// Makes the child stop (SIGTERM, which `labbook run` forwards to the
+/// program) if this runner dies, so a killed runner leaves no orphan to
+/// run twice once its trial is found crashed.
+fn stop_with_parent(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches
+        // only the child's own state.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGTERM as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
 }
 
 /// Starts `labbook run -- WORDS` for a trial (or a queued job) of `study`:
-/// the run links itself to the trial through LABBOOK_TRIAL. The child
-/// stops (SIGTERM) if this process dies, so a killed runner leaves no
-/// orphan to run twice once its trial is found crashed.
+/// the run links itself to the trial through LABBOOK_TRIAL.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn spawn_labbook_run(
     exe: &std::path::Path,
@@ -598,6 +864,7 @@ pub(crate) fn spawn_labbook_run(
         .env("LABBOOK_DIR", store_dir)
         .env("LABBOOK_PROJECT", &study.project)
         .env("LABBOOK_TRIAL", format!("{}:{}", study.pk, trial_id))
+        .env_remove("LABBOOK_URL")
         .stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
@@ -605,72 +872,19 @@ pub(crate) fn spawn_labbook_run(
     if let Some(gpus) = gpus {
         cmd.env("CUDA_VISIBLE_DEVICES", gpus);
     }
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches
-        // only the child's own state; it makes the child stop (SIGTERM,
-        // which `labbook run` forwards to the program) if this runner dies.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGTERM as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                ) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
+    stop_with_parent(&mut cmd);
     cmd.spawn()
         .with_context(|| format!("cannot start {}", exe.display()))
 }
 
-/// The trial's value: its run's best value of the sweep's metric (the
-/// minimum or maximum over what it logged, as W&B's sweeps take it), or
-/// the run's summary value.
-fn metric_value(spec: &SweepSpec, run: &RunRecord) -> Option<f64> {
-    let metric = spec.metric.as_ref()?;
-    if let Some(s) = run.metrics.get(&metric.name) {
-        let best = match metric.goal {
-            labbook_search::Direction::Minimize => s.min,
-            labbook_search::Direction::Maximize => s.max,
-        };
-        return best.or(Some(s.last)).filter(|v| !v.is_nan());
-    }
-    run.summary.get(&metric.name).and_then(Value::as_f64)
-}
-
 /// Ends a trial whose process could not be started as failed, saying why.
 pub(crate) fn not_started(store: &dyn Store, trial: &TrialRecord, e: &anyhow::Error) -> Result<()> {
-    store.update_trial(
-        trial.id,
-        &TrialPatch {
-            state: Some(TrialState::Failed),
-            note: Some(format!("could not start: {e:#}")),
-            now_ms: now_ms(),
-            ..TrialPatch::default()
-        },
-    )?;
+    sweeps::not_started(store, trial.id, &format!("{e:#}"), now_ms())?;
     Ok(())
 }
 
-/// How a trial's process came to end.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Ending {
-    /// On its own.
-    Natural,
-    /// Its runner stopped it (interrupted, or the sweep cancelled).
-    Stopped,
-    /// The sweep's early termination stopped it, for this reason.
-    Pruned(String),
-}
-
+/// Ends a trial (of a sweep run here or from the queue) from its run, and
+/// says how it ended.
 pub(crate) fn finish_trial(
     store: &dyn Store,
     spec: &SweepSpec,
@@ -678,98 +892,26 @@ pub(crate) fn finish_trial(
     ending: &Ending,
     app: &App,
 ) -> Result<()> {
-    let current = store.trial(trial.id)?;
-    if current.state().is_finished() {
-        return Ok(());
-    }
-    let run = current
-        .run_id
-        .as_deref()
-        .and_then(|id| store.get_run(id).ok());
-    let stopped = *ending == Ending::Stopped;
-    let (state, note, value) = match (&run, ending) {
-        (Some(run), Ending::Pruned(why)) => {
-            // However the program took the SIGTERM, the run was pruned.
-            let _ = store.update_run(
-                &run.id,
-                &RunPatch {
-                    status: Some(RunStatus::Pruned),
-                    ended_ms: run.ended_ms.or(Some(now_ms())),
-                    ..RunPatch::default()
-                },
-            );
-            (
-                TrialState::Pruned,
-                Some(why.clone()),
-                metric_value(spec, run),
-            )
-        }
-        _ => match &run {
-            None => (
-                TrialState::Failed,
-                Some("its run was never created (see the runner's output)".to_string()),
-                None,
-            ),
-            Some(run) => {
-                let value = metric_value(spec, run);
-                match run.status {
-                    RunStatus::Finished => (TrialState::Complete, None, value),
-                    RunStatus::Pruned => (TrialState::Pruned, None, value),
-                    RunStatus::Killed if stopped => (
-                        TrialState::Crashed,
-                        Some("stopped by its runner (interrupted or cancelled)".into()),
-                        value,
-                    ),
-                    RunStatus::Killed => (TrialState::Failed, Some("killed".into()), value),
-                    RunStatus::Failed => (
-                        TrialState::Failed,
-                        run.error.clone().or(Some(match run.exit_code {
-                            Some(c) => format!("exit code {c}"),
-                            None => "failed".into(),
-                        })),
-                        value,
-                    ),
-                    RunStatus::Crashed | RunStatus::Running => {
-                        if run.status == RunStatus::Running {
-                            let _ = store.update_run(
-                                &run.id,
-                                &RunPatch {
-                                    status: Some(RunStatus::Crashed),
-                                    ended_ms: Some(now_ms()),
-                                    ..RunPatch::default()
-                                },
-                            );
-                        }
-                        (TrialState::Crashed, Some("its run crashed".into()), value)
-                    }
-                }
-            }
-        },
-    };
-    store.update_trial(
-        trial.id,
-        &TrialPatch {
-            state: Some(state),
-            values: value.map(|v| vec![v]),
-            note,
-            now_ms: now_ms(),
-            ..TrialPatch::default()
-        },
-    )?;
+    let ended = sweeps::finish_trial(store, spec, trial.id, ending, now_ms())?;
+    say_ended(app, spec, trial, ended.as_ref());
+    Ok(())
+}
+
+fn say_ended(app: &App, spec: &SweepSpec, trial: &TrialRecord, ended: Option<&Ended>) {
+    let Some(ended) = ended else { return };
     let paint = app.err();
-    let shown = match (value, &spec.metric) {
+    let shown = match (ended.value, &spec.metric) {
         (Some(v), Some(m)) => format!(" · {} {}", m.name, fmt::number(v)),
         _ => String::new(),
     };
     say!(
         "labbook: trial #{} {}{shown}",
         trial.number(),
-        match state {
-            TrialState::Complete => paint.good(state.as_str()),
-            _ => paint.warn(state.as_str()),
+        match ended.state {
+            TrialState::Complete => paint.good(ended.state.as_str()),
+            _ => paint.warn(ended.state.as_str()),
         }
     );
-    Ok(())
 }
 
 /// What `labbook run` does for a sweep's trial (LABBOOK_TRIAL is
@@ -825,26 +967,9 @@ pub fn trial_launch(launch: &mut Launch, reference: &str) -> Result<TrialLink> {
     }
     launch
         .kv_tags
-        .insert("labbook.sweep".into(), study.id.clone());
-    launch
-        .kv_tags
-        .insert("labbook.trial".into(), trial.number().to_string());
+        .extend(sweeps::trial_labels(&study, trial.number()));
     if launch.why.is_none() {
-        let shown: Vec<String> = trial
-            .obs
-            .params
-            .iter()
-            .map(|(k, v)| format!("{k}={}", labbook_search::command::python_str(v)))
-            .collect();
-        launch.why = Some(match &study.why {
-            Some(why) => format!("{why} · trial #{}: {}", trial.number(), shown.join(" ")),
-            None => format!(
-                "sweep {} trial #{}: {}",
-                study.name,
-                trial.number(),
-                shown.join(" ")
-            ),
-        });
+        launch.why = Some(sweeps::trial_why(&study, trial.number(), &trial.obs.params));
     }
     Ok(TrialLink { store, trial_id })
 }
