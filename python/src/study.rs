@@ -374,8 +374,7 @@ fn claim(inner: &Inner, fixed: BTreeMap<String, Value>) -> labbook_store::Result
     // An enqueued trial is taken by moving it from waiting to running, which
     // only one process can do.
     if fixed.is_empty() {
-        let trials = inner.store.trials(inner.study.pk)?;
-        for t in trials.iter().filter(|t| t.state() == TrialState::Waiting) {
+        for t in inner.store.waiting_trials(inner.study.pk)?.iter() {
             let taken = inner.store.update_trial(
                 t.id,
                 &TrialPatch {

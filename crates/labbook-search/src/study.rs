@@ -97,20 +97,49 @@ fn grid_of(space: &[(String, Vec<Value>)]) -> Result<Grid, SearchError> {
     Grid::new(&specs)
 }
 
-/// The domain each parameter was last asked for with, among finished
-/// trials.
-fn latest_domains(trials: &[impl TrialView]) -> BTreeMap<String, Domain> {
-    let mut out = BTreeMap::new();
+/// The domain each of `names` was last asked for with, among finished
+/// trials. The newest trials usually hold them all, so the walk back
+/// stops as soon as every name is found.
+fn latest_domains<'a>(
+    trials: &'a [impl TrialView],
+    names: &BTreeSet<&str>,
+) -> BTreeMap<&'a str, &'a Domain> {
+    let mut out: BTreeMap<&str, &Domain> = BTreeMap::new();
     for t in trials.iter().rev() {
+        if out.len() == names.len() {
+            break;
+        }
         if t.obs().state().is_finished() {
             for (name, d) in t.distributions() {
-                if !out.contains_key(name) {
-                    out.insert(name.clone(), d.clone());
+                if names.contains(name.as_str()) {
+                    out.entry(name.as_str()).or_insert(d);
                 }
             }
         }
     }
     out
+}
+
+/// The parameters every one of `finished` has (Optuna's intersection
+/// search space), found without copying a name per trial.
+fn common_params<'a>(finished: &[&'a (dyn AsObservation + 'a)]) -> BTreeSet<&'a str> {
+    let Some((&first, rest)) = finished.split_first() else {
+        return BTreeSet::new();
+    };
+    let mut common: Vec<&str> = first.obs().params.keys().map(String::as_str).collect();
+    for &o in rest {
+        if common.is_empty() {
+            break;
+        }
+        let params = &o.obs().params;
+        if params.len() == common.len()
+            && params.keys().map(String::as_str).eq(common.iter().copied())
+        {
+            continue;
+        }
+        common.retain(|name| params.contains_key(*name));
+    }
+    common.into_iter().collect()
 }
 
 impl StudySettings {
@@ -149,7 +178,6 @@ impl StudySettings {
                 if !settings.multivariate || !tpe.warmed_up(trials) {
                     return Ok(AskPlan::default());
                 }
-                let domains = latest_domains(trials);
                 let mut plan = AskPlan::default();
                 let finished: Vec<&dyn AsObservation> = trials
                     .iter()
@@ -162,28 +190,26 @@ impl StudySettings {
                 // finished trial has; the rest are sampled one at a time when
                 // asked for. With `group`, each set of parameters that always
                 // appear together is a joint space of its own.
-                let spaces = if settings.group {
+                let spaces: Vec<BTreeSet<String>> = if settings.group {
                     groups(&finished, false)
                 } else {
-                    let mut common: Option<std::collections::BTreeSet<String>> = None;
-                    for o in &finished {
-                        let keys: std::collections::BTreeSet<String> =
-                            o.obs().params.keys().cloned().collect();
-                        common = Some(match common {
-                            None => keys,
-                            Some(c) => c.intersection(&keys).cloned().collect(),
-                        });
+                    let common = common_params(&finished);
+                    if common.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![common.into_iter().map(str::to_string).collect()]
                     }
-                    common.into_iter().filter(|c| !c.is_empty()).collect()
                 };
-                for group in spaces {
+                let names: BTreeSet<&str> = spaces.iter().flatten().map(String::as_str).collect();
+                let domains = latest_domains(trials, &names);
+                for group in &spaces {
                     let specs: Vec<ParamSpec> = group
                         .iter()
                         .filter_map(|name| {
                             domains
-                                .get(name)
+                                .get(name.as_str())
                                 .filter(|d| !d.is_single())
-                                .map(|d| ParamSpec::new(name.clone(), d.clone()))
+                                .map(|d| ParamSpec::new(name.clone(), (*d).clone()))
                         })
                         .collect();
                     if specs.is_empty() {

@@ -170,7 +170,16 @@ fn split_n(
         let l = direction.loss(v);
         if l.is_nan() { f64::INFINITY } else { l }
     };
-    complete.sort_by_cached_key(|o| (OrdF64(loss(o.value.unwrap_or(f64::NAN))), o.number));
+    // Only which trials are the best `n_below_total` matters (both sides
+    // are put back in trial order below), so a selection does what a sort
+    // did; the key orders every trial, so the set is the same.
+    let key = |o: &&Observation| (OrdF64(loss(o.value.unwrap_or(f64::NAN))), o.number);
+    if n_below_total > 0 && n_below_total < complete.len() {
+        complete.select_nth_unstable_by_key(n_below_total - 1, key);
+        complete[..n_below_total].sort_unstable_by_key(key);
+    } else {
+        complete.sort_unstable_by_key(key);
+    }
     // A pruned trial that got further ranks first; among equals, the better
     // last value; one that reported nothing ranks last.
     let pruned_key = |o: &Observation| match o.last_intermediate() {
@@ -196,8 +205,8 @@ fn split_n(
         }
     }
     above.extend(running);
-    below.sort_by_key(|o| o.number);
-    above.sort_by_key(|o| o.number);
+    below.sort_unstable_by_key(|o| o.number);
+    above.sort_unstable_by_key(|o| o.number);
     (below, above)
 }
 
@@ -602,11 +611,24 @@ fn neighbour_sigmas(xs: &[f64], low: f64, high: f64, consider_endpoints: bool) -
     if n == 0 {
         return Vec::new();
     }
-    let mut order: Vec<(f64, usize)> = xs.iter().copied().zip(0..n).collect();
-    order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    // Sorted by an integer key with f64::total_cmp's order: integer
+    // comparisons sort a thousand values in about half the time.
+    let mut order: Vec<(u64, usize)> = xs
+        .iter()
+        .map(|x| {
+            let bits = x.to_bits();
+            if bits >> 63 == 1 {
+                !bits
+            } else {
+                bits | (1 << 63)
+            }
+        })
+        .zip(0..n)
+        .collect();
+    order.sort_unstable();
     let mut sorted = Vec::with_capacity(n + 2);
     sorted.push(low);
-    sorted.extend(order.iter().map(|&(x, _)| x));
+    sorted.extend(order.iter().map(|&(_, i)| xs[i]));
     sorted.push(high);
     let mut sorted_sigmas: Vec<f64> = (1..=n)
         .map(|i| (sorted[i] - sorted[i - 1]).max(sorted[i + 1] - sorted[i]))
@@ -728,6 +750,25 @@ fn truncated_normal(rng: &mut SearchRng, mu: f64, sigma: f64, low: f64, high: f6
 /// `row`; false when it lacks one of them or has a value not in the domain.
 fn observe_into(o: &Observation, group: &[&ParamSpec], row: &mut Vec<f64>) -> bool {
     row.clear();
+    // A group in name order is read in one walk along the trial's
+    // parameters (also in name order) instead of a search per name.
+    if group.is_sorted_by(|a, b| a.name < b.name) {
+        let mut params = o.params.iter();
+        for p in group {
+            let value = loop {
+                match params.next() {
+                    Some((name, v)) if *name == p.name => break Some(v),
+                    Some((name, _)) if *name < p.name => continue,
+                    _ => break None,
+                }
+            };
+            match value.and_then(|v| to_axis(&p.domain, v)) {
+                Some(x) => row.push(x),
+                None => return false,
+            }
+        }
+        return true;
+    }
     for p in group {
         match o.params.get(&p.name).and_then(|v| to_axis(&p.domain, v)) {
             Some(x) => row.push(x),

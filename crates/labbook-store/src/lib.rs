@@ -232,6 +232,12 @@ pub trait Store: Send + Sync {
     /// A study's trials by number.
     fn trials(&self, study: i64) -> Result<Vec<std::sync::Arc<TrialRecord>>>;
     fn trial(&self, trial_id: i64) -> Result<TrialRecord>;
+    /// A study's waiting trials (enqueued, not yet claimed) by number.
+    fn waiting_trials(&self, study: i64) -> Result<Vec<std::sync::Arc<TrialRecord>>> {
+        let mut trials = self.trials(study)?;
+        trials.retain(|t| t.state() == labbook_search::TrialState::Waiting);
+        Ok(trials)
+    }
     /// In one write transaction: marks crashed the running trials `alive`
     /// says are dead, then asks `decide` (given the study and its trials)
     /// what to do and records the trial it asks for. Two workers never see

@@ -606,10 +606,12 @@ impl SqliteStore {
                 .name
                 .clone()
                 .unwrap_or_else(|| ids::run_name_from_bits(random_bits()));
-            let inserted = tx.execute(
-                "INSERT INTO runs (id, project_id, name, grp, tags, notes, status, created_ms, heartbeat_ms, host, pid, config)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING",
-                params![
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO runs (id, project_id, name, grp, tags, notes, status, created_ms, heartbeat_ms, host, pid, config)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING",
+                )?
+                .execute(params![
                     id,
                     project_id,
                     name,
@@ -1213,6 +1215,9 @@ impl Store for SqliteStore {
     }
     fn trials(&self, study: i64) -> Result<Vec<std::sync::Arc<TrialRecord>>> {
         self.trials_impl(study)
+    }
+    fn waiting_trials(&self, study: i64) -> Result<Vec<std::sync::Arc<TrialRecord>>> {
+        self.waiting_trials_impl(study)
     }
     fn trial(&self, trial_id: i64) -> Result<TrialRecord> {
         self.trial_impl(trial_id)
