@@ -220,14 +220,24 @@ def strays(folder: Path) -> list[int]:
     return found
 
 
-def kill_runner_mid_trials(store: Path, sweep_id: str, marks: Path, started: int) -> list[int]:
-    """Starts `sweep run --workers 2`, SIGKILLs it (it alone) once two more
-    trials are running, and returns the pids of the trials' programs, which
-    must then stop (they get SIGTERM when their runner dies)."""
+def kill_runner_mid_trials(
+    store: Path,
+    sweep_id: str,
+    marks: Path,
+    started: int,
+    command: list[str] | None = None,
+    folder: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> list[int]:
+    """Starts `sweep run --workers 2` (or ``command``, in ``folder`` with
+    ``env``), SIGKILLs it (it alone) once two more trials are running, and
+    returns the pids of the trials' programs, which must then stop (they
+    get SIGTERM when their runner dies)."""
+    folder = folder or store.parent
     runner = subprocess.Popen(
-        [labbook_bin(), "sweep", "run", sweep_id, "--workers", "2"],
-        cwd=store.parent,
-        env=env_for(store, {"MARKS": str(marks)}),
+        command or [labbook_bin(), "sweep", "run", sweep_id, "--workers", "2"],
+        cwd=folder,
+        env=env or env_for(store, {"MARKS": str(marks)}),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -241,18 +251,18 @@ def kill_runner_mid_trials(store: Path, sweep_id: str, marks: Path, started: int
             time.sleep(0.05)
         time.sleep(0.4)  # well inside the trials' 2 s of steps
         # The runner, its two `labbook run` children and their programs.
-        assert len(strays(store.parent)) >= 5, strays(store.parent)
+        assert len(strays(folder)) >= 5, strays(folder)
     finally:
         runner.send_signal(signal.SIGKILL)
         runner.communicate(timeout=30)
     assert runner.returncode == -signal.SIGKILL
     # The programs (by their marker files) and every other process working
-    # in the project folder: the runner's `labbook run` children included.
+    # in the folder: the runner's `labbook run` children included.
     pids = [int(p.name) for p in marks.iterdir()]
     deadline = time.monotonic() + 10
-    while (strays(store.parent) or any(alive(p) for p in pids)) and time.monotonic() < deadline:
+    while (strays(folder) or any(alive(p) for p in pids)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    survivors = sorted({p for p in pids if alive(p)} | set(strays(store.parent)))
+    survivors = sorted({p for p in pids if alive(p)} | set(strays(folder)))
     for p in survivors:  # no strays left behind, whatever the verdict
         os.kill(p, signal.SIGKILL)
     assert survivors == [], "trial programs outlived their SIGKILLed runner"

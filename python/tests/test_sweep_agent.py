@@ -7,10 +7,7 @@ HTTP."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,9 +19,9 @@ from test_sweep import (
     PY,
     SLOW,
     TRAIN,
-    alive,
     create,
     env_for,
+    kill_runner_mid_trials,
     status,
     sweep_file,
     sweep_runs,
@@ -128,33 +125,15 @@ def test_an_agent_killed_with_sigkill_loses_no_grid_point_and_runs_none_twice(
         "command": [PY, "${program}", "${args}"],
     }
     sweep_id = create(store, sweep_file(store, config))
-    runner = subprocess.Popen(
-        [labbook_bin(), "sweep", "agent", sweep_id, "--url", server.url, "--workers", "2"],
-        cwd=elsewhere,
+    kill_runner_mid_trials(
+        store,
+        sweep_id,
+        marks,
+        started=0,
+        command=[labbook_bin(), "sweep", "agent", sweep_id, "--url", server.url, "--workers", "2"],
+        folder=elsewhere,
         env=agent_env({"MARKS": str(marks)}),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
     )
-    try:
-        deadline = time.monotonic() + 30
-        while len(list(marks.iterdir())) < 2:
-            assert runner.poll() is None, runner.communicate()[1]
-            assert time.monotonic() < deadline, "the trials never started"
-            time.sleep(0.05)
-        time.sleep(0.4)
-    finally:
-        runner.send_signal(signal.SIGKILL)
-        runner.communicate(timeout=30)
-    pids = [int(p.name) for p in marks.iterdir()]
-    deadline = time.monotonic() + 10
-    while any(alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    survivors = [p for p in pids if alive(p)]
-    for p in survivors:
-        os.kill(p, signal.SIGKILL)
-    assert survivors == [], "trial programs outlived their SIGKILLed agent"
 
     done = agent(elsewhere, sweep_id, server.url, "--workers", "2", env={"MARKS": str(marks)})
     assert done.returncode == 0, done.stderr

@@ -351,6 +351,34 @@ def seed_study(server: Server) -> dict[str, str]:
     return ids
 
 
+def create_sweep(server: Server, **overrides: Any) -> str:
+    """A random sweep in the project "victim", made with the CLI on the
+    server's store (``overrides`` replace keys of its file); its id."""
+    folder = server.store.parent
+    config: dict[str, Any] = {
+        "program": "train.py",
+        "method": "random",
+        "project": "victim",
+        "run_cap": 3,
+        "metric": {"name": "loss", "goal": "minimize"},
+        "parameters": {"lr": {"min": 0.001, "max": 0.1}},
+    }
+    config.update(overrides)
+    (folder / "sweep.json").write_text(json.dumps(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABBOOK_")}
+    done = subprocess.run(
+        [str(labbook_bin()), "--dir", str(server.store), "sweep", "create", "sweep.json", "--json"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    sweep: str = json.loads(done.stdout)["id"]
+    return sweep
+
+
 def raw_http(host: str, port: int, request: bytes, timeout: float = 10.0) -> bytes:
     """Sends bytes as they are (requests would fix a bad Host or method) and
     reads the whole answer."""

@@ -17,7 +17,16 @@ import pytest
 import requests
 import schemathesis
 import yaml
-from conftest import REPO, Server, seed, seed_artifacts, seed_study, start_server, stop
+from conftest import (
+    REPO,
+    Server,
+    create_sweep,
+    seed,
+    seed_artifacts,
+    seed_study,
+    start_server,
+    stop,
+)
 from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 
 OPENAPI = REPO / "docs/openapi.yaml"
@@ -214,6 +223,16 @@ def check_error(spec: dict[str, Any], response: requests.Response, status: int, 
     assert body["error"]["code"] == code, body
 
 
+def seed_sweep(server: Server) -> dict[str, str]:
+    """A random sweep with hyperband in the project "victim" (made with the CLI
+    on the server's store) and one trial of it claimed through the API, so the
+    agent routes have a sweep and a trial to answer 2xx about: their ids."""
+    sweep = create_sweep(server, run_cap=6, early_terminate={"type": "hyperband", "min_iter": 1})
+    r = server.post_json(f"/api/v1/studies/{sweep}/claim", {"host": "openapi-agent", "pid": 4242})
+    assert r.status_code == 200 and r.json()["claimed"] == "trial", r.text
+    return {"sweep": sweep, "sweep_trial": str(r.json()["trial"]["id"])}
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
     """One `labbook serve` on a seeded store for the module: the answers test
@@ -226,6 +245,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dic
         ids = seed(server)
         ids.update(seed_artifacts(server))
         ids.update(seed_study(server))
+        ids.update(seed_sweep(server))
         yield server, ids
     finally:
         stop(server.process)
@@ -381,6 +401,34 @@ def test_real_answers_match_the_documented_schemas(live: tuple[Server, dict[str,
     get("/api/v1/series", "/api/v1/series", runs="openapi1", keys="loss", after=0)
     for path in ("/api/v1/runs/tags", "/api/v1/runs/delete", "/api/v1/runs/restore"):
         assert post(path, path, {"ids": ["openapi1"], "add": ["d"]}) == {"ok": True}
+
+    # A sweep, as an agent sees it: its file, a claim, a heartbeat, a finish.
+    sweep = ids["sweep"]
+    search = get("/api/v1/studies/{id}", f"/api/v1/studies/{sweep}")
+    assert search["config"]["method"] == "random" and search["study"]["kind"] == "sweep"
+    assert get("/api/v1/studies/{id}", f"/api/v1/studies/{ids['study']}")["config"] is None
+    claim_t, beat_t = "/api/v1/studies/{id}/claim", "/api/v1/studies/{id}/heartbeat"
+    finish_t = "/api/v1/trials/{id}/finish"
+    claimed = post(claim_t, f"/api/v1/studies/{sweep}/claim", {"host": "h", "pid": 1})
+    assert claimed["claimed"] == "trial", claimed
+    trial = claimed["trial"]["id"]
+    beat = post(beat_t, f"/api/v1/studies/{sweep}/heartbeat", {"trials": [trial], "prune": True})
+    assert beat == {"state": "running", "state_reason": None, "stop": []}
+    ended = post(finish_t, f"/api/v1/trials/{trial}/finish", {"ending": "natural"})
+    assert ended == {"state": "crashed", "value": None, "already_ended": False}
+    again = post(finish_t, f"/api/v1/trials/{trial}/finish", {"ending": "stopped", "why": None})
+    assert again["already_ended"] is True
+    assert post(claim_t, f"/api/v1/studies/{ids['study']}/claim", {})["error"]["field"] == "id"
+    assert post(beat_t, f"/api/v1/studies/{sweep}/heartbeat", {"prune": 1})["error"]["field"] == (
+        "prune"
+    )
+    assert post(finish_t, "/api/v1/trials/x/finish", {"ending": "natural"})["error"]["field"] == (
+        "id"
+    )
+    assert (
+        post(finish_t, "/api/v1/trials/424242/finish", {"ending": "natural"})["error"]["code"]
+        == "NOT_FOUND"
+    )
 
     # Versioned artifacts: every answer, and the errors of each.
     base = "/api/v1/projects/{project}/artifacts"
@@ -665,8 +713,13 @@ def aim_at_the_store(case: Any, ids: dict[str, str]) -> None:
             held = ids["logged_model"] if path.startswith("/api/v1/logged-models/") else run
             if path.startswith("/api/v1/runs/{id}/artifacts"):
                 held = ids["mlflow_run"]
-            if path.startswith("/api/v1/studies/"):
-                held = ids["study"]
+            if path == "/api/v1/studies/{id}":
+                held = (ids["study"], ids["sweep"])[_pick(case, "search", 2)]
+            elif path.startswith("/api/v1/studies/"):
+                # Only sweeps take agents.
+                held = ids["sweep"]
+            elif path == "/api/v1/trials/{id}/finish":
+                held = ids["sweep_trial"]
             case.path_parameters = {**case.path_parameters, "id": held}
         if path.startswith("/api/v1/runs/{id}/") and path.endswith(
             ("/lineage", "/artifact-versions")
@@ -709,6 +762,8 @@ def aim_at_the_store(case: Any, ids: dict[str, str]) -> None:
             case.body = {**case.body, "ids": [run]}
         if "run_id" in case.body and _pick(case, "run_id", 2):
             case.body = {**case.body, "run_id": run}
+        if isinstance(case.body.get("trials"), list) and _pick(case, "trials", 2):
+            case.body = {**case.body, "trials": [int(ids["sweep_trial"])]}
         if case.operation.path == "/api/v1/runs" and _pick(case, "resume", 3) == 0:
             case.body = {**case.body, "id": run, "resume": "allow"}
 

@@ -18,7 +18,7 @@ import subprocess
 from typing import Any
 
 import pytest
-from conftest import Server, labbook_bin, labbook_python, raw_http, status_of
+from conftest import Server, create_sweep, labbook_python, raw_http, status_of
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -169,33 +169,7 @@ def test_a_study_with_long_curves_answers_a_bounded_document(serve: Server) -> N
 
 
 def make_sweep(server: Server, run_cap: int = 3) -> str:
-    """A random sweep in the project "victim" (created with the CLI on the
-    server's store); its id."""
-    folder = server.store.parent
-    (folder / "sweep.json").write_text(
-        json.dumps(
-            {
-                "program": "train.py",
-                "method": "random",
-                "project": "victim",
-                "run_cap": run_cap,
-                "metric": {"name": "loss", "goal": "minimize"},
-                "parameters": {"lr": {"min": 0.001, "max": 0.1}},
-            }
-        )
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LABBOOK_")}
-    done = subprocess.run(
-        [str(labbook_bin()), "--dir", str(server.store), "sweep", "create", "sweep.json", "--json"],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    sid: str = json.loads(done.stdout)["id"]
-    return sid
+    return create_sweep(server, run_cap=run_cap)
 
 
 def trials_of(server: Server, sid: str) -> list[dict[str, Any]]:
@@ -331,14 +305,20 @@ def test_an_oversized_agent_body_is_refused(serve: Server) -> None:
         ("/api/v1/studies/" + "s" * 10_000 + "/claim", {}, 400),
         ("/api/v1/studies/%2e%2e%2flabbook.db/claim", {}, 404),
         ("/api/v1/studies/nope/heartbeat", {}, 404),
+        # LIKE's wildcards are not a prefix of every id.
+        ("/api/v1/studies/___/claim", {}, 404),
+        ("/api/v1/studies/%25%25%25/claim", {}, 404),
+        ("/api/v1/studies/a_%25/heartbeat", {}, 404),
     ],
 )
 def test_unknown_and_traversing_agent_ids_are_clean_errors(
     serve: Server, path: str, body: dict[str, Any], status: int
 ) -> None:
+    sid = make_sweep(serve)
     r = serve.post_json(path, body)
     assert r.status_code == status, (path, r.status_code, r.text[:300])
     assert "error" in r.json()
+    assert trials_of(serve, sid) == []
     assert serve.alive()
 
 

@@ -9,8 +9,9 @@ use crate::codec::CodecError;
 pub enum StoreError {
     #[error("{what} {id:?} not found")]
     NotFound { what: &'static str, id: String },
-    #[error("{reference:?} matches several runs: {candidates}; use the run id")]
+    #[error("{reference:?} matches several {what}: {candidates}; use the full id")]
     Ambiguous {
+        what: &'static str,
         reference: String,
         candidates: String,
     },

@@ -1281,6 +1281,7 @@ impl Store for SqliteStore {
                 .next()
                 .ok_or_else(|| StoreError::Internal("empty".into()))?),
             _ => Err(StoreError::Ambiguous {
+                what: "runs",
                 reference: reference.to_string(),
                 candidates: candidates
                     .iter()

@@ -322,8 +322,15 @@ impl SqliteStore {
                 None => Self::query_studies(&conn, "s.name = ?1", &[&reference])?,
             };
         }
-        if found.is_empty() && reference.len() >= 3 {
-            let prefix = format!("{}%", reference.replace(['%', '_'], ""));
+        // An id prefix is at least 3 of an id's characters; anything else
+        // (a LIKE wildcard above all) never matches by prefix.
+        if found.is_empty()
+            && reference.len() >= 3
+            && reference
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            let prefix = format!("{reference}%");
             found = Self::query_studies(&conn, "s.sid LIKE ?1", &[&prefix])?;
         }
         match found.len() {
@@ -333,6 +340,7 @@ impl SqliteStore {
             }),
             1 => Ok(found.remove(0)),
             _ => Err(StoreError::Ambiguous {
+                what: "sweeps or studies",
                 reference: reference.to_string(),
                 candidates: found
                     .iter()

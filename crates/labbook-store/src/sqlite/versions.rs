@@ -821,6 +821,7 @@ impl SqliteStore {
             [(id, _)] => *id,
             several => {
                 return Err(StoreError::Ambiguous {
+                    what: "artifacts",
                     reference: parsed.name.clone(),
                     candidates: several
                         .iter()
