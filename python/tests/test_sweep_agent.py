@@ -165,7 +165,7 @@ run.finish()
 """
 
 
-@pytest.mark.parametrize("where", ["shared store", "over http"])
+@pytest.mark.parametrize("where", ["shared store", "over http", "queued"])
 def test_hyperband_stops_the_trials_that_fall_behind(
     store: Path, server: LabbookServer, elsewhere: Path, where: str
 ) -> None:
@@ -180,6 +180,19 @@ def test_hyperband_stops_the_trials_that_fall_behind(
     if where == "over http":
         write(elsewhere / "steps.py", STEPS)
         done = agent(elsewhere, sweep_id, server.url)
+    elif where == "queued":
+        # A sweep job of tonight's queue runs its trials as `sweep run` does.
+        write(store.parent / "steps.py", STEPS)
+        for args in (["queue", "add", "--sweep", sweep_id], ["queue", "run"]):
+            done = subprocess.run(
+                [labbook_bin(), *args],
+                cwd=store.parent,
+                env=env_for(store),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert done.returncode == 0, done.stderr
     else:
         write(store.parent / "steps.py", STEPS)
         done = subprocess.run(

@@ -26,10 +26,11 @@ use labbook_store::{
 use crate::app::{App, default_project};
 use crate::commands::run::Launch;
 use crate::commands::sweep;
-use crate::commands::sweep::LsArgs;
+use crate::commands::sweep::{LocalSweep, LsArgs, SweepHome};
 use crate::error::hinted;
 use crate::fmt::{self, now_ms};
 use crate::table::{Align, Table};
+use labbook_store::sweeps::Ending;
 
 /// The queue's name in each project.
 pub const QUEUE_NAME: &str = "labbook-queue";
@@ -524,17 +525,19 @@ enum Job {
         child: std::process::Child,
         slot: usize,
         stopping: bool,
+        /// Why the sweep's early termination stopped it.
+        pruned: Option<String>,
     },
 }
 
 /// A sweep job being run: its sweep, and how many trials it started.
 struct ActiveSweep {
     job: Arc<TrialRecord>,
-    study: StudyRecord,
-    spec: SweepSpec,
+    home: LocalSweep,
     started: u64,
     count: Option<u64>,
     done: Option<String>,
+    last_check: Instant,
 }
 
 fn run_queue(app: &App, args: RunArgs) -> Result<ExitCode> {
@@ -612,16 +615,18 @@ fn run_queue(app: &App, args: RunArgs) -> Result<ExitCode> {
                     trial,
                     slot,
                     stopping,
+                    pruned,
                     ..
                 } => {
                     slots[slot].busy = false;
-                    if let Some(active) = &sweep {
-                        let ending = if stopping {
-                            labbook_store::sweeps::Ending::Stopped
-                        } else {
-                            labbook_store::sweeps::Ending::Natural
+                    if let Some(active) = sweep.as_mut() {
+                        let ending = match (pruned, stopping) {
+                            (Some(why), _) => Ending::Pruned(why),
+                            (None, true) => Ending::Stopped,
+                            (None, false) => Ending::Natural,
                         };
-                        sweep::finish_trial(&*store, &active.spec, &trial, &ending, app)?;
+                        let ended = active.home.finish(trial.id, &ending)?;
+                        sweep::say_ended(app, active.home.spec(), &trial, ended.as_ref());
                     }
                 }
             }
@@ -638,7 +643,8 @@ fn run_queue(app: &App, args: RunArgs) -> Result<ExitCode> {
                     state: Some(TrialState::Complete),
                     note: Some(format!(
                         "sweep {}: {reason}; {} trial(s) here",
-                        active.study.name, active.started
+                        active.home.study().name,
+                        active.started
                     )),
                     now_ms: now_ms(),
                     ..TrialPatch::default()
@@ -647,7 +653,7 @@ fn run_queue(app: &App, args: RunArgs) -> Result<ExitCode> {
             say!(
                 "labbook: job #{} (sweep {}) done: {reason}",
                 active.job.number(),
-                active.study.name
+                active.home.study().name
             );
             sweep = None;
         }
@@ -692,6 +698,39 @@ fn run_queue(app: &App, args: RunArgs) -> Result<ExitCode> {
                 );
             }
         }
+        // The active sweep's early termination, as `sweep run` applies it.
+        if let Some(active) = sweep.as_mut()
+            && active.home.spec().early_terminate.is_some()
+            && active.last_check.elapsed() >= Duration::from_secs(2)
+        {
+            active.last_check = Instant::now();
+            let ids: Vec<i64> = running
+                .iter()
+                .filter_map(|j| match j {
+                    Job::SweepTrial { trial, .. } => Some(trial.id),
+                    Job::Command { .. } => None,
+                })
+                .collect();
+            if !ids.is_empty() {
+                for (trial_id, why) in active.home.poll(&ids, false, true)?.stops {
+                    for job in running.iter_mut() {
+                        if let Job::SweepTrial {
+                            trial,
+                            child,
+                            pruned,
+                            ..
+                        } = job
+                            && trial.id == trial_id
+                            && pruned.is_none()
+                        {
+                            say!("labbook: trial #{} pruned: {why}", trial.number());
+                            sweep::terminate(child);
+                            *pruned = Some(why.clone());
+                        }
+                    }
+                }
+            }
+        }
         let past_deadline = deadline.is_some_and(|d| now_ms() >= d);
         let can_start = !interrupted && !past_deadline;
         if can_start {
@@ -702,33 +741,10 @@ fn run_queue(app: &App, args: RunArgs) -> Result<ExitCode> {
                         active.done = Some(format!("{} trial(s) run", active.started));
                         break;
                     }
-                    let now = now_ms();
-                    let seed = active.study.spec["seed"].as_u64().unwrap_or(0);
-                    let spec = active.spec.clone();
-                    let alive = |t: &TrialRecord| sweep::worker_alive(t, host.as_deref(), now);
-                    match store.claim_trial(
-                        active.study.pk,
-                        &worker,
-                        now,
-                        &alive,
-                        &mut |_, trials| Ok(labbook_store::sweeps::decide(&spec, seed, trials)),
-                    )? {
+                    match active.home.claim()? {
                         Claimed::Trial(trial) => {
                             active.started += 1;
-                            let workdir = active.study.spec["dir"]
-                                .as_str()
-                                .map(std::path::PathBuf::from)
-                                .filter(|d| d.is_dir())
-                                .unwrap_or_else(|| app.cwd.clone());
-                            match sweep::spawn_trial(
-                                &exe,
-                                &store_dir,
-                                &workdir,
-                                &active.study,
-                                &active.spec,
-                                &trial,
-                                slots[slot].gpu.as_deref(),
-                            ) {
+                            match active.home.spawn(&trial, slots[slot].gpu.as_deref()) {
                                 Ok(child) => {
                                     slots[slot].busy = true;
                                     running.push(Job::SweepTrial {
@@ -736,9 +752,14 @@ fn run_queue(app: &App, args: RunArgs) -> Result<ExitCode> {
                                         child,
                                         slot,
                                         stopping: false,
+                                        pruned: None,
                                     });
                                 }
-                                Err(e) => sweep::not_started(&*store, &trial, &e)?,
+                                Err(e) => {
+                                    active
+                                        .home
+                                        .finish(trial.id, &Ending::NotStarted(format!("{e:#}")))?;
+                                }
                             }
                         }
                         Claimed::Wait(_) => break,
@@ -793,11 +814,11 @@ fn run_queue(app: &App, args: RunArgs) -> Result<ExitCode> {
                                 let count = job.system_attrs.get("count").and_then(Value::as_u64);
                                 sweep = Some(ActiveSweep {
                                     job,
-                                    study,
-                                    spec,
+                                    home: LocalSweep::new(app, Arc::clone(&store), study, spec)?,
                                     started: 0,
                                     count,
                                     done: None,
+                                    last_check: Instant::now(),
                                 });
                             }
                             Err(e) => fail_job(

@@ -225,16 +225,16 @@ pub(crate) fn worker_alive(trial: &TrialRecord, this_host: Option<&str>, now: i6
 }
 
 /// What a runner learns when it checks on its sweep.
-struct Poll {
-    state: StudyState,
+pub(crate) struct Poll {
+    pub state: StudyState,
     /// Running trials the sweep's early termination stops, with why.
-    stops: Vec<(i64, String)>,
+    pub stops: Vec<(i64, String)>,
 }
 
 /// Where a runner claims, keeps alive and ends a sweep's trials: the store
 /// it shares with other runners, or a `labbook serve` (`--url`) that runs
 /// the same rules on its side.
-trait SweepHome {
+pub(crate) trait SweepHome {
     fn claim(&mut self) -> Result<Claimed>;
     /// `beat`: tell it the running trials are alive; `prune`: ask which
     /// of them the sweep's early termination stops.
@@ -249,7 +249,7 @@ trait SweepHome {
 }
 
 /// A sweep in the store on this machine's disk.
-struct LocalSweep {
+pub(crate) struct LocalSweep {
     store: Arc<labbook_store::SqliteStore>,
     study: StudyRecord,
     spec: SweepSpec,
@@ -258,6 +258,36 @@ struct LocalSweep {
     store_dir: std::path::PathBuf,
     workdir: std::path::PathBuf,
     finished: FinishedCurves,
+}
+
+impl LocalSweep {
+    /// The sweep's trials run in its folder when that exists here, else in
+    /// the current one.
+    pub(crate) fn new(
+        app: &App,
+        store: Arc<labbook_store::SqliteStore>,
+        study: StudyRecord,
+        spec: SweepSpec,
+    ) -> Result<LocalSweep> {
+        let workdir = study.spec["dir"]
+            .as_str()
+            .map(std::path::PathBuf::from)
+            .filter(|d| d.is_dir())
+            .unwrap_or_else(|| app.cwd.clone());
+        Ok(LocalSweep {
+            store,
+            study,
+            spec,
+            worker: Worker {
+                host: hostname(),
+                pid: Some(std::process::id()),
+            },
+            exe: std::env::current_exe().context("cannot find the labbook binary")?,
+            store_dir: app.existing_store_dir()?,
+            workdir,
+            finished: FinishedCurves::default(),
+        })
+    }
 }
 
 impl SweepHome for LocalSweep {
@@ -544,24 +574,7 @@ fn run_sweep(app: &App, args: RunArgs) -> Result<ExitCode> {
         }
         None => {
             let (store, study, spec) = open_sweep(app, &args.sweep)?;
-            let workdir = study.spec["dir"]
-                .as_str()
-                .map(std::path::PathBuf::from)
-                .filter(|d| d.is_dir())
-                .unwrap_or_else(|| app.cwd.clone());
-            Box::new(LocalSweep {
-                store,
-                study,
-                spec,
-                worker: Worker {
-                    host: hostname(),
-                    pid: Some(std::process::id()),
-                },
-                exe: std::env::current_exe().context("cannot find the labbook binary")?,
-                store_dir: app.existing_store_dir()?,
-                workdir,
-                finished: FinishedCurves::default(),
-            })
+            Box::new(LocalSweep::new(app, store, study, spec)?)
         }
     };
     let (study, spec) = (home.study().clone(), home.spec().clone());
@@ -877,27 +890,7 @@ pub(crate) fn spawn_labbook_run(
         .with_context(|| format!("cannot start {}", exe.display()))
 }
 
-/// Ends a trial whose process could not be started as failed, saying why.
-pub(crate) fn not_started(store: &dyn Store, trial: &TrialRecord, e: &anyhow::Error) -> Result<()> {
-    sweeps::not_started(store, trial.id, &format!("{e:#}"), now_ms())?;
-    Ok(())
-}
-
-/// Ends a trial (of a sweep run here or from the queue) from its run, and
-/// says how it ended.
-pub(crate) fn finish_trial(
-    store: &dyn Store,
-    spec: &SweepSpec,
-    trial: &TrialRecord,
-    ending: &Ending,
-    app: &App,
-) -> Result<()> {
-    let ended = sweeps::finish_trial(store, spec, trial.id, ending, now_ms())?;
-    say_ended(app, spec, trial, ended.as_ref());
-    Ok(())
-}
-
-fn say_ended(app: &App, spec: &SweepSpec, trial: &TrialRecord, ended: Option<&Ended>) {
+pub(crate) fn say_ended(app: &App, spec: &SweepSpec, trial: &TrialRecord, ended: Option<&Ended>) {
     let Some(ended) = ended else { return };
     let paint = app.err();
     let shown = match (ended.value, &spec.metric) {
