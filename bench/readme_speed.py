@@ -4,7 +4,10 @@ figures the README quotes cannot disagree with what was measured.
 - the peers headline: the "Headline" table of the newest
   ``bench/results/YYYY-MM-DD.md`` (``make bench-peers``);
 - labbook's own targets: the "Figures" table of the newest
-  ``bench/results/YYYY-MM-DD-targets.md`` (``make bench``).
+  ``bench/results/YYYY-MM-DD-targets.md`` (``make bench``);
+- hyperparameter search beside Optuna (W12): the regret table of the newest
+  ``bench/results/YYYY-MM-DD-w12.md`` and the speed tables of the newest
+  ``bench/results/YYYY-MM-DD-w12-speed.md`` (``make bench-peers``).
 
 ``python bench/readme_speed.py --write`` rewrites the blocks between the
 README's ``<!-- speed:NAME -->`` and ``<!-- /speed:NAME -->`` markers;
@@ -16,6 +19,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -50,6 +54,19 @@ def table_after(path: Path, heading: str) -> list[str]:
     return rows
 
 
+def tables(path: Path) -> list[list[str]]:
+    """Every Markdown table in ``path``, each line by line."""
+    found: list[list[str]] = []
+    current: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            found.append(current)
+            current = []
+    return found
+
+
 def blocks() -> dict[str, str]:
     peers = newest("????-??-??.md")
     targets = newest("????-??-??-targets.md")
@@ -60,7 +77,17 @@ def blocks() -> dict[str, str]:
         )
         + f"\n\nFrom {link(peers)}.\n",
         "targets": "\n".join(table_after(targets, "## Figures")) + f"\n\nFrom {link(targets)}.\n",
+        "search": search_block(link),
     }
+
+
+def search_block(link: Any) -> str:
+    regret = newest("????-??-??-w12.md")
+    speed = newest("????-??-??-w12-speed.md")
+    parts = [tables(regret)[0], *tables(speed)]
+    if len(parts) < 2 or any(len(t) < 3 for t in parts):
+        raise SystemExit(f"{regret} or {speed} lacks its tables")
+    return "\n\n".join("\n".join(t) for t in parts) + f"\n\nFrom {link(regret)} and {link(speed)}.\n"
 
 
 def render(readme: str) -> str:

@@ -816,6 +816,33 @@ def ratio(num: float | None, den: float | None) -> str:
     return f"{r:.2f}" if r >= 0.1 else f"{r:.2g}"
 
 
+def regrets(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str, int], list[float]]:
+    """(tool, function, trials) → the regret of each seed."""
+    groups: dict[tuple[str, str, int], list[float]] = {}
+    for r in rows:
+        if r.get("figure") == "regret":
+            groups.setdefault((r["tool"], r["function"], r["trials"]), []).append(r["regret"])
+    return groups
+
+
+def ratio_interval(lab: list[float], opt: list[float], draws: int = 2000) -> str:
+    """The 95% bootstrap interval of median(labbook) ÷ median(Optuna), each
+    side's seeds resampled: an interval holding 1 is a difference the seeds
+    cannot tell from chance."""
+    rng = random.Random(12)
+    got: list[float] = []
+    for _ in range(draws):
+        a = statistics.median(rng.choices(lab, k=len(lab)))
+        b = statistics.median(rng.choices(opt, k=len(opt)))
+        if b > 0:
+            got.append(a / b)
+    if len(got) < draws // 2:
+        return "–"
+    got.sort()
+    lo, hi = got[int(0.025 * len(got))], got[int(0.975 * len(got)) - 1]
+    return f"{lo:.2f}–{hi:.2f}"
+
+
 def medians(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str, int], tuple[float, int]]:
     """(tool, function, trials) → (median regret over seeds, number of seeds)."""
     groups: dict[tuple[str, str, int], list[float]] = {}
@@ -831,6 +858,7 @@ def report(rows: list[dict[str, Any]]) -> str:
     errors = [r for r in rows if r.get("figure") == "error"]
     failed = {r["tool"]: r["note"] for r in errors}
     regret = medians(rows)
+    per_seed = regrets(rows)
     checkpoints = sorted({k[2] for k in regret})
     seeds = sorted({n for _, n in regret.values()})
     optuna_version = (meta.get("optuna") or meta.get("random") or {}).get("version")
@@ -856,7 +884,9 @@ def report(rows: list[dict[str, Any]]) -> str:
             f"{optuna_version or '?'}: `TPESampler(seed=s)` with its defaults (multivariate, "
             "constant liar), in-memory storage; random = Optuna's `RandomSampler(seed=s)`. "
             f'labbook {labbook_version or "?"}: `labbook.study(..., sampler="tpe", seed=s)`. '
-            "labbook ÷ Optuna below 1: labbook ends closer to the optimum."
+            "labbook ÷ Optuna below 1: labbook ends closer to the optimum; beside it, its 95% "
+            "bootstrap interval over the seeds (one holding 1 is a difference the seeds cannot "
+            "tell from chance)."
         )
         lines.append("")
         header = ["function", "domain", "f*"]
@@ -880,7 +910,12 @@ def report(rows: list[dict[str, Any]]) -> str:
                     cell("labbook", p.key, c),
                     cell("optuna", p.key, c),
                     cell("random", p.key, c),
-                    ratio(lab[0] if lab else None, opt[0] if opt else None),
+                    ratio(lab[0] if lab else None, opt[0] if opt else None)
+                    + (
+                        f" ({ratio_interval(per_seed[('labbook', p.key, c)], per_seed[('optuna', p.key, c)])})"
+                        if lab and opt
+                        else ""
+                    ),
                 ]
             lines.append("| " + " | ".join(cells) + " |")
 
@@ -1004,7 +1039,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="run one side in this interpreter and print its JSON lines (default: the parent)",
     )
-    p.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 per function (default 20)")
+    p.add_argument("--seeds", type=int, default=100, help="seeds 0..N-1 per function (default 100)")
     p.add_argument("--trials", type=int, default=200, help="trials per search (default 200)")
     p.add_argument(
         "--e2e-trials",

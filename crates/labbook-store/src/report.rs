@@ -362,8 +362,12 @@ pub fn build_report(store: &dyn Store, q: &ReportQuery) -> Result<Report> {
             (Some(m), Some(b)) => value_of(b, &m.name),
             _ => None,
         };
+        // The baseline's own group has nothing to be better than.
+        let is_baseline = matches!((best, &baseline_run), (Some(b), Some(base)) if b.id == base.id);
         let (delta, better) = match (best_value, baseline_value, &metric) {
-            (Some(b), Some(base), Some(m)) => (Some(b - base), Some(m.goal.better(b, base))),
+            (Some(b), Some(base), Some(m)) if !is_baseline => {
+                (Some(b - base), Some(m.goal.better(b, base)))
+            }
             _ => (None, None),
         };
         let curve = match (best, &metric) {

@@ -298,7 +298,7 @@ fn group_heading(g: &ReportGroup) -> String {
     }
 }
 
-fn best_line(g: &ReportGroup) -> Option<String> {
+fn best_line(g: &ReportGroup, baseline: Option<&str>) -> Option<String> {
     let (m, b) = (g.metric.as_ref()?, g.best.as_ref()?);
     let mut line = format!(
         "best {} ({}) {} = {}",
@@ -307,6 +307,9 @@ fn best_line(g: &ReportGroup) -> Option<String> {
         m.name,
         b.value.map(fmt::number).unwrap_or_else(|| "-".into())
     );
+    if baseline == Some(b.id.as_str()) {
+        line.push_str(" · the baseline");
+    }
     if let (Some(base), Some(delta), Some(better)) =
         (g.baseline_value, g.delta, g.better_than_baseline)
     {
@@ -352,7 +355,7 @@ fn terminal(r: &Report, out: crate::style::Painter, tty: bool) -> String {
         if let Some(why) = g.why.as_ref().filter(|w| g.kind != "why" || **w != g.title) {
             let _ = writeln!(s, "  why  {why}");
         }
-        if let Some(line) = best_line(g) {
+        if let Some(line) = best_line(g, r.baseline.as_ref().map(|b| b.id.as_str())) {
             let _ = writeln!(s, "  {line}");
         }
         if !g.curve.is_empty() {
@@ -437,7 +440,7 @@ fn markdown(r: &Report) -> String {
             let _ = writeln!(s, "*Why:* {}\n", md_escape(why));
         }
         let _ = writeln!(s, "{}\n", counts_line(&g.counts));
-        if let Some(line) = best_line(g) {
+        if let Some(line) = best_line(g, r.baseline.as_ref().map(|b| b.id.as_str())) {
             let _ = writeln!(s, "{}\n", md_escape(&line));
         }
         if !g.curve.is_empty() {
@@ -590,7 +593,7 @@ td,th{{text-align:left;padding:4px 8px;border-bottom:1px solid var(--border)}} t
             let _ = write!(s, "<p><b>Why:</b> {}</p>", h(why));
         }
         let _ = write!(s, "<p class=\"muted\">{}</p>", h(&counts_line(&g.counts)));
-        if let Some(line) = best_line(g) {
+        if let Some(line) = best_line(g, r.baseline.as_ref().map(|b| b.id.as_str())) {
             let class = match g.better_than_baseline {
                 Some(true) => "good",
                 Some(false) => "bad",
