@@ -58,7 +58,7 @@ def tables(path: Path) -> list[list[str]]:
     """Every Markdown table in ``path``, each line by line."""
     found: list[list[str]] = []
     current: list[str] = []
-    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
+    for line in [*path.read_text(encoding="utf-8").splitlines(), ""]:
         if line.startswith("|"):
             current.append(line)
         elif current:
@@ -87,7 +87,9 @@ def search_block(link: Any) -> str:
     parts = [tables(regret)[0], *tables(speed)]
     if len(parts) < 2 or any(len(t) < 3 for t in parts):
         raise SystemExit(f"{regret} or {speed} lacks its tables")
-    return "\n\n".join("\n".join(t) for t in parts) + f"\n\nFrom {link(regret)} and {link(speed)}.\n"
+    return (
+        "\n\n".join("\n".join(t) for t in parts) + f"\n\nFrom {link(regret)} and {link(speed)}.\n"
+    )
 
 
 def render(readme: str) -> str:
