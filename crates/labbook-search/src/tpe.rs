@@ -156,13 +156,17 @@ fn split_n(
     direction: Direction,
     n_below_total: usize,
 ) -> (Vec<&Observation>, Vec<&Observation>) {
+    // Both sides keep trial order; the history comes in it already.
+    let mut in_order = considered.clone();
+    if !in_order.is_sorted_by_key(|o| o.number) {
+        in_order.sort_by_key(|o| o.number);
+    }
     let mut complete = Vec::new();
     let mut pruned = Vec::new();
-    let mut running = Vec::new();
     for o in considered {
         match o.state() {
             TrialState::Pruned => pruned.push(o),
-            TrialState::Running | TrialState::Waiting => running.push(o),
+            TrialState::Running | TrialState::Waiting => {}
             _ => complete.push(o),
         }
     }
@@ -170,43 +174,38 @@ fn split_n(
         let l = direction.loss(v);
         if l.is_nan() { f64::INFINITY } else { l }
     };
-    // Only which trials are the best `n_below_total` matters (both sides
-    // are put back in trial order below), so a selection does what a sort
-    // did; the key orders every trial, so the set is the same.
+    // Only which trials are the best `n_below_total` matters, so a
+    // selection does what a sort did; the key orders every trial, so the
+    // set is the same.
     let key = |o: &&Observation| (OrdF64(loss(o.value.unwrap_or(f64::NAN))), o.number);
+    let mut below_numbers: Vec<u64> = Vec::with_capacity(n_below_total);
     if n_below_total > 0 && n_below_total < complete.len() {
         complete.select_nth_unstable_by_key(n_below_total - 1, key);
-        complete[..n_below_total].sort_unstable_by_key(key);
-    } else {
-        complete.sort_unstable_by_key(key);
-    }
-    // A pruned trial that got further ranks first; among equals, the better
-    // last value; one that reported nothing ranks last.
-    let pruned_key = |o: &Observation| match o.last_intermediate() {
-        Some((step, v)) => (0u8, -step, loss(v)),
-        None => (1u8, 0, f64::INFINITY),
-    };
-    pruned.sort_by(|a, b| {
-        let (ka, kb) = (pruned_key(a), pruned_key(b));
-        ka.0.cmp(&kb.0)
-            .then(ka.1.cmp(&kb.1))
-            .then(ka.2.total_cmp(&kb.2))
-            .then(a.number.cmp(&b.number))
-    });
-    let mut below = Vec::new();
-    let mut above = Vec::new();
-    let mut left = n_below_total;
-    for o in complete.into_iter().chain(pruned) {
+        below_numbers.extend(complete[..n_below_total].iter().map(|o| o.number));
+    } else if n_below_total > 0 {
+        below_numbers.extend(complete.iter().map(|o| o.number));
+        // A pruned trial that got further ranks first; among equals, the
+        // better last value; one that reported nothing ranks last.
+        let left = n_below_total.saturating_sub(complete.len());
         if left > 0 {
-            below.push(o);
-            left -= 1;
-        } else {
-            above.push(o);
+            let pruned_key = |o: &Observation| match o.last_intermediate() {
+                Some((step, v)) => (0u8, -step, loss(v)),
+                None => (1u8, 0, f64::INFINITY),
+            };
+            pruned.sort_by(|a, b| {
+                let (ka, kb) = (pruned_key(a), pruned_key(b));
+                ka.0.cmp(&kb.0)
+                    .then(ka.1.cmp(&kb.1))
+                    .then(ka.2.total_cmp(&kb.2))
+                    .then(a.number.cmp(&b.number))
+            });
+            below_numbers.extend(pruned.iter().take(left).map(|o| o.number));
         }
     }
-    above.extend(running);
-    below.sort_unstable_by_key(|o| o.number);
-    above.sort_unstable_by_key(|o| o.number);
+    below_numbers.sort_unstable();
+    let (below, above): (Vec<&Observation>, Vec<&Observation>) = in_order
+        .into_iter()
+        .partition(|o| below_numbers.binary_search(&o.number).is_ok());
     (below, above)
 }
 
@@ -369,8 +368,17 @@ enum Kernels {
 #[derive(Clone, Debug)]
 struct Mixture {
     weights: Vec<f64>,
-    log_weights: Vec<f64>,
+    /// Each component's log weight plus its log normalisers on the
+    /// continuous axes, which do not depend on the point: a density then
+    /// adds only −z²/2 per continuous axis.
+    base: Vec<f64>,
     axes: Vec<Kernels>,
+}
+
+/// Whether a numeric axis is continuous (its density is the kernel's
+/// normal density, not a bin's mass).
+fn continuous(step: Option<f64>, log_int: bool) -> bool {
+    step.is_none() && !log_int
 }
 
 impl Mixture {
@@ -387,8 +395,8 @@ impl Mixture {
         for w in &mut weights {
             *w /= total;
         }
-        let log_weights = weights.iter().map(|w| w.ln()).collect();
-        let kernels = axes
+        let mut base: Vec<f64> = weights.iter().map(|w| w.ln()).collect();
+        let kernels: Vec<Kernels> = axes
             .iter()
             .zip(obs)
             .map(|(axis, xs)| match *axis {
@@ -403,9 +411,23 @@ impl Mixture {
                 }
             })
             .collect();
+        for k in &kernels {
+            if let Kernels::Numeric {
+                step,
+                log_int,
+                log_norms,
+                ..
+            } = k
+                && continuous(*step, *log_int)
+            {
+                for (b, norm) in base.iter_mut().zip(log_norms) {
+                    *b += norm;
+                }
+            }
+        }
         Mixture {
             weights,
-            log_weights,
+            base,
             axes: kernels,
         }
     }
@@ -480,7 +502,7 @@ impl Mixture {
     /// `ln p(x)` of the mixture at a point.
     fn log_pdf(&self, x: &[f64], scratch: &mut Vec<f64>) -> f64 {
         scratch.clear();
-        scratch.extend_from_slice(&self.log_weights);
+        scratch.extend_from_slice(&self.base);
         for (kernels, &xd) in self.axes.iter().zip(x) {
             match kernels {
                 Kernels::Numeric {
@@ -492,7 +514,7 @@ impl Mixture {
                     log_int,
                     log_mass,
                     inv_sigmas,
-                    log_norms,
+                    log_norms: _,
                 } => match step {
                     None if *log_int => {
                         let v = xd.exp().round();
@@ -501,11 +523,10 @@ impl Mixture {
                         add_bin_mass(scratch, lo, hi, mus, sigmas, log_mass);
                     }
                     None => {
-                        for (((acc, mu), inv), norm) in
-                            scratch.iter_mut().zip(mus).zip(inv_sigmas).zip(log_norms)
-                        {
+                        // The normaliser is in `base`.
+                        for ((acc, mu), inv) in scratch.iter_mut().zip(mus).zip(inv_sigmas) {
                             let z = (xd - mu) * inv;
-                            *acc += norm - 0.5 * z * z;
+                            *acc -= 0.5 * z * z;
                         }
                     }
                     Some(step) => {
@@ -611,24 +632,35 @@ fn neighbour_sigmas(xs: &[f64], low: f64, high: f64, consider_endpoints: bool) -
     if n == 0 {
         return Vec::new();
     }
-    // Sorted by an integer key with f64::total_cmp's order: integer
-    // comparisons sort a thousand values in about half the time.
-    let mut order: Vec<(u64, usize)> = xs
-        .iter()
-        .map(|x| {
-            let bits = x.to_bits();
-            if bits >> 63 == 1 {
-                !bits
-            } else {
-                bits | (1 << 63)
-            }
-        })
-        .zip(0..n)
-        .collect();
-    order.sort_unstable();
+    // The order of f64::total_cmp as integers, each with its index in the
+    // low bits when they fit: one 8-byte integer sort of a thousand values
+    // takes half the time of sorting (value, index) pairs. Only values
+    // equal in all but their last 16 bits can trade places, and the gaps
+    // below are taken between the values themselves.
+    let order_key = |x: f64| {
+        let bits = x.to_bits();
+        if bits >> 63 == 1 {
+            !bits
+        } else {
+            bits | (1 << 63)
+        }
+    };
+    let order: Vec<usize> = if n <= 1 << 16 {
+        let mut keys: Vec<u64> = xs
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (order_key(x) & !0xFFFF) | i as u64)
+            .collect();
+        keys.sort_unstable();
+        keys.into_iter().map(|k| (k & 0xFFFF) as usize).collect()
+    } else {
+        let mut pairs: Vec<(u64, usize)> = xs.iter().map(|&x| order_key(x)).zip(0..n).collect();
+        pairs.sort_unstable();
+        pairs.into_iter().map(|(_, i)| i).collect()
+    };
     let mut sorted = Vec::with_capacity(n + 2);
     sorted.push(low);
-    sorted.extend(order.iter().map(|&(_, i)| xs[i]));
+    sorted.extend(order.iter().map(|&i| xs[i]));
     sorted.push(high);
     let mut sorted_sigmas: Vec<f64> = (1..=n)
         .map(|i| (sorted[i] - sorted[i - 1]).max(sorted[i + 1] - sorted[i]))
@@ -638,7 +670,7 @@ fn neighbour_sigmas(xs: &[f64], low: f64, high: f64, consider_endpoints: bool) -
         sorted_sigmas[n - 1] = sorted[n] - sorted[n - 1];
     }
     let mut sigmas = vec![0.0; n];
-    for (rank, &(_, i)) in order.iter().enumerate() {
+    for (rank, &i) in order.iter().enumerate() {
         sigmas[i] = sorted_sigmas[rank];
     }
     sigmas

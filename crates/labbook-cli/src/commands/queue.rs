@@ -519,15 +519,40 @@ enum Job {
         job: Arc<TrialRecord>,
         child: std::process::Child,
         slots: Vec<usize>,
+        /// When the runner sent it SIGTERM.
+        stop_sent: Option<Instant>,
     },
     SweepTrial {
         trial: Arc<TrialRecord>,
         child: std::process::Child,
         slot: usize,
-        stopping: bool,
+        /// When the runner sent it SIGTERM.
+        stop_sent: Option<Instant>,
         /// Why the sweep's early termination stopped it.
         pruned: Option<String>,
     },
+}
+
+impl Job {
+    /// SIGTERM once; SIGKILL once the grace period has passed.
+    fn stop(&mut self) {
+        let (Job::Command {
+            child, stop_sent, ..
+        }
+        | Job::SweepTrial {
+            child, stop_sent, ..
+        }) = self;
+        match stop_sent {
+            None => {
+                sweep::terminate(child);
+                *stop_sent = Some(Instant::now());
+            }
+            Some(sent) if sent.elapsed() > sweep::STOP_GRACE => {
+                let _ = child.kill();
+            }
+            Some(_) => {}
+        }
+    }
 }
 
 /// A sweep job being run: its sweep, and how many trials it started.
@@ -614,16 +639,16 @@ fn run_queue(app: &App, args: RunArgs) -> Result<ExitCode> {
                 Job::SweepTrial {
                     trial,
                     slot,
-                    stopping,
+                    stop_sent,
                     pruned,
                     ..
                 } => {
                     slots[slot].busy = false;
                     if let Some(active) = sweep.as_mut() {
-                        let ending = match (pruned, stopping) {
+                        let ending = match (pruned, stop_sent) {
                             (Some(why), _) => Ending::Pruned(why),
-                            (None, true) => Ending::Stopped,
-                            (None, false) => Ending::Natural,
+                            (None, Some(_)) => Ending::Stopped,
+                            (None, None) => Ending::Natural,
                         };
                         let ended = active.home.finish(trial.id, &ending)?;
                         sweep::say_ended(app, active.home.spec(), &trial, ended.as_ref());
@@ -658,17 +683,15 @@ fn run_queue(app: &App, args: RunArgs) -> Result<ExitCode> {
             sweep = None;
         }
         let interrupted = crate::signals::received().is_some();
-        if interrupted {
-            for job in running.iter_mut() {
-                match job {
-                    Job::Command { child, .. } => sweep::terminate(child),
-                    Job::SweepTrial {
-                        child, stopping, ..
-                    } => {
-                        *stopping = true;
-                        sweep::terminate(child);
-                    }
-                }
+        for job in running.iter_mut() {
+            let stopping = match job {
+                Job::Command { stop_sent, .. } => stop_sent.is_some(),
+                Job::SweepTrial {
+                    stop_sent, pruned, ..
+                } => stop_sent.is_some() || pruned.is_some(),
+            };
+            if interrupted || stopping {
+                job.stop();
             }
         }
         if last_beat.elapsed() >= Duration::from_secs(10) {
@@ -714,18 +737,13 @@ fn run_queue(app: &App, args: RunArgs) -> Result<ExitCode> {
             if !ids.is_empty() {
                 for (trial_id, why) in active.home.poll(&ids, false, true)?.stops {
                     for job in running.iter_mut() {
-                        if let Job::SweepTrial {
-                            trial,
-                            child,
-                            pruned,
-                            ..
-                        } = job
+                        if let Job::SweepTrial { trial, pruned, .. } = job
                             && trial.id == trial_id
                             && pruned.is_none()
                         {
                             say!("labbook: trial #{} pruned: {why}", trial.number());
-                            sweep::terminate(child);
                             *pruned = Some(why.clone());
+                            job.stop();
                         }
                     }
                 }
@@ -751,7 +769,7 @@ fn run_queue(app: &App, args: RunArgs) -> Result<ExitCode> {
                                         trial,
                                         child,
                                         slot,
-                                        stopping: false,
+                                        stop_sent: None,
                                         pruned: None,
                                     });
                                 }
@@ -881,6 +899,7 @@ fn run_queue(app: &App, args: RunArgs) -> Result<ExitCode> {
                             job,
                             child,
                             slots: take,
+                            stop_sent: None,
                         });
                     }
                     Err(e) => fail_job(&*store, &job, &format!("could not start: {e:#}"))?,

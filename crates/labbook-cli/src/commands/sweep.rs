@@ -129,7 +129,7 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 /// How often a runner applies the sweep's early termination.
 const EARLY_TERMINATE_EVERY: Duration = Duration::from_secs(2);
 /// How long a trial that was told to stop gets before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
 
 fn create(app: &App, args: CreateArgs) -> Result<ExitCode> {
     let text = std::fs::read_to_string(&args.file)
