@@ -183,10 +183,13 @@ run.finish()
 """
 
 
-def slow_sweep(store: Path) -> tuple[str, Path]:
-    marks = store.parent / "marks"
+def slow_sweep(store: Path, folder: Path | None = None) -> tuple[str, Path]:
+    """A 6-point grid of SLOW, whose program (and its marks) live in
+    ``folder`` (the project folder unless given); its id and the marks."""
+    folder = folder or store.parent
+    marks = folder / "marks"
     marks.mkdir()
-    write(store.parent / "slow_train.py", SLOW)
+    write(folder / "slow_train.py", SLOW)
     config = {
         "program": "slow_train.py",
         "method": "grid",

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from conftest import LabbookServer, labbook_bin
 from test_sweep import (
-    PY,
-    SLOW,
     TRAIN,
     create,
     env_for,
     kill_runner_mid_trials,
+    lb,
+    slow_sweep,
     status,
     sweep_file,
     sweep_runs,
@@ -114,17 +114,7 @@ def test_an_agent_with_no_store_runs_the_sweep_into_the_servers_store(
 def test_an_agent_killed_with_sigkill_loses_no_grid_point_and_runs_none_twice(
     store: Path, server: LabbookServer, elsewhere: Path
 ) -> None:
-    marks = elsewhere / "marks"
-    marks.mkdir()
-    write(elsewhere / "slow_train.py", SLOW)
-    config = {
-        "program": "slow_train.py",
-        "method": "grid",
-        "metric": {"name": "loss", "goal": "minimize"},
-        "parameters": {"a": {"values": [0, 1, 2]}, "b": {"values": [0, 1]}},
-        "command": [PY, "${program}", "${args}"],
-    }
-    sweep_id = create(store, sweep_file(store, config))
+    sweep_id, marks = slow_sweep(store, elsewhere)
     kill_runner_mid_trials(
         store,
         sweep_id,
@@ -183,26 +173,12 @@ def test_hyperband_stops_the_trials_that_fall_behind(
     elif where == "queued":
         # A sweep job of tonight's queue runs its trials as `sweep run` does.
         write(store.parent / "steps.py", STEPS)
-        for args in (["queue", "add", "--sweep", sweep_id], ["queue", "run"]):
-            done = subprocess.run(
-                [labbook_bin(), *args],
-                cwd=store.parent,
-                env=env_for(store),
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            assert done.returncode == 0, done.stderr
+        queued = lb(store, "queue", "add", "--sweep", sweep_id)
+        assert queued.returncode == 0, queued.stderr
+        done = lb(store, "queue", "run", timeout=120)
     else:
         write(store.parent / "steps.py", STEPS)
-        done = subprocess.run(
-            [labbook_bin(), "sweep", "run", sweep_id],
-            cwd=store.parent,
-            env=env_for(store),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = lb(store, "sweep", "run", sweep_id, timeout=120)
     assert done.returncode == 0, done.stderr
     trials: list[dict[str, Any]] = sorted(
         status(store, sweep_id)["trial_list"], key=lambda t: t["number"]
