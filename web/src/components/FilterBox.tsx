@@ -129,13 +129,17 @@ export function FilterBox({
     const start = tok.word.startsWith("(") ? tok.start + 1 : tok.start;
     const next = text.slice(0, start) + s.text + " " + text.slice(cursor);
     const pos = start + s.text.length + 1;
+    // The caret is placed now, not on the next frame: keys typed right
+    // after Tab would otherwise land before a caret moved back behind them.
+    const el = input.current;
+    if (el) {
+      el.value = next;
+      el.focus();
+      el.setSelectionRange(pos, pos);
+    }
     setText(next);
+    setCursor(pos);
     setOpen(false);
-    requestAnimationFrame(() => {
-      input.current?.focus();
-      input.current?.setSelectionRange(pos, pos);
-      setCursor(pos);
-    });
   };
 
   const onKey = (e: KeyboardEvent) => {
