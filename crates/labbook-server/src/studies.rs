@@ -283,6 +283,11 @@ pub async fn project_report(
 pub struct SweepCurves(Arc<Mutex<HashMap<i64, FinishedCurves>>>);
 
 const MAX_CACHED_SWEEPS: usize = 64;
+/// How old a trial's heartbeat must be before a heartbeat writes it again:
+/// 5 s, or a quarter of a shortened stale-trial timeout.
+fn heartbeat_write_every_ms() -> i64 {
+    (labbook_store::heartbeat_timeout_ms() / 4).min(5_000)
+}
 /// Running trials one heartbeat may name (an agent runs one per slot).
 const MAX_HEARTBEAT_TRIALS: usize = 1024;
 
@@ -433,13 +438,20 @@ pub async fn heartbeat(
     blocking(&state, move |store| {
         let (study, spec) = sweep_of(store, &id)?;
         let now = now_ms();
+        let write_every = heartbeat_write_every_ms();
         for trial_id in &running {
             let trial = match store.trial(*trial_id) {
                 Ok(t) => t,
                 Err(labbook_store::StoreError::NotFound { .. }) => continue,
                 Err(e) => return Err(e.into()),
             };
-            if trial.study == study.pk && trial.state() == TrialState::Running {
+            // A heartbeat written in the last few seconds is kept as it
+            // is: agents poll every second, and a write per trial per poll
+            // would be most of the server's work.
+            let fresh = trial
+                .heartbeat_ms
+                .is_some_and(|h| now.saturating_sub(h) < write_every);
+            if trial.study == study.pk && trial.state() == TrialState::Running && !fresh {
                 store.update_trial(
                     trial.id,
                     &TrialPatch {
