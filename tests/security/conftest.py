@@ -302,21 +302,8 @@ def seed_artifacts(server: Server, files: int = 0) -> dict[str, str]:
     ids (`artifact_maker`, `artifact_run`: the user)."""
     work = server.store.parent / "artifact-seed"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LABBOOK_")}
-    env["LABBOOK_DIR"] = str(server.store)
     # The tables below expect exactly these versions, not the scripts' code.
-    env["LABBOOK_SNAPSHOT"] = "0"
-    done = subprocess.run(
-        [labbook_python(), "-c", SEED_ARTIFACTS, str(work), str(files)],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    ids: dict[str, str] = json.loads(done.stdout.strip().splitlines()[-1])
-    return ids
+    return run_seed(SEED_ARTIFACTS, str(work), str(files), cwd=work, store=server.store)
 
 
 SEED_STUDY = """
@@ -337,18 +324,30 @@ print(json.dumps({"study": s.id}))
 
 def seed_study(server: Server) -> dict[str, str]:
     """A `labbook.study()` of 8 trials in the project "victim"; its id."""
+    return run_seed(SEED_STUDY, str(server.store))
+
+
+def run_seed(
+    script: str, *args: str, cwd: Path | None = None, store: Path | None = None
+) -> dict[str, Any]:
+    """Runs a seeding script with the labbook package, outside any store the
+    environment names (in ``store`` when given) and without code snapshots;
+    the JSON object its last line prints."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABBOOK_")}
+    if store is not None:
+        env["LABBOOK_DIR"] = str(store)
     env["LABBOOK_SNAPSHOT"] = "0"
     done = subprocess.run(
-        [labbook_python(), "-c", SEED_STUDY, str(server.store)],
+        [labbook_python(), "-c", script, *args],
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    ids: dict[str, str] = json.loads(done.stdout.strip().splitlines()[-1])
-    return ids
+    out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
 
 
 def create_sweep(server: Server, **overrides: Any) -> str:

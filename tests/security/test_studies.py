@@ -13,12 +13,10 @@ rows of test_guard.py.)"""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from typing import Any
 
 import pytest
-from conftest import Server, create_sweep, labbook_python, raw_http, status_of
+from conftest import Server, create_sweep, raw_http, run_seed, status_of
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -39,17 +37,7 @@ print(json.dumps({"id": s.id}))
 
 
 def make_study(server: Server, name: str, steps: int = 3) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LABBOOK_")}
-    env["LABBOOK_SNAPSHOT"] = "0"
-    done = subprocess.run(
-        [labbook_python(), "-c", HOSTILE_STUDY, name, str(server.store), str(steps)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    sid: str = json.loads(done.stdout.strip().splitlines()[-1])["id"]
+    sid: str = run_seed(HOSTILE_STUDY, name, str(server.store), str(steps))["id"]
     return sid
 
 
