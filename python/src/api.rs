@@ -11,7 +11,8 @@ use labbook_core::query::{parse_filter, parse_sort};
 use labbook_store::locate::{STORE_DIR, find_store};
 use labbook_store::{Deleted, RunQuery, SqliteStore, StepRange, Store};
 
-use crate::convert::{config_value_to_py, json_to_py, py_array, summary_to_py};
+use crate::column::{f64_view, i64_view};
+use crate::convert::{config_value_to_py, json_to_py, summary_to_py};
 use crate::to_py_err;
 
 #[pyclass(frozen, module = "labbook._native")]
@@ -65,6 +66,7 @@ impl Api {
     /// Marks runs whose process died as crashed before anything is read, so
     /// a listing never shows a dead run as running.
     fn reap(&self) -> labbook_store::Result<Vec<String>> {
+        crate::run::settle_creations();
         let host = labbook_capture::hostname();
         self.store
             .reap_stale_runs(now_ms(), host.as_deref(), &labbook_capture::pid_alive)
@@ -170,14 +172,18 @@ impl Api {
     /// The metric keys of a run.
     fn keys(&self, py: Python<'_>, run: &str) -> PyResult<Vec<String>> {
         let keys = py
-            .detach(|| self.store.series_keys(run))
+            .detach(|| {
+                crate::run::settle_creations();
+                self.store.series_keys(run)
+            })
             .map_err(to_py_err)?;
         Ok(keys.into_iter().map(|(k, _)| k).collect())
     }
 
     /// A metric's full history (or the steps in `[start, end]`) as
-    /// `{"step": array('q'), "timestamp_ms": array('q'), "value": array('d')}`;
-    /// `numpy.asarray` wraps each without copying.
+    /// `{"step": memoryview('q'), "timestamp_ms": memoryview('q'), "value":
+    /// memoryview('d')}` over the decoded columns themselves (no copy);
+    /// `numpy.asarray` wraps each without copying either.
     #[pyo3(signature = (run, key, start=None, end=None, buckets=None))]
     fn history<'py>(
         &self,
@@ -190,31 +196,31 @@ impl Api {
     ) -> PyResult<Bound<'py, PyDict>> {
         let range = StepRange { lo: start, hi: end };
         let series = py
-            .detach(|| match buckets {
-                Some(b) => self
-                    .store
-                    .downsample(run, key, range, b, true)
-                    .map(|(points, _)| points),
-                None => self.store.read_series(run, key, range),
+            .detach(|| {
+                crate::run::settle_creations();
+                match buckets {
+                    Some(b) => self
+                        .store
+                        .downsample(run, key, range, b, true)
+                        .map(|(points, _)| points),
+                    None => self.store.read_series(run, key, range),
+                }
             })
             .map_err(to_py_err)?;
         let d = PyDict::new(py);
-        d.set_item("step", py_array(py, "q", &series.steps, i64::to_le_bytes)?)?;
-        d.set_item(
-            "timestamp_ms",
-            py_array(py, "q", &series.ts_ms, i64::to_le_bytes)?,
-        )?;
-        d.set_item(
-            "value",
-            py_array(py, "d", &series.values, f64::to_le_bytes)?,
-        )?;
+        d.set_item("step", i64_view(py, series.steps)?)?;
+        d.set_item("timestamp_ms", i64_view(py, series.ts_ms)?)?;
+        d.set_item("value", f64_view(py, series.values)?)?;
         Ok(d)
     }
 
     /// The run's captured stdout and stderr, interleaved as written.
     fn output(&self, py: Python<'_>, run: &str) -> PyResult<String> {
         let chunks = py
-            .detach(|| self.store.read_output(run))
+            .detach(|| {
+                crate::run::settle_creations();
+                self.store.read_output(run)
+            })
             .map_err(to_py_err)?;
         let bytes: Vec<u8> = chunks.into_iter().flat_map(|c| c.data).collect();
         Ok(String::from_utf8_lossy(&bytes).into_owned())
@@ -223,7 +229,10 @@ impl Api {
     /// Projects with run counts.
     fn projects<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let projects = py
-            .detach(|| self.store.list_projects())
+            .detach(|| {
+                crate::run::settle_creations();
+                self.store.list_projects()
+            })
             .map_err(to_py_err)?;
         let list = PyList::empty(py);
         for p in projects.into_iter().filter(|p| p.is_listed()) {

@@ -269,27 +269,6 @@ pub fn to_i64_column(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<i64>> {
     to_column(obj, what)
 }
 
-/// An `array.array` of the given typecode holding `values` (a zero-dependency
-/// buffer that NumPy wraps without copying).
-pub fn py_array<'py, T: Copy>(
-    py: Python<'py>,
-    typecode: &str,
-    values: &[T],
-    to_le_bytes: fn(T) -> [u8; 8],
-) -> PyResult<Bound<'py, PyAny>> {
-    // Written straight into the bytes object: one pass, no intermediate Vec
-    // (a 1M-point history is 24 MB over its three columns).
-    let bytes = PyBytes::new_with(py, values.len() * 8, |buf| {
-        for (out, v) in buf.chunks_exact_mut(8).zip(values) {
-            out.copy_from_slice(&to_le_bytes(*v));
-        }
-        Ok(())
-    })?;
-    let arr = py.import("array")?.getattr("array")?.call1((typecode,))?;
-    arr.call_method1("frombytes", (bytes,))?;
-    Ok(arr)
-}
-
 /// A map of JSON values (attributes, parameters) as a Python dict.
 pub fn json_map_to_py<'py>(
     py: Python<'py>,

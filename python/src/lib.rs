@@ -10,6 +10,7 @@ use labbook_store::StoreError;
 
 mod api;
 mod artifact;
+mod column;
 mod convert;
 mod run;
 mod search_store;
@@ -52,6 +53,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         .call_method1("register", (m.py().get_type::<run::ConfigView>(),))?;
     m.add_class::<run::SummaryView>()?;
     m.add_class::<api::Api>()?;
+    m.add_class::<column::Column>()?;
     m.add_class::<artifact::Artifact>()?;
     m.add_class::<artifact::ArtifactVersionView>()?;
     m.add_class::<study::StudyCore>()?;

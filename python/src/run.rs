@@ -23,7 +23,7 @@ use labbook_server::client::{Client, HttpSink};
 use labbook_server::wire::StartRun;
 use labbook_store::locate::{STORE_DIR, store_dir_for};
 use labbook_store::session::{OpenRun, Resume, open_run};
-use labbook_store::writer::{PendingPoint, RunWriter, Sink, StoreSink, WriterOptions};
+use labbook_store::writer::{Creation, PendingPoint, RunWriter, Sink, StoreSink, WriterOptions};
 use labbook_store::{NewRun, RunPatch, SqliteStore, Store, StoreError};
 
 use crate::artifact::{Artifact, ArtifactVersionView};
@@ -170,21 +170,52 @@ fn python_probe(py: Python<'_>) -> PyResult<PythonProbe> {
 /// writer's sink): the embedded store, or a labbook server.
 #[derive(Clone)]
 enum Backend {
-    Local(Arc<SqliteStore>),
+    /// The store, and the insert of the run that `init()` left to the
+    /// writer thread: what writes under the run's id waits for it.
+    Local(Arc<SqliteStore>, Arc<Creation>),
     Remote(Arc<Client>),
+}
+
+/// How long a write under a new run's id waits for the run's insert
+/// (which waits on the store's write lock at worst as long).
+const CREATION_WAIT: Duration = Duration::from_secs(120);
+
+/// Inserts of runs started in this process that may not have landed yet.
+static PENDING_CREATIONS: Mutex<Vec<std::sync::Weak<Creation>>> = Mutex::new(Vec::new());
+
+/// Waits until every run this process started is in its store, so that
+/// reading the store right after `init()` finds the run (a parent named
+/// by id, `Api().runs()`). Almost always they are already there.
+pub(crate) fn settle_creations() {
+    let pending: Vec<Arc<Creation>> = {
+        let mut list = PENDING_CREATIONS.lock();
+        list.retain(|c| c.strong_count() > 0);
+        list.iter().filter_map(std::sync::Weak::upgrade).collect()
+    };
+    for creation in pending {
+        // An insert that failed says so where the run writes; a read
+        // goes on with what the store holds.
+        let _ = creation.wait(CREATION_WAIT);
+    }
 }
 
 impl Backend {
     fn add_note(&self, run_id: &str, text: &str) -> Result<(), StoreError> {
         match self {
-            Backend::Local(store) => store.add_note(run_id, text, now_ms()),
+            Backend::Local(store, created) => {
+                created.wait(CREATION_WAIT)?;
+                store.add_note(run_id, text, now_ms())
+            }
             Backend::Remote(client) => client.add_note(run_id, text),
         }
     }
 
     fn set_environment(&self, run_id: &str, env: &serde_json::Value) -> Result<(), StoreError> {
         match self {
-            Backend::Local(store) => store.set_environment(run_id, env),
+            Backend::Local(store, created) => {
+                created.wait(CREATION_WAIT)?;
+                store.set_environment(run_id, env)
+            }
             Backend::Remote(client) => client.set_environment(run_id, env),
         }
     }
@@ -196,10 +227,14 @@ impl Backend {
         plan: &SnapshotPlan,
         code: &mut CodeSnapshot,
     ) {
-        let Backend::Local(store) = self else {
+        let Backend::Local(store, created) = self else {
             code.error = Some("not stored: runs logged over url= cannot store files yet".into());
             return;
         };
+        if let Err(e) = created.wait(CREATION_WAIT) {
+            code.error = Some(format!("not stored: {e}"));
+            return;
+        }
         code.store_with(plan, |files| {
             log_code_snapshot(&**store, project, run_id, files, now_ms())
                 .map(|v| v.map(|v| (v.reference(), v.digest)))
@@ -211,7 +246,10 @@ impl Backend {
         run_id: &str,
     ) -> Result<BTreeMap<String, SeriesSummary>, StoreError> {
         match self {
-            Backend::Local(store) => Ok(store.get_run(run_id)?.metrics),
+            Backend::Local(store, created) => {
+                created.wait(CREATION_WAIT)?;
+                Ok(store.get_run(run_id)?.metrics)
+            }
             Backend::Remote(client) => client.metric_summaries(run_id),
         }
     }
@@ -374,7 +412,10 @@ impl RunCore {
     /// a server cannot log them yet).
     fn local_store(&self) -> PyResult<Arc<SqliteStore>> {
         match &self.backend {
-            Backend::Local(store) => Ok(store.clone()),
+            Backend::Local(store, created) => {
+                created.wait(CREATION_WAIT).map_err(to_py_err)?;
+                Ok(store.clone())
+            }
             Backend::Remote(_) => Err(crate::LabbookError::new_err(
                 "artifacts are kept in a local store; this run logs to a server (url= or LABBOOK_URL), which does not take artifacts yet",
             )),
@@ -592,6 +633,8 @@ impl RunCore {
             },
             attach: attached,
             resume,
+            // Only a store's run: a server inserts its own.
+            defer_create: url.is_none(),
         };
 
         let (backend, location, opened, sink): (Backend, String, Opened, Box<dyn Sink>) = match url
@@ -650,6 +693,7 @@ impl RunCore {
                 // The parent must exist before the child is made; a prefix
                 // becomes the full id.
                 if let Some(reference) = parent.take() {
+                    py.detach(settle_creations);
                     let found = py
                         .detach(|| store.resolve_run(&reference, None))
                         .map_err(|e| match e {
@@ -683,7 +727,18 @@ impl RunCore {
                         })?;
                 let record = opened.record;
                 let dyn_store: Arc<dyn Store> = store.clone();
-                let sink = Box::new(StoreSink::new(dyn_store, &record.id));
+                let (sink, created) = match opened.pending_create {
+                    Some(new) => {
+                        let created = Arc::new(Creation::default());
+                        PENDING_CREATIONS.lock().push(Arc::downgrade(&created));
+                        let sink = StoreSink::creating(dyn_store, new, Arc::clone(&created));
+                        (Box::new(sink), created)
+                    }
+                    None => (
+                        Box::new(StoreSink::new(dyn_store, &record.id)),
+                        Creation::done(),
+                    ),
+                };
                 let opened = Opened {
                     id: record.id,
                     name: record.name,
@@ -693,7 +748,7 @@ impl RunCore {
                     next_step: opened.next_step,
                 };
                 (
-                    Backend::Local(store),
+                    Backend::Local(store, created),
                     store_dir.display().to_string(),
                     opened,
                     sink,

@@ -82,6 +82,8 @@ impl StartRun {
             },
             attach: self.attach,
             resume,
+            // The client's answer is the run it can log into at once.
+            defer_create: false,
         })
     }
 }

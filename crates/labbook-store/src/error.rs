@@ -34,6 +34,12 @@ pub enum StoreError {
         context: String,
         source: std::io::Error,
     },
+    /// The store's schema is newer than this labbook knows: reading it
+    /// could answer wrongly, and writing it could break it.
+    #[error(
+        "this store was written by a newer labbook (schema version {found}; this one knows up to {known}): upgrade labbook to open it"
+    )]
+    NewerStore { found: i64, known: usize },
     #[error("internal error: {0}")]
     Internal(String),
     /// A writer's open chunks were compacted by someone else (a reaper that

@@ -54,6 +54,10 @@ pub struct OpenRun {
     /// it: it must exist, and it is not reopened.
     pub attach: bool,
     pub resume: Resume,
+    /// A new run (one without an id) is not inserted here: the answer
+    /// carries it in `pending_create` for the run's writer thread to insert
+    /// before anything else, so starting a run waits on no transaction.
+    pub defer_create: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +67,9 @@ pub struct OpenedRun {
     pub next_step: i64,
     /// Whether an existing run was continued (so its tails were compacted).
     pub resumed: bool,
+    /// With `defer_create`: the run as it is to be inserted (id and name
+    /// drawn), which `record` already describes.
+    pub pending_create: Option<NewRun>,
 }
 
 /// Starts, resumes or attaches as `request` says. `this_host` and
@@ -101,11 +108,15 @@ pub fn open_run(
             )
             .into());
         }
+        if request.defer_create && new.id.is_none() {
+            return deferred(new);
+        }
         let record = store.create_run(new)?;
         return Ok(OpenedRun {
             next_step: 0,
             record,
             resumed: false,
+            pending_create: None,
         });
     };
     let same_process = run.host == new.host && run.pid == new.pid;
@@ -116,6 +127,7 @@ pub fn open_run(
             next_step: next_step(&run),
             record: run,
             resumed: false,
+            pending_create: None,
         });
     }
     if !request.attach {
@@ -164,6 +176,60 @@ pub fn open_run(
         next_step: next_step(&record),
         record,
         resumed: !request.attach,
+        pending_create: None,
+    })
+}
+
+/// A new run checked as the store would check it, its id and name drawn,
+/// described as the store will hold it once inserted.
+fn deferred(new: &NewRun) -> Result<OpenedRun> {
+    crate::sqlite::SqliteStore::validate_new_run(new)?;
+    labbook_core::run::validate_name("project", &new.project)?;
+    let mut insert = new.clone();
+    let id = labbook_core::ids::run_id_from_bits(crate::random_bits());
+    let name = new
+        .name
+        .clone()
+        .unwrap_or_else(|| labbook_core::ids::run_name_from_bits(crate::random_bits()));
+    insert.id = Some(id.clone());
+    insert.name = Some(name.clone());
+    let mut tags: Vec<String> = Vec::new();
+    for t in &new.tags {
+        if !tags.contains(t) {
+            tags.push(t.clone());
+        }
+    }
+    let record = RunRecord {
+        id,
+        project: new.project.clone(),
+        project_id: 0,
+        name,
+        group: new.group.clone(),
+        tags,
+        notes: new.notes.clone(),
+        status: RunStatus::Running,
+        created_ms: new.created_ms,
+        ended_ms: None,
+        heartbeat_ms: new.created_ms,
+        host: new.host.clone(),
+        pid: new.pid,
+        exit_code: None,
+        error: None,
+        config: new.config.clone(),
+        metrics: Default::default(),
+        summary: Default::default(),
+        deleted_ms: None,
+        kv_tags: Default::default(),
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        param_text: Default::default(),
+        model_inputs: Vec::new(),
+    };
+    Ok(OpenedRun {
+        record,
+        next_step: 0,
+        resumed: false,
+        pending_create: Some(insert),
     })
 }
 

@@ -15,7 +15,6 @@ use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params,
 };
 
-use labbook_core::query::{RunView, compare_values, sort_values};
 use labbook_core::run::{validate_name, validate_tag};
 use labbook_core::{
     Config, DatasetInput, ModelOutput, RunRecord, RunStatus, SeriesColumns, SeriesSummary, ids,
@@ -27,11 +26,17 @@ use crate::series::{Downsampler, SEAL_POINTS, SEALED_LEVEL};
 use crate::studies::*;
 use crate::types::*;
 use crate::versions::*;
+use crate::writer::now_ms;
 use crate::{Store, random_bits};
 
 mod artifacts;
 mod projects;
+mod run_index;
+mod schema;
 mod studies;
+mod template;
+
+use schema::MIGRATIONS;
 mod versions;
 
 /// The database file inside a `.labbook` directory.
@@ -81,312 +86,12 @@ fn wait_for_lock(count: i32) -> bool {
     true
 }
 
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE projects (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    created_ms INTEGER NOT NULL
-);
-CREATE TABLE runs (
-    pk INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    project_id INTEGER NOT NULL REFERENCES projects(id),
-    name TEXT NOT NULL,
-    grp TEXT,
-    tags TEXT NOT NULL DEFAULT '[]',
-    notes TEXT,
-    status TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    ended_ms INTEGER,
-    heartbeat_ms INTEGER NOT NULL,
-    host TEXT,
-    pid INTEGER,
-    exit_code INTEGER,
-    error TEXT,
-    config TEXT NOT NULL DEFAULT '{}',
-    summary TEXT NOT NULL DEFAULT '{}',
-    deleted_ms INTEGER
-);
-CREATE INDEX runs_by_project ON runs(project_id, created_ms);
-CREATE INDEX runs_by_status ON runs(status) WHERE status = 'running';
-CREATE TABLE run_env (
-    run_pk INTEGER PRIMARY KEY REFERENCES runs(pk) ON DELETE CASCADE,
-    env TEXT NOT NULL
-);
-CREATE TABLE series (
-    id INTEGER PRIMARY KEY,
-    run_pk INTEGER NOT NULL REFERENCES runs(pk) ON DELETE CASCADE,
-    key TEXT NOT NULL,
-    count INTEGER NOT NULL DEFAULT 0,
-    last_step INTEGER,
-    last_ts INTEGER,
-    last_value REAL,
-    min_value REAL,
-    max_value REAL,
-    UNIQUE (run_pk, key)
-);
-CREATE TABLE chunks (
-    id INTEGER PRIMARY KEY,
-    series_id INTEGER NOT NULL REFERENCES series(id) ON DELETE CASCADE,
-    level INTEGER NOT NULL,
-    n INTEGER NOT NULL,
-    step_min INTEGER NOT NULL,
-    step_max INTEGER NOT NULL,
-    ts_min INTEGER NOT NULL,
-    ts_max INTEGER NOT NULL,
-    v_min REAL,
-    v_max REAL,
-    data BLOB NOT NULL
-);
-CREATE INDEX chunks_by_series ON chunks(series_id, step_min);
-CREATE TABLE output (
-    id INTEGER PRIMARY KEY,
-    run_pk INTEGER NOT NULL REFERENCES runs(pk) ON DELETE CASCADE,
-    stream INTEGER NOT NULL,
-    ts_ms INTEGER NOT NULL,
-    data BLOB NOT NULL
-);
-CREATE INDEX output_by_run ON output(run_pk, id);
-CREATE TABLE notebook (
-    id INTEGER PRIMARY KEY,
-    project_id INTEGER NOT NULL REFERENCES projects(id),
-    run_pk INTEGER REFERENCES runs(pk) ON DELETE CASCADE,
-    created_ms INTEGER NOT NULL,
-    text TEXT NOT NULL
-);
-CREATE INDEX notebook_by_run ON notebook(run_pk, id);
-CREATE TABLE applied_batches (
-    run_pk INTEGER NOT NULL,
-    batch_id TEXT NOT NULL,
-    PRIMARY KEY (run_pk, batch_id)
-) WITHOUT ROWID;
-"#,
-    r#"
--- A change sequence: every insert or change of a run (or of its metric
--- summaries) stamps the run with the next number, so a long-lived reader
--- refreshes its in-memory index by loading only the runs stamped since.
--- Triggers, so that no write path can forget it.
-CREATE TABLE change_seq (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
-INSERT INTO change_seq VALUES (1, 0);
-ALTER TABLE runs ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX runs_by_seq ON runs(seq);
-CREATE TRIGGER runs_inserted AFTER INSERT ON runs BEGIN
-    UPDATE change_seq SET value = value + 1 WHERE id = 1;
-    UPDATE runs SET seq = (SELECT value FROM change_seq WHERE id = 1) WHERE pk = NEW.pk;
-END;
-CREATE TRIGGER runs_updated AFTER UPDATE OF project_id, name, grp, tags, notes, status, ended_ms,
-    heartbeat_ms, host, pid, exit_code, error, config, summary, deleted_ms ON runs BEGIN
-    UPDATE change_seq SET value = value + 1 WHERE id = 1;
-    UPDATE runs SET seq = (SELECT value FROM change_seq WHERE id = 1) WHERE pk = NEW.pk;
-END;
-CREATE TRIGGER series_changed AFTER UPDATE OF count ON series BEGIN
-    UPDATE change_seq SET value = value + 1 WHERE id = 1;
-    UPDATE runs SET seq = (SELECT value FROM change_seq WHERE id = 1) WHERE pk = NEW.run_pk;
-END;
-"#,
-    r#"
--- MLflow's model: experiments carry tags, a lifecycle and an artifact
--- location; runs carry key/value tags, dataset inputs and model outputs;
--- artifacts are files by path whose contents live once per hash on disk;
--- registered and logged models are JSON documents.
-ALTER TABLE projects ADD COLUMN updated_ms INTEGER;
-ALTER TABLE projects ADD COLUMN deleted_ms INTEGER;
-ALTER TABLE projects ADD COLUMN artifact_location TEXT;
-ALTER TABLE projects ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
-INSERT INTO projects (id, name, created_ms) VALUES (0, 'Default', 0) ON CONFLICT DO NOTHING;
-ALTER TABLE runs ADD COLUMN kv_tags TEXT NOT NULL DEFAULT '{}';
-ALTER TABLE runs ADD COLUMN inputs TEXT NOT NULL DEFAULT '[]';
-ALTER TABLE runs ADD COLUMN outputs TEXT NOT NULL DEFAULT '[]';
-DROP TRIGGER runs_updated;
-CREATE TRIGGER runs_updated AFTER UPDATE OF project_id, name, grp, tags, notes, status, ended_ms,
-    heartbeat_ms, host, pid, exit_code, error, config, summary, deleted_ms, kv_tags, inputs, outputs
-    ON runs BEGIN
-    UPDATE change_seq SET value = value + 1 WHERE id = 1;
-    UPDATE runs SET seq = (SELECT value FROM change_seq WHERE id = 1) WHERE pk = NEW.pk;
-END;
-CREATE TABLE artifacts (
-    path TEXT PRIMARY KEY,
-    hash TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX artifacts_by_hash ON artifacts(hash);
-CREATE TABLE documents (
-    kind TEXT NOT NULL,
-    key TEXT NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (kind, key)
-) WITHOUT ROWID;
-"#,
-    r#"
--- The text an MLflow client sent for a param kept as a number spelled
--- otherwise (`5e-05`), by key; the logged models a run read, by id.
-ALTER TABLE runs ADD COLUMN param_text TEXT NOT NULL DEFAULT '{}';
-ALTER TABLE runs ADD COLUMN model_inputs TEXT NOT NULL DEFAULT '[]';
-DROP TRIGGER runs_updated;
-CREATE TRIGGER runs_updated AFTER UPDATE OF project_id, name, grp, tags, notes, status, ended_ms,
-    heartbeat_ms, host, pid, exit_code, error, config, summary, deleted_ms, kv_tags, inputs, outputs,
-    model_inputs
-    ON runs BEGIN
-    UPDATE change_seq SET value = value + 1 WHERE id = 1;
-    UPDATE runs SET seq = (SELECT value FROM change_seq WHERE id = 1) WHERE pk = NEW.pk;
-END;
-"#,
-    r#"
--- A sealed chunk's sketch (crate::sketch): what a chart of a long run
--- reads instead of the chunk. Chunks sealed before have none and are
--- decoded as they always were.
-ALTER TABLE chunks ADD COLUMN sketch BLOB;
-"#,
-    r#"
--- Versioned artifacts (sqlite/versions.rs): names per project, immutable
--- versions identified by a manifest digest, their files (contents in the
--- blobs the `artifacts` table also points at, or a reference to where a
--- file stays), moving aliases, the runs that produced and used each
--- version, and the hash cache that spares re-reading unchanged files.
-CREATE TABLE artifact_names (
-    id INTEGER PRIMARY KEY,
-    project_id INTEGER NOT NULL REFERENCES projects(id),
-    name TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    UNIQUE (project_id, name)
-);
-CREATE TABLE artifact_versions (
-    id INTEGER PRIMARY KEY,
-    name_id INTEGER NOT NULL REFERENCES artifact_names(id),
-    version INTEGER NOT NULL,
-    digest TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    files INTEGER NOT NULL,
-    metadata TEXT NOT NULL DEFAULT '{}',
-    description TEXT,
-    created_ms INTEGER NOT NULL,
-    deleted_ms INTEGER,
-    purged_ms INTEGER,
-    UNIQUE (name_id, version)
-);
-CREATE INDEX artifact_versions_by_digest ON artifact_versions(name_id, digest);
-CREATE TABLE artifact_files (
-    version_id INTEGER NOT NULL REFERENCES artifact_versions(id),
-    path TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    reference TEXT,
-    PRIMARY KEY (version_id, path)
-) WITHOUT ROWID;
-CREATE INDEX artifact_files_by_hash ON artifact_files(hash) WHERE reference IS NULL;
-CREATE TABLE artifact_aliases (
-    name_id INTEGER NOT NULL REFERENCES artifact_names(id),
-    alias TEXT NOT NULL,
-    version_id INTEGER NOT NULL REFERENCES artifact_versions(id),
-    PRIMARY KEY (name_id, alias)
-) WITHOUT ROWID;
-CREATE INDEX artifact_aliases_by_version ON artifact_aliases(version_id);
-CREATE TABLE artifact_edges (
-    version_id INTEGER NOT NULL REFERENCES artifact_versions(id),
-    run_id TEXT NOT NULL,
-    role TEXT NOT NULL CHECK (role IN ('input', 'output')),
-    created_ms INTEGER NOT NULL,
-    PRIMARY KEY (version_id, run_id, role)
-) WITHOUT ROWID;
-CREATE INDEX artifact_edges_by_run ON artifact_edges(run_id);
--- A run's file that shows a version's file (`link_version_files`): goes
--- when the version is deleted.
-ALTER TABLE artifacts ADD COLUMN version_id INTEGER;
-CREATE INDEX artifacts_by_version ON artifacts(version_id) WHERE version_id IS NOT NULL;
--- Runs deleted for good (`labbook rm --purge`), by change sequence, so
--- that long-lived readers drop them from their run index.
-CREATE TABLE purged_runs (id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
--- A whole tree's stamps (hashed) → the digest its files had, so an
--- unchanged folder logged again needs no per-file lookup.
-CREATE TABLE tree_stamps (stamps TEXT PRIMARY KEY, digest TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE hash_cache (
-    path TEXT PRIMARY KEY,
-    dev INTEGER NOT NULL,
-    ino INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    ctime_ns INTEGER NOT NULL,
-    hash TEXT NOT NULL
-) WITHOUT ROWID;
-"#,
-    r#"
--- Hyperparameter searches (issue 13): studies (sweeps and Optuna-style
--- studies) and their numbered trials. Ids are never reused, even after a
--- delete (Optuna's storages promise it). Every change to a trial stamps
--- it with the next value of `search_seq`, so a reader refreshes only the
--- trials changed since it last looked.
-CREATE TABLE studies (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    sid TEXT NOT NULL UNIQUE,
-    project_id INTEGER NOT NULL REFERENCES projects(id),
-    name TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('sweep', 'study', 'queue')),
-    directions TEXT NOT NULL,
-    spec TEXT NOT NULL,
-    why TEXT,
-    state TEXT NOT NULL,
-    state_reason TEXT,
-    user_attrs TEXT NOT NULL DEFAULT '{}',
-    system_attrs TEXT NOT NULL DEFAULT '{}',
-    created_ms INTEGER NOT NULL,
-    deleted_ms INTEGER
-);
-CREATE UNIQUE INDEX studies_by_name ON studies(project_id, name) WHERE deleted_ms IS NULL;
-CREATE TABLE trials (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    study_id INTEGER NOT NULL REFERENCES studies(id),
-    number INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    params TEXT NOT NULL DEFAULT '{}',
-    distributions TEXT NOT NULL DEFAULT '{}',
-    vals TEXT,
-    intermediate TEXT NOT NULL DEFAULT '[]',
-    run_id TEXT,
-    grid_index INTEGER,
-    retry_of INTEGER,
-    host TEXT,
-    pid INTEGER,
-    started_ms INTEGER,
-    ended_ms INTEGER,
-    heartbeat_ms INTEGER,
-    user_attrs TEXT NOT NULL DEFAULT '{}',
-    system_attrs TEXT NOT NULL DEFAULT '{}',
-    note TEXT,
-    seq INTEGER NOT NULL,
-    UNIQUE (study_id, number)
-);
-CREATE INDEX trials_by_seq ON trials(study_id, seq);
-CREATE TABLE search_seq (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
-INSERT INTO search_seq VALUES (1, 0);
-"#,
-];
-
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     dir: PathBuf,
-    index: Mutex<RunIndex>,
+    /// Every run, in memory, as of a change sequence (`run_index`).
+    index: Mutex<run_index::RunIndex>,
     trial_cache: Mutex<HashMap<i64, studies::TrialCache>>,
-}
-
-/// Every run, in memory, as of change `seq`. Listing 10,000 runs filtered
-/// and sorted by a metric then costs a refresh of what changed plus an
-/// in-memory sort, instead of parsing every run's config again.
-struct RunIndex {
-    seq: i64,
-    runs: HashMap<String, RunRecord>,
-}
-
-impl Default for RunIndex {
-    fn default() -> Self {
-        // Runs from before the change sequence existed carry seq 0.
-        RunIndex {
-            seq: -1,
-            runs: HashMap::new(),
-        }
-    }
 }
 
 /// Reads a REAL that SQLite may have stored as NULL: SQLite turns NaN into
@@ -482,17 +187,18 @@ impl SqliteStore {
                 file.write_all(b"# Created by labbook: the store is local data, not source.\n*\n");
         }
         let path = dir.join(DB_FILE);
-        // SQLite would create the file with 0644 less the umask, and gives
-        // its -wal and -shm files the database file's mode: an empty file
-        // made first with the store's mode is what it then opens as new.
-        match modes.create_new(&path) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(source) => {
-                return Err(StoreError::Io {
-                    context: format!("cannot create {}", path.display()),
-                    source,
-                });
+        let cannot_create = |source| StoreError::Io {
+            context: format!("cannot create {}", path.display()),
+            source,
+        };
+        // SQLite gives its -wal and -shm files the database file's mode, so
+        // the file is made first with the store's mode: from the template,
+        // or else empty, for SQLite to open as new and the migrations to fill.
+        if !template::create(&path, &modes).map_err(cannot_create)? {
+            match modes.create_new(&path) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(source) => return Err(cannot_create(source)),
             }
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -512,7 +218,7 @@ impl SqliteStore {
         let store = SqliteStore {
             conn: Mutex::new(conn),
             dir: dir.to_path_buf(),
-            index: Mutex::new(RunIndex::default()),
+            index: Mutex::new(run_index::RunIndex::default()),
             trial_cache: Mutex::new(HashMap::new()),
         };
         store.migrate()?;
@@ -547,7 +253,13 @@ impl SqliteStore {
     fn migrate(&self) -> Result<()> {
         let mut conn = self.conn.lock();
         let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if current as usize >= MIGRATIONS.len() {
+        if current as usize > MIGRATIONS.len() {
+            return Err(StoreError::NewerStore {
+                found: current,
+                known: MIGRATIONS.len(),
+            });
+        }
+        if current as usize == MIGRATIONS.len() {
             return Ok(());
         }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -562,7 +274,7 @@ impl SqliteStore {
     }
 
     /// The checks a new run's fields pass before it is inserted.
-    pub(super) fn validate_new_run(new: &NewRun) -> Result<()> {
+    pub(crate) fn validate_new_run(new: &NewRun) -> Result<()> {
         if let Some(name) = &new.name {
             validate_name("name", name)?;
         }
@@ -659,6 +371,18 @@ impl SqliteStore {
         where_sql: &str,
         args: &[&dyn rusqlite::ToSql],
     ) -> Result<Vec<RunRecord>> {
+        Ok(Self::load_runs_keyed(conn, where_sql, args)?
+            .into_iter()
+            .map(|(_, run)| run)
+            .collect())
+    }
+
+    /// The runs `where_sql` selects, in full, each with its primary key.
+    fn load_runs_keyed(
+        conn: &Connection,
+        where_sql: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<(i64, RunRecord)>> {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs r JOIN projects p ON p.id = r.project_id WHERE {where_sql}"
         );
@@ -669,7 +393,7 @@ impl SqliteStore {
         while let Some(row) = rows.next()? {
             let raw = decode_run(row)?;
             by_pk.insert(raw.pk, runs.len());
-            runs.push(raw.record);
+            runs.push((raw.pk, raw.record));
         }
         if runs.is_empty() {
             return Ok(runs);
@@ -686,6 +410,7 @@ impl SqliteStore {
             let pk: i64 = row.get(0)?;
             if let Some(&i) = by_pk.get(&pk) {
                 runs[i]
+                    .1
                     .metrics
                     .insert(row.get(1)?, summary_from_row(row, 2)?);
             }
@@ -1304,69 +1029,28 @@ impl Store for SqliteStore {
         let mut index = self.index.lock();
         {
             let conn = self.conn.lock();
-            let current: i64 =
-                conn.query_row("SELECT value FROM change_seq WHERE id = 1", [], |r| {
-                    r.get(0)
-                })?;
-            if current != index.seq {
-                // Read in a later snapshot than `current`: a run changed in
-                // between is loaded now and again next time, never missed.
-                let since = index.seq;
-                for run in Self::load_runs(&conn, "r.seq > ?1", &[&since])? {
-                    index.runs.insert(run.id.clone(), run);
-                }
-                let mut purged =
-                    conn.prepare_cached("SELECT id FROM purged_runs WHERE seq > ?1")?;
-                for id in purged.query_map([since], |r| r.get::<_, String>(0))? {
-                    index.runs.remove(&id?);
-                }
-                index.seq = current;
-            }
+            index.refresh(&conn)?;
+            index.complete(&conn)?;
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let mut runs: Vec<&RunRecord> = index
-            .runs
-            .values()
-            .filter(|r| query.project.as_ref().is_none_or(|p| *p == r.project))
-            .filter(|r| match query.deleted {
-                Deleted::Exclude => r.deleted_ms.is_none(),
-                Deleted::Only => r.deleted_ms.is_some(),
-                Deleted::Include => true,
-            })
-            .filter(|run| {
-                query
-                    .filter
-                    .as_ref()
-                    .is_none_or(|f| f.matches(&RunView { run, now_ms: now }))
-            })
-            .collect();
-        // Runs started in the same millisecond in id order, as MLflow
-        // breaks its ties.
-        let newest_first = |a: &RunRecord, b: &RunRecord| {
-            b.created_ms
-                .cmp(&a.created_ms)
-                .then_with(|| a.id.cmp(&b.id))
-        };
-        if query.sort.is_empty() {
-            runs.sort_unstable_by(|a, b| newest_first(a, b));
-        } else {
-            let views: Vec<RunView<'_>> = runs
-                .iter()
-                .map(|run| RunView { run, now_ms: now })
-                .collect();
-            let mut keyed: Vec<(Vec<labbook_core::query::Value<'_>>, &RunRecord)> = views
-                .iter()
-                .map(|v| (sort_values(&query.sort, v), v.run))
-                .collect();
-            keyed.sort_unstable_by(|(ka, a), (kb, b)| {
-                compare_values(&query.sort, ka, kb).then_with(|| newest_first(a, b))
-            });
-            runs = keyed.into_iter().map(|(_, run)| run).collect();
-        }
-        visit(&runs);
+        let selected = index.select(query, now_ms());
+        visit(&index.records(&selected));
         Ok(())
+    }
+
+    fn list_runs_counted(&self, query: &RunQuery) -> Result<(Vec<RunRecord>, usize)> {
+        let mut index = self.index.lock();
+        let conn = self.conn.lock();
+        index.refresh(&conn)?;
+        index.load_for(&conn, query)?;
+        let selected = index.select(query, now_ms());
+        let page = selected.iter().skip(query.offset);
+        let page: Vec<i64> = match query.limit {
+            Some(limit) => page.take(limit).copied().collect(),
+            None => page.copied().collect(),
+        };
+        index.hydrate(&conn, &page)?;
+        let runs = index.records(&page).into_iter().cloned().collect();
+        Ok((runs, selected.len()))
     }
 
     fn changes_since(&self, seq: i64) -> Result<(i64, Vec<RunRecord>)> {

@@ -19,7 +19,7 @@ use labbook_core::{SeriesColumns, ValidationError};
 use crate::Store;
 use crate::error::{Result, StoreError};
 use crate::series::SeriesWriter;
-use crate::types::{OutputChunk, OutputStream, RunPatch, WriteSet};
+use crate::types::{NewRun, OutputChunk, OutputStream, RunPatch, WriteSet};
 
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
@@ -97,7 +97,7 @@ pub struct RunWriter {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -344,8 +344,59 @@ impl FlushBatch {
     }
 }
 
+/// Whether the run a [`StoreSink::creating`] sink inserts is in the store
+/// yet. `init()` returns before the insert commits; whatever else writes
+/// under the run's id (a note, the captured environment, an artifact)
+/// waits here first, so nothing reaches the store before its run.
+#[derive(Default)]
+pub struct Creation {
+    state: Mutex<Option<std::result::Result<(), String>>>,
+    changed: Condvar,
+}
+
+impl Creation {
+    /// A run that already exists: waiting returns at once.
+    pub fn done() -> Arc<Creation> {
+        Arc::new(Creation {
+            state: Mutex::new(Some(Ok(()))),
+            changed: Condvar::new(),
+        })
+    }
+
+    fn set(&self, result: std::result::Result<(), String>) {
+        *self.state.lock() = Some(result);
+        self.changed.notify_all();
+    }
+
+    /// Waits until the run is in the store, or its insert failed for good.
+    pub fn wait(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state.lock();
+        while state.is_none() {
+            if self.changed.wait_until(&mut state, deadline).timed_out() && state.is_none() {
+                return Err(StoreError::Busy(
+                    "the run is not in the store yet: its insert is still waiting for the write lock"
+                        .into(),
+                ));
+            }
+        }
+        match &*state {
+            Some(Err(e)) => Err(StoreError::Internal(format!(
+                "the run was not created: {e}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Where a run's flushes go: the embedded store, or a server.
 pub trait Sink: Send + 'static {
+    /// Called once on the writer's thread before any write, and again
+    /// after a failure until it succeeds: a sink that creates its run
+    /// does it here.
+    fn open(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Writes one flush, with a heartbeat, all or nothing. A batch that
     /// failed is offered again unchanged under the same `batch_id`, so a
     /// sink that cannot know whether a failed write landed (a request cut
@@ -360,6 +411,8 @@ pub struct StoreSink {
     store: Arc<dyn Store>,
     run_id: String,
     series: SeriesWriter,
+    /// The run to insert before the first write, and who waits for it.
+    create: Option<(NewRun, Arc<Creation>)>,
 }
 
 impl StoreSink {
@@ -368,11 +421,41 @@ impl StoreSink {
             store,
             run_id: run_id.to_string(),
             series: SeriesWriter::new(),
+            create: None,
+        }
+    }
+
+    /// A sink whose writer thread first inserts `new` (its id set), then
+    /// tells `creation`.
+    pub fn creating(store: Arc<dyn Store>, new: NewRun, creation: Arc<Creation>) -> StoreSink {
+        let run_id = new.id.clone().unwrap_or_default();
+        StoreSink {
+            create: Some((new, creation)),
+            ..StoreSink::new(store, &run_id)
         }
     }
 }
 
 impl Sink for StoreSink {
+    fn open(&mut self) -> Result<()> {
+        let Some((new, creation)) = &self.create else {
+            return Ok(());
+        };
+        match self.store.create_run(new) {
+            Ok(_) => {
+                creation.set(Ok(()));
+                self.create = None;
+                Ok(())
+            }
+            Err(e) => {
+                if is_permanent(&e) || matches!(e, StoreError::Conflict(_)) {
+                    creation.set(Err(e.to_string()));
+                }
+                Err(e)
+            }
+        }
+    }
+
     fn write(&mut self, batch: &FlushBatch, _batch_id: &str, seal: bool) -> Result<()> {
         match self.try_write(batch, seal) {
             // The tails it held are sealed in the store now; what this
@@ -426,7 +509,29 @@ fn flush_loop(shared: &Shared, mut sink: Box<dyn Sink>) {
     let mut sequence = 0u64;
     let mut retry: Option<InFlight> = None;
     let mut backoff = RETRY_FIRST;
+    let mut opened = false;
     loop {
+        if !opened {
+            match sink.open() {
+                Ok(()) => {
+                    opened = true;
+                    backoff = RETRY_FIRST;
+                    shared.done.lock().last_error = None;
+                }
+                Err(e) if is_permanent(&e) || matches!(e, StoreError::Conflict(_)) => {
+                    // Every write would be refused: let them be, reported.
+                    opened = true;
+                    shared.done.lock().fatal = Some(format!("the run was not created: {e}"));
+                }
+                Err(e) => {
+                    shared.done.lock().last_error = Some(e.to_string());
+                    shared.done_changed.notify_all();
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(RETRY_MAX);
+                    continue;
+                }
+            }
+        }
         let job = match retry.take() {
             Some(job) => job,
             None => {

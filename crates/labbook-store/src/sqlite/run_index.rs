@@ -1,0 +1,442 @@
+//! The in-memory run index, loaded lazily.
+//!
+//! Every run is in the index from the first query, but only with the
+//! columns that need no JSON parsing (id, names, status, times). A query
+//! that filters or sorts on `config.lr` or `metrics.acc` first loads that
+//! one key for every run ([`Source`]), by a projection SQLite does in C
+//! (`config -> '$."lr"'`, or an index range on `series(key)`); the page a
+//! caller gets back is then read in full. Filtering and sorting run the
+//! query language's own evaluator over these partial records, which hold
+//! exactly the values the query reads, so a cold answer is the warm one.
+//!
+//! A change sequence (see the migration that adds `change_seq`) keeps it
+//! current: a run stamped after the index's `seq` is loaded again in full.
+
+use std::collections::{HashMap, HashSet};
+
+use labbook_core::config::ConfigValue;
+use labbook_core::query::{Attr, Expr, Field, RunView, compare_values, sort_values};
+use labbook_core::run::PARENT_TAG;
+use labbook_core::{RunRecord, RunStatus};
+use rusqlite::Connection;
+
+use crate::error::{Result, StoreError};
+use crate::types::{Deleted, RunQuery};
+
+use super::SqliteStore;
+
+/// One part of every run's record that a query may need, loaded for all
+/// runs at once the first time one does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Source {
+    Config(String),
+    Metric(String),
+    Summary(String),
+    ParamText(String),
+    KvTag(String),
+    Notes,
+    Labels,
+    Inputs,
+}
+
+impl Source {
+    /// What `field` reads, as `RunView::get` reads it.
+    fn of(field: &Field, out: &mut Vec<Source>) {
+        match field {
+            Field::Attr(Attr::Notes) => out.push(Source::Notes),
+            Field::Attr(Attr::Tags) => out.push(Source::Labels),
+            Field::Attr(Attr::Parent) => out.push(Source::KvTag(PARENT_TAG.to_string())),
+            Field::Attr(_) => {}
+            Field::Config(k) => out.push(Source::Config(k.clone())),
+            Field::Metric(k, _) => out.push(Source::Metric(k.clone())),
+            Field::Summary(k) => {
+                out.push(Source::Summary(k.clone()));
+                out.push(Source::Metric(k.clone()));
+            }
+            Field::Param(k) => {
+                out.push(Source::ParamText(k.clone()));
+                out.push(Source::Config(k.clone()));
+            }
+            Field::Tag(k) => out.push(Source::KvTag(k.clone())),
+            Field::Dataset(_) => out.push(Source::Inputs),
+        }
+    }
+}
+
+struct Indexed {
+    record: RunRecord,
+    /// Every field is loaded (the run was read in full), so no source
+    /// needs to touch it.
+    full: bool,
+}
+
+/// Every run as of change `seq`: in full once `complete`, otherwise each
+/// with the sources in `loaded`.
+pub(super) struct RunIndex {
+    seq: i64,
+    runs: HashMap<i64, Indexed>,
+    by_id: HashMap<String, i64>,
+    complete: bool,
+    loaded: HashSet<Source>,
+}
+
+impl Default for RunIndex {
+    fn default() -> Self {
+        // Runs from before the change sequence existed carry seq 0.
+        RunIndex {
+            seq: -1,
+            runs: HashMap::new(),
+            by_id: HashMap::new(),
+            complete: false,
+            loaded: HashSet::new(),
+        }
+    }
+}
+
+/// The columns a run's record has without parsing JSON.
+const BASE_SQL: &str = "SELECT r.pk, r.id, p.name, r.name, r.grp, r.status, r.created_ms, \
+     r.ended_ms, r.heartbeat_ms, r.host, r.pid, r.exit_code, r.deleted_ms, p.id \
+     FROM runs r JOIN projects p ON p.id = r.project_id";
+
+/// Bound parameters per `IN (...)` list, well under SQLite's limit.
+const IN_BATCH: usize = 500;
+
+fn base_record(row: &rusqlite::Row<'_>) -> Result<(i64, RunRecord)> {
+    let status: String = row.get(5)?;
+    let status: RunStatus = status
+        .parse()
+        .map_err(|_| StoreError::Internal(format!("stored status {status:?}")))?;
+    Ok((
+        row.get(0)?,
+        RunRecord {
+            id: row.get(1)?,
+            project: row.get(2)?,
+            project_id: row.get(13)?,
+            name: row.get(3)?,
+            group: row.get(4)?,
+            tags: Vec::new(),
+            notes: None,
+            status,
+            created_ms: row.get(6)?,
+            ended_ms: row.get(7)?,
+            heartbeat_ms: row.get(8)?,
+            host: row.get(9)?,
+            pid: row.get(10)?,
+            exit_code: row.get(11)?,
+            error: None,
+            config: Default::default(),
+            metrics: Default::default(),
+            summary: Default::default(),
+            deleted_ms: row.get(12)?,
+            kv_tags: Default::default(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            param_text: Default::default(),
+            model_inputs: Vec::new(),
+        },
+    ))
+}
+
+/// A JSON path to one top-level key; `None` for a key SQLite's path syntax
+/// cannot quote (it has no escape inside `"…"`).
+fn key_path(key: &str) -> Option<String> {
+    (!key.contains('"')).then(|| format!("$.\"{key}\""))
+}
+
+impl RunIndex {
+    /// Brings the index up to the store's current change sequence.
+    pub(super) fn refresh(&mut self, conn: &Connection) -> Result<()> {
+        let current: i64 =
+            conn.query_row("SELECT value FROM change_seq WHERE id = 1", [], |r| {
+                r.get(0)
+            })?;
+        if current == self.seq {
+            return Ok(());
+        }
+        // Read in a later snapshot than `current`: a run changed in
+        // between is loaded now and again next time, never missed.
+        if self.seq < 0 {
+            let mut stmt = conn.prepare_cached(BASE_SQL)?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let (pk, record) = base_record(row)?;
+                self.insert(pk, record, false);
+            }
+        } else {
+            for (pk, record) in SqliteStore::load_runs_keyed(conn, "r.seq > ?1", &[&self.seq])? {
+                self.insert(pk, record, true);
+            }
+            let mut purged = conn.prepare_cached("SELECT id FROM purged_runs WHERE seq > ?1")?;
+            for id in purged.query_map([self.seq], |r| r.get::<_, String>(0))? {
+                if let Some(pk) = self.by_id.remove(&id?) {
+                    self.runs.remove(&pk);
+                }
+            }
+        }
+        self.seq = current;
+        Ok(())
+    }
+
+    fn insert(&mut self, pk: i64, record: RunRecord, full: bool) {
+        self.by_id.insert(record.id.clone(), pk);
+        self.runs.insert(pk, Indexed { record, full });
+    }
+
+    /// Reads every run in full (what a caller that visits every field of
+    /// every run needs).
+    pub(super) fn complete(&mut self, conn: &Connection) -> Result<()> {
+        if self.complete {
+            return Ok(());
+        }
+        let lite: Vec<i64> = self
+            .runs
+            .iter()
+            .filter(|(_, e)| !e.full)
+            .map(|(pk, _)| *pk)
+            .collect();
+        if lite.len() * 2 > self.runs.len() {
+            // One pass beats thousands of `IN` lists.
+            for (pk, record) in SqliteStore::load_runs_keyed(conn, "r.seq <= ?1", &[&self.seq])? {
+                if self.runs.get(&pk).is_some_and(|e| !e.full) {
+                    self.insert(pk, record, true);
+                }
+            }
+        }
+        self.hydrate(conn, &lite)?;
+        self.complete = true;
+        self.loaded.clear();
+        Ok(())
+    }
+
+    /// Reads in full the runs of `pks` not read in full yet.
+    pub(super) fn hydrate(&mut self, conn: &Connection, pks: &[i64]) -> Result<()> {
+        let lite: Vec<i64> = pks
+            .iter()
+            .copied()
+            .filter(|pk| self.runs.get(pk).is_some_and(|e| !e.full))
+            .collect();
+        for batch in lite.chunks(IN_BATCH) {
+            let list = vec!["?"; batch.len()].join(",");
+            let args: Vec<&dyn rusqlite::ToSql> =
+                batch.iter().map(|pk| pk as &dyn rusqlite::ToSql).collect();
+            let found = SqliteStore::load_runs_keyed(conn, &format!("r.pk IN ({list})"), &args)?;
+            for (pk, record) in found {
+                if self.runs.contains_key(&pk) {
+                    self.insert(pk, record, true);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads, for every run, what `query`'s filter and sort read.
+    pub(super) fn load_for(&mut self, conn: &Connection, query: &RunQuery) -> Result<()> {
+        if self.complete {
+            return Ok(());
+        }
+        let mut needed = Vec::new();
+        if let Some(filter) = &query.filter {
+            for field in filter.fields() {
+                Source::of(field, &mut needed);
+            }
+        }
+        for key in &query.sort {
+            Source::of(&key.field, &mut needed);
+        }
+        for source in needed {
+            if !self.loaded.contains(&source) {
+                self.load_source(conn, &source)?;
+                self.loaded.insert(source);
+            }
+        }
+        Ok(())
+    }
+
+    fn load_source(&mut self, conn: &Connection, source: &Source) -> Result<()> {
+        match source {
+            Source::Config(key) => match key_path(key) {
+                Some(path) => self.each_text(
+                    conn,
+                    "SELECT pk, config -> ?1 FROM runs WHERE config -> ?1 IS NOT NULL",
+                    Some(&path),
+                    |run, text| {
+                        let value: ConfigValue = serde_json::from_str(text)?;
+                        run.config.insert(key.clone(), value);
+                        Ok(())
+                    },
+                ),
+                None => self.each_text(conn, "SELECT pk, config FROM runs", None, |run, text| {
+                    let mut config: labbook_core::Config = serde_json::from_str(text)?;
+                    if let Some(v) = config.remove(key) {
+                        run.config.insert(key.clone(), v);
+                    }
+                    Ok(())
+                }),
+            },
+            Source::Summary(key) => self.each_json_key(conn, "summary", key, |run, text| {
+                run.summary.insert(key.clone(), serde_json::from_str(text)?);
+                Ok(())
+            }),
+            Source::ParamText(key) => self.each_json_key(conn, "param_text", key, |run, text| {
+                run.param_text
+                    .insert(key.clone(), serde_json::from_str(text)?);
+                Ok(())
+            }),
+            Source::KvTag(key) => self.each_json_key(conn, "kv_tags", key, |run, text| {
+                run.kv_tags.insert(key.clone(), serde_json::from_str(text)?);
+                Ok(())
+            }),
+            Source::Notes => self.each_text(
+                conn,
+                "SELECT pk, notes FROM runs WHERE notes IS NOT NULL",
+                None,
+                |run, text| {
+                    run.notes = Some(text.to_string());
+                    Ok(())
+                },
+            ),
+            Source::Labels => self.each_text(
+                conn,
+                "SELECT pk, tags FROM runs WHERE tags != '[]'",
+                None,
+                |run, text| {
+                    run.tags = serde_json::from_str(text)?;
+                    Ok(())
+                },
+            ),
+            Source::Inputs => self.each_text(
+                conn,
+                "SELECT pk, inputs FROM runs WHERE inputs != '[]'",
+                None,
+                |run, text| {
+                    run.inputs = serde_json::from_str(text)?;
+                    Ok(())
+                },
+            ),
+            Source::Metric(key) => {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT run_pk, count, last_step, last_ts, last_value, min_value, max_value \
+                     FROM series WHERE key = ?1 AND count > 0",
+                )?;
+                let mut rows = stmt.query([key])?;
+                while let Some(row) = rows.next()? {
+                    let pk: i64 = row.get(0)?;
+                    if let Some(entry) = self.runs.get_mut(&pk).filter(|e| !e.full) {
+                        entry
+                            .record
+                            .metrics
+                            .insert(key.clone(), super::summary_from_row(row, 1)?);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// One key of a JSON object column, for every run that has it.
+    fn each_json_key(
+        &mut self,
+        conn: &Connection,
+        column: &str,
+        key: &str,
+        mut apply: impl FnMut(&mut RunRecord, &str) -> Result<()>,
+    ) -> Result<()> {
+        match key_path(key) {
+            Some(path) => self.each_text(
+                conn,
+                &format!("SELECT pk, {column} -> ?1 FROM runs WHERE {column} -> ?1 IS NOT NULL"),
+                Some(&path),
+                apply,
+            ),
+            None => self.each_text(
+                conn,
+                &format!("SELECT pk, {column} FROM runs WHERE {column} != '{{}}'"),
+                None,
+                |run, text| {
+                    let mut map: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str(text)?;
+                    match map.remove(key) {
+                        Some(v) => apply(run, &v.to_string()),
+                        None => Ok(()),
+                    }
+                },
+            ),
+        }
+    }
+
+    /// Runs `sql` (its one parameter, if any, bound to `arg`) and hands each row's
+    /// text to `apply` on the run it names, for runs not read in full.
+    fn each_text(
+        &mut self,
+        conn: &Connection,
+        sql: &str,
+        arg: Option<&str>,
+        mut apply: impl FnMut(&mut RunRecord, &str) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let mut rows = match arg {
+            Some(arg) => stmt.query([arg])?,
+            None => stmt.query([])?,
+        };
+        while let Some(row) = rows.next()? {
+            let pk: i64 = row.get(0)?;
+            if let Some(entry) = self.runs.get_mut(&pk).filter(|e| !e.full) {
+                let text = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+                apply(&mut entry.record, text)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The runs that match `query`'s project, deletion and filter, in its
+    /// order (newest first when it has no sort), before paging.
+    pub(super) fn select(&self, query: &RunQuery, now_ms: i64) -> Vec<i64> {
+        let mut runs: Vec<(i64, &RunRecord)> = self
+            .runs
+            .iter()
+            .map(|(pk, e)| (*pk, &e.record))
+            .filter(|(_, r)| query.project.as_ref().is_none_or(|p| *p == r.project))
+            .filter(|(_, r)| match query.deleted {
+                Deleted::Exclude => r.deleted_ms.is_none(),
+                Deleted::Only => r.deleted_ms.is_some(),
+                Deleted::Include => true,
+            })
+            .filter(|(_, run)| {
+                query
+                    .filter
+                    .as_ref()
+                    .is_none_or(|f: &Expr| f.matches(&RunView { run, now_ms }))
+            })
+            .collect();
+        // Runs started in the same millisecond in id order, as MLflow
+        // breaks its ties.
+        let newest_first = |a: &RunRecord, b: &RunRecord| {
+            b.created_ms
+                .cmp(&a.created_ms)
+                .then_with(|| a.id.cmp(&b.id))
+        };
+        if query.sort.is_empty() {
+            runs.sort_unstable_by(|(_, a), (_, b)| newest_first(a, b));
+            return runs.into_iter().map(|(pk, _)| pk).collect();
+        }
+        let views: Vec<(i64, RunView<'_>)> = runs
+            .iter()
+            .map(|(pk, run)| (*pk, RunView { run, now_ms }))
+            .collect();
+        let mut keyed: Vec<(Vec<labbook_core::query::Value<'_>>, i64, &RunRecord)> = views
+            .iter()
+            .map(|(pk, v)| (sort_values(&query.sort, v), *pk, v.run))
+            .collect();
+        keyed.sort_unstable_by(|(ka, _, a), (kb, _, b)| {
+            compare_values(&query.sort, ka, kb).then_with(|| newest_first(a, b))
+        });
+        keyed.into_iter().map(|(_, pk, _)| pk).collect()
+    }
+
+    /// The records of `pks`, in that order (each must be in the index).
+    pub(super) fn records<'a>(&'a self, pks: &[i64]) -> Vec<&'a RunRecord> {
+        pks.iter()
+            .filter_map(|pk| self.runs.get(pk).map(|e| &e.record))
+            .collect()
+    }
+}
