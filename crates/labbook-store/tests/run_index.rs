@@ -34,6 +34,7 @@ fn seed(dir: &std::path::Path) {
             "b": (i % 5) as f64 * 0.5,
             "x.y": format!("v{}", i % 3),
             "odd \"key\"": i % 2,
+            "big": if i % 2 == 0 { json!(9_007_199_254_740_993_i64) } else { json!(i as f64 / 7.0) },
             "opt": if i % 3 == 0 { "sgd" } else { "adam" },
         }))
         .unwrap();
@@ -145,6 +146,7 @@ const FIELDS: &[&str] = &[
     "config.`odd \"key\"`",
     "config.opt",
     "config.missing",
+    "config.big",
     "metrics.acc",
     "min(metrics.acc)",
     "max(metrics.acc)",
@@ -234,7 +236,7 @@ fn ids(runs: &[labbook_core::RunRecord]) -> Vec<String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
     fn a_cold_index_answers_as_the_warm_one(

@@ -24,10 +24,11 @@ use crate::error::{Result, StoreError};
 use crate::types::{Deleted, RunQuery};
 
 use super::SqliteStore;
+use super::pushdown::key_path;
 
 /// One part of every run's record that a query may need, loaded for all
 /// runs at once the first time one does.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Source {
     Config(String),
     Metric(String),
@@ -78,6 +79,10 @@ pub(super) struct RunIndex {
     by_id: HashMap<String, i64>,
     complete: bool,
     loaded: HashSet<Source>,
+    /// The source sets of queries answered from SQL's narrowing
+    /// ([`answer_narrowed`]): a query that comes again is answered from
+    /// the index, loaded for it then, as repeating it suggests it will be.
+    narrowed: HashSet<Vec<Source>>,
 }
 
 impl Default for RunIndex {
@@ -89,29 +94,34 @@ impl Default for RunIndex {
             by_id: HashMap::new(),
             complete: false,
             loaded: HashSet::new(),
+            narrowed: HashSet::new(),
         }
     }
 }
 
-/// The columns a run's record has without parsing JSON.
-const BASE_SQL: &str = "SELECT r.pk, r.id, p.name, r.name, r.grp, r.status, r.created_ms, \
-     r.ended_ms, r.heartbeat_ms, r.host, r.pid, r.exit_code, r.deleted_ms, p.id \
-     FROM runs r JOIN projects p ON p.id = r.project_id";
+/// The columns a run's record has without parsing JSON (its project's
+/// name comes from a map of the few projects, not a join per run).
+const BASE_SQL: &str = "SELECT pk, id, project_id, name, grp, status, created_ms, ended_ms, \
+     heartbeat_ms, host, pid, exit_code, deleted_ms FROM runs";
 
 /// Bound parameters per `IN (...)` list, well under SQLite's limit.
 const IN_BATCH: usize = 500;
 
-fn base_record(row: &rusqlite::Row<'_>) -> Result<(i64, RunRecord)> {
-    let status: String = row.get(5)?;
+fn base_record(
+    row: &rusqlite::Row<'_>,
+    projects: &HashMap<i64, String>,
+) -> Result<(i64, RunRecord)> {
+    let status = row.get_ref(5)?.as_str().map_err(rusqlite::Error::from)?;
     let status: RunStatus = status
         .parse()
         .map_err(|_| StoreError::Internal(format!("stored status {status:?}")))?;
+    let project_id: i64 = row.get(2)?;
     Ok((
         row.get(0)?,
         RunRecord {
             id: row.get(1)?,
-            project: row.get(2)?,
-            project_id: row.get(13)?,
+            project: projects.get(&project_id).cloned().unwrap_or_default(),
+            project_id,
             name: row.get(3)?,
             group: row.get(4)?,
             tags: Vec::new(),
@@ -137,12 +147,6 @@ fn base_record(row: &rusqlite::Row<'_>) -> Result<(i64, RunRecord)> {
     ))
 }
 
-/// A JSON path to one top-level key; `None` for a key SQLite's path syntax
-/// cannot quote (it has no escape inside `"…"`).
-fn key_path(key: &str) -> Option<String> {
-    (!key.contains('"')).then(|| format!("$.\"{key}\""))
-}
-
 impl RunIndex {
     /// Brings the index up to the store's current change sequence.
     pub(super) fn refresh(&mut self, conn: &Connection) -> Result<()> {
@@ -156,10 +160,14 @@ impl RunIndex {
         // Read in a later snapshot than `current`: a run changed in
         // between is loaded now and again next time, never missed.
         if self.seq < 0 {
+            let projects: HashMap<i64, String> = conn
+                .prepare_cached("SELECT id, name FROM projects")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
             let mut stmt = conn.prepare_cached(BASE_SQL)?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
-                let (pk, record) = base_record(row)?;
+                let (pk, record) = base_record(row, &projects)?;
                 self.insert(pk, record, false);
             }
         } else {
@@ -234,16 +242,7 @@ impl RunIndex {
         if self.complete {
             return Ok(());
         }
-        let mut needed = Vec::new();
-        if let Some(filter) = &query.filter {
-            for field in filter.fields() {
-                Source::of(field, &mut needed);
-            }
-        }
-        for key in &query.sort {
-            Source::of(&key.field, &mut needed);
-        }
-        for source in needed {
+        for source in needed(query) {
             if !self.loaded.contains(&source) {
                 self.load_source(conn, &source)?;
                 self.loaded.insert(source);
@@ -391,46 +390,27 @@ impl RunIndex {
     /// The runs that match `query`'s project, deletion and filter, in its
     /// order (newest first when it has no sort), before paging.
     pub(super) fn select(&self, query: &RunQuery, now_ms: i64) -> Vec<i64> {
-        let mut runs: Vec<(i64, &RunRecord)> = self
-            .runs
-            .iter()
-            .map(|(pk, e)| (*pk, &e.record))
-            .filter(|(_, r)| query.project.as_ref().is_none_or(|p| *p == r.project))
-            .filter(|(_, r)| match query.deleted {
-                Deleted::Exclude => r.deleted_ms.is_none(),
-                Deleted::Only => r.deleted_ms.is_some(),
-                Deleted::Include => true,
-            })
-            .filter(|(_, run)| {
-                query
-                    .filter
-                    .as_ref()
-                    .is_none_or(|f: &Expr| f.matches(&RunView { run, now_ms }))
-            })
-            .collect();
-        // Runs started in the same millisecond in id order, as MLflow
-        // breaks its ties.
-        let newest_first = |a: &RunRecord, b: &RunRecord| {
-            b.created_ms
-                .cmp(&a.created_ms)
-                .then_with(|| a.id.cmp(&b.id))
-        };
-        if query.sort.is_empty() {
-            runs.sort_unstable_by(|(_, a), (_, b)| newest_first(a, b));
-            return runs.into_iter().map(|(pk, _)| pk).collect();
+        select(
+            self.runs.iter().map(|(pk, e)| (*pk, &e.record)),
+            query,
+            now_ms,
+        )
+    }
+
+    /// Whether `query` is best answered from SQL's narrowing rather than
+    /// the index: the index lacks what it reads, and no query reading the
+    /// same was narrowed before (this one is marked as narrowed).
+    pub(super) fn should_narrow(&mut self, query: &RunQuery) -> bool {
+        if self.complete {
+            return false;
         }
-        let views: Vec<(i64, RunView<'_>)> = runs
-            .iter()
-            .map(|(pk, run)| (*pk, RunView { run, now_ms }))
-            .collect();
-        let mut keyed: Vec<(Vec<labbook_core::query::Value<'_>>, i64, &RunRecord)> = views
-            .iter()
-            .map(|(pk, v)| (sort_values(&query.sort, v), *pk, v.run))
-            .collect();
-        keyed.sort_unstable_by(|(ka, _, a), (kb, _, b)| {
-            compare_values(&query.sort, ka, kb).then_with(|| newest_first(a, b))
-        });
-        keyed.into_iter().map(|(_, pk, _)| pk).collect()
+        let mut needed = needed(query);
+        if self.seq >= 0 && needed.iter().all(|s| self.loaded.contains(s)) {
+            return false;
+        }
+        needed.sort();
+        needed.dedup();
+        self.narrowed.insert(needed)
     }
 
     /// The records of `pks`, in that order (each must be in the index).
@@ -439,4 +419,108 @@ impl RunIndex {
             .filter_map(|pk| self.runs.get(pk).map(|e| &e.record))
             .collect()
     }
+}
+
+/// What `query`'s filter and sort read.
+fn needed(query: &RunQuery) -> Vec<Source> {
+    let mut needed = Vec::new();
+    if let Some(filter) = &query.filter {
+        for field in filter.fields() {
+            Source::of(field, &mut needed);
+        }
+    }
+    for key in &query.sort {
+        Source::of(&key.field, &mut needed);
+    }
+    needed
+}
+
+/// The runs of `runs` that match `query`'s project, deletion and filter,
+/// in its order (newest first when it has no sort), before paging.
+pub(super) fn select<'a>(
+    runs: impl Iterator<Item = (i64, &'a RunRecord)>,
+    query: &RunQuery,
+    now_ms: i64,
+) -> Vec<i64> {
+    let mut runs: Vec<(i64, &RunRecord)> = runs
+        .filter(|(_, r)| query.project.as_ref().is_none_or(|p| *p == r.project))
+        .filter(|(_, r)| match query.deleted {
+            Deleted::Exclude => r.deleted_ms.is_none(),
+            Deleted::Only => r.deleted_ms.is_some(),
+            Deleted::Include => true,
+        })
+        .filter(|(_, run)| {
+            query
+                .filter
+                .as_ref()
+                .is_none_or(|f: &Expr| f.matches(&RunView { run, now_ms }))
+        })
+        .collect();
+    // Runs started in the same millisecond in id order, as MLflow breaks
+    // its ties.
+    let newest_first = |a: &RunRecord, b: &RunRecord| {
+        b.created_ms
+            .cmp(&a.created_ms)
+            .then_with(|| a.id.cmp(&b.id))
+    };
+    if query.sort.is_empty() {
+        runs.sort_unstable_by(|(_, a), (_, b)| newest_first(a, b));
+        return runs.into_iter().map(|(pk, _)| pk).collect();
+    }
+    let views: Vec<(i64, RunView<'_>)> = runs
+        .iter()
+        .map(|(pk, run)| (*pk, RunView { run, now_ms }))
+        .collect();
+    let mut keyed: Vec<(Vec<labbook_core::query::Value<'_>>, i64, &RunRecord)> = views
+        .iter()
+        .map(|(pk, v)| (sort_values(&query.sort, v), *pk, v.run))
+        .collect();
+    keyed.sort_unstable_by(|(ka, _, a), (kb, _, b)| {
+        compare_values(&query.sort, ka, kb).then_with(|| newest_first(a, b))
+    });
+    keyed.into_iter().map(|(_, pk, _)| pk).collect()
+}
+
+/// Answers `query` from the runs its filter narrows to in SQL
+/// ([`pushdown`](super::pushdown)), read in full and judged by the filter
+/// itself: `None` when SQL narrows nothing, or leaves more than `most`.
+pub(super) fn answer_narrowed(
+    conn: &Connection,
+    query: &RunQuery,
+    most: usize,
+    now_ms: i64,
+) -> Result<Option<(Vec<RunRecord>, usize)>> {
+    let Some(candidates) = super::pushdown::candidates(query) else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "SELECT r.pk FROM runs r WHERE {} LIMIT {}",
+        candidates.sql,
+        most + 1
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let pks: Vec<i64> = stmt
+        .query_map(rusqlite::params_from_iter(&candidates.params), |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if pks.len() > most {
+        return Ok(None);
+    }
+    let mut runs: HashMap<i64, RunRecord> = HashMap::with_capacity(pks.len());
+    for batch in pks.chunks(IN_BATCH) {
+        let list = vec!["?"; batch.len()].join(",");
+        let args: Vec<&dyn rusqlite::ToSql> =
+            batch.iter().map(|pk| pk as &dyn rusqlite::ToSql).collect();
+        runs.extend(SqliteStore::load_runs_keyed(
+            conn,
+            &format!("r.pk IN ({list})"),
+            &args,
+        )?);
+    }
+    let selected = select(runs.iter().map(|(pk, r)| (*pk, r)), query, now_ms);
+    let page = selected.iter().skip(query.offset);
+    let page: Vec<RunRecord> = match query.limit {
+        Some(limit) => page.take(limit).filter_map(|pk| runs.remove(pk)).collect(),
+        None => page.filter_map(|pk| runs.remove(pk)).collect(),
+    };
+    Ok(Some((page, selected.len())))
 }
