@@ -14,7 +14,7 @@ export LABBOOK_BIN := $(CURDIR)/target/release/labbook
 # The interpreter with the labbook SDK installed, for tests run from other venvs.
 export LABBOOK_PYTHON := $(CURDIR)/$(BIN)/python
 
-.PHONY: all build web demo test test-rust test-fuzz test-python test-web test-mlflow test-security lint bench bench-mlflow bench-peers fuzz clean
+.PHONY: all build web demo test test-rust test-fuzz test-python test-web test-mlflow test-security lint bench bench-mlflow bench-peers bench-scale fuzz clean
 
 all: build
 
@@ -145,6 +145,14 @@ bench: build $(MLFLOW_VENV)/.deps
 	@echo "bench/results/$$(date -u +%F)-targets.md written; \`python bench/readme_speed.py --write\` puts it in the README"
 	@echo
 	$(MAKE) bench-mlflow
+
+## bench-scale: labbook's costs as a store grows to 100,000 runs, and over a
+## billion points (bench/scale_bench.py; ~7 GB of scratch disk, ~15 min);
+## BENCH_SCALE_ARGS="--sizes 1000,10000 --long-runs 100" for a quick one
+bench-scale: build
+	$(CARGO) build --release -p labbook-store --example scale_store
+	$(BIN)/python bench/scale_bench.py --markdown bench/results/$$(date -u +%F)-scale.md $(BENCH_SCALE_ARGS)
+	@echo "bench/results/$$(date -u +%F)-scale.md written; \`python bench/readme_speed.py --write\` puts it in the README"
 
 ## bench-mlflow: `labbook serve` against `mlflow server`, the same MLflow client code
 ## on both (~15 min: seeding MLflow with 10,000 runs dominates). Pass

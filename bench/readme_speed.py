@@ -7,7 +7,9 @@ figures the README quotes cannot disagree with what was measured.
   ``bench/results/YYYY-MM-DD-targets.md`` (``make bench``);
 - hyperparameter search beside Optuna (W12): the regret table of the newest
   ``bench/results/YYYY-MM-DD-w12.md`` and the speed tables of the newest
-  ``bench/results/YYYY-MM-DD-w12-speed.md`` (``make bench-peers``).
+  ``bench/results/YYYY-MM-DD-w12-speed.md`` (``make bench-peers``);
+- how costs grow with the store: the tables of the newest
+  ``bench/results/YYYY-MM-DD-scale.md`` (``make bench-scale``).
 
 ``python bench/readme_speed.py --write`` rewrites the blocks between the
 README's ``<!-- speed:NAME -->`` and ``<!-- /speed:NAME -->`` markers;
@@ -78,7 +80,16 @@ def blocks() -> dict[str, str]:
         + f"\n\nFrom {link(peers)}.\n",
         "targets": "\n".join(table_after(targets, "## Figures")) + f"\n\nFrom {link(targets)}.\n",
         "search": search_block(link),
+        "scale": scale_block(link),
     }
+
+
+def scale_block(link: Any) -> str:
+    scale = newest("????-??-??-scale.md")
+    found = tables(scale)
+    if not found:
+        raise SystemExit(f"{scale} has no tables")
+    return "\n\n".join("\n".join(t) for t in found) + f"\n\nFrom {link(scale)}.\n"
 
 
 def search_block(link: Any) -> str:

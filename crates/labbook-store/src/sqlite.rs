@@ -1074,8 +1074,14 @@ impl Store for SqliteStore {
     fn list_runs_counted(&self, query: &RunQuery) -> Result<(Vec<RunRecord>, usize)> {
         let mut index = self.index.lock();
         let conn = self.conn.lock();
-        // A filter SQL narrows to a few runs is answered from those alone,
-        // before the index is loaded for it.
+        // Before the index is loaded: a project's newest runs come by SQL's
+        // own order, and a filter SQL narrows to a few runs is answered
+        // from those alone.
+        if index.is_cold()
+            && let Some(found) = run_index::answer_newest(&conn, query)?
+        {
+            return Ok(found);
+        }
         if index.should_narrow(query)
             && let Some(found) = run_index::answer_narrowed(&conn, query, NARROWED_MOST, now_ms())?
         {

@@ -1,4 +1,4 @@
-//! Many processes open one store at the same moment: a sweep's workers all
+//! Many processes (32) open one store at the same moment: a sweep's workers all
 //! start together, often before the store exists. SQLite answers one of those
 //! races (two connections switching a new file to WAL) with SQLITE_BUSY
 //! without waiting on the busy timeout; the store must ride through it.
@@ -15,6 +15,9 @@ use labbook_store::*;
 
 const TEST_NAME: &str = "processes_create_and_open_one_store_at_once";
 const CHILD_ENV: &str = "LABBOOK_TEST_STORE";
+/// As many as a sweep's workers on a big machine: each one races the
+/// others to put the new store's file in place.
+const PROCESSES: usize = 32;
 
 #[test]
 fn processes_create_and_open_one_store_at_once() {
@@ -22,10 +25,10 @@ fn processes_create_and_open_one_store_at_once() {
         return open_and_log(Path::new(&dir));
     }
     let exe = std::env::current_exe().unwrap();
-    for round in 0..60 {
+    for round in 0..24 {
         let dir = tempfile::tempdir().unwrap();
         let store_dir = dir.path().join(".labbook");
-        let children: Vec<_> = (0..16)
+        let children: Vec<_> = (0..PROCESSES)
             .map(|_| {
                 Command::new(&exe)
                     .args(["--exact", TEST_NAME, "--test-threads=1", "-q"])
@@ -42,7 +45,10 @@ fn processes_create_and_open_one_store_at_once() {
             assert!(out.status.success(), "round {round}: {err}");
         }
         let store = SqliteStore::open(&store_dir).unwrap();
-        assert_eq!(store.list_runs(&RunQuery::default()).unwrap().len(), 16);
+        assert_eq!(
+            store.list_runs(&RunQuery::default()).unwrap().len(),
+            PROCESSES
+        );
     }
 }
 

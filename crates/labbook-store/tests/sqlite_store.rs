@@ -858,3 +858,65 @@ fn a_long_runs_downsample_reads_sketches_and_keeps_every_spike() {
         );
     }
 }
+
+/// The schema and rows a store gets from the build-time template are the
+/// ones running the migrations gives (the path a store whose file exists
+/// but is empty takes).
+#[test]
+fn a_store_from_the_template_is_a_migrated_store() {
+    fn schema(dir: &std::path::Path) -> Vec<(String, String, String)> {
+        let db = rusqlite::Connection::open(dir.join(DB_FILE)).unwrap();
+        let mut rows: Vec<(String, String, String)> = db
+            .prepare("SELECT type, name, coalesce(sql, '') FROM sqlite_master")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        rows.sort();
+        let version: i64 = db
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        let mode: String = db
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        let page: i64 = db.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+        let projects: i64 = db
+            .query_row("SELECT count(*) FROM projects", [], |r| r.get(0))
+            .unwrap();
+        rows.push((
+            "pragma".into(),
+            format!("{version} {mode} {page}"),
+            projects.to_string(),
+        ));
+        rows
+    }
+    let templated = tempfile::tempdir().unwrap();
+    SqliteStore::open(&templated.path().join(".labbook")).unwrap();
+    let migrated = tempfile::tempdir().unwrap();
+    let dir = migrated.path().join(".labbook");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::File::create(dir.join(DB_FILE)).unwrap();
+    SqliteStore::open(&dir).unwrap();
+    assert_eq!(schema(&templated.path().join(".labbook")), schema(&dir));
+}
+
+/// A store a newer labbook wrote is refused with what to do, not misread.
+#[test]
+fn a_store_from_a_newer_labbook_is_refused() {
+    let (dir, store) = store();
+    drop(store);
+    let path = dir.path().join(".labbook");
+    let db = rusqlite::Connection::open(path.join(DB_FILE)).unwrap();
+    let version: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    db.execute_batch(&format!("PRAGMA user_version = {}", version + 1))
+        .unwrap();
+    drop(db);
+    let Err(e) = SqliteStore::open(&path) else {
+        panic!("a newer store opened");
+    };
+    assert!(matches!(e, StoreError::NewerStore { .. }), "{e}");
+    assert!(e.to_string().contains("upgrade labbook"), "{e}");
+}

@@ -397,6 +397,11 @@ impl RunIndex {
         )
     }
 
+    /// Nothing is loaded yet.
+    pub(super) fn is_cold(&self) -> bool {
+        self.seq < 0
+    }
+
     /// Whether `query` is best answered from SQL's narrowing rather than
     /// the index: the index lacks what it reads, and no query reading the
     /// same was narrowed before (this one is marked as narrowed).
@@ -523,4 +528,54 @@ pub(super) fn answer_narrowed(
         None => page.filter_map(|pk| runs.remove(pk)).collect(),
     };
     Ok(Some((page, selected.len())))
+}
+
+/// Answers a listing with no filter and no sort (a project's newest runs,
+/// as a runs page or `labbook ls` first asks) by SQL's own order and
+/// count, reading only the page: `None` for any other query, or a page
+/// without a limit.
+pub(super) fn answer_newest(
+    conn: &Connection,
+    query: &RunQuery,
+) -> Result<Option<(Vec<RunRecord>, usize)>> {
+    let (Some(limit), None, true, Some(project)) = (
+        query.limit,
+        &query.filter,
+        query.sort.is_empty(),
+        &query.project,
+    ) else {
+        return Ok(None);
+    };
+    let deleted = match query.deleted {
+        Deleted::Exclude => "r.deleted_ms IS NULL",
+        Deleted::Only => "r.deleted_ms IS NOT NULL",
+        Deleted::Include => "1",
+    };
+    let scope = format!("r.project_id = (SELECT id FROM projects WHERE name = ?1) AND {deleted}");
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT count(*) FROM runs r WHERE {scope}"))?
+        .query_row([project], |r| r.get(0))?;
+    let pks: Vec<i64> = conn
+        .prepare_cached(&format!(
+            "SELECT r.pk FROM runs r WHERE {scope} \
+             ORDER BY r.created_ms DESC, r.id ASC LIMIT ?2 OFFSET ?3"
+        ))?
+        .query_map(
+            rusqlite::params![project, limit as i64, query.offset as i64],
+            |r| r.get(0),
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut runs: HashMap<i64, RunRecord> = HashMap::with_capacity(pks.len());
+    for batch in pks.chunks(IN_BATCH) {
+        let list = vec!["?"; batch.len()].join(",");
+        let args: Vec<&dyn rusqlite::ToSql> =
+            batch.iter().map(|pk| pk as &dyn rusqlite::ToSql).collect();
+        runs.extend(SqliteStore::load_runs_keyed(
+            conn,
+            &format!("r.pk IN ({list})"),
+            &args,
+        )?);
+    }
+    let page = pks.iter().filter_map(|pk| runs.remove(pk)).collect();
+    Ok(Some((page, total as usize)))
 }

@@ -287,5 +287,8 @@ INSERT INTO search_seq VALUES (1, 0);
 -- The run index loads one metric of every run at a time (a query on
 -- `metrics.acc`): a range of this index instead of the whole table.
 CREATE INDEX series_by_key ON series(key);
+-- A project's newest runs, and how many it has, without reading a run
+-- row: the first page of a listing before any index is loaded.
+CREATE INDEX runs_listed ON runs(project_id, created_ms DESC, id) WHERE deleted_ms IS NULL;
 "#,
 ];
