@@ -5,7 +5,6 @@ store from a newer labbook is refused rather than misread."""
 from __future__ import annotations
 
 import gc
-import os
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import labbook_bin
 
 import labbook
 
@@ -116,7 +116,7 @@ def test_a_store_from_a_newer_labbook_is_refused(tmp_path: Path) -> None:
         labbook.Api(dir=str(store))
     assert "upgrade labbook" in str(e.value)
     cli = subprocess.run(
-        [os.environ.get("LABBOOK_BIN", "labbook"), "--dir", str(store), "ls"],
+        [labbook_bin(), "--dir", str(store), "ls"],
         capture_output=True,
         text=True,
     )

@@ -38,6 +38,22 @@ fn extents() -> Option<(u64, Vec<Extent>)> {
     Some((len, out))
 }
 
+/// Gives the file's zeros real blocks. Left as holes, they would be
+/// allocated only when SQLite first reads them through its memory map, and
+/// on a full tmpfs that read is a SIGBUS instead of an error; allocated
+/// here, a full disk is a clear "no space" when the store is created.
+fn allocate(file: &std::fs::File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let len =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: the descriptor belongs to `file`, open for writing, for the
+    // whole call; posix_fallocate only allocates the file's blocks.
+    match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+        0 => Ok(()),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
+
 /// Puts the empty store at `path` unless a file is there. Returns false
 /// when it could not (a file system without hard links, say): the caller
 /// then creates the store the slow way, by running the migrations.
@@ -56,6 +72,7 @@ pub(super) fn create(path: &Path, modes: &Modes) -> io::Result<bool> {
     let written = (|| {
         let file = modes.create_new(&tmp)?;
         file.set_len(len)?;
+        allocate(&file, len)?;
         for (offset, bytes) in &extents {
             file.write_all_at(bytes, *offset)?;
         }
