@@ -223,15 +223,9 @@ impl RunIndex {
             .copied()
             .filter(|pk| self.runs.get(pk).is_some_and(|e| !e.full))
             .collect();
-        for batch in lite.chunks(IN_BATCH) {
-            let list = vec!["?"; batch.len()].join(",");
-            let args: Vec<&dyn rusqlite::ToSql> =
-                batch.iter().map(|pk| pk as &dyn rusqlite::ToSql).collect();
-            let found = SqliteStore::load_runs_keyed(conn, &format!("r.pk IN ({list})"), &args)?;
-            for (pk, record) in found {
-                if self.runs.contains_key(&pk) {
-                    self.insert(pk, record, true);
-                }
+        for (pk, record) in load_by_pk(conn, &lite)? {
+            if self.runs.contains_key(&pk) {
+                self.insert(pk, record, true);
             }
         }
         Ok(())
@@ -510,17 +504,7 @@ pub(super) fn answer_narrowed(
     if pks.len() > most {
         return Ok(None);
     }
-    let mut runs: HashMap<i64, RunRecord> = HashMap::with_capacity(pks.len());
-    for batch in pks.chunks(IN_BATCH) {
-        let list = vec!["?"; batch.len()].join(",");
-        let args: Vec<&dyn rusqlite::ToSql> =
-            batch.iter().map(|pk| pk as &dyn rusqlite::ToSql).collect();
-        runs.extend(SqliteStore::load_runs_keyed(
-            conn,
-            &format!("r.pk IN ({list})"),
-            &args,
-        )?);
-    }
+    let mut runs = load_by_pk(conn, &pks)?;
     let selected = select(runs.iter().map(|(pk, r)| (*pk, r)), query, now_ms);
     let page = selected.iter().skip(query.offset);
     let page: Vec<RunRecord> = match query.limit {
@@ -565,7 +549,14 @@ pub(super) fn answer_newest(
             |r| r.get(0),
         )?
         .collect::<rusqlite::Result<_>>()?;
-    let mut runs: HashMap<i64, RunRecord> = HashMap::with_capacity(pks.len());
+    let mut runs = load_by_pk(conn, &pks)?;
+    let page = pks.iter().filter_map(|pk| runs.remove(pk)).collect();
+    Ok(Some((page, total as usize)))
+}
+
+/// The runs of `pks`, read in full, by primary key.
+fn load_by_pk(conn: &Connection, pks: &[i64]) -> Result<HashMap<i64, RunRecord>> {
+    let mut runs = HashMap::with_capacity(pks.len());
     for batch in pks.chunks(IN_BATCH) {
         let list = vec!["?"; batch.len()].join(",");
         let args: Vec<&dyn rusqlite::ToSql> =
@@ -576,6 +567,5 @@ pub(super) fn answer_newest(
             &args,
         )?);
     }
-    let page = pks.iter().filter_map(|pk| runs.remove(pk)).collect();
-    Ok(Some((page, total as usize)))
+    Ok(runs)
 }
