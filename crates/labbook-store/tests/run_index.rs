@@ -34,6 +34,7 @@ fn seed(dir: &std::path::Path) {
             "b": (i % 5) as f64 * 0.5,
             "x.y": format!("v{}", i % 3),
             "odd \"key\"": i % 2,
+            "back\\": (i % 3) as f64,
             "big": if i % 2 == 0 { json!(9_007_199_254_740_993_i64) } else { json!(i as f64 / 7.0) },
             "opt": if i % 3 == 0 { "sgd" } else { "adam" },
         }))
@@ -144,6 +145,7 @@ const FIELDS: &[&str] = &[
     "config.b",
     "config.`x.y`",
     "config.`odd \"key\"`",
+    "config.`back\\`",
     "config.opt",
     "config.missing",
     "config.big",

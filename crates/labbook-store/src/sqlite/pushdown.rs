@@ -13,6 +13,10 @@ use rusqlite::types::Value;
 
 use crate::types::{Deleted, RunQuery};
 
+/// The most parameters a narrowing clause may bind: at three a comparison,
+/// some eighty comparisons, well inside SQLite's expression depth (1,000).
+const MAX_PARAMS: usize = 250;
+
 /// A `WHERE` clause over `runs r` and its parameters.
 pub(super) struct Candidates {
     pub sql: String,
@@ -30,10 +34,12 @@ fn sql_op(op: CmpOp) -> &'static str {
     }
 }
 
-/// A JSON path to one top-level key (SQLite's path syntax cannot quote a
-/// key holding `"`).
+/// A JSON path to one top-level key. Inside a quoted label SQLite's path
+/// syntax cannot hold a `"` and takes a backslash for an escape, so a key
+/// with either (or a control character) gets `None`: the caller reads the
+/// whole JSON in Rust instead.
 pub(super) fn key_path(key: &str) -> Option<String> {
-    (!key.contains('"')).then(|| format!("$.\"{key}\""))
+    (!key.chars().any(|c| c == '"' || c == '\\' || c.is_control())).then(|| format!("$.\"{key}\""))
 }
 
 struct Builder {
@@ -136,6 +142,11 @@ impl Builder {
 pub(super) fn candidates(query: &RunQuery) -> Option<Candidates> {
     let mut builder = Builder { params: Vec::new() };
     let filter = builder.clause(query.filter.as_ref()?)?;
+    // A filter of hundreds of comparisons would be an expression deeper
+    // than SQLite takes; the index answers it instead.
+    if builder.params.len() > MAX_PARAMS {
+        return None;
+    }
     let mut sql = vec![filter];
     if let Some(project) = &query.project {
         let name = builder.param(Value::Text(project.clone()));
