@@ -382,12 +382,17 @@ def raw_http(host: str, port: int, request: bytes, timeout: float = 10.0) -> byt
     """Sends bytes as they are (requests would fix a bad Host or method) and
     reads the whole answer."""
     with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(request)
+        try:
+            sock.sendall(request)
+        except (BrokenPipeError, ConnectionResetError):
+            # A server may answer an oversized body (413) and close before
+            # reading it all; its answer is still waiting to be read.
+            pass
         chunks = []
         while True:
             try:
                 chunk = sock.recv(65536)
-            except TimeoutError:
+            except (TimeoutError, ConnectionResetError):
                 break
             if not chunk:
                 break
