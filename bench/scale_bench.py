@@ -155,6 +155,34 @@ class Server:
         self.proc.wait(timeout=30)
 
 
+def browser(store: Path, figure: str, env: dict[str, str], curve_ids: str = "") -> float | None:
+    """The median of bench/ui_browser.mjs's `figure` against a fresh server
+    on `store`; None (and a note why) where Chromium or the dashboard's
+    node modules are missing."""
+    script = REPO / "bench" / "ui_browser.mjs"
+    chromium = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+    if (
+        not (REPO / "web" / "node_modules" / "playwright-core").is_dir()
+        or not Path(chromium).exists()
+    ):
+        log(f"{figure}: skipped, no Chromium or web/node_modules (run `make build`)")
+        return None
+    server = Server(store)
+    try:
+        out = subprocess.run(
+            ["node", str(script), f"http://127.0.0.1:{server.port}", curve_ids or "-", "-"],
+            env={**os.environ, **env, "LABBOOK_BENCH_ONLY": figure},
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        ).stdout
+    finally:
+        server.stop()
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return float(rows[0]["median"]) if rows else None
+
+
 def runs_path(filter_: str = "", sort: str = "", limit: int = 50) -> str:
     q = {"limit": str(limit)}
     if filter_:
@@ -240,11 +268,14 @@ class Bench:
             "ms",
             f'`labbook ls --filter "{SEARCH}" --sort {SORT}` wall time',
         )
-        page, search, sort, again, rss = [], [], [], [], []
+        page, keys, search, sort, again, rss = [], [], [], [], [], []
         for _ in range(reps):
             server = Server(store)
             try:
+                # What the dashboard's runs page asks for first: the page and
+                # the keys its column picker offers.
                 page.append(server.timed(runs_path()))
+                keys.append(server.timed(f"/api/v1/projects/{PROJECT}/keys"))
                 search.append(server.timed(runs_path(SEARCH, SORT)))
                 sort.append(server.timed(runs_path("", SORT)))
                 again.append(median([server.timed(runs_path(SEARCH, SORT)) for _ in range(9)]))
@@ -254,6 +285,14 @@ class Bench:
         api = f"GET {runs_path()[: runs_path().index('?')]}"
         self.emit(
             "a", size, "API first runs page", median(page), "ms", f"{api}?limit=50, fresh server"
+        )
+        self.emit(
+            "a",
+            size,
+            "API first keys",
+            median(keys),
+            "ms",
+            f"GET /api/v1/projects/{PROJECT}/keys (the column picker's), next",
         )
         self.emit("a", size, "API first search", median(search), "ms", f"{api} filter + sort, next")
         self.emit(
@@ -266,8 +305,21 @@ class Bench:
             "serve RSS",
             median(rss),
             "MB",
-            "`labbook serve` resident memory after the page, the search and the sort",
+            "`labbook serve` resident memory after the page, the keys, the search and the sort",
         )
+        interactive = browser(
+            store, "ui_runs_interactive_10k", {"LABBOOK_BENCH_RUNS_PAGE": f"/p/{PROJECT}"}
+        )
+        if interactive is not None:
+            self.emit(
+                "a",
+                size,
+                "browser runs page interactive",
+                interactive,
+                "ms",
+                f"headless Chromium: /p/{PROJECT} loaded until a row's checkbox takes a click"
+                " (bench/ui_browser.mjs), fresh server",
+            )
 
     def long_store(self, store: Path, runs: int, points: int) -> None:
         size = f"{runs:,} runs × {points:,} points"
@@ -361,6 +413,22 @@ class Bench:
             "GET /api/v1/series of one metric over 1,000 buckets, fresh server",
         )
         self.emit("b", size, f"API chart of {len(chart)} runs, again", median(again), "ms", "x5")
+        drawn = browser(
+            store,
+            "ui_chart_drawn_100x100k",
+            {"LABBOOK_BENCH_CHART_PROJECT": PROJECT, "LABBOOK_BENCH_CHART_METRIC": "acc"},
+            ",".join(chart),
+        )
+        if drawn is not None:
+            self.emit(
+                "b",
+                size,
+                f"browser chart of {len(chart)} runs drawn",
+                drawn,
+                "ms",
+                "headless Chromium: /p/scale/charts?runs= until every curve is drawn"
+                " (bench/ui_browser.mjs), fresh server",
+            )
 
     def run(self) -> None:
         work = Path(self.args.workdir or tempfile.mkdtemp(prefix="labbook-scale-"))

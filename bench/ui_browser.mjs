@@ -5,6 +5,9 @@
 // 100 MB CSV artifact showing its first rows.
 // Usage: node bench/ui_browser.mjs BASE_URL CURVE_RUN_IDS TABLE_RUN_ID
 // Prints JSON lines for bench/report.py.
+// bench/scale_bench.py points the same figures at its own stores:
+// LABBOOK_BENCH_RUNS_PAGE (the runs page's path), LABBOOK_BENCH_CHART_PROJECT
+// and LABBOOK_BENCH_CHART_METRIC (the chart's project and metric).
 import { chromium } from "../web/node_modules/playwright-core/index.mjs";
 
 const [base, curveIds, tableRun] = process.argv.slice(2);
@@ -41,7 +44,7 @@ const wanted = (figure) => !only || only.some((o) => figure.includes(o));
 // checkbox takes a click.
 await measure("ui_runs_interactive_10k", 5, async (page) => {
   const start = performance.now();
-  await page.goto(`${base}/p/big?sort=-metrics.metric_3`);
+  await page.goto(`${base}${process.env.LABBOOK_BENCH_RUNS_PAGE ?? "/p/big?sort=-metrics.metric_3"}`);
   const row = page.locator(".tr[data-run]").first();
   await row.waitFor({ state: "visible" });
   await row.locator("input[type=checkbox]").click();
@@ -89,25 +92,27 @@ await measure("ui_preview_csv_100mb_page", 5, async (page) => {
 
 // Drawn: the panel received every run's downsampled curve and uPlot drew it.
 const ids = curveIds.split(",");
+const chartProject = process.env.LABBOOK_BENCH_CHART_PROJECT ?? "curves";
+const chartMetric = process.env.LABBOOK_BENCH_CHART_METRIC ?? "loss";
 await measure("ui_chart_drawn_100x100k", 5, async (page) => {
   const start = performance.now();
-  await page.goto(`${base}/p/curves/charts?runs=${ids.join(",")}`);
+  await page.goto(`${base}/p/${chartProject}/charts?runs=${ids.join(",")}`);
   // Checked in the page every frame (one protocol call, not one per check:
   // polling from here costs the page's CPU too), then one frame more so the
   // drawing is on screen.
   await page.evaluate(
-    (n) =>
+    ([n, metric]) =>
       new Promise((resolve, reject) => {
         const deadline = performance.now() + 30_000;
         const check = () => {
-          const c = window.__labbookCharts?.loss;
+          const c = window.__labbookCharts?.[metric];
           if (c && Object.keys(c.perRun).length === n && c.points > 0) requestAnimationFrame(() => resolve());
           else if (performance.now() > deadline) reject(new Error("the chart was not drawn in 30 s"));
           else requestAnimationFrame(check);
         };
         check();
       }),
-    ids.length,
+    [ids.length, chartMetric],
   );
   const elapsed = performance.now() - start;
   if (process.env.LABBOOK_BENCH_DIAG) {

@@ -11,11 +11,11 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
+use labbook_core::RunRecord;
 use labbook_core::query::{
     Field, RunView, Value as FieldValue, parse_filter, parse_sort, resolve_field,
 };
-use labbook_core::{ConfigValue, RunRecord};
-use labbook_store::{Deleted, RunPatch, RunQuery, StepRange, Store, StoreError};
+use labbook_store::{Deleted, KeyUse, RunPatch, RunQuery, StepRange, Store, StoreError};
 
 use crate::error::ApiError;
 use crate::json::{self, Floats, now_ms};
@@ -232,36 +232,15 @@ fn run_fields(params: &HashMap<String, String>) -> Result<Option<Vec<String>>, A
 }
 
 async fn keys(State(state): State<AppState>, Path(project): Path<String>) -> ApiResult {
-    let query = RunQuery {
-        project: Some(project),
-        ..Default::default()
-    };
     blocking(&state, move |store| {
-        let mut config: BTreeMap<String, (usize, bool)> = BTreeMap::new();
-        let mut metrics: BTreeMap<String, usize> = BTreeMap::new();
-        let mut summary: BTreeMap<String, usize> = BTreeMap::new();
-        store.visit_runs(&query, &mut |runs| {
-            for run in runs {
-                for (k, v) in &run.config {
-                    let entry = config.entry(k.clone()).or_insert((0, true));
-                    entry.0 += 1;
-                    entry.1 &= matches!(v, ConfigValue::Int(_) | ConfigValue::Float(_));
-                }
-                for k in run.metrics.keys() {
-                    *metrics.entry(k.clone()).or_default() += 1;
-                }
-                for k in run.summary.keys() {
-                    *summary.entry(k.clone()).or_default() += 1;
-                }
-            }
-        })?;
-        let list = |m: BTreeMap<String, usize>| -> Vec<Value> {
-            m.into_iter().map(|(key, count)| json!({ "key": key, "count": count })).collect()
+        let catalog = store.key_catalog(&project)?;
+        let list = |keys: Vec<KeyUse>| -> Vec<Value> {
+            keys.into_iter().map(|k| json!({ "key": k.key, "count": k.runs })).collect()
         };
         Ok(Json(json!({
-            "config": config.into_iter().map(|(key, (count, numeric))| json!({ "key": key, "count": count, "numeric": numeric })).collect::<Vec<_>>(),
-            "metrics": list(metrics),
-            "summary": list(summary),
+            "config": catalog.config.into_iter().map(|k| json!({ "key": k.key, "count": k.runs, "numeric": k.numeric_runs == k.runs })).collect::<Vec<_>>(),
+            "metrics": list(catalog.metrics),
+            "summary": list(catalog.summary),
             "attributes": ["id", "name", "project", "group", "status", "notes", "tags", "host", "created", "ended", "duration", "exit_code"],
         })))
     })

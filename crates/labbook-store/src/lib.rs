@@ -61,6 +61,18 @@ pub trait Store: Send + Sync {
         })?;
         Ok(out)
     }
+    /// The config, metric and summary keys of a project's live runs.
+    fn key_catalog(&self, project: &str) -> Result<KeyCatalog> {
+        let query = RunQuery {
+            project: Some(project.to_string()),
+            ..Default::default()
+        };
+        let mut catalog = KeyCatalog::default();
+        self.visit_runs(&query, &mut |runs| {
+            catalog = KeyCatalog::of_runs(runs.iter().copied());
+        })?;
+        Ok(catalog)
+    }
     fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>> {
         Ok(self.list_runs_counted(query)?.0)
     }

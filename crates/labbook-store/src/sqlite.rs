@@ -30,6 +30,7 @@ use crate::writer::now_ms;
 use crate::{Store, random_bits};
 
 mod artifacts;
+mod key_catalog;
 mod projects;
 mod pushdown;
 mod run_index;
@@ -1422,6 +1423,10 @@ impl Store for SqliteStore {
         }
         let total = merged.seen();
         Ok((merged.finish(), total))
+    }
+
+    fn key_catalog(&self, project: &str) -> Result<KeyCatalog> {
+        key_catalog::read(&self.conn.lock(), project)
     }
 
     fn series_keys(&self, run_id: &str) -> Result<Vec<(String, u64)>> {

@@ -273,3 +273,61 @@ pub struct WriteSet {
     pub patch: Option<RunPatch>,
     pub heartbeat_ms: Option<i64>,
 }
+
+/// A key some of a project's live runs have: how many, and (for config
+/// keys) how many of those hold a number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUse {
+    pub key: String,
+    pub runs: usize,
+    pub numeric_runs: usize,
+}
+
+/// The config, metric and summary keys of a project's live runs, each list
+/// sorted by key: what a column picker offers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyCatalog {
+    pub config: Vec<KeyUse>,
+    pub metrics: Vec<KeyUse>,
+    pub summary: Vec<KeyUse>,
+}
+
+impl KeyCatalog {
+    /// Computed from the runs themselves: the catalog a store keeps must
+    /// always equal this.
+    pub fn of_runs<'a>(runs: impl IntoIterator<Item = &'a labbook_core::RunRecord>) -> KeyCatalog {
+        let mut config: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        let mut metrics: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        let mut summary: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        for run in runs {
+            for (key, value) in &run.config {
+                let entry = config.entry(key).or_default();
+                entry.0 += 1;
+                entry.1 += usize::from(value.as_f64().is_some());
+            }
+            for key in run.metrics.keys() {
+                let entry = metrics.entry(key).or_default();
+                entry.0 += 1;
+                entry.1 += 1;
+            }
+            for key in run.summary.keys() {
+                summary.entry(key).or_default().0 += 1;
+            }
+        }
+        let list = |counts: BTreeMap<&str, (usize, usize)>| {
+            counts
+                .into_iter()
+                .map(|(key, (runs, numeric_runs))| KeyUse {
+                    key: key.to_string(),
+                    runs,
+                    numeric_runs,
+                })
+                .collect()
+        };
+        KeyCatalog {
+            config: list(config),
+            metrics: list(metrics),
+            summary: list(summary),
+        }
+    }
+}
