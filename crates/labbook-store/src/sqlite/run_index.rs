@@ -73,16 +73,24 @@ struct Indexed {
 
 /// Every run as of change `seq`: in full once `complete`, otherwise each
 /// with the sources in `loaded`.
+/// How many queries reading the same sources are narrowed in SQL before
+/// the index loads those sources instead. Rent or buy: loading a source
+/// costs about as much as this many narrowings (a key's every run read,
+/// ~8 µs each, against its series looked up, ~0.6 µs each), so a query
+/// repeated this often has paid for the load, and one asked only a few
+/// times (the second search of a 100,000-run store: 60 ms, not 800) never
+/// pays it.
+const NARROWED_BEFORE_LOAD: u32 = 12;
+
 pub(super) struct RunIndex {
     seq: i64,
     runs: HashMap<i64, Indexed>,
     by_id: HashMap<String, i64>,
     complete: bool,
     loaded: HashSet<Source>,
-    /// The source sets of queries answered from SQL's narrowing
-    /// ([`answer_narrowed`]): a query that comes again is answered from
-    /// the index, loaded for it then, as repeating it suggests it will be.
-    narrowed: HashSet<Vec<Source>>,
+    /// How many queries reading each set of sources SQL's narrowing
+    /// answered ([`answer_narrowed`]).
+    narrowed: HashMap<Vec<Source>, u32>,
 }
 
 impl Default for RunIndex {
@@ -94,7 +102,7 @@ impl Default for RunIndex {
             by_id: HashMap::new(),
             complete: false,
             loaded: HashSet::new(),
-            narrowed: HashSet::new(),
+            narrowed: HashMap::new(),
         }
     }
 }
@@ -397,8 +405,9 @@ impl RunIndex {
     }
 
     /// Whether `query` is best answered from SQL's narrowing rather than
-    /// the index: the index lacks what it reads, and no query reading the
-    /// same was narrowed before (this one is marked as narrowed).
+    /// the index: the index lacks what it reads, and queries reading the
+    /// same have not yet been narrowed [`NARROWED_BEFORE_LOAD`] times (this
+    /// one is counted).
     pub(super) fn should_narrow(&mut self, query: &RunQuery) -> bool {
         if self.complete {
             return false;
@@ -409,7 +418,9 @@ impl RunIndex {
         }
         needed.sort();
         needed.dedup();
-        self.narrowed.insert(needed)
+        let times = self.narrowed.entry(needed).or_default();
+        *times += 1;
+        *times <= NARROWED_BEFORE_LOAD
     }
 
     /// The records of `pks`, in that order (each must be in the index).
