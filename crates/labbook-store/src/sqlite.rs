@@ -623,8 +623,8 @@ impl SqliteStore {
     ) -> Result<i64> {
         let m = &chunk.meta;
         tx.prepare_cached(
-            "INSERT INTO chunks (series_id, level, n, step_min, step_max, ts_min, ts_max, v_min, v_max, data, sketch)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO chunks (series_id, level, n, step_min, step_max, ts_min, ts_max, v_min, v_max, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?
         .execute(params![
             series_id,
@@ -637,9 +637,13 @@ impl SqliteStore {
             m.v_min,
             m.v_max,
             chunk.data,
-            chunk.sketch
         ])?;
-        Ok(tx.last_insert_rowid())
+        let id = tx.last_insert_rowid();
+        if let Some(sketch) = &chunk.sketch {
+            tx.prepare_cached("INSERT INTO chunk_sketches (chunk_id, sketch) VALUES (?1, ?2)")?
+                .execute(params![id, sketch])?;
+        }
+        Ok(id)
     }
 
     fn merge_summary(tx: &Transaction<'_>, series_id: i64, delta: &SeriesSummary) -> Result<()> {
@@ -699,8 +703,10 @@ impl SqliteStore {
         let (from, to) = range.bounds();
         let infos: Vec<(i64, ChunkInfo)> = conn
             .prepare_cached(
-                "SELECT id, n, step_min, step_max, sketch IS NOT NULL FROM chunks
-                 WHERE series_id = ?1 AND step_max >= ?2 AND step_min <= ?3 ORDER BY step_min, id",
+                "SELECT c.id, c.n, c.step_min, c.step_max, s.chunk_id IS NOT NULL OR c.sketch IS NOT NULL
+                 FROM chunks c LEFT JOIN chunk_sketches s ON s.chunk_id = c.id
+                 WHERE c.series_id = ?1 AND c.step_max >= ?2 AND c.step_min <= ?3
+                 ORDER BY c.step_min, c.id",
             )?
             .query_map(params![series_id, from, to], |r| {
                 Ok((
@@ -714,7 +720,12 @@ impl SqliteStore {
                 ))
             })?
             .collect::<rusqlite::Result<_>>()?;
-        let mut sketch = conn.prepare_cached("SELECT sketch FROM chunks WHERE id = ?1")?;
+        // Its own table first; a chunk sealed before that table keeps its
+        // sketch in its row.
+        let mut sketch = conn.prepare_cached(
+            "SELECT sketch FROM chunk_sketches WHERE chunk_id = ?1
+             UNION ALL SELECT sketch FROM chunks WHERE id = ?1 AND sketch IS NOT NULL LIMIT 1",
+        )?;
         let mut data = conn.prepare_cached("SELECT data FROM chunks WHERE id = ?1")?;
         let mut out = Vec::with_capacity(infos.len());
         for (id, info) in infos {

@@ -841,10 +841,36 @@ fn a_long_runs_downsample_reads_sketches_and_keeps_every_spike() {
     d.add(&all);
     assert!(same(&fine, &d.finish()));
 
+    // Sketches kept in the chunk's row, as chunks sealed before their own
+    // table existed keep them: read from there.
+    let (sketched, _) = store
+        .downsample(&run.id, "y", StepRange::ALL, buckets, true)
+        .unwrap();
+    assert!(!same(&sketched, &exact), "the sketches were not used");
+    let db = rusqlite::Connection::open(dir.path().join(".labbook").join(DB_FILE)).unwrap();
+    db.execute_batch(
+        "UPDATE chunks SET sketch = (SELECT sketch FROM chunk_sketches WHERE chunk_id = chunks.id);
+         DELETE FROM chunk_sketches;",
+    )
+    .unwrap();
+    let (in_row, _) = store
+        .downsample(&run.id, "y", StepRange::ALL, buckets, true)
+        .unwrap();
+    assert!(same(&in_row, &sketched));
+    // A damaged sketch in the table is read from the points, not from an
+    // older sketch in the row.
+    db.execute_batch(
+        "INSERT INTO chunk_sketches SELECT id, substr(sketch, 1, 200) FROM chunks WHERE sketch IS NOT NULL",
+    )
+    .unwrap();
+    let (down, _) = store
+        .downsample(&run.id, "y", StepRange::ALL, buckets, true)
+        .unwrap();
+    assert!(same(&down, &exact), "a damaged sketch was used");
+    db.execute_batch("DELETE FROM chunk_sketches").unwrap();
     // Chunks sealed before sketches existed, and a damaged sketch: read
     // from the chunks themselves, exactly.
-    let db = rusqlite::Connection::open(dir.path().join(".labbook").join(DB_FILE)).unwrap();
-    for damage in ["NULL", "x'B500'", "substr(sketch, 1, 200)"] {
+    for damage in ["substr(sketch, 1, 200)", "x'B500'", "NULL"] {
         db.execute_batch(&format!(
             "UPDATE chunks SET sketch = {damage} WHERE sketch IS NOT NULL"
         ))
