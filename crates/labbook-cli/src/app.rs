@@ -89,7 +89,10 @@ impl App {
     /// worth reading, so a failure here is only a warning.
     pub fn reap(&self, store: &dyn Store) {
         let host = hostname();
-        if let Err(e) = store.reap_stale_runs(crate::fmt::now_ms(), host.as_deref(), &pid_alive) {
+        if let Err(e) = store.reap_stale_runs(crate::fmt::now_ms(), host.as_deref(), &pid_alive)
+            // The command's own read says it, once.
+            && !matches!(e, labbook_store::StoreError::Damaged(_))
+        {
             say!(
                 "{}: cannot update the status of stale runs: {e}",
                 self.err().warn("warning")
@@ -101,6 +104,15 @@ impl App {
 pub fn open_store(dir: &Path) -> Result<Arc<SqliteStore>> {
     let store = SqliteStore::open(dir)
         .with_context(|| format!("cannot open the labbook store at {}", dir.display()))?;
+    if store.log_unread()
+        && let Some(why) = store.read_only()
+    {
+        say!(
+            "{}: the store at {} is read-only: {why}",
+            crate::style::Painter::new(crate::style::stderr_color(false)).warn("warning"),
+            dir.display()
+        );
+    }
     Ok(Arc::new(store))
 }
 

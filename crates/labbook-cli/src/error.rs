@@ -79,7 +79,20 @@ pub fn report(e: &anyhow::Error, color: bool) -> ExitCode {
     }
     let paint = Painter::new(color);
     // One line even when a message (a query's input, an OS error) spans several.
-    let message = format!("{e:#}").replace(['\r', '\n'], " ");
+    // A cause that its error already quotes (an OS error inside a store's
+    // I/O error) is said once.
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if message.ends_with(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    let message = message.replace(['\r', '\n'], " ");
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{}: {message}", paint.error("error"));
     if let Some(hint) = hint_for(e) {

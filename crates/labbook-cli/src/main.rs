@@ -88,6 +88,10 @@ enum Command {
     /// Free the contents no live artifact version, run file or MLflow
     /// artifact references (after `artifact rm`).
     Gc(commands::artifact::GcArgs),
+    /// Copy the store to a new directory as one consistent state, while
+    /// runs may be writing it (a plain file copy of a store in use can be
+    /// torn).
+    Backup(commands::backup::BackupArgs),
     /// Run a run again from its recorded code, data, environment and
     /// command, as a new run linked to it; --check compares the curves.
     Replay(commands::replay::ReplayArgs),
@@ -423,6 +427,7 @@ fn main() -> ExitCode {
         Command::Report(args) => commands::report::report(&app, args),
         Command::Baseline(command) => commands::report::baseline(&app, command),
         Command::Gc(args) => commands::artifact::gc(&app, args),
+        Command::Backup(args) => commands::backup::backup(&app, args),
         // An error is told from a divergence (1) by its own status.
         Command::Replay(args) => {
             return commands::replay::replay(&app, args).unwrap_or_else(|e| {

@@ -85,6 +85,13 @@ impl From<StoreError> for ApiError {
                 field: None,
                 column: None,
             },
+            StoreError::ReadOnly(_) => ApiError {
+                status: StatusCode::FORBIDDEN,
+                code: "READ_ONLY_STORE",
+                message: e.to_string(),
+                field: None,
+                column: None,
+            },
             other => ApiError::internal(other.to_string()),
         }
     }

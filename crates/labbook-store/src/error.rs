@@ -40,6 +40,18 @@ pub enum StoreError {
         "this store was written by a newer labbook (schema version {found}; this one knows up to {known}): upgrade labbook to open it"
     )]
     NewerStore { found: i64, known: usize },
+    /// The store can be read but not written: its files or its filesystem
+    /// are read-only to this process.
+    #[error(
+        "the store is read-only ({0}): it can be read, not changed; `labbook backup DEST` copies it where it can be"
+    )]
+    ReadOnly(String),
+    /// SQLite found the database file malformed. A store copied file by
+    /// file while a run was writing it is the usual cause.
+    #[error(
+        "the store's database is damaged ({0}); if it was copied while runs were writing to it, copy it again with `labbook backup DEST`, which takes a consistent copy of a store in use; otherwise `sqlite3 labbook.db .recover` salvages what it can"
+    )]
+    Damaged(String),
     #[error("internal error: {0}")]
     Internal(String),
     /// A writer's open chunks were compacted by someone else (a reaper that
@@ -60,6 +72,12 @@ impl From<rusqlite::Error> for StoreError {
             Some(ErrorCode::DiskFull) => StoreError::DiskFull(e.to_string()),
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
                 StoreError::Busy(e.to_string())
+            }
+            Some(ErrorCode::ReadOnly) => StoreError::ReadOnly(
+                "its files or its filesystem may not be written by this process".into(),
+            ),
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+                StoreError::Damaged(e.to_string())
             }
             _ => StoreError::Sqlite(e),
         }

@@ -22,7 +22,7 @@ pub mod versions;
 pub mod writer;
 
 pub use error::{Result, StoreError};
-pub use sqlite::{DB_FILE, SqliteStore};
+pub use sqlite::{BackupReport, DB_FILE, SqliteStore};
 pub use studies::*;
 pub use types::*;
 
@@ -60,6 +60,11 @@ pub trait Store: Send + Sync {
             out.1 = runs.len();
         })?;
         Ok(out)
+    }
+    /// An error if this store can be read but not written, so that work
+    /// that will write fails before it starts, not at its first write.
+    fn check_writable(&self) -> Result<()> {
+        Ok(())
     }
     /// The config, metric and summary keys of a project's live runs.
     fn key_catalog(&self, project: &str) -> Result<KeyCatalog> {

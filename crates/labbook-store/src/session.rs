@@ -82,6 +82,7 @@ pub fn open_run(
     this_host: Option<&str>,
     pid_alive: &dyn Fn(u32) -> bool,
 ) -> Result<OpenedRun> {
+    store.check_writable()?;
     let new = &request.run;
     let existing = match new.id.as_deref() {
         Some(id) => match store.get_run(id) {

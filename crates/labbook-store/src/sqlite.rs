@@ -30,6 +30,8 @@ use crate::writer::now_ms;
 use crate::{Store, random_bits};
 
 mod artifacts;
+mod backup;
+pub use backup::BackupReport;
 mod key_catalog;
 mod projects;
 mod pushdown;
@@ -97,6 +99,48 @@ pub struct SqliteStore {
     /// Every run, in memory, as of a change sequence (`run_index`).
     index: Mutex<run_index::RunIndex>,
     trial_cache: Mutex<HashMap<i64, studies::TrialCache>>,
+    /// Why this store was opened read-only, if it was.
+    read_only: Option<String>,
+    /// Whether commits in its write-ahead log could not be read (see
+    /// `open_read_only`).
+    log_unread: bool,
+}
+
+/// Whether opening failed because this process may not write the store,
+/// which is no reason not to read it.
+fn cannot_write(e: &StoreError) -> bool {
+    use rusqlite::ErrorCode;
+    match e {
+        StoreError::ReadOnly(_) => true,
+        StoreError::Io { source, .. } => matches!(
+            source.kind(),
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+        ),
+        StoreError::Sqlite(e) => matches!(
+            e.sqlite_error_code(),
+            Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly)
+        ),
+        _ => false,
+    }
+}
+
+/// `path` for a `file:` URI: the bytes SQLite would read as URI syntax
+/// (`%`, `?`, `#`) and anything outside printable ASCII, percent-encoded.
+fn uri_path(path: &Path) -> String {
+    use std::fmt::Write as _;
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
+    #[cfg(not(unix))]
+    let bytes = path.to_string_lossy().into_owned().into_bytes();
+    let mut out = String::with_capacity(bytes.len());
+    for b in bytes {
+        if b.is_ascii_graphic() && !matches!(b, b'%' | b'?' | b'#') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
 }
 
 /// Reads a REAL that SQLite may have stored as NULL: SQLite turns NaN into
@@ -172,8 +216,105 @@ fn summary_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<SeriesSumma
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store in a `.labbook` directory.
+    /// Opens (creating if needed) the store in a `.labbook` directory. An
+    /// existing store this process may not write (a read-only filesystem,
+    /// another user's files) is opened read-only instead: see
+    /// [`SqliteStore::read_only`].
     pub fn open(dir: &Path) -> Result<SqliteStore> {
+        match Self::open_writable(dir) {
+            Ok(store) => Ok(store),
+            Err(e) if dir.join(DB_FILE).is_file() && cannot_write(&e) => {
+                Self::open_read_only(dir).map_err(|read_only| match read_only {
+                    // Reading failed for a reason of its own: that one says more.
+                    StoreError::ReadOnly(_) | StoreError::Sqlite(_) => e,
+                    other => other,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens an existing store for reading only, writing nothing into its
+    /// directory: SQLite reads a write-ahead log through a read-only `-shm`.
+    /// Where neither the log's index can be opened nor made (a read-only
+    /// directory holding the database without its `-shm`), the database
+    /// file is read as immutable, and the log, if any, is left unread: the
+    /// store is shown as of its last checkpoint, which the reason says.
+    pub fn open_read_only(dir: &Path) -> Result<SqliteStore> {
+        let path = dir.join(DB_FILE);
+        if !path.is_file() {
+            return Err(StoreError::NotFound {
+                what: "store database",
+                id: path.display().to_string(),
+            });
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let version = |conn: &Connection| -> rusqlite::Result<i64> {
+            conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        };
+        let mut reason =
+            "its files or its filesystem may not be written by this process".to_string();
+        let mut log_unread = false;
+        let conn = match Connection::open_with_flags(&path, flags)
+            .and_then(|conn| version(&conn).map(|_| conn))
+        {
+            Ok(conn) => conn,
+            Err(first) => {
+                let immutable = format!("file:{}?immutable=1", uri_path(&path));
+                let conn = Connection::open_with_flags(&immutable, flags).map_err(|_| first)?;
+                let wal = dir.join(format!("{DB_FILE}-wal"));
+                if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                    log_unread = true;
+                    reason = format!(
+                        "its directory is read-only and has no {DB_FILE}-shm, so the writes still in {DB_FILE}-wal cannot be read: \
+                         it is shown as of its last checkpoint; copy the whole directory somewhere writable to see them"
+                    );
+                }
+                conn
+            }
+        };
+        conn.busy_handler(Some(wait_for_lock))?;
+        conn.execute_batch(
+            "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-32000; PRAGMA mmap_size=1073741824;",
+        )?;
+        let current = version(&conn)?;
+        if current as usize > MIGRATIONS.len() {
+            return Err(StoreError::NewerStore {
+                found: current,
+                known: MIGRATIONS.len(),
+            });
+        }
+        if (current as usize) < MIGRATIONS.len() {
+            return Err(StoreError::ReadOnly(format!(
+                "it was written by an older labbook (schema version {current}; this one reads {}), and upgrading it needs write access once",
+                MIGRATIONS.len()
+            )));
+        }
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            dir: dir.to_path_buf(),
+            index: Mutex::new(run_index::RunIndex::default()),
+            trial_cache: Mutex::new(HashMap::new()),
+            read_only: Some(reason),
+            log_unread,
+        })
+    }
+
+    /// Why the store is read-only, when it is: writes fail with
+    /// [`StoreError::ReadOnly`].
+    pub fn read_only(&self) -> Option<&str> {
+        self.read_only.as_deref()
+    }
+
+    /// Whether the store, opened read-only, is shown without the commits in
+    /// its write-ahead log, which could not be read; `read_only` says why.
+    pub fn log_unread(&self) -> bool {
+        self.log_unread
+    }
+
+    fn open_writable(dir: &Path) -> Result<SqliteStore> {
         crate::private::create_store_dir(dir, crate::private::PRIVATE_DIR_MODE).map_err(
             |source| StoreError::Io {
                 context: format!("cannot create the store directory {}", dir.display()),
@@ -211,6 +352,12 @@ impl SqliteStore {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&path, flags)?;
         conn.busy_handler(Some(wait_for_lock))?;
+        // SQLite opens a write-protected file for reading without a word.
+        if conn.is_readonly(rusqlite::MAIN_DB)? {
+            return Err(StoreError::ReadOnly(
+                "its database file may not be written by this process".into(),
+            ));
+        }
         // Chunks are blobs of tens to hundreds of KB: 32 KiB pages cut the
         // overflow-page chains that SQLite walks per blob by 8× against the
         // 4 KiB default. Only takes effect when the file is created.
@@ -225,6 +372,8 @@ impl SqliteStore {
             dir: dir.to_path_buf(),
             index: Mutex::new(run_index::RunIndex::default()),
             trial_cache: Mutex::new(HashMap::new()),
+            read_only: None,
+            log_unread: false,
         };
         store.migrate()?;
         Ok(store)
@@ -889,6 +1038,13 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync) -> 
 }
 
 impl Store for SqliteStore {
+    fn check_writable(&self) -> Result<()> {
+        match &self.read_only {
+            Some(why) => Err(StoreError::ReadOnly(why.clone())),
+            None => Ok(()),
+        }
+    }
+
     fn artifact_files_under(
         &self,
         dir: &str,
@@ -1637,6 +1793,11 @@ impl Store for SqliteStore {
         this_host: Option<&str>,
         pid_alive: &dyn Fn(u32) -> bool,
     ) -> Result<Vec<String>> {
+        // A read-only store is shown as it was written; a copy's runs may
+        // well be alive on the machine they were copied from.
+        if self.read_only.is_some() {
+            return Ok(Vec::new());
+        }
         let running = Self::load_runs(&self.conn.lock(), "r.status = 'running'", &[])?;
         let timeout_ms = crate::heartbeat_timeout_ms();
         let mut reaped = Vec::new();

@@ -946,3 +946,67 @@ fn a_store_from_a_newer_labbook_is_refused() {
     assert!(matches!(e, StoreError::NewerStore { .. }), "{e}");
     assert!(e.to_string().contains("upgrade labbook"), "{e}");
 }
+
+#[test]
+fn a_backup_holds_the_runs_and_the_files_and_reads_on_its_own() {
+    let (dir, store) = store();
+    let run = store.create_run(&new_run("p")).unwrap();
+    let mut writer = SeriesWriter::default();
+    let curve = series(0..1_000, |i| i as f64 / 7.0);
+    log(
+        &store,
+        &mut writer,
+        &run.id,
+        vec![("loss".into(), curve)],
+        true,
+    );
+    store
+        .put_artifact("model/weights.bin", &mut &b"weights"[..], 1)
+        .unwrap();
+    let dest = dir.path().join("copies").join("first");
+    let report = store.backup(&dest).unwrap();
+    assert_eq!(report.dest, dest);
+    assert!(report.files >= 2, "{report:?}"); // .gitignore and the blob
+    // Taken again into the same place: refused, the first copy untouched.
+    assert!(matches!(store.backup(&dest), Err(StoreError::Conflict(_))));
+    drop(store);
+    std::fs::remove_dir_all(dir.path().join(".labbook")).unwrap();
+    let copy = SqliteStore::open(&dest).unwrap();
+    assert!(copy.read_only().is_none());
+    let got = copy.get_run(&run.id).unwrap();
+    assert_eq!(got.metrics["loss"].count, 1_000);
+    let (mut file, size) = copy.open_artifact("model/weights.bin").unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes).unwrap();
+    assert_eq!((bytes.as_slice(), size), (&b"weights"[..], 7));
+    let leftovers: Vec<_> = std::fs::read_dir(dest.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, ["first"], "a partial copy was left behind");
+}
+
+#[test]
+fn a_store_opened_read_only_reads_and_refuses_every_write() {
+    let (dir, store) = store();
+    let run = store.create_run(&new_run("p")).unwrap();
+    drop(store);
+    let store = SqliteStore::open_read_only(&dir.path().join(".labbook")).unwrap();
+    assert!(store.read_only().is_some() && !store.log_unread());
+    assert_eq!(store.get_run(&run.id).unwrap().id, run.id);
+    assert!(matches!(
+        store.check_writable(),
+        Err(StoreError::ReadOnly(_))
+    ));
+    let refused = store.create_run(&new_run("p")).unwrap_err();
+    assert!(matches!(refused, StoreError::ReadOnly(_)), "{refused}");
+    assert!(refused.to_string().contains("labbook backup"), "{refused}");
+    let tag = RunPatch {
+        add_tags: vec!["t".into()],
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.update_run(&run.id, &tag),
+        Err(StoreError::ReadOnly(_))
+    ));
+}

@@ -1,4 +1,5 @@
 pub mod artifact;
+pub mod backup;
 pub mod edit;
 pub mod export;
 pub mod init;

@@ -71,6 +71,10 @@ fn serve_store(
     on_ready: impl FnOnce(&str),
 ) -> Result<ExitCode> {
     app.reap(&*store);
+    let read_only = store
+        .read_only()
+        .map(|why| format!(" (read-only: {why})"))
+        .unwrap_or_default();
     let store: Arc<dyn Store> = store;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -81,7 +85,11 @@ fn serve_store(
     let served = runtime.block_on(labbook_server::serve(store, addr, options, |bound| {
         let url = format!("http://{bound}");
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "labbook {command}: serving {} at {url}", shown_dir.display());
+        let _ = writeln!(
+            out,
+            "labbook {command}: serving {} at {url}{read_only}",
+            shown_dir.display()
+        );
         if !labbook_server::has_dashboard() {
             let _ = writeln!(
                 out,

@@ -145,6 +145,11 @@ impl From<StoreError> for MlflowError {
                 code: "TEMPORARILY_UNAVAILABLE",
                 message,
             },
+            StoreError::ReadOnly(_) => MlflowError {
+                status: StatusCode::FORBIDDEN,
+                code: "PERMISSION_DENIED",
+                message,
+            },
             _ => MlflowError {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 code: "INTERNAL_ERROR",

@@ -1785,7 +1785,7 @@ fn remove_files(paths: &[PathBuf]) -> Vec<bool> {
 /// Makes everything written to the filesystem holding `dir` durable with
 /// one call, where per-file fsyncs of ten thousand files would take
 /// seconds. Elsewhere than Linux each file is synced as it is written.
-fn sync_filesystem(dir: &Path) -> std::io::Result<()> {
+pub(super) fn sync_filesystem(dir: &Path) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
