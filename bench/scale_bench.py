@@ -268,7 +268,7 @@ class Bench:
             "ms",
             f'`labbook ls --filter "{SEARCH}" --sort {SORT}` wall time',
         )
-        page, keys, search, sort, again, rss = [], [], [], [], [], []
+        page, keys, search, sort, again, rss_searched, rss = [], [], [], [], [], [], []
         for _ in range(reps):
             server = Server(store)
             try:
@@ -277,6 +277,7 @@ class Bench:
                 page.append(server.timed(runs_path()))
                 keys.append(server.timed(f"/api/v1/projects/{PROJECT}/keys"))
                 search.append(server.timed(runs_path(SEARCH, SORT)))
+                rss_searched.append(server.rss_mb())
                 sort.append(server.timed(runs_path("", SORT)))
                 again.append(median([server.timed(runs_path(SEARCH, SORT)) for _ in range(9)]))
                 rss.append(server.rss_mb())
@@ -299,6 +300,14 @@ class Bench:
             "a", size, "API first sort", median(sort), "ms", f"{api} sorted by a metric, next"
         )
         self.emit("a", size, "API repeated search", median(again), "ms", "the search again (x9)")
+        self.emit(
+            "a",
+            size,
+            "serve RSS after page and search",
+            median(rss_searched),
+            "MB",
+            "`labbook serve` resident memory after the page, the keys and the search",
+        )
         self.emit(
             "a",
             size,

@@ -87,6 +87,21 @@ def wait_for_points(store: Path, points: int) -> None:
     pytest.fail(f"the writer did not store {points} points of every run in 60 s")
 
 
+def copy_while_logging(shared_tmp: Path, dest: Path) -> None:
+    """Copies a store four runs are logging into, frozen at whatever instant
+    this is (SIGSTOP): a write may be half done, and no checkpoint moves
+    pages while its files are copied."""
+    store = shared_tmp / "live" / ".labbook"
+    writer = start_writer(store)
+    try:
+        wait_for_points(store, 50)
+        writer.send_signal(signal.SIGSTOP)
+        shutil.copytree(store, dest)
+    finally:
+        writer.send_signal(signal.SIGCONT)
+        stop(writer)
+
+
 def assert_consistent(store: Path, all_runs: bool = True) -> dict[str, int]:
     """Every run's curve is an unbroken prefix of what the writer logged,
     and agrees with the run's own count of it: the store is at a commit.
@@ -149,10 +164,10 @@ def read_only_mount(tree: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(view)], check=False)
 
 
-def cli(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, exe: str | None = None, **kw: Any) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABBOOK_")}
     return subprocess.run(
-        [labbook_bin(), *args], capture_output=True, text=True, timeout=60, env=env, **kw
+        [exe or labbook_bin(), *args], capture_output=True, text=True, timeout=60, env=env, **kw
     )
 
 
@@ -190,18 +205,8 @@ def test_backup_of_a_store_in_use_is_consistent(shared_tmp: Path) -> None:
 
 @pytest.mark.timeout(180)
 def test_a_copy_with_its_log_cut_anywhere_opens_at_a_commit(shared_tmp: Path) -> None:
-    store = shared_tmp / "live" / ".labbook"
-    writer = start_writer(store)
-    try:
-        wait_for_points(store, 50)
-        # Frozen at whatever instant this is, a write half done maybe; no
-        # checkpoint can move pages while its files are copied.
-        writer.send_signal(signal.SIGSTOP)
-        frozen = shared_tmp / "frozen"
-        shutil.copytree(store, frozen)
-    finally:
-        writer.send_signal(signal.SIGCONT)
-        stop(writer)
+    frozen = shared_tmp / "frozen"
+    copy_while_logging(shared_tmp, frozen)
     wal = (frozen / "labbook.db-wal").read_bytes()
     assert len(wal) > 100_000, "the log was checkpointed away: nothing to cut"
     # Where a copy made while the log grew could have stopped reading it:
@@ -227,16 +232,8 @@ def test_a_copy_with_its_log_cut_anywhere_opens_at_a_commit(shared_tmp: Path) ->
 @pytest.mark.timeout(180)
 @pytest.mark.required_in_ci
 def test_a_read_only_copy_is_read_and_never_written(shared_tmp: Path) -> None:
-    store = shared_tmp / "live" / ".labbook"
-    writer = start_writer(store)
-    try:
-        wait_for_points(store, 50)
-        writer.send_signal(signal.SIGSTOP)
-        copy = shared_tmp / "copy" / ".labbook"
-        shutil.copytree(store, copy)
-    finally:
-        writer.send_signal(signal.SIGCONT)
-        stop(writer)
+    copy = shared_tmp / "copy" / ".labbook"
+    copy_while_logging(shared_tmp, copy)
     assert (copy / "labbook.db-wal").stat().st_size > 0
     without_shm = shared_tmp / "no-shm" / ".labbook"
     shutil.copytree(copy, without_shm)
@@ -276,14 +273,22 @@ def test_a_read_only_copy_is_read_and_never_written(shared_tmp: Path) -> None:
         # Without the right to write its files (not a read-only filesystem):
         # the same answers, as a user who does not own them.
         if os.geteuid() == 0:
+            # Where another user can run it (the checkout may be root's alone).
+            exe = shared_tmp / "labbook"
+            if not exe.exists():
+                shutil.copy(labbook_bin(), exe)
             for p in [tree.parent, *tree.parent.rglob("*")]:
                 p.chmod(0o555 if p.is_dir() else 0o444)
-            as_nobody = cli("--dir", str(tree), "ls", "--project", "copies", "--json", user=NOBODY)
+            as_nobody = cli(
+                "--dir", str(tree), "ls", "--project", "copies", "--json", exe=str(exe), user=NOBODY
+            )
             assert as_nobody.returncode == 0, as_nobody.stderr
             # (A running run's duration grows with the clock.)
             seen = {r["id"]: r["metrics"] for r in json.loads(as_nobody.stdout)}
             assert seen == {run: r["metrics"] for run, r in runs.items()}
-            tagged = cli("--dir", str(tree), "tag", next(iter(expected)), "copied", user=NOBODY)
+            tagged = cli(
+                "--dir", str(tree), "tag", next(iter(expected)), "copied", exe=str(exe), user=NOBODY
+            )
             assert tagged.returncode == 1 and "the store is read-only" in tagged.stderr
         assert digest(tree) == before, "a read-only store was changed"
 
