@@ -158,6 +158,17 @@ pub fn local_offset_ms(ms: i64) -> i64 {
     }
 }
 
+/// Writes `value` as the one pretty-printed JSON document of a `--json`
+/// command, and the command's success.
+pub fn print_json(
+    out: &mut impl std::io::Write,
+    value: &impl serde::Serialize,
+) -> anyhow::Result<std::process::ExitCode> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

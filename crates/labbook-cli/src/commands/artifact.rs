@@ -195,9 +195,7 @@ fn list(app: &App, args: LsArgs) -> Result<ExitCode> {
     let names = store.artifact_names(args.project.as_deref(), args.kind.as_deref())?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &names)?;
-        writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
+        return crate::fmt::print_json(&mut out, &names);
     }
     if names.is_empty() {
         eprintln!(
@@ -275,9 +273,7 @@ fn show(app: &App, args: ShowArgs) -> Result<ExitCode> {
                     .collect(),
             );
         }
-        serde_json::to_writer_pretty(&mut out, &value)?;
-        writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
+        return crate::fmt::print_json(&mut out, &value);
     }
     let paint = app.out();
     let now = now_ms();
@@ -458,9 +454,7 @@ fn log(app: &App, args: LogArgs) -> Result<ExitCode> {
             map.insert("cached_files".into(), json!(logged.cached_files));
             map.insert("seconds".into(), json!(elapsed.as_secs_f64()));
         }
-        serde_json::to_writer_pretty(&mut out, &value)?;
-        writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
+        return crate::fmt::print_json(&mut out, &value);
     }
     let paint = app.out();
     let v = &logged.version;
@@ -599,9 +593,7 @@ pub fn lineage(app: &App, args: LineageArgs) -> Result<ExitCode> {
     let graph = store.lineage(&start)?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &graph)?;
-        writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
+        return crate::fmt::print_json(&mut out, &graph);
     }
     for line in render_lineage(&graph, app.out()) {
         writeln!(out, "{line}")?;
@@ -695,9 +687,7 @@ pub fn gc(app: &App, args: GcArgs) -> Result<ExitCode> {
     let report = store.gc(args.dry_run, now_ms())?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
+        return crate::fmt::print_json(&mut out, &report);
     }
     let paint = app.out();
     let verb = if args.dry_run { "would free" } else { "freed" };

@@ -27,9 +27,7 @@ pub fn backup(app: &App, args: BackupArgs) -> Result<ExitCode> {
     let report = store.backup(&dest)?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
+        return crate::fmt::print_json(&mut out, &report);
     }
     let paint = app.out();
     writeln!(

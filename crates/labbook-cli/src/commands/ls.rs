@@ -67,9 +67,7 @@ pub fn run(app: &App, args: LsArgs) -> Result<ExitCode> {
             .iter()
             .map(|r| run_json(r, now).map(serde_json::Value::Object))
             .collect::<Result<Vec<_>>>()?;
-        serde_json::to_writer_pretty(&mut out, &items)?;
-        writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
+        return crate::fmt::print_json(&mut out, &items);
     }
 
     if runs.is_empty() {

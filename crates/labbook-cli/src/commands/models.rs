@@ -61,9 +61,7 @@ pub fn list(app: &App, as_json: bool) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     if as_json {
         let items: Vec<Value> = all.iter().map(|m| model_json(&*store, m)).collect();
-        serde_json::to_writer_pretty(&mut out, &items)?;
-        writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
+        return crate::fmt::print_json(&mut out, &items);
     }
     if all.is_empty() {
         eprintln!(
@@ -126,9 +124,7 @@ pub fn show(app: &App, name: &str, as_json: bool) -> Result<ExitCode> {
     };
     let mut out = std::io::stdout().lock();
     if as_json {
-        serde_json::to_writer_pretty(&mut out, &model_json(&*store, &m))?;
-        writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
+        return crate::fmt::print_json(&mut out, &model_json(&*store, &m));
     }
     for line in render(&*store, &m, app.out()) {
         writeln!(out, "{line}")?;

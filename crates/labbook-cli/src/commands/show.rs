@@ -57,9 +57,7 @@ pub fn run(app: &App, args: ShowArgs) -> Result<ExitCode> {
                 .map(|(key, count)| serde_json::json!({ "key": key, "count": count }))
                 .collect(),
         );
-        serde_json::to_writer_pretty(&mut out, &Value::Object(object))?;
-        writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
+        return crate::fmt::print_json(&mut out, &Value::Object(object));
     }
 
     let mut lines = render(&run, environment.as_ref(), &notebook, now, app.out());
