@@ -225,8 +225,10 @@ impl SqliteStore {
             Ok(store) => Ok(store),
             Err(e) if dir.join(DB_FILE).is_file() && cannot_write(&e) => {
                 Self::open_read_only(dir).map_err(|read_only| match read_only {
-                    // Reading failed for a reason of its own: that one says more.
-                    StoreError::ReadOnly(_) | StoreError::Sqlite(_) => e,
+                    // SQLite could not open it even to read: the first
+                    // failure names the cause. Any other refusal (an older
+                    // schema, a newer one) is the more precise of the two.
+                    StoreError::Sqlite(_) => e,
                     other => other,
                 })
             }
@@ -292,14 +294,18 @@ impl SqliteStore {
                 MIGRATIONS.len()
             )));
         }
-        Ok(SqliteStore {
+        Ok(SqliteStore::on(conn, dir, Some(reason), log_unread))
+    }
+
+    fn on(conn: Connection, dir: &Path, read_only: Option<String>, log_unread: bool) -> Self {
+        SqliteStore {
             conn: Mutex::new(conn),
             dir: dir.to_path_buf(),
             index: Mutex::new(run_index::RunIndex::default()),
             trial_cache: Mutex::new(HashMap::new()),
-            read_only: Some(reason),
+            read_only,
             log_unread,
-        })
+        }
     }
 
     /// Why the store is read-only, when it is: writes fail with
@@ -367,14 +373,7 @@ impl SqliteStore {
             "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-32000;
              PRAGMA mmap_size=1073741824;",
         )?;
-        let store = SqliteStore {
-            conn: Mutex::new(conn),
-            dir: dir.to_path_buf(),
-            index: Mutex::new(run_index::RunIndex::default()),
-            trial_cache: Mutex::new(HashMap::new()),
-            read_only: None,
-            log_unread: false,
-        };
+        let store = SqliteStore::on(conn, dir, None, false);
         store.migrate()?;
         Ok(store)
     }

@@ -1010,3 +1010,20 @@ fn a_store_opened_read_only_reads_and_refuses_every_write() {
         Err(StoreError::ReadOnly(_))
     ));
 }
+
+#[test]
+fn an_older_store_that_cannot_be_written_says_it_needs_an_upgrade() {
+    let (dir, store) = store();
+    drop(store);
+    let path = dir.path().join(".labbook");
+    let db = rusqlite::Connection::open(path.join(DB_FILE)).unwrap();
+    let version: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    db.execute_batch(&format!("PRAGMA user_version = {}", version - 1))
+        .unwrap();
+    drop(db);
+    let refused = SqliteStore::open_read_only(&path).err().unwrap();
+    assert!(matches!(refused, StoreError::ReadOnly(_)), "{refused}");
+    assert!(refused.to_string().contains("older labbook"), "{refused}");
+}
