@@ -690,12 +690,23 @@ def api_schema(live: tuple[Server, dict[str, str]]) -> Any:
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
-def _pick(case: Any, salt: str, n: int) -> int:
-    """A choice among `n` that depends only on the generated case: the run
-    stays deterministic and no case is favoured by order."""
+def _case_text(case: Any) -> str:
+    """The generated case, as text: what every choice for it is drawn from."""
     body = case.body if isinstance(case.body, (dict, list, str, int, float, bool)) else None
-    text = json.dumps([salt, case.path_parameters, case.query, body], sort_keys=True, default=repr)
-    return int(hashlib.blake2b(text.encode(), digest_size=4).hexdigest(), 16) % n
+    return json.dumps([case.path_parameters, case.query, body], sort_keys=True, default=repr)
+
+
+def _pick(text: str, salt: str, n: int) -> int:
+    """A choice among `n` that depends only on the case as generated, never on
+    the seeded ids (random on each run) nor on an earlier choice: the run is
+    the same each time and no case is favoured by order."""
+    return int(hashlib.blake2b(f"{salt}{text}".encode(), digest_size=4).hexdigest(), 16) % n
+
+
+# The operations that already had a valid case aimed at the store by every
+# choice: the first such case of each is, so each gets past its 404s at least
+# once however few valid cases its run draws.
+_AIMED_FULLY: set[str] = set()
 
 
 def aim_at_the_store(case: Any, ids: dict[str, str]) -> None:
@@ -707,14 +718,22 @@ def aim_at_the_store(case: Any, ids: dict[str, str]) -> None:
         return
     run, project = ids["run"], "victim"
     path = case.operation.path
+    text = _case_text(case)
+    first = case.operation.label not in _AIMED_FULLY
+    _AIMED_FULLY.add(case.operation.label)
+
+    def choose(salt: str, n: int) -> int:
+        # The first valid case takes the last choice of each, which aims.
+        return n - 1 if first else _pick(text, salt, n)
+
     if case.path_parameters:
-        if "id" in case.path_parameters and _pick(case, "id", 6):
+        if "id" in case.path_parameters and choose("id", 6):
             # The files are the MLflow run's and the logged model's.
             held = ids["logged_model"] if path.startswith("/api/v1/logged-models/") else run
             if path.startswith("/api/v1/runs/{id}/artifacts"):
                 held = ids["mlflow_run"]
             if path == "/api/v1/studies/{id}":
-                held = (ids["study"], ids["sweep"])[_pick(case, "search", 2)]
+                held = (ids["study"], ids["sweep"])[choose("search", 2)]
             elif path.startswith("/api/v1/studies/"):
                 # Only sweeps take agents.
                 held = ids["sweep"]
@@ -730,41 +749,41 @@ def aim_at_the_store(case: Any, ids: dict[str, str]) -> None:
         if path.startswith("/api/v1/projects/{project}/artifacts"):
             # An artifact's paths need the project, the name and the version
             # right at once: aimed together.
-            if _pick(case, "artifact", 4):
+            if choose("artifact", 4):
                 aimed = {"project": project}
                 if "name" in case.path_parameters:
                     aimed["name"] = "victim-data"
                 if "version" in case.path_parameters:
-                    aimed["version"] = ("v0", "best", "latest")[_pick(case, "version", 3)]
+                    aimed["version"] = ("v0", "best", "latest")[choose("version", 3)]
                 case.path_parameters = {**case.path_parameters, **aimed}
-        elif "name" in case.path_parameters and _pick(case, "name", 2):
+        elif "name" in case.path_parameters and choose("name", 2):
             case.path_parameters = {**case.path_parameters, "name": "victim-model"}
         if (
             "project" in case.path_parameters
             and not path.startswith("/api/v1/projects/{project}/artifacts")
-            and _pick(case, "project", 2)
+            and choose("project", 2)
         ):
             case.path_parameters = {**case.path_parameters, "project": project}
     if isinstance(case.query, dict) and case.query:
-        if "runs" in case.query and _pick(case, "runs", 2):
+        if "runs" in case.query and choose("runs", 2):
             case.query = {**case.query, "runs": [run, *case.query["runs"][:1]]}
-        if "keys" in case.query and _pick(case, "keys", 2):
+        if "keys" in case.query and choose("keys", 2):
             case.query = {**case.query, "keys": ["loss", *case.query["keys"][:1]]}
         # A file of the run or model aimed at, most of the time: both picks
         # must land for a 200, and these operations get few examples.
-        if path.endswith(("/artifacts/preview", "/artifacts/raw")) and _pick(case, "path", 8):
+        if path.endswith(("/artifacts/preview", "/artifacts/raw")) and choose("path", 8):
             name = "MLmodel" if path.startswith("/api/v1/logged-models/") else "notes.txt"
             case.query = {**case.query, "path": name}
-        if case.operation.path == "/api/v1/events" and _pick(case, "events", 2):
+        if case.operation.path == "/api/v1/events" and choose("events", 2):
             case.query = {**case.query, "project": project}
     if isinstance(case.body, dict):
-        if isinstance(case.body.get("ids"), list) and _pick(case, "ids", 2):
+        if isinstance(case.body.get("ids"), list) and choose("ids", 2):
             case.body = {**case.body, "ids": [run]}
-        if "run_id" in case.body and _pick(case, "run_id", 2):
+        if "run_id" in case.body and choose("run_id", 2):
             case.body = {**case.body, "run_id": run}
-        if isinstance(case.body.get("trials"), list) and _pick(case, "trials", 2):
+        if isinstance(case.body.get("trials"), list) and choose("trials", 2):
             case.body = {**case.body, "trials": [int(ids["sweep_trial"])]}
-        if case.operation.path == "/api/v1/runs" and _pick(case, "resume", 3) == 0:
+        if case.operation.path == "/api/v1/runs" and choose("resume", 3) == 0:
             case.body = {**case.body, "id": run, "resume": "allow"}
 
 
