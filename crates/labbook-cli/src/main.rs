@@ -92,6 +92,10 @@ enum Command {
     /// runs may be writing it (a plain file copy of a store in use can be
     /// torn).
     Backup(commands::backup::BackupArgs),
+    /// Send runs to a labbook server (`labbook serve`): config, every
+    /// point, output, notes, environment and files; run it again and only
+    /// what is new goes, --watch follows runs still logging.
+    Sync(commands::sync::SyncArgs),
     /// Run a run again from its recorded code, data, environment and
     /// command, as a new run linked to it; --check compares the curves.
     Replay(commands::replay::ReplayArgs),
@@ -428,6 +432,7 @@ fn main() -> ExitCode {
         Command::Baseline(command) => commands::report::baseline(&app, command),
         Command::Gc(args) => commands::artifact::gc(&app, args),
         Command::Backup(args) => commands::backup::backup(&app, args),
+        Command::Sync(args) => commands::sync::sync(&app, args),
         // An error is told from a divergence (1) by its own status.
         Command::Replay(args) => {
             return commands::replay::replay(&app, args).unwrap_or_else(|e| {

@@ -31,6 +31,8 @@ const RETRY_FOR: Duration = Duration::from_secs(60);
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// How long calls other than log batches keep retrying.
+    retry_for: Duration,
 }
 
 /// What a run start answers.
@@ -85,7 +87,15 @@ impl Client {
         Ok(Client {
             base,
             agent: ureq::Agent::new_with_config(config),
+            retry_for: RETRY_FOR,
         })
+    }
+
+    /// How long a call keeps retrying an unreachable or failing server
+    /// before it fails (one minute unless set).
+    pub fn retrying_for(mut self, window: Duration) -> Client {
+        self.retry_for = window;
+        self
     }
 
     pub fn url(&self) -> &str {
@@ -224,21 +234,144 @@ impl Client {
         )
     }
 
-    fn get_retrying(&self, path: &str) -> Result<Value> {
+    /// The run as the server holds it (`GET /api/v1/runs/{id}`: its fields,
+    /// series counts, notebook and environment), or `None` when it has none.
+    pub fn run_detail(&self, run_id: &str) -> Result<Option<Value>> {
+        let url = format!("{}/api/v1/runs/{}", self.base, encode(run_id));
+        self.retrying(|| {
+            let response = self.agent.get(&url).call();
+            if response.as_ref().is_ok_and(|r| r.status().as_u16() == 404) {
+                return Ok(None);
+            }
+            self.answer(&url, response).map(Some)
+        })
+    }
+
+    /// How many chunks of output the server holds for a run.
+    pub fn output_count(&self, run_id: &str) -> Result<usize> {
+        let output = self.get_retrying(&self.run_path(run_id, "output"))?;
+        Ok(output
+            .get("chunks")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len))
+    }
+
+    /// Where the server keeps a run's files: the path under its artifact
+    /// proxy (`<project id>/<run id>/artifacts`).
+    pub fn mlflow_artifact_dir(&self, run_id: &str) -> Result<String> {
+        let answer = self.get_retrying(&format!(
+            "/api/2.0/mlflow/runs/get?run_id={}",
+            encode(run_id)
+        ))?;
+        let uri = answer
+            .pointer("/run/info/artifact_uri")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        crate::layout::store_path_of(uri).ok_or_else(|| {
+            StoreError::Remote(format!(
+                "the server keeps run {run_id}'s files at {uri:?}, outside its artifact store; \
+                 sync cannot send them there"
+            ))
+        })
+    }
+
+    /// Every file under `dir` in the server's artifact store, by path below
+    /// `dir`, with its size.
+    pub fn artifact_files(&self, dir: &str) -> Result<BTreeMap<String, u64>> {
+        let mut files = BTreeMap::new();
+        let mut folders = vec![String::new()];
+        while let Some(rel) = folders.pop() {
+            let path = if rel.is_empty() {
+                dir.to_string()
+            } else {
+                format!("{dir}/{rel}")
+            };
+            let listing = self.get_retrying(&format!(
+                "/api/2.0/mlflow-artifacts/artifacts?path={}",
+                encode(&path)
+            ))?;
+            for entry in listing
+                .get("files")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let Some(name) = entry.get("path").and_then(Value::as_str) else {
+                    continue;
+                };
+                let inside = if rel.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{rel}/{name}")
+                };
+                if entry.get("is_dir").and_then(Value::as_bool) == Some(true) {
+                    folders.push(inside);
+                } else {
+                    let size = entry.get("file_size").and_then(Value::as_u64).unwrap_or(0);
+                    files.insert(inside, size);
+                }
+            }
+        }
+        Ok(files)
+    }
+
+    /// Streams `size` bytes from `reader` to `path` in the server's artifact
+    /// store. Not repeated: the reader is spent; a failed upload leaves no
+    /// file and is sent again by the next sync.
+    pub fn upload_artifact(
+        &self,
+        path: &str,
+        reader: impl std::io::Read + Send + 'static,
+        size: u64,
+    ) -> Result<()> {
+        let encoded: Vec<String> = path.split('/').map(encode).collect();
+        let url = format!(
+            "{}/api/2.0/mlflow-artifacts/artifacts/{}",
+            self.base,
+            encoded.join("/")
+        );
+        let response = self
+            .agent
+            .put(&url)
+            .header("content-type", "application/octet-stream")
+            .header("content-length", size.to_string())
+            .send(ureq::SendBody::from_owned_reader(reader));
+        match self.answer(&url, response) {
+            Ok(_) => Ok(()),
+            Err(Failure::Refused(e)) => Err(e),
+            Err(Failure::Unsent(e) | Failure::Unknown(e)) => Err(StoreError::Remote(e)),
+        }
+    }
+
+    /// Sends a log batch until the server answers; safe because the batch
+    /// carries its id.
+    pub fn log_repeating(&self, run_id: &str, batch: &LogBatch) -> Result<()> {
+        let body = serde_json::to_vec(batch).map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.call_retrying(&self.run_path(run_id, "log"), &body, Repeat::Safe)
+            .map(|_| ())
+    }
+
+    /// Calls `attempt` until it succeeds, is refused, or has failed for the
+    /// client's retry window.
+    fn retrying<T>(&self, attempt: impl Fn() -> std::result::Result<T, Failure>) -> Result<T> {
         let started = Instant::now();
-        let url = format!("{}{path}", self.base);
         loop {
-            match self.get(&url) {
+            match attempt() {
                 Ok(v) => return Ok(v),
                 Err(Failure::Refused(e)) => return Err(e),
                 Err(Failure::Unsent(e) | Failure::Unknown(e)) => {
-                    if started.elapsed() > RETRY_FOR {
+                    if started.elapsed() >= self.retry_for {
                         return Err(StoreError::Remote(e));
                     }
                     std::thread::sleep(Duration::from_millis(200));
                 }
             }
         }
+    }
+
+    fn get_retrying(&self, path: &str) -> Result<Value> {
+        let url = format!("{}{path}", self.base);
+        self.retrying(|| self.get(&url))
     }
 
     fn run_path(&self, run_id: &str, what: &str) -> String {
@@ -257,10 +390,10 @@ impl Client {
                 }
                 Err(Failure::Unsent(e) | Failure::Unknown(e)) => e,
             };
-            if started.elapsed() + wait > RETRY_FOR {
+            if started.elapsed() + wait > self.retry_for {
                 return Err(StoreError::Remote(format!(
                     "{error} (still failing after {}s)",
-                    RETRY_FOR.as_secs()
+                    self.retry_for.as_secs()
                 )));
             }
             std::thread::sleep(wait);

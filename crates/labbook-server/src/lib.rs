@@ -6,6 +6,8 @@
 
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "client")]
+pub mod sync;
 pub mod wire;
 
 #[cfg(feature = "serve")]

@@ -11,4 +11,5 @@ pub mod report;
 pub mod run;
 pub mod show;
 pub mod sweep;
+pub mod sync;
 pub mod ui;
