@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -12,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import LabbookServer, api_get, api_post, read_line
+from conftest import LabbookServer, api_get, api_post, labbook_bin, read_line
 
 import labbook
 
@@ -201,3 +203,46 @@ def test_logging_survives_a_server_outage(tmp_path: Path) -> None:
         if client.poll() is None:
             client.kill()
         server.stop()
+
+
+def test_an_address_other_machines_reach_needs_no_auth_said_aloud(tmp_path: Path) -> None:
+    """labbook has no accounts yet: `serve` and `ui` on an address other
+    machines can reach are refused unless --no-auth says so."""
+    store = tmp_path / ".labbook"
+    for command in ("serve", "ui"):
+        refused = subprocess.run(
+            [labbook_bin(), "--dir", str(store), command, "--host", "0.0.0.0", "--port", "0"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert refused.returncode == 1, refused.stderr
+        first, hint = refused.stderr.strip().splitlines()
+        assert "will not listen on 0.0.0.0 without accounts" in first
+        assert "--no-auth" in hint
+    served = subprocess.Popen(
+        [
+            labbook_bin(),
+            "--dir",
+            str(store),
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--no-auth",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert served.stdout is not None
+        line = read_line(served.stdout, what="the banner")
+        port = int(line.rsplit(":", 1)[1])
+        status, _ = api_get(f"http://127.0.0.1:{port}", "/api/v1/projects")
+        assert status == 200
+    finally:
+        os.killpg(served.pid, signal.SIGKILL)
+        served.wait(timeout=10)

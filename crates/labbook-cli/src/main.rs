@@ -175,6 +175,11 @@ struct GuardArgs {
     /// store's disk (e.g. 1GiB; 0 for no reserve).
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
     min_free_space: u64,
+    /// Listen on an address other machines can reach although labbook has
+    /// no accounts yet: anyone who reaches the port can read and change
+    /// every run. Without it, only loopback addresses are served.
+    #[arg(long)]
+    no_auth: bool,
 }
 
 impl GuardArgs {

@@ -13,7 +13,23 @@ use labbook_store::Store;
 use crate::app::App;
 use crate::{ServeArgs, UiArgs};
 
+/// Refuses an address other machines can reach unless `--no-auth` says
+/// the operator means it: nothing would ask who is calling.
+fn check_exposure(command: &str, addr: SocketAddr, no_auth: bool) -> Result<()> {
+    if addr.ip().is_loopback() || no_auth {
+        return Ok(());
+    }
+    Err(crate::error::hinted(
+        format!(
+            "labbook {command} will not listen on {} without accounts: anyone who can reach it could read and change every run",
+            addr.ip()
+        ),
+        "serve on 127.0.0.1 behind a proxy that authenticates, or pass --no-auth on a network you trust",
+    ))
+}
+
 pub fn run(app: &App, args: UiArgs) -> Result<ExitCode> {
+    check_exposure("ui", SocketAddr::new(args.host, args.port), args.guard.no_auth)?;
     let (store, dir) = app.open_existing()?;
     let open = args.open;
     serve_store(
@@ -37,6 +53,7 @@ pub fn run(app: &App, args: UiArgs) -> Result<ExitCode> {
 }
 
 pub fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
+    check_exposure("serve", SocketAddr::new(args.host, args.port), args.guard.no_auth)?;
     let dir = app.store_dir_for_run();
     let store = crate::app::open_store(&dir)?;
     let mut options = args.guard.options();
