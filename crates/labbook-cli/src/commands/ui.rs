@@ -29,7 +29,11 @@ fn check_exposure(command: &str, addr: SocketAddr, no_auth: bool) -> Result<()> 
 }
 
 pub fn run(app: &App, args: UiArgs) -> Result<ExitCode> {
-    check_exposure("ui", SocketAddr::new(args.host, args.port), args.guard.no_auth)?;
+    check_exposure(
+        "ui",
+        SocketAddr::new(args.host, args.port),
+        args.guard.no_auth,
+    )?;
     let (store, dir) = app.open_existing()?;
     let open = args.open;
     serve_store(
@@ -53,7 +57,11 @@ pub fn run(app: &App, args: UiArgs) -> Result<ExitCode> {
 }
 
 pub fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
-    check_exposure("serve", SocketAddr::new(args.host, args.port), args.guard.no_auth)?;
+    check_exposure(
+        "serve",
+        SocketAddr::new(args.host, args.port),
+        args.guard.no_auth,
+    )?;
     let dir = app.store_dir_for_run();
     let store = crate::app::open_store(&dir)?;
     let mut options = args.guard.options();
