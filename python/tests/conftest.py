@@ -187,3 +187,13 @@ class LabbookServer:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[LabbookServer]:
+    """A `labbook serve` on its own store under the test's folder."""
+    server = LabbookServer(tmp_path / "server" / ".labbook")
+    try:
+        yield server
+    finally:
+        server.stop()

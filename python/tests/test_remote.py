@@ -10,22 +10,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import LabbookServer, api_get, api_post, labbook_bin, read_line
 
 import labbook
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[LabbookServer]:
-    server = LabbookServer(tmp_path / "server" / ".labbook")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_a_run_logged_into_a_server_is_stored_whole(served: LabbookServer, store: Path) -> None:

@@ -13,11 +13,9 @@ import sys
 import textwrap
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from conftest import LabbookServer, api_get, labbook_bin, read_line
 
 import labbook
@@ -110,15 +108,6 @@ def assert_same_run(local: Path, server: Path, run_id: str) -> None:
             assert list(a[column]) == list(b[column]), (key, column)
         va, vb = [float(v) for v in a["value"]], [float(v) for v in b["value"]]
         assert [repr(v) for v in va] == [repr(v) for v in vb], key
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[LabbookServer]:
-    server = LabbookServer(tmp_path / "server" / ".labbook")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def server_run(server: LabbookServer, run_id: str) -> dict[str, Any]:

@@ -135,11 +135,7 @@ impl Client {
     /// Sends one log batch once; the caller repeats it on failure.
     pub fn log(&self, run_id: &str, batch: &LogBatch) -> Result<()> {
         let body = serde_json::to_vec(batch).map_err(|e| StoreError::Internal(e.to_string()))?;
-        match self.call(&self.run_path(run_id, "log"), &body) {
-            Ok(_) => Ok(()),
-            Err(Failure::Refused(e)) => Err(e),
-            Err(Failure::Unsent(e) | Failure::Unknown(e)) => Err(StoreError::Remote(e)),
-        }
+        once(self.call(&self.run_path(run_id, "log"), &body))
     }
 
     /// Merges top-level keys into the run's stored environment.
@@ -336,11 +332,7 @@ impl Client {
             .header("content-type", "application/octet-stream")
             .header("content-length", size.to_string())
             .send(ureq::SendBody::from_owned_reader(reader));
-        match self.answer(&url, response) {
-            Ok(_) => Ok(()),
-            Err(Failure::Refused(e)) => Err(e),
-            Err(Failure::Unsent(e) | Failure::Unknown(e)) => Err(StoreError::Remote(e)),
-        }
+        once(self.answer(&url, response))
     }
 
     /// Sends a log batch until the server answers; safe because the batch
@@ -483,6 +475,15 @@ impl Client {
                 self.base
             )),
         }))
+    }
+}
+
+/// A call made once: whatever failed is the caller's to repeat or report.
+fn once(answer: std::result::Result<Value, Failure>) -> Result<()> {
+    match answer {
+        Ok(_) => Ok(()),
+        Err(Failure::Refused(e)) => Err(e),
+        Err(Failure::Unsent(e) | Failure::Unknown(e)) => Err(StoreError::Remote(e)),
     }
 }
 
