@@ -123,7 +123,9 @@ def _labbook_binary() -> Path:
     return binary
 
 
-def _launch_labbook(tmp: Path, port: int = 0, env: dict[str, str] | None = None) -> Server:
+def _launch_labbook(
+    tmp: Path, port: int = 0, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+) -> Server:
     """Starts `labbook serve` on `port` (0: any) and waits until it answers;
     raises ServerStartError (having stopped it) when it does not."""
     binary = _labbook_binary()
@@ -133,7 +135,17 @@ def _launch_labbook(tmp: Path, port: int = 0, env: dict[str, str] | None = None)
     # A restarted server appends to the same log: judge only its own part.
     log_start = log.tell()
     proc = subprocess.Popen(
-        [str(binary), "--dir", str(store), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            str(binary),
+            "--dir",
+            str(store),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *args,
+        ],
         cwd=tmp,
         stdout=subprocess.PIPE,
         stderr=log,
@@ -201,14 +213,19 @@ class LabbookServers:
         self._procs: list[subprocess.Popen[bytes]] = []
 
     def start(
-        self, tmp: Path, port: int = 0, env: dict[str, str] | None = None, timeout: float = 30.0
+        self,
+        tmp: Path,
+        port: int = 0,
+        env: dict[str, str] | None = None,
+        timeout: float = 30.0,
+        args: tuple[str, ...] = (),
     ) -> Server:
         """Starts one on `port`. A port the previous server held may still be
         taken for a moment: binding is retried until `timeout`, then the test fails."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                server = _launch_labbook(tmp, port, env)
+                server = _launch_labbook(tmp, port, env, args)
             except ServerStartError as e:
                 if e.retryable and time.monotonic() < deadline:
                     time.sleep(0.1)

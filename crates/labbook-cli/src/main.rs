@@ -96,6 +96,12 @@ enum Command {
     /// point, output, notes, environment and files; run it again and only
     /// what is new goes, --watch follows runs still logging.
     Sync(commands::sync::SyncArgs),
+    /// The users a `labbook serve --auth` lets in: add, ls, rm, passwd.
+    #[command(subcommand)]
+    User(commands::account::UserCommand),
+    /// API tokens of users: create (shown once), ls, revoke.
+    #[command(subcommand)]
+    Token(commands::account::TokenCommand),
     /// Run a run again from its recorded code, data, environment and
     /// command, as a new run linked to it; --check compares the curves.
     Replay(commands::replay::ReplayArgs),
@@ -142,6 +148,10 @@ struct ServeArgs {
     /// Port to listen on (0 picks a free one); 5000 is MLflow's.
     #[arg(long, default_value_t = 5000)]
     port: u16,
+    /// Let in only the store's accounts (`labbook user`, `labbook token`):
+    /// every request but /health must carry a token or a password.
+    #[arg(long, conflicts_with = "no_auth")]
+    auth: bool,
     #[command(flatten)]
     guard: GuardArgs,
 }
@@ -438,6 +448,8 @@ fn main() -> ExitCode {
         Command::Gc(args) => commands::artifact::gc(&app, args),
         Command::Backup(args) => commands::backup::backup(&app, args),
         Command::Sync(args) => commands::sync::sync(&app, args),
+        Command::User(command) => commands::account::user(&app, command),
+        Command::Token(command) => commands::account::token(&app, command),
         // An error is told from a divergence (1) by its own status.
         Command::Replay(args) => {
             return commands::replay::replay(&app, args).unwrap_or_else(|e| {

@@ -3,6 +3,7 @@
 //! file system, the network, the clock or the OS, so every other crate can
 //! trust it and test it without setup.
 
+pub mod account;
 pub mod artifact;
 pub mod artifact_version;
 pub mod config;

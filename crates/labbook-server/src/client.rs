@@ -33,6 +33,9 @@ pub struct Client {
     agent: ureq::Agent,
     /// How long calls other than log batches keep retrying.
     retry_for: Duration,
+    /// `Authorization` for a server that asks who is calling
+    /// (`LABBOOK_TOKEN`).
+    authorization: Option<String>,
 }
 
 /// What a run start answers.
@@ -88,7 +91,20 @@ impl Client {
             base,
             agent: ureq::Agent::new_with_config(config),
             retry_for: RETRY_FOR,
+            authorization: std::env::var("LABBOOK_TOKEN")
+                .ok()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .map(|t| format!("Bearer {t}")),
         })
+    }
+
+    /// A request with the client's credentials, if it has any.
+    fn signed<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.authorization {
+            Some(value) => request.header("authorization", value),
+            None => request,
+        }
     }
 
     /// How long a call keeps retrying an unreachable or failing server
@@ -235,7 +251,7 @@ impl Client {
     pub fn run_detail(&self, run_id: &str) -> Result<Option<Value>> {
         let url = format!("{}/api/v1/runs/{}", self.base, encode(run_id));
         self.retrying(|| {
-            let response = self.agent.get(&url).call();
+            let response = self.signed(self.agent.get(&url)).call();
             if response.as_ref().is_ok_and(|r| r.status().as_u16() == 404) {
                 return Ok(None);
             }
@@ -327,8 +343,7 @@ impl Client {
             encoded.join("/")
         );
         let response = self
-            .agent
-            .put(&url)
+            .signed(self.agent.put(&url))
             .header("content-type", "application/octet-stream")
             .header("content-length", size.to_string())
             .send(ureq::SendBody::from_owned_reader(reader));
@@ -396,15 +411,14 @@ impl Client {
     fn call(&self, path: &str, body: &[u8]) -> std::result::Result<Value, Failure> {
         let url = format!("{}{path}", self.base);
         let response = self
-            .agent
-            .post(&url)
+            .signed(self.agent.post(&url))
             .header("content-type", "application/json")
             .send(body);
         self.answer(&url, response)
     }
 
     fn get(&self, url: &str) -> std::result::Result<Value, Failure> {
-        let response = self.agent.get(url).call();
+        let response = self.signed(self.agent.get(url)).call();
         self.answer(url, response)
     }
 
@@ -461,6 +475,11 @@ impl Client {
             .and_then(Value::as_str)
             .map(str::to_string);
         Err(Failure::Refused(match (status, field) {
+            (401, _) => StoreError::Remote(format!(
+                "the labbook server at {} asks who you are: {message} (set LABBOOK_TOKEN to a \
+                 token from `labbook token create`)",
+                self.base
+            )),
             (404, _) => ValidationError::new("id", message).into(),
             (409, _) => StoreError::Conflict(message),
             (_, Some(field)) => {

@@ -50,15 +50,21 @@ const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; sandbox";
 
 pub(crate) struct Guard {
     options: GuardOptions,
+    /// With `--auth`: the accounts every request but `/health` must name.
+    accounts: Option<Arc<crate::auth::Accounts>>,
     /// This machine's host name, lower case: a name the user's own browser
     /// uses for the server, never one a web page can rebind.
     hostname: Option<String>,
 }
 
 impl Guard {
-    pub(crate) fn new(options: GuardOptions) -> Guard {
+    pub(crate) fn new(
+        options: GuardOptions,
+        accounts: Option<Arc<crate::auth::Accounts>>,
+    ) -> Guard {
         Guard {
             options,
+            accounts,
             hostname: labbook_capture::hostname().map(|h| h.to_ascii_lowercase()),
         }
     }
@@ -150,6 +156,7 @@ impl Refusal {
 fn mlflow_code(status: StatusCode) -> &'static str {
     match status {
         StatusCode::FORBIDDEN => "PERMISSION_DENIED",
+        StatusCode::UNAUTHORIZED => "UNAUTHENTICATED",
         StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_FOUND => "ENDPOINT_NOT_FOUND",
         StatusCode::PAYLOAD_TOO_LARGE => "REQUEST_LIMIT_EXCEEDED",
         StatusCode::INSUFFICIENT_STORAGE => "RESOURCE_EXHAUSTED",
@@ -163,10 +170,35 @@ pub(crate) async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: N
     let surface = Surface::of(req.uri().path());
     let html_page = surface == Surface::Dashboard;
     let cors_origin = guard.cors_origin(req.headers());
-    let mut response = match guard.check(&req, surface, cors_origin.is_some()) {
-        Err(refusal) => refusal.into_response(surface),
-        Ok(()) if req.method() == Method::OPTIONS => preflight(&req, cors_origin.is_some()),
-        Ok(()) => {
+    let checked = guard.check(&req, surface, cors_origin.is_some());
+    let signed_in = match (&checked, &guard.accounts) {
+        (Ok(()), Some(accounts))
+            if req.method() != Method::OPTIONS && req.uri().path() != "/health" =>
+        {
+            Some(sign_in(accounts.clone(), req.headers().clone()).await)
+        }
+        _ => None,
+    };
+    let mut response = match (checked, signed_in) {
+        (Err(refusal), _) => refusal.into_response(surface),
+        (Ok(()), Some(Err(why))) => {
+            let mut response =
+                Refusal::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", why.message())
+                    .into_response(surface);
+            // A browser asks its user for a name and password, and sends
+            // them with every later request to this server.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"labbook\", charset=\"UTF-8\""),
+            );
+            response
+        }
+        (Ok(()), _) if req.method() == Method::OPTIONS => preflight(&req, cors_origin.is_some()),
+        (Ok(()), signed_in) => {
+            let mut req = req;
+            if let Some(Ok(user)) = signed_in {
+                req.extensions_mut().insert(user);
+            }
             let method = req.method().clone();
             let response = next.run(req).await;
             explain_status(response, surface, &method).await
@@ -179,6 +211,17 @@ pub(crate) async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: N
     }
     security_headers(headers, html_page);
     response
+}
+
+/// The account a request names, read off the async workers: it reads the
+/// store and may verify a password hash.
+async fn sign_in(
+    accounts: Arc<crate::auth::Accounts>,
+    headers: HeaderMap,
+) -> Result<labbook_core::account::User, crate::auth::Unauthenticated> {
+    tokio::task::spawn_blocking(move || accounts.authenticate(&headers))
+        .await
+        .unwrap_or(Err(crate::auth::Unauthenticated::Wrong))
 }
 
 impl Guard {
@@ -562,6 +605,7 @@ mod tests {
                 allowed_hosts: hosts.iter().map(|s| s.to_string()).collect(),
                 cors_allowed_origins: Vec::new(),
             },
+            accounts: None,
             hostname: Some("box1".into()),
         }
     }

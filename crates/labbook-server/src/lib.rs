@@ -20,6 +20,8 @@ mod api;
 #[cfg(feature = "serve")]
 mod assets;
 #[cfg(feature = "serve")]
+pub mod auth;
+#[cfg(feature = "serve")]
 mod error;
 #[cfg(feature = "serve")]
 mod events;

@@ -36,6 +36,9 @@ pub struct ServerOptions {
     /// Tests only ([`crate::TEST_HOLD_ENV`]): a log request carrying a metric
     /// of this key is committed and never answered.
     pub hold_after_commit: Option<String>,
+    /// Every request but `/health` must name an account of the store
+    /// (`crate::auth`).
+    pub auth: bool,
 }
 
 /// 5 GiB: more than the checkpoints and models people log through the
@@ -55,6 +58,7 @@ impl Default for ServerOptions {
             head_timeout: listen::HEAD_TIMEOUT,
             idle_timeout: listen::IDLE_TIMEOUT,
             hold_after_commit: None,
+            auth: false,
         }
     }
 }
@@ -93,7 +97,10 @@ pub fn router(store: Arc<dyn Store>, options: &ServerOptions) -> Router {
         hold_after_commit: options.hold_after_commit.as_deref().map(Arc::from),
         sweep_curves: Default::default(),
     };
-    let guard = Arc::new(guard::Guard::new(options.guard.clone()));
+    let accounts = options
+        .auth
+        .then(|| Arc::new(crate::auth::Accounts::new(state.store.clone())));
+    let guard = Arc::new(guard::Guard::new(options.guard.clone(), accounts));
     Router::new()
         .nest("/api/v1", api::routes())
         .route("/health", axum::routing::get(|| async { "ok" }))

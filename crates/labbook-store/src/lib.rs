@@ -30,6 +30,7 @@ use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use labbook_core::account::{TokenInfo, User};
 use labbook_core::{RunRecord, SeriesColumns};
 
 use crate::versions::*;
@@ -278,6 +279,23 @@ pub trait Store: Send + Sync {
         this_host: Option<&str>,
         pid_alive: &dyn Fn(u32) -> bool,
     ) -> Result<Vec<String>>;
+
+    // Accounts (a team server's users and API tokens). The store holds
+    // what verifies a secret, never the secret: `password_hash` is an
+    // Argon2 PHC string, a token's `digest` its BLAKE3 hex.
+    fn create_user(&self, name: &str, password_hash: &str, now_ms: i64) -> Result<User>;
+    fn set_password(&self, name: &str, password_hash: &str) -> Result<()>;
+    fn users(&self) -> Result<Vec<User>>;
+    /// Removes the user and every token of theirs.
+    fn delete_user(&self, name: &str) -> Result<()>;
+    /// The user and their password's hash, for signing in.
+    fn password_hash(&self, name: &str) -> Result<Option<(User, String)>>;
+    fn create_token(&self, user: &str, name: &str, digest: &str, now_ms: i64) -> Result<TokenInfo>;
+    fn tokens(&self, user: Option<&str>) -> Result<Vec<TokenInfo>>;
+    /// Revokes a token (again is no change) and answers it as it now is.
+    fn revoke_token(&self, id: i64, now_ms: i64) -> Result<TokenInfo>;
+    /// The owner of the live token with this digest.
+    fn user_of_token(&self, digest: &str) -> Result<Option<User>>;
 }
 
 /// 64 bits that differ between calls, processes and machines (ids, temp

@@ -15,6 +15,7 @@ use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params,
 };
 
+use labbook_core::account::{TokenInfo, User};
 use labbook_core::run::{validate_name, validate_tag};
 use labbook_core::{
     Config, DatasetInput, ModelOutput, RunRecord, RunStatus, SeriesColumns, SeriesSummary, ids,
@@ -32,6 +33,7 @@ use crate::{Store, random_bits};
 mod artifacts;
 mod backup;
 pub use backup::BackupReport;
+mod accounts;
 mod key_catalog;
 mod projects;
 mod pushdown;
@@ -1037,6 +1039,34 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync) -> 
 }
 
 impl Store for SqliteStore {
+    fn create_user(&self, name: &str, password_hash: &str, now_ms: i64) -> Result<User> {
+        self.create_user_impl(name, password_hash, now_ms)
+    }
+    fn set_password(&self, name: &str, password_hash: &str) -> Result<()> {
+        self.set_password_impl(name, password_hash)
+    }
+    fn users(&self) -> Result<Vec<User>> {
+        self.users_impl()
+    }
+    fn delete_user(&self, name: &str) -> Result<()> {
+        self.delete_user_impl(name)
+    }
+    fn password_hash(&self, name: &str) -> Result<Option<(User, String)>> {
+        self.password_hash_impl(name)
+    }
+    fn create_token(&self, user: &str, name: &str, digest: &str, now_ms: i64) -> Result<TokenInfo> {
+        self.create_token_impl(user, name, digest, now_ms)
+    }
+    fn tokens(&self, user: Option<&str>) -> Result<Vec<TokenInfo>> {
+        self.tokens_impl(user)
+    }
+    fn revoke_token(&self, id: i64, now_ms: i64) -> Result<TokenInfo> {
+        self.revoke_token_impl(id, now_ms)
+    }
+    fn user_of_token(&self, digest: &str) -> Result<Option<User>> {
+        self.user_of_token_impl(digest)
+    }
+
     fn check_writable(&self) -> Result<()> {
         match &self.read_only {
             Some(why) => Err(StoreError::ReadOnly(why.clone())),

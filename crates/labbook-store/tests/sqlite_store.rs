@@ -1027,3 +1027,62 @@ fn an_older_store_that_cannot_be_written_says_it_needs_an_upgrade() {
     assert!(matches!(refused, StoreError::ReadOnly(_)), "{refused}");
     assert!(refused.to_string().contains("older labbook"), "{refused}");
 }
+
+#[test]
+fn accounts_keep_users_and_token_digests_and_revoke_at_once() {
+    let (_dir, s) = store();
+    let ada = s.create_user("ada", "$argon2id$hash-of-ada", 10).unwrap();
+    assert_eq!(ada.name, "ada");
+    assert!(matches!(
+        s.create_user("ada", "$argon2id$other", 11),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.create_user("a:b", "$argon2id$x", 11),
+        Err(StoreError::Invalid(e)) if e.field() == "user"
+    ));
+    let (user, hash) = s.password_hash("ada").unwrap().unwrap();
+    assert_eq!(
+        (user, hash.as_str()),
+        (ada.clone(), "$argon2id$hash-of-ada")
+    );
+    assert!(s.password_hash("nobody").unwrap().is_none());
+    s.set_password("ada", "$argon2id$new").unwrap();
+    assert_eq!(s.password_hash("ada").unwrap().unwrap().1, "$argon2id$new");
+
+    let laptop = s.create_token("ada", "laptop", "digest-1", 20).unwrap();
+    let ci = s.create_token("ada", "ci", "digest-2", 21).unwrap();
+    assert!(matches!(
+        s.create_token("nobody", "x", "digest-3", 22),
+        Err(StoreError::NotFound { what: "user", .. })
+    ));
+    assert_eq!(s.user_of_token("digest-1").unwrap(), Some(ada.clone()));
+    assert_eq!(s.user_of_token("digest-9").unwrap(), None);
+    let revoked = s.revoke_token(laptop.id, 30).unwrap();
+    assert_eq!(revoked.revoked_ms, Some(30));
+    // Revoking again changes nothing, not even the time.
+    assert_eq!(s.revoke_token(laptop.id, 40).unwrap().revoked_ms, Some(30));
+    assert_eq!(s.user_of_token("digest-1").unwrap(), None);
+    assert_eq!(s.user_of_token("digest-2").unwrap(), Some(ada));
+    assert!(matches!(
+        s.revoke_token(999, 40),
+        Err(StoreError::NotFound { what: "token", .. })
+    ));
+    let names: Vec<_> = s
+        .tokens(Some("ada"))
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["laptop", "ci"]);
+
+    s.delete_user("ada").unwrap();
+    assert!(s.users().unwrap().is_empty());
+    assert!(s.tokens(None).unwrap().is_empty());
+    assert_eq!(s.user_of_token("digest-2").unwrap(), None);
+    assert!(matches!(
+        s.delete_user("ada"),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(ci.name, "ci");
+}

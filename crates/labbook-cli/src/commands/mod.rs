@@ -1,3 +1,4 @@
+pub mod account;
 pub mod artifact;
 pub mod backup;
 pub mod edit;

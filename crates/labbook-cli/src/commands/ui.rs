@@ -15,8 +15,8 @@ use crate::{ServeArgs, UiArgs};
 
 /// Refuses an address other machines can reach unless `--no-auth` says
 /// the operator means it: nothing would ask who is calling.
-fn check_exposure(command: &str, addr: SocketAddr, no_auth: bool) -> Result<()> {
-    if addr.ip().is_loopback() || no_auth {
+fn check_exposure(command: &str, addr: SocketAddr, allowed: bool) -> Result<()> {
+    if addr.ip().is_loopback() || allowed {
         return Ok(());
     }
     Err(crate::error::hinted(
@@ -24,7 +24,11 @@ fn check_exposure(command: &str, addr: SocketAddr, no_auth: bool) -> Result<()> 
             "labbook {command} will not listen on {} without accounts: anyone who can reach it could read and change every run",
             addr.ip()
         ),
-        "serve on 127.0.0.1 behind a proxy that authenticates, or pass --no-auth on a network you trust",
+        if command == "serve" {
+            "pass --auth to let in only the store's accounts (`labbook user add`), or --no-auth on a network you trust"
+        } else {
+            "use `labbook serve --auth` to share the dashboard, or pass --no-auth on a network you trust"
+        },
     ))
 }
 
@@ -60,11 +64,21 @@ pub fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
     check_exposure(
         "serve",
         SocketAddr::new(args.host, args.port),
-        args.guard.no_auth,
+        args.guard.no_auth || args.auth,
     )?;
     let dir = app.store_dir_for_run();
     let store = crate::app::open_store(&dir)?;
+    if args.auth && store.users()?.is_empty() {
+        return Err(crate::error::hinted(
+            format!(
+                "--auth, but the store at {} has no users yet",
+                dir.display()
+            ),
+            "add one with `labbook user add NAME` (same --dir), then `labbook token create NAME`",
+        ));
+    }
     let mut options = args.guard.options();
+    options.auth = args.auth;
     // The reliability tests' hook; see labbook_server::TEST_HOLD_ENV.
     options.hold_after_commit = std::env::var(labbook_server::TEST_HOLD_ENV)
         .ok()

@@ -453,4 +453,23 @@ CREATE TABLE chunk_sketches (
     sketch BLOB NOT NULL
 );
 "#,
+    r#"
+-- A team server's accounts. Only what verifies a secret is kept: a
+-- password's Argon2 hash (PHC string), a token's BLAKE3 digest (hex).
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE tokens (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    digest TEXT NOT NULL UNIQUE,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
+CREATE INDEX tokens_user ON tokens(user_id);
+"#,
 ];

@@ -1,0 +1,202 @@
+//! Who is calling, on a server started with `--auth`: every request but
+//! `/health` carries an account's credentials, as the clients people use
+//! send them:
+//! - `Authorization: Bearer TOKEN`: labbook's SDK (`LABBOOK_TOKEN`),
+//!   `labbook sync`, and the `mlflow` client (`MLFLOW_TRACKING_TOKEN`);
+//! - `Authorization: Basic` with a user name and their password (the
+//!   `mlflow` client's `MLFLOW_TRACKING_USERNAME`/`PASSWORD`, a browser's
+//!   own sign-in prompt) or a token of theirs in the password's place.
+//!
+//! The store holds an Argon2id hash of each password and a BLAKE3 digest
+//! of each token, never the secret. A token is 256 random bits, so its
+//! digest needs no salt or slowness; a password's hash is slow on purpose,
+//! so a verified (user, password) is remembered against the hash it was
+//! checked with: a changed password or a removed user is seen at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::http::{HeaderMap, header};
+use base64::Engine as _;
+
+use labbook_core::account::{User, validate_password};
+use labbook_store::{Result, Store, StoreError};
+
+/// What every token starts with, so a leaked one is recognisable (secret
+/// scanners match prefixes like it).
+pub const TOKEN_PREFIX: &str = "lbk_";
+
+/// A new token to show once, and the digest the store keeps.
+pub fn new_token() -> Result<(String, String)> {
+    let mut bits = [0u8; 32];
+    getrandom::fill(&mut bits)
+        .map_err(|e| StoreError::Internal(format!("the OS gave no random bytes: {e}")))?;
+    let token = format!("{TOKEN_PREFIX}{}", blake3::Hash::from(bits).to_hex());
+    let digest = token_digest(&token);
+    Ok((token, digest))
+}
+
+/// What the store keeps of a token.
+pub fn token_digest(token: &str) -> String {
+    blake3::hash(token.as_bytes()).to_hex().to_string()
+}
+
+/// A password's Argon2id hash (PHC string) with a fresh salt.
+pub fn hash_password(password: &str) -> Result<String> {
+    validate_password(password)?;
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt)
+        .map_err(|e| StoreError::Internal(format!("the OS gave no random bytes: {e}")))?;
+    let salt = SaltString::encode_b64(&salt)
+        .map_err(|e| StoreError::Internal(format!("cannot encode a salt: {e}")))?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Internal(format!("cannot hash the password: {e}")))
+}
+
+/// Why a request was not let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unauthenticated {
+    /// No `Authorization` header, or one of another scheme.
+    Missing,
+    /// Credentials that match no live account.
+    Wrong,
+}
+
+impl Unauthenticated {
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            Unauthenticated::Missing => {
+                "this server asks who you are: send a token (Authorization: Bearer, \
+                 LABBOOK_TOKEN or MLFLOW_TRACKING_TOKEN) or a user name and password \
+                 (HTTP Basic)"
+            }
+            Unauthenticated::Wrong => {
+                "the credentials sent match no account: the token is unknown or revoked, \
+                 or the user name or password is wrong"
+            }
+        }
+    }
+}
+
+/// Checks credentials against the store's accounts.
+pub(crate) struct Accounts {
+    store: Arc<dyn Store>,
+    /// (user, BLAKE3 of the password) → the hash it was verified against.
+    verified: Mutex<HashMap<(String, [u8; 32]), String>>,
+}
+
+/// Verified passwords remembered at most; past it the memory starts over
+/// (a password is then checked slowly once more).
+const MAX_REMEMBERED: usize = 4096;
+
+impl Accounts {
+    pub(crate) fn new(store: Arc<dyn Store>) -> Accounts {
+        Accounts {
+            store,
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The account a request's credentials name. Blocking: it reads the
+    /// store and may verify a password hash.
+    pub(crate) fn authenticate(
+        &self,
+        headers: &HeaderMap,
+    ) -> std::result::Result<User, Unauthenticated> {
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(Unauthenticated::Missing)?;
+        let (scheme, rest) = value
+            .trim()
+            .split_once(' ')
+            .ok_or(Unauthenticated::Missing)?;
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return self.by_token(rest);
+        }
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return Err(Unauthenticated::Missing);
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .map_err(|_| Unauthenticated::Wrong)?;
+        let text = String::from_utf8(decoded).map_err(|_| Unauthenticated::Wrong)?;
+        let (name, secret) = text.split_once(':').ok_or(Unauthenticated::Wrong)?;
+        if secret.starts_with(TOKEN_PREFIX) {
+            let user = self.by_token(secret)?;
+            return if user.name == name {
+                Ok(user)
+            } else {
+                Err(Unauthenticated::Wrong)
+            };
+        }
+        self.by_password(name, secret)
+    }
+
+    fn by_token(&self, token: &str) -> std::result::Result<User, Unauthenticated> {
+        match self.store.user_of_token(&token_digest(token)) {
+            Ok(Some(user)) => Ok(user),
+            _ => Err(Unauthenticated::Wrong),
+        }
+    }
+
+    fn by_password(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> std::result::Result<User, Unauthenticated> {
+        let Ok(Some((user, hash))) = self.store.password_hash(name) else {
+            return Err(Unauthenticated::Wrong);
+        };
+        let key = (
+            name.to_string(),
+            *blake3::hash(password.as_bytes()).as_bytes(),
+        );
+        if let Ok(verified) = self.verified.lock()
+            && verified.get(&key) == Some(&hash)
+        {
+            return Ok(user);
+        }
+        let parsed = PasswordHash::new(&hash).map_err(|_| Unauthenticated::Wrong)?;
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .map_err(|_| Unauthenticated::Wrong)?;
+        if let Ok(mut verified) = self.verified.lock() {
+            if verified.len() >= MAX_REMEMBERED {
+                verified.clear();
+            }
+            verified.insert(key, hash);
+        }
+        Ok(user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_long_random_and_kept_only_as_its_digest() {
+        let (a, digest) = new_token().expect("a token");
+        let (b, _) = new_token().expect("a token");
+        assert!(a.starts_with(TOKEN_PREFIX) && a.len() == TOKEN_PREFIX.len() + 64);
+        assert_ne!(a, b);
+        assert_eq!(digest, token_digest(&a));
+        assert!(!digest.contains(&a[TOKEN_PREFIX.len()..]));
+    }
+
+    #[test]
+    fn a_password_hash_verifies_only_its_password() {
+        let hash = hash_password("correct horse").expect("a hash");
+        assert!(hash.starts_with("$argon2id$"));
+        let parsed = PasswordHash::new(&hash).expect("a PHC string");
+        let argon = argon2::Argon2::default();
+        assert!(argon.verify_password(b"correct horse", &parsed).is_ok());
+        assert!(argon.verify_password(b"correct horse ", &parsed).is_err());
+        assert!(hash_password("short").is_err());
+    }
+}

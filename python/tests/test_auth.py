@@ -1,0 +1,313 @@
+"""`labbook serve --auth`: accounts made with `labbook user` and `labbook
+token`, and every route but /health refusing a request that names none.
+The real binary, the SDK and `labbook sync` through LABBOOK_TOKEN, and raw
+HTTP for what a hostile client sends."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import labbook_bin, read_line
+
+import labbook
+
+PASSWORD = "a long passphrase"
+
+
+def cli(store: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [labbook_bin(), "--dir", str(store), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+class AuthServer:
+    """`labbook serve --auth` on a store with user ada (password and a
+    token), and a revoked token of hers."""
+
+    def __init__(self, store: Path) -> None:
+        self.store = store
+        assert (
+            cli(store, "user", "add", "ada", "--password-stdin", stdin=PASSWORD + "\n").returncode
+            == 0
+        )
+        made = json.loads(cli(store, "token", "create", "ada", "--name", "laptop", "--json").stdout)
+        self.token: str = made["token"]
+        old = json.loads(cli(store, "token", "create", "ada", "--name", "old", "--json").stdout)
+        self.revoked: str = old["token"]
+        assert cli(store, "token", "revoke", str(old["id"])).returncode == 0
+        self.proc = subprocess.Popen(
+            [
+                labbook_bin(),
+                "--dir",
+                str(store),
+                "serve",
+                "--auth",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        line = read_line(self.proc.stdout, what="the banner")
+        self.url = line.rsplit(" at ", 1)[1].strip()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[AuthServer]:
+    server = AuthServer(tmp_path / "server" / ".labbook")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def call(
+    url: str,
+    method: str = "GET",
+    body: Any = None,
+    authorization: str | None = None,
+    content_type: str = "application/json",
+    raw: bytes | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", content_type)
+    if authorization is not None:
+        request.add_header("Authorization", authorization)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            # An event stream never ends: its head is enough.
+            if answer.headers.get("content-type", "").startswith("text/event-stream"):
+                return answer.status, dict(answer.headers), b""
+            return answer.status, dict(answer.headers), answer.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def basic(user: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
+
+
+def seed(server: AuthServer) -> str:
+    """One project with one run, logged by ada through the SDK: what the
+    refused requests must neither change nor reveal."""
+    code = (
+        "import labbook\n"
+        f"run = labbook.init(url={server.url!r}, project='secret-project', name='secret-run',"
+        " system_metrics=False)\n"
+        "run.log({'loss': 0.5})\nrun.finish()\nprint(run.id)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABBOOK_")}
+    env["LABBOOK_TOKEN"] = server.token
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_every_surface_refuses_a_request_naming_no_live_account(guarded: AuthServer) -> None:
+    run_id = seed(guarded)
+    url = guarded.url
+    before = labbook.Api(str(guarded.store)).runs(project="secret-project")
+    refused_credentials = {
+        "none": None,
+        "wrong token": "Bearer lbk_" + "0" * 64,
+        "revoked token": f"Bearer {guarded.revoked}",
+        "wrong password": basic("ada", PASSWORD + "!"),
+        "unknown user": basic("mallory", PASSWORD),
+        "token of another name": basic("mallory", guarded.token),
+        "malformed basic": "Basic %%%",
+        "other scheme": f"Token {guarded.token}",
+        "empty bearer": "Bearer ",
+        "long bearer": "Bearer lbk_" + "f" * 8000,
+        "long password": basic("ada", "x" * 6000),
+        "odd user name": basic("../../ada\u00e9", PASSWORD),
+    }
+    requests: list[tuple[str, str, Any, str]] = [
+        ("GET", "/api/v1/projects", None, "application/json"),
+        ("GET", "/api/v1/projects/secret-project/runs", None, "application/json"),
+        ("GET", f"/api/v1/runs/{run_id}", None, "application/json"),
+        ("POST", "/api/v1/runs", {"project": "intruder"}, "application/json"),
+        ("POST", "/api/v1/runs/delete", {"ids": [run_id]}, "application/json"),
+        (
+            "POST",
+            f"/api/v1/runs/{run_id}/log",
+            {"series": {"loss": {"steps": [9], "ts_ms": [1], "values": [1.0]}}},
+            "application/json",
+        ),
+        ("GET", "/api/v1/events?project=secret-project", None, "application/json"),
+        ("POST", "/api/2.0/mlflow/experiments/search", {"max_results": 10}, "application/json"),
+        ("POST", "/api/2.0/mlflow/experiments/create", {"name": "intruder"}, "application/json"),
+        ("GET", f"/api/2.0/mlflow/runs/get?run_id={run_id}", None, "application/json"),
+        (
+            "PUT",
+            "/api/2.0/mlflow-artifacts/artifacts/1/x/artifacts/evil.txt",
+            b"evil",
+            "application/octet-stream",
+        ),
+        ("GET", "/api/2.0/mlflow-artifacts/artifacts?path=1", None, "application/json"),
+        ("GET", "/", None, "application/json"),
+        ("GET", "/p/secret-project", None, "application/json"),
+    ]
+    for what, authorization in refused_credentials.items():
+        for method, path, body, content_type in requests:
+            raw = body if isinstance(body, bytes) else None
+            status, headers, answer = call(
+                url + path, method, None if raw else body, authorization, content_type, raw
+            )
+            label = f"{what}: {method} {path}"
+            assert status == 401, (label, status, answer[:200])
+            assert headers.get("WWW-Authenticate", headers.get("www-authenticate", "")).startswith(
+                "Basic realm="
+            ), label
+            text = answer.decode(errors="replace")
+            assert "UNAUTHENTICATED" in text, (label, text)
+            assert "secret" not in text and run_id not in text, (label, text)
+    # Nothing changed, nothing was uploaded.
+    after = labbook.Api(str(guarded.store)).runs(project="secret-project")
+    assert [(r["id"], r["status"], r["deleted"]) for r in after] == [
+        (r["id"], r["status"], r["deleted"]) for r in before
+    ]
+    assert list(labbook.Api(str(guarded.store)).history(run_id, "loss")["step"]) == [0]
+    assert not any(p["name"] == "intruder" for p in labbook.Api(str(guarded.store)).projects())
+    assert not list(guarded.store.rglob("evil.txt"))
+    # /health answers anyone: load balancers probe it.
+    assert call(url + "/health")[0] == 200
+
+
+def test_a_token_a_password_or_both_let_ada_in_everywhere(guarded: AuthServer) -> None:
+    run_id = seed(guarded)
+    for authorization in (
+        f"Bearer {guarded.token}",
+        basic("ada", PASSWORD),
+        basic("ada", guarded.token),
+    ):
+        status, _, body = call(guarded.url + "/api/v1/projects", authorization=authorization)
+        assert status == 200 and b"secret-project" in body, (authorization, body)
+        status, _, body = call(
+            guarded.url + "/api/2.0/mlflow/experiments/search",
+            "POST",
+            {"max_results": 5},
+            authorization,
+        )
+        assert status == 200 and b"secret-project" in body
+        status, _, _ = call(guarded.url + f"/api/v1/runs/{run_id}", authorization=authorization)
+        assert status == 200
+        status, headers, _ = call(guarded.url + "/", authorization=authorization)
+        assert status == 200 and headers.get("content-type", "").startswith("text/html")
+
+
+def test_the_sdk_and_sync_sign_in_with_labbook_token(guarded: AuthServer, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABBOOK_")}
+    code = (
+        "import labbook\n"
+        f"run = labbook.init(url={guarded.url!r}, project='p', system_metrics=False)\n"
+        "run.finish()\n"
+    )
+    refused = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode != 0
+    assert "asks who you are" in refused.stderr and "LABBOOK_TOKEN" in refused.stderr
+    # A local run, pushed with the token.
+    local = tmp_path / "laptop" / ".labbook"
+    (tmp_path / "laptop").mkdir()
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import labbook\nr = labbook.init(project='p', system_metrics=False)\n"
+            "r.log({'loss': 1.0})\nr.finish()\n",
+        ],
+        env={**env, "LABBOOK_DIR": str(local)},
+        cwd=tmp_path / "laptop",
+        check=True,
+        timeout=60,
+    )
+    args = [
+        labbook_bin(),
+        "--dir",
+        str(local),
+        "sync",
+        "--to",
+        guarded.url,
+        "-p",
+        "p",
+        "--json",
+        "--retry",
+        "0",
+    ]
+    without = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert without.returncode != 0 and "LABBOOK_TOKEN" in without.stderr
+    pushed = subprocess.run(
+        args,
+        env={**env, "LABBOOK_TOKEN": guarded.token},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    assert json.loads(pushed.stdout)["runs"][0]["points"] == 1
+
+
+def test_users_and_tokens_from_the_command_line(tmp_path: Path) -> None:
+    store = tmp_path / ".labbook"
+    refused = subprocess.run(
+        [labbook_bin(), "--dir", str(store), "serve", "--auth", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert refused.returncode == 1 and "no users yet" in refused.stderr
+    assert cli(store, "user", "add", "bo", "--password-stdin", stdin="short\n").returncode == 1
+    bad = cli(store, "user", "add", "bo:b", "--password-stdin", stdin=PASSWORD + "\n")
+    assert bad.returncode == 1 and "user" in bad.stderr
+    assert (
+        cli(store, "user", "add", "bo", "--password-stdin", stdin=PASSWORD + "\n").returncode == 0
+    )
+    again = cli(store, "user", "add", "bo", "--password-stdin", stdin=PASSWORD + "\n")
+    assert again.returncode != 0 and "already exists" in again.stderr
+    made = cli(store, "token", "create", "bo", "--name", "ci")
+    token = made.stdout.strip()
+    assert made.returncode == 0 and token.startswith("lbk_") and len(token) == 68
+    listed = json.loads(cli(store, "token", "ls", "--json").stdout)
+    assert [(t["user"], t["name"], t["revoked_ms"]) for t in listed] == [("bo", "ci", None)]
+    # The token itself is nowhere in the store's files, nor the password.
+    for path in store.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert token.encode() not in data and PASSWORD.encode() not in data, path
+    assert cli(store, "token", "create", "nobody").returncode != 0
+    assert cli(store, "token", "revoke", "99").returncode != 0
+    users = json.loads(cli(store, "user", "ls", "--json").stdout)
+    assert [u["name"] for u in users] == ["bo"] and "password_hash" not in users[0]
+    assert cli(store, "user", "rm", "bo").returncode == 0
+    assert json.loads(cli(store, "token", "ls", "--json").stdout) == []
+    assert cli(store, "user", "rm", "bo").returncode != 0

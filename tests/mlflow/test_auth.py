@@ -1,0 +1,86 @@
+"""The `mlflow` client against `labbook serve --auth`, signing in as MLflow's
+own auth app expects: MLFLOW_TRACKING_TOKEN (bearer) or
+MLFLOW_TRACKING_USERNAME/PASSWORD (basic). Without them, or with wrong
+ones, every call is MLflow's 401 and nothing is written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import mlflow
+import pytest
+from conftest import LabbookServers, _labbook_binary, labbook_only
+from mlflow.exceptions import MlflowException
+
+PASSWORD = "a long passphrase"
+
+
+def accounts(store: Path) -> tuple[str, str]:
+    """User ada with PASSWORD, a live token of hers and a revoked one."""
+    binary = str(_labbook_binary())
+
+    def cli(*args: str, stdin: str | None = None) -> str:
+        done = subprocess.run(
+            [binary, "--dir", str(store), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    cli("user", "add", "ada", "--password-stdin", stdin=PASSWORD + "\n")
+    live = json.loads(cli("token", "create", "ada", "--json"))["token"]
+    old = json.loads(cli("token", "create", "ada", "--name", "old", "--json"))
+    cli("token", "revoke", str(old["id"]))
+    return live, old["token"]
+
+
+@labbook_only
+def test_the_mlflow_client_signs_in_by_token_or_password(
+    tmp_path: Path, labbook_servers: LabbookServers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live, revoked = accounts(tmp_path / ".labbook")
+    server = labbook_servers.start(tmp_path, args=("--auth",))
+    for var in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    client = mlflow.MlflowClient(tracking_uri=server.url)
+
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", live)
+    experiment = client.create_experiment("signed-in")
+    run = client.create_run(experiment)
+    client.log_metric(run.info.run_id, "loss", 0.5, step=0)
+    client.log_param(run.info.run_id, "lr", "0.1")
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN")
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "ada")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
+    client.log_metric(run.info.run_id, "loss", 0.25, step=1)
+    history = client.get_metric_history(run.info.run_id, "loss")
+    assert [m.value for m in history] == [0.5, 0.25]
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
+
+    for name, env in (
+        ("nothing", {}),
+        ("revoked token", {"MLFLOW_TRACKING_TOKEN": revoked}),
+        (
+            "wrong password",
+            {"MLFLOW_TRACKING_USERNAME": "ada", "MLFLOW_TRACKING_PASSWORD": "nope-nope"},
+        ),
+    ):
+        with monkeypatch.context() as scoped:
+            for var, value in env.items():
+                scoped.setenv(var, value)
+            with pytest.raises(MlflowException) as refused:
+                client.log_metric(run.info.run_id, "loss", 9.0, step=2)
+            assert refused.value.get_http_status_code() == 401, name
+            assert refused.value.error_code == "UNAUTHENTICATED", name
+            with pytest.raises(MlflowException):
+                client.search_experiments()
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", live)
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "loss")] == [0.5, 0.25]
+    assert client.get_run(run.info.run_id).data.params == {"lr": "0.1"}
