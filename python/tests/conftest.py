@@ -142,7 +142,14 @@ class LabbookServer:
     own process group; ``stop()`` (always called by the fixtures that make
     one) ends it whatever happened."""
 
-    def __init__(self, store: Path, command: str = "serve", port: int = 0) -> None:
+    def __init__(
+        self,
+        store: Path,
+        command: str = "serve",
+        port: int = 0,
+        host: str = "127.0.0.1",
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.store = store
         self.proc = subprocess.Popen(
             [
@@ -151,9 +158,10 @@ class LabbookServer:
                 str(store),
                 command,
                 "--host",
-                "127.0.0.1",
+                host,
                 "--port",
                 str(port),
+                *args,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import labbook_bin, read_line
+from conftest import LabbookServer, labbook_bin
 
 import labbook
 
@@ -35,46 +34,19 @@ def cli(store: Path, *args: str, stdin: str | None = None) -> subprocess.Complet
     )
 
 
-class AuthServer:
+class AuthServer(LabbookServer):
     """`labbook serve --auth` on a store with user ada (password and a
     token), and a revoked token of hers."""
 
     def __init__(self, store: Path) -> None:
-        self.store = store
-        assert (
-            cli(store, "user", "add", "ada", "--password-stdin", stdin=PASSWORD + "\n").returncode
-            == 0
-        )
+        added = cli(store, "user", "add", "ada", "--password-stdin", stdin=PASSWORD + "\n")
+        assert added.returncode == 0, added.stderr
         made = json.loads(cli(store, "token", "create", "ada", "--name", "laptop", "--json").stdout)
         self.token: str = made["token"]
         old = json.loads(cli(store, "token", "create", "ada", "--name", "old", "--json").stdout)
         self.revoked: str = old["token"]
         assert cli(store, "token", "revoke", str(old["id"])).returncode == 0
-        self.proc = subprocess.Popen(
-            [
-                labbook_bin(),
-                "--dir",
-                str(store),
-                "serve",
-                "--auth",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        assert self.proc.stdout is not None
-        line = read_line(self.proc.stdout, what="the banner")
-        self.url = line.rsplit(" at ", 1)[1].strip()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
+        super().__init__(store, args=("--auth",))
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -196,8 +194,9 @@ def test_logging_survives_a_server_outage(tmp_path: Path) -> None:
 
 
 def test_an_address_other_machines_reach_needs_no_auth_said_aloud(tmp_path: Path) -> None:
-    """labbook has no accounts yet: `serve` and `ui` on an address other
-    machines can reach are refused unless --no-auth says so."""
+    """Without accounts, `serve` and `ui` on an address other machines can
+    reach are refused unless --no-auth says so (`serve --auth` is in
+    test_auth.py)."""
     store = tmp_path / ".labbook"
     for command in ("serve", "ui"):
         refused = subprocess.run(
@@ -210,29 +209,9 @@ def test_an_address_other_machines_reach_needs_no_auth_said_aloud(tmp_path: Path
         first, hint = refused.stderr.strip().splitlines()
         assert "will not listen on 0.0.0.0 without accounts" in first
         assert "--no-auth" in hint
-    served = subprocess.Popen(
-        [
-            labbook_bin(),
-            "--dir",
-            str(store),
-            "serve",
-            "--host",
-            "0.0.0.0",
-            "--port",
-            "0",
-            "--no-auth",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    served = LabbookServer(store, host="0.0.0.0", args=("--no-auth",))
     try:
-        assert served.stdout is not None
-        line = read_line(served.stdout, what="the banner")
-        port = int(line.rsplit(":", 1)[1])
-        status, _ = api_get(f"http://127.0.0.1:{port}", "/api/v1/projects")
+        status, _ = api_get(f"http://127.0.0.1:{served.port}", "/api/v1/projects")
         assert status == 200
     finally:
-        os.killpg(served.pid, signal.SIGKILL)
-        served.wait(timeout=10)
+        served.stop()

@@ -82,14 +82,7 @@ impl SqliteStore {
 
     pub(super) fn delete_user_impl(&self, name: &str) -> Result<()> {
         self.write(|tx| {
-            let Some(id) = tx
-                .query_row("SELECT id FROM users WHERE name = ?1", [name], |r| {
-                    r.get::<_, i64>(0)
-                })
-                .optional()?
-            else {
-                return Err(no_user(name));
-            };
+            let id = user_id(tx, name)?;
             tx.execute("DELETE FROM tokens WHERE user_id = ?1", [id])?;
             tx.execute("DELETE FROM users WHERE id = ?1", [id])?;
             Ok(())
@@ -115,14 +108,7 @@ impl SqliteStore {
     ) -> Result<TokenInfo> {
         validate_name("name", name)?;
         self.write(|tx| {
-            let Some(user_id) = tx
-                .query_row("SELECT id FROM users WHERE name = ?1", [user], |r| {
-                    r.get::<_, i64>(0)
-                })
-                .optional()?
-            else {
-                return Err(no_user(user));
-            };
+            let user_id = user_id(tx, user)?;
             tx.execute(
                 "INSERT INTO tokens (user_id, name, digest, created_ms) VALUES (?1, ?2, ?3, ?4)",
                 params![user_id, name, digest, now_ms],
@@ -181,6 +167,12 @@ impl SqliteStore {
             .query_row([digest], user_from_row)
             .optional()?)
     }
+}
+
+fn user_id(tx: &rusqlite::Transaction<'_>, name: &str) -> Result<i64> {
+    tx.query_row("SELECT id FROM users WHERE name = ?1", [name], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| no_user(name))
 }
 
 fn no_user(name: &str) -> StoreError {
