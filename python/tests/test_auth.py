@@ -264,6 +264,13 @@ def test_users_and_tokens_from_the_command_line(tmp_path: Path) -> None:
     assert (
         cli(store, "user", "add", "bo", "--password-stdin", stdin=PASSWORD + "\n").returncode == 0
     )
+    # With accounts, an address other machines reach is served, to them only.
+    exposed = LabbookServer(store, host="0.0.0.0", args=("--auth",))
+    try:
+        status, _, _ = call(f"http://127.0.0.1:{exposed.port}/api/v1/projects")
+        assert status == 401
+    finally:
+        exposed.stop()
     again = cli(store, "user", "add", "bo", "--password-stdin", stdin=PASSWORD + "\n")
     assert again.returncode != 0 and "already exists" in again.stderr
     made = cli(store, "token", "create", "bo", "--name", "ci")
