@@ -927,9 +927,9 @@ fn a_store_from_the_template_is_a_migrated_store() {
     assert_eq!(schema(&templated.path().join(".labbook")), schema(&dir));
 }
 
-/// A store a newer labbook wrote is refused with what to do, not misread.
-#[test]
-fn a_store_from_a_newer_labbook_is_refused() {
+/// A closed store whose schema version is this one's plus `delta`: as a
+/// newer (or older) labbook left it.
+fn store_of_version(delta: i64) -> (tempfile::TempDir, std::path::PathBuf) {
     let (dir, store) = store();
     drop(store);
     let path = dir.path().join(".labbook");
@@ -937,9 +937,15 @@ fn a_store_from_a_newer_labbook_is_refused() {
     let version: i64 = db
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    db.execute_batch(&format!("PRAGMA user_version = {}", version + 1))
+    db.execute_batch(&format!("PRAGMA user_version = {}", version + delta))
         .unwrap();
-    drop(db);
+    (dir, path)
+}
+
+/// A store a newer labbook wrote is refused with what to do, not misread.
+#[test]
+fn a_store_from_a_newer_labbook_is_refused() {
+    let (_dir, path) = store_of_version(1);
     let Err(e) = SqliteStore::open(&path) else {
         panic!("a newer store opened");
     };
@@ -1013,16 +1019,7 @@ fn a_store_opened_read_only_reads_and_refuses_every_write() {
 
 #[test]
 fn an_older_store_that_cannot_be_written_says_it_needs_an_upgrade() {
-    let (dir, store) = store();
-    drop(store);
-    let path = dir.path().join(".labbook");
-    let db = rusqlite::Connection::open(path.join(DB_FILE)).unwrap();
-    let version: i64 = db
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    db.execute_batch(&format!("PRAGMA user_version = {}", version - 1))
-        .unwrap();
-    drop(db);
+    let (_dir, path) = store_of_version(-1);
     let refused = SqliteStore::open_read_only(&path).err().unwrap();
     assert!(matches!(refused, StoreError::ReadOnly(_)), "{refused}");
     assert!(refused.to_string().contains("older labbook"), "{refused}");
