@@ -148,6 +148,9 @@ def test_every_surface_refuses_a_request_naming_no_live_account(guarded: AuthSer
         ("GET", "/", None, "application/json"),
         ("GET", "/p/secret-project", None, "application/json"),
     ]
+    # Wrong passwords are throttled once there have been enough of them:
+    # those answers are 429s, as refused and as silent.
+    password_guesses = {"wrong password", "unknown user", "long password", "odd user name"}
     for what, authorization in refused_credentials.items():
         for method, path, body, content_type in requests:
             raw = body if isinstance(body, bytes) else None
@@ -155,13 +158,17 @@ def test_every_surface_refuses_a_request_naming_no_live_account(guarded: AuthSer
                 url + path, method, None if raw else body, authorization, content_type, raw
             )
             label = f"{what}: {method} {path}"
+            text = answer.decode(errors="replace")
+            assert "secret" not in text and run_id not in text, (label, text)
+            if status == 429 and what in password_guesses:
+                assert int(headers.get("Retry-After", headers.get("retry-after", "0"))) > 0
+                assert "too many wrong passwords" in text, (label, text)
+                continue
             assert status == 401, (label, status, answer[:200])
             assert headers.get("WWW-Authenticate", headers.get("www-authenticate", "")).startswith(
                 "Basic realm="
             ), label
-            text = answer.decode(errors="replace")
             assert "UNAUTHENTICATED" in text, (label, text)
-            assert "secret" not in text and run_id not in text, (label, text)
     # Nothing changed, nothing was uploaded.
     after = labbook.Api(str(guarded.store)).runs(project="secret-project")
     assert [(r["id"], r["status"], r["deleted"]) for r in after] == [
@@ -172,6 +179,32 @@ def test_every_surface_refuses_a_request_naming_no_live_account(guarded: AuthSer
     assert not list(guarded.store.rglob("evil.txt"))
     # /health answers anyone: load balancers probe it.
     assert call(url + "/health")[0] == 200
+
+
+def test_password_guesses_are_throttled_and_tokens_still_sign_in(guarded: AuthServer) -> None:
+    assert (
+        cli(guarded.store, "user", "add", "bo", "--password-stdin", stdin=PASSWORD + "\n")
+    ).returncode == 0
+    projects = guarded.url + "/api/v1/projects"
+    for guess in range(10):
+        status, _, _ = call(projects, authorization=basic("ada", f"guess {guess}!"))
+        assert status == 401, guess
+    # The next try at ada's password is not checked, not even the right one.
+    for secret in ("guess 10!", PASSWORD):
+        status, headers, body = call(projects, authorization=basic("ada", secret))
+        assert status == 429, (secret, body)
+        assert 0 < int({k.lower(): v for k, v in headers.items()}["retry-after"]) <= 900
+        assert json.loads(body)["error"]["code"] == "TOO_MANY_ATTEMPTS"
+    status, _, body = call(
+        guarded.url + "/api/2.0/mlflow/experiments/search",
+        "POST",
+        {"max_results": 1},
+        basic("ada", PASSWORD),
+    )
+    assert status == 429 and json.loads(body)["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+    # Her token is never throttled, and another user's password still works.
+    assert call(projects, authorization=f"Bearer {guarded.token}")[0] == 200
+    assert call(projects, authorization=basic("bo", PASSWORD))[0] == 200
 
 
 def test_a_token_a_password_or_both_let_ada_in_everywhere(guarded: AuthServer) -> None:

@@ -84,3 +84,87 @@ def test_the_mlflow_client_signs_in_by_token_or_password(
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", live)
     assert [m.value for m in client.get_metric_history(run.info.run_id, "loss")] == [0.5, 0.25]
     assert client.get_run(run.info.run_id).data.params == {"lr": "0.1"}
+
+
+@labbook_only
+def test_the_mlflow_client_meets_roles_per_experiment(
+    tmp_path: Path, labbook_servers: LabbookServers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / ".labbook"
+    binary = str(_labbook_binary())
+
+    def cli(*args: str, stdin: str | None = None) -> str:
+        done = subprocess.run(
+            [binary, "--dir", str(store), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    tokens = {}
+    for name in ("ada", "bob", "carol"):
+        cli("user", "add", name, "--password-stdin", stdin=PASSWORD + "\n")
+        tokens[name] = json.loads(cli("token", "create", name, "--json"))["token"]
+    server = labbook_servers.start(
+        tmp_path, args=("--auth", "--default-permission", "NO_PERMISSIONS")
+    )
+    for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    client = mlflow.MlflowClient(tracking_uri=server.url)
+
+    def as_(user: str) -> None:
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", tokens[user])
+
+    as_("ada")
+    shared = client.create_experiment("shared")
+    run = client.create_run(shared).info.run_id
+    client.log_metric(run, "loss", 0.5, step=0)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("ada's notes")
+    client.log_artifact(run, str(notes))
+    cli("perm", "set", "bob", "READ", "--project", "shared")
+
+    as_("bob")
+    assert client.get_run(run).data.metrics == {"loss": 0.5}
+    assert [e.name for e in client.search_experiments()] == ["shared"]
+    assert [a.path for a in client.list_artifacts(run)] == ["notes.txt"]
+    for write in (
+        lambda: client.log_metric(run, "loss", 9.0, step=1),
+        lambda: client.set_tag(run, "bob", "was here"),
+        lambda: client.create_run(shared),
+        lambda: client.delete_run(run),
+        lambda: client.rename_experiment(shared, "bobs"),
+    ):
+        with pytest.raises(MlflowException) as refused:
+            write()
+        assert refused.value.get_http_status_code() == 403
+        assert refused.value.error_code == "PERMISSION_DENIED"
+    with pytest.raises(Exception, match="403"):
+        client.log_artifact(run, str(notes), artifact_path="bob")
+
+    as_("carol")
+    assert client.search_experiments() == []
+    with pytest.raises(MlflowException) as refused:
+        client.get_run(run)
+    assert refused.value.error_code == "PERMISSION_DENIED"
+    assert "shared" not in str(refused.value) and run not in str(refused.value)
+    # Her own experiment, made the way `mlflow.set_experiment` makes one.
+    mlflow.set_tracking_uri(server.url)
+    try:
+        mlflow.set_experiment("carols")
+        with mlflow.start_run() as own:
+            mlflow.log_metric("acc", 0.9)
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert client.get_run(own.info.run_id).data.metrics == {"acc": 0.9}
+    assert [e.name for e in client.search_experiments()] == ["carols"]
+
+    as_("ada")
+    kept = client.get_run(run)
+    assert kept.data.metrics == {"loss": 0.5} and "bob" not in kept.data.tags
+    assert kept.info.lifecycle_stage == "active"
+    assert [a.path for a in client.list_artifacts(run)] == ["notes.txt"]
+    assert client.get_experiment(shared).name == "shared"

@@ -102,6 +102,10 @@ enum Command {
     /// API tokens of users: create (shown once), ls, revoke.
     #[command(subcommand)]
     Token(commands::account::TokenCommand),
+    /// Who may do what on a `labbook serve --auth`: a user's role (READ,
+    /// EDIT, MANAGE, NO_PERMISSIONS) on a project or registered model.
+    #[command(subcommand)]
+    Perm(commands::account::PermCommand),
     /// Run a run again from its recorded code, data, environment and
     /// command, as a new run linked to it; --check compares the curves.
     Replay(commands::replay::ReplayArgs),
@@ -152,8 +156,23 @@ struct ServeArgs {
     /// every request but /health must carry a token or a password.
     #[arg(long, conflicts_with = "no_auth")]
     auth: bool,
+    /// With --auth: the role of a user on a project or registered model
+    /// no one gave them one on (READ, EDIT, MANAGE or NO_PERMISSIONS).
+    #[arg(
+        long,
+        value_name = "ROLE",
+        default_value = "READ",
+        value_parser = parse_role,
+        requires = "auth",
+        env = "LABBOOK_DEFAULT_PERMISSION"
+    )]
+    default_permission: labbook_core::account::Role,
     #[command(flatten)]
     guard: GuardArgs,
+}
+
+fn parse_role(text: &str) -> Result<labbook_core::account::Role, String> {
+    labbook_core::account::Role::parse(text).map_err(|e| e.to_string())
 }
 
 /// Who may reach the server and how much one request may ask of it.
@@ -450,6 +469,7 @@ fn main() -> ExitCode {
         Command::Sync(args) => commands::sync::sync(&app, args),
         Command::User(command) => commands::account::user(&app, command),
         Command::Token(command) => commands::account::token(&app, command),
+        Command::Perm(command) => commands::account::perm(&app, command),
         // An error is told from a divergence (1) by its own status.
         Command::Replay(args) => {
             return commands::replay::replay(&app, args).unwrap_or_else(|e| {

@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::http::{HeaderMap, header};
@@ -63,6 +64,9 @@ pub(crate) enum Unauthenticated {
     Missing,
     /// Credentials that match no live account.
     Wrong,
+    /// Too many wrong passwords lately, for this user or from this client:
+    /// no password is checked for this many more seconds.
+    Throttled(u64),
 }
 
 impl Unauthenticated {
@@ -77,6 +81,10 @@ impl Unauthenticated {
                 "the credentials sent match no account: the token is unknown or revoked, \
                  or the user name or password is wrong"
             }
+            Unauthenticated::Throttled(_) => {
+                "too many wrong passwords lately, for this user or from this address: \
+                 wait (Retry-After says how long) or sign in with a token"
+            }
         }
     }
 }
@@ -86,7 +94,34 @@ pub(crate) struct Accounts {
     store: Arc<dyn Store>,
     /// (user, BLAKE3 of the password) → the hash it was verified against.
     verified: Mutex<HashMap<(String, [u8; 32]), String>>,
+    /// Wrong passwords lately, by user name and by client address.
+    failures: Mutex<HashMap<Guesser, Failures>>,
 }
+
+/// Who is guessing passwords: a name guessed at, from anywhere, or a client
+/// guessing at any names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Guesser {
+    User(String),
+    Client(std::net::IpAddr),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    since: Instant,
+    count: u32,
+}
+
+/// Wrong passwords allowed per window before password checks stop for the
+/// rest of it: for one user name (a slow online guess at one account), and
+/// from one client address (a guess across many names). Tokens are 256
+/// random bits, so they are never throttled, and a throttled user can
+/// still sign in with one.
+const GUESS_WINDOW: Duration = Duration::from_secs(15 * 60);
+const MAX_WRONG_PER_USER: u32 = 10;
+const MAX_WRONG_PER_CLIENT: u32 = 50;
+/// Guessers remembered at most; past it the oldest windows are dropped.
+const MAX_GUESSERS: usize = 65_536;
 
 /// Verified passwords remembered at most; past it the memory starts over
 /// (a password is then checked slowly once more).
@@ -97,6 +132,7 @@ impl Accounts {
         Accounts {
             store,
             verified: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
         }
     }
 
@@ -105,6 +141,7 @@ impl Accounts {
     pub(crate) fn authenticate(
         &self,
         headers: &HeaderMap,
+        client: Option<std::net::IpAddr>,
     ) -> std::result::Result<User, Unauthenticated> {
         let value = headers
             .get(header::AUTHORIZATION)
@@ -134,7 +171,70 @@ impl Accounts {
                 Err(Unauthenticated::Wrong)
             };
         }
-        self.by_password(name, secret)
+        let guessers = [
+            Some(Guesser::User(name.to_string())),
+            client.map(Guesser::Client),
+        ];
+        if let Some(wait) = self.throttled(&guessers) {
+            return Err(Unauthenticated::Throttled(wait));
+        }
+        let checked = self.by_password(name, secret);
+        match &checked {
+            Ok(_) => self.forget(&Guesser::User(name.to_string())),
+            Err(_) => self.count_failure(&guessers),
+        }
+        checked
+    }
+
+    /// Seconds until a guesser may try a password again, if it must wait.
+    fn throttled(&self, guessers: &[Option<Guesser>]) -> Option<u64> {
+        let failures = self.failures.lock().ok()?;
+        let now = Instant::now();
+        guessers
+            .iter()
+            .flatten()
+            .filter_map(|g| {
+                let f = failures.get(g)?;
+                let limit = match g {
+                    Guesser::User(_) => MAX_WRONG_PER_USER,
+                    Guesser::Client(_) => MAX_WRONG_PER_CLIENT,
+                };
+                let left = GUESS_WINDOW.checked_sub(now.duration_since(f.since))?;
+                (f.count >= limit).then(|| left.as_secs().max(1))
+            })
+            .max()
+    }
+
+    fn count_failure(&self, guessers: &[Option<Guesser>]) {
+        let Ok(mut failures) = self.failures.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if failures.len() >= MAX_GUESSERS {
+            failures.retain(|_, f| now.duration_since(f.since) < GUESS_WINDOW);
+            if failures.len() >= MAX_GUESSERS {
+                failures.clear();
+            }
+        }
+        for g in guessers.iter().flatten() {
+            let f = failures.entry(g.clone()).or_insert(Failures {
+                since: now,
+                count: 0,
+            });
+            if now.duration_since(f.since) >= GUESS_WINDOW {
+                *f = Failures {
+                    since: now,
+                    count: 0,
+                };
+            }
+            f.count += 1;
+        }
+    }
+
+    fn forget(&self, guesser: &Guesser) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(guesser);
+        }
     }
 
     fn by_token(&self, token: &str) -> std::result::Result<User, Unauthenticated> {

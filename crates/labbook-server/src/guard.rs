@@ -175,12 +175,29 @@ pub(crate) async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: N
         (Ok(()), Some(accounts))
             if req.method() != Method::OPTIONS && req.uri().path() != "/health" =>
         {
-            Some(sign_in(accounts.clone(), req.headers().clone()).await)
+            let client = req
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip());
+            Some(sign_in(accounts.clone(), req.headers().clone(), client).await)
         }
         _ => None,
     };
     let mut response = match (checked, signed_in) {
         (Err(refusal), _) => refusal.into_response(surface),
+        (Ok(()), Some(Err(crate::auth::Unauthenticated::Throttled(wait)))) => {
+            let why = crate::auth::Unauthenticated::Throttled(wait);
+            let mut response = Refusal::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOO_MANY_ATTEMPTS",
+                why.message(),
+            )
+            .into_response(surface);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+            response
+        }
         (Ok(()), Some(Err(why))) => {
             let mut response =
                 Refusal::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", why.message())
@@ -218,8 +235,9 @@ pub(crate) async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: N
 async fn sign_in(
     accounts: Arc<crate::auth::Accounts>,
     headers: HeaderMap,
+    client: Option<std::net::IpAddr>,
 ) -> Result<labbook_core::account::User, crate::auth::Unauthenticated> {
-    tokio::task::spawn_blocking(move || accounts.authenticate(&headers))
+    tokio::task::spawn_blocking(move || accounts.authenticate(&headers, client))
         .await
         .unwrap_or(Err(crate::auth::Unauthenticated::Wrong))
 }

@@ -16,6 +16,10 @@ mod server;
 pub use server::*;
 
 #[cfg(feature = "serve")]
+mod access;
+#[cfg(feature = "serve")]
+pub use access::Viewer;
+#[cfg(feature = "serve")]
 mod api;
 #[cfg(feature = "serve")]
 mod assets;

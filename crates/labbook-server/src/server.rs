@@ -12,7 +12,7 @@ use labbook_store::Store;
 pub use crate::error::ApiError;
 pub use crate::guard::{DASHBOARD_CSP, GuardOptions};
 pub use crate::listen::{HEAD_TIMEOUT, IDLE_TIMEOUT};
-use crate::{api, assets, error, guard, json, listen, mlflow};
+use crate::{access, api, assets, error, guard, json, listen, mlflow};
 
 /// How a server bounds and guards what clients may do. The defaults suit
 /// one person's machine: loopback names only, no CORS, no password.
@@ -37,8 +37,11 @@ pub struct ServerOptions {
     /// of this key is committed and never answered.
     pub hold_after_commit: Option<String>,
     /// Every request but `/health` must name an account of the store
-    /// (`crate::auth`).
+    /// (`crate::auth`), and may do what its roles allow (`crate::access`).
     pub auth: bool,
+    /// With `auth`: the role of a user on a project or registered model
+    /// no one gave them one on (MLflow's `default_permission`).
+    pub default_role: labbook_core::account::Role,
 }
 
 /// 5 GiB: more than the checkpoints and models people log through the
@@ -59,6 +62,7 @@ impl Default for ServerOptions {
             idle_timeout: listen::IDLE_TIMEOUT,
             hold_after_commit: None,
             auth: false,
+            default_role: labbook_core::account::Role::Read,
         }
     }
 }
@@ -101,8 +105,23 @@ pub fn router(store: Arc<dyn Store>, options: &ServerOptions) -> Router {
         .auth
         .then(|| Arc::new(crate::auth::Accounts::new(state.store.clone())));
     let guard = Arc::new(guard::Guard::new(options.guard.clone(), accounts));
+    let (mut labbook_api, mut mlflow_api) = (api::routes(), mlflow::routes());
+    if options.auth {
+        // Inside each API's router, so the check sees the route matched,
+        // and a listing's answer before it is compressed.
+        let access = Arc::new(access::Access::new(
+            state.store.clone(),
+            options.default_role,
+        ));
+        labbook_api = labbook_api.route_layer(axum::middleware::from_fn_with_state(
+            access.clone(),
+            access::check,
+        ));
+        mlflow_api =
+            mlflow_api.route_layer(axum::middleware::from_fn_with_state(access, access::check));
+    }
     Router::new()
-        .nest("/api/v1", api::routes())
+        .nest("/api/v1", labbook_api)
         .route("/health", axum::routing::get(|| async { "ok" }))
         .merge(assets::routes())
         // The fastest level: on a laptop or a LAN the wire is rarely the
@@ -118,7 +137,7 @@ pub fn router(store: Arc<dyn Store>, options: &ServerOptions) -> Router {
         // MLflow's API stays uncompressed: its clients are scripts on the
         // same machine or network, where a log call's latency is the cost
         // that matters, and artifacts are streamed with their length.
-        .merge(mlflow::routes())
+        .merge(mlflow_api)
         .layer(axum::extract::DefaultBodyLimit::max(error::BODY_LIMIT))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(guard, guard::guard))

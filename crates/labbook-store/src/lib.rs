@@ -30,7 +30,7 @@ use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use labbook_core::account::{TokenInfo, User};
+use labbook_core::account::{Permission, ResourceKind, Role, TokenInfo, User};
 use labbook_core::{RunRecord, SeriesColumns};
 
 use crate::versions::*;
@@ -296,6 +296,24 @@ pub trait Store: Send + Sync {
     fn revoke_token(&self, id: i64, now_ms: i64) -> Result<TokenInfo>;
     /// The owner of the live token with this digest.
     fn user_of_token(&self, digest: &str) -> Result<Option<User>>;
+    fn set_admin(&self, name: &str, admin: bool) -> Result<()>;
+    /// Gives a user a role on a project or registered model, replacing the
+    /// one they had there.
+    fn set_permission(
+        &self,
+        user: &str,
+        kind: ResourceKind,
+        resource: &str,
+        role: Role,
+    ) -> Result<Permission>;
+    /// Takes a user's own role there away (the server's default applies).
+    fn remove_permission(&self, user: &str, kind: ResourceKind, resource: &str) -> Result<()>;
+    /// Every permission given, or one user's.
+    fn permissions(&self, user: Option<&str>) -> Result<Vec<Permission>>;
+    /// Moves every role on a resource to a new name (a renamed model), or
+    /// drops them (`to: None`, a deleted one), so a later one of the old
+    /// name starts with none.
+    fn move_permissions(&self, kind: ResourceKind, from: &str, to: Option<&str>) -> Result<()>;
 }
 
 /// 64 bits that differ between calls, processes and machines (ids, temp

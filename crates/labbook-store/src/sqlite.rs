@@ -15,7 +15,7 @@ use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params,
 };
 
-use labbook_core::account::{TokenInfo, User};
+use labbook_core::account::{Permission, ResourceKind, Role, TokenInfo, User};
 use labbook_core::run::{validate_name, validate_tag};
 use labbook_core::{
     Config, DatasetInput, ModelOutput, RunRecord, RunStatus, SeriesColumns, SeriesSummary, ids,
@@ -1065,6 +1065,27 @@ impl Store for SqliteStore {
     }
     fn user_of_token(&self, digest: &str) -> Result<Option<User>> {
         self.user_of_token_impl(digest)
+    }
+    fn set_admin(&self, name: &str, admin: bool) -> Result<()> {
+        self.set_admin_impl(name, admin)
+    }
+    fn set_permission(
+        &self,
+        user: &str,
+        kind: ResourceKind,
+        resource: &str,
+        role: Role,
+    ) -> Result<Permission> {
+        self.set_permission_impl(user, kind, resource, role)
+    }
+    fn remove_permission(&self, user: &str, kind: ResourceKind, resource: &str) -> Result<()> {
+        self.remove_permission_impl(user, kind, resource)
+    }
+    fn permissions(&self, user: Option<&str>) -> Result<Vec<Permission>> {
+        self.permissions_impl(user)
+    }
+    fn move_permissions(&self, kind: ResourceKind, from: &str, to: Option<&str>) -> Result<()> {
+        self.move_permissions_impl(kind, from, to)
     }
 
     fn check_writable(&self) -> Result<()> {

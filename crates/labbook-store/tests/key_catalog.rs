@@ -267,14 +267,14 @@ fn a_store_from_before_the_catalog_is_filled_on_open() {
         conn.execute_batch(&format!("DROP TRIGGER \"{trigger}\""))
             .unwrap();
     }
-    // The catalog's migration and the ones after it (the sketches' table
-    // and the accounts' tables, empty here) undone: the store as the
-    // version before made it.
+    // The catalog's migration and the ones after it (the sketches' table,
+    // the accounts' and the permissions' tables, empty here) undone: the
+    // store as the version before made it.
     conn.execute_batch(&format!(
-        "DROP TABLE tokens; DROP TABLE users;
+        "DROP TABLE permissions; DROP TABLE tokens; DROP TABLE users;
          DROP TABLE chunk_sketches; DROP VIEW config_entries; DROP TABLE key_catalog;
          PRAGMA user_version = {};",
-        version - 3
+        version - 4
     ))
     .unwrap();
     drop(conn);

@@ -1083,3 +1083,68 @@ fn accounts_keep_users_and_token_digests_and_revoke_at_once() {
     ));
     assert_eq!(ci.name, "ci");
 }
+
+#[test]
+fn permissions_are_set_replaced_moved_and_go_with_their_user() {
+    use labbook_core::account::{ResourceKind, Role};
+    let (_dir, s) = store();
+    s.create_user("ada", "$argon2id$a", 1).unwrap();
+    s.create_user("bo", "$argon2id$b", 1).unwrap();
+    assert!(!s.users().unwrap()[0].admin);
+    s.set_admin("ada", true).unwrap();
+    assert!(s.password_hash("ada").unwrap().unwrap().0.admin);
+    assert!(matches!(
+        s.set_admin("nobody", true),
+        Err(StoreError::NotFound { what: "user", .. })
+    ));
+
+    s.set_permission("bo", ResourceKind::Project, "7", Role::Read)
+        .unwrap();
+    s.set_permission("bo", ResourceKind::Project, "7", Role::Edit)
+        .unwrap();
+    s.set_permission("bo", ResourceKind::Model, "m", Role::Manage)
+        .unwrap();
+    s.set_permission("ada", ResourceKind::Model, "m", Role::NoPermissions)
+        .unwrap();
+    let roles = |user: Option<&str>| -> Vec<(String, ResourceKind, String, Role)> {
+        s.permissions(user)
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.user, p.kind, p.resource, p.role))
+            .collect()
+    };
+    assert_eq!(
+        roles(Some("bo")),
+        [
+            ("bo".into(), ResourceKind::Model, "m".into(), Role::Manage),
+            ("bo".into(), ResourceKind::Project, "7".into(), Role::Edit),
+        ]
+    );
+    assert_eq!(roles(None).len(), 3);
+    assert!(matches!(
+        s.set_permission("nobody", ResourceKind::Model, "m", Role::Read),
+        Err(StoreError::NotFound { what: "user", .. })
+    ));
+
+    // A renamed model's roles follow it; a deleted one's go.
+    s.move_permissions(ResourceKind::Model, "m", Some("m2"))
+        .unwrap();
+    assert!(roles(None).iter().all(|r| r.2 != "m"));
+    assert_eq!(roles(None).iter().filter(|r| r.2 == "m2").count(), 2);
+    s.move_permissions(ResourceKind::Model, "m2", None).unwrap();
+    assert_eq!(roles(None).len(), 1);
+
+    s.remove_permission("bo", ResourceKind::Project, "7")
+        .unwrap();
+    assert!(matches!(
+        s.remove_permission("bo", ResourceKind::Project, "7"),
+        Err(StoreError::NotFound {
+            what: "permission",
+            ..
+        })
+    ));
+    s.set_permission("bo", ResourceKind::Project, "7", Role::Read)
+        .unwrap();
+    s.delete_user("bo").unwrap();
+    assert!(roles(None).is_empty());
+}

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
+use labbook_core::account::{ResourceKind, Role};
 use labbook_server::auth::{hash_password, new_token};
 use labbook_store::Store;
 
@@ -20,7 +21,9 @@ use crate::table::{Align, Table};
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Add a user who signs in with a password (asked without echo).
-    Add(UserAddArgs),
+    Add(UserNewArgs),
+    /// Make a user an admin (who may do everything), or no longer one.
+    Admin(UserAdminArgs),
     /// List the users.
     Ls(JsonArgs),
     /// Remove a user and every token of theirs.
@@ -45,6 +48,68 @@ pub struct UserAddArgs {
     /// Read the password from the first line of stdin (for scripts).
     #[arg(long)]
     password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UserNewArgs {
+    #[command(flatten)]
+    user: UserAddArgs,
+    /// An admin may do everything on every project and registered model.
+    #[arg(long)]
+    admin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UserAdminArgs {
+    name: String,
+    /// Take the user's admin rights away instead.
+    #[arg(long)]
+    off: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PermCommand {
+    /// Give a user a role on a project or registered model (replacing
+    /// theirs there): READ, EDIT, MANAGE or NO_PERMISSIONS.
+    Set(PermSetArgs),
+    /// List the roles given.
+    Ls(PermLsArgs),
+    /// Take a user's role away: the server's --default-permission applies.
+    Rm(PermOnArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PermOnArgs {
+    user: String,
+    /// The project (its name).
+    #[arg(long, conflicts_with = "model", required_unless_present = "model")]
+    project: Option<String>,
+    /// The registered model (its name).
+    #[arg(long)]
+    model: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PermSetArgs {
+    #[command(flatten)]
+    on: PermOnArgs,
+    /// READ, EDIT, MANAGE or NO_PERMISSIONS.
+    #[arg(value_parser = parse_role)]
+    role: Role,
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    Role::parse(text).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Args)]
+pub struct PermLsArgs {
+    /// Only this user's roles.
+    #[arg(long)]
+    user: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -93,13 +158,27 @@ pub fn user(app: &App, command: UserCommand) -> Result<ExitCode> {
     let paint = app.out();
     match command {
         UserCommand::Add(args) => {
-            let password = read_password(&args)?;
-            let user = store.create_user(&args.name, &hash_password(&password)?, fmt::now_ms())?;
+            let password = read_password(&args.user)?;
+            let user =
+                store.create_user(&args.user.name, &hash_password(&password)?, fmt::now_ms())?;
+            if args.admin {
+                store.set_admin(&user.name, true)?;
+            }
             writeln!(
                 out,
-                "added user {}; make them a token with `labbook token create {}`",
+                "added {}{}; make them a token with `labbook token create {}`",
+                if args.admin { "admin " } else { "user " },
                 paint.bold(&user.name),
                 user.name
+            )?;
+        }
+        UserCommand::Admin(args) => {
+            store.set_admin(&args.name, !args.off)?;
+            writeln!(
+                out,
+                "{} is {} an admin",
+                paint.bold(&args.name),
+                if args.off { "no longer" } else { "now" }
             )?;
         }
         UserCommand::Passwd(args) => {
@@ -125,6 +204,7 @@ pub fn user(app: &App, command: UserCommand) -> Result<ExitCode> {
             let now = fmt::now_ms();
             let mut table = Table::new(vec![
                 ("user".into(), Align::Left),
+                ("admin".into(), Align::Left),
                 ("tokens".into(), Align::Right),
                 ("added".into(), Align::Left),
             ]);
@@ -135,6 +215,11 @@ pub fn user(app: &App, command: UserCommand) -> Result<ExitCode> {
                     .count();
                 table.push(vec![
                     u.name.clone(),
+                    if u.admin {
+                        paint.good("admin")
+                    } else {
+                        String::new()
+                    },
                     live.to_string(),
                     fmt::ago(now, u.created_ms),
                 ]);
@@ -219,6 +304,100 @@ pub fn token(app: &App, command: TokenCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+pub fn perm(app: &App, command: PermCommand) -> Result<ExitCode> {
+    let store = crate::app::open_store(&app.store_dir_for_run())?;
+    let mut out = std::io::stdout().lock();
+    let paint = app.out();
+    match command {
+        PermCommand::Set(args) => {
+            let (kind, resource, label) = resource_of(&*store, &args.on)?;
+            store.set_permission(&args.on.user, kind, &resource, args.role)?;
+            writeln!(
+                out,
+                "{} has {} on {label}",
+                paint.bold(&args.on.user),
+                paint.bold(args.role.as_str())
+            )?;
+        }
+        PermCommand::Rm(args) => {
+            let (kind, resource, label) = resource_of(&*store, &args)?;
+            store.remove_permission(&args.user, kind, &resource)?;
+            writeln!(
+                out,
+                "{} has the server's default role on {label} again",
+                paint.bold(&args.user)
+            )?;
+        }
+        PermCommand::Ls(args) => {
+            let projects: std::collections::HashMap<String, String> = store
+                .list_projects()?
+                .into_iter()
+                .map(|p| (p.project.id.to_string(), p.project.name))
+                .collect();
+            let rows: Vec<serde_json::Value> = store
+                .permissions(args.user.as_deref())?
+                .into_iter()
+                .map(|p| {
+                    let name = match p.kind {
+                        ResourceKind::Project => projects
+                            .get(&p.resource)
+                            .cloned()
+                            .unwrap_or_else(|| format!("#{}", p.resource)),
+                        ResourceKind::Model => p.resource.clone(),
+                    };
+                    serde_json::json!({
+                        "user": p.user, "kind": p.kind, "name": name,
+                        "resource": p.resource, "role": p.role,
+                    })
+                })
+                .collect();
+            if args.json {
+                return fmt::print_json(&mut out, &rows);
+            }
+            if rows.is_empty() {
+                writeln!(
+                    out,
+                    "no roles given: every user has the server's --default-permission; give one with `labbook perm set USER ROLE --project P`"
+                )?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut table = Table::new(vec![
+                ("user".into(), Align::Left),
+                ("on".into(), Align::Left),
+                ("name".into(), Align::Left),
+                ("role".into(), Align::Left),
+            ]);
+            for row in &rows {
+                let text = |k: &str| row[k].as_str().unwrap_or_default().to_string();
+                table.push(vec![text("user"), text("kind"), text("name"), text("role")]);
+            }
+            for line in table.render(|h| paint.heading(h)) {
+                writeln!(out, "{line}")?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What a `perm` command is about: (kind, the store's key, how to say it).
+fn resource_of(store: &dyn Store, on: &PermOnArgs) -> Result<(ResourceKind, String, String)> {
+    match (&on.project, &on.model) {
+        (Some(name), _) => {
+            let project = store.project(labbook_store::ProjectRef::Name(name))?;
+            Ok((
+                ResourceKind::Project,
+                project.id.to_string(),
+                format!("project {name}"),
+            ))
+        }
+        (None, Some(name)) => Ok((ResourceKind::Model, name.clone(), format!("model {name}"))),
+        (None, None) => Err(hinted(
+            "say what the role is on",
+            "pass --project NAME or --model NAME",
+        )),
+    }
 }
 
 /// The password: one line of stdin with --password-stdin, else asked

@@ -79,6 +79,7 @@ pub fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
     }
     let mut options = args.guard.options();
     options.auth = args.auth;
+    options.default_role = args.default_permission;
     // The reliability tests' hook; see labbook_server::TEST_HOLD_ENV.
     options.hold_after_commit = std::env::var(labbook_server::TEST_HOLD_ENV)
         .ok()

@@ -24,6 +24,7 @@ use super::{
 };
 use crate::AppState;
 use crate::json::{now_ms, num};
+use labbook_core::account::ResourceKind;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -688,7 +689,12 @@ fn version_mut(m: &mut RegisteredModel, version: i64) -> MlResult<&mut ModelVers
     })
 }
 
-async fn create_registered_model(State(state): State<AppState>, req: Req) -> MlResult {
+async fn create_registered_model(
+    State(state): State<AppState>,
+    viewer: Option<axum::Extension<crate::Viewer>>,
+    req: Req,
+) -> MlResult {
+    let creator = viewer.map(|v| v.0.user);
     let name = req.str("name")?.to_string();
     validate_model_name(&name)?;
     let description = req.opt_str("description")?.map(str::to_string);
@@ -710,6 +716,14 @@ async fn create_registered_model(State(state): State<AppState>, req: Req) -> MlR
                 Ok(Some(model))
             },
         )?;
+        if created.is_some() && !exists {
+            crate::access::grant_creator(
+                store(state),
+                creator.as_ref(),
+                ResourceKind::Model,
+                &name,
+            )?;
+        }
         match created {
             Some(m) if !exists => Ok(wire(
                 json!({ "registered_model": registered_model_json(&m) }),
@@ -769,6 +783,7 @@ async fn rename_registered_model(State(state): State<AppState>, req: Req) -> MlR
                 Ok(())
             },
         )?;
+        s.move_permissions(ResourceKind::Model, &name, Some(&new_name))?;
         Ok(wire(
             json!({ "registered_model": registered_model_json(&model) }),
         ))
@@ -804,6 +819,7 @@ async fn delete_registered_model(State(state): State<AppState>, req: Req) -> MlR
                 Ok(())
             },
         )?;
+        store(state).move_permissions(ResourceKind::Model, &name, None)?;
         Ok(wire(json!({})))
     })
     .await

@@ -158,7 +158,12 @@ fn absolute_if_local(location: &str) -> String {
     }
 }
 
-async fn create_experiment(State(state): State<AppState>, req: Req) -> MlResult {
+async fn create_experiment(
+    State(state): State<AppState>,
+    viewer: Option<axum::Extension<crate::Viewer>>,
+    req: Req,
+) -> MlResult {
+    let creator = viewer.map(|v| v.0.user);
     let name = req.str("name")?.to_string();
     let artifact_location = req
         .opt_str("artifact_location")?
@@ -179,6 +184,12 @@ async fn create_experiment(State(state): State<AppState>, req: Req) -> MlResult 
                 }
                 other => other.into(),
             })?;
+        crate::access::grant_creator(
+            store(state),
+            creator.as_ref(),
+            labbook_core::account::ResourceKind::Project,
+            &created.id.to_string(),
+        )?;
         Ok(wire(json!({ "experiment_id": created.id.to_string() })))
     })
     .await

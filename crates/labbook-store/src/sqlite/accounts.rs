@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use labbook_core::account::{TokenInfo, User, validate_user_name};
+use labbook_core::account::{Permission, ResourceKind, Role, TokenInfo, User, validate_user_name};
 use labbook_core::run::validate_name;
 
 use super::SqliteStore;
@@ -13,8 +13,11 @@ fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
         id: r.get(0)?,
         name: r.get(1)?,
         created_ms: r.get(2)?,
+        admin: r.get(3)?,
     })
 }
+
+const USER_COLUMNS: &str = "u.id, u.name, u.created_ms, u.admin";
 
 fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenInfo> {
     Ok(TokenInfo {
@@ -53,6 +56,7 @@ impl SqliteStore {
                 id: tx.last_insert_rowid(),
                 name: name.to_string(),
                 created_ms: now_ms,
+                admin: false,
             })
         })
     }
@@ -72,8 +76,9 @@ impl SqliteStore {
 
     pub(super) fn users_impl(&self) -> Result<Vec<User>> {
         let conn = self.conn.lock();
-        let mut stmt =
-            conn.prepare_cached("SELECT id, name, created_ms FROM users ORDER BY name")?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {USER_COLUMNS} FROM users u ORDER BY u.name"
+        ))?;
         let users = stmt
             .query_map([], user_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -84,6 +89,7 @@ impl SqliteStore {
         self.write(|tx| {
             let id = user_id(tx, name)?;
             tx.execute("DELETE FROM tokens WHERE user_id = ?1", [id])?;
+            tx.execute("DELETE FROM permissions WHERE user_id = ?1", [id])?;
             tx.execute("DELETE FROM users WHERE id = ?1", [id])?;
             Ok(())
         })
@@ -92,10 +98,10 @@ impl SqliteStore {
     pub(super) fn password_hash_impl(&self, name: &str) -> Result<Option<(User, String)>> {
         let conn = self.conn.lock();
         Ok(conn
-            .prepare_cached(
-                "SELECT id, name, created_ms, password_hash FROM users WHERE name = ?1",
-            )?
-            .query_row([name], |r| Ok((user_from_row(r)?, r.get::<_, String>(3)?)))
+            .prepare_cached(&format!(
+                "SELECT {USER_COLUMNS}, u.password_hash FROM users u WHERE u.name = ?1"
+            ))?
+            .query_row([name], |r| Ok((user_from_row(r)?, r.get::<_, String>(4)?)))
             .optional()?)
     }
 
@@ -160,12 +166,124 @@ impl SqliteStore {
     pub(super) fn user_of_token_impl(&self, digest: &str) -> Result<Option<User>> {
         let conn = self.conn.lock();
         Ok(conn
-            .prepare_cached(
-                "SELECT u.id, u.name, u.created_ms FROM tokens t JOIN users u ON u.id = t.user_id
-                 WHERE t.digest = ?1 AND t.revoked_ms IS NULL",
-            )?
+            .prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id
+                 WHERE t.digest = ?1 AND t.revoked_ms IS NULL"
+            ))?
             .query_row([digest], user_from_row)
             .optional()?)
+    }
+
+    pub(super) fn set_admin_impl(&self, name: &str, admin: bool) -> Result<()> {
+        self.write(|tx| {
+            let changed = tx.execute(
+                "UPDATE users SET admin = ?2 WHERE name = ?1",
+                params![name, admin],
+            )?;
+            if changed == 0 {
+                return Err(no_user(name));
+            }
+            Ok(())
+        })
+    }
+
+    pub(super) fn set_permission_impl(
+        &self,
+        user: &str,
+        kind: ResourceKind,
+        resource: &str,
+        role: Role,
+    ) -> Result<Permission> {
+        self.write(|tx| {
+            let user_id = user_id(tx, user)?;
+            tx.execute(
+                "INSERT INTO permissions (user_id, kind, resource, role) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (user_id, kind, resource) DO UPDATE SET role = excluded.role",
+                params![user_id, kind.as_str(), resource, role.as_str()],
+            )?;
+            Ok(Permission {
+                user: user.to_string(),
+                kind,
+                resource: resource.to_string(),
+                role,
+            })
+        })
+    }
+
+    pub(super) fn remove_permission_impl(
+        &self,
+        user: &str,
+        kind: ResourceKind,
+        resource: &str,
+    ) -> Result<()> {
+        self.write(|tx| {
+            let user_id = user_id(tx, user)?;
+            let removed = tx.execute(
+                "DELETE FROM permissions WHERE user_id = ?1 AND kind = ?2 AND resource = ?3",
+                params![user_id, kind.as_str(), resource],
+            )?;
+            if removed == 0 {
+                return Err(StoreError::NotFound {
+                    what: "permission",
+                    id: format!("{user} on {} {resource}", kind.as_str()),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    pub(super) fn permissions_impl(&self, user: Option<&str>) -> Result<Vec<Permission>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT u.name, p.kind, p.resource, p.role FROM permissions p
+             JOIN users u ON u.id = p.user_id
+             WHERE ?1 IS NULL OR u.name = ?1 ORDER BY u.name, p.kind, p.resource",
+        )?;
+        let rows = stmt
+            .query_map([user], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(user, kind, resource, role)| {
+                Ok(Permission {
+                    kind: ResourceKind::parse(&kind).ok_or_else(|| {
+                        StoreError::Internal(format!("a permission is on an unknown kind {kind:?}"))
+                    })?,
+                    role: Role::parse(&role).map_err(|_| {
+                        StoreError::Internal(format!("a permission has an unknown role {role:?}"))
+                    })?,
+                    user,
+                    resource,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) fn move_permissions_impl(
+        &self,
+        kind: ResourceKind,
+        from: &str,
+        to: Option<&str>,
+    ) -> Result<()> {
+        self.write(|tx| {
+            match to {
+                Some(to) => tx.execute(
+                    "UPDATE permissions SET resource = ?3 WHERE kind = ?1 AND resource = ?2",
+                    params![kind.as_str(), from, to],
+                )?,
+                None => tx.execute(
+                    "DELETE FROM permissions WHERE kind = ?1 AND resource = ?2",
+                    params![kind.as_str(), from],
+                )?,
+            };
+            Ok(())
+        })
     }
 }
 

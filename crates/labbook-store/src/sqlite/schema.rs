@@ -472,4 +472,18 @@ CREATE TABLE tokens (
 );
 CREATE INDEX tokens_user ON tokens(user_id);
 "#,
+    r#"
+-- Who may do what on a team server (`serve --auth`): admins may do
+-- everything; others have a role per project (by id) or registered model
+-- (by name), or the server's default.
+ALTER TABLE users ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE permissions (
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    role TEXT NOT NULL,
+    PRIMARY KEY (user_id, kind, resource)
+);
+CREATE INDEX permissions_by_resource ON permissions(kind, resource);
+"#,
 ];
