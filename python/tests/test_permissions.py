@@ -108,7 +108,12 @@ class Team:
             list(api.history(self.run, "loss")["value"]),
             sorted(p["name"] for p in api.projects()),
             files,
-            self.as_("boss", "GET", "/api/v1/projects/team-a/notebook")[2],
+            [
+                (e["kind"], e.get("id"), e.get("text"), e.get("run", {}).get("id"))
+                for e in json.loads(self.as_("boss", "GET", "/api/v1/projects/team-a/notebook")[2])[
+                    "entries"
+                ]
+            ],
             self.as_("boss", "GET", f"/api/v1/runs/{self.run}")[2],
         )
 
@@ -398,3 +403,89 @@ def test_perm_commands_say_what_is_wrong(tmp_path: Path) -> None:
     assert cli(store, "perm", "rm", "ada", "--model", "m").returncode == 0
     assert cli(store, "perm", "rm", "ada", "--model", "m").returncode != 0
     assert json.loads(cli(store, "perm", "ls", "--json").stdout) == []
+
+
+def test_hostile_requests_cannot_steer_the_check(team: Team) -> None:
+    """Each tries to be checked on something the caller may touch and act on
+    something they may not, or to make the check itself fail open."""
+    status, _, body = team.as_(
+        "outsider", "POST", "/api/2.0/mlflow/experiments/create", {"name": "outsiders-own"}
+    )
+    assert status == 200, body
+    own_exp = json.loads(body)["experiment_id"]
+    _, _, body = team.as_(
+        "outsider", "POST", "/api/2.0/mlflow/runs/create", {"experiment_id": own_exp}
+    )
+    own_run = json.loads(body)["run"]["info"]["run_id"]
+    before = team.state()
+    point = {"key": "loss", "value": 9.0, "timestamp": 1, "step": 99}
+    hostile: list[tuple[str, str, Any, bytes | None, set[int]]] = [
+        # A write's ids come from its body; a query naming their own run is
+        # not what is checked.
+        (
+            "POST",
+            f"/api/2.0/mlflow/runs/log-batch?run_id={own_run}",
+            {"run_id": team.run, "metrics": [point]},
+            None,
+            {403},
+        ),
+        # The same field twice: handlers differ in which they would take.
+        ("GET", f"/api/2.0/mlflow/runs/get?run_id={own_run}&run_id={team.run}", None, None, {400}),
+        ("GET", "/api/v1/events?project=outsiders-own&project=team-a", None, None, {400}),
+        ("GET", f"/api/v1/series?runs={own_run}&runs={team.run}&keys=loss", None, None, {400}),
+        ("GET", f"/api/v1/series?runs={own_run},{team.run}&keys=loss", None, None, {403}),
+        # Climbing out of their own project's artifact root.
+        (
+            "GET",
+            f"/api/2.0/mlflow-artifacts/artifacts/{own_exp}/../{team.experiment}/{team.run}"
+            "/artifacts/notes.txt",
+            None,
+            None,
+            {400, 403, 404},
+        ),
+        (
+            "PUT",
+            f"/api/2.0/mlflow-artifacts/artifacts/{own_exp}/%2E%2E/{team.experiment}/{team.run}"
+            "/artifacts/evil.txt",
+            None,
+            b"evil",
+            {400, 403, 404},
+        ),
+        (
+            "GET",
+            f"/api/2.0/mlflow-artifacts/artifacts?path={own_exp}/../{team.experiment}",
+            None,
+            None,
+            {400, 403},
+        ),
+        # Deep nesting, too many ids, a body over the cap, ids of odd types.
+        ("POST", "/api/2.0/mlflow/runs/log-batch", None, b"[" * 100_000, {400}),
+        ("POST", "/api/v1/runs/delete", {"ids": [team.run] * 5000}, None, {400, 403}),
+        ("POST", "/api/v1/runs/tags", {"ids": [{"id": team.run}], "add": ["x"]}, None, {400}),
+        ("POST", "/api/2.0/mlflow/runs/search", {"experiment_ids": team.experiment}, None, {400}),
+        (
+            "POST",
+            "/api/2.0/mlflow/runs/log-batch",
+            None,
+            b'{"run_id": "' + team.run.encode() + b'", "x": "' + b"a" * (5 << 20) + b'"}',
+            {413},
+        ),
+        ("POST", "/api/2.0/mlflow/runs/set-tag", None, b"not json", {400}),
+    ]
+    for method, path, body, raw, expected in hostile:
+        if raw is not None and method == "POST":
+            status, _, answer = call(
+                team.url + path,
+                method,
+                None,
+                f"Bearer {team.tokens['outsider']}",
+                "application/json",
+                raw,
+            )
+        else:
+            status, _, answer = team.as_("outsider", method, path, body, raw)
+        assert status in expected, (method, path[:120], status, answer[:300])
+        text = answer.decode(errors="replace")
+        assert "team-a" not in text and "the owner's notes" not in text, (path[:120], text[:300])
+    assert team.state() == before
+    assert team.as_("boss", "GET", "/health")[0] == 200

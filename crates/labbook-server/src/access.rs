@@ -404,6 +404,7 @@ async fn decide(access: Arc<Access>, req: Request) -> Result<Decision, Refusal> 
         path: path_params,
         query,
         body: json,
+        from_query: parts.method == Method::GET,
     };
     let store = access.store.clone();
     let default_role = access.default_role;
@@ -430,11 +431,15 @@ async fn decide(access: Arc<Access>, req: Request) -> Result<Decision, Refusal> 
     Ok((Request::from_parts(parts, body), listing, viewer))
 }
 
-/// The ids a request carries, wherever its API puts them.
+/// The ids a request carries, read from where its handler reads them: a
+/// GET's from its query, anything else's from its JSON body (as MLflow's
+/// server does). Reading both would let a request be checked on one id
+/// and act on another.
 struct Fields {
     path: Vec<(String, String)>,
     query: Vec<(String, String)>,
     body: Option<Value>,
+    from_query: bool,
 }
 
 impl Fields {
@@ -445,28 +450,40 @@ impl Fields {
             .map(|(_, v)| v.as_str())
     }
 
-    /// A field from the query, else the JSON body (a string or a number:
-    /// MLflow's int64 fields may be either).
-    fn one(&self, name: &str) -> Option<String> {
-        if let Some((_, v)) = self.query.iter().find(|(k, _)| k == name) {
-            return Some(v.clone());
+    /// One field (a string, or a number: MLflow's int64 fields may be
+    /// either). Given twice in a query, it is refused: handlers differ in
+    /// which of the two they would take.
+    fn one(&self, name: &str) -> Result<Option<String>, Refusal> {
+        if self.from_query {
+            let mut given = self.query.iter().filter(|(k, _)| k == name);
+            let first = given.next().map(|(_, v)| v.clone());
+            if given.next().is_some() {
+                return Err(refusal(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID",
+                    format!("{name} is given more than once"),
+                ));
+            }
+            return Ok(first);
         }
-        match self.body.as_ref()?.get(name)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
+        Ok(match self.body.as_ref().and_then(|b| b.get(name)) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
             _ => None,
-        }
+        })
     }
 
-    /// A list from the query (repeated) or the JSON body (an array).
+    /// A list: the query's repeats, or the JSON body's array.
     fn many(&self, name: &str) -> Result<Vec<String>, Refusal> {
-        let mut out: Vec<String> = self
-            .query
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .collect();
-        if let Some(value) = self.body.as_ref().and_then(|b| b.get(name)) {
+        let mut out: Vec<String> = Vec::new();
+        if self.from_query {
+            out.extend(
+                self.query
+                    .iter()
+                    .filter(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone()),
+            );
+        } else if let Some(value) = self.body.as_ref().and_then(|b| b.get(name)) {
             let Value::Array(items) = value else {
                 return Err(missing(name));
             };
@@ -539,7 +556,7 @@ fn resolve(
             let name = fields
                 .path("project")
                 .map(str::to_string)
-                .or_else(|| fields.one("project"))
+                .map_or_else(|| fields.one("project"), |p| Ok(Some(p)))?
                 .ok_or_else(|| missing("project"))?;
             out.extend(named_project(&name)?);
         }
@@ -562,10 +579,10 @@ fn resolve(
             out.extend(run_project(id)?);
         }
         Target::RunField => {
-            let id = fields
-                .one("run_id")
-                .or_else(|| fields.one("run_uuid"))
-                .ok_or_else(|| missing("run_id"))?;
+            let id = match fields.one("run_id")? {
+                Some(id) => id,
+                None => fields.one("run_uuid")?.ok_or_else(|| missing("run_id"))?,
+            };
             out.extend(run_project(&id)?);
         }
         Target::RunsBody | Target::RunsCsv | Target::RunsRepeated => {
@@ -573,7 +590,7 @@ fn resolve(
                 Target::RunsBody => fields.many("ids")?,
                 Target::RunsRepeated => fields.many("run_ids")?,
                 _ => {
-                    let csv = fields.one("runs").ok_or_else(|| missing("runs"))?;
+                    let csv = fields.one("runs")?.ok_or_else(|| missing("runs"))?;
                     let ids: Vec<String> = csv
                         .split(',')
                         .map(str::trim)
@@ -592,13 +609,13 @@ fn resolve(
         }
         Target::Experiment => {
             let id = fields
-                .one("experiment_id")
+                .one("experiment_id")?
                 .ok_or_else(|| missing("experiment_id"))?;
             out.extend(experiment(store, &id)?);
         }
         Target::ExperimentName => {
             let name = fields
-                .one("experiment_name")
+                .one("experiment_name")?
                 .ok_or_else(|| missing("experiment_name"))?;
             out.extend(named_project(&name)?);
         }
@@ -642,8 +659,7 @@ fn resolve(
         Target::ArtifactPath => {
             let path = fields
                 .path("path")
-                .map(str::to_string)
-                .or_else(|| fields.one("path"))
+                .map_or_else(|| fields.one("path"), |p| Ok(Some(p.to_string())))?
                 .unwrap_or_default();
             match artifact_owner(store, &path)? {
                 Some(owner) => out.push(owner),
@@ -659,7 +675,7 @@ fn resolve(
             }
         }
         Target::RegisteredModel => {
-            let name = fields.one("name").ok_or_else(|| missing("name"))?;
+            let name = fields.one("name")?.ok_or_else(|| missing("name"))?;
             out.push((ResourceKind::Model, name));
         }
         Target::RegisteredModelPath => {
@@ -689,6 +705,14 @@ fn artifact_owner(
     path: &str,
 ) -> Result<Option<(ResourceKind, String)>, Refusal> {
     let path = path.trim_matches('/');
+    // A path that climbs could name one project's root and reach another's
+    // files: it belongs to no one (the handler refuses it too).
+    if path
+        .split(['/', '\\'])
+        .any(|part| part == ".." || part == ".")
+    {
+        return Ok(None);
+    }
     let mut owner: Option<(usize, i64)> = None;
     for info in store.list_projects().map_err(internal)? {
         let root = crate::layout::project_artifact_root(&info.project);
