@@ -145,8 +145,8 @@ def test_every_surface_refuses_a_request_naming_no_live_account(guarded: AuthSer
             "application/octet-stream",
         ),
         ("GET", "/api/2.0/mlflow-artifacts/artifacts?path=1", None, "application/json"),
-        ("GET", "/", None, "application/json"),
-        ("GET", "/p/secret-project", None, "application/json"),
+        ("GET", "/api/v1/session", None, "application/json"),
+        ("DELETE", "/api/v1/session", None, "application/json"),
     ]
     # Wrong passwords are throttled once there have been enough of them:
     # those answers are 429s, as refused and as silent.
@@ -177,8 +177,13 @@ def test_every_surface_refuses_a_request_naming_no_live_account(guarded: AuthSer
     assert list(labbook.Api(str(guarded.store)).history(run_id, "loss")["step"]) == [0]
     assert not any(p["name"] == "intruder" for p in labbook.Api(str(guarded.store)).projects())
     assert not list(guarded.store.rglob("evil.txt"))
-    # /health answers anyone: load balancers probe it.
+    # /health answers anyone: load balancers probe it. The dashboard's pages
+    # too: they hold nothing of the store, and show the sign-in page.
     assert call(url + "/health")[0] == 200
+    for page in ("/", "/p/secret-project"):
+        status, headers, body = call(url + page)
+        assert status == 200 and headers["content-type"].startswith("text/html")
+        assert b"secret" not in body
 
 
 def test_password_guesses_are_throttled_and_tokens_still_sign_in(guarded: AuthServer) -> None:
@@ -225,8 +230,122 @@ def test_a_token_a_password_or_both_let_ada_in_everywhere(guarded: AuthServer) -
         assert status == 200 and b"secret-project" in body
         status, _, _ = call(guarded.url + f"/api/v1/runs/{run_id}", authorization=authorization)
         assert status == 200
-        status, headers, _ = call(guarded.url + "/", authorization=authorization)
-        assert status == 200 and headers.get("content-type", "").startswith("text/html")
+        status, _, body = call(guarded.url + "/api/v1/session", authorization=authorization)
+        assert status == 200 and json.loads(body)["user"] == {"name": "ada", "admin": False}
+
+
+def session_call(
+    url: str,
+    method: str = "GET",
+    body: Any = None,
+    cookie: str | None = None,
+    headers: dict[str, str] | None = None,
+    raw: bytes | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    if cookie is not None:
+        request.add_header("Cookie", f"labbook_session={cookie}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, {k.lower(): v for k, v in answer.headers.items()}, answer.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def test_the_dashboard_signs_in_with_a_session_cookie(guarded: AuthServer) -> None:
+    run_id = seed(guarded)
+    session = guarded.url + "/api/v1/session"
+    status, headers, body = session_call(session, "POST", {"user": "ada", "password": PASSWORD})
+    assert status == 200, body
+    assert json.loads(body) == {"auth": True, "user": {"name": "ada", "admin": False}}
+    set_cookie = headers["set-cookie"]
+    for attribute in ("HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=1209600"):
+        assert attribute in set_cookie, set_cookie
+    assert "Secure" not in set_cookie  # plain http here; over https it is Secure
+    cookie = set_cookie.split(";")[0].split("=", 1)[1]
+    assert cookie.startswith("lbk_")
+    # The cookie reaches every surface, as a browser sends it.
+    for path in (f"/api/v1/runs/{run_id}", f"/api/2.0/mlflow/runs/get?run_id={run_id}"):
+        assert session_call(guarded.url + path, cookie=cookie)[0] == 200, path
+    # Behind a TLS proxy the cookie is sent over TLS only.
+    _, headers, _ = session_call(
+        session,
+        "POST",
+        {"user": "ada", "password": PASSWORD},
+        headers={"X-Forwarded-Proto": "https"},
+    )
+    assert "; Secure" in headers["set-cookie"]
+    # It is listed as a token, and signing out revokes it in the store.
+    listed = json.loads(cli(guarded.store, "token", "ls", "--json").stdout)
+    sessions = [t for t in listed if t["name"] == "dashboard session"]
+    assert len(sessions) == 2 and all(t["expires_ms"] for t in sessions)
+    status, headers, body = session_call(session, "DELETE", cookie=cookie)
+    assert status == 200 and "Max-Age=0" in headers["set-cookie"]
+    assert session_call(guarded.url + f"/api/v1/runs/{run_id}", cookie=cookie)[0] == 401
+
+
+def test_the_sign_in_refuses_what_a_hostile_page_or_client_sends(
+    guarded: AuthServer, tmp_path: Path
+) -> None:
+    session = guarded.url + "/api/v1/session"
+    good = {"user": "ada", "password": PASSWORD}
+    # Another site's page cannot sign a visitor in (login CSRF) nor out.
+    for method in ("POST", "DELETE"):
+        status, _, body = session_call(
+            session, method, good, headers={"Origin": "https://evil.example"}
+        )
+        assert status == 403 and b"CROSS_ORIGIN" in body, (method, body)
+    status, _, _ = session_call(session, "POST", good, headers={"Host": "evil.example"})
+    assert status == 403
+    # A form post is not JSON.
+    form = urllib.request.Request(session, data=b"user=ada&password=x", method="POST")
+    form.add_header("Content-Type", "application/x-www-form-urlencoded")
+    try:
+        urllib.request.urlopen(form, timeout=10)
+        raise AssertionError("a form post signed in")
+    except urllib.error.HTTPError as e:
+        assert e.code == 415
+    for body, field in (
+        ({"password": PASSWORD}, "user"),
+        ({"user": "ada"}, "password"),
+        ({"user": "ada", "password": "x" * 5000}, "password"),
+        ({"user": ["ada"], "password": PASSWORD}, "user"),
+    ):
+        status, _, answer = session_call(session, "POST", body)
+        assert status == 400 and json.loads(answer)["error"]["field"] == field, answer
+    assert session_call(session, "POST", raw=b"[" * 100_000)[0] == 400
+    assert session_call(session, "POST", raw=b"{" + b" " * (5 << 20) + b"}")[0] == 413
+    # A wrong password says no more than that; no cookie is set.
+    for user in ("ada", "mallory"):
+        status, headers, answer = session_call(
+            session, "POST", {"user": user, "password": "nope-nope"}
+        )
+        assert status == 401 and "set-cookie" not in headers
+        assert json.loads(answer)["error"]["message"] == "the user name or password is wrong"
+    # Made-up, malformed or empty cookies let no one in.
+    for cookie in ("lbk_" + "0" * 64, "", "x" * 5000, "x; other_cookie=" + guarded.token):
+        status, _, _ = session_call(guarded.url + "/api/v1/projects", cookie=cookie)
+        assert status == 401, cookie[:40]
+    # An API token works as a cookie too (it is the same kind of secret).
+    assert session_call(guarded.url + "/api/v1/projects", cookie=guarded.token)[0] == 200
+    # Guessing through the sign-in page is throttled like Basic.
+    for guess in range(10):
+        session_call(session, "POST", {"user": "ada", "password": f"guess {guess}!"})
+    status, headers, answer = session_call(session, "POST", good)
+    assert status == 429 and int(headers["retry-after"]) > 0, answer
+    # A server without accounts has no one to sign in as.
+    plain = LabbookServer(tmp_path / "plain" / ".labbook")
+    try:
+        status, _, answer = session_call(plain.url + "/api/v1/session", "POST", good)
+        assert status == 404 and json.loads(answer)["error"]["code"] == "NO_ACCOUNTS"
+        status, _, answer = session_call(plain.url + "/api/v1/session")
+        assert status == 200 and json.loads(answer) == {"auth": False, "user": None}
+    finally:
+        plain.stop()
 
 
 def test_the_sdk_and_sync_sign_in_with_labbook_token(guarded: AuthServer, tmp_path: Path) -> None:

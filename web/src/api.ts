@@ -414,9 +414,40 @@ export class ApiError extends Error {
     public code: string,
     public field?: string,
     public column?: number,
+    /** Seconds to wait before asking again (a 429's `Retry-After`). */
+    public retryAfter?: number,
   ) {
     super(message);
   }
+}
+
+/** Who is signed in (docs/API.md, "Accounts"): `auth` is false on a server
+ * without accounts (`labbook ui`), where `user` is null too. */
+export type SessionUser = { name: string; admin: boolean };
+export type Session = { auth: boolean; user: SessionUser | null };
+
+/** The window event sent when the server answers 401 UNAUTHENTICATED: the
+ * session expired, was revoked or signed out elsewhere. */
+export const SIGNED_OUT_EVENT = "labbook:signed-out";
+
+/** Calls `fn` whenever an API call finds the session gone; returns the
+ * unsubscribe. */
+export function onSignedOut(fn: () => void): () => void {
+  window.addEventListener(SIGNED_OUT_EVENT, fn);
+  return () => window.removeEventListener(SIGNED_OUT_EVENT, fn);
+}
+
+function signedOut() {
+  window.dispatchEvent(new CustomEvent(SIGNED_OUT_EVENT));
+}
+
+/** A `Retry-After` header's seconds (a number, or an HTTP date). */
+function retryAfter(res: Response): number | undefined {
+  const v = res.headers.get("Retry-After")?.trim();
+  if (!v) return undefined;
+  if (/^\d+$/.test(v)) return Number(v);
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - Date.now()) / 1000));
 }
 
 /** A metric number from the wire: the strings become JS's non-finite numbers. */
@@ -452,8 +483,14 @@ function parseJson(text: string): unknown {
   }
 }
 
-/** The response of a request that succeeded; an ApiError otherwise. */
-async function send(path: string, init?: RequestInit): Promise<Response> {
+/** How `send` treats an answer: `signIn` marks the sign-in itself, whose
+ * 401 is a wrong password, not a session that ended. */
+type SendOptions = { signIn?: boolean };
+
+/** The response of a request that succeeded; an ApiError otherwise. A 401
+ * UNAUTHENTICATED (but a sign-in's) also tells the app the session is gone
+ * (onSignedOut). */
+async function send(path: string, init?: RequestInit, opts?: SendOptions): Promise<Response> {
   let res: Response;
   try {
     res = await fetch(path, init);
@@ -465,19 +502,22 @@ async function send(path: string, init?: RequestInit): Promise<Response> {
     const text = await res.text();
     const body = parseJson(text);
     const err = (body as { error?: { code?: string; message?: string; field?: string; column?: number } } | null)?.error;
-    throw new ApiError(
+    const error = new ApiError(
       err?.message ?? `${res.status} ${res.statusText}${text && !body ? `: ${text.slice(0, 200)}` : ""}`,
       res.status,
       err?.code ?? "HTTP",
       err?.field,
       err?.column,
+      retryAfter(res),
     );
+    if (error.status === 401 && error.code === "UNAUTHENTICATED" && !opts?.signIn) signedOut();
+    throw error;
   }
   return res;
 }
 
-async function request<T>(path: string, init?: RequestInit): Promise<T> {
-  const res = await send(path, init);
+async function request<T>(path: string, init?: RequestInit, opts?: SendOptions): Promise<T> {
+  const res = await send(path, init, opts);
   return parseJson(await res.text()) as T;
 }
 
@@ -517,6 +557,15 @@ const enc = encodeURIComponent;
 const V1 = "/api/v1";
 
 export const api = {
+  /** Who is signed in. A 401 (UNAUTHENTICATED): the server has accounts and
+   * this browser is not signed in. */
+  session: (signal?: AbortSignal) => request<Session>(`${V1}/session`, { signal }),
+  /** Signs in: the answer sets the session cookie. A wrong name or password
+   * is a 401 UNAUTHENTICATED; too many, a 429 TOO_MANY_ATTEMPTS with
+   * `retryAfter`. */
+  signIn: (user: string, password: string) => request<Session>(`${V1}/session`, post({ user, password }), { signIn: true }),
+  /** Ends the session and clears its cookie. */
+  signOut: () => request<Session>(`${V1}/session`, { method: "DELETE" }),
   projects: () => request<{ projects: Project[] }>(`${V1}/projects`),
   runs: (
     project: string,

@@ -24,6 +24,9 @@ function open(project: string, conn: Conn) {
   es.onerror = () => {
     // EventSource reconnects by itself unless the server closed it for good.
     if (es.readyState === EventSource.CLOSED && conn.listeners.size) {
+      // A refused stream may be a session that ended (a 401 the stream
+      // cannot read): asking for the session tells the app if so.
+      api.session().catch(() => undefined);
       conn.retry = setTimeout(() => open(project, conn), 3000);
     }
   };

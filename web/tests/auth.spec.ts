@@ -1,8 +1,8 @@
-// The dashboard of a `labbook serve --auth` in a real browser: without an
-// account's name and password the page, its API and its live stream are
-// refused and show nothing of the store; with them (the browser's own Basic
-// prompt, answered here by Playwright's httpCredentials) the dashboard works
-// as it does on one person's machine.
+// The dashboard of a `labbook serve --auth` in a real browser: signed out,
+// it shows its sign-in page and nothing of the store, and its API and live
+// stream refuse; signed in on that page (a session cookie, HttpOnly and
+// SameSite=Strict) it works as it does on one person's machine; signed out
+// again, the session is gone from the store.
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -73,50 +73,85 @@ const test = base.extend<object, { server: Server }>({
   ],
 });
 
-test("without an account the dashboard, its API and its stream show nothing", async ({ browser, server }) => {
-  const paths = ["/", `/p/${PROJECT}`, "/api/v1/projects", `/api/v1/events?project=${PROJECT}`];
-  const wrong = [undefined, { username: "ada", password: "wrong password" }, { username: "eve", password: PASSWORD }];
-  for (const credentials of wrong) {
-    const context = await browser.newContext({ httpCredentials: credentials });
-    const page = await context.newPage();
-    for (const path of paths) {
-      // The browser asks for a name and password; given none or wrong ones
-      // it shows the refusal, or gives up on the page (Chromium does either).
-      const status = await page.goto(server.url + path).then(
-        (response) => response?.status(),
-        (error: Error) => {
-          expect(error.message).toMatch(/ERR_INVALID_AUTH_CREDENTIALS/);
-          return 401;
-        },
-      );
-      expect(status, path).toBe(401);
-      // What the refusal says, read with the same credentials.
-      const answer = await context.request.get(server.url + path);
-      expect(answer.status(), path).toBe(401);
-      expect(answer.headers()["www-authenticate"]).toMatch(/^Basic realm=/);
-      const text = await answer.text();
-      expect(text).toContain("UNAUTHENTICATED");
-      expect(text).not.toContain(PROJECT);
-      expect(text).not.toContain(RUN);
-    }
-    await context.close();
+test("signed out, the dashboard shows only its sign-in page, and its API and stream refuse", async ({ browser, server }) => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  for (const path of ["/", `/p/${PROJECT}`, `/p/${PROJECT}/charts`]) {
+    const response = await page.goto(server.url + path);
+    expect(response?.status(), path).toBe(200);
+    await expect(page.getByRole("heading", { name: "Sign in to labbook" })).toBeVisible();
+    const shown = await page.locator("body").innerText();
+    expect(shown).not.toContain(PROJECT);
+    expect(shown).not.toContain(RUN);
   }
+  // The page's own requests get no Basic challenge (so no browser prompt),
+  // and nothing of the store.
+  for (const path of ["/api/v1/projects", `/api/v1/projects/${PROJECT}/runs`, "/api/2.0/mlflow/experiments/search"]) {
+    const answer = await page.evaluate(async (url) => {
+      const r = await fetch(url);
+      return { status: r.status, challenge: r.headers.get("www-authenticate"), text: await r.text() };
+    }, server.url + path);
+    expect(answer.status, path).toBe(401);
+    expect(answer.challenge, path).toBeNull();
+    expect(answer.text).toContain("UNAUTHENTICATED");
+    expect(answer.text).not.toContain(PROJECT);
+  }
+  const stream = await context.request.get(`${server.url}/api/v1/events?project=${PROJECT}`);
+  expect(stream.status()).toBe(401);
+  expect(await stream.text()).not.toContain(PROJECT);
+  // Wrong passwords and unknown users are told apart from nothing.
+  for (const [user, password] of [
+    ["ada", "wrong password"],
+    ["eve", PASSWORD],
+  ]) {
+    await page.getByLabel("User name").fill(user);
+    await page.getByLabel("Password").fill(password);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await expect(page.getByTestId("sign-in-error")).toHaveText("The user name or password is wrong.");
+  }
+  expect((await context.cookies()).filter((c) => c.name === "labbook_session")).toEqual([]);
+  await context.close();
 });
 
-test("signed in through the browser's prompt, the dashboard lists and charts the run", async ({ browser, server }) => {
-  const context = await browser.newContext({ httpCredentials: { username: "ada", password: PASSWORD } });
-  const page = await context.newPage();
-  const refused: string[] = [];
-  page.on("response", (r) => {
-    if (r.status() === 401) refused.push(r.url());
-  });
-  await page.goto(server.url + "/");
-  await expect(page.locator(`.project-card[data-project="${PROJECT}"]`)).toBeVisible();
-  await page.goto(`${server.url}/p/${PROJECT}`);
-  await expect(page.locator(".tbody .tr[data-run]")).toHaveCount(1);
-  await expect(page.locator(".tbody")).toContainText(RUN);
-  await expect(page.locator("canvas").first()).toBeVisible();
-  await page.screenshot({ path: join(web, "test-results", "screenshots", "auth-signed-in.png") });
-  expect(refused).toEqual([]);
-  await context.close();
+test("signed in on its page, the dashboard lists and charts the run; signing out ends the session", async ({ browser, server }) => {
+  for (const colorScheme of ["light", "dark"] as const) {
+    const context = await browser.newContext({ colorScheme });
+    const page = await context.newPage();
+    await page.goto(`${server.url}/p/${PROJECT}`);
+    await expect(page.getByLabel("User name")).toBeFocused();
+    const suffix = colorScheme === "dark" ? "-dark" : "";
+    await page.screenshot({ path: join(web, "test-results", "screenshots", `auth-sign-in${suffix}.png`) });
+    const refused: string[] = [];
+    await page.getByLabel("User name").fill("ada");
+    await page.getByLabel("Password").fill(PASSWORD);
+    page.on("response", (r) => {
+      if (r.status() === 401 || r.status() === 403) refused.push(r.url());
+    });
+    await page.getByRole("button", { name: "Sign in" }).click();
+    // The page the address named, not a landing page.
+    await expect(page.locator(".tbody .tr[data-run]")).toHaveCount(1);
+    await expect(page.locator(".tbody")).toContainText(RUN);
+    await expect(page.getByTestId("user-name")).toHaveText("ada");
+    await page.goto(`${server.url}/p/${PROJECT}/charts`);
+    await expect(page.locator("canvas").first()).toBeVisible();
+    await page.goto(server.url + "/");
+    await expect(page.locator(`.project-card[data-project="${PROJECT}"]`)).toBeVisible();
+    await page.screenshot({ path: join(web, "test-results", "screenshots", `auth-signed-in${suffix}.png`) });
+    expect(refused).toEqual([]);
+
+    const [cookie] = (await context.cookies()).filter((c) => c.name === "labbook_session");
+    expect(cookie?.httpOnly).toBe(true);
+    expect(cookie?.sameSite).toBe("Strict");
+    expect(await page.evaluate(() => document.cookie)).not.toContain("labbook_session");
+
+    await page.getByTestId("sign-out").click();
+    await expect(page.getByRole("heading", { name: "Sign in to labbook" })).toBeVisible();
+    // The session was revoked in the store: the old cookie lets no one in.
+    const replayed = await fetch(`${server.url}/api/v1/projects`, {
+      headers: { cookie: `labbook_session=${cookie?.value ?? ""}` },
+    });
+    expect(replayed.status).toBe(401);
+    expect(await replayed.text()).not.toContain(PROJECT);
+    await context.close();
+  }
 });

@@ -118,6 +118,9 @@ pub struct TokenInfo {
     pub name: String,
     pub created_ms: i64,
     pub revoked_ms: Option<i64>,
+    /// When it stops working by itself (a dashboard session).
+    #[serde(default)]
+    pub expires_ms: Option<i64>,
 }
 
 /// A user name: 1–64 letters, digits, `.`, `_`, `-` or `@`, so it is safe

@@ -131,6 +131,9 @@ enum Target {
 
 /// How a route is let through.
 enum Rule {
+    /// Anyone, signed in or not: the dashboard's sign-in (the guard asks
+    /// for credentials on everything else).
+    Public,
     /// Any signed-in user: it names nothing of a project or model.
     Anyone,
     /// Any signed-in user; the answer's entries are filtered to what they
@@ -200,6 +203,7 @@ fn rule(method: &Method, route: &str) -> Option<Rule> {
         "labbook:/models" => Some(Rule::Listing(Listing::Models)),
         "labbook:/models/{name}" => needs(RegisteredModelPath, Read),
         "labbook:/query/validate" => Some(Rule::Anyone),
+        "labbook:/session" => Some(Rule::Public),
         "labbook:/projects/{project}/notebook" if write => needs(ProjectName, Edit),
         "labbook:/projects/{project}/runs"
         | "labbook:/projects/{project}/keys"
@@ -332,19 +336,27 @@ pub(crate) async fn check(State(access): State<Arc<Access>>, req: Request, next:
     match decide(access, req).await {
         Ok((req, listing, viewer)) => {
             let response = next.run(req).await;
-            match listing {
-                Some(listing) => filter_listing(response, listing, &viewer).await,
-                None => response,
+            match (listing, viewer) {
+                (Some(listing), Some(viewer)) => filter_listing(response, listing, &viewer).await,
+                _ => response,
             }
         }
         Err(refusal) => refusal.into_response(surface),
     }
 }
 
-type Decision = (Request, Option<Listing>, Viewer);
+type Decision = (Request, Option<Listing>, Option<Viewer>);
 
 async fn decide(access: Arc<Access>, req: Request) -> Result<Decision, Refusal> {
     let Some(user) = req.extensions().get::<User>().cloned() else {
+        if let Some(matched) = req.extensions().get::<MatchedPath>()
+            && matches!(
+                rule(req.method(), &route_key(matched.as_str())),
+                Some(Rule::Public)
+            )
+        {
+            return Ok((req, None, None));
+        }
         return Err(refusal(
             StatusCode::UNAUTHORIZED,
             "UNAUTHENTICATED",
@@ -411,7 +423,7 @@ async fn decide(access: Arc<Access>, req: Request) -> Result<Decision, Refusal> 
     let (viewer, listing) = tokio::task::spawn_blocking(move || {
         let viewer = Viewer::load(&*store, user, default_role).map_err(internal)?;
         match rule {
-            Rule::Anyone => Ok((viewer, None)),
+            Rule::Anyone | Rule::Public => Ok((viewer, None)),
             Rule::Listing(listing) => Ok((viewer, Some(listing))),
             Rule::Needs(target, role) => {
                 let resources = resolve(&*store, &viewer, target, &request)?;
@@ -428,7 +440,7 @@ async fn decide(access: Arc<Access>, req: Request) -> Result<Decision, Refusal> 
     .await
     .map_err(|e| internal(format!("an access check failed: {e}")))??;
     parts.extensions.insert(viewer.clone());
-    Ok((Request::from_parts(parts, body), listing, viewer))
+    Ok((Request::from_parts(parts, body), listing, Some(viewer)))
 }
 
 /// The ids a request carries, read from where its handler reads them: a

@@ -65,6 +65,12 @@ pub fn routes() -> Router<AppState> {
             get(version_lineage),
         )
         .route("/query/validate", get(validate))
+        .route(
+            "/session",
+            get(crate::session::current)
+                .post(crate::session::sign_in)
+                .delete(crate::session::sign_out),
+        )
         .route("/runs", post(start_run))
         .route("/runs/tags", post(tag_runs))
         .route("/runs/delete", post(delete_runs))

@@ -24,6 +24,32 @@ use base64::Engine as _;
 use labbook_core::account::{User, validate_password};
 use labbook_store::{Result, Store, StoreError};
 
+/// The dashboard's session cookie: a token, HttpOnly and SameSite=Strict.
+pub const SESSION_COOKIE: &str = "labbook_session";
+/// What the store calls a session's token (`labbook token ls` lists it).
+const SESSION_NAME: &str = "dashboard session";
+/// How long a dashboard session lasts; signing in again starts a new one.
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// The session token a request's `Cookie` headers carry.
+fn session_of(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|value| !value.is_empty())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// What every token starts with, so a leaked one is recognisable (secret
 /// scanners match prefixes like it).
 pub const TOKEN_PREFIX: &str = "lbk_";
@@ -143,10 +169,16 @@ impl Accounts {
         headers: &HeaderMap,
         client: Option<std::net::IpAddr>,
     ) -> std::result::Result<User, Unauthenticated> {
-        let value = headers
+        let Some(value) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or(Unauthenticated::Missing)?;
+        else {
+            // A browser signed in on the dashboard's page sends its cookie.
+            return match session_of(headers) {
+                Some(token) => self.by_token(token),
+                None => Err(Unauthenticated::Missing),
+            };
+        };
         let (scheme, rest) = value
             .trim()
             .split_once(' ')
@@ -171,6 +203,17 @@ impl Accounts {
                 Err(Unauthenticated::Wrong)
             };
         }
+        self.by_password_throttled(name, secret, client)
+    }
+
+    /// A user name and password, checked unless too many wrong ones came
+    /// lately for the name or from the client. Blocking (Argon2).
+    pub(crate) fn by_password_throttled(
+        &self,
+        name: &str,
+        password: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> std::result::Result<User, Unauthenticated> {
         let guessers = [
             Some(Guesser::User(name.to_string())),
             client.map(Guesser::Client),
@@ -178,12 +221,36 @@ impl Accounts {
         if let Some(wait) = self.throttled(&guessers) {
             return Err(Unauthenticated::Throttled(wait));
         }
-        let checked = self.by_password(name, secret);
+        let checked = self.by_password(name, password);
         match &checked {
             Ok(_) => self.forget(&Guesser::User(name.to_string())),
             Err(_) => self.count_failure(&guessers),
         }
         checked
+    }
+
+    /// Makes a dashboard session for a signed-in user: the token to set as
+    /// the cookie. The store keeps its digest and when it expires.
+    pub(crate) fn open_session(&self, user: &User) -> Result<String> {
+        let (token, digest) = new_token()?;
+        let now = now_ms();
+        self.store.create_token(
+            &user.name,
+            SESSION_NAME,
+            &digest,
+            now,
+            Some(now + SESSION_LIFETIME.as_millis() as i64),
+        )?;
+        Ok(token)
+    }
+
+    /// Ends the session a request's cookie names, if any.
+    pub(crate) fn close_session(&self, headers: &HeaderMap) -> Result<()> {
+        if let Some(token) = session_of(headers) {
+            self.store
+                .revoke_token_digest(&token_digest(token), now_ms())?;
+        }
+        Ok(())
     }
 
     /// Seconds until a guesser may try a password again, if it must wait.
@@ -238,7 +305,7 @@ impl Accounts {
     }
 
     fn by_token(&self, token: &str) -> std::result::Result<User, Unauthenticated> {
-        match self.store.user_of_token(&token_digest(token)) {
+        match self.store.user_of_token(&token_digest(token), now_ms()) {
             Ok(Some(user)) => Ok(user),
             _ => Err(Unauthenticated::Wrong),
         }

@@ -171,10 +171,9 @@ pub(crate) async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: N
     let html_page = surface == Surface::Dashboard;
     let cors_origin = guard.cors_origin(req.headers());
     let checked = guard.check(&req, surface, cors_origin.is_some());
+    let req_from_browser = req.headers().contains_key("sec-fetch-mode");
     let signed_in = match (&checked, &guard.accounts) {
-        (Ok(()), Some(accounts))
-            if req.method() != Method::OPTIONS && req.uri().path() != "/health" =>
-        {
+        (Ok(()), Some(accounts)) if needs_sign_in(&req, surface) => {
             let client = req
                 .extensions()
                 .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -202,12 +201,16 @@ pub(crate) async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: N
             let mut response =
                 Refusal::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", why.message())
                     .into_response(surface);
-            // A browser asks its user for a name and password, and sends
-            // them with every later request to this server.
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"labbook\", charset=\"UTF-8\""),
-            );
+            // The challenge lets a script's HTTP library (and curl) know
+            // Basic is taken. Browsers send `Sec-Fetch-Mode` and get none:
+            // the dashboard signs them in on its own page, never through
+            // the browser's prompt.
+            if !req_from_browser {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"labbook\", charset=\"UTF-8\""),
+                );
+            }
             response
         }
         (Ok(()), _) if req.method() == Method::OPTIONS => preflight(&req, cors_origin.is_some()),
@@ -228,6 +231,19 @@ pub(crate) async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: N
     }
     security_headers(headers, html_page);
     response
+}
+
+/// Whether a request must name an account (on `--auth`). Not `/health`
+/// (load balancers), preflights, the dashboard's sign-in, nor the
+/// dashboard's own pages and scripts: they hold no data, and a browser
+/// must load them to show the sign-in page.
+fn needs_sign_in(req: &Request, surface: Surface) -> bool {
+    let (method, path) = (req.method(), req.uri().path());
+    let open = method == Method::OPTIONS
+        || path == "/health"
+        || (path == "/api/v1/session" && method == Method::POST)
+        || (surface == Surface::Dashboard && (method == Method::GET || method == Method::HEAD));
+    !open
 }
 
 /// The account a request names, read off the async workers: it reads the

@@ -45,6 +45,8 @@ pub use layout::run_artifact_dir;
 #[cfg(feature = "serve")]
 mod preview;
 #[cfg(feature = "serve")]
+mod session;
+#[cfg(feature = "serve")]
 mod studies;
 #[cfg(feature = "serve")]
 mod test_hook;

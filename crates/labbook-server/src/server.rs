@@ -78,6 +78,8 @@ pub struct AppState {
     pub hold_after_commit: Option<Arc<str>>,
     /// Sweeps' finished trials' curves, read once for early termination.
     pub sweep_curves: crate::studies::SweepCurves,
+    /// With `--auth`: the accounts, for the dashboard's sign-in.
+    pub(crate) accounts: Option<Arc<crate::auth::Accounts>>,
 }
 
 /// The per-request bounds handlers enforce.
@@ -90,7 +92,11 @@ pub struct Limits {
 /// The whole app: the API under `/api/v1`, `/health`, MLflow's API and the
 /// dashboard, every route behind the request guard.
 pub fn router(store: Arc<dyn Store>, options: &ServerOptions) -> Router {
+    let accounts = options
+        .auth
+        .then(|| Arc::new(crate::auth::Accounts::new(store.clone())));
     let state = AppState {
+        accounts: accounts.clone(),
         appender: Arc::new(labbook_store::appender::Appender::new(store.clone())),
         store,
         limits: Arc::new(Limits {
@@ -101,9 +107,6 @@ pub fn router(store: Arc<dyn Store>, options: &ServerOptions) -> Router {
         hold_after_commit: options.hold_after_commit.as_deref().map(Arc::from),
         sweep_curves: Default::default(),
     };
-    let accounts = options
-        .auth
-        .then(|| Arc::new(crate::auth::Accounts::new(state.store.clone())));
     let guard = Arc::new(guard::Guard::new(options.guard.clone(), accounts));
     let (mut labbook_api, mut mlflow_api) = (api::routes(), mlflow::routes());
     if options.auth {

@@ -290,12 +290,24 @@ pub trait Store: Send + Sync {
     fn delete_user(&self, name: &str) -> Result<()>;
     /// The user and their password's hash, for signing in.
     fn password_hash(&self, name: &str) -> Result<Option<(User, String)>>;
-    fn create_token(&self, user: &str, name: &str, digest: &str, now_ms: i64) -> Result<TokenInfo>;
+    /// A token that stops working at `expires_ms` (a dashboard session) or
+    /// when revoked. Expired ones are deleted as new ones are made.
+    fn create_token(
+        &self,
+        user: &str,
+        name: &str,
+        digest: &str,
+        now_ms: i64,
+        expires_ms: Option<i64>,
+    ) -> Result<TokenInfo>;
     fn tokens(&self, user: Option<&str>) -> Result<Vec<TokenInfo>>;
     /// Revokes a token (again is no change) and answers it as it now is.
     fn revoke_token(&self, id: i64, now_ms: i64) -> Result<TokenInfo>;
-    /// The owner of the live token with this digest.
-    fn user_of_token(&self, digest: &str) -> Result<Option<User>>;
+    /// Revokes the token with this digest (a dashboard session signing
+    /// out); whether there was a live one.
+    fn revoke_token_digest(&self, digest: &str, now_ms: i64) -> Result<bool>;
+    /// The owner of the live (unrevoked, unexpired) token with this digest.
+    fn user_of_token(&self, digest: &str, now_ms: i64) -> Result<Option<User>>;
     fn set_admin(&self, name: &str, admin: bool) -> Result<()>;
     /// Gives a user a role on a project or registered model, replacing the
     /// one they had there.

@@ -1054,8 +1054,15 @@ impl Store for SqliteStore {
     fn password_hash(&self, name: &str) -> Result<Option<(User, String)>> {
         self.password_hash_impl(name)
     }
-    fn create_token(&self, user: &str, name: &str, digest: &str, now_ms: i64) -> Result<TokenInfo> {
-        self.create_token_impl(user, name, digest, now_ms)
+    fn create_token(
+        &self,
+        user: &str,
+        name: &str,
+        digest: &str,
+        now_ms: i64,
+        expires_ms: Option<i64>,
+    ) -> Result<TokenInfo> {
+        self.create_token_impl(user, name, digest, now_ms, expires_ms)
     }
     fn tokens(&self, user: Option<&str>) -> Result<Vec<TokenInfo>> {
         self.tokens_impl(user)
@@ -1063,8 +1070,11 @@ impl Store for SqliteStore {
     fn revoke_token(&self, id: i64, now_ms: i64) -> Result<TokenInfo> {
         self.revoke_token_impl(id, now_ms)
     }
-    fn user_of_token(&self, digest: &str) -> Result<Option<User>> {
-        self.user_of_token_impl(digest)
+    fn revoke_token_digest(&self, digest: &str, now_ms: i64) -> Result<bool> {
+        self.revoke_token_digest_impl(digest, now_ms)
+    }
+    fn user_of_token(&self, digest: &str, now_ms: i64) -> Result<Option<User>> {
+        self.user_of_token_impl(digest, now_ms)
     }
     fn set_admin(&self, name: &str, admin: bool) -> Result<()> {
         self.set_admin_impl(name, admin)

@@ -1047,20 +1047,22 @@ fn accounts_keep_users_and_token_digests_and_revoke_at_once() {
     s.set_password("ada", "$argon2id$new").unwrap();
     assert_eq!(s.password_hash("ada").unwrap().unwrap().1, "$argon2id$new");
 
-    let laptop = s.create_token("ada", "laptop", "digest-1", 20).unwrap();
-    let ci = s.create_token("ada", "ci", "digest-2", 21).unwrap();
+    let laptop = s
+        .create_token("ada", "laptop", "digest-1", 20, None)
+        .unwrap();
+    let ci = s.create_token("ada", "ci", "digest-2", 21, None).unwrap();
     assert!(matches!(
-        s.create_token("nobody", "x", "digest-3", 22),
+        s.create_token("nobody", "x", "digest-3", 22, None),
         Err(StoreError::NotFound { what: "user", .. })
     ));
-    assert_eq!(s.user_of_token("digest-1").unwrap(), Some(ada.clone()));
-    assert_eq!(s.user_of_token("digest-9").unwrap(), None);
+    assert_eq!(s.user_of_token("digest-1", 25).unwrap(), Some(ada.clone()));
+    assert_eq!(s.user_of_token("digest-9", 25).unwrap(), None);
     let revoked = s.revoke_token(laptop.id, 30).unwrap();
     assert_eq!(revoked.revoked_ms, Some(30));
     // Revoking again changes nothing, not even the time.
     assert_eq!(s.revoke_token(laptop.id, 40).unwrap().revoked_ms, Some(30));
-    assert_eq!(s.user_of_token("digest-1").unwrap(), None);
-    assert_eq!(s.user_of_token("digest-2").unwrap(), Some(ada));
+    assert_eq!(s.user_of_token("digest-1", 25).unwrap(), None);
+    assert_eq!(s.user_of_token("digest-2", 25).unwrap(), Some(ada));
     assert!(matches!(
         s.revoke_token(999, 40),
         Err(StoreError::NotFound { what: "token", .. })
@@ -1076,12 +1078,30 @@ fn accounts_keep_users_and_token_digests_and_revoke_at_once() {
     s.delete_user("ada").unwrap();
     assert!(s.users().unwrap().is_empty());
     assert!(s.tokens(None).unwrap().is_empty());
-    assert_eq!(s.user_of_token("digest-2").unwrap(), None);
+    assert_eq!(s.user_of_token("digest-2", 25).unwrap(), None);
     assert!(matches!(
         s.delete_user("ada"),
         Err(StoreError::NotFound { .. })
     ));
     assert_eq!(ci.name, "ci");
+
+    // A session expires by itself, and is deleted as a later one is made.
+    s.create_user("bo", "$argon2id$b", 1).unwrap();
+    let session = s
+        .create_token("bo", "dashboard session", "digest-s", 100, Some(200))
+        .unwrap();
+    assert_eq!(session.expires_ms, Some(200));
+    assert!(s.user_of_token("digest-s", 199).unwrap().is_some());
+    assert!(s.user_of_token("digest-s", 200).unwrap().is_none());
+    s.create_token("bo", "dashboard session", "digest-t", 300, Some(400))
+        .unwrap();
+    let left: Vec<_> = s
+        .tokens(Some("bo"))
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert!(!left.contains(&session.id), "{left:?}");
 }
 
 #[test]

@@ -1,10 +1,12 @@
-import { useEffect, useState } from "preact/hooks";
-import { api, ApiError } from "../api";
+import { useEffect, useLayoutEffect, useState } from "preact/hooks";
+import type { Session, SessionUser } from "../api";
+import { api, ApiError, onSignedOut } from "../api";
 import type { MlflowLink, Route } from "../router";
 import { modelPath, navigate, onLinkClick, parseMlflowHash, projectPath, runPath, useLocation, withParams } from "../router";
 import { currentTheme, onTheme, setTheme } from "../theme";
 import { plural } from "../format";
-import { Empty, ErrorBox, Loading, Toasts, lazyModule, useAsync, useDismiss } from "./common";
+import { Empty, ErrorBox, Loading, Logo, Toasts, lazyModule, toast, useAsync, useDismiss } from "./common";
+import { SignIn } from "./SignIn";
 import { ProjectsPage } from "./Projects";
 import { RunsPage } from "./RunsPage";
 import { ChartsPage } from "./ChartsPage";
@@ -38,7 +40,69 @@ const NAV: { page: Route["page"]; sub?: string; label: string }[] = [
 /** Parameters that follow the user from page to page within a project. */
 const CARRIED = ["runs", "filter"];
 
+/** Where the app stands with the server's accounts: `open` is a server
+ * without them (`labbook ui`), where nobody signs in. */
+type Auth = { state: "checking" } | { state: "failed"; error: Error } | { state: "signed-out" } | { state: "open" } | { state: "signed-in"; user: SessionUser };
+
+function authOf(s: Session | null): Auth {
+  if (!s?.auth) return { state: "open" };
+  return s.user ? { state: "signed-in", user: s.user } : { state: "signed-out" };
+}
+
+const SIGNED_OUT: Auth = { state: "signed-out" };
+
+/** Asks the server who is signed in, then shows the sign-in page or the
+ * dashboard. Nothing else asks the server anything until then, and while
+ * signed out no page (and no live stream) is mounted. */
 export function App() {
+  const [auth, setAuth] = useState<Auth>({ state: "checking" });
+  const [attempt, setAttempt] = useState(0);
+  // A layout effect: the question leaves before the first paint.
+  useLayoutEffect(() => {
+    let live = true;
+    api.session().then(
+      (s) => live && setAuth(authOf(s)),
+      (e: unknown) => {
+        if (!live) return;
+        if (e instanceof ApiError && e.status === 401) setAuth(SIGNED_OUT);
+        // A server from before accounts has no /session: nobody signs in.
+        else if (e instanceof ApiError && e.status === 404) setAuth({ state: "open" });
+        else setAuth({ state: "failed", error: e instanceof Error ? e : new Error(String(e)) });
+      },
+    );
+    return () => {
+      live = false;
+    };
+  }, [attempt]);
+  // Any call answered 401 (the session expired, was revoked, or ended in
+  // another tab) brings the sign-in page back.
+  useEffect(() => onSignedOut(() => setAuth(SIGNED_OUT)), []);
+
+  switch (auth.state) {
+    case "checking":
+      return (
+        <div class="boot">
+          <Loading />
+        </div>
+      );
+    case "failed":
+      return (
+        <div class="boot">
+          <div class="boot-error">
+            <ErrorBox error={auth.error} retry={() => setAttempt((n) => n + 1)} />
+          </div>
+        </div>
+      );
+    case "signed-out":
+      return <SignIn onSignedIn={(s) => setAuth(authOf(s))} corner={<ThemeToggle />} />;
+    case "open":
+      return <Dashboard user={null} onSignOut={() => undefined} />;
+    case "signed-in":
+      return <Dashboard user={auth.user} onSignOut={() => setAuth(SIGNED_OUT)} />;
+  }
+}
+
+function Dashboard({ user, onSignOut }: { user: SessionUser | null; onSignOut: () => void }) {
   const { route, params, hash } = useLocation();
   const mlflow = parseMlflowHash(hash);
   useEffect(() => {
@@ -88,6 +152,7 @@ export function App() {
             Models
           </a>
           <ThemeToggle />
+          {user && <UserMenu user={user} onSignOut={onSignOut} />}
         </div>
       </header>
       <main class="main">
@@ -260,6 +325,39 @@ function ProjectSwitcher({ current }: { current: string }) {
   );
 }
 
+/** Who is signed in, and the way out. */
+function UserMenu({ user, onSignOut }: { user: SessionUser; onSignOut: () => void }) {
+  const [busy, setBusy] = useState(false);
+  const signOut = () => {
+    setBusy(true);
+    api.signOut().then(onSignOut, (e: unknown) => {
+      setBusy(false);
+      // A 401 already brought the sign-in page back (the session was gone).
+      if (!(e instanceof ApiError && e.status === 401)) toast(`Could not sign out: ${e instanceof Error ? e.message : String(e)}`);
+    });
+  };
+  return (
+    <div class="user-menu" data-testid="user-menu">
+      <span class="user-id" title={user.admin ? `Signed in as ${user.name} (admin)` : `Signed in as ${user.name}`}>
+        <span class="avatar" aria-hidden="true">
+          {[...user.name][0]?.toUpperCase() ?? "?"}
+        </span>
+        <span class="user-name" data-testid="user-name">
+          {user.name}
+        </span>
+        {user.admin && (
+          <span class="badge" data-testid="user-admin">
+            admin
+          </span>
+        )}
+      </span>
+      <button class="btn btn-sm btn-ghost sign-out" onClick={signOut} disabled={busy} data-testid="sign-out">
+        Sign out
+      </button>
+    </div>
+  );
+}
+
 function ThemeToggle() {
   const [theme, set] = useState(currentTheme());
   useEffect(() => onTheme(set), []);
@@ -277,14 +375,5 @@ function ThemeToggle() {
         </svg>
       )}
     </button>
-  );
-}
-
-function Logo() {
-  return (
-    <svg class="logo" width="20" height="20" viewBox="0 0 24 24" aria-hidden="true">
-      <rect x="2" y="2" width="20" height="20" rx="5" fill="var(--accent)" />
-      <path d="M6 16.5l3.5-4 3 2.5L18 8" fill="none" stroke="#fff" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" />
-    </svg>
   );
 }

@@ -262,3 +262,13 @@ export function Toasts() {
     </div>
   );
 }
+
+/** labbook's mark: a rising curve on the accent color. */
+export function Logo({ size = 20 }: { size?: number }) {
+  return (
+    <svg class="logo" width={size} height={size} viewBox="0 0 24 24" aria-hidden="true">
+      <rect x="2" y="2" width="20" height="20" rx="5" fill="var(--accent)" />
+      <path d="M6 16.5l3.5-4 3 2.5L18 8" fill="none" stroke="#fff" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" />
+    </svg>
+  );
+}

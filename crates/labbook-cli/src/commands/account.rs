@@ -243,7 +243,7 @@ pub fn token(app: &App, command: TokenCommand) -> Result<ExitCode> {
     match command {
         TokenCommand::Create(args) => {
             let (secret, digest) = new_token()?;
-            let info = store.create_token(&args.user, &args.name, &digest, fmt::now_ms())?;
+            let info = store.create_token(&args.user, &args.name, &digest, fmt::now_ms(), None)?;
             if args.json {
                 return fmt::print_json(
                     &mut out,
@@ -278,9 +278,11 @@ pub fn token(app: &App, command: TokenCommand) -> Result<ExitCode> {
                     t.user.clone(),
                     t.name.clone(),
                     fmt::ago(now, t.created_ms),
-                    match t.revoked_ms {
-                        Some(at) => paint.dim(&format!("revoked {}", fmt::ago(now, at))),
-                        None => paint.good("live"),
+                    match (t.revoked_ms, t.expires_ms) {
+                        (Some(at), _) => paint.dim(&format!("revoked {}", fmt::ago(now, at))),
+                        (None, Some(end)) if end <= now => paint.dim("expired"),
+                        (None, Some(_)) => paint.good("live (dashboard session)"),
+                        (None, None) => paint.good("live"),
                     },
                 ]);
             }

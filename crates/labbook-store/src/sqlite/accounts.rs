@@ -26,10 +26,11 @@ fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenInfo> {
         name: r.get(2)?,
         created_ms: r.get(3)?,
         revoked_ms: r.get(4)?,
+        expires_ms: r.get(5)?,
     })
 }
 
-const TOKEN_COLUMNS: &str = "t.id, u.name, t.name, t.created_ms, t.revoked_ms";
+const TOKEN_COLUMNS: &str = "t.id, u.name, t.name, t.created_ms, t.revoked_ms, t.expires_ms";
 
 impl SqliteStore {
     pub(super) fn create_user_impl(
@@ -111,13 +112,20 @@ impl SqliteStore {
         name: &str,
         digest: &str,
         now_ms: i64,
+        expires_ms: Option<i64>,
     ) -> Result<TokenInfo> {
         validate_name("name", name)?;
         self.write(|tx| {
             let user_id = user_id(tx, user)?;
+            // Expired tokens (old dashboard sessions) go as new ones come.
             tx.execute(
-                "INSERT INTO tokens (user_id, name, digest, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![user_id, name, digest, now_ms],
+                "DELETE FROM tokens WHERE expires_ms IS NOT NULL AND expires_ms <= ?1",
+                [now_ms],
+            )?;
+            tx.execute(
+                "INSERT INTO tokens (user_id, name, digest, created_ms, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![user_id, name, digest, now_ms, expires_ms],
             )?;
             Ok(TokenInfo {
                 id: tx.last_insert_rowid(),
@@ -125,6 +133,7 @@ impl SqliteStore {
                 name: name.to_string(),
                 created_ms: now_ms,
                 revoked_ms: None,
+                expires_ms,
             })
         })
     }
@@ -163,14 +172,24 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn user_of_token_impl(&self, digest: &str) -> Result<Option<User>> {
+    pub(super) fn revoke_token_digest_impl(&self, digest: &str, now_ms: i64) -> Result<bool> {
+        self.write(|tx| {
+            Ok(tx.execute(
+                "UPDATE tokens SET revoked_ms = ?2 WHERE digest = ?1 AND revoked_ms IS NULL",
+                params![digest, now_ms],
+            )? > 0)
+        })
+    }
+
+    pub(super) fn user_of_token_impl(&self, digest: &str, now_ms: i64) -> Result<Option<User>> {
         let conn = self.conn.lock();
         Ok(conn
             .prepare_cached(&format!(
                 "SELECT {USER_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id
-                 WHERE t.digest = ?1 AND t.revoked_ms IS NULL"
+                 WHERE t.digest = ?1 AND t.revoked_ms IS NULL
+                     AND (t.expires_ms IS NULL OR t.expires_ms > ?2)"
             ))?
-            .query_row([digest], user_from_row)
+            .query_row(params![digest, now_ms], user_from_row)
             .optional()?)
     }
 

@@ -475,8 +475,10 @@ CREATE INDEX tokens_user ON tokens(user_id);
     r#"
 -- Who may do what on a team server (`serve --auth`): admins may do
 -- everything; others have a role per project (by id) or registered model
--- (by name), or the server's default.
+-- (by name), or the server's default. A token may expire: a dashboard
+-- session is one.
 ALTER TABLE users ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tokens ADD COLUMN expires_ms INTEGER;
 CREATE TABLE permissions (
     user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     kind TEXT NOT NULL,
