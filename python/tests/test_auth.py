@@ -146,7 +146,7 @@ def test_every_surface_refuses_a_request_naming_no_live_account(guarded: AuthSer
         ),
         ("GET", "/api/2.0/mlflow-artifacts/artifacts?path=1", None, "application/json"),
         ("GET", "/api/v1/session", None, "application/json"),
-        ("DELETE", "/api/v1/session", None, "application/json"),
+        ("POST", "/api/v1/session/sign-out", {}, "application/json"),
     ]
     # Wrong passwords are throttled once there have been enough of them:
     # those answers are 429s, as refused and as silent.
@@ -283,7 +283,7 @@ def test_the_dashboard_signs_in_with_a_session_cookie(guarded: AuthServer) -> No
     listed = json.loads(cli(guarded.store, "token", "ls", "--json").stdout)
     sessions = [t for t in listed if t["name"] == "dashboard session"]
     assert len(sessions) == 2 and all(t["expires_ms"] for t in sessions)
-    status, headers, body = session_call(session, "DELETE", cookie=cookie)
+    status, headers, body = session_call(session + "/sign-out", "POST", {}, cookie=cookie)
     assert status == 200 and "Max-Age=0" in headers["set-cookie"]
     assert session_call(guarded.url + f"/api/v1/runs/{run_id}", cookie=cookie)[0] == 401
 
@@ -294,11 +294,11 @@ def test_the_sign_in_refuses_what_a_hostile_page_or_client_sends(
     session = guarded.url + "/api/v1/session"
     good = {"user": "ada", "password": PASSWORD}
     # Another site's page cannot sign a visitor in (login CSRF) nor out.
-    for method in ("POST", "DELETE"):
+    for path in (session, session + "/sign-out"):
         status, _, body = session_call(
-            session, method, good, headers={"Origin": "https://evil.example"}
+            path, "POST", good, headers={"Origin": "https://evil.example"}
         )
-        assert status == 403 and b"CROSS_ORIGIN" in body, (method, body)
+        assert status == 403 and b"CROSS_ORIGIN" in body, (path, body)
     status, _, _ = session_call(session, "POST", good, headers={"Host": "evil.example"})
     assert status == 403
     # A form post is not JSON.

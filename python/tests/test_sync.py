@@ -101,7 +101,7 @@ def assert_same_run(local: Path, server: Path, run_id: str) -> None:
         "exit_code",
     ):
         assert theirs[field] == mine[field], field
-    assert set(mine["tags"]) <= set(theirs["tags"])
+    assert sorted(theirs["tags"]) == sorted(mine["tags"])
     for key in ("loss", "z_acc"):
         a, b = here.history(run_id, key), there.history(run_id, key)
         for column in ("step", "timestamp_ms"):
@@ -158,6 +158,12 @@ def test_a_synced_run_arrives_whole_and_a_second_sync_sends_nothing(
     # The text form names what was sent, aligned, and says nothing was new.
     text = sync(local, served.url, "-p", "team").stdout
     assert "up to date" in text and "0 of 1 runs sent" in text, text
+    # A tag taken off the local run comes off the server's copy.
+    labbook_cli("--dir", str(local), "tag", run_id, "v2", "--remove", cwd=tmp_path)
+    [third] = json.loads(sync(local, served.url, "-p", "team", "--json").stdout)["runs"]
+    assert third["updated"] and not third["points"], third
+    assert server_run(served, run_id)["tags"] == ["deep"]
+    assert_same_run(local, served.store, run_id)
 
 
 def test_a_sync_killed_after_an_unanswered_commit_goes_on_without_doubling(

@@ -95,7 +95,8 @@ def rust_routes() -> set[tuple[str, str]]:
     under its nest prefix, and the routes `server::router` adds itself."""
     api = _function_body(API_RS.read_text(encoding="utf-8"), "pub fn routes() -> Router<AppState>")
     server = _function_body(SERVER_RS.read_text(encoding="utf-8"), "pub fn router(")
-    nests = re.findall(r'\.nest\(\s*"([^"]+)"\s*,\s*api::routes\(\)\s*,?\s*\)', server)
+    # `api::routes()` itself, or wrapped in one call (the access check's).
+    nests = re.findall(r'\.nest\(\s*"([^"]+)"\s*,\s*(?:\w+\()?api::routes\(\)', server)
     assert nests == ["/api/v1"], f"api::routes() is nested under {nests}, not once under /api/v1"
     return _routes_in(api, "/api/v1") | _routes_in(server, "")
 
@@ -812,6 +813,12 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
     )
 
 
+# The fuzzed server has no accounts, so signing in can only be refused (404
+# NO_ACCOUNTS); python/tests/test_auth.py drives its success and its hostile
+# rows on a server with accounts.
+SUCCEEDS_ONLY_WITH_ACCOUNTS = {"POST /api/v1/session"}
+
+
 @pytest.mark.timeout(30)
 def test_the_server_survived_the_schemathesis_run(live: tuple[Server, dict[str, str]]) -> None:
     server, ids = live
@@ -826,7 +833,9 @@ def test_the_server_survived_the_schemathesis_run(live: tuple[Server, dict[str, 
     unanswered = sorted(
         label
         for label in yaml_operation_labels()
-        if label not in FAILED and not any(200 <= s < 300 for s in ANSWERED.get(label, ()))
+        if label not in FAILED
+        and label not in SUCCEEDS_ONLY_WITH_ACCOUNTS
+        and not any(200 <= s < 300 for s in ANSWERED.get(label, ()))
     )
     assert not unanswered, f"operations that never answered 2xx: {unanswered}; {ANSWERED}"
 

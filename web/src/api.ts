@@ -565,7 +565,7 @@ export const api = {
    * `retryAfter`. */
   signIn: (user: string, password: string) => request<Session>(`${V1}/session`, post({ user, password }), { signIn: true }),
   /** Ends the session and clears its cookie. */
-  signOut: () => request<Session>(`${V1}/session`, { method: "DELETE" }),
+  signOut: () => request<Session>(`${V1}/session/sign-out`, post({})),
   projects: () => request<{ projects: Project[] }>(`${V1}/projects`),
   runs: (
     project: string,

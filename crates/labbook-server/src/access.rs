@@ -204,6 +204,7 @@ fn rule(method: &Method, route: &str) -> Option<Rule> {
         "labbook:/models/{name}" => needs(RegisteredModelPath, Read),
         "labbook:/query/validate" => Some(Rule::Anyone),
         "labbook:/session" => Some(Rule::Public),
+        "labbook:/session/sign-out" => Some(Rule::Anyone),
         "labbook:/projects/{project}/notebook" if write => needs(ProjectName, Edit),
         "labbook:/projects/{project}/runs"
         | "labbook:/projects/{project}/keys"

@@ -67,10 +67,9 @@ pub fn routes() -> Router<AppState> {
         .route("/query/validate", get(validate))
         .route(
             "/session",
-            get(crate::session::current)
-                .post(crate::session::sign_in)
-                .delete(crate::session::sign_out),
+            get(crate::session::current).post(crate::session::sign_in),
         )
+        .route("/session/sign-out", post(crate::session::sign_out))
         .route("/runs", post(start_run))
         .route("/runs/tags", post(tag_runs))
         .route("/runs/delete", post(delete_runs))

@@ -108,23 +108,15 @@ pub fn router(store: Arc<dyn Store>, options: &ServerOptions) -> Router {
         sweep_curves: Default::default(),
     };
     let guard = Arc::new(guard::Guard::new(options.guard.clone(), accounts));
-    let (mut labbook_api, mut mlflow_api) = (api::routes(), mlflow::routes());
-    if options.auth {
-        // Inside each API's router, so the check sees the route matched,
-        // and a listing's answer before it is compressed.
-        let access = Arc::new(access::Access::new(
+    // With --auth, each API's routes are checked against the caller's roles.
+    let access = options.auth.then(|| {
+        Arc::new(access::Access::new(
             state.store.clone(),
             options.default_role,
-        ));
-        labbook_api = labbook_api.route_layer(axum::middleware::from_fn_with_state(
-            access.clone(),
-            access::check,
-        ));
-        mlflow_api =
-            mlflow_api.route_layer(axum::middleware::from_fn_with_state(access, access::check));
-    }
+        ))
+    });
     Router::new()
-        .nest("/api/v1", labbook_api)
+        .nest("/api/v1", with_access(api::routes(), access.as_ref()))
         .route("/health", axum::routing::get(|| async { "ok" }))
         .merge(assets::routes())
         // The fastest level: on a laptop or a LAN the wire is rarely the
@@ -140,10 +132,23 @@ pub fn router(store: Arc<dyn Store>, options: &ServerOptions) -> Router {
         // MLflow's API stays uncompressed: its clients are scripts on the
         // same machine or network, where a log call's latency is the cost
         // that matters, and artifacts are streamed with their length.
-        .merge(mlflow_api)
+        .merge(with_access(mlflow::routes(), access.as_ref()))
         .layer(axum::extract::DefaultBodyLimit::max(error::BODY_LIMIT))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(guard, guard::guard))
+}
+
+/// The access check on every route of `routes`: inside each API's router,
+/// so it sees the route matched, and a listing's answer before it is
+/// compressed.
+fn with_access(routes: Router<AppState>, access: Option<&Arc<access::Access>>) -> Router<AppState> {
+    match access {
+        Some(access) => routes.route_layer(axum::middleware::from_fn_with_state(
+            access.clone(),
+            access::check,
+        )),
+        None => routes,
+    }
 }
 
 /// Serves until the process gets Ctrl-C or SIGTERM. `ready` is called once

@@ -1,4 +1,4 @@
-//! The dashboard's sign-in (`/api/v1/session`), on a server started with
+//! The dashboard's sign-in (`/api/v1/session`, `/api/v1/session/sign-out`), on a server started with
 //! `--auth`: a user name and password become a session, a token kept in an
 //! HttpOnly, SameSite=Strict cookie that the browser sends with every
 //! request of the dashboard (its API calls and its live event stream).
@@ -93,6 +93,7 @@ pub(crate) async fn sign_in(
 pub(crate) async fn sign_out(
     State(state): State<AppState>,
     headers: HeaderMap,
+    JsonBody(_): JsonBody,
 ) -> Result<Response, ApiError> {
     if let Some(accounts) = state.accounts.clone() {
         tokio::task::spawn_blocking(move || accounts.close_session(&headers))

@@ -282,6 +282,7 @@ fn patch_for(run: &RunRecord, remote: &Value) -> Result<Option<PatchBody>> {
         && text("group") == run.group
         && text("notes") == run.notes
         && run.tags.iter().all(|t| remote_tags.contains(t))
+        && remote_tags.iter().all(|t| run.tags.contains(t))
         && remote_config == run.config
         && run
             .kv_tags
@@ -308,7 +309,13 @@ fn patch_for(run: &RunRecord, remote: &Value) -> Result<Option<PatchBody>> {
             .filter(|t| !remote_tags.contains(t))
             .cloned()
             .collect(),
-        remove_tags: Vec::new(),
+        // The local run is what sync copies: a tag taken off it here comes
+        // off the server's copy too.
+        remove_tags: remote_tags
+            .iter()
+            .filter(|t| !run.tags.contains(t))
+            .cloned()
+            .collect(),
         config: Some(serde_json::to_value(&run.config)?),
         summary: run.summary.clone(),
         set_kv_tags: run.kv_tags.clone(),
