@@ -17,25 +17,25 @@ from mlflow.exceptions import MlflowException
 PASSWORD = "a long passphrase"
 
 
+def cli(store: Path, *args: str, stdin: str | None = None) -> str:
+    """`labbook --dir STORE ARGS…`, which must succeed; its output."""
+    done = subprocess.run(
+        [str(_labbook_binary()), "--dir", str(store), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def accounts(store: Path) -> tuple[str, str]:
     """User ada with PASSWORD, a live token of hers and a revoked one."""
-    binary = str(_labbook_binary())
-
-    def cli(*args: str, stdin: str | None = None) -> str:
-        done = subprocess.run(
-            [binary, "--dir", str(store), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-    cli("user", "add", "ada", "--password-stdin", stdin=PASSWORD + "\n")
-    live = json.loads(cli("token", "create", "ada", "--json"))["token"]
-    old = json.loads(cli("token", "create", "ada", "--name", "old", "--json"))
-    cli("token", "revoke", str(old["id"]))
+    cli(store, "user", "add", "ada", "--password-stdin", stdin=PASSWORD + "\n")
+    live = json.loads(cli(store, "token", "create", "ada", "--json"))["token"]
+    old = json.loads(cli(store, "token", "create", "ada", "--name", "old", "--json"))
+    cli(store, "token", "revoke", str(old["id"]))
     return live, old["token"]
 
 
@@ -91,23 +91,10 @@ def test_the_mlflow_client_meets_roles_per_experiment(
     tmp_path: Path, labbook_servers: LabbookServers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = tmp_path / ".labbook"
-    binary = str(_labbook_binary())
-
-    def cli(*args: str, stdin: str | None = None) -> str:
-        done = subprocess.run(
-            [binary, "--dir", str(store), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
     tokens = {}
     for name in ("ada", "bob", "carol"):
-        cli("user", "add", name, "--password-stdin", stdin=PASSWORD + "\n")
-        tokens[name] = json.loads(cli("token", "create", name, "--json"))["token"]
+        cli(store, "user", "add", name, "--password-stdin", stdin=PASSWORD + "\n")
+        tokens[name] = json.loads(cli(store, "token", "create", name, "--json"))["token"]
     server = labbook_servers.start(
         tmp_path, args=("--auth", "--default-permission", "NO_PERMISSIONS")
     )
@@ -125,7 +112,7 @@ def test_the_mlflow_client_meets_roles_per_experiment(
     notes = tmp_path / "notes.txt"
     notes.write_text("ada's notes")
     client.log_artifact(run, str(notes))
-    cli("perm", "set", "bob", "READ", "--project", "shared")
+    cli(store, "perm", "set", "bob", "READ", "--project", "shared")
 
     as_("bob")
     assert client.get_run(run).data.metrics == {"loss": 0.5}
