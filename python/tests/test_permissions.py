@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -489,3 +491,34 @@ def test_hostile_requests_cannot_steer_the_check(team: Team) -> None:
         assert "team-a" not in text and "the owner's notes" not in text, (path[:120], text[:300])
     assert team.state() == before
     assert team.as_("boss", "GET", "/health")[0] == 200
+
+
+def test_a_live_stream_ends_when_its_reader_loses_the_role(team: Team) -> None:
+    request = urllib.request.Request(
+        team.url + "/api/v1/events?project=team-a",
+        headers={"Authorization": f"Bearer {team.tokens['reader']}"},
+    )
+    stream = urllib.request.urlopen(request, timeout=20)
+    try:
+        assert stream.status == 200
+        taken = cli(team.store, "perm", "set", "reader", "NO_PERMISSIONS", "--project", "team-a")
+        assert taken.returncode == 0, taken.stderr
+        logged = team.as_(
+            "owner",
+            "POST",
+            f"/api/v1/runs/{team.run}/log",
+            {"series": {"late": {"steps": [0], "ts_ms": [1], "values": [1.0]}}},
+        )
+        assert logged[0] == 200, logged
+        received = b""
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            chunk = stream.read1(4096)
+            if not chunk:
+                break
+            received += chunk
+        assert time.monotonic() < deadline, "the stream went on"
+        assert b"event: runs" not in received and b"late" not in received, received
+    finally:
+        stream.close()
+        cli(team.store, "perm", "set", "reader", "READ", "--project", "team-a")

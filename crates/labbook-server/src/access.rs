@@ -87,6 +87,25 @@ impl Viewer {
     pub fn may_read_model(&self, name: &str) -> bool {
         self.role(ResourceKind::Model, name) >= Role::Read
     }
+
+    /// Whether the user may read a project now, as the store says: for a
+    /// request that outlives the check it passed (a live event stream),
+    /// after a role taken away or the user removed.
+    pub(crate) fn may_still_read_project(
+        &self,
+        store: &dyn Store,
+        project: &str,
+    ) -> Result<bool, StoreError> {
+        let Some((user, _)) = store.password_hash(&self.user.name)? else {
+            return Ok(false);
+        };
+        let now = Viewer::load(store, user, self.default_role)?;
+        match store.project(ProjectRef::Name(project)) {
+            Ok(p) => Ok(now.may_read_project(p.id)),
+            Err(StoreError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// What a request touches, and where its id is.

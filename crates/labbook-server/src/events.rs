@@ -89,8 +89,10 @@ impl Drop for StreamSlot {
 pub async fn events(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    viewer: Option<Extension<crate::Viewer>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let viewer = viewer.map(|Extension(v)| v);
     let project = params
         .get("project")
         .filter(|p| !p.is_empty())
@@ -105,30 +107,44 @@ pub async fn events(
     let (start, _) = blocking(&state, |store| Ok(store.changes_since(i64::MAX)?)).await?;
     let stream = stream::unfold(
         (state, project, start, slot),
-        |(state, project, seq, slot)| async move {
-            loop {
-                tokio::time::sleep(POLL).await;
-                let project_for_query = project.clone();
-                let polled = blocking(&state, move |store| {
-                    let (current, changed) = store.changes_since(seq)?;
-                    let changed: Vec<_> = changed
-                        .into_iter()
-                        .filter(|r| r.project == project_for_query)
-                        .collect();
-                    Ok((current, changed))
-                })
-                .await;
-                let Ok((current, changed)) = polled else {
-                    continue;
-                };
-                if changed.is_empty() {
-                    if current != seq {
-                        // Other projects changed: move on without an event.
-                        return Some((None, (state, project, current, slot)));
+        move |(state, project, seq, slot)| {
+            let viewer = viewer.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(POLL).await;
+                    let project_for_query = project.clone();
+                    let viewer = viewer.clone();
+                    let polled = blocking(&state, move |store| {
+                        let (current, changed) = store.changes_since(seq)?;
+                        let changed: Vec<_> = changed
+                            .into_iter()
+                            .filter(|r| r.project == project_for_query)
+                            .collect();
+                        // With --auth, news goes only to someone who may still
+                        // read the project; the stream ends when they may not.
+                        let allowed = match &viewer {
+                            Some(v) if !changed.is_empty() => {
+                                v.may_still_read_project(store, &project_for_query)?
+                            }
+                            _ => true,
+                        };
+                        Ok((current, changed, allowed))
+                    })
+                    .await;
+                    let Ok((current, changed, allowed)) = polled else {
+                        continue;
+                    };
+                    if !allowed {
+                        return None;
                     }
-                    continue;
-                }
-                let runs: Vec<_> = changed
+                    if changed.is_empty() {
+                        if current != seq {
+                            // Other projects changed: move on without an event.
+                            return Some((None, (state, project, current, slot)));
+                        }
+                        continue;
+                    }
+                    let runs: Vec<_> = changed
                 .iter()
                 .map(|r| {
                     let metrics: serde_json::Map<String, serde_json::Value> = r
@@ -139,10 +155,11 @@ pub async fn events(
                     json!({ "id": r.id, "status": r.status.as_str(), "heartbeat_ms": r.heartbeat_ms, "metrics": metrics })
                 })
                 .collect();
-                let event = Event::default()
-                    .event("runs")
-                    .data(json!({ "runs": runs }).to_string());
-                return Some((Some(event), (state, project, current, slot)));
+                    let event = Event::default()
+                        .event("runs")
+                        .data(json!({ "runs": runs }).to_string());
+                    return Some((Some(event), (state, project, current, slot)));
+                }
             }
         },
     );

@@ -478,7 +478,22 @@ CREATE INDEX tokens_user ON tokens(user_id);
 -- (by name), or the server's default. A token may expire: a dashboard
 -- session is one.
 ALTER TABLE users ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE tokens ADD COLUMN expires_ms INTEGER;
+-- Remade with AUTOINCREMENT: expired sessions are deleted, and a token's id
+-- (what `labbook token revoke` takes) must never name another one later.
+CREATE TABLE tokens_remade (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    digest TEXT NOT NULL UNIQUE,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER,
+    expires_ms INTEGER
+);
+INSERT INTO tokens_remade (id, user_id, name, digest, created_ms, revoked_ms)
+    SELECT id, user_id, name, digest, created_ms, revoked_ms FROM tokens;
+DROP TABLE tokens;
+ALTER TABLE tokens_remade RENAME TO tokens;
+CREATE INDEX tokens_user ON tokens(user_id);
 CREATE TABLE permissions (
     user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     kind TEXT NOT NULL,
