@@ -522,3 +522,23 @@ def test_a_live_stream_ends_when_its_reader_loses_the_role(team: Team) -> None:
     finally:
         stream.close()
         cli(team.store, "perm", "set", "reader", "READ", "--project", "team-a")
+
+
+def test_a_readable_model_names_no_run_of_a_project_its_reader_may_not_see(team: Team) -> None:
+    made = team.as_(
+        "outsider", "POST", "/api/2.0/mlflow/registered-models/create", {"name": "c-model"}
+    )
+    assert made[0] == 200, made
+    version = team.as_(
+        "outsider",
+        "POST",
+        "/api/2.0/mlflow/model-versions/create",
+        {"name": "c-model", "source": f"runs:/{team.run}/model", "run_id": team.run},
+    )
+    assert version[0] == 200, version
+    for path in ("/api/v1/models/c-model", "/api/v1/models"):
+        status, _, body = team.as_("outsider", "GET", path)
+        assert status == 200, body
+        assert b"secret-run" not in body and b"team-a" not in body, body
+    status, _, body = team.as_("boss", "GET", "/api/v1/models/c-model")
+    assert status == 200 and b"secret-run" in body and b"team-a" in body

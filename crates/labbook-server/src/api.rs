@@ -1114,9 +1114,13 @@ fn registered_model_json(
 }
 
 /// Run names and projects by id, for the runs the registry points at.
+/// The name and project of each version's run, for those the viewer may
+/// read (with `--auth`, a model readable to them can come from a run of a
+/// project they may not see: its name and project are then left out).
 fn run_names(
     store: &dyn Store,
     models: &[labbook_core::model::RegisteredModel],
+    viewer: Option<&crate::Viewer>,
 ) -> HashMap<String, (String, String)> {
     let mut out = HashMap::new();
     for id in models
@@ -1125,6 +1129,7 @@ fn run_names(
     {
         if let std::collections::hash_map::Entry::Vacant(slot) = out.entry(id)
             && let Ok(run) = store.get_run(slot.key())
+            && viewer.is_none_or(|v| v.may_read_project(run.project_id))
         {
             slot.insert((run.name, run.project));
         }
@@ -1132,11 +1137,15 @@ fn run_names(
     out
 }
 
-async fn registered_models(State(state): State<AppState>) -> ApiResult {
+async fn registered_models(
+    State(state): State<AppState>,
+    viewer: Option<axum::Extension<crate::Viewer>>,
+) -> ApiResult {
+    let viewer = viewer.map(|v| v.0);
     blocking(&state, move |store| {
         let models: Vec<labbook_core::model::RegisteredModel> =
             labbook_store::models::list(store, labbook_store::models::REGISTERED_MODEL)?;
-        let runs = run_names(store, &models);
+        let runs = run_names(store, &models, viewer.as_ref());
         let out: Vec<Value> = models
             .iter()
             .map(|m| registered_model_json(m, &runs))
@@ -1146,7 +1155,12 @@ async fn registered_models(State(state): State<AppState>) -> ApiResult {
     .await
 }
 
-async fn registered_model(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult {
+async fn registered_model(
+    State(state): State<AppState>,
+    viewer: Option<axum::Extension<crate::Viewer>>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let viewer = viewer.map(|v| v.0);
     blocking(&state, move |store| {
         let model: Option<labbook_core::model::RegisteredModel> =
             labbook_store::models::get(store, labbook_store::models::REGISTERED_MODEL, &name)?;
@@ -1157,7 +1171,7 @@ async fn registered_model(State(state): State<AppState>, Path(name): Path<String
             }
             .into());
         };
-        let runs = run_names(store, std::slice::from_ref(&model));
+        let runs = run_names(store, std::slice::from_ref(&model), viewer.as_ref());
         Ok(Json(registered_model_json(&model, &runs)))
     })
     .await
