@@ -61,7 +61,14 @@ impl Builder {
                 (!parts.is_empty()).then(|| format!("({})", parts.join(" AND ")))
             }
             Expr::Or(any) => {
+                // One branch SQL cannot narrow leaves the whole OR to the
+                // filter: the parameters its other branches took go too, or
+                // every later `?N` would name the wrong one.
+                let mark = self.params.len();
                 let parts: Option<Vec<String>> = any.iter().map(|e| self.clause(e)).collect();
+                if parts.is_none() {
+                    self.params.truncate(mark);
+                }
                 parts.map(|p| format!("({})", p.join(" OR ")))
             }
             Expr::Compare {
