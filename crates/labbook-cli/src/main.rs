@@ -167,8 +167,19 @@ struct ServeArgs {
         env = "LABBOOK_DEFAULT_PERMISSION"
     )]
     default_permission: labbook_core::account::Role,
+    /// Where artifact contents go: `s3://bucket/prefix` (an S3-compatible
+    /// server; credentials and endpoint from AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_REGION) or
+    /// `file:///shared/path`. Recorded in the store on first use, so every
+    /// later command on it finds them; default: the store's own folder.
+    #[arg(long, value_name = "URL", value_parser = parse_artifacts, env = "LABBOOK_ARTIFACTS")]
+    artifacts: Option<labbook_store::ArtifactLocation>,
     #[command(flatten)]
     guard: GuardArgs,
+}
+
+fn parse_artifacts(text: &str) -> Result<labbook_store::ArtifactLocation, String> {
+    labbook_store::ArtifactLocation::parse(text)
 }
 
 fn parse_role(text: &str) -> Result<labbook_core::account::Role, String> {

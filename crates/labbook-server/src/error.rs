@@ -92,6 +92,14 @@ impl From<StoreError> for ApiError {
                 field: None,
                 column: None,
             },
+            // The client may retry: nothing was changed.
+            StoreError::Unavailable(_) => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "UNAVAILABLE",
+                message: e.to_string(),
+                field: None,
+                column: None,
+            },
             other => ApiError::internal(other.to_string()),
         }
     }

@@ -63,6 +63,10 @@ pub enum StoreError {
     /// repeated.
     #[error("{0}")]
     Remote(String),
+    /// Storage the store depends on (an artifact bucket) did not answer:
+    /// nothing was changed, and the call may be repeated later.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -4,6 +4,7 @@
 //! store the same chunks later.
 
 pub mod appender;
+mod blobs;
 pub mod codec;
 pub mod content_hash;
 mod error;
@@ -21,6 +22,7 @@ mod types;
 pub mod versions;
 pub mod writer;
 
+pub use blobs::ArtifactLocation;
 pub use error::{Result, StoreError};
 pub use sqlite::{BackupReport, DB_FILE, SqliteStore};
 pub use studies::*;

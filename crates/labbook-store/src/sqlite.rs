@@ -106,6 +106,8 @@ pub struct SqliteStore {
     /// Whether commits in its write-ahead log could not be read (see
     /// `open_read_only`).
     log_unread: bool,
+    /// Where artifact contents live (`blobs`).
+    blobs: Mutex<std::sync::Arc<dyn crate::blobs::Blobs>>,
 }
 
 /// Whether opening failed because this process may not write the store,
@@ -307,6 +309,7 @@ impl SqliteStore {
             trial_cache: Mutex::new(HashMap::new()),
             read_only,
             log_unread,
+            blobs: Mutex::new(crate::blobs::open(dir).into()),
         }
     }
 

@@ -68,6 +68,19 @@ pub fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
     )?;
     let dir = app.store_dir_for_run();
     let store = crate::app::open_store(&dir)?;
+    if let Some(location) = &args.artifacts {
+        store.use_artifact_location(location).map_err(|e| {
+            crate::error::hinted(
+                format!("cannot keep artifacts in {}: {e}", location.url()),
+                match location {
+                    labbook_store::ArtifactLocation::S3 { .. } => {
+                        "check the bucket exists and AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY reach it"
+                    }
+                    _ => "check the folder exists and this user may write it",
+                },
+            )
+        })?;
+    }
     if args.auth && store.users()?.is_empty() {
         return Err(crate::error::hinted(
             format!(
@@ -115,6 +128,10 @@ fn serve_store(
         .read_only()
         .map(|why| format!(" (read-only: {why})"))
         .unwrap_or_default();
+    let artifacts = match store.artifact_location() {
+        labbook_store::ArtifactLocation::InStore => None,
+        elsewhere => Some(elsewhere.url()),
+    };
     let store: Arc<dyn Store> = store;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -130,6 +147,9 @@ fn serve_store(
             "labbook {command}: serving {} at {url}{read_only}",
             shown_dir.display()
         );
+        if let Some(artifacts) = &artifacts {
+            let _ = writeln!(out, "labbook {command}: artifact contents in {artifacts}");
+        }
         if !labbook_server::has_dashboard() {
             let _ = writeln!(
                 out,

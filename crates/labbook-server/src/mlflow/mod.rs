@@ -140,11 +140,13 @@ impl From<StoreError> for MlflowError {
             }
             StoreError::Conflict(_) => MlflowError::exists(message),
             // 503: the client backs off and retries, which is right for both.
-            StoreError::Busy(_) | StoreError::DiskFull(_) => MlflowError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "TEMPORARILY_UNAVAILABLE",
-                message,
-            },
+            StoreError::Busy(_) | StoreError::DiskFull(_) | StoreError::Unavailable(_) => {
+                MlflowError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: "TEMPORARILY_UNAVAILABLE",
+                    message,
+                }
+            }
             StoreError::ReadOnly(_) => MlflowError {
                 status: StatusCode::FORBIDDEN,
                 code: "PERMISSION_DENIED",

@@ -1,7 +1,8 @@
 //! Artifacts: a table maps each path to a content hash; the contents live
-//! once per hash under `artifacts/blobs/`. A write lands in a temporary
-//! file, is synced, renamed into place, and only then recorded, so a crash
-//! leaves at worst an unreferenced blob, never a path without contents.
+//! once per hash where the store keeps them (`crate::blobs`). A write lands
+//! in a temporary file, is synced, placed, and only then recorded, so a
+//! crash leaves at worst an unreferenced blob, never a path without
+//! contents.
 //!
 //! Nothing under `artifacts/` is reached through a symbolic link: a link
 //! planted there (by another local user of a shared store, or a restored
@@ -10,14 +11,17 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rusqlite::{OptionalExtension, params};
 
 use labbook_core::artifact::normalize_artifact_path;
 
 use super::SqliteStore;
+use crate::Store;
+use crate::blobs::{ArtifactLocation, Blobs, LOCATION_FILE};
 use crate::error::{Result, StoreError};
-use crate::private::{Modes, open_no_follow};
+use crate::private::Modes;
 use crate::random_bits;
 use crate::types::ArtifactEntry;
 
@@ -30,11 +34,73 @@ impl SqliteStore {
         self.dir.join("artifacts")
     }
 
-    pub(super) fn blob_path(&self, hash: &str) -> PathBuf {
-        self.artifacts_dir()
-            .join("blobs")
-            .join(hash.get(..2).unwrap_or("00"))
-            .join(hash)
+    /// Where artifact contents live, as of now.
+    pub(super) fn blobs(&self) -> Arc<dyn Blobs> {
+        self.blobs.lock().clone()
+    }
+
+    /// Where this store keeps its artifacts' contents.
+    pub fn artifact_location(&self) -> ArtifactLocation {
+        self.blobs().location()
+    }
+
+    /// Keeps this store's artifacts' contents at `location` from now on,
+    /// and records it, so every later opening of the store finds them. A
+    /// store keeps one location: one that already holds contents elsewhere
+    /// is refused rather than left half here, half there.
+    pub fn use_artifact_location(&self, location: &ArtifactLocation) -> Result<()> {
+        let current = self.artifact_location();
+        if current == *location {
+            return Ok(());
+        }
+        self.check_writable()?;
+        let held = self.blobs().list().map(|blobs| blobs.len()).unwrap_or(0)
+            + self
+                .conn
+                .lock()
+                .query_row(
+                    "SELECT (SELECT COUNT(*) FROM artifacts) + (SELECT COUNT(*) FROM artifact_files WHERE reference IS NULL)",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .unwrap_or(0) as usize;
+        if held > 0 {
+            return Err(StoreError::Conflict(format!(
+                "this store already keeps artifacts in {} ({held} files); it cannot move them to {}: \
+                 serve it with --artifacts {} or start a new store",
+                current.url(),
+                location.url(),
+                current.url()
+            )));
+        }
+        if let ArtifactLocation::Folder(folder) = location {
+            Modes::of(&self.dir)
+                .create_dir_all(folder)
+                .map_err(io_error(format!("cannot create {}", folder.display())))?;
+        }
+        let blobs: Arc<dyn Blobs> = crate::blobs::connect(&self.dir, location).into();
+        // A bucket that cannot be reached is said now, not at the first upload.
+        blobs.check()?;
+        let dir = self.artifacts_dir();
+        self.real_dir(&dir)?;
+        let file = dir.join(LOCATION_FILE);
+        let tmp = dir.join(format!(".{LOCATION_FILE}.{:016x}", random_bits()));
+        (|| -> std::io::Result<()> {
+            let mut out = Modes::of(&self.dir).create_new(&tmp)?;
+            out.write_all(format!("{}\n", location.url()).as_bytes())?;
+            out.sync_all()?;
+            std::fs::rename(&tmp, &file)?;
+            File::open(&dir)?.sync_all()
+        })()
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+        .map_err(io_error(format!(
+            "cannot record the artifact location in {}",
+            file.display()
+        )))?;
+        *self.blobs.lock() = blobs;
+        Ok(())
     }
 
     /// Creates `dir` (inside the store) as a real folder, refusing one that
@@ -72,9 +138,7 @@ impl SqliteStore {
     }
 
     pub(super) fn artifact_space_available_impl(&self) -> Option<u64> {
-        let dir = self.artifacts_dir();
-        let probe = if dir.is_dir() { dir } else { self.dir.clone() };
-        free_bytes(&probe)
+        self.blobs().space_available()
     }
 
     pub(super) fn put_artifact_impl(
@@ -111,22 +175,18 @@ impl SqliteStore {
                 });
             }
         };
-        let blob = self.blob_path(&hash);
-        let parent = blob.parent().unwrap_or(&tmp_dir).to_path_buf();
-        if let Err(e) = self.real_dir(&parent) {
+        let blobs = self.blobs();
+        // An upload to a bucket happens here, before the write lock, so a
+        // large file never holds up other writers.
+        if let Err(e) = blobs.stage(&tmp, &hash) {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
-        // The rename happens under the write lock, as blob removal does, so
+        // Placing happens under the write lock, as blob removal does, so
         // a concurrent delete of the same contents cannot remove the blob
         // between its placing and its recording.
         let replaced: Option<String> = self.write(|tx| {
-            std::fs::rename(&tmp, &blob).map_err(io_error(format!(
-                "cannot move artifact {path:?} into place"
-            )))?;
-            if let Ok(dir) = File::open(&parent) {
-                let _ = dir.sync_all();
-            }
+            blobs.place(&tmp, &hash)?;
             let old: Option<String> = tx
                 .prepare_cached("SELECT hash FROM artifacts WHERE path = ?1")?
                 .query_row([&path], |r| r.get(0))
@@ -161,12 +221,14 @@ impl SqliteStore {
             what: "artifact",
             id: path.clone(),
         })?;
-        let blob = self.blob_path(&hash);
-        self.refuse_links(&blob)?;
-        let file = open_no_follow(&blob).map_err(io_error(format!(
-            "the contents of artifact {path:?} are missing"
-        )))?;
-        Ok((Box::new(file), size as u64))
+        let reader = self.blobs().open(&hash).map_err(|e| match e {
+            StoreError::Io { source, .. } => StoreError::Io {
+                context: format!("the contents of artifact {path:?} are missing"),
+                source,
+            },
+            e => e,
+        })?;
+        Ok((reader, size as u64))
     }
 
     pub(super) fn list_artifacts_impl(&self, dir: &str) -> Result<Vec<ArtifactEntry>> {
@@ -250,6 +312,7 @@ impl SqliteStore {
         let mut hashes = hashes.to_vec();
         hashes.sort_unstable();
         hashes.dedup();
+        let blobs = self.blobs();
         for batch in hashes.chunks(BLOBS_PER_LOCK) {
             self.write(|tx| {
                 // A version's files hold blobs too (see `versions`).
@@ -258,11 +321,13 @@ impl SqliteStore {
                      UNION ALL SELECT 1 FROM artifact_files WHERE hash = ?1 AND reference IS NULL
                      LIMIT 1",
                 )?;
+                let mut unreferenced = Vec::new();
                 for hash in batch {
                     if stmt.query_row([hash], |_| Ok(())).optional()?.is_none() {
-                        let _ = std::fs::remove_file(self.blob_path(hash));
+                        unreferenced.push(hash.as_str());
                     }
                 }
+                blobs.remove(&unreferenced);
                 Ok(())
             })?;
         }
@@ -273,31 +338,3 @@ impl SqliteStore {
 /// Blob files removed per hold of the write lock: unlinking costs up to a
 /// few milliseconds a file on a busy disk, so this keeps one hold short.
 const BLOBS_PER_LOCK: usize = 16;
-
-/// Bytes available to this user on the filesystem holding `path`.
-fn free_bytes(path: &Path) -> Option<u64> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-        let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-        // SAFETY: `c_path` is a NUL-terminated string that outlives the
-        // call, and `stat` points to writable memory of the struct's size;
-        // statvfs fills all of it when it returns 0, and only then is it read.
-        let ok = unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) } == 0;
-        if !ok {
-            return None;
-        }
-        // SAFETY: statvfs returned 0, so the struct is initialized.
-        let stat = unsafe { stat.assume_init() };
-        // The fields are u64 on 64-bit Linux, narrower on other targets.
-        #[allow(clippy::useless_conversion)]
-        let (blocks, block_size) = (u64::from(stat.f_bavail), u64::from(stat.f_frsize));
-        Some(blocks.saturating_mul(block_size))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        None
-    }
-}

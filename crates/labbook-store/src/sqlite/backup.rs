@@ -109,7 +109,7 @@ impl SqliteStore {
         file.sync_all()
             .map_err(io_error(format!("cannot sync {}", db.display())))?;
         report.database_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-        super::versions::sync_filesystem(partial)
+        crate::blobs::sync_filesystem(partial)
             .map_err(io_error(format!("cannot sync {}", partial.display())))?;
         Ok(report)
     }

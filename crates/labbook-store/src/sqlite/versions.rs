@@ -10,7 +10,6 @@
 //! writer finding it present and the writer's rows landing.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{OptionalExtension, Transaction, params};
@@ -252,10 +251,6 @@ impl SqliteStore {
         self.dir.join("artifacts").join("tmp")
     }
 
-    fn blob_present(&self, hash: &str) -> bool {
-        std::fs::symlink_metadata(self.blob_path(hash)).is_ok_and(|m| m.is_file())
-    }
-
     /// Hashes of files whose stamp is the one the cache holds.
     fn cached_hashes(&self, staged: &[Staged]) -> Result<Vec<Option<String>>> {
         let conn = self.conn.lock();
@@ -390,7 +385,7 @@ impl SqliteStore {
                 self.read_staged(name, s, stored(s), &temps)
             })?;
             if cfg!(target_os = "linux") && hashed.iter().any(|h| h.temp.is_some()) {
-                sync_filesystem(&self.tmp_dir()).map_err(io_err(format!(
+                crate::blobs::sync_filesystem(&self.tmp_dir()).map_err(io_err(format!(
                     "artifact {name}: cannot write into the store"
                 )))?;
             }
@@ -427,7 +422,13 @@ impl SqliteStore {
                 .filter(|(_, h)| !h.from_cache && h.stamp.mtime_ns < started_ns - RACY_WINDOW_NS)
                 .filter_map(|(s, h)| Some((s.path.to_str()?.to_string(), h.stamp, h.hash.clone())))
                 .collect();
+            let blobs = self.blobs();
+            let mut bytes_staged = 0u64;
             for _attempt in 0..4 {
+                // Uploads to a bucket happen here, outside the write lock.
+                for (hash, temp) in &temps_by_hash {
+                    bytes_staged += blobs.stage(temp, hash)?;
+                }
                 match self.land_version(
                     new,
                     &metadata,
@@ -444,7 +445,7 @@ impl SqliteStore {
                         return Ok(LoggedVersion {
                             version: self.artifact_version_by_id(id)?,
                             created,
-                            bytes_stored,
+                            bytes_stored: bytes_stored + bytes_staged,
                             new_edge,
                             cached_files: hashed.iter().filter(|h| h.from_cache).count() as u64,
                         });
@@ -485,9 +486,9 @@ impl SqliteStore {
                             }
                         }
                         if cfg!(target_os = "linux") {
-                            sync_filesystem(&self.tmp_dir()).map_err(io_err(format!(
-                                "artifact {name}: cannot write into the store"
-                            )))?;
+                            crate::blobs::sync_filesystem(&self.tmp_dir()).map_err(io_err(
+                                format!("artifact {name}: cannot write into the store"),
+                            ))?;
                         }
                     }
                 }
@@ -611,8 +612,9 @@ impl SqliteStore {
                 .collect();
             let mut to_place = Vec::new();
             let mut missing = Vec::new();
+            let blobs = self.blobs();
             for hash in needed {
-                if self.blob_present(hash) {
+                if blobs.contains(hash)? {
                     continue;
                 }
                 match temps.get(hash) {
@@ -625,18 +627,10 @@ impl SqliteStore {
             }
             let mut bytes_stored = 0u64;
             for (hash, temp) in &to_place {
-                let blob = self.blob_path(hash);
-                if let Some(parent) = blob.parent() {
-                    self.real_dir(parent)?;
-                }
-                std::fs::rename(temp, &blob).map_err(io_err(format!(
-                    "artifact {name}: cannot move contents into place"
-                )))?;
-                bytes_stored += std::fs::metadata(&blob).map_or(0, |m| m.len());
+                bytes_stored += blobs.place(temp, hash)?;
             }
             if !to_place.is_empty() {
-                sync_filesystem(&self.dir.join("artifacts"))
-                    .map_err(io_err(format!("artifact {name}: cannot write into the store")))?;
+                blobs.sync()?;
             }
             let version: i64 = tx
                 .prepare_cached(
@@ -1099,17 +1093,7 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(io_err(format!("{what}: cannot create {}", dir.display())))?;
         }
-        // The folders on the way to the blobs are checked once each, not
-        // once a file: no link planted there may lead a download outside.
-        let shards: BTreeSet<PathBuf> = manifest
-            .entries()
-            .iter()
-            .filter(|e| e.reference.is_none())
-            .filter_map(|e| self.blob_path(&e.hash).parent().map(Path::to_path_buf))
-            .collect();
-        for shard in &shards {
-            self.refuse_links(shard)?;
-        }
+        let blobs = self.blobs();
         parallel_map(manifest.entries(), |e| {
             let target = dest.join(&e.path);
             let what = &what;
@@ -1117,15 +1101,15 @@ impl SqliteStore {
                 move |err| io_err(format!("{what}: cannot {verb} {}", e.path))(err)
             };
             match &e.reference {
-                None if placement == Placement::Copy => {
-                    copy_writable(&self.blob_path(&e.hash), &target).map_err(failed("copy"))
-                }
-                None => {
-                    place_link_or_copy(&self.blob_path(&e.hash), &target).map_err(failed("place"))
-                }
+                None => blobs
+                    .fetch(&e.hash, &target, placement)
+                    .map_err(|err| match err {
+                        StoreError::Io { source, .. } => failed("place")(source),
+                        err => err,
+                    }),
                 Some(uri) => {
                     let source = file_uri_path(&version.name, uri)?;
-                    copy_file_replacing(&source, &target).map_err(failed("copy"))
+                    crate::blobs::copy_file_replacing(&source, &target).map_err(failed("copy"))
                 }
             }
         })?;
@@ -1403,32 +1387,12 @@ impl SqliteStore {
             }
             set
         };
-        let blobs_dir = self.dir.join("artifacts").join("blobs");
+        let blobs = self.blobs();
         let mut candidates = Vec::new();
-        if let Ok(shards) = std::fs::read_dir(&blobs_dir) {
-            for shard in shards.flatten() {
-                if !shard.file_type().is_ok_and(|t| t.is_dir()) {
-                    continue;
-                }
-                let Ok(files) = std::fs::read_dir(shard.path()) else {
-                    continue;
-                };
-                for file in files.flatten() {
-                    let name = file.file_name();
-                    let Some(hash) = name.to_str() else { continue };
-                    // Only what the store names: never a stranger's file.
-                    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        continue;
-                    }
-                    report.blobs_scanned += 1;
-                    if !referenced.contains(hash) {
-                        let size = file.metadata().map_or(0, |m| m.len());
-                        candidates.push(FreedBlob {
-                            hash: hash.to_string(),
-                            size,
-                        });
-                    }
-                }
+        for (hash, size) in blobs.list()? {
+            report.blobs_scanned += 1;
+            if !referenced.contains(&hash) {
+                candidates.push(FreedBlob { hash, size });
             }
         }
         candidates.sort_by(|a, b| a.hash.cmp(&b.hash));
@@ -1453,10 +1417,10 @@ impl SqliteStore {
                             unreferenced.push(blob);
                         }
                     }
-                    let removed = remove_files(
+                    let removed = blobs.remove(
                         &unreferenced
                             .iter()
-                            .map(|b| self.blob_path(&b.hash))
+                            .map(|b| b.hash.as_str())
                             .collect::<Vec<_>>(),
                     );
                     Ok(unreferenced
@@ -1650,100 +1614,6 @@ fn load_versions(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Makes `target` the blob's contents: a hard link (so a download of many
-/// gigabytes costs no copy), or a copy where links cannot be made. A file
-/// already there that is not that link is replaced.
-fn place_link_or_copy(blob: &Path, target: &Path) -> std::io::Result<()> {
-    // The blob itself, never what a link in its place points at.
-    let b = std::fs::symlink_metadata(blob)?;
-    if !b.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{} is not a regular file", blob.display()),
-        ));
-    }
-    match std::fs::symlink_metadata(target) {
-        #[cfg(unix)]
-        Ok(t)
-            if {
-                use std::os::unix::fs::MetadataExt;
-                t.dev() == b.dev() && t.ino() == b.ino()
-            } =>
-        {
-            return Ok(());
-        }
-        Ok(_) => {}
-        // Nothing there: the link is made in place, atomically. If that
-        // fails (made meanwhile, or links refused across filesystems),
-        // the staged way below replaces or copies.
-        Err(_) => {
-            if std::fs::hard_link(blob, target).is_ok() {
-                return Ok(());
-            }
-        }
-    }
-    replace_via_staging(target, |staging| match std::fs::hard_link(blob, staging) {
-        Ok(()) => Ok(()),
-        Err(_) => {
-            std::fs::copy(blob, staging)?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(staging, std::fs::Permissions::from_mode(0o444))?;
-            }
-            Ok(())
-        }
-    })
-}
-
-/// A copy the owner may change (blobs are read-only), for files that are
-/// meant to be edited, such as a replay's code.
-fn copy_writable(blob: &Path, target: &Path) -> std::io::Result<()> {
-    if !std::fs::symlink_metadata(blob)?.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{} is not a regular file", blob.display()),
-        ));
-    }
-    replace_via_staging(target, |staging| {
-        std::fs::copy(blob, staging)?;
-        let mut perms = std::fs::metadata(staging)?.permissions();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            perms.set_mode(0o644);
-        }
-        #[cfg(not(unix))]
-        perms.set_readonly(false);
-        std::fs::set_permissions(staging, perms)
-    })
-}
-
-fn copy_file_replacing(source: &Path, target: &Path) -> std::io::Result<()> {
-    replace_via_staging(target, |staging| std::fs::copy(source, staging).map(|_| ()))
-}
-
-/// Makes `target` by filling a hidden file beside it and renaming that
-/// over it, so a reader never sees a file half made.
-fn replace_via_staging(
-    target: &Path,
-    fill: impl FnOnce(&Path) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let staging = target.with_file_name(format!(
-        ".{}.labbook-{:016x}",
-        target
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("file"),
-        random_bits()
-    ));
-    fill(&staging)
-        .and_then(|()| std::fs::rename(&staging, target))
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&staging);
-        })
-}
-
 /// The environment variable that makes `gc` wait this many milliseconds
 /// between its batches: for tests that kill a collection half-way, at a
 /// point that does not depend on the disk's speed. Unset, no wait.
@@ -1754,52 +1624,4 @@ fn gc_pause() -> std::time::Duration {
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map_or(std::time::Duration::ZERO, std::time::Duration::from_millis)
-}
-
-/// Removes the files, several at a time: an unlink waits on the disk (a
-/// filesystem mounted with `discard` trims each freed extent before it
-/// returns), so the waits overlap even on few cores. Whether each went.
-fn remove_files(paths: &[PathBuf]) -> Vec<bool> {
-    const AT_ONCE: usize = 16;
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let done: Vec<std::sync::atomic::AtomicBool> = paths
-        .iter()
-        .map(|_| std::sync::atomic::AtomicBool::new(false))
-        .collect();
-    std::thread::scope(|scope| {
-        for _ in 0..AT_ONCE.min(paths.len()) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(path) = paths.get(i) else { return };
-                    if std::fs::remove_file(path).is_ok() {
-                        done[i].store(true, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-            });
-        }
-    });
-    done.into_iter().map(|d| d.into_inner()).collect()
-}
-
-/// Makes everything written to the filesystem holding `dir` durable with
-/// one call, where per-file fsyncs of ten thousand files would take
-/// seconds. Elsewhere than Linux each file is synced as it is written.
-pub(super) fn sync_filesystem(dir: &Path) -> std::io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let handle = File::open(dir)?;
-        // SAFETY: the descriptor is open for the duration of the call
-        // (`handle` outlives it) and syncfs only reads it.
-        if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = dir;
-        Ok(())
-    }
 }
