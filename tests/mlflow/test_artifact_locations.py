@@ -1,5 +1,6 @@
-"""Artifacts in a real S3-protocol server: `labbook serve --artifacts s3://…`
-against s3s-fs, driven by the unchanged `mlflow` client.
+"""Artifact contents kept outside the store: `labbook serve --artifacts s3://…`
+against s3s-fs (a real S3-protocol server), and `--artifacts file:///…`, driven
+by the unchanged `mlflow` client and the labbook commands.
 
 The contents land in the bucket once per distinct file, named by hash; the
 store directory keeps none of them; a bucket that stops answering makes
@@ -10,6 +11,7 @@ told again."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -187,3 +189,53 @@ def _artifact_path(url: str, run_id: str) -> str:
     got = requests.get(f"{url}/api/2.0/mlflow/runs/get", params={"run_id": run_id}, timeout=30)
     uri: str = got.json()["run"]["info"]["artifact_uri"]
     return uri.split("mlflow-artifacts:/", 1)[1].lstrip("/")
+
+
+@labbook_only
+def test_gc_frees_a_deleted_versions_objects_in_the_bucket(
+    tmp_path: Path, labbook_servers: LabbookServers, s3: S3Server
+) -> None:
+    serve(labbook_servers, tmp_path, s3)
+    store = tmp_path / ".labbook"
+    env = {**os.environ, **s3.env()}
+
+    def labbook(*args: str) -> str:
+        done = subprocess.run(
+            [str(_labbook_binary()), "--dir", str(store), *args], capture_output=True, text=True, timeout=120, env=env
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.csv").write_text("x,y\n1,2\n")
+    (data / "test.csv").write_text("x,y\n3,4\n")
+    labbook("artifact", "log", str(data), "--name", "spirals", "--type", "dataset")
+    assert sorted(blobs(s3).values()) == [b"x,y\n1,2\n", b"x,y\n3,4\n"]
+    out = tmp_path / "got"
+    labbook("artifact", "get", "spirals:v0", "-o", str(out))
+    assert (out / "train.csv").read_text() == "x,y\n1,2\n"
+
+    labbook("artifact", "rm", "spirals:v0")
+    dry = json.loads(labbook("gc", "--dry-run", "--json"))
+    assert len(dry["blobs"]) == 2 and blobs(s3), "a dry run removed objects"
+    freed = json.loads(labbook("gc", "--json"))
+    assert len(freed["blobs"]) == 2
+    assert blobs(s3) == {}
+
+
+@labbook_only
+def test_a_shared_folder_keeps_the_contents(tmp_path: Path, labbook_servers: LabbookServers) -> None:
+    shared = tmp_path / "shared" / "labbook"
+    server = labbook_servers.start(tmp_path, args=("--artifacts", f"file://{shared}"))
+    client = mlflow.MlflowClient(tracking_uri=server.url)
+    run = client.create_run(client.create_experiment("shared-folder")).info.run_id
+    (tmp_path / "a.txt").write_text("on the share")
+    client.log_artifact(run, str(tmp_path / "a.txt"))
+    held = [p for p in (shared / "blobs").rglob("*") if p.is_file()]
+    assert [p.read_text() for p in held] == ["on the share"]
+    assert not (tmp_path / ".labbook" / "artifacts" / "blobs").exists()
+    assert (tmp_path / ".labbook" / "artifacts" / "location").read_text().strip() == f"file://{shared}"
+    out = tmp_path / "out"
+    client.download_artifacts(run, "a.txt", str(out))
+    assert (out / "a.txt").read_text() == "on the share"
