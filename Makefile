@@ -14,7 +14,7 @@ export LABBOOK_BIN := $(CURDIR)/target/release/labbook
 # The interpreter with the labbook SDK installed, for tests run from other venvs.
 export LABBOOK_PYTHON := $(CURDIR)/$(BIN)/python
 
-.PHONY: all build web demo test test-rust test-fuzz test-python test-web test-mlflow test-security lint bench bench-mlflow bench-peers bench-scale fuzz clean
+.PHONY: all build web demo test test-rust test-fuzz test-python test-web test-mlflow test-security lint bench bench-mlflow bench-peers bench-scale bench-s3 fuzz clean
 
 all: build
 
@@ -175,6 +175,11 @@ BENCH_MLFLOW_ARGS ?=
 bench-mlflow: build $(MLFLOW_VENV)/.deps
 	$(MLFLOW_VENV)/bin/python bench/mlflow_server.py $(BENCH_MLFLOW_ARGS)
 
+## bench-s3: artifacts through `labbook serve --artifacts s3://` and `mlflow
+## server --artifacts-destination s3://` into the same s3s-fs (~3 min)
+bench-s3: build $(MLFLOW_VENV)/.deps $(S3S_FS)
+	$(MLFLOW_VENV)/bin/python -m pip install -q -r bench/s3-requirements.txt
+	$(MLFLOW_VENV)/bin/python bench/s3_artifacts_bench.py --markdown bench/results/$$(date -u +%F)-s3.md
 ## bench-peers: labbook beside MLflow, W&B (offline), trackio and expman-rs,
 ## pinned in .venv-peers, and dvc in .venv-dvc: W11 artifacts
 ## (bench/artifacts_bench.py, bench/results/<date>-w11.md), W1–W7

@@ -62,6 +62,7 @@ REPO = Path(__file__).resolve().parents[2]
 # tests/store_snapshot.py, shared with the Python and security suites.
 sys.path.insert(0, str(REPO / "tests"))
 from s3_server import S3Server, s3s_binary  # noqa: E402
+
 SERVER_KIND = os.environ.get("CONFORMANCE_SERVER", "labbook")
 if SERVER_KIND not in ("labbook", "mlflow"):
     raise RuntimeError(f"CONFORMANCE_SERVER must be 'labbook' or 'mlflow', not {SERVER_KIND!r}")
@@ -411,7 +412,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     elif IS_LABBOOK and os.environ.get("CONFORMANCE_ARTIFACTS") == "s3":
         binary = s3s_binary()
         if binary is None:
-            pytest.exit("CONFORMANCE_ARTIFACTS=s3 needs s3s-fs: `make .tools/bin/s3s-fs` or set S3S_FS", 2)
+            pytest.exit(
+                "CONFORMANCE_ARTIFACTS=s3 needs s3s-fs: `make .tools/bin/s3s-fs` or set S3S_FS", 2
+            )
         s3 = S3Server(binary, tmp / "s3", tmp / "s3.log")
         s3.start()
         s3.make_bucket("conformance")

@@ -21,7 +21,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import requests
-from conftest import LabbookServers, _labbook_binary, labbook_only
+from conftest import LabbookServers, Server, _labbook_binary, labbook_only
 from s3_server import S3Server, s3s_binary
 
 BLOB_KEY = re.compile(r"^lab/blobs/([0-9a-f]{2})/(\1[0-9a-f]{62})$")
@@ -43,7 +43,7 @@ def s3(tmp_path: Path) -> Iterator[S3Server]:
         server.stop()
 
 
-def serve(servers: LabbookServers, tmp: Path, s3: S3Server, *args: str):  # type: ignore[no-untyped-def]
+def serve(servers: LabbookServers, tmp: Path, s3: S3Server, *args: str) -> Server:
     return servers.start(tmp, env=s3.env(), args=("--artifacts", "s3://team/lab", *args))
 
 
@@ -119,7 +119,16 @@ def test_the_location_is_recorded_and_a_different_one_refused(
     labbook_servers.stop_all()
 
     moved = subprocess.run(
-        [str(_labbook_binary()), "--dir", str(tmp_path / ".labbook"), "serve", "--port", "0", "--artifacts", "s3://team/other"],
+        [
+            str(_labbook_binary()),
+            "--dir",
+            str(tmp_path / ".labbook"),
+            "serve",
+            "--port",
+            "0",
+            "--artifacts",
+            "s3://team/other",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -138,7 +147,16 @@ def test_serve_refuses_a_bucket_it_cannot_write(tmp_path: Path, s3: S3Server) ->
     }
     for i, (location, env) in enumerate(cases.items()):
         done = subprocess.run(
-            [str(_labbook_binary()), "--dir", str(tmp_path / f"store{i}"), "serve", "--port", "0", "--artifacts", location],
+            [
+                str(_labbook_binary()),
+                "--dir",
+                str(tmp_path / f"store{i}"),
+                "serve",
+                "--port",
+                "0",
+                "--artifacts",
+                location,
+            ],
             capture_output=True,
             text=True,
             timeout=60,
@@ -201,7 +219,11 @@ def test_gc_frees_a_deleted_versions_objects_in_the_bucket(
 
     def labbook(*args: str) -> str:
         done = subprocess.run(
-            [str(_labbook_binary()), "--dir", str(store), *args], capture_output=True, text=True, timeout=120, env=env
+            [str(_labbook_binary()), "--dir", str(store), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
         )
         assert done.returncode == 0, done.stderr
         return done.stdout
@@ -225,7 +247,9 @@ def test_gc_frees_a_deleted_versions_objects_in_the_bucket(
 
 
 @labbook_only
-def test_a_shared_folder_keeps_the_contents(tmp_path: Path, labbook_servers: LabbookServers) -> None:
+def test_a_shared_folder_keeps_the_contents(
+    tmp_path: Path, labbook_servers: LabbookServers
+) -> None:
     shared = tmp_path / "shared" / "labbook"
     server = labbook_servers.start(tmp_path, args=("--artifacts", f"file://{shared}"))
     client = mlflow.MlflowClient(tracking_uri=server.url)
@@ -235,7 +259,9 @@ def test_a_shared_folder_keeps_the_contents(tmp_path: Path, labbook_servers: Lab
     held = [p for p in (shared / "blobs").rglob("*") if p.is_file()]
     assert [p.read_text() for p in held] == ["on the share"]
     assert not (tmp_path / ".labbook" / "artifacts" / "blobs").exists()
-    assert (tmp_path / ".labbook" / "artifacts" / "location").read_text().strip() == f"file://{shared}"
+    assert (
+        tmp_path / ".labbook" / "artifacts" / "location"
+    ).read_text().strip() == f"file://{shared}"
     out = tmp_path / "out"
     client.download_artifacts(run, "a.txt", str(out))
     assert (out / "a.txt").read_text() == "on the share"
