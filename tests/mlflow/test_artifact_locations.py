@@ -103,10 +103,7 @@ def test_the_location_is_recorded_and_a_different_one_refused(
     tmp_path: Path, labbook_servers: LabbookServers, s3: S3Server
 ) -> None:
     server = serve(labbook_servers, tmp_path, s3)
-    client = mlflow.MlflowClient(tracking_uri=server.url)
-    run = client.create_run(client.create_experiment("recorded")).info.run_id
-    (tmp_path / "model.txt").write_text("weights")
-    client.log_artifact(run, str(tmp_path / "model.txt"))
+    _, run = run_with_file(server.url, tmp_path / "model.txt", "weights")
     labbook_servers.stop_all()
 
     # Restarted without --artifacts: the store says where its contents are.
@@ -174,10 +171,7 @@ def test_a_stopped_bucket_fails_artifact_calls_with_503_and_nothing_half_visible
     tmp_path: Path, labbook_servers: LabbookServers, s3: S3Server
 ) -> None:
     server = serve(labbook_servers, tmp_path, s3)
-    client = mlflow.MlflowClient(tracking_uri=server.url)
-    run = client.create_run(client.create_experiment("outage")).info.run_id
-    (tmp_path / "before.txt").write_text("kept")
-    client.log_artifact(run, str(tmp_path / "before.txt"))
+    client, run = run_with_file(server.url, tmp_path / "before.txt", "kept")
     base = f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{_artifact_path(server.url, run)}"
     before = blobs(s3)
 
@@ -200,6 +194,15 @@ def test_a_stopped_bucket_fails_artifact_calls_with_503_and_nothing_half_visible
     assert requests.put(f"{base}/after.txt", data=b"later", timeout=60).status_code == 200
     assert sorted(f.path for f in client.list_artifacts(run)) == ["after.txt", "before.txt"]
     assert client.get_metric_history(run, "loss")[0].value == 0.25
+
+
+def run_with_file(url: str, file: Path, text: str) -> tuple[mlflow.MlflowClient, str]:
+    """A new run of a new experiment with `file` (holding `text`) logged."""
+    client = mlflow.MlflowClient(tracking_uri=url)
+    run: str = client.create_run(client.create_experiment(f"with-{file.stem}")).info.run_id
+    file.write_text(text)
+    client.log_artifact(run, str(file))
+    return client, run
 
 
 def _artifact_path(url: str, run_id: str) -> str:

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Result, StoreError};
 use crate::versions::Placement;
 
-pub(crate) use local::{LocalBlobs, copy_file_replacing, sync_filesystem};
+pub(crate) use local::{LocalBlobs, copy_file_replacing, real_dir_below, sync_filesystem};
 
 /// Where a store keeps its artifacts' contents.
 #[derive(Debug, Clone, PartialEq, Eq)]

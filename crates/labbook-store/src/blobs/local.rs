@@ -38,38 +38,46 @@ impl LocalBlobs {
         self.root.join(hash.get(..2).unwrap_or("00")).join(hash)
     }
 
-    /// Creates `dir` (below the base) as a real folder, refusing one that
-    /// is, or lies under, a symbolic link.
     fn real_dir(&self, dir: &Path) -> Result<()> {
-        Modes::of(&self.base)
-            .create_dir_all(dir)
-            .map_err(io_error(format!("cannot create {}", dir.display())))?;
-        self.refuse_links(dir)
+        real_dir_below(&self.base, dir)
     }
 
-    /// An error if any component of `path` below the base is a link.
     fn refuse_links(&self, path: &Path) -> Result<()> {
-        let Ok(inside) = path.strip_prefix(&self.base) else {
-            return Ok(());
-        };
-        let mut at = self.base.clone();
-        for part in inside.components() {
-            at.push(part);
-            match std::fs::symlink_metadata(&at) {
-                Ok(meta) if meta.file_type().is_symlink() => {
-                    return Err(StoreError::Io {
-                        context: format!("{} is a symbolic link", at.display()),
-                        source: std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            "links inside the artifact store are never followed",
-                        ),
-                    });
-                }
-                _ => {}
-            }
-        }
-        Ok(())
+        refuse_links_below(&self.base, path)
     }
+}
+
+/// Creates `dir` (below `base`) as a real folder, refusing one that is, or
+/// lies under, a symbolic link.
+pub(crate) fn real_dir_below(base: &Path, dir: &Path) -> Result<()> {
+    Modes::of(base)
+        .create_dir_all(dir)
+        .map_err(io_error(format!("cannot create {}", dir.display())))?;
+    refuse_links_below(base, dir)
+}
+
+/// An error if any component of `path` below `base` is a symbolic link.
+pub(crate) fn refuse_links_below(base: &Path, path: &Path) -> Result<()> {
+    let Ok(inside) = path.strip_prefix(base) else {
+        return Ok(());
+    };
+    let mut at = base.to_path_buf();
+    for part in inside.components() {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(StoreError::Io {
+                    context: format!("{} is a symbolic link", at.display()),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "links inside the artifact store are never followed",
+                    ),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 impl Blobs for LocalBlobs {

@@ -106,35 +106,7 @@ impl SqliteStore {
     /// Creates `dir` (inside the store) as a real folder, refusing one that
     /// is, or lies under, a symbolic link below the store directory.
     pub(super) fn real_dir(&self, dir: &Path) -> Result<()> {
-        Modes::of(&self.dir)
-            .create_dir_all(dir)
-            .map_err(io_error(format!("cannot create {}", dir.display())))?;
-        self.refuse_links(dir)
-    }
-
-    /// An error if any component of `path` below the store directory is a
-    /// symbolic link.
-    pub(super) fn refuse_links(&self, path: &Path) -> Result<()> {
-        let Ok(inside) = path.strip_prefix(&self.dir) else {
-            return Ok(());
-        };
-        let mut at = self.dir.clone();
-        for part in inside.components() {
-            at.push(part);
-            match std::fs::symlink_metadata(&at) {
-                Ok(meta) if meta.file_type().is_symlink() => {
-                    return Err(StoreError::Io {
-                        context: format!("{} is a symbolic link", at.display()),
-                        source: std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            "links inside the artifact store are never followed",
-                        ),
-                    });
-                }
-                _ => {}
-            }
-        }
-        Ok(())
+        crate::blobs::real_dir_below(&self.dir, dir)
     }
 
     pub(super) fn artifact_space_available_impl(&self) -> Option<u64> {
