@@ -33,14 +33,26 @@ use crate::versions::Placement;
 const PART_BYTES: usize = 8 << 20;
 /// Read from the spooled file per write into the upload.
 const READ_BYTES: usize = 1 << 20;
-/// Chunks a download may run ahead of its reader.
-const READ_AHEAD: usize = 4;
+/// Chunks (a few KiB each) a download may run ahead of its reader.
+const READ_AHEAD: usize = 64;
 
 pub(crate) struct ObjectBlobs {
     store: Arc<dyn ObjectStore>,
     root: Key,
     location: ArtifactLocation,
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped (see `Drop`).
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for ObjectBlobs {
+    /// The store may be dropped on a server's async worker (at shutdown),
+    /// where a runtime may not wait for its tasks: they are left to end
+    /// with the process.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl ObjectBlobs {
@@ -92,8 +104,14 @@ impl ObjectBlobs {
             store: Arc::new(store),
             root,
             location,
-            runtime,
+            runtime: Some(runtime),
         })
+    }
+
+    fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        if let Some(runtime) = &self.runtime {
+            runtime.spawn(work);
+        }
     }
 
     fn key(&self, hash: &str) -> Key {
@@ -106,7 +124,7 @@ impl ObjectBlobs {
     /// Runs `work` on the client's runtime and waits for it.
     fn run<T: Send + 'static>(&self, work: impl Future<Output = T> + Send + 'static) -> Result<T> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.runtime.spawn(async move {
+        self.spawn(async move {
             let _ = tx.send(work.await);
         });
         rx.recv()
@@ -251,7 +269,7 @@ impl Blobs for ObjectBlobs {
         let size = got.meta.size;
         let stream = got.into_stream();
         let (tx, rx) = mpsc::sync_channel::<std::io::Result<Bytes>>(READ_AHEAD);
-        self.runtime.spawn(async move {
+        self.spawn(async move {
             let mut stream = stream;
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(std::io::Error::other);
@@ -350,13 +368,24 @@ struct ChannelReader {
     remaining: u64,
 }
 
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+impl ChannelReader {
+    /// Makes `current` hold bytes if any can be had: waiting for the next
+    /// chunk when `wait`, else only taking one already there. False at the
+    /// end of the stream (or, without `wait`, when none has arrived yet).
+    fn refill(&mut self, wait: bool) -> std::io::Result<bool> {
         while self.current.is_empty() {
-            match self.chunks.recv() {
+            let next = if wait {
+                self.chunks
+                    .recv()
+                    .map_err(|_| mpsc::TryRecvError::Disconnected)
+            } else {
+                self.chunks.try_recv()
+            };
+            match next {
                 Ok(chunk) => self.current = chunk?,
-                Err(_) if self.remaining == 0 => return Ok(0),
-                Err(_) => {
+                Err(mpsc::TryRecvError::Empty) => return Ok(false),
+                Err(mpsc::TryRecvError::Disconnected) if self.remaining == 0 => return Ok(false),
+                Err(mpsc::TryRecvError::Disconnected) => {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::UnexpectedEof,
                         format!("the download stopped {} bytes short", self.remaining),
@@ -364,11 +393,31 @@ impl Read for ChannelReader {
                 }
             }
         }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        self.current = self.current.slice(n..);
-        self.remaining = self.remaining.saturating_sub(n as u64);
-        Ok(n)
+        Ok(true)
+    }
+}
+
+impl Read for ChannelReader {
+    /// Fills `buf` from every chunk already arrived (a response's chunks
+    /// are a few KiB each), waiting only for the first.
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.refill(filled == 0) {
+                Ok(true) => {}
+                Ok(false) => break,
+                // Bytes already copied go first; the error comes again on
+                // the next read, from the channel's end.
+                Err(_) if filled > 0 => break,
+                Err(e) => return Err(e),
+            }
+            let n = (buf.len() - filled).min(self.current.len());
+            buf[filled..filled + n].copy_from_slice(&self.current[..n]);
+            self.current = self.current.slice(n..);
+            self.remaining = self.remaining.saturating_sub(n as u64);
+            filled += n;
+        }
+        Ok(filled)
     }
 }
 
