@@ -174,6 +174,8 @@ def test_a_stopped_bucket_fails_artifact_calls_with_503_and_nothing_half_visible
 ) -> None:
     server = serve(labbook_servers, tmp_path, s3)
     client, run = run_with_file(server.url, tmp_path / "before.txt", "kept")
+    (tmp_path / "doomed.txt").write_text("doomed")
+    client.log_artifact(run, str(tmp_path / "doomed.txt"))
     base = f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{_artifact_path(server.url, run)}"
     before = blobs(s3)
 
@@ -187,11 +189,16 @@ def test_a_stopped_bucket_fails_artifact_calls_with_503_and_nothing_half_visible
     # The rest of the server goes on: metrics, and the artifact index.
     client.log_metric(run, "loss", 0.25, step=1)
     listed = [f.path for f in client.list_artifacts(run)]
-    assert listed == ["before.txt"], "the failed upload became visible"
+    assert listed == ["before.txt", "doomed.txt"], "the failed upload became visible"
+    # A delete still takes the path away; its object waits for `gc`.
+    assert requests.delete(f"{base}/doomed.txt", timeout=60).status_code == 200
+    assert [f.path for f in client.list_artifacts(run)] == ["before.txt"]
     assert spool_is_empty(tmp_path / ".labbook")
 
     s3.start()
     assert blobs(s3) == before, "a half-written object is visible in the bucket"
+    labbook_cli(tmp_path / ".labbook", s3, "gc")
+    assert sorted(blobs(s3).values()) == [b"kept"]
     assert requests.get(f"{base}/before.txt", timeout=60).content == b"kept"
     assert requests.put(f"{base}/after.txt", data=b"later", timeout=60).status_code == 200
     assert sorted(f.path for f in client.list_artifacts(run)) == ["after.txt", "before.txt"]
@@ -207,6 +214,19 @@ def run_with_file(url: str, file: Path, text: str) -> tuple[mlflow.MlflowClient,
     return client, run
 
 
+def labbook_cli(store: Path, s3: S3Server, *args: str) -> str:
+    """`labbook --dir STORE ARGS…` reaching the bucket, which must succeed; its output."""
+    done = subprocess.run(
+        [str(_labbook_binary()), "--dir", str(store), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **s3.env()},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def _artifact_path(url: str, run_id: str) -> str:
     """The run's folder under the artifact proxy, from its artifact URI."""
     got = requests.get(f"{url}/api/2.0/mlflow/runs/get", params={"run_id": run_id}, timeout=30)
@@ -219,19 +239,9 @@ def test_gc_frees_a_deleted_versions_objects_in_the_bucket(
     tmp_path: Path, labbook_servers: LabbookServers, s3: S3Server
 ) -> None:
     serve(labbook_servers, tmp_path, s3)
-    store = tmp_path / ".labbook"
-    env = {**os.environ, **s3.env()}
 
     def labbook(*args: str) -> str:
-        done = subprocess.run(
-            [str(_labbook_binary()), "--dir", str(store), *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+        return labbook_cli(tmp_path / ".labbook", s3, *args)
 
     data = tmp_path / "data"
     data.mkdir()

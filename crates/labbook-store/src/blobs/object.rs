@@ -38,6 +38,9 @@ const READ_AHEAD: usize = 64;
 
 pub(crate) struct ObjectBlobs {
     store: Arc<dyn ObjectStore>,
+    /// The same bucket without retries and with short timeouts: for HEAD
+    /// and DELETE, which may run under the write lock.
+    brief: Arc<dyn ObjectStore>,
     root: Key,
     location: ArtifactLocation,
     /// Always `Some` until dropped (see `Drop`).
@@ -88,7 +91,25 @@ impl ObjectBlobs {
                 location.url()
             ))
         };
-        let store = builder.build().map_err(|e| unavailable(&e))?;
+        let store = builder.clone().build().map_err(|e| unavailable(&e))?;
+        // Calls made under the store's write lock (a blob's presence before
+        // it is recorded, a removal) must fail fast, never retry for
+        // seconds while every writer waits.
+        let brief = builder
+            .with_retry(RetryConfig {
+                max_retries: 0,
+                ..RetryConfig::default()
+            })
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                "1 second",
+            )
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                "5 seconds",
+            )
+            .build()
+            .map_err(|e| unavailable(&e))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("labbook-s3")
@@ -102,6 +123,7 @@ impl ObjectBlobs {
         };
         Ok(ObjectBlobs {
             store: Arc::new(store),
+            brief: Arc::new(brief),
             root,
             location,
             runtime: Some(runtime),
@@ -252,7 +274,7 @@ impl Blobs for ObjectBlobs {
     }
 
     fn contains(&self, hash: &str) -> Result<bool> {
-        let store = self.store.clone();
+        let store = self.brief.clone();
         let key = self.key(hash);
         match self.run(async move { store.head(&key).await })? {
             Ok(_) => Ok(true),
@@ -288,7 +310,7 @@ impl Blobs for ObjectBlobs {
     }
 
     fn remove(&self, hashes: &[&str]) -> Vec<bool> {
-        let store = self.store.clone();
+        let store = self.brief.clone();
         let keys: Vec<Key> = hashes.iter().map(|h| self.key(h)).collect();
         self.run(async move {
             futures_util::stream::iter(keys)

@@ -286,7 +286,7 @@ impl SqliteStore {
         hashes.dedup();
         let blobs = self.blobs();
         for batch in hashes.chunks(BLOBS_PER_LOCK) {
-            self.write(|tx| {
+            let none_went = self.write(|tx| {
                 // A version's files hold blobs too (see `versions`).
                 let mut stmt = tx.prepare_cached(
                     "SELECT 1 FROM artifacts WHERE hash = ?1
@@ -299,9 +299,15 @@ impl SqliteStore {
                         unreferenced.push(hash.as_str());
                     }
                 }
-                blobs.remove(&unreferenced);
-                Ok(())
+                let removed = blobs.remove(&unreferenced);
+                Ok(!removed.is_empty() && removed.iter().all(|gone| !gone))
             })?;
+            // Storage that takes no removal (a bucket that went away) is not
+            // asked again batch after batch under the lock: what is left is
+            // unreferenced, and `gc` frees it later.
+            if none_went {
+                break;
+            }
         }
         Ok(())
     }
