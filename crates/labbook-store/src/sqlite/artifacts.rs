@@ -54,16 +54,14 @@ impl SqliteStore {
             return Ok(());
         }
         self.check_writable()?;
-        let held = self.blobs().list().map(|blobs| blobs.len()).unwrap_or(0)
-            + self
-                .conn
-                .lock()
-                .query_row(
-                    "SELECT (SELECT COUNT(*) FROM artifacts) + (SELECT COUNT(*) FROM artifact_files WHERE reference IS NULL)",
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )
-                .unwrap_or(0) as usize;
+        // Counted, never guessed: a store whose contents cannot be listed
+        // is not moved.
+        let recorded: i64 = self.conn.lock().query_row(
+            "SELECT (SELECT COUNT(*) FROM artifacts) + (SELECT COUNT(*) FROM artifact_files WHERE reference IS NULL)",
+            [],
+            |r| r.get(0),
+        )?;
+        let held = self.blobs().list()?.len() + recorded as usize;
         if held > 0 {
             return Err(StoreError::Conflict(format!(
                 "this store already keeps artifacts in {} ({held} files); it cannot move them to {}: \
