@@ -5,6 +5,7 @@
 
 pub mod appender;
 mod blobs;
+mod chunk_read;
 pub mod codec;
 pub mod content_hash;
 mod error;
@@ -12,6 +13,8 @@ pub mod locate;
 pub mod models;
 pub mod private;
 pub mod report;
+mod run_fields;
+mod run_select;
 pub mod series;
 pub mod session;
 pub mod sketch;

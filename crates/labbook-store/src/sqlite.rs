@@ -17,13 +17,13 @@ use rusqlite::{
 
 use labbook_core::account::{Permission, ResourceKind, Role, TokenInfo, User};
 use labbook_core::run::{validate_name, validate_tag};
-use labbook_core::{
-    Config, DatasetInput, ModelOutput, RunRecord, RunStatus, SeriesColumns, SeriesSummary, ids,
-};
+use labbook_core::{RunRecord, RunStatus, SeriesColumns, SeriesSummary, ids};
 
+use crate::chunk_read::{self, ChunkInfo, ChunkRead, ChunkSource};
 use crate::codec;
 use crate::error::{Result, StoreError};
-use crate::series::{Downsampler, SEAL_POINTS, SEALED_LEVEL};
+use crate::run_fields::{RUN_FIELD_COLUMNS, RunFields};
+use crate::series::{SEAL_POINTS, SEALED_LEVEL};
 use crate::studies::*;
 use crate::types::*;
 use crate::versions::*;
@@ -600,11 +600,10 @@ impl SqliteStore {
         if patch.is_empty() {
             return Ok(());
         }
-        let [t, c, s, kv, i, o, pt, mi]: [String; 8] = tx
-            .prepare_cached(
-                "SELECT tags, config, summary, kv_tags, inputs, outputs, param_text, model_inputs
-                 FROM runs WHERE pk = ?1",
-            )?
+        let texts: [String; 8] = tx
+            .prepare_cached(&format!(
+                "SELECT {RUN_FIELD_COLUMNS} FROM runs WHERE pk = ?1"
+            ))?
             .query_row([pk], |r| {
                 Ok([
                     r.get(0)?,
@@ -617,100 +616,18 @@ impl SqliteStore {
                     r.get(7)?,
                 ])
             })?;
-        let mut tags: Vec<String> = serde_json::from_str(&t)?;
-        let mut config: Config = serde_json::from_str(&c)?;
-        let mut summary: BTreeMap<String, serde_json::Value> = serde_json::from_str(&s)?;
-        let mut kv_tags: BTreeMap<String, String> = serde_json::from_str(&kv)?;
-        let mut inputs: Vec<DatasetInput> = serde_json::from_str(&i)?;
-        let mut outputs: Vec<ModelOutput> = serde_json::from_str(&o)?;
-        let mut param_text: BTreeMap<String, String> = serde_json::from_str(&pt)?;
-        let mut model_inputs: Vec<String> = serde_json::from_str(&mi)?;
-        for tag in &patch.add_tags {
-            validate_tag(tag)?;
-            if !tags.contains(tag) {
-                tags.push(tag.clone());
-            }
-        }
-        tags.retain(|t| !patch.remove_tags.contains(t));
-        if let Some(update) = &patch.config {
-            for (key, value) in update {
-                param_text.remove(key);
-                config.insert(key.clone(), value.clone());
-            }
-        }
-        if let Some(params) = &patch.params {
-            for (key, value) in params {
-                labbook_core::config::validate_key("param", key)?;
-                // Params are text to MLflow: `5e-05` then `0.00005` is a change.
-                let sent = patch
-                    .param_text
-                    .get(key)
-                    .cloned()
-                    .unwrap_or_else(|| value.display());
-                if let Some(old) = config.get(key) {
-                    let held = param_text
-                        .get(key)
-                        .cloned()
-                        .unwrap_or_else(|| old.display());
-                    if held != sent {
-                        return Err(labbook_core::ValidationError::new(
-                            format!("param {}", labbook_core::config::truncate_for_message(key)),
-                            format!(
-                                "was logged as {held:?}; params cannot change (tried {sent:?})"
-                            ),
-                        )
-                        .into());
-                    }
-                }
-                config.insert(key.clone(), value.clone());
-                match patch.param_text.get(key) {
-                    Some(text) => param_text.insert(key.clone(), text.clone()),
-                    None => param_text.remove(key),
-                };
-            }
-        }
-        for (key, value) in &patch.summary {
-            labbook_core::config::validate_key("summary", key)?;
-            if value.is_null() {
-                summary.remove(key);
-            } else {
-                summary.insert(key.clone(), value.clone());
-            }
-        }
-        for (key, value) in &patch.set_kv_tags {
-            labbook_core::config::validate_key("tag", key)?;
-            kv_tags.insert(key.clone(), value.clone());
-        }
-        for key in &patch.remove_kv_tags {
-            if kv_tags.remove(key).is_none() {
-                return Err(StoreError::NotFound {
-                    what: "tag",
-                    id: key.clone(),
-                });
-            }
-        }
-        for input in &patch.add_inputs {
-            input.validate()?;
-            if !inputs.iter().any(|i| i.same_use(input)) {
-                inputs.push(input.clone());
-            }
-        }
-        for model_id in &patch.add_model_inputs {
-            if !model_inputs.contains(model_id) {
-                model_inputs.push(model_id.clone());
-            }
-        }
-        for output in &patch.add_outputs {
-            if !outputs.contains(output) {
-                outputs.push(output.clone());
-            }
-        }
-        if let Some(name) = &patch.name {
-            validate_name("name", name)?;
-        }
-        if let Some(group) = &patch.group {
-            validate_name("group", group)?;
-        }
+        let mut fields = RunFields::decode(&texts)?;
+        fields.apply(patch)?;
+        let [
+            tags,
+            config,
+            summary,
+            kv_tags,
+            inputs,
+            outputs,
+            param_text,
+            model_inputs,
+        ] = fields.encode()?;
         tx.prepare_cached(
             "UPDATE runs SET tags = ?2, config = ?3, summary = ?4,
                  status = COALESCE(?5, status), ended_ms = COALESCE(?6, ended_ms),
@@ -722,9 +639,9 @@ impl SqliteStore {
         )?
         .execute(params![
             pk,
-            serde_json::to_string(&tags)?,
-            serde_json::to_string(&config)?,
-            serde_json::to_string(&summary)?,
+            tags,
+            config,
+            summary,
             patch.status.map(RunStatus::as_str),
             patch.ended_ms,
             patch.exit_code,
@@ -732,11 +649,11 @@ impl SqliteStore {
             patch.name,
             patch.group,
             patch.notes,
-            serde_json::to_string(&kv_tags)?,
-            serde_json::to_string(&inputs)?,
-            serde_json::to_string(&outputs)?,
-            serde_json::to_string(&param_text)?,
-            serde_json::to_string(&model_inputs)?,
+            kv_tags,
+            inputs,
+            outputs,
+            param_text,
+            model_inputs,
         ])?;
         if let Some((host, pid)) = &patch.reopen {
             tx.execute(
@@ -829,30 +746,68 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// The chunk blobs of a series overlapping a step range, in step order,
-    /// and the series' full step extent.
-    fn chunk_blobs(&self, run_id: &str, key: &str, range: StepRange) -> Result<Vec<Vec<u8>>> {
-        let conn = self.conn.lock();
-        let series_id = Self::series_of(&conn, run_id, key)?;
+    /// A series' chunks, to read back ([`chunk_read`]).
+    fn chunk_source(&self, run_id: &str, key: &str) -> Result<SqliteChunks<'_>> {
+        let series_id = Self::series_of(&self.conn.lock(), run_id, key)?;
+        Ok(SqliteChunks {
+            store: self,
+            series_id,
+        })
+    }
+
+    /// The id of a run's series, or not found.
+    fn series_of(conn: &Connection, run_id: &str, key: &str) -> Result<i64> {
+        let run_pk = Self::run_pk(conn, run_id)?;
+        conn.prepare_cached("SELECT id FROM series WHERE run_pk = ?1 AND key = ?2")?
+            .query_row(params![run_pk, key], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "metric",
+                id: key.to_string(),
+            })
+    }
+}
+
+/// One series' chunks in the SQLite file.
+struct SqliteChunks<'a> {
+    store: &'a SqliteStore,
+    series_id: i64,
+}
+
+impl ChunkSource for SqliteChunks<'_> {
+    fn extent(&self, range: StepRange) -> Result<(Option<i64>, Option<i64>, Option<i64>)> {
+        let (from, to) = range.bounds();
+        Ok(self
+            .store
+            .conn
+            .lock()
+            .prepare_cached(
+                "SELECT MIN(step_min), MAX(step_max), SUM(n) FROM chunks
+                 WHERE series_id = ?1 AND step_max >= ?2 AND step_min <= ?3",
+            )?
+            .query_row(params![self.series_id, from, to], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?)
+    }
+
+    fn blobs(&self, range: StepRange) -> Result<Vec<Vec<u8>>> {
+        let conn = self.store.conn.lock();
         let (from, to) = range.bounds();
         let mut stmt = conn.prepare_cached(
             "SELECT data FROM chunks WHERE series_id = ?1 AND step_max >= ?2 AND step_min <= ?3 ORDER BY step_min, id",
         )?;
-        let rows = stmt.query_map(params![series_id, from, to], |r| r.get::<_, Vec<u8>>(0))?;
+        let rows = stmt.query_map(params![self.series_id, from, to], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    /// The chunks of a series overlapping a step range, in step order:
-    /// each one's sketch where `use_sketch` says so, its points otherwise.
-    fn downsample_chunks(
+    fn chunks(
         &self,
-        run_id: &str,
-        key: &str,
         range: StepRange,
-        use_sketch: impl Fn(&ChunkInfo) -> bool,
+        use_sketch: &dyn Fn(&ChunkInfo) -> bool,
     ) -> Result<Vec<ChunkRead>> {
-        let conn = self.conn.lock();
-        let series_id = Self::series_of(&conn, run_id, key)?;
+        let conn = self.store.conn.lock();
         let (from, to) = range.bounds();
         let infos: Vec<(i64, ChunkInfo)> = conn
             .prepare_cached(
@@ -861,7 +816,7 @@ impl SqliteStore {
                  WHERE c.series_id = ?1 AND c.step_max >= ?2 AND c.step_min <= ?3
                  ORDER BY c.step_min, c.id",
             )?
-            .query_map(params![series_id, from, to], |r| {
+            .query_map(params![self.series_id, from, to], |r| {
                 Ok((
                     r.get(0)?,
                     ChunkInfo {
@@ -896,149 +851,13 @@ impl SqliteStore {
     }
 
     fn chunk_data(&self, id: i64) -> Result<Vec<u8>> {
-        let conn = self.conn.lock();
-        Ok(conn
+        Ok(self
+            .store
+            .conn
+            .lock()
             .prepare_cached("SELECT data FROM chunks WHERE id = ?1")?
             .query_row([id], |r| r.get(0))?)
     }
-
-    /// The id of a run's series, or not found.
-    fn series_of(conn: &Connection, run_id: &str, key: &str) -> Result<i64> {
-        let run_pk = Self::run_pk(conn, run_id)?;
-        conn.prepare_cached("SELECT id FROM series WHERE run_pk = ?1 AND key = ?2")?
-            .query_row(params![run_pk, key], |r| r.get(0))
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "metric",
-                id: key.to_string(),
-            })
-    }
-}
-
-/// What a downsample reads of one chunk: its sketch or its points.
-enum ChunkRead {
-    Sketch { id: i64, n: usize, bytes: Vec<u8> },
-    Data(Vec<u8>),
-}
-
-/// A chunk as a downsample first sees it: enough to choose what to read.
-struct ChunkInfo {
-    n: usize,
-    step_min: i64,
-    step_max: i64,
-    has_sketch: bool,
-}
-
-/// Decodes chunks, in order, into one set of columns: sized once from the
-/// chunk headers and filled in parallel, each chunk straight into its slice.
-fn decode_all(blobs: &[Vec<u8>]) -> Result<SeriesColumns> {
-    let counts = blobs
-        .iter()
-        .map(|b| codec::point_count(b))
-        .collect::<Result<Vec<_>, _>>()?;
-    let total: usize = counts.iter().sum();
-    let mut out = SeriesColumns {
-        steps: vec![0; total],
-        ts_ms: vec![0; total],
-        values: vec![0.0; total],
-    };
-    if total >= 100_000 {
-        prefault(&mut out.steps);
-        prefault(&mut out.ts_ms);
-        prefault(&mut out.values);
-    }
-    let mut jobs = Vec::with_capacity(blobs.len());
-    let (mut steps, mut ts, mut values) =
-        (&mut out.steps[..], &mut out.ts_ms[..], &mut out.values[..]);
-    for (blob, &n) in blobs.iter().zip(&counts) {
-        let (s, rest_s) = steps.split_at_mut(n);
-        let (t, rest_t) = ts.split_at_mut(n);
-        let (v, rest_v) = values.split_at_mut(n);
-        jobs.push((blob.as_slice(), s, t, v));
-        (steps, ts, values) = (rest_s, rest_t, rest_v);
-    }
-    let threads = thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(jobs.len())
-        .max(1);
-    if threads == 1 || total < 100_000 {
-        for (blob, s, t, v) in jobs {
-            codec::decode_to(blob, s, t, v)?;
-        }
-        return Ok(out);
-    }
-    // Deal chunks round-robin so both threads get early and late chunks.
-    let mut per_thread: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
-    for (i, job) in jobs.into_iter().enumerate() {
-        per_thread[i % threads].push(job);
-    }
-    let results: Vec<Result<(), codec::CodecError>> = thread::scope(|scope| {
-        let handles: Vec<_> = per_thread
-            .into_iter()
-            .map(|jobs| {
-                scope.spawn(move || {
-                    jobs.into_iter()
-                        .try_for_each(|(b, s, t, v)| codec::decode_to(b, s, t, v))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(codec::CodecError::Corrupt("decoder thread panicked".into()))
-                })
-            })
-            .collect()
-    });
-    for r in results {
-        r?;
-    }
-    Ok(out)
-}
-
-/// Maps in the pages of a large, freshly allocated (so still unmapped)
-/// buffer with one system call, instead of one page fault per 4 KiB as the
-/// decoder first writes each: a 1M-point read faults 6,000 pages in.
-/// Best effort: an older kernel refuses the advice and the faults happen.
-fn prefault<T>(buffer: &mut [T]) {
-    const PAGE: usize = 4096;
-    let start = buffer.as_mut_ptr() as usize;
-    let end = start + std::mem::size_of_val(buffer);
-    let first = start.next_multiple_of(PAGE);
-    let last = end / PAGE * PAGE;
-    if last > first {
-        // SAFETY: [first, last) lies inside `buffer`, which this function
-        // borrows mutably, so no one else reads or writes it meanwhile; the
-        // advice maps its pages in as if written with the values they hold
-        // (it never changes memory contents), and touches nothing outside.
-        unsafe {
-            libc::madvise(
-                first as *mut libc::c_void,
-                last - first,
-                libc::MADV_POPULATE_WRITE,
-            );
-        }
-    }
-}
-
-/// Runs `f` over `items` on up to the machine's cores, keeping order.
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
-    let threads = thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(items.len())
-        .max(1);
-    if threads == 1 {
-        return vec![f(items)];
-    }
-    let per = items.len().div_ceil(threads);
-    thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(per)
-            .map(|part| scope.spawn(|| f(part)))
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
-    })
 }
 
 impl Store for SqliteStore {
@@ -1537,22 +1356,7 @@ impl Store for SqliteStore {
     }
 
     fn read_series(&self, run_id: &str, key: &str, range: StepRange) -> Result<SeriesColumns> {
-        let blobs = self.chunk_blobs(run_id, key, range)?;
-        let mut out = decode_all(&blobs)?;
-        if range != StepRange::ALL {
-            let keep: Vec<usize> = (0..out.len())
-                .filter(|&i| range.contains(out.steps[i]))
-                .collect();
-            if keep.len() != out.len() {
-                let mut filtered = SeriesColumns::with_capacity(keep.len());
-                for i in keep {
-                    filtered.push(out.point(i));
-                }
-                out = filtered;
-            }
-        }
-        out.sort_by_step();
-        Ok(out)
+        chunk_read::read_series(&self.chunk_source(run_id, key)?, range)
     }
 
     fn downsample(
@@ -1563,96 +1367,7 @@ impl Store for SqliteStore {
         buckets: usize,
         timestamps: bool,
     ) -> Result<(SeriesColumns, usize)> {
-        let (lo, hi, stored) = {
-            let conn = self.conn.lock();
-            let series_id = Self::series_of(&conn, run_id, key)?;
-            let (from, to) = range.bounds();
-            conn.prepare_cached(
-                "SELECT MIN(step_min), MAX(step_max), SUM(n) FROM chunks
-                 WHERE series_id = ?1 AND step_max >= ?2 AND step_min <= ?3",
-            )?
-            .query_row(params![series_id, from, to], |r| {
-                Ok((
-                    r.get::<_, Option<i64>>(0)?,
-                    r.get::<_, Option<i64>>(1)?,
-                    r.get::<_, Option<i64>>(2)?,
-                ))
-            })?
-        };
-        let (Some(lo), Some(hi)) = (range.lo.max(lo), range.hi.or(hi).min(hi)) else {
-            return Ok((SeriesColumns::default(), 0));
-        };
-        if hi < lo {
-            return Ok((SeriesColumns::default(), 0));
-        }
-        let range = StepRange {
-            lo: Some(lo),
-            hi: Some(hi),
-        };
-        // Few points: send them all (the chunks overlapping the range bound
-        // the count from above, so this never reads a large series whole).
-        if stored.unwrap_or(0) as usize <= buckets.saturating_mul(4) {
-            let points = self.read_series(run_id, key, range)?;
-            let total = points.len();
-            if total <= buckets {
-                return Ok((points, total));
-            }
-            let mut sampler = Downsampler::new(lo, hi, buckets);
-            sampler.add(&points);
-            return Ok((sampler.finish(), total));
-        }
-        let sizing = Downsampler::new(lo, hi, buckets);
-        let chunks = self.downsample_chunks(run_id, key, range, |c| {
-            c.has_sketch
-                && c.step_min >= lo
-                && c.step_max <= hi
-                && sizing.sketch_fits(c.n, c.step_min, c.step_max)
-        })?;
-        let read = |part: &[ChunkRead]| -> Result<(Downsampler, Vec<i64>)> {
-            let mut sampler = Downsampler::new(lo, hi, buckets);
-            let mut unsketched = Vec::new();
-            let mut scratch = SeriesColumns::default();
-            for chunk in part {
-                let blob = match chunk {
-                    ChunkRead::Sketch { id, n, bytes } => {
-                        // A sketch is derived: one that cannot be read sends
-                        // the reader to the chunk itself.
-                        match crate::sketch::decode(bytes, timestamps) {
-                            Ok(sketch) => sampler.add_sketch(&sketch, *n),
-                            Err(_) => unsketched.push(*id),
-                        }
-                        continue;
-                    }
-                    ChunkRead::Data(blob) => blob,
-                };
-                scratch.steps.clear();
-                scratch.ts_ms.clear();
-                scratch.values.clear();
-                codec::decode_into_with(blob, &mut scratch, timestamps)?;
-                sampler.add_within(&scratch, lo, hi);
-            }
-            Ok((sampler, unsketched))
-        };
-        // Sketches are a few thousand points: threads would cost more than
-        // they save (the server already reads many curves at once).
-        let parts = if chunks.iter().any(|c| matches!(c, ChunkRead::Data(_))) {
-            parallel_map(&chunks, read)
-        } else {
-            vec![read(&chunks)]
-        };
-        let mut merged = Downsampler::new(lo, hi, buckets);
-        for part in parts {
-            let (sampler, unsketched) = part?;
-            merged.merge(sampler);
-            for id in unsketched {
-                let blob = self.chunk_data(id)?;
-                let mut points = SeriesColumns::default();
-                codec::decode_into_with(&blob, &mut points, timestamps)?;
-                merged.add_within(&points, lo, hi);
-            }
-        }
-        let total = merged.seen();
-        Ok((merged.finish(), total))
+        chunk_read::downsample(&self.chunk_source(run_id, key)?, range, buckets, timestamps)
     }
 
     fn key_catalog(&self, project: &str) -> Result<KeyCatalog> {

@@ -15,12 +15,13 @@
 use std::collections::{HashMap, HashSet};
 
 use labbook_core::config::ConfigValue;
-use labbook_core::query::{Attr, Expr, Field, RunView, compare_values, sort_values};
+use labbook_core::query::{Attr, Field};
 use labbook_core::run::PARENT_TAG;
 use labbook_core::{RunRecord, RunStatus};
 use rusqlite::Connection;
 
 use crate::error::{Result, StoreError};
+use crate::run_select::select;
 use crate::types::{Deleted, RunQuery};
 
 use super::SqliteStore;
@@ -443,52 +444,6 @@ fn needed(query: &RunQuery) -> Vec<Source> {
         Source::of(&key.field, &mut needed);
     }
     needed
-}
-
-/// The runs of `runs` that match `query`'s project, deletion and filter,
-/// in its order (newest first when it has no sort), before paging.
-pub(super) fn select<'a>(
-    runs: impl Iterator<Item = (i64, &'a RunRecord)>,
-    query: &RunQuery,
-    now_ms: i64,
-) -> Vec<i64> {
-    let mut runs: Vec<(i64, &RunRecord)> = runs
-        .filter(|(_, r)| query.project.as_ref().is_none_or(|p| *p == r.project))
-        .filter(|(_, r)| match query.deleted {
-            Deleted::Exclude => r.deleted_ms.is_none(),
-            Deleted::Only => r.deleted_ms.is_some(),
-            Deleted::Include => true,
-        })
-        .filter(|(_, run)| {
-            query
-                .filter
-                .as_ref()
-                .is_none_or(|f: &Expr| f.matches(&RunView { run, now_ms }))
-        })
-        .collect();
-    // Runs started in the same millisecond in id order, as MLflow breaks
-    // its ties.
-    let newest_first = |a: &RunRecord, b: &RunRecord| {
-        b.created_ms
-            .cmp(&a.created_ms)
-            .then_with(|| a.id.cmp(&b.id))
-    };
-    if query.sort.is_empty() {
-        runs.sort_unstable_by(|(_, a), (_, b)| newest_first(a, b));
-        return runs.into_iter().map(|(pk, _)| pk).collect();
-    }
-    let views: Vec<(i64, RunView<'_>)> = runs
-        .iter()
-        .map(|(pk, run)| (*pk, RunView { run, now_ms }))
-        .collect();
-    let mut keyed: Vec<(Vec<labbook_core::query::Value<'_>>, i64, &RunRecord)> = views
-        .iter()
-        .map(|(pk, v)| (sort_values(&query.sort, v), *pk, v.run))
-        .collect();
-    keyed.sort_unstable_by(|(ka, _, a), (kb, _, b)| {
-        compare_values(&query.sort, ka, kb).then_with(|| newest_first(a, b))
-    });
-    keyed.into_iter().map(|(_, pk, _)| pk).collect()
 }
 
 /// Answers `query` from the runs its filter narrows to in SQL
