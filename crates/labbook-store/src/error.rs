@@ -27,6 +27,10 @@ pub enum StoreError {
     Busy(String),
     #[error("store error: {0}")]
     Sqlite(rusqlite::Error),
+    /// The database server refused or failed a statement for a reason no
+    /// other variant names.
+    #[error("database error: {0}")]
+    Database(String),
     #[error(transparent)]
     Codec(#[from] CodecError),
     #[error("{context}: {source}")]

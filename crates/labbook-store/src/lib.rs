@@ -11,6 +11,8 @@ pub mod content_hash;
 mod error;
 pub mod locate;
 pub mod models;
+#[cfg(feature = "postgres")]
+mod postgres;
 pub mod private;
 pub mod report;
 mod run_fields;
@@ -27,6 +29,8 @@ pub mod writer;
 
 pub use blobs::ArtifactLocation;
 pub use error::{Result, StoreError};
+#[cfg(feature = "postgres")]
+pub use postgres::{PgStore, is_postgres_url};
 pub use sqlite::{BackupReport, DB_FILE, SqliteStore};
 pub use studies::*;
 pub use types::*;

@@ -147,3 +147,71 @@ impl RunFields {
         Ok(())
     }
 }
+
+/// A run's stored environment (`existing`, JSON text) with `update`'s
+/// top-level keys written over it.
+pub(crate) fn merged_environment(
+    existing: Option<&str>,
+    update: &serde_json::Value,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let mut merged = match existing
+        .map(serde_json::from_str::<serde_json::Value>)
+        .transpose()?
+    {
+        Some(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    match update {
+        serde_json::Value::Object(update) => merged.extend(update.clone()),
+        other => {
+            return Err(labbook_core::ValidationError::new(
+                "environment",
+                format!("must be an object, not {other}"),
+            )
+            .into());
+        }
+    }
+    Ok(merged)
+}
+
+/// The checks a note on a run passes.
+pub(crate) fn check_run_note(text: &str) -> Result<()> {
+    if text.trim().is_empty() {
+        return Err(labbook_core::ValidationError::new("note", "must not be empty").into());
+    }
+    Ok(())
+}
+
+/// The checks a note in a project's notebook passes.
+pub(crate) fn check_project_note(text: &str) -> Result<()> {
+    if text.trim().is_empty() {
+        return Err(labbook_core::ValidationError::new("text", "a note must not be empty").into());
+    }
+    if text.len() > 1 << 20 {
+        return Err(
+            labbook_core::ValidationError::new("text", "a note is limited to 1 MiB").into(),
+        );
+    }
+    Ok(())
+}
+
+/// A project's tags (`stored`, JSON text) as `patch` leaves them.
+pub(crate) fn patched_project_tags(
+    stored: &str,
+    patch: &crate::types::ProjectPatch,
+) -> Result<BTreeMap<String, String>> {
+    let mut tags: BTreeMap<String, String> = serde_json::from_str(stored)?;
+    for (k, v) in &patch.set_tags {
+        labbook_core::config::validate_key("tag", k)?;
+        tags.insert(k.clone(), v.clone());
+    }
+    for k in &patch.remove_tags {
+        if tags.remove(k).is_none() {
+            return Err(StoreError::NotFound {
+                what: "tag",
+                id: k.clone(),
+            });
+        }
+    }
+    Ok(tags)
+}

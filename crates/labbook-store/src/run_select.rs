@@ -4,6 +4,7 @@
 use labbook_core::RunRecord;
 use labbook_core::query::{Expr, RunView, compare_values, sort_values};
 
+use crate::error::{Result, StoreError};
 use crate::types::{Deleted, RunQuery};
 
 /// The runs of `runs` that match `query`'s project, deletion and filter,
@@ -50,4 +51,33 @@ pub(crate) fn select<'a>(
         compare_values(&query.sort, ka, kb).then_with(|| newest_first(a, b))
     });
     keyed.into_iter().map(|(_, pk, _)| pk).collect()
+}
+
+/// The one run `reference` (an id prefix or a name) names among
+/// `candidates`: not found when there is none, ambiguous when several.
+pub(crate) fn the_one(reference: &str, candidates: Vec<RunRecord>) -> Result<RunRecord> {
+    if candidates.len() > 1 {
+        return Err(StoreError::Ambiguous {
+            what: "runs",
+            reference: reference.to_string(),
+            candidates: candidates
+                .iter()
+                .take(5)
+                .map(|r| format!("{} ({})", r.id, r.project))
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    candidates
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::NotFound {
+            what: "run",
+            id: reference.to_string(),
+        })
+}
+
+/// Whether `reference` may be a run id's prefix (else it is only a name).
+pub(crate) fn may_be_id_prefix(reference: &str) -> bool {
+    reference.len() >= crate::MIN_ID_PREFIX && reference.chars().all(|c| c.is_ascii_alphanumeric())
 }

@@ -624,3 +624,26 @@ fn extremes(values: &[f64]) -> Option<(usize, usize)> {
 
 #[cfg(test)]
 mod tests;
+
+/// A series' open tails, decoded together and sorted by step, cut into
+/// sealed chunks: what compacting a run that stopped writing stores in
+/// their place.
+pub(crate) fn seal_tails(tails: &[Vec<u8>]) -> crate::Result<Vec<EncodedChunk>> {
+    let mut points = SeriesColumns::default();
+    for data in tails {
+        codec::decode_into(data, &mut points)?;
+    }
+    points.sort_by_step();
+    let mut sealed = Vec::new();
+    for start in (0..points.len()).step_by(SEAL_POINTS) {
+        let end = (start + SEAL_POINTS).min(points.len());
+        sealed.push(EncodedChunk::encode(
+            String::new(),
+            SEALED_LEVEL,
+            &points.steps[start..end],
+            &points.ts_ms[start..end],
+            &points.values[start..end],
+        )?);
+    }
+    Ok(sealed)
+}

@@ -20,10 +20,9 @@ use labbook_core::run::{validate_name, validate_tag};
 use labbook_core::{RunRecord, RunStatus, SeriesColumns, SeriesSummary, ids};
 
 use crate::chunk_read::{self, ChunkInfo, ChunkRead, ChunkSource};
-use crate::codec;
 use crate::error::{Result, StoreError};
 use crate::run_fields::{RUN_FIELD_COLUMNS, RunFields};
-use crate::series::{SEAL_POINTS, SEALED_LEVEL};
+use crate::series::SEALED_LEVEL;
 use crate::studies::*;
 use crate::types::*;
 use crate::versions::*;
@@ -34,6 +33,7 @@ mod artifacts;
 mod backup;
 pub use backup::BackupReport;
 mod accounts;
+pub(crate) use accounts::stored_permission;
 mod key_catalog;
 mod projects;
 mod pushdown;
@@ -1060,9 +1060,7 @@ impl Store for SqliteStore {
             return Ok(run);
         }
         let project = project.unwrap_or("");
-        let by_prefix = if reference.len() >= crate::MIN_ID_PREFIX
-            && reference.chars().all(|c| c.is_ascii_alphanumeric())
-        {
+        let by_prefix = if crate::run_select::may_be_id_prefix(reference) {
             Self::load_runs(
                 &conn,
                 "r.id >= ?1 AND r.id < ?1 || '~' AND (?2 = '' OR p.name = ?2)",
@@ -1080,26 +1078,7 @@ impl Store for SqliteStore {
         } else {
             by_prefix
         };
-        match candidates.len() {
-            0 => Err(StoreError::NotFound {
-                what: "run",
-                id: reference.to_string(),
-            }),
-            1 => Ok(candidates
-                .into_iter()
-                .next()
-                .ok_or_else(|| StoreError::Internal("empty".into()))?),
-            _ => Err(StoreError::Ambiguous {
-                what: "runs",
-                reference: reference.to_string(),
-                candidates: candidates
-                    .iter()
-                    .take(5)
-                    .map(|r| format!("{} ({})", r.id, r.project))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
-        }
+        crate::run_select::the_one(reference, candidates)
     }
 
     fn update_run(&self, id: &str, patch: &RunPatch) -> Result<()> {
@@ -1399,26 +1378,11 @@ impl Store for SqliteStore {
                     .prepare("SELECT id, data FROM chunks WHERE series_id = ?1 AND level < ?2 ORDER BY step_min, id")?
                     .query_map(params![series_id, SEALED_LEVEL], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<rusqlite::Result<_>>()?;
-                let mut points = SeriesColumns::default();
-                for (id, data) in &rows {
-                    codec::decode_into(data, &mut points)?;
+                for (id, _) in &rows {
                     tx.prepare_cached("DELETE FROM chunks WHERE id = ?1")?.execute([id])?;
                 }
-                points.sort_by_step();
-                for start in (0..points.len()).step_by(SEAL_POINTS) {
-                    let end = (start + SEAL_POINTS).min(points.len());
-                    let part = SeriesColumns {
-                        steps: points.steps[start..end].to_vec(),
-                        ts_ms: points.ts_ms[start..end].to_vec(),
-                        values: points.values[start..end].to_vec(),
-                    };
-                    let chunk = crate::series::EncodedChunk::encode(
-                        String::new(),
-                        SEALED_LEVEL,
-                        &part.steps,
-                        &part.ts_ms,
-                        &part.values,
-                    )?;
+                let tails: Vec<Vec<u8>> = rows.into_iter().map(|(_, data)| data).collect();
+                for chunk in crate::series::seal_tails(&tails)? {
                     Self::insert_chunk(tx, series_id, &chunk)?;
                 }
             }
@@ -1431,16 +1395,7 @@ impl Store for SqliteStore {
             let pk = Self::run_pk(tx, run_id)?;
             let existing: Option<String> =
                 tx.query_row("SELECT env FROM run_env WHERE run_pk = ?1", [pk], |r| r.get(0)).optional()?;
-            let mut merged = match existing.map(|t| serde_json::from_str::<serde_json::Value>(&t)).transpose()? {
-                Some(serde_json::Value::Object(map)) => map,
-                _ => serde_json::Map::new(),
-            };
-            match env {
-                serde_json::Value::Object(update) => merged.extend(update.clone()),
-                other => {
-                    return Err(labbook_core::ValidationError::new("environment", format!("must be an object, not {other}")).into());
-                }
-            }
+            let merged = crate::run_fields::merged_environment(existing.as_deref(), env)?;
             tx.execute(
                 "INSERT INTO run_env (run_pk, env) VALUES (?1, ?2) ON CONFLICT (run_pk) DO UPDATE SET env = excluded.env",
                 params![pk, serde_json::to_string(&merged)?],
@@ -1477,9 +1432,7 @@ impl Store for SqliteStore {
     }
 
     fn add_note(&self, run_id: &str, text: &str, now_ms: i64) -> Result<()> {
-        if text.trim().is_empty() {
-            return Err(labbook_core::ValidationError::new("note", "must not be empty").into());
-        }
+        crate::run_fields::check_run_note(text)?;
         self.write(|tx| {
             let (pk, project_id): (i64, i64) = tx
                 .query_row("SELECT pk, project_id FROM runs WHERE id = ?1", [run_id], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -1532,16 +1485,7 @@ impl Store for SqliteStore {
         run_id: Option<&str>,
         now_ms: i64,
     ) -> Result<NotebookNote> {
-        if text.trim().is_empty() {
-            return Err(
-                labbook_core::ValidationError::new("text", "a note must not be empty").into(),
-            );
-        }
-        if text.len() > 1 << 20 {
-            return Err(
-                labbook_core::ValidationError::new("text", "a note is limited to 1 MiB").into(),
-            );
-        }
+        crate::run_fields::check_project_note(text)?;
         let id = self.write(|tx| {
             let project_id: i64 = tx
                 .query_row("SELECT id FROM projects WHERE name = ?1", [project], |r| r.get(0))

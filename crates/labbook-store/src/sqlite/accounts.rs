@@ -269,18 +269,7 @@ impl SqliteStore {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter()
-            .map(|(user, kind, resource, role)| {
-                Ok(Permission {
-                    kind: ResourceKind::parse(&kind).ok_or_else(|| {
-                        StoreError::Internal(format!("a permission is on an unknown kind {kind:?}"))
-                    })?,
-                    role: Role::parse(&role).map_err(|_| {
-                        StoreError::Internal(format!("a permission has an unknown role {role:?}"))
-                    })?,
-                    user,
-                    resource,
-                })
-            })
+            .map(|(user, kind, resource, role)| stored_permission(user, &kind, resource, &role))
             .collect()
     }
 
@@ -317,4 +306,24 @@ fn no_user(name: &str) -> StoreError {
         what: "user",
         id: name.to_string(),
     }
+}
+
+/// A permission from its stored texts; a kind or role this labbook does not
+/// know is an error, never a guess.
+pub(crate) fn stored_permission(
+    user: String,
+    kind: &str,
+    resource: String,
+    role: &str,
+) -> Result<Permission> {
+    Ok(Permission {
+        kind: ResourceKind::parse(kind).ok_or_else(|| {
+            StoreError::Internal(format!("a permission is on an unknown kind {kind:?}"))
+        })?,
+        role: Role::parse(role).map_err(|_| {
+            StoreError::Internal(format!("a permission has an unknown role {role:?}"))
+        })?,
+        user,
+        resource,
+    })
 }

@@ -1,7 +1,5 @@
 //! Projects: the unit runs are grouped in, and MLflow's experiments.
 
-use std::collections::BTreeMap;
-
 use rusqlite::{OptionalExtension, params};
 
 use labbook_core::run::validate_name;
@@ -105,19 +103,7 @@ impl SqliteStore {
                     id: id.to_string(),
                 });
             };
-            let mut tags: BTreeMap<String, String> = serde_json::from_str(&tags)?;
-            for (k, v) in &patch.set_tags {
-                labbook_core::config::validate_key("tag", k)?;
-                tags.insert(k.clone(), v.clone());
-            }
-            for k in &patch.remove_tags {
-                if tags.remove(k).is_none() {
-                    return Err(StoreError::NotFound {
-                        what: "tag",
-                        id: k.clone(),
-                    });
-                }
-            }
+            let tags = crate::run_fields::patched_project_tags(&tags, patch)?;
             if let Some(name) = &patch.name {
                 let taken: Option<i64> = tx
                     .query_row(

@@ -1,0 +1,644 @@
+//! The PostgreSQL backend against a real PostgreSQL server: a throwaway
+//! cluster per test (`initdb` and `pg_ctl` from the machine's PostgreSQL),
+//! or the server `LABBOOK_TEST_POSTGRES` names (a URL to a role that may
+//! create databases). Without either the tests say why and pass, except
+//! under `CI=1`, where they must run.
+#![cfg(feature = "postgres")]
+#![allow(clippy::unwrap_used)] // a test that cannot set up should panic
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+
+use labbook_core::account::{ResourceKind, Role};
+use labbook_core::{Config, ConfigValue, RunStatus, SeriesColumns};
+use labbook_store::series::SeriesWriter;
+use labbook_store::*;
+
+/// A PostgreSQL server for one test, stopped when dropped.
+struct Cluster {
+    url: String,
+    /// The server's programs, data directory, `postgres` options, and the
+    /// folder holding it all.
+    data: Option<(PathBuf, PathBuf, String, tempfile::TempDir)>,
+}
+
+fn postgres_bin() -> Option<PathBuf> {
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() {
+            return Some(dir);
+        }
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|d| d.join("initdb").exists())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs a PostgreSQL tool as the `postgres` user when this process is root
+/// (PostgreSQL refuses to run as root), else as this user.
+fn as_postgres(tool: &std::path::Path) -> Command {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(tool);
+        cmd
+    } else {
+        Command::new(tool)
+    }
+}
+
+impl Cluster {
+    fn start() -> Option<Cluster> {
+        let name = format!("t{:016x}", random_bits());
+        if let Ok(admin) = std::env::var("LABBOOK_TEST_POSTGRES") {
+            let store = PgStoreAdmin(admin.clone());
+            store.create_database(&name);
+            let (base, _) = admin.rsplit_once('/').unwrap();
+            return Some(Cluster {
+                url: format!("{base}/{name}"),
+                data: None,
+            });
+        }
+        let Some(bin) = postgres_bin() else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "PostgreSQL is not installed, and CI must run these tests"
+            );
+            eprintln!(
+                "skipped: no PostgreSQL here (install postgresql, or set LABBOOK_TEST_POSTGRES)"
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let socket = dir.path().join("socket");
+        std::fs::create_dir(&socket).unwrap();
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            let status = Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let out = as_postgres(&bin.join("initdb"))
+            .args(["-A", "trust", "--no-sync", "-U", "postgres", "-D"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            socket.display()
+        );
+        let cluster = Cluster {
+            url: format!("postgresql://postgres@127.0.0.1:{port}/{name}"),
+            data: Some((bin, data, options, dir)),
+        };
+        cluster.pg_ctl("start");
+        PgStoreAdmin(format!("postgresql://postgres@127.0.0.1:{port}/postgres"))
+            .create_database(&name);
+        Some(cluster)
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let (bin, data, options, dir) = self.data.as_ref().unwrap();
+        let out = as_postgres(&bin.join("pg_ctl"))
+            .args(["-w", "-m", "fast", "-D"])
+            .arg(data)
+            .arg("-o")
+            .arg(options)
+            .arg("-l")
+            .arg(dir.path().join("log"))
+            .arg(action)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl {action}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some((bin, data, _, _)) = &self.data {
+            let _ = as_postgres(&bin.join("pg_ctl"))
+                .args(["-w", "-m", "immediate", "-D"])
+                .arg(data)
+                .arg("stop")
+                .output();
+        }
+    }
+}
+
+/// Creates databases through the `psql` client the server came with.
+struct PgStoreAdmin(String);
+
+impl PgStoreAdmin {
+    fn create_database(&self, name: &str) {
+        let out = Command::new("psql")
+            .arg(&self.0)
+            .args(["-v", "ON_ERROR_STOP=1", "-qc"])
+            .arg(format!("CREATE DATABASE {name}"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn new_run(project: &str, name: &str) -> NewRun {
+    let mut config = Config::new();
+    config.insert("lr".into(), ConfigValue::Float(0.01));
+    NewRun {
+        project: project.into(),
+        name: Some(name.into()),
+        config,
+        created_ms: 1_000,
+        ..Default::default()
+    }
+}
+
+/// Commits `points` of `key` to a run through the series engine, as a
+/// writer does; `batch` names the write for retries.
+fn log(
+    store: &PgStore,
+    writer: &mut SeriesWriter,
+    run: &str,
+    key: &str,
+    points: SeriesColumns,
+    batch: Option<&str>,
+) -> bool {
+    let plan = writer.plan(vec![(key.to_string(), points)], false).unwrap();
+    let write = WriteSet {
+        run_id: run.into(),
+        batch_id: batch.map(str::to_string),
+        series: plan,
+        output: Vec::new(),
+        patch: None,
+        heartbeat_ms: Some(2_000),
+    };
+    let committed = store.commit(&write).unwrap();
+    match committed {
+        Some(ids) => {
+            writer.apply(write.series, &ids);
+            true
+        }
+        None => false,
+    }
+}
+
+fn points(from: i64, to: i64) -> SeriesColumns {
+    let mut out = SeriesColumns::default();
+    for step in from..to {
+        out.push(labbook_core::Point {
+            step,
+            ts_ms: 1_000 + step,
+            value: (step as f64).sin(),
+        });
+    }
+    out
+}
+
+#[test]
+fn replicas_starting_together_migrate_once() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let url = Arc::new(cluster.url.clone());
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || PgStore::connect(&url).map(|_| ()))
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap().unwrap();
+    }
+    let store = PgStore::connect(&cluster.url).unwrap();
+    let projects = store.list_projects().unwrap();
+    assert_eq!(
+        projects
+            .iter()
+            .filter(|p| p.project.name == "Default")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn runs_round_trip_and_replicas_see_each_others_changes() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let a = PgStore::connect(&cluster.url).unwrap();
+    let b = PgStore::connect(&cluster.url).unwrap();
+    let (cursor, _) = b.changes_since(i64::MAX).unwrap();
+    assert!(b.list_runs(&RunQuery::default()).unwrap().is_empty());
+
+    let run = a.create_run(&new_run("vision", "resnet")).unwrap();
+    assert_eq!(run.status, RunStatus::Running);
+    assert_eq!(run.project, "vision");
+    let other = a.create_run(&new_run("vision", "resnet")).unwrap();
+
+    // The other replica sees both, by its index and by the change feed.
+    let listed = b
+        .list_runs(&RunQuery {
+            project: Some("vision".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+    let (_, changed) = b.changes_since(cursor).unwrap();
+    assert_eq!(changed.len(), 2);
+
+    // Names and prefixes resolve; a name two runs share is ambiguous.
+    assert!(matches!(
+        a.resolve_run("resnet", None),
+        Err(StoreError::Ambiguous { .. })
+    ));
+    assert_eq!(a.resolve_run(&run.id[..8], None).unwrap().id, run.id);
+
+    // A patch lands whole, or not at all.
+    let mut params = Config::new();
+    params.insert("batch".into(), ConfigValue::Int(32));
+    a.update_run(
+        &run.id,
+        &RunPatch {
+            params: Some(params.clone()),
+            add_tags: vec!["baseline".into()],
+            status: Some(RunStatus::Finished),
+            ended_ms: Some(5_000),
+            error: Some("a NUL \0 in text".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    params.insert("batch".into(), ConfigValue::Int(64));
+    let refused = a.update_run(
+        &run.id,
+        &RunPatch {
+            params: Some(params),
+            add_tags: vec!["never".into()],
+            ..Default::default()
+        },
+    );
+    assert!(
+        matches!(refused, Err(StoreError::Invalid(_))),
+        "{refused:?}"
+    );
+    let got = b.get_run(&run.id).unwrap();
+    assert_eq!(got.status, RunStatus::Finished);
+    assert_eq!(got.tags, vec!["baseline".to_string()]);
+    assert_eq!(got.config.get("batch"), Some(&ConfigValue::Int(32)));
+    assert_eq!(got.error.as_deref(), Some("a NUL \u{FFFD} in text"));
+
+    // A filter runs over the other replica's index, kept current.
+    let filter = labbook_core::query::parse_filter("status = 'finished'").unwrap();
+    let finished = b
+        .list_runs(&RunQuery {
+            filter: Some(filter),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(finished.len(), 1);
+    assert_eq!(finished[0].id, run.id);
+
+    // Delete, restore, purge: each seen by the other replica.
+    a.delete_run(&other.id, 9_000).unwrap();
+    assert_eq!(b.list_runs(&RunQuery::default()).unwrap().len(), 1);
+    a.restore_run(&other.id).unwrap();
+    assert_eq!(b.list_runs(&RunQuery::default()).unwrap().len(), 2);
+    a.purge_run(&other.id).unwrap();
+    let all = b
+        .list_runs(&RunQuery {
+            deleted: Deleted::Include,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    assert!(matches!(
+        b.get_run(&other.id),
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn series_are_stored_once_read_back_and_compacted() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let store = PgStore::connect(&cluster.url).unwrap();
+    let run = store.create_run(&new_run("p", "curves")).unwrap();
+    let mut writer = SeriesWriter::new();
+    let mut expected = SeriesColumns::default();
+    for part in 0..40 {
+        let chunk = points(part * 500, (part + 1) * 500);
+        expected.extend_from(&chunk);
+        let batch = format!("b{part}");
+        assert!(log(
+            &store,
+            &mut writer,
+            &run.id,
+            "loss",
+            chunk.clone(),
+            Some(&batch)
+        ));
+        // A retried batch changes nothing.
+        let mut twin = SeriesWriter::new();
+        assert!(!log(
+            &store,
+            &mut twin,
+            &run.id,
+            "loss",
+            chunk,
+            Some(&batch)
+        ));
+    }
+    let read = store.read_series(&run.id, "loss", StepRange::ALL).unwrap();
+    assert_eq!(read.steps, expected.steps);
+    assert_eq!(read.ts_ms, expected.ts_ms);
+    assert_eq!(
+        read.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        expected
+            .values
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>()
+    );
+    let range = StepRange {
+        lo: Some(1_000),
+        hi: Some(1_999),
+    };
+    assert_eq!(
+        store.read_series(&run.id, "loss", range).unwrap().len(),
+        1_000
+    );
+    assert_eq!(
+        store.series_keys(&run.id).unwrap(),
+        vec![("loss".to_string(), 20_000)]
+    );
+    let summary = store.get_run(&run.id).unwrap().metrics["loss"];
+    assert_eq!(summary.count, 20_000);
+    assert_eq!(summary.last_step, 19_999);
+
+    store.compact_run(&run.id).unwrap();
+    let compacted = store.read_series(&run.id, "loss", StepRange::ALL).unwrap();
+    assert_eq!(compacted.steps, expected.steps);
+    let (drawn, total) = store
+        .downsample(&run.id, "loss", StepRange::ALL, 100, false)
+        .unwrap();
+    assert_eq!(total, 20_000);
+    assert!(drawn.len() <= 400 && !drawn.is_empty(), "{}", drawn.len());
+
+    // Writers of one run from several connections queue; none deadlocks
+    // and every point is stored once.
+    let store = Arc::new(store);
+    let handles: Vec<_> = (0..8)
+        .map(|w| {
+            let store = store.clone();
+            let run = run.id.clone();
+            std::thread::spawn(move || {
+                let mut writer = SeriesWriter::new();
+                for i in 0..20 {
+                    let from = 100_000 + (w * 20 + i) * 10;
+                    log(
+                        &store,
+                        &mut writer,
+                        &run,
+                        &format!("w{w}"),
+                        points(from, from + 10),
+                        None,
+                    );
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let keys = store.series_keys(&run.id).unwrap();
+    assert_eq!(keys.len(), 9);
+    assert!(
+        keys.iter()
+            .filter(|(k, _)| k.starts_with('w'))
+            .all(|(_, n)| *n == 200)
+    );
+}
+
+#[test]
+fn notes_output_environment_projects_and_documents() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let store = Arc::new(PgStore::connect(&cluster.url).unwrap());
+    let run = store.create_run(&new_run("nlp", "bert")).unwrap();
+    store.add_note(&run.id, "lr too high?", 10).unwrap();
+    assert!(store.add_note(&run.id, "  ", 11).is_err());
+    store
+        .add_project_note("nlp", "tonight: sweep the lr", None, 12)
+        .unwrap();
+    assert_eq!(store.notes(&run.id).unwrap().len(), 1);
+    assert_eq!(store.project_notes("nlp").unwrap().len(), 2);
+
+    store
+        .set_environment(&run.id, &serde_json::json!({"python": "3.12"}))
+        .unwrap();
+    store
+        .set_environment(&run.id, &serde_json::json!({"gpu": "H200"}))
+        .unwrap();
+    assert_eq!(
+        store.environment(&run.id).unwrap().unwrap(),
+        serde_json::json!({"python": "3.12", "gpu": "H200"})
+    );
+    let write = WriteSet {
+        run_id: run.id.clone(),
+        batch_id: None,
+        series: Default::default(),
+        output: vec![OutputChunk {
+            stream: OutputStream::Stderr,
+            ts_ms: 5,
+            data: b"epoch 1\n\0binary".to_vec(),
+        }],
+        patch: None,
+        heartbeat_ms: None,
+    };
+    store.commit(&write).unwrap();
+    assert_eq!(store.read_output(&run.id).unwrap(), write.output);
+
+    let project = store
+        .create_project(&NewProject {
+            name: "speech".into(),
+            artifact_location: None,
+            tags: Default::default(),
+            created_ms: 1,
+        })
+        .unwrap();
+    assert!(matches!(
+        store.create_project(&NewProject {
+            name: "speech".into(),
+            artifact_location: None,
+            tags: Default::default(),
+            created_ms: 1,
+        }),
+        Err(StoreError::Conflict(_))
+    ));
+    let nlp = store.project(ProjectRef::Name("nlp")).unwrap();
+    store
+        .update_project(
+            nlp.id,
+            &ProjectPatch {
+                name: Some("language".into()),
+                now_ms: 20,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(store.get_run(&run.id).unwrap().project, "language");
+    assert_eq!(
+        store.list_runs(&RunQuery::default()).unwrap()[0].project,
+        "language"
+    );
+    store
+        .update_project(
+            project.id,
+            &ProjectPatch {
+                deleted: Some(Some(30)),
+                now_ms: 30,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(
+        store
+            .project(ProjectRef::Id(project.id))
+            .unwrap()
+            .deleted_ms
+            .is_some()
+    );
+
+    // Read-change-write of one document from many threads loses nothing.
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for _ in 0..10 {
+                    store
+                        .update_document("counter", "n", &mut |doc| {
+                            let n = doc.and_then(|d| d.as_i64()).unwrap_or(0);
+                            Ok(Some(serde_json::json!(n + 1)))
+                        })
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(
+        store.document("counter", "n").unwrap(),
+        Some(serde_json::json!(80))
+    );
+}
+
+#[test]
+fn accounts_tokens_and_roles() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let store = PgStore::connect(&cluster.url).unwrap();
+    let ada = store.create_user("ada", "$argon2id$hash", 1).unwrap();
+    assert!(matches!(
+        store.create_user("ada", "$argon2id$other", 2),
+        Err(StoreError::Conflict(_))
+    ));
+    store.set_admin("ada", true).unwrap();
+    let token = store.create_token("ada", "laptop", "d1", 3, None).unwrap();
+    let again = store.create_token("ada", "ci", "d2", 4, Some(10)).unwrap();
+    assert!(again.id > token.id);
+    assert_eq!(store.user_of_token("d1", 5).unwrap().unwrap().id, ada.id);
+    assert!(store.user_of_token("d2", 11).unwrap().is_none());
+    store.revoke_token(token.id, 6).unwrap();
+    assert!(store.user_of_token("d1", 7).unwrap().is_none());
+    assert_eq!(store.tokens(Some("ada")).unwrap().len(), 2);
+
+    store
+        .set_permission("ada", ResourceKind::Project, "7", Role::Edit)
+        .unwrap();
+    store
+        .set_permission("ada", ResourceKind::Project, "7", Role::Manage)
+        .unwrap();
+    let perms = store.permissions(None).unwrap();
+    assert_eq!(perms.len(), 1);
+    assert_eq!(perms[0].role, Role::Manage);
+    store
+        .move_permissions(ResourceKind::Project, "7", Some("8"))
+        .unwrap();
+    assert_eq!(store.permissions(Some("ada")).unwrap()[0].resource, "8");
+    store.delete_user("ada").unwrap();
+    assert!(store.users().unwrap().is_empty());
+    assert!(store.permissions(None).unwrap().is_empty());
+}
+
+#[test]
+fn a_stopped_database_is_unavailable_then_recovers_by_itself() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    if cluster.data.is_none() {
+        eprintln!("skipped: the server LABBOOK_TEST_POSTGRES names cannot be stopped by a test");
+        return;
+    }
+    let store = PgStore::connect(&cluster.url).unwrap();
+    let run = store.create_run(&new_run("p", "r")).unwrap();
+    cluster.pg_ctl("stop");
+    let err = store.get_run(&run.id).unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let err = store.add_note(&run.id, "while down", 1).unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    cluster.pg_ctl("start");
+    // The pool drops the broken connections and makes new ones.
+    let mut recovered = None;
+    for _ in 0..50 {
+        match store.get_run(&run.id) {
+            Ok(r) => {
+                recovered = Some(r);
+                break;
+            }
+            Err(StoreError::Unavailable(_)) => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(recovered.unwrap().id, run.id);
+    store.add_note(&run.id, "after", 2).unwrap();
+    assert_eq!(store.notes(&run.id).unwrap().len(), 1);
+}
