@@ -197,6 +197,11 @@ pub(crate) fn connect(dir: &Path, location: &ArtifactLocation) -> Box<dyn Blobs>
 
 /// Contents that cannot be reached at all (a damaged location file, a
 /// bucket this build cannot speak to): every call says why.
+/// Contents that cannot be reached: every call fails with `reason`.
+pub(crate) fn unreachable(reason: String, location: ArtifactLocation) -> Box<dyn Blobs> {
+    Box::new(Unreachable(reason, location))
+}
+
 struct Unreachable(String, ArtifactLocation);
 
 impl Unreachable {
@@ -243,6 +248,33 @@ impl Blobs for Unreachable {
 
 /// Whether `name` is a blob's name: 64 hex digits. Nothing else found in a
 /// blob folder or bucket is ever listed or removed.
+/// How old a file in a spool folder must be to count as left by a writer
+/// that died.
+const STALE_TEMP_MS: u64 = 24 * 3600 * 1000;
+
+/// Removes (or with `dry_run` only counts) the files in the spool folder
+/// `dir` older than a day: what writers that died left.
+pub(crate) fn sweep_stale_temps(dir: &Path, dry_run: bool) -> u64 {
+    let Ok(temps) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let cutoff = std::time::SystemTime::now() - std::time::Duration::from_millis(STALE_TEMP_MS);
+    let mut stale = 0;
+    for temp in temps.flatten() {
+        let old = temp
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < cutoff);
+        if old && temp.file_type().is_ok_and(|t| t.is_file()) {
+            stale += 1;
+            if !dry_run {
+                let _ = std::fs::remove_file(temp.path());
+            }
+        }
+    }
+    stale
+}
+
 pub(crate) fn is_blob_name(name: &str) -> bool {
     name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }

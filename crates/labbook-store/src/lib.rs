@@ -24,6 +24,7 @@ mod sqlite;
 mod studies;
 pub mod sweeps;
 mod types;
+mod versioning;
 pub mod versions;
 pub mod writer;
 

@@ -11,9 +11,11 @@
 //! reconnects by itself once the database is back.
 
 mod accounts;
+mod artifacts;
 mod run_index;
 mod runs;
 mod schema;
+mod studies;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -48,6 +50,10 @@ pub struct PgStore {
     /// password.
     shown: String,
     index: Mutex<run_index::RunIndex>,
+    /// Where artifact contents live (`artifacts`).
+    blobs: Mutex<std::sync::Arc<dyn crate::blobs::Blobs>>,
+    /// Each study's trials as this process last read them (`studies`).
+    trial_cache: Mutex<HashMap<i64, crate::studies::TrialCache>>,
 }
 
 /// One pooled connection and the statements prepared on it.
@@ -200,8 +206,11 @@ impl PgStore {
             pool,
             shown,
             index: Mutex::new(run_index::RunIndex::default()),
+            blobs: Mutex::new(artifacts::no_location().into()),
+            trial_cache: Mutex::new(HashMap::new()),
         };
         store.migrate()?;
+        *store.blobs.lock() = store.recorded_blobs()?.into();
         Ok(store)
     }
 

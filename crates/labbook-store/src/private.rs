@@ -52,6 +52,14 @@ pub struct Modes {
 }
 
 impl Modes {
+    /// Files only this user reads, in folders only this user enters.
+    pub fn private() -> Modes {
+        Modes {
+            file: 0o600,
+            dir: PRIVATE_DIR_MODE,
+        }
+    }
+
     pub fn of(dir: &Path) -> Modes {
         #[cfg(unix)]
         if let Ok(meta) = std::fs::metadata(dir) {
@@ -62,10 +70,7 @@ impl Modes {
             };
         }
         let _ = dir;
-        Modes {
-            file: 0o600,
-            dir: PRIVATE_DIR_MODE,
-        }
+        Modes::private()
     }
 
     /// Creates a file that does not exist yet, with the store's file mode

@@ -100,7 +100,7 @@ pub struct SqliteStore {
     dir: PathBuf,
     /// Every run, in memory, as of a change sequence (`run_index`).
     index: Mutex<run_index::RunIndex>,
-    trial_cache: Mutex<HashMap<i64, studies::TrialCache>>,
+    trial_cache: Mutex<HashMap<i64, crate::studies::TrialCache>>,
     /// Why this store was opened read-only, if it was.
     read_only: Option<String>,
     /// Whether commits in its write-ahead log could not be read (see

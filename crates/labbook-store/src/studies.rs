@@ -5,10 +5,14 @@
 //! take the same grid point and a killed worker's trial is found and
 //! marked crashed by whoever claims next.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde_json::Value;
+
+use labbook_core::ValidationError;
+
+use crate::error::{Result, StoreError};
 
 use labbook_search::trial::{AsObservation, Observation};
 use labbook_search::{Direction, Domain, TrialState};
@@ -276,4 +280,303 @@ pub(crate) fn float_from_json(v: &Value) -> Option<f64> {
         },
         _ => None,
     }
+}
+
+/// A study's trials as of change `seq`, by number, with where the running
+/// and waiting ones are, so that a claim reads no trial it need not (a
+/// study of 10,000 trials is claimed from as fast as one of 100).
+#[derive(Default)]
+pub(crate) struct TrialCache {
+    pub(crate) seq: i64,
+    pub(crate) trials: Vec<Arc<TrialRecord>>,
+    /// Positions in `trials` of the running trials.
+    pub(crate) running: BTreeSet<usize>,
+    /// Positions in `trials` of the waiting trials.
+    pub(crate) waiting: BTreeSet<usize>,
+}
+
+impl TrialCache {
+    pub(crate) fn put(&mut self, trial: TrialRecord) {
+        let number = trial.number();
+        let state = trial.state();
+        // Numbers grow with each claim, so a changed trial is found by
+        // bisection and a new one goes at the end.
+        let at = match self.trials.last() {
+            Some(last) if last.number() < number => {
+                self.trials.push(Arc::new(trial));
+                self.trials.len() - 1
+            }
+            None => {
+                self.trials.push(Arc::new(trial));
+                0
+            }
+            Some(_) => match self.trials.binary_search_by_key(&number, |t| t.number()) {
+                Ok(i) => {
+                    self.trials[i] = Arc::new(trial);
+                    i
+                }
+                Err(i) => {
+                    // Out of order (not made by a claim): positions after
+                    // it move, so the sets are rebuilt.
+                    self.trials.insert(i, Arc::new(trial));
+                    self.reindex();
+                    return;
+                }
+            },
+        };
+        self.running.remove(&at);
+        self.waiting.remove(&at);
+        match state {
+            TrialState::Running => {
+                self.running.insert(at);
+            }
+            TrialState::Waiting => {
+                self.waiting.insert(at);
+            }
+            _ => {}
+        }
+    }
+
+    fn reindex(&mut self) {
+        self.running.clear();
+        self.waiting.clear();
+        for (i, t) in self.trials.iter().enumerate() {
+            match t.state() {
+                TrialState::Running => {
+                    self.running.insert(i);
+                }
+                TrialState::Waiting => {
+                    self.waiting.insert(i);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A trial's stored objective values (JSON text, `None` before it has any).
+pub(crate) fn values_from_json(text: Option<&str>) -> Result<Option<Vec<f64>>> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let raw: Vec<Value> = serde_json::from_str(text)?;
+    Ok(Some(
+        raw.iter()
+            .map(|v| float_from_json(v).unwrap_or(f64::NAN))
+            .collect(),
+    ))
+}
+
+/// A trial's stored intermediate values, (step, value) in step order.
+pub(crate) fn intermediate_from_json(text: &str) -> Result<Vec<(i64, f64)>> {
+    let raw: Vec<(i64, Value)> = serde_json::from_str(text)?;
+    Ok(raw
+        .into_iter()
+        .map(|(s, v)| (s, float_from_json(&v).unwrap_or(f64::NAN)))
+        .collect())
+}
+
+pub(crate) fn values_json(values: &Option<Vec<f64>>) -> Result<Option<String>> {
+    values
+        .as_ref()
+        .map(|v| serde_json::to_string(&v.iter().map(|x| float_to_json(*x)).collect::<Vec<_>>()))
+        .transpose()
+        .map_err(Into::into)
+}
+
+pub(crate) fn intermediate_json(iv: &[(i64, f64)]) -> Result<String> {
+    let raw: Vec<(i64, Value)> = iv.iter().map(|&(s, v)| (s, float_to_json(v))).collect();
+    Ok(serde_json::to_string(&raw)?)
+}
+
+pub(crate) fn finished_error(trial: &TrialRecord) -> StoreError {
+    StoreError::Conflict(format!(
+        "trial #{} has already finished ({}) and cannot be changed",
+        trial.number(),
+        trial.state().as_str()
+    ))
+}
+
+/// The one study `reference` names among `found`.
+pub(crate) fn the_one_study(reference: &str, mut found: Vec<StudyRecord>) -> Result<StudyRecord> {
+    match found.len() {
+        0 => Err(StoreError::NotFound {
+            what: "sweep or study",
+            id: reference.to_string(),
+        }),
+        1 => Ok(found.remove(0)),
+        _ => Err(StoreError::Ambiguous {
+            what: "sweeps or studies",
+            reference: reference.to_string(),
+            candidates: found
+                .iter()
+                .map(|s| format!("{} ({})", s.id, s.project))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// Whether `reference` may be a study id's prefix: at least 3 of an id's
+/// characters; anything else (a LIKE wildcard above all) never matches.
+pub(crate) fn may_be_study_id_prefix(reference: &str) -> bool {
+    reference.len() >= 3
+        && reference
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// Whether `new` may resume the existing `study` of the same name: only when
+/// asked to, and only as the same kind with the same directions.
+pub(crate) fn check_resumable(study: &StudyRecord, new: &NewStudy, resume: bool) -> Result<()> {
+    if !resume {
+        return Err(StoreError::Conflict(format!(
+            "a {} named {:?} exists already in project {:?} (id {}); pick another name, or resume it",
+            study.kind.as_str(),
+            study.name,
+            study.project,
+            study.id
+        )));
+    }
+    if study.kind != new.kind {
+        return Err(StoreError::Conflict(format!(
+            "{:?} is a {}, not a {}",
+            study.name,
+            study.kind.as_str(),
+            new.kind.as_str()
+        )));
+    }
+    if study.directions != new.directions {
+        let show = |d: &[Direction]| d.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ");
+        return Err(ValidationError::new(
+            "direction",
+            format!(
+                "study {:?} was created to {}; it cannot now {}",
+                study.name,
+                show(&study.directions),
+                show(&new.directions)
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The checks a new study passes.
+pub(crate) fn check_new_study(new: &NewStudy) -> Result<()> {
+    labbook_core::run::validate_name("name", &new.name)?;
+    if new.directions.is_empty() {
+        return Err(
+            ValidationError::new("directions", "a study needs at least one direction").into(),
+        );
+    }
+    Ok(())
+}
+
+/// What a worker's death leaves in its running trial's note.
+pub(crate) fn crashed_note(trial: &TrialRecord) -> String {
+    format!(
+        "crashed: its worker{} stopped without ending it",
+        match (&trial.host, trial.pid) {
+            (Some(h), Some(p)) => format!(" ({h}, pid {p})"),
+            _ => String::new(),
+        }
+    )
+}
+
+/// What a patch leaves of a trial's times and values.
+pub(crate) struct TrialChange {
+    pub started: Option<i64>,
+    pub ended: Option<i64>,
+    pub values: Option<Vec<f64>>,
+}
+
+/// Applies `patch` to `trial` (params checked against the distributions
+/// the study's `history` used): `None` when it changes nothing (the trial
+/// finished, or is not in the state the patch expects), an error when it
+/// may not change it.
+pub(crate) fn apply_trial_patch(
+    trial: &mut TrialRecord,
+    patch: &TrialPatch,
+    history: &[Arc<TrialRecord>],
+) -> Result<Option<TrialChange>> {
+    let changes_anything = patch.state.is_some()
+        || patch.values.is_some()
+        || !patch.params.is_empty()
+        || !patch.intermediate.is_empty()
+        || !patch.user_attrs.is_empty()
+        || !patch.system_attrs.is_empty()
+        || patch.run_id.is_some()
+        || patch.note.is_some()
+        || patch.run.is_some();
+    if trial.state().is_finished() {
+        if changes_anything {
+            return Err(finished_error(trial));
+        }
+        return Ok(None);
+    }
+    if let Some(expected) = patch.only_if
+        && trial.state() != expected
+    {
+        return Ok(None);
+    }
+    if !patch.params.is_empty() {
+        for (name, value, domain) in &patch.params {
+            domain
+                .validate(&format!("params.{name}"))
+                .map_err(|e| ValidationError::new(e.path, e.message))?;
+            if let Some(before) = trial
+                .distributions
+                .get(name)
+                .or_else(|| history.iter().find_map(|t| t.distributions.get(name)))
+            {
+                domain.compatible_with(before).map_err(|why| {
+                    ValidationError::new(
+                        format!("params.{name}"),
+                        format!("the parameter's distribution changed within the study: {why}"),
+                    )
+                })?;
+            }
+            if trial.obs.params.contains_key(name) && trial.distributions.get(name) != Some(domain)
+            {
+                return Err(ValidationError::new(
+                    format!("params.{name}"),
+                    "was suggested already in this trial with another distribution",
+                )
+                .into());
+            }
+            trial.obs.params.insert(name.clone(), value.clone());
+            trial.distributions.insert(name.clone(), domain.clone());
+        }
+    }
+    for &(step, v) in &patch.intermediate {
+        match trial
+            .obs
+            .intermediate
+            .binary_search_by_key(&step, |&(s, _)| s)
+        {
+            Ok(i) => trial.obs.intermediate[i].1 = v,
+            Err(i) => trial.obs.intermediate.insert(i, (step, v)),
+        }
+    }
+    trial.user_attrs.extend(patch.user_attrs.iter().cloned());
+    trial
+        .system_attrs
+        .extend(patch.system_attrs.iter().cloned());
+    let mut started = trial.started_ms;
+    let mut ended = trial.ended_ms;
+    if let Some(state) = patch.state {
+        if state == TrialState::Running && trial.state() == TrialState::Waiting {
+            started = Some(patch.now_ms);
+        }
+        if state.is_finished() {
+            ended = Some(patch.now_ms);
+        }
+    }
+    let values = patch.values.clone().or(trial.values.clone());
+    Ok(Some(TrialChange {
+        started,
+        ended,
+        values,
+    }))
 }

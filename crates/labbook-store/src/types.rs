@@ -262,6 +262,41 @@ pub struct ArtifactEntry {
     pub size: u64,
 }
 
+impl ArtifactEntry {
+    /// The entries directly under the folder `prefix` (empty, or ending in
+    /// '/'), from every file under it as (path, size) in path order: its
+    /// files, and one folder entry per subfolder holding any.
+    pub(crate) fn listing(
+        prefix: &str,
+        files: impl IntoIterator<Item = (String, u64)>,
+    ) -> Vec<ArtifactEntry> {
+        let mut out: Vec<ArtifactEntry> = Vec::new();
+        for (path, size) in files {
+            let Some(rest) = path.strip_prefix(prefix) else {
+                continue;
+            };
+            match rest.split_once('/') {
+                None => out.push(ArtifactEntry {
+                    path,
+                    is_dir: false,
+                    size,
+                }),
+                Some((child, _)) => {
+                    let child_path = format!("{prefix}{child}");
+                    if !out.last().is_some_and(|e| e.is_dir && e.path == child_path) {
+                        out.push(ArtifactEntry {
+                            path: child_path,
+                            is_dir: true,
+                            size: 0,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 /// One writer flush, applied atomically by [`Store::commit`](crate::Store::commit).
 #[derive(Debug, Default)]
 pub struct WriteSet {

@@ -159,7 +159,7 @@ fn run_pk(db: &mut Db<'_>, id: &str) -> Result<i64> {
 /// A run's key, its row locked for this transaction: every write to a run
 /// takes it first, so a run's writers queue in one order and never
 /// deadlock each other (the stamp on its row comes last, by trigger).
-fn lock_run(db: &mut Db<'_>, id: &str) -> Result<i64> {
+pub(super) fn lock_run(db: &mut Db<'_>, id: &str) -> Result<i64> {
     db.row(
         "SELECT pk FROM runs WHERE id = $1 FOR NO KEY UPDATE",
         &[&id],
@@ -169,7 +169,7 @@ fn lock_run(db: &mut Db<'_>, id: &str) -> Result<i64> {
     .ok_or_else(|| no_run(id))
 }
 
-fn project_id(db: &mut Db<'_>, name: &str, now_ms: i64) -> Result<i64> {
+pub(super) fn project_id(db: &mut Db<'_>, name: &str, now_ms: i64) -> Result<i64> {
     validate_name("project", name)?;
     db.exec(
         "INSERT INTO projects (name, created_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
@@ -180,7 +180,7 @@ fn project_id(db: &mut Db<'_>, name: &str, now_ms: i64) -> Result<i64> {
         .try_get(0)?)
 }
 
-fn insert_run(db: &mut Db<'_>, new: &NewRun) -> Result<String> {
+pub(super) fn insert_run(db: &mut Db<'_>, new: &NewRun) -> Result<String> {
     let project_id = project_id(db, &new.project, new.created_ms)?;
     let mut tags = Vec::new();
     for t in &new.tags {
@@ -219,7 +219,7 @@ fn insert_run(db: &mut Db<'_>, new: &NewRun) -> Result<String> {
     Err(StoreError::Internal("no free run id".into()))
 }
 
-fn apply_patch(db: &mut Db<'_>, pk: i64, patch: &RunPatch) -> Result<()> {
+pub(super) fn apply_patch(db: &mut Db<'_>, pk: i64, patch: &RunPatch) -> Result<()> {
     if patch.is_empty() {
         return Ok(());
     }

@@ -214,32 +214,12 @@ impl SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT path, size FROM artifacts WHERE path >= ?1 AND (?2 = '' OR path < ?3) ORDER BY path",
         )?;
-        let mut rows = stmt.query(params![prefix, dir, upper])?;
-        let mut out: Vec<ArtifactEntry> = Vec::new();
-        while let Some(row) = rows.next()? {
-            let path: String = row.get(0)?;
-            let Some(rest) = path.strip_prefix(&prefix) else {
-                continue;
-            };
-            match rest.split_once('/') {
-                None => out.push(ArtifactEntry {
-                    path: path.clone(),
-                    is_dir: false,
-                    size: row.get::<_, i64>(1)? as u64,
-                }),
-                Some((child, _)) => {
-                    let child_path = format!("{prefix}{child}");
-                    if !out.last().is_some_and(|e| e.is_dir && e.path == child_path) {
-                        out.push(ArtifactEntry {
-                            path: child_path,
-                            is_dir: true,
-                            size: 0,
-                        });
-                    }
-                }
-            }
-        }
-        Ok(out)
+        let rows = stmt
+            .query_map(params![prefix, dir, upper], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(ArtifactEntry::listing(&prefix, rows))
     }
 
     pub(super) fn delete_artifacts_impl(&self, path: &str) -> Result<u64> {

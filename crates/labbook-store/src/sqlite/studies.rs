@@ -3,15 +3,13 @@
 //! read), so a sampler that reads a study's whole history before every
 //! suggestion does not parse a thousand trials each time.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
-use labbook_core::ValidationError;
 use labbook_core::ids;
-use labbook_core::run::validate_name;
 use labbook_search::trial::Observation;
 use labbook_search::{Direction, TrialState};
 
@@ -19,78 +17,6 @@ use super::SqliteStore;
 use crate::error::{Result, StoreError};
 use crate::random_bits;
 use crate::studies::*;
-
-/// A study's trials as of change `seq`, by number, with where the running
-/// and waiting ones are, so that a claim reads no trial it need not (a
-/// study of 10,000 trials is claimed from as fast as one of 100).
-#[derive(Default)]
-pub(crate) struct TrialCache {
-    seq: i64,
-    trials: Vec<Arc<TrialRecord>>,
-    /// Positions in `trials` of the running trials.
-    running: BTreeSet<usize>,
-    /// Positions in `trials` of the waiting trials.
-    waiting: BTreeSet<usize>,
-}
-
-impl TrialCache {
-    fn put(&mut self, trial: TrialRecord) {
-        let number = trial.number();
-        let state = trial.state();
-        // Numbers grow with each claim, so a changed trial is found by
-        // bisection and a new one goes at the end.
-        let at = match self.trials.last() {
-            Some(last) if last.number() < number => {
-                self.trials.push(Arc::new(trial));
-                self.trials.len() - 1
-            }
-            None => {
-                self.trials.push(Arc::new(trial));
-                0
-            }
-            Some(_) => match self.trials.binary_search_by_key(&number, |t| t.number()) {
-                Ok(i) => {
-                    self.trials[i] = Arc::new(trial);
-                    i
-                }
-                Err(i) => {
-                    // Out of order (not made by a claim): positions after
-                    // it move, so the sets are rebuilt.
-                    self.trials.insert(i, Arc::new(trial));
-                    self.reindex();
-                    return;
-                }
-            },
-        };
-        self.running.remove(&at);
-        self.waiting.remove(&at);
-        match state {
-            TrialState::Running => {
-                self.running.insert(at);
-            }
-            TrialState::Waiting => {
-                self.waiting.insert(at);
-            }
-            _ => {}
-        }
-    }
-
-    fn reindex(&mut self) {
-        self.running.clear();
-        self.waiting.clear();
-        for (i, t) in self.trials.iter().enumerate() {
-            match t.state() {
-                TrialState::Running => {
-                    self.running.insert(i);
-                }
-                TrialState::Waiting => {
-                    self.waiting.insert(i);
-                }
-                _ => {}
-            }
-        }
-    }
-}
 
 const STUDY_COLUMNS: &str = "s.id, s.sid, p.name, s.name, s.kind, s.directions, s.spec, s.why, s.state, \
      s.state_reason, s.user_attrs, s.system_attrs, s.created_ms";
@@ -130,23 +56,8 @@ fn decode_study(row: &Row<'_>) -> Result<StudyRecord> {
 
 fn decode_trial(row: &Row<'_>) -> Result<(i64, TrialRecord)> {
     let state: String = row.get(3)?;
-    let values: Option<String> = row.get(6)?;
-    let values: Option<Vec<f64>> = match values {
-        Some(text) => {
-            let raw: Vec<Value> = serde_json::from_str(&text)?;
-            Some(
-                raw.iter()
-                    .map(|v| float_from_json(v).unwrap_or(f64::NAN))
-                    .collect(),
-            )
-        }
-        None => None,
-    };
-    let raw_iv: Vec<(i64, Value)> = serde_json::from_str(&row.get::<_, String>(7)?)?;
-    let intermediate = raw_iv
-        .into_iter()
-        .map(|(s, v)| (s, float_from_json(&v).unwrap_or(f64::NAN)))
-        .collect();
+    let values = values_from_json(row.get::<_, Option<String>>(6)?.as_deref())?;
+    let intermediate = intermediate_from_json(&row.get::<_, String>(7)?)?;
     let trial = TrialRecord {
         id: row.get(0)?,
         study: row.get(1)?,
@@ -174,31 +85,10 @@ fn decode_trial(row: &Row<'_>) -> Result<(i64, TrialRecord)> {
     Ok((row.get(19)?, trial))
 }
 
-fn values_json(values: &Option<Vec<f64>>) -> Result<Option<String>> {
-    values
-        .as_ref()
-        .map(|v| serde_json::to_string(&v.iter().map(|x| float_to_json(*x)).collect::<Vec<_>>()))
-        .transpose()
-        .map_err(Into::into)
-}
-
-fn intermediate_json(iv: &[(i64, f64)]) -> Result<String> {
-    let raw: Vec<(i64, Value)> = iv.iter().map(|&(s, v)| (s, float_to_json(v))).collect();
-    Ok(serde_json::to_string(&raw)?)
-}
-
 fn next_seq(conn: &Connection) -> Result<i64> {
     Ok(conn
         .prepare_cached("UPDATE search_seq SET value = value + 1 WHERE id = 1 RETURNING value")?
         .query_row([], |r| r.get(0))?)
-}
-
-fn finished_error(trial: &TrialRecord) -> StoreError {
-    StoreError::Conflict(format!(
-        "trial #{} has already finished ({}) and cannot be changed",
-        trial.number(),
-        trial.state().as_str()
-    ))
 }
 
 impl SqliteStore {
@@ -240,46 +130,12 @@ impl SqliteStore {
         new: &NewStudy,
         resume: bool,
     ) -> Result<(StudyRecord, bool)> {
-        validate_name("name", &new.name)?;
-        if new.directions.is_empty() {
-            return Err(
-                ValidationError::new("directions", "a study needs at least one direction").into(),
-            );
-        }
+        check_new_study(new)?;
         let (pk, created) = self.write(|tx| {
             let project_id = Self::project_id(tx, &new.project, new.created_ms)?;
             let existing = Self::query_studies(tx, "s.project_id = ?1 AND s.name = ?2", &[&project_id, &new.name])?;
             if let Some(study) = existing.into_iter().next() {
-                if !resume {
-                    return Err(StoreError::Conflict(format!(
-                        "a {} named {:?} exists already in project {:?} (id {}); pick another name, or resume it",
-                        study.kind.as_str(),
-                        study.name,
-                        study.project,
-                        study.id
-                    )));
-                }
-                if study.kind != new.kind {
-                    return Err(StoreError::Conflict(format!(
-                        "{:?} is a {}, not a {}",
-                        study.name,
-                        study.kind.as_str(),
-                        new.kind.as_str()
-                    )));
-                }
-                if study.directions != new.directions {
-                    let show = |d: &[Direction]| d.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ");
-                    return Err(ValidationError::new(
-                        "direction",
-                        format!(
-                            "study {:?} was created to {}; it cannot now {}",
-                            study.name,
-                            show(&study.directions),
-                            show(&new.directions)
-                        ),
-                    )
-                    .into());
-                }
+                check_resumable(&study, new, resume)?;
                 return Ok((study.pk, false));
             }
             let directions: Vec<&str> = new.directions.iter().map(|d| d.as_str()).collect();
@@ -324,31 +180,11 @@ impl SqliteStore {
         }
         // An id prefix is at least 3 of an id's characters; anything else
         // (a LIKE wildcard above all) never matches by prefix.
-        if found.is_empty()
-            && reference.len() >= 3
-            && reference
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        {
+        if found.is_empty() && may_be_study_id_prefix(reference) {
             let prefix = format!("{reference}%");
             found = Self::query_studies(&conn, "s.sid LIKE ?1", &[&prefix])?;
         }
-        match found.len() {
-            0 => Err(StoreError::NotFound {
-                what: "sweep or study",
-                id: reference.to_string(),
-            }),
-            1 => Ok(found.remove(0)),
-            _ => Err(StoreError::Ambiguous {
-                what: "sweeps or studies",
-                reference: reference.to_string(),
-                candidates: found
-                    .iter()
-                    .map(|s| format!("{} ({})", s.id, s.project))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
-        }
+        the_one_study(reference, found)
     }
 
     pub(super) fn study_by_pk_impl(&self, pk: i64) -> Result<StudyRecord> {
@@ -496,13 +332,7 @@ impl SqliteStore {
                         Some(s) => s,
                         None => *seq.insert(next_seq(tx)?),
                     };
-                    let note = format!(
-                        "crashed: its worker{} stopped without ending it",
-                        match (&slot.host, slot.pid) {
-                            (Some(h), Some(p)) => format!(" ({h}, pid {p})"),
-                            _ => String::new(),
-                        }
-                    );
+                    let note = crashed_note(slot);
                     tx.execute(
                         "UPDATE trials SET state = 'crashed', ended_ms = ?2, note = ?3, seq = ?4 WHERE id = ?1",
                         params![slot.id, now_ms, note, s],
@@ -632,86 +462,18 @@ impl SqliteStore {
                     what: "trial",
                     id: trial_id.to_string(),
                 })?;
-            let changes_anything = patch.state.is_some()
-                || patch.values.is_some()
-                || !patch.params.is_empty()
-                || !patch.intermediate.is_empty()
-                || !patch.user_attrs.is_empty()
-                || !patch.system_attrs.is_empty()
-                || patch.run_id.is_some()
-                || patch.note.is_some()
-                || patch.run.is_some();
-            if trial.state().is_finished() {
-                if changes_anything {
-                    return Err(finished_error(&trial));
-                }
-                return Ok(false);
-            }
-            if let Some(expected) = patch.only_if
-                && trial.state() != expected
-            {
-                return Ok(false);
-            }
-            if !patch.params.is_empty() {
+            // Only new params are checked against the study's history.
+            let history = if patch.params.is_empty() {
+                Vec::new()
+            } else {
                 let mut caches = self.trial_cache.lock();
                 let cache = caches.entry(trial.study).or_default();
                 Self::refresh_trials(tx, cache, trial.study)?;
-                for (name, value, domain) in &patch.params {
-                    domain
-                        .validate(&format!("params.{name}"))
-                        .map_err(|e| ValidationError::new(e.path, e.message))?;
-                    if let Some(before) = trial
-                        .distributions
-                        .get(name)
-                        .or_else(|| cache.trials.iter().find_map(|t| t.distributions.get(name)))
-                    {
-                        domain.compatible_with(before).map_err(|why| {
-                            ValidationError::new(
-                                format!("params.{name}"),
-                                format!(
-                                    "the parameter's distribution changed within the study: {why}"
-                                ),
-                            )
-                        })?;
-                    }
-                    if trial.obs.params.contains_key(name)
-                        && trial.distributions.get(name) != Some(domain)
-                    {
-                        return Err(ValidationError::new(
-                            format!("params.{name}"),
-                            "was suggested already in this trial with another distribution",
-                        )
-                        .into());
-                    }
-                    trial.obs.params.insert(name.clone(), value.clone());
-                    trial.distributions.insert(name.clone(), domain.clone());
-                }
-            }
-            for &(step, v) in &patch.intermediate {
-                match trial
-                    .obs
-                    .intermediate
-                    .binary_search_by_key(&step, |&(s, _)| s)
-                {
-                    Ok(i) => trial.obs.intermediate[i].1 = v,
-                    Err(i) => trial.obs.intermediate.insert(i, (step, v)),
-                }
-            }
-            trial.user_attrs.extend(patch.user_attrs.iter().cloned());
-            trial
-                .system_attrs
-                .extend(patch.system_attrs.iter().cloned());
-            let mut started = trial.started_ms;
-            let mut ended = trial.ended_ms;
-            if let Some(state) = patch.state {
-                if state == TrialState::Running && trial.state() == TrialState::Waiting {
-                    started = Some(patch.now_ms);
-                }
-                if state.is_finished() {
-                    ended = Some(patch.now_ms);
-                }
-            }
-            let values = patch.values.clone().or(trial.values.clone());
+                cache.trials.clone()
+            };
+            let Some(TrialChange { started, ended, values }) = apply_trial_patch(&mut trial, patch, &history)? else {
+                return Ok(false);
+            };
             if let Some(run_patch) = &patch.run {
                 let run_id = patch
                     .run_id

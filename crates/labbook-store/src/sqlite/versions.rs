@@ -1,15 +1,11 @@
-//! Versioned artifacts (issue 11): named, immutable versions whose files
-//! live in the same content-addressed blobs as MLflow's artifacts, with
-//! aliases, lineage edges to runs, a hash cache and garbage collection.
-//!
-//! Crash safety and the race with garbage collection rest on one rule:
-//! a blob is placed (renamed from `tmp/`) and the rows that reference it
-//! are inserted in one write transaction, and a blob is removed only in a
-//! write transaction that finds no row referencing it. The write lock
-//! orders the two, so a collector can never remove a blob between a
-//! writer finding it present and the writer's rows landing.
+//! Versioned artifacts (issue 11) in SQLite: named, immutable versions
+//! whose files live in the same content-addressed blobs as MLflow's
+//! artifacts, with aliases, lineage edges to runs, a hash cache and
+//! garbage collection. How a version is logged, and the rule that keeps
+//! it safe from a concurrent collection, is `crate::versioning`; SQLite's
+//! one write lock is the lock that rule needs.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{OptionalExtension, Transaction, params};
@@ -18,241 +14,61 @@ use labbook_core::ValidationError;
 use labbook_core::artifact::normalize_artifact_path;
 use labbook_core::artifact_version::{
     ArtifactRef, LATEST, Manifest, ManifestEntry, VersionSelector, validate_alias,
-    validate_artifact_name, validate_artifact_type,
 };
 
 use super::SqliteStore;
-use crate::content_hash::{FileStamp, hash_and_copy, manifest_digest, parallel_map, walk_tree};
+use crate::content_hash::FileStamp;
 use crate::error::{Result, StoreError};
 use crate::private::Modes;
-use crate::random_bits;
+use crate::versioning::{self, Landed, Landing, Staged, VersionIndex, invalid, role_of};
 use crate::versions::*;
 
-/// Metadata kept beside a version, as JSON.
-const MAX_METADATA_BYTES: usize = 1 << 20;
-const MAX_DESCRIPTION_BYTES: usize = 64 * 1024;
-/// A file whose modification time is this close to the moment it was read
-/// is not cached: a write within the filesystem's time granularity could
-/// change it without changing its stamp (git's "racily clean" files).
-const RACY_WINDOW_NS: i64 = 1_000_000_000;
-/// Temporary files older than this belong to writers that died.
-const STALE_TEMP_MS: i64 = 24 * 3600 * 1000;
 /// Blobs removed per hold of the write lock by `gc`.
 const GC_BLOBS_PER_LOCK: usize = 1024;
-/// Hops a lineage walk takes each way, and the nodes it returns at most.
-const LINEAGE_DEPTH: usize = 16;
-const LINEAGE_NODES: usize = 2_000;
-
-/// A file about to become part of a version.
-struct Staged {
-    rel: String,
-    path: PathBuf,
-    stamp: FileStamp,
-    reference: Option<String>,
-}
-
-/// What reading a staged file gave.
-struct Hashed {
-    hash: String,
-    size: u64,
-    stamp: FileStamp,
-    temp: Option<PathBuf>,
-    from_cache: bool,
-}
-
-/// What a log brings to its write transaction: the manifest and its
-/// digest, the temp files holding new contents by hash, the hash cache's
-/// new rows, and the tree's stamps when they may be remembered.
-#[derive(Clone, Copy)]
-struct Landing<'a> {
-    manifest: &'a Manifest,
-    digest: &'a str,
-    temps: &'a HashMap<String, PathBuf>,
-    cache_rows: &'a [(String, FileStamp, String)],
-    tree: Option<&'a str>,
-}
-
-enum Landed {
-    /// The version, whether it is new, bytes stored, whether the run's
-    /// edge to it is new.
-    Done(Box<(i64, bool, u64, bool)>),
-    /// Contents the transaction needed and found neither as a blob nor as
-    /// a temp file: copied outside the lock, then tried again.
-    Missing(Vec<String>),
-}
-
-fn invalid(name: &str, field: &str, problem: impl std::fmt::Display) -> StoreError {
-    ValidationError::new(field, format!("artifact {name}: {problem}")).into()
-}
-
-/// A validation error of a file or field, said of the artifact it is in.
-fn within(name: &str, e: ValidationError) -> StoreError {
-    let ValidationError::Invalid { field, problem } = e;
-    invalid(name, &field, problem)
-}
-
-fn io_err(context: String) -> impl FnOnce(std::io::Error) -> StoreError {
-    move |source| {
-        if source.raw_os_error() == Some(libc::ENOSPC) {
-            StoreError::DiskFull(context)
-        } else {
-            StoreError::Io { context, source }
-        }
-    }
-}
-
-/// The local path a `file://` URI names.
-fn file_uri_path(name: &str, uri: &str) -> Result<PathBuf> {
-    match uri.split_once("://") {
-        Some(("file", _)) => reference_path(uri).ok_or_else(|| {
-            invalid(
-                name,
-                "reference",
-                format!("{uri} is not an absolute file:// URI"),
-            )
-        }),
-        Some((scheme, _)) => Err(invalid(
-            name,
-            "reference",
-            format!("{scheme}:// references are not supported yet; only file:// is"),
-        )),
-        None => Ok(PathBuf::from(uri)),
-    }
-}
-
-fn file_uri(path: &Path) -> String {
-    format!("file://{}", path.display())
-}
-
-fn join_rel(prefix: &str, rel: &str) -> String {
-    match (prefix.is_empty(), rel.is_empty()) {
-        (true, _) => rel.to_string(),
-        (false, true) => prefix.to_string(),
-        (false, false) => format!("{prefix}/{rel}"),
-    }
-}
-
-/// A new version's name, type, aliases, metadata and description checked;
-/// the metadata as the JSON text stored.
-fn checked_fields(new: &NewArtifactVersion) -> Result<String> {
-    let name = new.name.as_str();
-    validate_artifact_name(name)?;
-    validate_artifact_type(&new.kind).map_err(|e| within(name, e))?;
-    for alias in new.aliases.iter().filter(|a| *a != LATEST) {
-        validate_alias(alias).map_err(|e| within(name, e))?;
-    }
-    let metadata = serde_json::Value::Object(new.metadata.clone()).to_string();
-    if metadata.len() > MAX_METADATA_BYTES {
-        return Err(invalid(
-            name,
-            "metadata",
-            format!("is {} bytes; at most {MAX_METADATA_BYTES}", metadata.len()),
-        ));
-    }
-    if new
-        .description
-        .as_ref()
-        .is_some_and(|d| d.len() > MAX_DESCRIPTION_BYTES)
-    {
-        return Err(invalid(
-            name,
-            "description",
-            format!("is longer than {MAX_DESCRIPTION_BYTES} bytes"),
-        ));
-    }
-    Ok(metadata)
-}
-
-/// The files a version will hold, found from its sources.
-fn stage(new: &NewArtifactVersion) -> Result<Vec<Staged>> {
-    let name = &new.name;
-    let mut staged = Vec::new();
-    let mut add = |root: &Path, prefix: &str, reference: bool| -> Result<()> {
-        let prefix = normalize_artifact_path(prefix).map_err(|e| within(name, e))?;
-        let meta = std::fs::metadata(root).map_err(|e| {
-            invalid(
-                name,
-                "path",
-                format!("{} cannot be read ({e})", root.display()),
-            )
-        })?;
-        let uri = |p: &Path| reference.then(|| file_uri(p));
-        if meta.is_dir() {
-            for f in walk_tree(root).map_err(|e| match e {
-                StoreError::Invalid(v) => within(name, v),
-                other => other,
-            })? {
-                staged.push(Staged {
-                    rel: join_rel(&prefix, &f.rel),
-                    reference: uri(&f.path),
-                    path: f.path,
-                    stamp: f.stamp,
-                });
-            }
-        } else if meta.is_file() {
-            let path = std::fs::canonicalize(root).map_err(io_err(format!(
-                "artifact {name}: {} cannot be read",
-                root.display()
-            )))?;
-            let rel = if prefix.is_empty() {
-                root.file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or("file")
-                    .to_string()
-            } else {
-                prefix
-            };
-            staged.push(Staged {
-                rel,
-                reference: uri(&path),
-                path,
-                stamp: FileStamp::of(&meta),
-            });
-        } else {
-            return Err(invalid(
-                name,
-                "path",
-                format!("{} is neither a file nor a folder", root.display()),
-            ));
-        }
-        Ok(())
-    };
-    for source in &new.sources {
-        match source {
-            VersionSource::File { path, name: at } => add(path, at, new.in_place)?,
-            VersionSource::Dir { path, prefix } => {
-                if !path.is_dir() {
-                    return Err(invalid(
-                        name,
-                        "path",
-                        format!("{} is not a folder", path.display()),
-                    ));
-                }
-                add(path, prefix, new.in_place)?
-            }
-            VersionSource::Reference { uri, name: at } => {
-                let path = file_uri_path(name, uri)?;
-                add(&path, at, true)?
-            }
-        }
-    }
-    if staged.is_empty() {
-        return Err(invalid(
-            name,
-            "files",
-            "holds no files; add a file, a folder or a reference",
-        ));
-    }
-    Ok(staged)
-}
 
 impl SqliteStore {
+    /// Logs a version (`versioning::log_artifact_version`).
+    pub fn log_artifact_version(&self, new: &NewArtifactVersion) -> Result<LoggedVersion> {
+        versioning::log_artifact_version(self, new)
+    }
+
+    /// Records a version whose contents the store holds
+    /// (`versioning::record_artifact_version`).
+    pub fn record_artifact_version(
+        &self,
+        new: &NewArtifactVersion,
+        entries: Vec<ManifestEntry>,
+        digest: Option<String>,
+    ) -> Result<ArtifactVersion> {
+        versioning::record_artifact_version(self, new, entries, digest)
+    }
+
+    pub fn download_artifact_version(
+        &self,
+        version: &ArtifactVersion,
+        dest: &Path,
+        placement: Placement,
+    ) -> Result<()> {
+        versioning::download_artifact_version(self, version, dest, placement)
+    }
+
+    pub fn verify_artifact_references(
+        &self,
+        version: &ArtifactVersion,
+    ) -> Result<Vec<ChangedFile>> {
+        versioning::verify_artifact_references(self, version)
+    }
+
+    pub fn lineage(&self, start: &LineageStart) -> Result<LineageGraph> {
+        versioning::lineage(self, start)
+    }
+
     fn tmp_dir(&self) -> PathBuf {
         self.dir.join("artifacts").join("tmp")
     }
 
     /// Hashes of files whose stamp is the one the cache holds.
-    fn cached_hashes(&self, staged: &[Staged]) -> Result<Vec<Option<String>>> {
+    fn cached_hashes_impl(&self, staged: &[Staged]) -> Result<Vec<Option<String>>> {
         let conn = self.conn.lock();
         // One read transaction: the lookups share one shared lock instead
         // of taking and dropping it per file.
@@ -287,283 +103,8 @@ impl SqliteStore {
         found
     }
 
-    /// Reads (and, when `copy`, copies into a temp file) the file. The
-    /// temp files made are also pushed to `temps`, so a failure elsewhere
-    /// can remove them.
-    fn read_staged(
-        &self,
-        name: &str,
-        s: &Staged,
-        copy: bool,
-        temps: &parking_lot::Mutex<Vec<PathBuf>>,
-    ) -> Result<Hashed> {
-        let mut temp = None;
-        let mut file = None;
-        if copy {
-            let path = self
-                .tmp_dir()
-                .join(format!("{:016x}{:016x}", random_bits(), random_bits()));
-            let f = Modes::of(&self.dir)
-                .create_new(&path)
-                .map_err(io_err(format!(
-                    "artifact {name}: cannot write into the store"
-                )))?;
-            temps.lock().push(path.clone());
-            temp = Some(path);
-            file = Some(f);
-        }
-        let (hash, stamp) = hash_and_copy(&s.path, file.as_mut()).map_err(|e| match e {
-            StoreError::Invalid(v) => within(name, v),
-            StoreError::Io { context, source } => {
-                io_err(format!("artifact {name}: {context}"))(source)
-            }
-            other => other,
-        })?;
-        if let Some(f) = &file {
-            // Blobs are read-only: downloads hard-link them.
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let mode = f
-                    .metadata()
-                    .map(|m| m.permissions().mode() & !0o222)
-                    .unwrap_or(0o444);
-                let _ = f.set_permissions(std::fs::Permissions::from_mode(mode));
-            }
-            if !cfg!(target_os = "linux") {
-                f.sync_all().map_err(io_err(format!(
-                    "artifact {name}: cannot write {} into the store",
-                    s.rel
-                )))?;
-            }
-        }
-        Ok(Hashed {
-            hash: hash.hash,
-            size: hash.size,
-            stamp,
-            temp,
-            from_cache: false,
-        })
-    }
-
-    /// Logs a version: hashes (through the cache) and stores the files,
-    /// and records the version, unless a live version of the name already
-    /// has the same contents, which is then returned with the new aliases.
-    pub fn log_artifact_version(&self, new: &NewArtifactVersion) -> Result<LoggedVersion> {
-        let name = new.name.as_str();
-        let metadata = checked_fields(new)?;
-        let staged = stage(new)?;
-        let started_ns = FileStamp::now_ns();
-        // A tree whose every path and stamp is as it was when it was last
-        // logged has the digest it had then: no per-file lookups at all.
-        let stamps = stamps_digest(&staged);
-        if let Some(landed) = self.land_known_tree(new, &stamps)? {
-            return Ok(landed);
-        }
-        let cached = self.cached_hashes(&staged)?;
-        let stored = |s: &Staged| s.reference.is_none();
-        if staged.iter().any(stored) {
-            self.real_dir(&self.tmp_dir())?;
-        }
-        let temps = parking_lot::Mutex::new(Vec::new());
-        let result = (|| {
-            // A cached hash is taken without looking for its blob: the
-            // landing transaction finds any blob missing, and then those
-            // files are read and copied. Re-logging an unchanged folder
-            // thus costs one stat per file, no reads.
-            let hashed: Vec<Hashed> = parallel_map(&(0..staged.len()).collect::<Vec<_>>(), |&i| {
-                let s = &staged[i];
-                if let Some(hash) = &cached[i] {
-                    return Ok(Hashed {
-                        hash: hash.clone(),
-                        size: s.stamp.size,
-                        stamp: s.stamp,
-                        temp: None,
-                        from_cache: true,
-                    });
-                }
-                self.read_staged(name, s, stored(s), &temps)
-            })?;
-            if cfg!(target_os = "linux") && hashed.iter().any(|h| h.temp.is_some()) {
-                crate::blobs::sync_filesystem(&self.tmp_dir()).map_err(io_err(format!(
-                    "artifact {name}: cannot write into the store"
-                )))?;
-            }
-            let manifest = Manifest::new(
-                staged
-                    .iter()
-                    .zip(&hashed)
-                    .map(|(s, h)| ManifestEntry {
-                        path: s.rel.clone(),
-                        size: h.size,
-                        hash: h.hash.clone(),
-                        reference: s.reference.clone(),
-                    })
-                    .collect(),
-            )
-            .map_err(|e| within(name, e))?;
-            let digest = manifest_digest(&manifest);
-            let mut temps_by_hash: HashMap<String, PathBuf> = HashMap::new();
-            for h in &hashed {
-                if let Some(t) = &h.temp {
-                    temps_by_hash
-                        .entry(h.hash.clone())
-                        .or_insert_with(|| t.clone());
-                }
-            }
-            let settled = staged
-                .iter()
-                .zip(&hashed)
-                .all(|(s, h)| h.stamp == s.stamp && h.stamp.mtime_ns < started_ns - RACY_WINDOW_NS);
-            let tree = settled.then_some(stamps.as_str());
-            let cache_rows: Vec<(String, FileStamp, String)> = staged
-                .iter()
-                .zip(&hashed)
-                .filter(|(_, h)| !h.from_cache && h.stamp.mtime_ns < started_ns - RACY_WINDOW_NS)
-                .filter_map(|(s, h)| Some((s.path.to_str()?.to_string(), h.stamp, h.hash.clone())))
-                .collect();
-            let blobs = self.blobs();
-            let mut bytes_staged = 0u64;
-            for _attempt in 0..4 {
-                // Uploads to a bucket happen here, outside the write lock.
-                for (hash, temp) in &temps_by_hash {
-                    bytes_staged += blobs.stage(temp, hash)?;
-                }
-                match self.land_version(
-                    new,
-                    &metadata,
-                    &Landing {
-                        manifest: &manifest,
-                        digest: &digest,
-                        temps: &temps_by_hash,
-                        cache_rows: &cache_rows,
-                        tree,
-                    },
-                )? {
-                    Landed::Done(done) => {
-                        let (id, created, bytes_stored, new_edge) = *done;
-                        return Ok(LoggedVersion {
-                            version: self.artifact_version_by_id(id)?,
-                            created,
-                            bytes_stored: bytes_stored + bytes_staged,
-                            new_edge,
-                            cached_files: hashed.iter().filter(|h| h.from_cache).count() as u64,
-                        });
-                    }
-                    Landed::Missing(hashes) => {
-                        // Contents known from the cache but not in the
-                        // store (or collected since): read and copy them.
-                        let first_with: HashMap<&str, usize> = hashed
-                            .iter()
-                            .enumerate()
-                            .rev()
-                            .map(|(i, h)| (h.hash.as_str(), i))
-                            .collect();
-                        let wanted: Vec<(String, usize)> = hashes
-                            .into_iter()
-                            .filter_map(|h| {
-                                let i = *first_with.get(h.as_str())?;
-                                Some((h, i))
-                            })
-                            .collect();
-                        let copied = parallel_map(&wanted, |(hash, i)| {
-                            let again = self.read_staged(name, &staged[*i], true, &temps)?;
-                            if again.hash != *hash {
-                                return Err(invalid(
-                                    name,
-                                    "path",
-                                    format!(
-                                        "{} changed while it was logged; log it again once it is written",
-                                        staged[*i].path.display()
-                                    ),
-                                ));
-                            }
-                            Ok(again.temp)
-                        })?;
-                        for ((hash, _), temp) in wanted.into_iter().zip(copied) {
-                            if let Some(t) = temp {
-                                temps_by_hash.insert(hash, t);
-                            }
-                        }
-                        if cfg!(target_os = "linux") {
-                            crate::blobs::sync_filesystem(&self.tmp_dir()).map_err(io_err(
-                                format!("artifact {name}: cannot write into the store"),
-                            ))?;
-                        }
-                    }
-                }
-            }
-            Err(StoreError::Busy(format!(
-                "artifact {name}: its contents kept being collected while it was logged"
-            )))
-        })();
-        for t in temps.into_inner() {
-            let _ = std::fs::remove_file(t);
-        }
-        result
-    }
-
-    /// The fast path of re-logging an unchanged tree: if these stamps were
-    /// logged before and a live version of the name has their digest, that
-    /// version is the answer (with the aliases and the run's edge added).
-    fn land_known_tree(
-        &self,
-        new: &NewArtifactVersion,
-        stamps: &str,
-    ) -> Result<Option<LoggedVersion>> {
-        let known: Option<String> = self
-            .conn
-            .lock()
-            .prepare_cached("SELECT digest FROM tree_stamps WHERE stamps = ?1")?
-            .query_row([stamps], |r| r.get(0))
-            .optional()?;
-        let Some(digest) = known else {
-            return Ok(None);
-        };
-        let landed = self.write(|tx| {
-            let project_id = Self::project_id(tx, &new.project, new.now_ms)?;
-            let Some(name_id) = tx
-                .prepare_cached(
-                    "SELECT id FROM artifact_names WHERE project_id = ?1 AND name = ?2 AND kind = ?3",
-                )?
-                .query_row(params![project_id, new.name, new.kind], |r| r.get::<_, i64>(0))
-                .optional()?
-            else {
-                return Ok(None);
-            };
-            let Some(id) = tx
-                .prepare_cached(
-                    "SELECT id FROM artifact_versions
-                     WHERE name_id = ?1 AND digest = ?2 AND deleted_ms IS NULL
-                     ORDER BY version LIMIT 1",
-                )?
-                .query_row(params![name_id, digest], |r| r.get::<_, i64>(0))
-                .optional()?
-            else {
-                return Ok(None);
-            };
-            point_aliases(tx, name_id, id, &new.aliases)?;
-            let new_edge = match &new.run_id {
-                Some(run) => add_edge(tx, id, run, new.run_role, new.now_ms)?,
-                None => false,
-            };
-            Ok(Some((id, new_edge)))
-        })?;
-        let Some((id, new_edge)) = landed else {
-            return Ok(None);
-        };
-        let version = self.artifact_version_by_id(id)?;
-        Ok(Some(LoggedVersion {
-            cached_files: version.files,
-            version,
-            created: false,
-            bytes_stored: 0,
-            new_edge,
-        }))
-    }
-
-    /// The one write transaction of a log: see the module's comment.
-    fn land_version(
+    /// The one write transaction of a log: see `versioning`'s comment.
+    fn land_version_impl(
         &self,
         new: &NewArtifactVersion,
         metadata: &str,
@@ -669,43 +210,6 @@ impl SqliteStore {
             };
             Ok(Landed::Done(Box::new((id, true, bytes_stored, linked))))
         })
-    }
-
-    /// Records a version whose files the store already holds (stored
-    /// entries must name blobs present) or that has none (a dataset known
-    /// only by its source and digest, as an MLflow client logs one): the
-    /// MLflow API's datasets and logged models join the lineage this way.
-    /// `digest` replaces the manifest's when the version has no files.
-    pub fn record_artifact_version(
-        &self,
-        new: &NewArtifactVersion,
-        entries: Vec<ManifestEntry>,
-        digest: Option<String>,
-    ) -> Result<ArtifactVersion> {
-        let name = new.name.as_str();
-        let metadata = checked_fields(new)?;
-        let manifest = Manifest::new(entries).map_err(|e| within(name, e))?;
-        let digest = match digest {
-            Some(d) if manifest.entries().is_empty() => d,
-            _ => manifest_digest(&manifest),
-        };
-        match self.land_version(
-            new,
-            &metadata,
-            &Landing {
-                manifest: &manifest,
-                digest: &digest,
-                temps: &HashMap::new(),
-                cache_rows: &[],
-                tree: None,
-            },
-        )? {
-            Landed::Done(done) => self.artifact_version_by_id(done.0),
-            Landed::Missing(hashes) => Err(StoreError::NotFound {
-                what: "artifact contents",
-                id: hashes.join(", "),
-            }),
-        }
     }
 
     /// Makes a version's stored files also plain artifact files under
@@ -1050,296 +554,6 @@ impl SqliteStore {
         })
     }
 
-    /// Lays the version's files out under `dest`: stored files as hard
-    /// links to their blobs where the filesystem allows (blobs are
-    /// read-only), copies otherwise; referenced files copied from where
-    /// they are, after checking they still hash as recorded.
-    pub fn download_artifact_version(
-        &self,
-        version: &ArtifactVersion,
-        dest: &Path,
-        placement: Placement,
-    ) -> Result<()> {
-        if version.purged {
-            return Err(StoreError::Conflict(format!(
-                "{} was deleted and its contents freed by gc",
-                version.reference()
-            )));
-        }
-        let changed = self.verify_artifact_references(version)?;
-        if let Some(c) = changed.first() {
-            return Err(StoreError::Conflict(format!(
-                "{}: {} ({}) is {} since it was logged{}",
-                version.reference(),
-                c.path,
-                c.location,
-                c.state,
-                if changed.len() > 1 {
-                    format!(", and {} more files", changed.len() - 1)
-                } else {
-                    String::new()
-                }
-            )));
-        }
-        let manifest = self.artifact_manifest(version.id)?;
-        let what = version.reference();
-        let dirs: BTreeSet<PathBuf> = manifest
-            .entries()
-            .iter()
-            .filter_map(|e| dest.join(&e.path).parent().map(Path::to_path_buf))
-            .chain(std::iter::once(dest.to_path_buf()))
-            .collect();
-        for dir in &dirs {
-            std::fs::create_dir_all(dir)
-                .map_err(io_err(format!("{what}: cannot create {}", dir.display())))?;
-        }
-        let blobs = self.blobs();
-        parallel_map(manifest.entries(), |e| {
-            let target = dest.join(&e.path);
-            let what = &what;
-            let failed = |verb: &'static str| {
-                move |err| io_err(format!("{what}: cannot {verb} {}", e.path))(err)
-            };
-            match &e.reference {
-                None => blobs
-                    .fetch(&e.hash, &target, placement)
-                    .map_err(|err| match err {
-                        StoreError::Io { source, .. } => failed("place")(source),
-                        err => err,
-                    }),
-                Some(uri) => {
-                    let source = file_uri_path(&version.name, uri)?;
-                    crate::blobs::copy_file_replacing(&source, &target).map_err(failed("copy"))
-                }
-            }
-        })?;
-        Ok(())
-    }
-
-    /// The referenced files of a version that no longer hash as recorded
-    /// (unchanged stamps are taken from the hash cache without reading).
-    pub fn verify_artifact_references(
-        &self,
-        version: &ArtifactVersion,
-    ) -> Result<Vec<ChangedFile>> {
-        let manifest = self.artifact_manifest(version.id)?;
-        // Only files can be checked: a reference elsewhere (an MLflow
-        // dataset's source) is a record of where the data came from.
-        let refs: Vec<&ManifestEntry> = manifest
-            .entries()
-            .iter()
-            .filter(|e| {
-                e.reference
-                    .as_deref()
-                    .is_some_and(|r| r.starts_with("file://"))
-            })
-            .collect();
-        if refs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut staged = Vec::with_capacity(refs.len());
-        let mut changed = Vec::new();
-        for e in &refs {
-            let uri = e.reference.clone().unwrap_or_default();
-            let path = file_uri_path(&version.name, &uri)?;
-            match std::fs::metadata(&path) {
-                Ok(meta) if meta.is_file() => staged.push((
-                    e,
-                    Staged {
-                        rel: e.path.clone(),
-                        path,
-                        stamp: FileStamp::of(&meta),
-                        reference: Some(uri),
-                    },
-                )),
-                _ => changed.push(ChangedFile {
-                    path: e.path.clone(),
-                    location: uri,
-                    state: "missing",
-                }),
-            }
-        }
-        let just: Vec<Staged> = staged
-            .iter()
-            .map(|(_, s)| Staged {
-                rel: s.rel.clone(),
-                path: s.path.clone(),
-                stamp: s.stamp,
-                reference: s.reference.clone(),
-            })
-            .collect();
-        let cached = self.cached_hashes(&just)?;
-        let started_ns = FileStamp::now_ns();
-        let fresh = parallel_map(&(0..just.len()).collect::<Vec<_>>(), |&i| {
-            if let Some(h) = &cached[i] {
-                return Ok((h.clone(), None));
-            }
-            match hash_and_copy(&just[i].path, None) {
-                Ok((h, stamp)) => Ok((h.hash, Some(stamp))),
-                Err(_) => Ok((String::new(), None)),
-            }
-        })?;
-        let mut cache_rows = Vec::new();
-        for (i, (entry, s)) in staged.iter().enumerate() {
-            let (hash, stamp) = &fresh[i];
-            if *hash != entry.hash || s.stamp.size != entry.size {
-                changed.push(ChangedFile {
-                    path: entry.path.clone(),
-                    location: s.reference.clone().unwrap_or_default(),
-                    state: if hash.is_empty() {
-                        "missing"
-                    } else {
-                        "changed"
-                    },
-                });
-            }
-            if let (Some(stamp), Some(key)) = (stamp, s.path.to_str())
-                && !hash.is_empty()
-                && stamp.mtime_ns < started_ns - RACY_WINDOW_NS
-            {
-                cache_rows.push((key.to_string(), *stamp, hash.clone()));
-            }
-        }
-        if !cache_rows.is_empty() {
-            self.write(|tx| save_cache(tx, &cache_rows))?;
-        }
-        changed.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(changed)
-    }
-
-    /// The lineage graph around a version or a run: producers and what
-    /// they used, upwards; consumers and what they produced, downwards.
-    pub fn lineage(&self, start: &LineageStart) -> Result<LineageGraph> {
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        enum Key {
-            Version(i64),
-            Run(String),
-        }
-        let conn = self.conn.lock();
-        let mut edges_of = conn.prepare_cached(
-            "SELECT run_id, role FROM artifact_edges WHERE version_id = ?1 ORDER BY created_ms",
-        )?;
-        // A run's code snapshot is left out of the walk: every run of a
-        // project shares a few of them, so through one the walk would
-        // reach every run and show nothing of how data became a model.
-        let mut of_run = conn.prepare_cached(
-            "SELECT e.version_id, e.role FROM artifact_edges e
-             JOIN artifact_versions v ON v.id = e.version_id
-             JOIN artifact_names n ON n.id = v.name_id
-             WHERE e.run_id = ?1 AND n.kind != ?2 ORDER BY e.created_ms",
-        )?;
-        let root = match start {
-            LineageStart::Version(id) => Key::Version(*id),
-            LineageStart::Run(id) => {
-                Self::run_pk(&conn, id)?;
-                Key::Run(id.clone())
-            }
-        };
-        let mut seen: HashSet<Key> = HashSet::from([root.clone()]);
-        let mut order = vec![root.clone()];
-        let mut edges: BTreeSet<(Key, Key)> = BTreeSet::new();
-        let mut truncated = false;
-        // Upwards (`up`): a version's producers, a run's inputs.
-        // Downwards: a version's consumers, a run's outputs.
-        for up in [true, false] {
-            let mut queue = VecDeque::from([(root.clone(), 0usize)]);
-            while let Some((node, depth)) = queue.pop_front() {
-                if depth >= LINEAGE_DEPTH || seen.len() >= LINEAGE_NODES {
-                    truncated = true;
-                    continue;
-                }
-                let next: Vec<(Key, bool)> = match &node {
-                    Key::Version(v) => edges_of
-                        .query_map([v], |r| {
-                            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                        })?
-                        .filter_map(|r| r.ok())
-                        .filter(|(_, role)| (role == "output") == up)
-                        .map(|(run, _)| (Key::Run(run), up))
-                        .collect(),
-                    Key::Run(run) => of_run
-                        .query_map(
-                            rusqlite::params![run, labbook_core::artifact_version::CODE_ARTIFACT],
-                            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-                        )?
-                        .filter_map(|r| r.ok())
-                        .filter(|(_, role)| (role == "input") == up)
-                        .map(|(v, _)| (Key::Version(v), up))
-                        .collect(),
-                };
-                for (other, _) in next {
-                    let (from, to) = if up {
-                        (other.clone(), node.clone())
-                    } else {
-                        (node.clone(), other.clone())
-                    };
-                    edges.insert((from, to));
-                    if seen.insert(other.clone()) {
-                        order.push(other.clone());
-                        queue.push_back((other, depth + 1));
-                    }
-                }
-            }
-        }
-        drop(edges_of);
-        drop(of_run);
-        let mut ids: HashMap<Key, String> = HashMap::new();
-        let mut nodes = Vec::with_capacity(order.len());
-        for key in &order {
-            let node = match key {
-                Key::Version(id) => {
-                    let Some(v) = load_versions(&conn, "v.id = ?1", &[id])?.pop() else {
-                        continue;
-                    };
-                    LineageNode::Artifact {
-                        id: format!("{}/{}", v.project, v.reference()),
-                        project: v.project,
-                        name: v.name,
-                        version: v.version,
-                        artifact_type: v.kind,
-                        digest: v.digest,
-                        deleted: v.deleted_ms.is_some(),
-                    }
-                }
-                Key::Run(id) => {
-                    let found: Option<(String, String, String)> = conn
-                        .prepare_cached(
-                            "SELECT r.name, p.name, r.status FROM runs r JOIN projects p ON p.id = r.project_id
-                             WHERE r.id = ?1",
-                        )?
-                        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                        .optional()?;
-                    let (name, project, status) = found
-                        .unwrap_or_else(|| ("(deleted)".into(), String::new(), "deleted".into()));
-                    LineageNode::Run {
-                        id: id.clone(),
-                        name,
-                        project,
-                        status,
-                    }
-                }
-            };
-            ids.insert(key.clone(), node.id().to_string());
-            nodes.push(node);
-        }
-        let root_id = ids.get(&root).cloned().unwrap_or_default();
-        let edges = edges
-            .into_iter()
-            .filter_map(|(a, b)| {
-                Some(LineageEdge {
-                    from: ids.get(&a)?.clone(),
-                    to: ids.get(&b)?.clone(),
-                })
-            })
-            .collect();
-        Ok(LineageGraph {
-            root: root_id,
-            nodes,
-            edges,
-            truncated,
-        })
-    }
-
     /// Frees what nothing live references: first the rows of soft-deleted
     /// versions, then every blob no row points at (each re-checked and
     /// removed under the write lock, see the module's comment), then temp
@@ -1434,59 +648,122 @@ impl SqliteStore {
                 report.blobs.extend(freed);
             }
         }
-        if let Ok(temps) = std::fs::read_dir(self.tmp_dir()) {
-            let cutoff = std::time::SystemTime::now()
-                - std::time::Duration::from_millis(STALE_TEMP_MS as u64);
-            for temp in temps.flatten() {
-                let old = temp
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t < cutoff);
-                if old && temp.file_type().is_ok_and(|t| t.is_file()) {
-                    report.stale_temp_files += 1;
-                    if !dry_run {
-                        let _ = std::fs::remove_file(temp.path());
-                    }
-                }
-            }
-        }
+        report.stale_temp_files = crate::blobs::sweep_stale_temps(&self.tmp_dir(), dry_run);
         Ok(report)
     }
 }
 
-/// The hash of every staged file's place, source and stamp, in order:
-/// equal for two stagings only if no file of the tree was touched between.
-fn stamps_digest(staged: &[Staged]) -> String {
-    let mut h = blake3::Hasher::new();
-    h.update(b"labbook-tree-stamps-1\n");
-    for s in staged {
-        for field in [
-            s.rel.as_bytes(),
-            s.path.as_os_str().as_encoded_bytes(),
-            s.reference.as_deref().unwrap_or("").as_bytes(),
-        ] {
-            h.update(&(field.len() as u64).to_le_bytes());
-            h.update(field);
-        }
-        let st = &s.stamp;
-        for n in [
-            st.dev,
-            st.ino,
-            st.size,
-            st.mtime_ns as u64,
-            st.ctime_ns as u64,
-        ] {
-            h.update(&n.to_le_bytes());
-        }
+impl VersionIndex for SqliteStore {
+    fn spool_dir(&self) -> PathBuf {
+        self.tmp_dir()
     }
-    h.finalize().to_hex().to_string()
-}
-
-fn role_of(role: &str) -> EdgeRole {
-    if role == "input" {
-        EdgeRole::Input
-    } else {
-        EdgeRole::Output
+    fn prepare_spool(&self) -> Result<()> {
+        self.real_dir(&self.tmp_dir())
+    }
+    fn spool_modes(&self) -> Modes {
+        Modes::of(&self.dir)
+    }
+    fn version_blobs(&self) -> std::sync::Arc<dyn crate::blobs::Blobs> {
+        self.blobs()
+    }
+    fn cached_hashes(&self, staged: &[Staged]) -> Result<Vec<Option<String>>> {
+        self.cached_hashes_impl(staged)
+    }
+    fn save_cache(&self, rows: &[(String, FileStamp, String)]) -> Result<()> {
+        self.write(|tx| save_cache(tx, rows))
+    }
+    fn known_tree(&self, stamps: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .lock()
+            .prepare_cached("SELECT digest FROM tree_stamps WHERE stamps = ?1")?
+            .query_row([stamps], |r| r.get(0))
+            .optional()?)
+    }
+    fn land_known(&self, new: &NewArtifactVersion, digest: &str) -> Result<Option<(i64, bool)>> {
+        self.write(|tx| {
+            let project_id = Self::project_id(tx, &new.project, new.now_ms)?;
+            let Some(name_id) = tx
+                .prepare_cached(
+                    "SELECT id FROM artifact_names WHERE project_id = ?1 AND name = ?2 AND kind = ?3",
+                )?
+                .query_row(params![project_id, new.name, new.kind], |r| r.get::<_, i64>(0))
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let Some(id) = tx
+                .prepare_cached(
+                    "SELECT id FROM artifact_versions
+                     WHERE name_id = ?1 AND digest = ?2 AND deleted_ms IS NULL
+                     ORDER BY version LIMIT 1",
+                )?
+                .query_row(params![name_id, digest], |r| r.get::<_, i64>(0))
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            point_aliases(tx, name_id, id, &new.aliases)?;
+            let new_edge = match &new.run_id {
+                Some(run) => add_edge(tx, id, run, new.run_role, new.now_ms)?,
+                None => false,
+            };
+            Ok(Some((id, new_edge)))
+        })
+    }
+    fn land_version(
+        &self,
+        new: &NewArtifactVersion,
+        metadata: &str,
+        landing: &Landing<'_>,
+    ) -> Result<Landed> {
+        self.land_version_impl(new, metadata, landing)
+    }
+    fn version_by_id(&self, id: i64) -> Result<ArtifactVersion> {
+        self.artifact_version_by_id(id)
+    }
+    fn version_opt(&self, id: i64) -> Result<Option<ArtifactVersion>> {
+        Ok(load_versions(&self.conn.lock(), "v.id = ?1", &[&id])?.pop())
+    }
+    fn manifest(&self, version_id: i64) -> Result<Manifest> {
+        self.artifact_manifest(version_id)
+    }
+    fn check_run(&self, run_id: &str) -> Result<()> {
+        Self::run_pk(&self.conn.lock(), run_id).map(|_| ())
+    }
+    fn version_edges(&self, version_id: i64) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .conn
+            .lock()
+            .prepare_cached(
+                "SELECT run_id, role FROM artifact_edges WHERE version_id = ?1 ORDER BY created_ms",
+            )?
+            .query_map([version_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?)
+    }
+    fn run_edges(&self, run_id: &str, skip_kind: &str) -> Result<Vec<(i64, String)>> {
+        Ok(self
+            .conn
+            .lock()
+            .prepare_cached(
+                "SELECT e.version_id, e.role FROM artifact_edges e
+                 JOIN artifact_versions v ON v.id = e.version_id
+                 JOIN artifact_names n ON n.id = v.name_id
+                 WHERE e.run_id = ?1 AND n.kind != ?2 ORDER BY e.created_ms",
+            )?
+            .query_map(params![run_id, skip_kind], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?)
+    }
+    fn run_label(&self, run_id: &str) -> Result<Option<(String, String, String)>> {
+        Ok(self
+            .conn
+            .lock()
+            .prepare_cached(
+                "SELECT r.name, p.name, r.status FROM runs r JOIN projects p ON p.id = r.project_id
+                 WHERE r.id = ?1",
+            )?
+            .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?)
     }
 }
 
