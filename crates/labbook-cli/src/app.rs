@@ -19,6 +19,8 @@ pub struct App {
     pub dir_override: Option<PathBuf>,
     pub color_stdout: bool,
     pub color_stderr: bool,
+    /// `--store` or LABBOOK_STORE: a team server's database.
+    pub team_store: Option<String>,
 }
 
 impl App {
@@ -30,6 +32,58 @@ impl App {
             dir_override: dir_override.filter(|d| !d.as_os_str().is_empty()),
             color_stdout: style::stdout_color(no_color),
             color_stderr: style::stderr_color(no_color),
+            team_store: None,
+        })
+    }
+
+    /// With the team server's database `--store` names (empty means unset).
+    pub fn with_team_store(mut self, store: Option<String>) -> App {
+        self.team_store = store.filter(|s| !s.trim().is_empty());
+        self
+    }
+
+    /// The store a server or the account commands work on: the team
+    /// server's database `--store` names, else the `.labbook` store found as
+    /// `labbook run` finds it. Also how to name it in messages.
+    pub fn open_served_store(&self) -> Result<ServedStore> {
+        let Some(url) = &self.team_store else {
+            let dir = self.store_dir_for_run();
+            let store = open_store(&dir)?;
+            let shown = std::fs::canonicalize(&dir)
+                .unwrap_or(dir)
+                .display()
+                .to_string();
+            return Ok(ServedStore {
+                read_only: store.read_only().map(str::to_string),
+                local: Some(store.clone()),
+                store,
+                shown,
+            });
+        };
+        if !labbook_store::is_postgres_url(url) {
+            return Err(hinted(
+                format!("--store {url:?} is not a PostgreSQL URL"),
+                "give postgresql://user@host:port/db, or --dir for a .labbook store",
+            ));
+        }
+        if url_password_in_argv(url) {
+            return Err(hinted(
+                "the database password is on the command line, where `ps` shows it to every user of this machine".to_string(),
+                "put it in PGPASSWORD or ~/.pgpass, or the whole URL in LABBOOK_STORE",
+            ));
+        }
+        let store = labbook_store::PgStore::connect(url).map_err(|e| {
+            hinted(
+                format!("cannot open the team database: {e}"),
+                "check that PostgreSQL is running there, and the user, database and password (PGPASSWORD or ~/.pgpass)",
+            )
+        })?;
+        let shown = store.shown().to_string();
+        Ok(ServedStore {
+            store: Arc::new(store),
+            local: None,
+            shown,
+            read_only: None,
         })
     }
 
@@ -172,4 +226,25 @@ pub fn terminal_width() -> Option<usize> {
         // not a terminal (a pager, a test).
         .or_else(|| std::env::var("COLUMNS").ok()?.trim().parse().ok())
         .filter(|w| *w > 0)
+}
+
+/// A store opened for `serve` or the account commands.
+pub struct ServedStore {
+    pub store: Arc<dyn Store>,
+    /// The same store when it is a `.labbook` one.
+    pub local: Option<Arc<SqliteStore>>,
+    /// How messages name it: a folder, or a database URL without password.
+    pub shown: String,
+    pub read_only: Option<String>,
+}
+
+/// Whether `url` carries a password and was given on this process's
+/// command line (not through LABBOOK_STORE).
+fn url_password_in_argv(url: &str) -> bool {
+    let has_password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?']).next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'));
+    has_password && std::env::args().skip(1).any(|a| a.contains(url))
 }

@@ -44,6 +44,19 @@ struct Cli {
     #[arg(long, global = true, env = "LABBOOK_DIR", value_name = "PATH")]
     dir: Option<PathBuf>,
 
+    /// A team server's database, `postgresql://user@host:port/db`, instead
+    /// of a `.labbook` store: for `serve`, `user`, `token` and `perm`. The
+    /// password comes from PGPASSWORD or ~/.pgpass (never put it here, where
+    /// `ps` shows it); the whole URL may also be in LABBOOK_STORE.
+    #[arg(
+        long,
+        global = true,
+        env = "LABBOOK_STORE",
+        value_name = "URL",
+        conflicts_with = "dir"
+    )]
+    store: Option<String>,
+
     /// Never color the output (also: NO_COLOR=1, or output that is not a terminal).
     #[arg(long, global = true)]
     no_color: bool,
@@ -452,9 +465,21 @@ struct ExportArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let app = match App::new(cli.dir.clone(), cli.no_color) {
-        Ok(app) => app,
+        Ok(app) => app.with_team_store(cli.store.clone()),
         Err(e) => return error::report(&e, false),
     };
+    if app.team_store.is_some()
+        && !matches!(
+            cli.command,
+            Command::Serve(_) | Command::User(_) | Command::Token(_) | Command::Perm(_)
+        )
+    {
+        let e = error::hinted(
+            "--store (or LABBOOK_STORE) names a team server's database, which only `serve`, `user`, `token` and `perm` use".to_string(),
+            "use --dir for a .labbook store, or unset LABBOOK_STORE",
+        );
+        return error::report(&e, app.color_stderr);
+    }
     let result = match cli.command {
         Command::Init(args) => commands::init::run(&app, args),
         Command::Run(args) => commands::run::run(&app, args),

@@ -175,6 +175,12 @@ pub trait Store: Send + Sync {
     /// Bytes free for artifacts on the filesystem that holds them (`None`
     /// where that cannot be told), so uploads can keep a reserve.
     fn artifact_space_available(&self) -> Option<u64>;
+    /// Where the store keeps its artifacts' contents.
+    fn artifact_location(&self) -> ArtifactLocation;
+    /// Keeps artifact contents at `location` from now on, recorded so every
+    /// later opening finds them; refused when contents already live
+    /// elsewhere.
+    fn use_artifact_location(&self, location: &ArtifactLocation) -> Result<()>;
 
     /// A JSON document (a registered model, a logged model, …) by kind and key.
     fn document(&self, kind: &str, key: &str) -> Result<Option<serde_json::Value>>;

@@ -861,6 +861,12 @@ impl ChunkSource for SqliteChunks<'_> {
 }
 
 impl Store for SqliteStore {
+    fn artifact_location(&self) -> crate::ArtifactLocation {
+        SqliteStore::artifact_location(self)
+    }
+    fn use_artifact_location(&self, location: &crate::ArtifactLocation) -> Result<()> {
+        SqliteStore::use_artifact_location(self, location)
+    }
     fn create_user(&self, name: &str, password_hash: &str, now_ms: i64) -> Result<User> {
         self.create_user_impl(name, password_hash, now_ms)
     }

@@ -859,3 +859,31 @@ pub(crate) fn role_of(role: &str) -> EdgeRole {
         EdgeRole::Output
     }
 }
+
+/// The id of the one name among `names` (id, project) that `name` may
+/// mean: not found when none, ambiguous when it is in several projects.
+pub(crate) fn the_one_name(
+    name: &str,
+    project: Option<&str>,
+    names: &[(i64, String)],
+) -> Result<i64> {
+    match names {
+        [] => Err(StoreError::NotFound {
+            what: "artifact",
+            id: match project {
+                Some(p) => format!("{name} (in project {p})"),
+                None => name.to_string(),
+            },
+        }),
+        [(id, _)] => Ok(*id),
+        several => Err(StoreError::Ambiguous {
+            what: "artifacts",
+            reference: name.to_string(),
+            candidates: several
+                .iter()
+                .map(|(_, p)| format!("project {p}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}

@@ -153,7 +153,7 @@ pub struct TokenRevokeArgs {
 }
 
 pub fn user(app: &App, command: UserCommand) -> Result<ExitCode> {
-    let store = crate::app::open_store(&app.store_dir_for_run())?;
+    let store = app.open_served_store()?.store;
     let mut out = std::io::stdout().lock();
     let paint = app.out();
     match command {
@@ -237,7 +237,7 @@ pub fn user(app: &App, command: UserCommand) -> Result<ExitCode> {
 }
 
 pub fn token(app: &App, command: TokenCommand) -> Result<ExitCode> {
-    let store = crate::app::open_store(&app.store_dir_for_run())?;
+    let store = app.open_served_store()?.store;
     let mut out = std::io::stdout().lock();
     let paint = app.out();
     match command {
@@ -309,7 +309,7 @@ pub fn token(app: &App, command: TokenCommand) -> Result<ExitCode> {
 }
 
 pub fn perm(app: &App, command: PermCommand) -> Result<ExitCode> {
-    let store = crate::app::open_store(&app.store_dir_for_run())?;
+    let store = app.open_served_store()?.store;
     let mut out = std::io::stdout().lock();
     let paint = app.out();
     match command {

@@ -4,11 +4,8 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
-
-use labbook_store::Store;
 
 use crate::app::App;
 use crate::{ServeArgs, UiArgs};
@@ -40,10 +37,18 @@ pub fn run(app: &App, args: UiArgs) -> Result<ExitCode> {
     )?;
     let (store, dir) = app.open_existing()?;
     let open = args.open;
+    let served = crate::app::ServedStore {
+        read_only: store.read_only().map(str::to_string),
+        shown: std::fs::canonicalize(&dir)
+            .unwrap_or(dir)
+            .display()
+            .to_string(),
+        local: Some(store.clone()),
+        store,
+    };
     serve_store(
         app,
-        store,
-        dir,
+        served,
         SocketAddr::new(args.host, args.port),
         args.guard.options(),
         "ui",
@@ -66,8 +71,8 @@ pub fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
         SocketAddr::new(args.host, args.port),
         args.guard.no_auth || args.auth,
     )?;
-    let dir = app.store_dir_for_run();
-    let store = crate::app::open_store(&dir)?;
+    let served = app.open_served_store()?;
+    let store = &served.store;
     if let Some(location) = &args.artifacts {
         store.use_artifact_location(location).map_err(|e| {
             crate::error::hinted(
@@ -83,11 +88,12 @@ pub fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
     }
     if args.auth && store.users()?.is_empty() {
         return Err(crate::error::hinted(
-            format!(
-                "--auth, but the store at {} has no users yet",
-                dir.display()
-            ),
-            "add one with `labbook user add NAME` (same --dir), then `labbook token create NAME`",
+            format!("--auth, but the store at {} has no users yet", served.shown),
+            if app.team_store.is_some() {
+                "add one with `labbook user add NAME` (same --store), then `labbook token create NAME`"
+            } else {
+                "add one with `labbook user add NAME` (same --dir), then `labbook token create NAME`"
+            },
         ));
     }
     let mut options = args.guard.options();
@@ -105,8 +111,7 @@ pub fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
     }
     serve_store(
         app,
-        store,
-        dir,
+        served,
         SocketAddr::new(args.host, args.port),
         options,
         "serve",
@@ -116,36 +121,37 @@ pub fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
 
 fn serve_store(
     app: &App,
-    store: Arc<labbook_store::SqliteStore>,
-    dir: std::path::PathBuf,
+    served: crate::app::ServedStore,
     addr: SocketAddr,
     options: labbook_server::ServerOptions,
     command: &str,
     on_ready: impl FnOnce(&str),
 ) -> Result<ExitCode> {
+    let store = served.store;
     app.reap(&*store);
-    let read_only = store
-        .read_only()
+    let read_only = served
+        .read_only
         .map(|why| format!(" (read-only: {why})"))
         .unwrap_or_default();
     let artifacts = match store.artifact_location() {
-        labbook_store::ArtifactLocation::InStore => None,
+        labbook_store::ArtifactLocation::InStore if served.local.is_some() => None,
+        labbook_store::ArtifactLocation::InStore => {
+            Some("nowhere yet: uploads fail until it is started once with --artifacts".to_string())
+        }
         elsewhere => Some(elsewhere.url()),
     };
-    let store: Arc<dyn Store> = store;
+    let shown = served.shown;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the server's runtime")?;
-    let shown_dir = std::fs::canonicalize(&dir).unwrap_or(dir);
     let served = runtime.block_on(labbook_server::serve(store, addr, options, |bound| {
         let url = format!("http://{bound}");
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
             out,
-            "labbook {command}: serving {} at {url}{read_only}",
-            shown_dir.display()
+            "labbook {command}: serving {shown} at {url}{read_only}"
         );
         if let Some(artifacts) = &artifacts {
             let _ = writeln!(out, "labbook {command}: artifact contents in {artifacts}");

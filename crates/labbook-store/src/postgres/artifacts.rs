@@ -68,7 +68,7 @@ pub(super) fn spool_for(location: &ArtifactLocation) -> PathBuf {
 
 /// The modes of files in the spool `dir`: a shared folder's own, or
 /// private ones in this machine's temporary folder.
-fn spool_modes(dir: &std::path::Path) -> crate::private::Modes {
+pub(super) fn spool_modes(dir: &std::path::Path) -> crate::private::Modes {
     match dir.parent() {
         Some(parent) if parent.is_dir() && !parent.starts_with(std::env::temp_dir()) => {
             crate::private::Modes::of(parent)
@@ -177,7 +177,7 @@ impl PgStore {
         Ok(crate::blobs::connect(&spool_for(&location), &location))
     }
 
-    fn spool(&self) -> Result<PathBuf> {
+    pub(super) fn spool(&self) -> Result<PathBuf> {
         let dir = spool_for(&self.artifact_location());
         spool_modes(&dir)
             .create_dir_all(&dir)

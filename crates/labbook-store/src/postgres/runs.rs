@@ -149,7 +149,7 @@ fn no_run(id: &str) -> StoreError {
     }
 }
 
-fn run_pk(db: &mut Db<'_>, id: &str) -> Result<i64> {
+pub(super) fn run_pk(db: &mut Db<'_>, id: &str) -> Result<i64> {
     db.row("SELECT pk FROM runs WHERE id = $1", &[&id])?
         .map(|r| r.try_get(0))
         .transpose()?
@@ -519,18 +519,6 @@ impl PgStore {
         let selected = crate::run_select::select(index.iter(), query, crate::writer::now_ms());
         visit(&index.records(&selected));
         Ok(())
-    }
-
-    pub fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>> {
-        let mut out = Vec::new();
-        self.visit_runs(query, &mut |runs| {
-            let page = runs.iter().skip(query.offset);
-            out = match query.limit {
-                Some(limit) => page.take(limit).map(|r| (*r).clone()).collect(),
-                None => page.map(|r| (*r).clone()).collect(),
-            };
-        })?;
-        Ok(out)
     }
 
     pub fn changes_since(&self, seq: i64) -> Result<(i64, Vec<RunRecord>)> {

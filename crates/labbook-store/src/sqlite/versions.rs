@@ -306,29 +306,7 @@ impl SqliteStore {
                 Ok((r.get(0)?, r.get(1)?))
             })?
             .collect::<rusqlite::Result<_>>()?;
-        let name_id = match names.as_slice() {
-            [] => {
-                return Err(StoreError::NotFound {
-                    what: "artifact",
-                    id: match project {
-                        Some(p) => format!("{} (in project {p})", parsed.name),
-                        None => parsed.name.clone(),
-                    },
-                });
-            }
-            [(id, _)] => *id,
-            several => {
-                return Err(StoreError::Ambiguous {
-                    what: "artifacts",
-                    reference: parsed.name.clone(),
-                    candidates: several
-                        .iter()
-                        .map(|(_, p)| format!("project {p}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
-            }
-        };
+        let name_id = versioning::the_one_name(&parsed.name, project, &names)?;
         let found = match &parsed.version {
             VersionSelector::Number(n) => load_versions(
                 &conn,
