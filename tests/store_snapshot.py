@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -92,11 +93,52 @@ def _files(store: Path) -> dict[str, Any]:
     return out
 
 
+def _pg_tables(url: str, ignore: dict[str, set[str]]) -> dict[str, Any]:
+    """Every row of every table of a team server's PostgreSQL database, read
+    with ``psql`` in one repeatable-read transaction, rows in a fixed order."""
+    listing = subprocess.run(
+        [
+            "psql", url, "-AtX", "-v", "ON_ERROR_STOP=1", "-c",
+            "SELECT table_name, string_agg(column_name, ',' ORDER BY ordinal_position) "
+            "FROM information_schema.columns WHERE table_schema = 'public' "
+            "GROUP BY table_name ORDER BY table_name",
+        ],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    script = ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;"]
+    names = []
+    for line in listing.splitlines():
+        name, columns = line.split("|", 1)
+        kept = [c for c in columns.split(",") if c not in ignore.get(name, set())]
+        listed = ", ".join(f'"{c}"' for c in kept)
+        names.append(name)
+        script.append(f"\\echo '@@{name}'")
+        script.append(
+            f'SELECT row_to_json(t)::text FROM (SELECT {listed} FROM "{name}" ORDER BY {listed}) t;'
+        )
+    script.append("COMMIT;")
+    dumped = subprocess.run(
+        ["psql", url, "-AtX", "-q", "-v", "ON_ERROR_STOP=1"],
+        input="\n".join(script), capture_output=True, text=True, check=True,
+    ).stdout
+    out: dict[str, Any] = {name: [] for name in names}
+    current = None
+    for line in dumped.splitlines():
+        if line.startswith("@@"):
+            current = line[2:]
+        elif current is not None and line:
+            out[current].append(line)
+    return out
+
+
 def snapshot(
     store: str | os.PathLike[str], ignore: dict[str, set[str]] | None = None
 ) -> dict[str, Any]:
-    """The store at ``store`` (a ``.labbook`` directory). ``ignore`` names
-    columns to leave out, by table (``LIVE_COLUMNS`` while a run is open)."""
+    """The store at ``store``: a ``.labbook`` directory, or a team server's
+    database by its ``postgresql://`` URL. ``ignore`` names columns to leave
+    out, by table (``LIVE_COLUMNS`` while a run is open)."""
+    if isinstance(store, str) and store.startswith(("postgresql://", "postgres://")):
+        return {"tables": _pg_tables(store, ignore or {}), "files": {}}
     store = Path(store)
     return {"tables": _tables(store / "labbook.db", ignore or {}), "files": _files(store)}
 

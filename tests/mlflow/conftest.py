@@ -19,6 +19,10 @@ log) there at the end.
 real S3-protocol server (``s3s-fs``, see tests/s3_server.py) started for the session,
 ``serve --artifacts s3://conformance/artifacts``: the same tests, the other backend.
 
+``CONFORMANCE_STORE=postgres`` (labbook only) serves a database in a throwaway
+PostgreSQL cluster (tests/pg_server.py) instead of a ``.labbook`` folder, with
+artifact contents in a folder (or the bucket, with ``CONFORMANCE_ARTIFACTS=s3``).
+
 ``CONFORMANCE_URL=http://...`` uses a server that is already running instead of
 starting one (``CONFORMANCE_STORE`` names its store for the labbook-only tests,
 ``CONFORMANCE_SERVER_LOG`` its log).
@@ -61,6 +65,7 @@ signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
 REPO = Path(__file__).resolve().parents[2]
 # tests/store_snapshot.py, shared with the Python and security suites.
 sys.path.insert(0, str(REPO / "tests"))
+from pg_server import PgCluster, postgres_bin  # noqa: E402
 from s3_server import S3Server, s3s_binary  # noqa: E402
 
 SERVER_KIND = os.environ.get("CONFORMANCE_SERVER", "labbook")
@@ -69,6 +74,8 @@ if SERVER_KIND not in ("labbook", "mlflow"):
 
 IS_MLFLOW = SERVER_KIND == "mlflow"
 IS_LABBOOK = SERVER_KIND == "labbook"
+# The labbook server keeps its store in PostgreSQL, not a .labbook folder.
+ON_POSTGRES = IS_LABBOOK and os.environ.get("CONFORMANCE_STORE") == "postgres"
 
 labbook_only = pytest.mark.skipif(not IS_LABBOOK, reason="labbook-only behaviour")
 
@@ -91,6 +98,13 @@ class Server:
     # labbook only:
     store_dir: Path | None = None
     binary: Path | None = None
+    # The team database it serves instead of store_dir (CONFORMANCE_STORE=postgres).
+    store_url: str | None = None
+
+    @property
+    def store(self) -> str | Path | None:
+        """What it stores into: the database's URL, else the folder."""
+        return self.store_url or self.store_dir
 
 
 def _free_port() -> int:
@@ -109,7 +123,8 @@ def _log_tail(path: Path, limit: int = 4000) -> str:
 
 def _server_env() -> dict[str, str]:
     env = dict(os.environ)
-    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME"):
+    # A server a test starts serves a folder unless the test passes a database.
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME", "LABBOOK_STORE"):
         env.pop(key, None)
     return env
 
@@ -140,11 +155,12 @@ def _launch_labbook(
     log = open(log_path, "ab")
     # A restarted server appends to the same log: judge only its own part.
     log_start = log.tell()
+    # A team database replaces the folder (LABBOOK_STORE in `env`).
+    where = [] if "LABBOOK_STORE" in (env or {}) else ["--dir", str(store)]
     proc = subprocess.Popen(
         [
             str(binary),
-            "--dir",
-            str(store),
+            *where,
             "serve",
             "--host",
             "127.0.0.1",
@@ -200,7 +216,17 @@ def _launch_labbook(
         raise ServerStartError(f"unexpected banner from labbook serve: {text!r}")
     url = match["url"].rstrip("/")
     _wait_healthy(url, proc, log_path, LABBOOK_START_TIMEOUT_S)
-    return Server("labbook", url, tmp, log_path, proc, store_dir=store, binary=binary)
+    database = (env or {}).get("LABBOOK_STORE")
+    return Server(
+        "labbook",
+        url,
+        tmp,
+        log_path,
+        proc,
+        store_dir=None if database else store,
+        binary=binary,
+        store_url=database,
+    )
 
 
 def _start_labbook(
@@ -403,24 +429,84 @@ def _write_endpoints(server: Server, out: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def pg_cluster() -> Iterator[PgCluster | None]:
+    """With CONFORMANCE_STORE=postgres, the session's PostgreSQL cluster."""
+    if not ON_POSTGRES or os.environ.get("CONFORMANCE_URL"):
+        yield None
+        return
+    pg_bin = postgres_bin()
+    if pg_bin is None:
+        pytest.exit("CONFORMANCE_STORE=postgres needs PostgreSQL installed", 2)
+    pg = PgCluster(pg_bin)
+    pg.start()
+    try:
+        yield pg
+    finally:
+        pg.remove()
+
+
+StoreRef = Path | str
+
+
+@pytest.fixture
+def fresh_store(pg_cluster: PgCluster | None, tmp_path: Path) -> StoreRef:
+    """An empty store for a server a test starts itself: a new database of the
+    session's cluster with CONFORMANCE_STORE=postgres, else a folder."""
+    if pg_cluster is None:
+        return tmp_path / ".labbook"
+    return pg_cluster.create_database(f"t{uuid.uuid4().hex[:16]}")
+
+
+def store_args(store: StoreRef) -> list[str]:
+    """The labbook options that name `store`."""
+    return ["--store", store] if isinstance(store, str) else ["--dir", str(store)]
+
+
+def store_env(store: StoreRef) -> dict[str, str]:
+    """What a server started by `LabbookServers.start` needs to serve `store`
+    (a folder is the default); with a database, its artifact contents go to
+    a folder beside it."""
+    return {"LABBOOK_STORE": store} if isinstance(store, str) else {}
+
+
+def store_serve_args(store: StoreRef, tmp: Path) -> tuple[str, ...]:
+    return ("--artifacts", f"file://{tmp / 'artifacts'}") if isinstance(store, str) else ()
+
+
+@pytest.fixture(scope="session")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, pg_cluster: PgCluster | None
+) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp(f"conformance-{SERVER_KIND}")
     requests.Session.request = _recording_request  # type: ignore[method-assign]
     s3: S3Server | None = None
+    pg = pg_cluster
+    # What the session's server and the labbook commands the tests run need.
+    shared_env: dict[str, str] = {}
     if os.environ.get("CONFORMANCE_URL"):
         srv = _attach(tmp)
-    elif IS_LABBOOK and os.environ.get("CONFORMANCE_ARTIFACTS") == "s3":
-        binary = s3s_binary()
-        if binary is None:
-            pytest.exit(
-                "CONFORMANCE_ARTIFACTS=s3 needs s3s-fs: `make .tools/bin/s3s-fs` or set S3S_FS", 2
-            )
-        s3 = S3Server(binary, tmp / "s3", tmp / "s3.log")
-        s3.start()
-        s3.make_bucket("conformance")
-        srv = _start_labbook(tmp, env=s3.env(), args=("--artifacts", "s3://conformance/artifacts"))
+    elif IS_LABBOOK:
+        args: tuple[str, ...] = ()
+        if os.environ.get("CONFORMANCE_ARTIFACTS") == "s3":
+            binary = s3s_binary()
+            if binary is None:
+                pytest.exit(
+                    "CONFORMANCE_ARTIFACTS=s3 needs s3s-fs: `make .tools/bin/s3s-fs` or set S3S_FS",
+                    2,
+                )
+            s3 = S3Server(binary, tmp / "s3", tmp / "s3.log")
+            s3.start()
+            s3.make_bucket("conformance")
+            shared_env.update(s3.env())
+            args = ("--artifacts", "s3://conformance/artifacts")
+        if pg is not None and not args:
+            args = ("--artifacts", f"file://{tmp / 'artifacts'}")
+        server_env = dict(shared_env)
+        if pg is not None:
+            server_env["LABBOOK_STORE"] = pg.create_database("conformance")
+        srv = _start_labbook(tmp, env=server_env, args=args)
     else:
-        srv = _start_labbook(tmp) if IS_LABBOOK else _start_mlflow(tmp)
+        srv = _start_mlflow(tmp)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", srv.url)
         # A 5xx must fail the test at once, not after minutes of client retries.
@@ -429,7 +515,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         mp.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
         mp.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
         # The labbook commands the tests run on the store reach its bucket too.
-        for key, value in (s3.env() if s3 is not None else {}).items():
+        for key, value in shared_env.items():
             mp.setenv(key, value)
         mlflow.set_tracking_uri(srv.url)
         mlflow.set_registry_uri(srv.url)

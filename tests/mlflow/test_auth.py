@@ -11,16 +11,24 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import LabbookServers, _labbook_binary, labbook_only
+from conftest import (
+    LabbookServers,
+    StoreRef,
+    _labbook_binary,
+    labbook_only,
+    store_args,
+    store_env,
+    store_serve_args,
+)
 from mlflow.exceptions import MlflowException
 
 PASSWORD = "a long passphrase"
 
 
-def cli(store: Path, *args: str, stdin: str | None = None) -> str:
-    """`labbook --dir STORE ARGS…`, which must succeed; its output."""
+def cli(store: StoreRef, *args: str, stdin: str | None = None) -> str:
+    """`labbook --dir STORE ARGS…` (or `--store URL`), which must succeed; its output."""
     done = subprocess.run(
-        [str(_labbook_binary()), "--dir", str(store), *args],
+        [str(_labbook_binary()), *store_args(store), *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -30,7 +38,7 @@ def cli(store: Path, *args: str, stdin: str | None = None) -> str:
     return done.stdout
 
 
-def accounts(store: Path) -> tuple[str, str]:
+def accounts(store: StoreRef) -> tuple[str, str]:
     """User ada with PASSWORD, a live token of hers and a revoked one."""
     cli(store, "user", "add", "ada", "--password-stdin", stdin=PASSWORD + "\n")
     live = json.loads(cli(store, "token", "create", "ada", "--json"))["token"]
@@ -41,10 +49,17 @@ def accounts(store: Path) -> tuple[str, str]:
 
 @labbook_only
 def test_the_mlflow_client_signs_in_by_token_or_password(
-    tmp_path: Path, labbook_servers: LabbookServers, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    labbook_servers: LabbookServers,
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_store: StoreRef,
 ) -> None:
-    live, revoked = accounts(tmp_path / ".labbook")
-    server = labbook_servers.start(tmp_path, args=("--auth",))
+    live, revoked = accounts(fresh_store)
+    server = labbook_servers.start(
+        tmp_path,
+        env=store_env(fresh_store),
+        args=("--auth", *store_serve_args(fresh_store, tmp_path)),
+    )
     for var in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         monkeypatch.delenv(var, raising=False)
     client = mlflow.MlflowClient(tracking_uri=server.url)
@@ -88,15 +103,20 @@ def test_the_mlflow_client_signs_in_by_token_or_password(
 
 @labbook_only
 def test_the_mlflow_client_meets_roles_per_experiment(
-    tmp_path: Path, labbook_servers: LabbookServers, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    labbook_servers: LabbookServers,
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_store: StoreRef,
 ) -> None:
-    store = tmp_path / ".labbook"
+    store = fresh_store
     tokens = {}
     for name in ("ada", "bob", "carol"):
         cli(store, "user", "add", name, "--password-stdin", stdin=PASSWORD + "\n")
         tokens[name] = json.loads(cli(store, "token", "create", name, "--json"))["token"]
     server = labbook_servers.start(
-        tmp_path, args=("--auth", "--default-permission", "NO_PERMISSIONS")
+        tmp_path,
+        env=store_env(store),
+        args=("--auth", "--default-permission", "NO_PERMISSIONS", *store_serve_args(store, tmp_path)),
     )
     for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         monkeypatch.delenv(var, raising=False)

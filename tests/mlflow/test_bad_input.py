@@ -654,8 +654,8 @@ def test_hostile_input_is_refused_and_changes_nothing(ctx: Ctx, server: Server) 
     before = ctx.run_data()
     # The whole store, every experiment and run and file: a row that created
     # an experiment, or touched another run, would show.
-    assert server.store_dir is not None, "needs the store (set CONFORMANCE_STORE)"
-    whole_before = store_snapshot.snapshot(server.store_dir, store_snapshot.LIVE_COLUMNS)
+    assert server.store is not None, "needs the store (a labbook server this suite started)"
+    whole_before = store_snapshot.snapshot(server.store, store_snapshot.LIVE_COLUMNS)
     for label, method, path, data in hostile_requests(ctx.run_id, ctx.experiment_id):
         resp = ctx.http.request(
             method,
@@ -670,7 +670,7 @@ def test_hostile_input_is_refused_and_changes_nothing(ctx: Ctx, server: Server) 
     assert ctx.run_data() == before
     store_snapshot.assert_unchanged(
         whole_before,
-        store_snapshot.snapshot(server.store_dir, store_snapshot.LIVE_COLUMNS),
+        store_snapshot.snapshot(server.store, store_snapshot.LIVE_COLUMNS),
         "the hostile rows",
     )
     # A string that only looks like SQL is data, stored and matched verbatim.

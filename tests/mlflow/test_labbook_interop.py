@@ -20,7 +20,10 @@ pytestmark = labbook_only
 
 def labbook(server: Server, *args: str) -> str:
     if server.binary is None or server.store_dir is None:
-        pytest.skip("needs the labbook binary and the store (set CONFORMANCE_STORE)")
+        pytest.skip(
+            "needs the labbook binary and a .labbook store: the run commands read a folder, "
+            "not a team database"
+        )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LABBOOK_", "MLFLOW_"))}
     done = subprocess.run(
         [str(server.binary), "--dir", str(server.store_dir), *args],
