@@ -119,11 +119,15 @@ $(S3S_FS):
 	$(CARGO) install --quiet --root $(TOOLS) s3s-fs --version 0.14.1 --features binary --locked
 
 # The unchanged `mlflow` client against a fresh `labbook serve`; then the
-# suite again with artifact contents in an S3 bucket (the crash tests once).
+# suite again with artifact contents in an S3 bucket, and again as a team
+# server: runs in a throwaway PostgreSQL cluster, contents in the bucket
+# (the crash tests once).
 test-mlflow: build $(MLFLOW_VENV)/.deps $(S3S_FS)
 	$(MLFLOW_VENV)/bin/python -m pytest tests/mlflow -q -p no:cacheprovider
 	CONFORMANCE_ARTIFACTS=s3 $(MLFLOW_VENV)/bin/python -m pytest tests/mlflow -q -p no:cacheprovider \
 		--ignore tests/mlflow/test_reliability.py
+	CONFORMANCE_STORE=postgres CONFORMANCE_ARTIFACTS=s3 $(MLFLOW_VENV)/bin/python -m pytest tests/mlflow \
+		-q -p no:cacheprovider --ignore tests/mlflow/test_reliability.py
 
 lint: $(BIN)/.deps web/node_modules/.package-lock.json
 	$(CARGO) fmt --all --check

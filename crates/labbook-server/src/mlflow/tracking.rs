@@ -749,22 +749,49 @@ fn tag_value(key: &str, value: String) -> String {
 /// Commits a request's metrics under MLflow's rule that a point identical
 /// to one held is not stored again (LightGBM's autolog re-logs its step-0
 /// points when it logs the model; Lightning sends epoch-0 validation twice).
+///
+/// MLflow's requests carry no batch id, yet a client retries one whose
+/// answer it lost, maybe on another replica while the first still commits.
+/// Its content is its id: the store applies an id once, atomically with
+/// the write, on whichever replica. A request identical to an earlier one
+/// (its points to the millisecond, its params and tags) is only ever a
+/// repeat, whose points the rule above would drop anyway.
 fn append_metrics(
     state: &AppState,
     run_id: &str,
     metrics: &[MetricIn],
     patch: Option<RunPatch>,
 ) -> MlResult<()> {
+    let batch_id = (!metrics.is_empty()).then(|| content_batch_id(run_id, metrics, &patch));
     state.appender.append(
         run_id,
         labbook_store::appender::Append {
             series: series_of(metrics),
             patch,
             drop_identical: true,
+            batch_id,
             ..Default::default()
         },
     )?;
     Ok(())
+}
+
+/// A request's id from what it carries: run, every point (key, step,
+/// timestamp, value's bits) in order, and the run change. Replicas run the
+/// same binary, so the change's debug form is the same text on each.
+fn content_batch_id(run_id: &str, metrics: &[MetricIn], patch: &Option<RunPatch>) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b"mlflow-request\0");
+    h.update(run_id.as_bytes());
+    for m in metrics {
+        h.update(&(m.key.len() as u64).to_le_bytes());
+        h.update(m.key.as_bytes());
+        h.update(&m.step.to_le_bytes());
+        h.update(&m.ts_ms.to_le_bytes());
+        h.update(&m.value.to_bits().to_le_bytes());
+    }
+    h.update(format!("{patch:?}").as_bytes());
+    format!("mlflow-{}", &h.finalize().to_hex()[..32])
 }
 
 /// Links metrics logged with a `model_id` to that logged model.
