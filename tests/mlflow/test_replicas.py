@@ -1,6 +1,8 @@
 """Several `labbook serve` replicas on one team database (PostgreSQL): what
 one writes the others serve at once, and an MLflow request retried on
 another replica, even while the first still works on it, is stored once.
+A database that goes away mid-ingest costs clients retries, not points,
+and the server heals by itself.
 
 Runs in the suite's team-database pass (CONFORMANCE_STORE=postgres)."""
 
@@ -15,6 +17,8 @@ import pytest
 import requests
 from conftest import (
     ON_POSTGRES,
+    PgCluster,
+    postgres_bin,
     LabbookServers,
     StoreRef,
     labbook_only,
@@ -127,3 +131,52 @@ def test_a_retried_request_is_stored_once_whichever_replica_takes_it(
     stored = history(b, run, "acc")
     assert len(stored) == 250
     assert len(set(stored)) == 250
+
+
+@pytest.mark.outage
+def test_a_database_outage_mid_ingest_loses_nothing_and_heals_by_itself(
+    tmp_path: Path, labbook_servers: LabbookServers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cluster of its own: the session's keeps serving the other tests.
+    binary_dir = postgres_bin()
+    assert binary_dir is not None
+    cluster = PgCluster(binary_dir)
+    cluster.start()
+    try:
+        store = cluster.create_database("outage")
+        url = replicas(labbook_servers, tmp_path, store, count=1)[0]
+        # The client's own retries, as in use: 503s are retried with backoff.
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "8")
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0")
+        client = mlflow.MlflowClient(tracking_uri=url)
+        run = client.create_run(client.create_experiment("outage")).info.run_id
+        steps = 300
+        failures: list[BaseException] = []
+
+        def log() -> None:
+            try:
+                for step in range(steps):
+                    client.log_metric(run, "loss", 1.0 / (step + 1), step=step)
+                    time.sleep(0.02)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                failures.append(e)
+
+        writer = threading.Thread(target=log)
+        writer.start()
+        time.sleep(1.5)
+        cluster.pg_ctl("stop")
+        # While the database is away the server answers, with a 503.
+        answer = requests.get(f"{url}{API}/runs/get", params={"run_id": run}, timeout=30)
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+        assert requests.get(f"{url}/health", timeout=10).status_code == 200
+        time.sleep(5)
+        cluster.pg_ctl("start")
+        writer.join(timeout=120)
+        assert not writer.is_alive()
+        assert not failures, failures
+        stored = history(url, run, "loss")
+        assert [s for s, _, _ in stored] == list(range(steps))
+    finally:
+        cluster.remove()

@@ -15,6 +15,7 @@ use labbook_core::{Config, DatasetInput, ModelOutput, RunRecord, RunStatus, Seri
 use labbook_store::models;
 use labbook_store::{
     Deleted, NewProject, NewRun, Project, ProjectPatch, ProjectRef, RunPatch, RunQuery, StepRange,
+    StoreError,
 };
 
 use super::filter;
@@ -130,8 +131,13 @@ pub fn experiment_id(req: &Req, name: &str) -> MlResult<i64> {
 }
 
 pub fn project_by_id(s: &dyn labbook_store::Store, id: i64) -> MlResult<Project> {
-    s.project(ProjectRef::Id(id))
-        .map_err(|_| MlflowError::not_found(format!("No Experiment with id={id} exists")))
+    s.project(ProjectRef::Id(id)).map_err(|e| match e {
+        StoreError::NotFound { .. } => {
+            MlflowError::not_found(format!("No Experiment with id={id} exists"))
+        }
+        // A database that did not answer is not an answer: a 503 to retry.
+        other => other.into(),
+    })
 }
 
 /// A relative local artifact location made absolute from the server's
@@ -207,9 +213,14 @@ async fn get_experiment(State(state): State<AppState>, req: Req) -> MlResult {
 async fn get_experiment_by_name(State(state): State<AppState>, req: Req) -> MlResult {
     let name = req.str("experiment_name")?.to_string();
     blocking(&state, move |state| {
-        let p = store(state).project(ProjectRef::Name(&name)).map_err(|_| {
-            MlflowError::not_found(format!("Could not find experiment with name '{name}'"))
-        })?;
+        let p = store(state)
+            .project(ProjectRef::Name(&name))
+            .map_err(|e| match e {
+                StoreError::NotFound { .. } => {
+                    MlflowError::not_found(format!("Could not find experiment with name '{name}'"))
+                }
+                other => other.into(),
+            })?;
         Ok(wire(json!({ "experiment": experiment_json(&p) })))
     })
     .await
@@ -463,8 +474,12 @@ fn run_id(req: &Req) -> MlResult<String> {
 }
 
 pub fn load_run(s: &dyn labbook_store::Store, id: &str) -> MlResult<RunRecord> {
-    s.get_run(id)
-        .map_err(|_| MlflowError::not_found(format!("Run with id={id} not found")))
+    s.get_run(id).map_err(|e| match e {
+        StoreError::NotFound { .. } => {
+            MlflowError::not_found(format!("Run with id={id} not found"))
+        }
+        other => other.into(),
+    })
 }
 
 /// A run that may be written to: it exists and is not deleted.
