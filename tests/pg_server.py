@@ -79,8 +79,17 @@ class PgCluster:
             "-c fsync=off -c max_connections=200"
         )
         done = self._as_postgres(
-            "pg_ctl", "-w", "-m", "fast", "-D", str(self.data), "-o", options,
-            "-l", str(self.log), action,
+            "pg_ctl",
+            "-w",
+            "-m",
+            "fast",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.log),
+            action,
         )
         if done.returncode != 0:
             raise RuntimeError(f"pg_ctl {action} failed: {done.stderr}\n{self.log_tail()}")

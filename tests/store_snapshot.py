@@ -98,12 +98,19 @@ def _pg_tables(url: str, ignore: dict[str, set[str]]) -> dict[str, Any]:
     with ``psql`` in one repeatable-read transaction, rows in a fixed order."""
     listing = subprocess.run(
         [
-            "psql", url, "-AtX", "-v", "ON_ERROR_STOP=1", "-c",
+            "psql",
+            url,
+            "-AtX",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
             "SELECT table_name, string_agg(column_name, ',' ORDER BY ordinal_position) "
             "FROM information_schema.columns WHERE table_schema = 'public' "
             "GROUP BY table_name ORDER BY table_name",
         ],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     script = ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;"]
     names = []
@@ -119,7 +126,10 @@ def _pg_tables(url: str, ignore: dict[str, set[str]]) -> dict[str, Any]:
     script.append("COMMIT;")
     dumped = subprocess.run(
         ["psql", url, "-AtX", "-q", "-v", "ON_ERROR_STOP=1"],
-        input="\n".join(script), capture_output=True, text=True, check=True,
+        input="\n".join(script),
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     out: dict[str, Any] = {name: [] for name in names}
     current = None

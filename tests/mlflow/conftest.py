@@ -124,7 +124,12 @@ def _log_tail(path: Path, limit: int = 4000) -> str:
 def _server_env() -> dict[str, str]:
     env = dict(os.environ)
     # A server a test starts serves a folder unless the test passes a database.
-    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME", "LABBOOK_STORE"):
+    for key in (
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_REGISTRY_URI",
+        "MLFLOW_EXPERIMENT_NAME",
+        "LABBOOK_STORE",
+    ):
         env.pop(key, None)
     return env
 

@@ -116,7 +116,12 @@ def test_the_mlflow_client_meets_roles_per_experiment(
     server = labbook_servers.start(
         tmp_path,
         env=store_env(store),
-        args=("--auth", "--default-permission", "NO_PERMISSIONS", *store_serve_args(store, tmp_path)),
+        args=(
+            "--auth",
+            "--default-permission",
+            "NO_PERMISSIONS",
+            *store_serve_args(store, tmp_path),
+        ),
     )
     for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         monkeypatch.delenv(var, raising=False)

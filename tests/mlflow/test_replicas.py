@@ -17,11 +17,11 @@ import pytest
 import requests
 from conftest import (
     ON_POSTGRES,
-    PgCluster,
-    postgres_bin,
     LabbookServers,
+    PgCluster,
     StoreRef,
     labbook_only,
+    postgres_bin,
     store_env,
     store_serve_args,
 )
@@ -34,14 +34,10 @@ pytestmark = [
 API = "/api/2.0/mlflow"
 
 
-def replicas(
-    servers: LabbookServers, tmp: Path, store: StoreRef, count: int = 2
-) -> list[str]:
+def replicas(servers: LabbookServers, tmp: Path, store: StoreRef, count: int = 2) -> list[str]:
     """`count` servers on `store`, their artifact contents in one folder."""
     return [
-        servers.start(
-            tmp, env=store_env(store), args=store_serve_args(store, tmp)
-        ).url
+        servers.start(tmp, env=store_env(store), args=store_serve_args(store, tmp)).url
         for _ in range(count)
     ]
 
@@ -51,9 +47,7 @@ def history(url: str, run_id: str, key: str) -> list[tuple[int, int, float]]:
         f"{url}{API}/metrics/get-history", params={"run_id": run_id, "metric_key": key}, timeout=30
     )
     answer.raise_for_status()
-    return sorted(
-        (m["step"], m["timestamp"], m["value"]) for m in answer.json().get("metrics", [])
-    )
+    return sorted((m["step"], m["timestamp"], m["value"]) for m in answer.json().get("metrics", []))
 
 
 def test_what_one_replica_writes_the_others_serve(
@@ -159,7 +153,7 @@ def test_a_database_outage_mid_ingest_loses_nothing_and_heals_by_itself(
                 for step in range(steps):
                     client.log_metric(run, "loss", 1.0 / (step + 1), step=step)
                     time.sleep(0.02)
-            except BaseException as e:  # noqa: BLE001 - reported below
+            except BaseException as e:  # the main thread reports it
                 failures.append(e)
 
         writer = threading.Thread(target=log)
