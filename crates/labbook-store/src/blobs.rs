@@ -248,6 +248,31 @@ impl Blobs for Unreachable {
 
 /// Whether `name` is a blob's name: 64 hex digits. Nothing else found in a
 /// blob folder or bucket is ever listed or removed.
+/// Writes `data` into the new file `tmp` (made with `modes`), hashing it as
+/// it streams, and syncs it: its BLAKE3 hash and size. A failed write
+/// leaves no file behind.
+pub(crate) fn spool_hashed(
+    data: &mut dyn Read,
+    tmp: &Path,
+    modes: crate::private::Modes,
+) -> std::io::Result<(String, u64)> {
+    use std::io::Write as _;
+    let written = (|| {
+        let mut file = modes.create_new(tmp)?;
+        let mut hasher = blake3::Hasher::new();
+        let size = crate::content_hash::stream(data, |chunk| {
+            hasher.update(chunk);
+            file.write_all(chunk)
+        })?;
+        file.sync_all()?;
+        Ok((hasher.finalize().to_hex().to_string(), size))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+    written
+}
+
 /// How old a file in a spool folder must be to count as left by a writer
 /// that died.
 const STALE_TEMP_MS: u64 = 24 * 3600 * 1000;

@@ -580,3 +580,41 @@ pub(crate) fn apply_trial_patch(
         values,
     }))
 }
+
+/// The record of a trial a claim just made from `new`, as stored.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn claimed_trial(
+    id: i64,
+    study: i64,
+    number: u64,
+    state: TrialState,
+    new: &NewTrial,
+    worker: &Worker,
+    started_ms: Option<i64>,
+    now_ms: i64,
+) -> TrialRecord {
+    TrialRecord {
+        id,
+        study,
+        obs: Observation {
+            number,
+            state: Some(state),
+            params: new.params.clone(),
+            value: new.values.as_ref().and_then(|v| v.first().copied()),
+            intermediate: new.intermediate.clone(),
+        },
+        distributions: new.distributions.clone(),
+        values: new.values.clone(),
+        run_id: new.run_id.clone(),
+        grid_index: new.grid_index,
+        retry_of: new.retry_of,
+        host: worker.host.clone(),
+        pid: worker.pid,
+        started_ms,
+        ended_ms: new.ended_ms,
+        heartbeat_ms: Some(now_ms),
+        user_attrs: new.user_attrs.clone(),
+        system_attrs: new.system_attrs.clone(),
+        note: None,
+    }
+}

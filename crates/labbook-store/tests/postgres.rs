@@ -13,6 +13,7 @@ use std::sync::Arc;
 use labbook_core::account::{ResourceKind, Role};
 use labbook_core::{Config, ConfigValue, RunStatus, SeriesColumns};
 use labbook_store::series::SeriesWriter;
+use labbook_store::versions::{LineageStart, NewArtifactVersion, Placement, VersionSource};
 use labbook_store::*;
 
 /// A PostgreSQL server for one test, stopped when dropped.
@@ -641,4 +642,156 @@ fn a_stopped_database_is_unavailable_then_recovers_by_itself() {
     assert_eq!(recovered.unwrap().id, run.id);
     store.add_note(&run.id, "after", 2).unwrap();
     assert_eq!(store.notes(&run.id).unwrap().len(), 1);
+}
+
+#[test]
+fn claims_from_two_replicas_number_trials_once_each() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let a = Arc::new(PgStore::connect(&cluster.url).unwrap());
+    let b = Arc::new(PgStore::connect(&cluster.url).unwrap());
+    let new = NewStudy {
+        project: "search".into(),
+        name: "lr".into(),
+        kind: StudyKind::Study,
+        directions: vec![labbook_search::Direction::Minimize],
+        spec: serde_json::json!({}),
+        why: Some("which lr".into()),
+        created_ms: 1,
+    };
+    let (study, created) = a.create_study(&new, false).unwrap();
+    assert!(created);
+    assert!(matches!(
+        b.create_study(&new, false),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(b.create_study(&new, true).unwrap().0.pk, study.pk);
+    // Workers on both replicas claim at once: 40 trials, numbered 0..40,
+    // each claimed once, each with its run.
+    let handles: Vec<_> = (0..8)
+        .map(|w| {
+            let store = if w % 2 == 0 { a.clone() } else { b.clone() };
+            std::thread::spawn(move || {
+                let worker = Worker {
+                    host: Some("test".into()),
+                    pid: Some(w),
+                };
+                let mut mine = Vec::new();
+                for _ in 0..5 {
+                    let claimed = store
+                        .claim_trial(study.pk, &worker, 10, &|_| true, &mut |_, _| {
+                            Ok(Claim::Trial(Box::new(NewTrial {
+                                run: Some(NewRun {
+                                    project: "search".into(),
+                                    created_ms: 10,
+                                    ..Default::default()
+                                }),
+                                ..Default::default()
+                            })))
+                        })
+                        .unwrap();
+                    let Claimed::Trial(trial) = claimed else {
+                        panic!("no trial: {claimed:?}");
+                    };
+                    mine.push(trial.number());
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut numbers: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..40).collect::<Vec<u64>>());
+    let trials = b.trials(study.pk).unwrap();
+    assert_eq!(trials.len(), 40);
+    assert!(trials.iter().all(|t| t.run_id.is_some()));
+
+    // A patch is seen by the other replica's cache; a finished trial is not
+    // changed again.
+    let first = trials[0].id;
+    assert!(
+        a.update_trial(
+            first,
+            &TrialPatch {
+                state: Some(labbook_search::TrialState::Complete),
+                values: Some(vec![0.25]),
+                intermediate: vec![(1, 0.5)],
+                now_ms: 20,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    );
+    let seen = b.trials(study.pk).unwrap();
+    assert_eq!(seen[0].values, Some(vec![0.25]));
+    assert!(matches!(
+        b.update_trial(
+            first,
+            &TrialPatch {
+                values: Some(vec![1.0]),
+                now_ms: 21,
+                ..Default::default()
+            },
+        ),
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+#[test]
+fn versions_are_logged_once_downloaded_and_traced() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let store = PgStore::connect(&cluster.url).unwrap();
+    let shared = tempfile::tempdir().unwrap();
+    store
+        .use_artifact_location(&ArtifactLocation::Folder(shared.path().join("contents")))
+        .unwrap();
+    let run = store.create_run(&new_run("data", "prep")).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::create_dir(data.path().join("split")).unwrap();
+    std::fs::write(data.path().join("split/train.csv"), "a,b\n1,2\n").unwrap();
+    std::fs::write(data.path().join("readme.txt"), "v1").unwrap();
+    let version = NewArtifactVersion {
+        project: "data".into(),
+        name: "corpus".into(),
+        kind: "dataset".into(),
+        sources: vec![VersionSource::Dir {
+            path: data.path().to_path_buf(),
+            prefix: String::new(),
+        }],
+        run_id: Some(run.id.clone()),
+        now_ms: 5,
+        ..Default::default()
+    };
+    let logged = store.log_artifact_version(&version).unwrap();
+    assert!(logged.created);
+    assert_eq!(logged.version.files, 2);
+    // The same contents again: the same version, nothing stored.
+    let again = store.log_artifact_version(&version).unwrap();
+    assert!(!again.created);
+    assert_eq!(again.version.id, logged.version.id);
+    let resolved = store
+        .resolve_artifact(Some("data"), "corpus:latest")
+        .unwrap();
+    assert_eq!(resolved.id, logged.version.id);
+    let out = tempfile::tempdir().unwrap();
+    store
+        .download_artifact_version(&resolved, out.path(), Placement::Copy)
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("split/train.csv")).unwrap(),
+        "a,b\n1,2\n"
+    );
+    let graph = store.lineage(&LineageStart::Run(run.id.clone())).unwrap();
+    assert_eq!(graph.edges.len(), 1);
+    // Deleted and collected: its contents leave the shared folder.
+    store.delete_artifact_version(resolved.id, 9).unwrap();
+    let report = store.gc(false, 10).unwrap();
+    assert_eq!(report.versions_purged.len(), 1);
+    assert_eq!(report.blobs.len(), 2);
 }

@@ -8,7 +8,7 @@
 //! the end of the transaction), taken by whoever places it and by whoever
 //! removes it; several hashes are always locked in sorted order.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -205,26 +205,13 @@ impl PgStore {
         let blobs = self.blobs();
         let spool = self.spool()?;
         let tmp = spool.join(format!("{:016x}", random_bits()));
-        let written = (|| -> std::io::Result<(String, u64)> {
-            let mut file = spool_modes(&spool).create_new(&tmp)?;
-            let mut hasher = blake3::Hasher::new();
-            let size = crate::content_hash::stream(data, |chunk| {
-                hasher.update(chunk);
-                file.write_all(chunk)
-            })?;
-            file.sync_all()?;
-            Ok((hasher.finalize().to_hex().to_string(), size))
-        })();
-        let (hash, size) = match written {
-            Ok(ok) => ok,
-            Err(source) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(StoreError::Io {
+        let (hash, size) =
+            crate::blobs::spool_hashed(data, &tmp, spool_modes(&spool)).map_err(|source| {
+                StoreError::Io {
                     context: format!("cannot store artifact {path:?}"),
                     source,
-                });
-            }
-        };
+                }
+            })?;
         // The upload happens before any lock, so a large file holds up no one.
         let staged = blobs.stage(&tmp, &hash);
         let replaced: Result<Option<String>> = staged.and_then(|_| {

@@ -125,26 +125,11 @@ impl SqliteStore {
         self.real_dir(&tmp_dir)?;
         let modes = Modes::of(&self.dir);
         let tmp = tmp_dir.join(format!("{:016x}", random_bits()));
-        let written = (|| -> std::io::Result<(String, u64)> {
-            let mut file = modes.create_new(&tmp)?;
-            let mut hasher = blake3::Hasher::new();
-            let size = crate::content_hash::stream(data, |chunk| {
-                hasher.update(chunk);
-                file.write_all(chunk)
+        let (hash, size) =
+            crate::blobs::spool_hashed(data, &tmp, modes).map_err(|source| StoreError::Io {
+                context: format!("cannot store artifact {path:?}"),
+                source,
             })?;
-            file.sync_all()?;
-            Ok((hasher.finalize().to_hex().to_string(), size))
-        })();
-        let (hash, size) = match written {
-            Ok(ok) => ok,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(StoreError::Io {
-                    context: format!("cannot store artifact {path:?}"),
-                    source: e,
-                });
-            }
-        };
         let blobs = self.blobs();
         // An upload to a bucket happens here, before the write lock, so a
         // large file never holds up other writers.

@@ -389,30 +389,9 @@ impl SqliteStore {
                             s
                         ],
                     )?;
-                    Ok(Claimed::Trial(Arc::new(TrialRecord {
-                            id: tx.last_insert_rowid(),
-                            study: study_pk,
-                            obs: Observation {
-                                number,
-                                state: Some(state),
-                                params: new.params.clone(),
-                                value: new.values.as_ref().and_then(|v| v.first().copied()),
-                                intermediate: new.intermediate.clone(),
-                            },
-                            distributions: new.distributions.clone(),
-                            values: new.values.clone(),
-                            run_id: new.run_id.clone(),
-                            grid_index: new.grid_index,
-                            retry_of: new.retry_of,
-                            host: worker.host.clone(),
-                            pid: worker.pid,
-                            started_ms: started,
-                            ended_ms: new.ended_ms,
-                            heartbeat_ms: Some(now_ms),
-                            user_attrs: new.user_attrs.clone(),
-                            system_attrs: new.system_attrs.clone(),
-                            note: None,
-                    })))
+                    Ok(Claimed::Trial(Arc::new(claimed_trial(
+tx.last_insert_rowid(), study_pk, number, state, &new, worker, started, now_ms,
+))))
                 }
                 Claim::Take(trial_id) => {
                     let s = match seq {
