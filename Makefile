@@ -14,7 +14,7 @@ export LABBOOK_BIN := $(CURDIR)/target/release/labbook
 # The interpreter with the labbook SDK installed, for tests run from other venvs.
 export LABBOOK_PYTHON := $(CURDIR)/$(BIN)/python
 
-.PHONY: all build web demo test test-rust test-fuzz test-python test-web test-mlflow test-security lint bench bench-mlflow bench-peers bench-scale bench-s3 fuzz clean
+.PHONY: all build web demo test test-rust test-fuzz test-python test-web test-mlflow test-security lint bench bench-mlflow bench-peers bench-scale bench-s3 bench-team fuzz clean
 
 all: build
 
@@ -184,6 +184,13 @@ bench-mlflow: build $(MLFLOW_VENV)/.deps
 bench-s3: build $(MLFLOW_VENV)/.deps $(S3S_FS)
 	$(MLFLOW_VENV)/bin/python -m pip install -q -r bench/s3-requirements.txt
 	$(MLFLOW_VENV)/bin/python bench/s3_artifacts_bench.py --markdown bench/results/$$(date -u +%F)-s3.md
+## bench-team: the team server, two `labbook serve --store postgresql://`
+## replicas against two `mlflow server`s on the same PostgreSQL and s3s-fs:
+## 64 clients for 60 s, search over seeded runs, idle memory (~20 min)
+BENCH_TEAM_ARGS ?=
+bench-team: build $(MLFLOW_VENV)/.deps $(S3S_FS)
+	$(MLFLOW_VENV)/bin/python -m pip install -q -r bench/team-requirements.txt
+	$(MLFLOW_VENV)/bin/python bench/team_bench.py --markdown bench/results/$$(date -u +%F)-team.md $(BENCH_TEAM_ARGS)
 ## bench-peers: labbook beside MLflow, W&B (offline), trackio and expman-rs,
 ## pinned in .venv-peers, and dvc in .venv-dvc: W11 artifacts
 ## (bench/artifacts_bench.py, bench/results/<date>-w11.md), W1–W7
