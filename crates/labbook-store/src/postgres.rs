@@ -52,7 +52,8 @@ pub fn is_postgres_url(text: &str) -> bool {
 }
 
 pub struct PgStore {
-    pool: r2d2::Pool<Manager>,
+    /// Always `Some` until dropped (see `Drop`).
+    pool: Option<r2d2::Pool<Manager>>,
     /// The database as messages name it: host, port and name, never the
     /// password.
     shown: String,
@@ -61,6 +62,19 @@ pub struct PgStore {
     blobs: Mutex<std::sync::Arc<dyn crate::blobs::Blobs>>,
     /// Each study's trials as this process last read them (`studies`).
     trial_cache: Mutex<HashMap<i64, crate::studies::TrialCache>>,
+}
+
+impl Drop for PgStore {
+    /// A `postgres` client closes its connection by blocking on a runtime of
+    /// its own, which panics on a thread that drives async tasks (a server
+    /// dropping its store as it shuts down): the pool is dropped on a plain
+    /// thread instead.
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            let closing = std::thread::spawn(move || drop(pool));
+            let _ = closing.join();
+        }
+    }
 }
 
 /// One pooled connection and the statements prepared on it.
@@ -279,7 +293,7 @@ impl PgStore {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(Manager { config });
         let store = PgStore {
-            pool,
+            pool: Some(pool),
             shown,
             index: Mutex::new(run_index::RunIndex::default()),
             blobs: Mutex::new(artifacts::no_location().into()),
@@ -296,7 +310,11 @@ impl PgStore {
     }
 
     fn connection(&self) -> Result<r2d2::PooledConnection<Manager>> {
-        self.pool.get().map_err(|e| {
+        let pool = self
+            .pool
+            .as_ref()
+            .ok_or_else(|| StoreError::Internal("the store is closing".into()))?;
+        pool.get().map_err(|e| {
             StoreError::Unavailable(format!(
                 "the database at {} did not answer: {e}",
                 self.shown
