@@ -14,7 +14,7 @@ export LABBOOK_BIN := $(CURDIR)/target/release/labbook
 # The interpreter with the labbook SDK installed, for tests run from other venvs.
 export LABBOOK_PYTHON := $(CURDIR)/$(BIN)/python
 
-.PHONY: all build web demo test test-rust test-fuzz test-python test-web test-mlflow test-security lint bench bench-mlflow bench-peers bench-scale bench-s3 bench-team fuzz clean
+.PHONY: all build web demo team-demo test test-rust test-fuzz test-python test-web test-mlflow test-security lint bench bench-mlflow bench-peers bench-scale bench-s3 bench-team fuzz clean
 
 all: build
 
@@ -132,8 +132,8 @@ test-mlflow: build $(MLFLOW_VENV)/.deps $(S3S_FS)
 lint: $(BIN)/.deps web/node_modules/.package-lock.json
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
-	$(BIN)/ruff check python examples bench web/tests tests
-	$(BIN)/ruff format --check python examples bench web/tests tests
+	$(BIN)/ruff check python examples bench deploy web/tests tests
+	$(BIN)/ruff format --check python examples bench deploy web/tests tests
 	cd web && npm run typecheck
 
 # The security suite's tools (schemathesis), pinned, in their own environment.
@@ -184,6 +184,13 @@ bench-mlflow: build $(MLFLOW_VENV)/.deps
 bench-s3: build $(MLFLOW_VENV)/.deps $(S3S_FS)
 	$(MLFLOW_VENV)/bin/python -m pip install -q -r bench/s3-requirements.txt
 	$(MLFLOW_VENV)/bin/python bench/s3_artifacts_bench.py --markdown bench/results/$$(date -u +%F)-s3.md
+## team-demo: a team server on this machine to try: a throwaway PostgreSQL
+## cluster, s3s-fs, two replicas behind a round-robin proxy on port 5000
+## and an admin account (deploy/team_demo.py); Ctrl-C removes it all
+TEAM_DEMO_ARGS ?=
+team-demo: build $(S3S_FS)
+	$(BIN)/python deploy/team_demo.py $(TEAM_DEMO_ARGS)
+
 ## bench-team: the team server, two `labbook serve --store postgresql://`
 ## replicas against two `mlflow server`s on the same PostgreSQL and s3s-fs:
 ## 64 clients for 60 s, search over seeded runs, idle memory (~20 min)

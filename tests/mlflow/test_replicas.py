@@ -8,15 +8,24 @@ Runs in the suite's team-database pass (CONFORMANCE_STORE=postgres)."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pytest
 import requests
 from conftest import (
     ON_POSTGRES,
+    REPO,
     LabbookServers,
     PgCluster,
     StoreRef,
@@ -25,6 +34,9 @@ from conftest import (
     store_env,
     store_serve_args,
 )
+
+sys.path.insert(0, str(REPO / "deploy"))
+from lb_proxy import ProxyThread
 
 pytestmark = [
     labbook_only,
@@ -165,7 +177,7 @@ def test_a_database_outage_mid_ingest_loses_nothing_and_heals_by_itself(
         assert answer.status_code == 503, answer.text
         assert answer.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
         assert requests.get(f"{url}/health", timeout=10).status_code == 200
-        time.sleep(5)
+        time.sleep(10)
         cluster.pg_ctl("start")
         writer.join(timeout=120)
         assert not writer.is_alive()
@@ -174,3 +186,174 @@ def test_a_database_outage_mid_ingest_loses_nothing_and_heals_by_itself(
         assert [s for s, _, _ in stored] == list(range(steps))
     finally:
         cluster.remove()
+
+
+def logging_clients(
+    url: str,
+    run_ids: list[str],
+    ready: Any,
+    go: Any,
+    stop: Any,
+    results: Any,
+) -> None:
+    """One process of `len(run_ids)` mlflow clients, each logging batches of
+    20 points (step i, value i) into its run until `stop`; reports each
+    run's acknowledged steps and any error the client gave up on."""
+    os.environ.update(
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES="10",
+        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1",
+        MLFLOW_HTTP_REQUEST_BACKOFF_JITTER="0",
+        MLFLOW_HTTP_REQUEST_TIMEOUT="60",
+    )
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    def one(run_id: str) -> tuple[str, int, list[str]]:
+        client = MlflowClient(tracking_uri=url)
+        acked, errors = 0, []
+        # A first call loads what the client loads lazily, before the clock.
+        client.get_run(run_id)
+        ready.put(run_id)
+        go.wait()
+        while not stop.is_set():
+            now = int(time.time() * 1000)
+            batch = [Metric("m", float(s), now, s) for s in range(acked, acked + 20)]
+            try:
+                client.log_batch(run_id, metrics=batch)
+            except Exception as e:  # reported, and fails the test
+                errors.append(repr(e)[:500])
+                break
+            acked += 20
+        return run_id, acked, errors
+
+    with ThreadPoolExecutor(len(run_ids)) as pool:
+        results.put(list(pool.map(one, run_ids)))
+
+
+def test_a_replica_killed_mid_ingest_costs_retries_not_points(
+    tmp_path: Path, labbook_servers: LabbookServers, fresh_store: StoreRef
+) -> None:
+    """32 clients log through a round-robin proxy to two replicas; one is
+    SIGKILLed mid-ingest and restarted: every acknowledged point is stored,
+    and none twice."""
+    env, args = store_env(fresh_store), store_serve_args(fresh_store, tmp_path)
+    a = labbook_servers.start(tmp_path, env=env, args=args)
+    b = labbook_servers.start(tmp_path, env=env, args=args)
+    ports = [int(s.url.rsplit(":", 1)[1]) for s in (a, b)]
+    proxy = ProxyThread([("127.0.0.1", p) for p in ports])
+    try:
+        client = mlflow.MlflowClient(tracking_uri=proxy.url)
+        experiment = client.create_experiment("killed-replica")
+        run_ids = [client.create_run(experiment).info.run_id for _ in range(32)]
+        ctx = multiprocessing.get_context("spawn")
+        ready, results = ctx.Queue(), ctx.Queue()
+        go, stop = ctx.Event(), ctx.Event()
+        # 8 processes of 4 clients each: 32 clients, without 32 imports of mlflow.
+        procs = [
+            ctx.Process(
+                target=logging_clients,
+                args=(proxy.url, run_ids[i::8], ready, go, stop, results),
+                daemon=True,
+            )
+            for i in range(8)
+        ]
+        for p in procs:
+            p.start()
+        try:
+            for _ in run_ids:
+                ready.get(timeout=120)
+            go.set()
+            time.sleep(3)
+            assert a.process is not None
+            a.process.send_signal(signal.SIGKILL)
+            a.process.wait(timeout=10)
+            refused_before = proxy.proxy.refused
+            time.sleep(2)
+            # The clients went on through the other replica meanwhile.
+            assert proxy.proxy.refused > refused_before
+            labbook_servers.start(tmp_path, port=ports[0], env=env, args=args)
+            time.sleep(3)
+            stop.set()
+            outcomes = [o for _ in procs for o in results.get(timeout=180)]
+        finally:
+            stop.set()
+            for p in procs:
+                p.join(timeout=30)
+                if p.is_alive():
+                    p.kill()
+        assert [e for _, _, errors in outcomes for e in errors] == []
+        total = 0
+        for run_id, acked, _ in outcomes:
+            steps = [m.step for m in client.get_metric_history(run_id, "m")]
+            assert len(steps) == len(set(steps)), f"{run_id}: a point stored twice"
+            assert set(range(acked)) <= set(steps), f"{run_id}: an acknowledged point lost"
+            # Beyond them, at most the one batch the client was sending at the stop.
+            assert max(steps, default=-1) < acked + 20
+            total += acked
+        assert total > 32 * 20
+    finally:
+        proxy.stop()
+
+
+def test_make_team_demo_serves_through_its_proxy_and_cleans_up(tmp_path: Path) -> None:
+    """The README's team demo as a new user runs it: the printed address and
+    account work with the mlflow client, each replica serves what went
+    through the proxy, and Ctrl-C leaves nothing behind."""
+    demo = subprocess.Popen(
+        [sys.executable, str(REPO / "deploy" / "team_demo.py"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    try:
+        assert demo.stdout is not None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = demo.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("Ctrl-C"):
+                break
+        text = "".join(lines)
+        assert "Ctrl-C stops everything" in text, text
+        url = re.search(r"open\s+(\S+)", text)
+        account = re.search(r"sign in\s+(\S+) / (\S+)", text)
+        root = re.search(r"everything under (\S+)", text)
+        replica_urls = re.search(r"replicas\s+(.+)", text)
+        assert url and account and root and replica_urls, text
+        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = (
+            account.group(1),
+            account.group(2),
+        )
+        try:
+            client = mlflow.MlflowClient(tracking_uri=url.group(1))
+            run = client.create_run(client.create_experiment("demo")).info.run_id
+            for step in range(30):
+                client.log_metric(run, "loss", 1.0 / (step + 1), step=step)
+            (tmp_path / "weights.bin").write_bytes(os.urandom(4096))
+            client.log_artifact(run, str(tmp_path / "weights.bin"))
+            client.set_terminated(run)
+            for replica in replica_urls.group(1).split():
+                direct = mlflow.MlflowClient(tracking_uri=replica)
+                assert [m.step for m in direct.get_metric_history(run, "loss")] == list(range(30))
+                assert [f.path for f in direct.list_artifacts(run)] == ["weights.bin"]
+            # Without the account, nothing.
+            assert (
+                requests.get(
+                    f"{url.group(1)}{API}/runs/get", params={"run_id": run}, timeout=10
+                ).status_code
+                == 401
+            )
+        finally:
+            del os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]
+        demo.send_signal(signal.SIGINT)
+        rest, _ = demo.communicate(timeout=60)
+        assert demo.returncode == 0, rest
+        assert not Path(root.group(1)).exists()
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait(timeout=10)
