@@ -100,8 +100,12 @@ test-fuzz: build
 	LABBOOK_FUZZ_SECONDS=$(FUZZ_TEST_SECONDS) $(CARGO) test --release -p labbook-store --lib fuzz_budget_ -- --ignored --nocapture
 	LABBOOK_FUZZ_SECONDS=$(FUZZ_TEST_SECONDS) $(CARGO) test --release -p labbook-server --lib fuzz_budget_ -- --ignored --nocapture --test-threads 1
 
+# The SDK's remote tests, sync and the roles table again against a team
+# database (a throwaway PostgreSQL cluster; CI installs PostgreSQL).
+PG_PYTHON_TESTS := python/tests/test_remote.py python/tests/test_sync.py python/tests/test_permissions.py
 test-python: build
 	$(BIN)/python -m pytest python/tests -q
+	LABBOOK_TEST_STORE=postgres $(BIN)/python -m pytest $(PG_PYTHON_TESTS) -q
 
 # The dashboard end to end: Playwright drives Debian's Chromium against the
 # real `labbook serve`; screenshots of every page land in web/test-results/.

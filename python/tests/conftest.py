@@ -19,6 +19,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 # tests/store_snapshot.py, shared with the MLflow and security suites.
 sys.path.insert(0, str(REPO / "tests"))
+from pg_server import PgCluster, postgres_bin  # noqa: E402
+
+# LABBOOK_TEST_STORE=postgres: the servers the remote tests start serve a
+# team database (a fresh one per test, in one throwaway cluster) instead of
+# a folder, so the SDK's remote tests run against both backends.
+ON_POSTGRES = os.environ.get("LABBOOK_TEST_STORE") == "postgres"
 
 # CI harnesses may start the suite with SIGTERM ignored or blocked, and both
 # survive exec into the children the tests start (subprocess resets neither);
@@ -67,7 +73,7 @@ def labbook_bin() -> str:
     raise AssertionError  # unreachable; pytest.fail raises
 
 
-def api_get(url: str, path: str, **params: Any) -> tuple[int, Any]:
+def api_get(url: str, path: str, /, **params: Any) -> tuple[int, Any]:
     """GET from labbook's API: the status and the decoded JSON, errors included."""
     query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
     try:
@@ -137,25 +143,36 @@ def read_line(stream: IO[str], timeout: float = 30.0, what: str = "a line") -> s
     return line[0]
 
 
+StoreRef = Path | str  # a `.labbook` folder, or a team database's URL
+
+
 class LabbookServer:
     """`labbook ui` or `labbook serve` on a port the OS picks, as a test's
     own process group; ``stop()`` (always called by the fixtures that make
-    one) ends it whatever happened."""
+    one) ends it whatever happened. `store` is a folder or, for `serve`, a
+    team database (its artifact contents then go to `artifacts`)."""
 
     def __init__(
         self,
-        store: Path,
+        store: StoreRef,
         command: str = "serve",
         port: int = 0,
         host: str = "127.0.0.1",
         args: tuple[str, ...] = (),
+        artifacts: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.store = store
+        if isinstance(store, str):
+            where = ["--store", store]
+            if artifacts is not None:
+                args = ("--artifacts", artifacts.as_uri(), *args)
+        else:
+            where = ["--dir", str(store)]
         self.proc = subprocess.Popen(
             [
                 labbook_bin(),
-                "--dir",
-                str(store),
+                *where,
                 command,
                 "--host",
                 host,
@@ -167,6 +184,7 @@ class LabbookServer:
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
         assert self.proc.stdout is not None
         try:
@@ -177,6 +195,15 @@ class LabbookServer:
             raise
         self.url = line.rsplit(" at ", 1)[1].strip()
         self.port = int(self.url.rsplit(":", 1)[1])
+
+    def api(self, token: str | None = None) -> Any:
+        """What the server stored, read back: `labbook.Api` on its folder, or
+        the same reads over its HTTP API (as `token`'s user) on a team database."""
+        if isinstance(self.store, str):
+            return HttpApi(self.url, token)
+        import labbook
+
+        return labbook.Api(str(self.store))
 
     def stderr(self) -> str:
         if self.proc.poll() is None or self.proc.stderr is None:
@@ -197,10 +224,86 @@ class LabbookServer:
                 self.kill()
 
 
+class HttpApi:
+    """`labbook.Api`'s reads (run, runs, history) over a server's HTTP API,
+    answering in the same shapes, for a team database the SDK cannot open.
+    History comes from MLflow's get-history: every point, exact."""
+
+    def __init__(self, url: str, token: str | None = None) -> None:
+        self.url = url
+        self.token = token
+
+    def _get(self, path: str, **params: Any) -> tuple[int, Any]:
+        query = urllib.parse.urlencode(params)
+        request = urllib.request.Request(f"{self.url}{path}?{query}")
+        if self.token is not None:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def run(self, reference: str) -> dict[str, Any]:
+        status, body = self._get(f"/api/v1/runs/{urllib.parse.quote(reference, safe='')}")
+        if status == 404:
+            raise KeyError(reference)
+        assert status == 200, body
+        return dict(body)
+
+    def runs(self, project: str) -> list[dict[str, Any]]:
+        status, body = self._get(
+            f"/api/v1/projects/{urllib.parse.quote(project, safe='')}/runs", limit=10_000
+        )
+        assert status == 200, body
+        return [self.run(r["id"]) for r in body["runs"]]
+
+    def history(self, run: str, key: str) -> dict[str, list[Any]]:
+        status, body = self._get("/api/2.0/mlflow/metrics/get-history", run_id=run, metric_key=key)
+        assert status == 200, body
+        points = sorted(
+            (m["step"], m["timestamp"], float(m["value"])) for m in body.get("metrics", [])
+        )
+        return {
+            "step": [p[0] for p in points],
+            "timestamp_ms": [p[1] for p in points],
+            "value": [p[2] for p in points],
+        }
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster | None]:
+    """The session's PostgreSQL cluster under LABBOOK_TEST_STORE=postgres."""
+    if not ON_POSTGRES:
+        yield None
+        return
+    binary_dir = postgres_bin()
+    if binary_dir is None:
+        reason = "LABBOOK_TEST_STORE=postgres, but PostgreSQL's initdb is not installed"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    cluster = PgCluster(binary_dir)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
+
+
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[LabbookServer]:
-    """A `labbook serve` on its own store under the test's folder."""
-    server = LabbookServer(tmp_path / "server" / ".labbook")
+def server_store(tmp_path: Path, pg_cluster: PgCluster | None) -> StoreRef:
+    """Where a test's server keeps what it is sent: a folder under the
+    test's, or a fresh database in the session's cluster."""
+    if pg_cluster is None:
+        return tmp_path / "server" / ".labbook"
+    return pg_cluster.create_database(f"t{os.urandom(8).hex()}")
+
+
+@pytest.fixture
+def served(tmp_path: Path, server_store: StoreRef) -> Iterator[LabbookServer]:
+    """A `labbook serve` on a store of its own (see `server_store`)."""
+    server = LabbookServer(server_store, artifacts=tmp_path / "server" / "artifacts")
     try:
         yield server
     finally:

@@ -17,16 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LabbookServer, labbook_bin
+from conftest import LabbookServer, StoreRef, labbook_bin
 
 import labbook
 
 PASSWORD = "a long passphrase"
 
 
-def cli(store: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def cli(store: StoreRef, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    where = ["--store", store] if isinstance(store, str) else ["--dir", str(store)]
     return subprocess.run(
-        [labbook_bin(), "--dir", str(store), *args],
+        [labbook_bin(), *where, *args],
         input=stdin,
         capture_output=True,
         text=True,

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LabbookServer
+from conftest import LabbookServer, PgCluster, StoreRef
+from store_snapshot import snapshot
 from test_auth import PASSWORD, call, cli
 
 import labbook
@@ -29,7 +30,7 @@ class Team:
     (a run with points, a file and a note); outsider made team-b; reader
     and editor were given READ and EDIT on team-a; boss is an admin."""
 
-    def __init__(self, store: Path, default: str = "NO_PERMISSIONS") -> None:
+    def __init__(self, store: StoreRef, artifacts: Path, default: str = "NO_PERMISSIONS") -> None:
         self.tokens: dict[str, str] = {}
         for name in ("owner", "reader", "editor", "outsider", "boss"):
             extra = ("--admin",) if name == "boss" else ()
@@ -39,7 +40,10 @@ class Team:
             assert added.returncode == 0, added.stderr
             made = json.loads(cli(store, "token", "create", name, "--json").stdout)
             self.tokens[name] = made["token"]
-        self.server = LabbookServer(store, args=("--auth", "--default-permission", default))
+        self.server = LabbookServer(
+            store, args=("--auth", "--default-permission", default), artifacts=artifacts
+        )
+        self.artifacts = artifacts
         self.url = self.server.url
         self.store = store
         self.run = self.start("owner", "team-a", "secret-run")
@@ -95,7 +99,15 @@ class Team:
         )
 
     def state(self) -> Any:
-        """What no refused request may change."""
+        """What no refused request may change: on a team database, every
+        row of every table and every file its contents went to."""
+        if isinstance(self.store, str):
+            files = sorted(
+                (str(p.relative_to(self.artifacts)), p.read_bytes())
+                for p in self.artifacts.rglob("*")
+                if p.is_file()
+            )
+            return snapshot(self.store), files
         api = labbook.Api(str(self.store))
         runs = sorted(
             (r["id"], r["name"], r["status"], r["deleted"], sorted(r["tags"]))
@@ -124,12 +136,19 @@ class Team:
 
 
 @pytest.fixture(scope="module")
-def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
-    team = Team(tmp_path_factory.mktemp("team") / ".labbook")
+def team(tmp_path_factory: pytest.TempPathFactory, pg_cluster: PgCluster | None) -> Iterator[Team]:
+    tmp = tmp_path_factory.mktemp("team")
+    team = Team(team_store(tmp, pg_cluster), tmp / "artifacts")
     try:
         yield team
     finally:
         team.stop()
+
+
+def team_store(tmp: Path, cluster: PgCluster | None) -> StoreRef:
+    if cluster is None:
+        return tmp / ".labbook"
+    return cluster.create_database(f"t{os.urandom(8).hex()}")
 
 
 def requests_on_team_a(team: Team) -> list[tuple[str, str, str, Any, bytes | None]]:
@@ -271,7 +290,7 @@ def test_each_role_may_do_what_it_should(team: Team) -> None:
                 continue
             status, _, answer = team.as_(user, method, path, body, raw)
             assert status == 200, (user, method, path, status, answer[:300])
-    api = labbook.Api(str(team.store))
+    api = team.server.api(team.tokens["boss"])
     assert "intruded" in api.run(team.run)["tags"]
     # MANAGE deletes and restores; an admin may do anything.
     assert team.as_("owner", "POST", "/api/v1/runs/delete", {"ids": [team.spare]})[0] == 200
@@ -364,8 +383,10 @@ def test_the_sdk_says_when_a_role_is_missing(team: Team) -> None:
     assert "needs EDIT" in done.stderr and "Traceback" not in done.stderr.split("\n")[-2]
 
 
-def test_the_default_role_applies_where_none_was_given(tmp_path: Path) -> None:
-    team = Team(tmp_path / ".labbook", default="READ")
+def test_the_default_role_applies_where_none_was_given(
+    tmp_path: Path, pg_cluster: PgCluster | None
+) -> None:
+    team = Team(team_store(tmp_path, pg_cluster), tmp_path / "artifacts", default="READ")
     try:
         # READ by default: outsider reads team-a, and may not write it.
         assert team.as_("outsider", "GET", f"/api/v1/runs/{team.run}")[0] == 200

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LabbookServer, api_get, api_post, labbook_bin, read_line
+from conftest import LabbookServer, StoreRef, api_get, api_post, labbook_bin, read_line
 
 import labbook
 
@@ -42,7 +42,7 @@ def test_a_run_logged_into_a_server_is_stored_whole(served: LabbookServer, store
 
     # The client wrote nothing locally: everything is in the server's store.
     assert not (store / "labbook.db").exists()
-    api = labbook.Api(str(served.store))
+    api = served.api()
     (r,) = api.runs(project="remote")
     assert r["id"] == run.id and r["name"] == "far-away"
     assert r["status"] == "finished"
@@ -75,7 +75,7 @@ def test_resume_over_http_continues_the_steps(served: LabbookServer) -> None:
     assert again.step == 10
     again.log({"loss": 10.0})
     again.finish()
-    api = labbook.Api(str(served.store))
+    api = served.api()
     assert list(api.history("resumable", "loss")["step"]) == list(range(11))
     assert api.run("resumable")["status"] == "finished"
 
@@ -86,7 +86,7 @@ def test_labbook_url_in_the_environment_selects_the_server(
     monkeypatch.setenv("LABBOOK_URL", served.url)
     with labbook.init(project="from-env", system_metrics=False) as run:
         run.log({"x": 1.0})
-    assert labbook.Api(str(served.store)).run(run.id)["status"] == "finished"
+    assert served.api().run(run.id)["status"] == "finished"
 
 
 def test_bad_addresses_and_requests_are_clear_errors(served: LabbookServer, tmp_path: Path) -> None:
@@ -108,7 +108,7 @@ def test_bad_addresses_and_requests_are_clear_errors(served: LabbookServer, tmp_
     status, body = api_post(served.url, "/api/v1/runs", b'{"project": "p", "resume": "sometimes"}')
     assert status == 400 and body["error"]["field"] == "resume"
     run.finish()
-    assert labbook.Api(str(served.store)).run(run.id)["metrics"] == {}
+    assert served.api().run(run.id)["metrics"] == {}
 
 
 def test_a_repeated_batch_is_applied_once(served: LabbookServer) -> None:
@@ -122,17 +122,17 @@ def test_a_repeated_batch_is_applied_once(served: LabbookServer) -> None:
     ).encode()
     assert api_post(served.url, f"/api/v1/runs/{run.id}/log", batch) == (200, {"applied": True})
     assert api_post(served.url, f"/api/v1/runs/{run.id}/log", batch) == (200, {"applied": False})
-    loss = labbook.Api(str(served.store)).history(run.id, "loss")
+    loss = served.api().history(run.id, "loss")
     assert list(loss["step"]) == [0, 1] and math.isnan(loss["value"][1])
 
 
-def restart_on(store: Path, port: int) -> LabbookServer:
+def restart_on(store: StoreRef, port: int, artifacts: Path | None = None) -> LabbookServer:
     """The server again on the same port, as a restarted service would be;
     the port may take a moment to be free again."""
     deadline = time.monotonic() + 30
     while True:
         try:
-            return LabbookServer(store, port=port)
+            return LabbookServer(store, port=port, artifacts=artifacts)
         except AssertionError:
             if time.monotonic() > deadline:
                 raise
@@ -154,10 +154,11 @@ SDK_CLIENT = textwrap.dedent("""
 """)
 
 
-def test_logging_survives_a_server_outage(tmp_path: Path) -> None:
+def test_logging_survives_a_server_outage(tmp_path: Path, server_store: StoreRef) -> None:
     """The server dies and comes back while the SDK logs: log() never
     blocks, and every point lands once."""
-    server = LabbookServer(tmp_path / ".labbook")
+    artifacts = tmp_path / "artifacts"
+    server = LabbookServer(server_store, artifacts=artifacts)
     steps = 2000
     client = subprocess.Popen(
         [sys.executable, "-c", SDK_CLIENT, server.url, str(steps)],
@@ -169,7 +170,7 @@ def test_logging_survives_a_server_outage(tmp_path: Path) -> None:
         assert client.stdout is not None
         run_id = read_line(client.stdout, what="the client's run id").strip()
         # Kill the server once points are landing, while the client logs.
-        api = labbook.Api(str(tmp_path / ".labbook"))
+        api = server.api()
         deadline = time.monotonic() + 60
         while api.run(run_id)["metrics"].get("loss", {}).get("count", 0) == 0:
             assert time.monotonic() < deadline, "no point reached the server"
@@ -177,11 +178,11 @@ def test_logging_survives_a_server_outage(tmp_path: Path) -> None:
         server.kill()
         # The outage itself: the client keeps logging for 2 s into nothing.
         time.sleep(2.0)
-        server = restart_on(tmp_path / ".labbook", server.port)
+        server = restart_on(server_store, server.port, artifacts)
         out, err = client.communicate(timeout=120)
         assert client.returncode == 0, err[-2000:]
         assert out.strip() == "done"
-        api = labbook.Api(str(tmp_path / ".labbook"))
+        api = server.api()
         for key in ("loss", "acc"):
             h = api.history(run_id, key)
             assert list(h["step"]) == list(range(steps)), f"{key}: {len(h['step'])} points"

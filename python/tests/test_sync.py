@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from conftest import LabbookServer, api_get, labbook_bin, read_line
+from conftest import LabbookServer, StoreRef, api_get, labbook_bin, read_line
 
 import labbook
 
@@ -83,10 +83,10 @@ def sync(local: Path, url: str, *args: str, check: bool = True) -> subprocess.Co
     )
 
 
-def assert_same_run(local: Path, server: Path, run_id: str) -> None:
+def assert_same_run(local: Path, server: LabbookServer, run_id: str) -> None:
     """The server's copy of the run equals the local one: its fields, every
     point of every series (values bit for bit), notes, output and files."""
-    here, there = labbook.Api(str(local)), labbook.Api(str(server))
+    here, there = labbook.Api(str(local)), server.api()
     mine, theirs = here.run(run_id), there.run(run_id)
     for field in (
         "name",
@@ -125,7 +125,7 @@ def test_a_synced_run_arrives_whole_and_a_second_sync_sends_nothing(
     [sent] = first["runs"]
     assert sent["created"] and sent["points"] == 40_000 and sent["files"] == 2, sent
     assert sent["notes"] == 1 and sent["output_chunks"] >= 1 and sent["environment"], sent
-    assert_same_run(local, served.store, run_id)
+    assert_same_run(local, served, run_id)
     remote = server_run(served, run_id)
     assert remote["status"] == "finished"
     assert [n["text"] for n in remote["notebook"]] == ["the loss is flat after step 1000"]
@@ -136,11 +136,17 @@ def test_a_synced_run_arrives_whole_and_a_second_sync_sends_nothing(
     assert status == 200, files
     names = json.dumps(files)
     assert "weights.bin" in names and "conf" in names, names
-    listing = labbook_cli("--dir", str(served.store), "show", run_id, cwd=tmp_path).stdout
-    local_listing = labbook_cli("--dir", str(local), "show", run_id, cwd=tmp_path).stdout
-    artifacts = listing[listing.index("artifacts") :]
-    assert artifacts == local_listing[local_listing.index("artifacts") :]
-    path = next(line.split()[0] for line in artifacts.splitlines() if "weights" in line)
+    # The same files as the laptop's own server lists, folder by folder.
+    laptop = LabbookServer(local)
+    try:
+        for folder in ("", "weights.bin", "conf"):
+            listing = f"/api/v1/runs/{run_id}/artifacts"
+            there = api_get(served.url, listing, path=folder)
+            assert there[0] == 200 and there == api_get(laptop.url, listing, path=folder), there
+    finally:
+        laptop.stop()
+    _, inside = api_get(served.url, f"/api/v1/runs/{run_id}/artifacts", path="weights.bin")
+    path = next(f["path"] for f in inside["files"] if not f["is_dir"])
     with urllib.request.urlopen(
         f"{served.url}/api/v1/runs/{run_id}/artifacts/raw?path={path}", timeout=10
     ) as answer:
@@ -153,7 +159,7 @@ def test_a_synced_run_arrives_whole_and_a_second_sync_sends_nothing(
         second[k]
         for k in ("created", "points", "output_chunks", "notes", "files", "updated", "environment")
     ), second
-    assert_same_run(local, served.store, run_id)
+    assert_same_run(local, served, run_id)
     assert server_run(served, run_id)["metric_keys"] == remote["metric_keys"]
     # The text form names what was sent, aligned, and says nothing was new.
     text = sync(local, served.url, "-p", "team").stdout
@@ -163,30 +169,22 @@ def test_a_synced_run_arrives_whole_and_a_second_sync_sends_nothing(
     [third] = json.loads(sync(local, served.url, "-p", "team", "--json").stdout)["runs"]
     assert third["updated"] and not third["points"], third
     assert server_run(served, run_id)["tags"] == ["deep"]
-    assert_same_run(local, served.store, run_id)
+    assert_same_run(local, served, run_id)
 
 
 def test_a_sync_killed_after_an_unanswered_commit_goes_on_without_doubling(
-    tmp_path: Path,
+    tmp_path: Path, server_store: StoreRef
 ) -> None:
     """The server commits the batch carrying z_acc's first points and never
     answers it; sync is killed while it waits, the server restarts, and a
     new sync sends the rest: every point once."""
     local = tmp_path / "node" / ".labbook"
     run_id = train(local, 150_000)
-    server_store = tmp_path / "server" / ".labbook"
-    env = {**os.environ, HOLD_ENV: "z_acc"}
-    held = subprocess.Popen(
-        [labbook_bin(), "--dir", str(server_store), "serve", "--host", "127.0.0.1", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
+    artifacts = tmp_path / "server" / "artifacts"
+    held = LabbookServer(server_store, artifacts=artifacts, env={HOLD_ENV: "z_acc"})
     try:
-        assert held.stdout is not None and held.stderr is not None
-        url = read_line(held.stdout, what="the server's banner").rsplit(" at ", 1)[1].strip()
+        assert held.proc.stderr is not None
+        url = held.url
         pusher = subprocess.Popen(
             [labbook_bin(), "--dir", str(local), "sync", "--to", url, "-p", "team"],
             stdout=subprocess.PIPE,
@@ -195,22 +193,21 @@ def test_a_sync_killed_after_an_unanswered_commit_goes_on_without_doubling(
         )
         line = ""
         while "committed a batch for run" not in line:
-            line = read_line(held.stderr, timeout=60, what="the hook's line")
+            line = read_line(held.proc.stderr, timeout=60, what="the hook's line")
         pusher.send_signal(signal.SIGKILL)
         pusher.wait(timeout=10)
         held_count = server_run_at(url, run_id)["metric_keys"]
     finally:
-        os.killpg(held.pid, signal.SIGKILL)
-        held.wait(timeout=10)
+        held.kill()
     counts = {k["key"]: k["count"] for k in held_count}
     assert counts["loss"] == 150_000 and 0 < counts["z_acc"] < 150_000, counts
-    server = LabbookServer(server_store, port=0)
+    server = LabbookServer(server_store, artifacts=artifacts)
     try:
         rest = json.loads(sync(local, server.url, "-p", "team", "--json").stdout)
         [sent] = rest["runs"]
         assert sent["points"] == 150_000 - counts["z_acc"], sent
         assert not sent["created"]
-        assert_same_run(local, server_store, run_id)
+        assert_same_run(local, server, run_id)
         assert server_run(server, run_id)["status"] == "finished"
     finally:
         server.stop()
@@ -262,7 +259,7 @@ def test_watch_follows_a_run_still_logging_until_it_ends(
         assert trainer.wait(timeout=60) == 0, trainer.stderr.read() if trainer.stderr else ""
     [sent] = json.loads(watched.stdout)["runs"]
     assert sent["points"] == 80 and sent["status"] == "finished", sent
-    assert_same_run(local, served.store, run["id"])
+    assert_same_run(local, served, run["id"])
 
 
 def test_bad_targets_are_one_clear_error(served: LabbookServer, tmp_path: Path) -> None:
