@@ -150,6 +150,12 @@ impl Db<'_> {
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
         let Some(db) = e.as_db_error() else {
+            // A value that does not convert to or from its column's type is
+            // this program's fault, and repeating the call will not help.
+            let text = e.to_string();
+            if text.starts_with("error serializing") || text.starts_with("error deserializing") {
+                return StoreError::Database(text);
+            }
             // No answer from the server: the connection failed or closed.
             return StoreError::Unavailable(format!("the database did not answer: {e}"));
         };

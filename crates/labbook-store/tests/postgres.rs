@@ -454,6 +454,67 @@ fn series_are_stored_once_read_back_and_compacted() {
 }
 
 #[test]
+fn a_batch_over_many_series_is_one_write_read_back_whole() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let store = PgStore::connect(&cluster.url).unwrap();
+    let run = store.create_run(&new_run("p", "wide")).unwrap();
+    let mut writer = SeriesWriter::new();
+    // 40 keys per write, new and old ones, with output: each write one
+    // statement per step for all of them, every point read back.
+    for part in 0..3i64 {
+        let batch: Vec<(String, SeriesColumns)> = (0..40)
+            .map(|k| {
+                (
+                    format!("layer{k}/grad"),
+                    points(part * 700, (part + 1) * 700),
+                )
+            })
+            .collect();
+        let write = WriteSet {
+            run_id: run.id.clone(),
+            batch_id: Some(format!("wide{part}")),
+            series: writer.plan(batch, false).unwrap(),
+            output: (0..3)
+                .map(|i| OutputChunk {
+                    stream: OutputStream::Stdout,
+                    ts_ms: part * 10 + i,
+                    data: format!("part {part} line {i}\n").into_bytes(),
+                })
+                .collect(),
+            patch: None,
+            heartbeat_ms: None,
+        };
+        assert!(write.series.inserts.len() >= 40);
+        let ids = store.commit(&write).unwrap().unwrap();
+        assert_eq!(ids.len(), write.series.inserts.len());
+        writer.apply(write.series, &ids);
+    }
+    let expected = points(0, 2_100);
+    let keys = store.series_keys(&run.id).unwrap();
+    assert_eq!(keys.len(), 40);
+    assert!(keys.iter().all(|(_, n)| *n == 2_100), "{keys:?}");
+    let stored = store.get_run(&run.id).unwrap();
+    for k in [0, 17, 39] {
+        let key = format!("layer{k}/grad");
+        let read = store.read_series(&run.id, &key, StepRange::ALL).unwrap();
+        assert_eq!(read.steps, expected.steps, "{key}");
+        assert_eq!(
+            read.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            expected
+                .values
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>()
+        );
+        let summary = stored.metrics[&key];
+        assert_eq!((summary.count, summary.last_step), (2_100, 2_099));
+    }
+    assert_eq!(store.read_output(&run.id).unwrap().len(), 9);
+}
+
+#[test]
 fn notes_output_environment_projects_and_documents() {
     let Some(cluster) = Cluster::start() else {
         return;

@@ -287,31 +287,192 @@ pub(super) fn apply_patch(db: &mut Db<'_>, pk: i64, patch: &RunPatch) -> Result<
     Ok(())
 }
 
-fn series_id(
-    db: &mut Db<'_>,
-    run_pk: i64,
-    key: &str,
-    cache: &mut HashMap<String, i64>,
-) -> Result<i64> {
-    if let Some(&id) = cache.get(key) {
-        return Ok(id);
+/// The series ids of `keys` in the run, made for keys it has not logged
+/// before. The caller holds the run's row lock, so no one else adds a series
+/// to it meanwhile.
+fn series_ids(db: &mut Db<'_>, run_pk: i64, keys: &[&str]) -> Result<HashMap<String, i64>> {
+    let mut ids = HashMap::with_capacity(keys.len());
+    if keys.is_empty() {
+        return Ok(ids);
     }
-    labbook_core::metric::validate_metric_key(key)?;
-    let id: i64 = match db.row(
-        "SELECT id FROM series WHERE run_pk = $1 AND key = $2",
-        &[&run_pk, &key],
+    let mut wanted: Vec<&str> = keys.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    for row in db.rows(
+        "SELECT key, id FROM series WHERE run_pk = $1 AND key = ANY($2)",
+        &[&run_pk, &wanted],
     )? {
-        Some(row) => row.try_get(0)?,
-        // The run's row is locked, so no one else adds this series meanwhile.
-        None => db
-            .one(
-                "INSERT INTO series (run_pk, key) VALUES ($1, $2) RETURNING id",
-                &[&run_pk, &key],
-            )?
-            .try_get(0)?,
-    };
-    cache.insert(key.to_string(), id);
-    Ok(id)
+        ids.insert(row.try_get(0)?, row.try_get(1)?);
+    }
+    let missing: Vec<&str> = wanted
+        .into_iter()
+        .filter(|k| !ids.contains_key(*k))
+        .collect();
+    for key in &missing {
+        labbook_core::metric::validate_metric_key(key)?;
+    }
+    if !missing.is_empty() {
+        for row in db.rows(
+            "INSERT INTO series (run_pk, key) SELECT $1::bigint, k FROM unnest($2::text[]) AS k RETURNING key, id",
+            &[&run_pk, &missing],
+        )? {
+            ids.insert(row.try_get(0)?, row.try_get(1)?);
+        }
+    }
+    Ok(ids)
+}
+
+fn series_of(ids: &HashMap<String, i64>, key: &str) -> Result<i64> {
+    ids.get(key).copied().ok_or_else(|| StoreError::NotFound {
+        what: "metric",
+        id: key.to_string(),
+    })
+}
+
+/// Deletes the run's unsealed chunks `ids` (tails about to be rewritten);
+/// an id already gone (compacted by another writer) fails the write, since
+/// rewriting it would store its points twice.
+fn delete_tails(db: &mut Db<'_>, run_pk: i64, run_id: &str, ids: &[i64]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let deleted: std::collections::HashSet<i64> = db
+        .rows(
+            "DELETE FROM chunks WHERE id = ANY($1) AND level < $2
+             AND series_id IN (SELECT id FROM series WHERE run_pk = $3) RETURNING id",
+            &[&ids, &i32::from(SEALED_LEVEL), &run_pk],
+        )?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<_, _>>()?;
+    match ids.iter().find(|id| !deleted.contains(id)) {
+        Some(id) => Err(StoreError::StaleTails(format!(
+            "chunk {id} of run {run_id} is gone"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Inserts `chunks` in one statement; their ids, in order (drawn from the
+/// table's sequence first, so each id is known to belong to its chunk).
+fn insert_chunks(
+    db: &mut Db<'_>,
+    series_ids: &HashMap<String, i64>,
+    chunks: &[EncodedChunk],
+) -> Result<Vec<i64>> {
+    if let [chunk] = chunks {
+        return Ok(vec![insert_chunk(
+            db,
+            series_of(series_ids, &chunk.key)?,
+            chunk,
+        )?]);
+    }
+    if chunks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = db
+        .rows(
+            "SELECT nextval(pg_get_serial_sequence('chunks', 'id')) FROM generate_series(1, $1::bigint)",
+            &[&(chunks.len() as i64)],
+        )?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<_, _>>()?;
+    let series: Vec<i64> = chunks
+        .iter()
+        .map(|c| series_of(series_ids, &c.key))
+        .collect::<Result<_>>()?;
+    let column = |f: fn(&EncodedChunk) -> i64| chunks.iter().map(f).collect::<Vec<i64>>();
+    let levels: Vec<i32> = chunks.iter().map(|c| i32::from(c.level)).collect();
+    let v_min: Vec<Option<f64>> = chunks.iter().map(|c| c.meta.v_min).collect();
+    let v_max: Vec<Option<f64>> = chunks.iter().map(|c| c.meta.v_max).collect();
+    let data: Vec<&[u8]> = chunks.iter().map(|c| c.data.as_slice()).collect();
+    let sketches: Vec<Option<&[u8]>> = chunks.iter().map(|c| c.sketch.as_deref()).collect();
+    db.exec(
+        "INSERT INTO chunks (id, series_id, level, n, step_min, step_max, ts_min, ts_max, v_min, v_max, data, sketch)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::bigint[], $5::bigint[], $6::bigint[],
+                              $7::bigint[], $8::bigint[], $9::float8[], $10::float8[], $11::bytea[], $12::bytea[])",
+        &[
+            &ids,
+            &series,
+            &levels,
+            &column(|c| c.meta.n as i64),
+            &column(|c| c.meta.step_min),
+            &column(|c| c.meta.step_max),
+            &column(|c| c.meta.ts_min),
+            &column(|c| c.meta.ts_max),
+            &v_min,
+            &v_max,
+            &data,
+            &sketches,
+        ],
+    )?;
+    Ok(ids)
+}
+
+/// Folds each series' new points' summary into the stored one: one read and
+/// one update for all of them.
+fn merge_summaries(
+    db: &mut Db<'_>,
+    series_ids: &HashMap<String, i64>,
+    deltas: &[(String, SeriesSummary)],
+) -> Result<()> {
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = deltas
+        .iter()
+        .map(|(k, _)| series_of(series_ids, k))
+        .collect::<Result<_>>()?;
+    let mut merged: HashMap<i64, SeriesSummary> = HashMap::with_capacity(ids.len());
+    for row in db.rows(
+        "SELECT id, count, last_step, last_ts, last_value, min_value, max_value FROM series
+         WHERE id = ANY($1) AND count > 0",
+        &[&ids],
+    )? {
+        merged.insert(row.try_get(0)?, summary_from_row(&row, 1)?);
+    }
+    for (id, (_, delta)) in ids.iter().zip(deltas) {
+        merged
+            .entry(*id)
+            .and_modify(|s| s.merge(delta))
+            .or_insert(*delta);
+    }
+    let (ids, sums): (Vec<i64>, Vec<SeriesSummary>) = merged.into_iter().unzip();
+    let column = |f: fn(&SeriesSummary) -> i64| sums.iter().map(f).collect::<Vec<i64>>();
+    let floats = |f: fn(&SeriesSummary) -> Option<f64>| sums.iter().map(f).collect::<Vec<_>>();
+    db.exec(
+        "UPDATE series SET count = u.count, last_step = u.last_step, last_ts = u.last_ts,
+             last_value = u.last_value, min_value = u.min_value, max_value = u.max_value
+         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::float8[], $6::float8[], $7::float8[])
+              AS u(id, count, last_step, last_ts, last_value, min_value, max_value)
+         WHERE series.id = u.id",
+        &[
+            &ids,
+            &column(|s| s.count as i64),
+            &column(|s| s.last_step),
+            &column(|s| s.last_ts_ms),
+            &floats(|s| Some(s.last)),
+            &floats(|s| s.min),
+            &floats(|s| s.max),
+        ],
+    )?;
+    Ok(())
+}
+
+fn insert_output(db: &mut Db<'_>, run_pk: i64, output: &[OutputChunk]) -> Result<()> {
+    if output.is_empty() {
+        return Ok(());
+    }
+    let streams: Vec<i64> = output.iter().map(|o| o.stream.code()).collect();
+    let times: Vec<i64> = output.iter().map(|o| o.ts_ms).collect();
+    let data: Vec<&[u8]> = output.iter().map(|o| o.data.as_slice()).collect();
+    db.exec(
+        "INSERT INTO output (run_pk, stream, ts_ms, data)
+         SELECT $1::bigint, * FROM unnest($2::bigint[], $3::bigint[], $4::bytea[])",
+        &[&run_pk, &streams, &times, &data],
+    )?;
+    Ok(())
 }
 
 fn insert_chunk(db: &mut Db<'_>, series_id: i64, chunk: &EncodedChunk) -> Result<i64> {
@@ -334,37 +495,6 @@ fn insert_chunk(db: &mut Db<'_>, series_id: i64, chunk: &EncodedChunk) -> Result
         ],
     )?;
     Ok(row.try_get(0)?)
-}
-
-fn merge_summary(db: &mut Db<'_>, series_id: i64, delta: &SeriesSummary) -> Result<()> {
-    let existing = db
-        .row(
-            "SELECT count, last_step, last_ts, last_value, min_value, max_value FROM series WHERE id = $1 AND count > 0",
-            &[&series_id],
-        )?
-        .map(|r| summary_from_row(&r, 0))
-        .transpose()?;
-    let merged = match existing {
-        Some(mut s) => {
-            s.merge(delta);
-            s
-        }
-        None => *delta,
-    };
-    db.exec(
-        "UPDATE series SET count = $2, last_step = $3, last_ts = $4, last_value = $5, min_value = $6, max_value = $7
-         WHERE id = $1",
-        &[
-            &series_id,
-            &(merged.count as i64),
-            &merged.last_step,
-            &merged.last_ts_ms,
-            &merged.last,
-            &merged.min,
-            &merged.max,
-        ],
-    )?;
-    Ok(())
 }
 
 /// One series' chunks in PostgreSQL.
@@ -722,37 +852,20 @@ impl PgStore {
                     return Ok(None);
                 }
             }
-            for id in &write.series.deletes {
-                // Only a tail of this run: an id whose tail was compacted
-                // away is gone, and rewriting it would store its points twice.
-                let deleted = db.exec(
-                    "DELETE FROM chunks WHERE id = $1 AND level < $2
-                     AND series_id IN (SELECT id FROM series WHERE run_pk = $3)",
-                    &[id, &i32::from(SEALED_LEVEL), &run_pk],
-                )?;
-                if deleted == 0 {
-                    return Err(StoreError::StaleTails(format!(
-                        "chunk {id} of run {} is gone",
-                        write.run_id
-                    )));
-                }
-            }
-            let mut series_ids = HashMap::new();
-            let mut inserted = Vec::with_capacity(write.series.inserts.len());
-            for chunk in &write.series.inserts {
-                let series_id = series_id(db, run_pk, &chunk.key, &mut series_ids)?;
-                inserted.push(insert_chunk(db, series_id, chunk)?);
-            }
-            for (key, summary) in &write.series.summaries {
-                let series_id = series_id(db, run_pk, key, &mut series_ids)?;
-                merge_summary(db, series_id, summary)?;
-            }
-            for out in &write.output {
-                db.exec(
-                    "INSERT INTO output (run_pk, stream, ts_ms, data) VALUES ($1, $2, $3, $4)",
-                    &[&run_pk, &out.stream.code(), &out.ts_ms, &out.data],
-                )?;
-            }
+            delete_tails(db, run_pk, &write.run_id, &write.series.deletes)?;
+            // A batch spans many series: each step below is one statement
+            // for all of them (arrays through UNNEST), not one per series.
+            let keys: Vec<&str> = write
+                .series
+                .inserts
+                .iter()
+                .map(|c| c.key.as_str())
+                .chain(write.series.summaries.iter().map(|(k, _)| k.as_str()))
+                .collect();
+            let series_ids = series_ids(db, run_pk, &keys)?;
+            let inserted = insert_chunks(db, &series_ids, &write.series.inserts)?;
+            merge_summaries(db, &series_ids, &write.series.summaries)?;
+            insert_output(db, run_pk, &write.output)?;
             if let Some(beat) = write.heartbeat_ms {
                 // A writer that beats is alive: a run reaped as crashed while
                 // it was unreachable runs again (before the patch, which may
