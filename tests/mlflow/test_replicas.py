@@ -29,6 +29,7 @@ from conftest import (
     LabbookServers,
     PgCluster,
     StoreRef,
+    _labbook_binary,
     labbook_only,
     postgres_bin,
     store_env,
@@ -357,3 +358,62 @@ def test_make_team_demo_serves_through_its_proxy_and_cleans_up(tmp_path: Path) -
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
             demo.wait(timeout=10)
+
+
+def test_wrong_passwords_spread_over_replicas_meet_one_limit(
+    tmp_path: Path, labbook_servers: LabbookServers, fresh_store: StoreRef
+) -> None:
+    """A guesser alternating replicas is counted once, in the database: the
+    eleventh try at a name is refused by either replica, even with the right
+    password, while a token still signs in."""
+    assert isinstance(fresh_store, str)
+    env = {**os.environ, "LABBOOK_STORE": fresh_store}
+    labbook = str(_labbook_binary())
+    subprocess.run(
+        [labbook, "user", "add", "ada", "--password-stdin"],
+        input="right-horse-battery\n",
+        env=env,
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    token = subprocess.run(
+        [labbook, "token", "create", "ada", "--json"],
+        env=env,
+        text=True,
+        check=True,
+        capture_output=True,
+    ).stdout
+    secret = re.search(r'"token":\s*"([^"]+)"', token)
+    assert secret, token
+    a, b = (
+        labbook_servers.start(
+            tmp_path,
+            env=store_env(fresh_store),
+            args=(*store_serve_args(fresh_store, tmp_path), "--auth"),
+        ).url
+        for _ in range(2)
+    )
+    search = f"{API}/experiments/search"
+    for attempt in range(10):
+        url = (a, b)[attempt % 2]
+        answer = requests.post(
+            f"{url}{search}", json={"max_results": 1}, auth=("ada", f"guess-{attempt}"), timeout=30
+        )
+        assert answer.status_code == 401, (attempt, answer.status_code, answer.text)
+    for url in (a, b):
+        answer = requests.post(
+            f"{url}{search}",
+            json={"max_results": 1},
+            auth=("ada", "right-horse-battery"),
+            timeout=30,
+        )
+        assert answer.status_code == 429, answer.text
+        assert int(answer.headers["Retry-After"]) > 0
+        with_token = requests.post(
+            f"{url}{search}",
+            json={"max_results": 1},
+            headers={"Authorization": f"Bearer {secret.group(1)}"},
+            timeout=30,
+        )
+        assert with_token.status_code == 200, with_token.text

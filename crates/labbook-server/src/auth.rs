@@ -138,6 +138,26 @@ struct Failures {
     count: u32,
 }
 
+/// How a guesser is named in a store's shared counts.
+fn shared_keys(guessers: &[Option<Guesser>]) -> Vec<String> {
+    guessers
+        .iter()
+        .flatten()
+        .map(|g| match g {
+            Guesser::User(name) => format!("user:{name}"),
+            Guesser::Client(addr) => format!("addr:{addr}"),
+        })
+        .collect()
+}
+
+fn limit_of_key(key: &str) -> u32 {
+    if key.starts_with("user:") {
+        MAX_WRONG_PER_USER
+    } else {
+        MAX_WRONG_PER_CLIENT
+    }
+}
+
 /// Wrong passwords allowed per window before password checks stop for the
 /// rest of it: for one user name (a slow online guess at one account), and
 /// from one client address (a guess across many names). Tokens are 256
@@ -218,12 +238,16 @@ impl Accounts {
             Some(Guesser::User(name.to_string())),
             client.map(Guesser::Client),
         ];
-        if let Some(wait) = self.throttled(&guessers) {
+        let (wait, user_failed) = self.throttled(&guessers);
+        if let Some(wait) = wait {
             return Err(Unauthenticated::Throttled(wait));
         }
         let checked = self.by_password(name, password);
         match &checked {
-            Ok(_) => self.forget(&Guesser::User(name.to_string())),
+            // Only a count on record needs forgetting: a right password, the
+            // common case, writes nothing.
+            Ok(_) if user_failed => self.forget(&Guesser::User(name.to_string())),
+            Ok(_) => {}
             Err(_) => self.count_failure(&guessers),
         }
         checked
@@ -253,11 +277,38 @@ impl Accounts {
         Ok(())
     }
 
-    /// Seconds until a guesser may try a password again, if it must wait.
-    fn throttled(&self, guessers: &[Option<Guesser>]) -> Option<u64> {
-        let failures = self.failures.lock().ok()?;
+    /// Seconds until a guesser may try a password again, if it must wait,
+    /// and whether the user name (the first guesser) has wrong passwords on
+    /// record. A store several servers share counts for all of them;
+    /// otherwise this process counts in memory.
+    fn throttled(&self, guessers: &[Option<Guesser>]) -> (Option<u64>, bool) {
+        let keys = shared_keys(guessers);
+        let now = now_ms();
+        let window = GUESS_WINDOW.as_millis() as i64;
+        match self.store.signin_failures(&keys, now - window) {
+            Ok(Some(counted)) => {
+                let wait = counted
+                    .iter()
+                    .filter(|f| f.count >= limit_of_key(&f.guesser))
+                    .map(|f| ((f.since_ms + window - now).max(1000) / 1000) as u64)
+                    .max();
+                let user_failed = counted.iter().any(|f| keys.first() == Some(&f.guesser));
+                return (wait, user_failed);
+            }
+            Ok(None) => {}
+            // A store that cannot say lets no password be tried (429 with a
+            // Retry-After: clients try again).
+            Err(_) => return (Some(1), false),
+        }
+        let Ok(failures) = self.failures.lock() else {
+            return (None, true);
+        };
         let now = Instant::now();
-        guessers
+        let user_failed = guessers
+            .first()
+            .and_then(Option::as_ref)
+            .is_some_and(|g| failures.contains_key(g));
+        let wait = guessers
             .iter()
             .flatten()
             .filter_map(|g| {
@@ -269,10 +320,19 @@ impl Accounts {
                 let left = GUESS_WINDOW.checked_sub(now.duration_since(f.since))?;
                 (f.count >= limit).then(|| left.as_secs().max(1))
             })
-            .max()
+            .max();
+        (wait, user_failed)
     }
 
     fn count_failure(&self, guessers: &[Option<Guesser>]) {
+        // Counted in the store where it shares counts (a no-op elsewhere),
+        // and in memory, the count of a store served by this process alone.
+        // A store that cannot count it cannot answer the next check either,
+        // and that check refuses.
+        let window = GUESS_WINDOW.as_millis() as i64;
+        let _ = self
+            .store
+            .record_signin_failure(&shared_keys(guessers), now_ms(), window);
         let Ok(mut failures) = self.failures.lock() else {
             return;
         };
@@ -299,6 +359,10 @@ impl Accounts {
     }
 
     fn forget(&self, guesser: &Guesser) {
+        if let Some(key) = shared_keys(&[Some(guesser.clone())]).pop() {
+            // Failing to forget only keeps an old count a while longer.
+            let _ = self.store.forget_signin_failures(&key);
+        }
         if let Ok(mut failures) = self.failures.lock() {
             failures.remove(guesser);
         }

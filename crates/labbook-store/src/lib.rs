@@ -325,6 +325,32 @@ pub trait Store: Send + Sync {
     /// The owner of the live (unrevoked, unexpired) token with this digest.
     fn user_of_token(&self, digest: &str, now_ms: i64) -> Result<Option<User>>;
     fn set_admin(&self, name: &str, admin: bool) -> Result<()>;
+    /// Wrong passwords kept in the store, for a store several servers share
+    /// (a team database): each `guesser` (a user name or a client address,
+    /// as the server names them) with its count and the start of its
+    /// window, for windows begun after `since_ms`. `None` where one process
+    /// serves the store and counts in its own memory.
+    fn signin_failures(
+        &self,
+        _guessers: &[String],
+        _since_ms: i64,
+    ) -> Result<Option<Vec<SigninFailures>>> {
+        Ok(None)
+    }
+    /// Counts a wrong password against each guesser, in a window begun after
+    /// `now_ms - window_ms` or a new one from `now_ms`.
+    fn record_signin_failure(
+        &self,
+        _guessers: &[String],
+        _now_ms: i64,
+        _window_ms: i64,
+    ) -> Result<()> {
+        Ok(())
+    }
+    /// Forgets a guesser's wrong passwords (its right one came).
+    fn forget_signin_failures(&self, _guesser: &str) -> Result<()> {
+        Ok(())
+    }
     /// Gives a user a role on a project or registered model, replacing the
     /// one they had there.
     fn set_permission(

@@ -694,6 +694,24 @@ impl Store for PgStore {
     fn set_admin(&self, name: &str, admin: bool) -> Result<()> {
         PgStore::set_admin(self, name, admin)
     }
+    fn signin_failures(
+        &self,
+        guessers: &[String],
+        since_ms: i64,
+    ) -> Result<Option<Vec<SigninFailures>>> {
+        PgStore::signin_failures(self, guessers, since_ms).map(Some)
+    }
+    fn record_signin_failure(
+        &self,
+        guessers: &[String],
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<()> {
+        PgStore::record_signin_failure(self, guessers, now_ms, window_ms)
+    }
+    fn forget_signin_failures(&self, guesser: &str) -> Result<()> {
+        PgStore::forget_signin_failures(self, guesser)
+    }
     fn set_permission(
         &self,
         user: &str,

@@ -366,3 +366,12 @@ impl KeyCatalog {
         }
     }
 }
+
+/// One guesser's wrong passwords in the current window (see
+/// `Store::signin_failures`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigninFailures {
+    pub guesser: String,
+    pub count: u32,
+    pub since_ms: i64,
+}

@@ -667,6 +667,55 @@ fn accounts_tokens_and_roles() {
     store.delete_user("ada").unwrap();
     assert!(store.users().unwrap().is_empty());
     assert!(store.permissions(None).unwrap().is_empty());
+
+    // Wrong passwords, counted for every replica: one window per guesser,
+    // begun at its first failure, a new one once it ended.
+    let guessers = ["user:ada".to_string(), "addr:10.0.0.9".to_string()];
+    let window = 900_000;
+    for now in [1_000, 2_000, 3_000] {
+        store.record_signin_failure(&guessers, now, window).unwrap();
+    }
+    let other = PgStore::connect(&cluster.url).unwrap();
+    let mut counted = Store::signin_failures(&other, &guessers, 0)
+        .unwrap()
+        .unwrap();
+    counted.sort_by(|a, b| a.guesser.cmp(&b.guesser));
+    assert_eq!(
+        counted,
+        vec![
+            SigninFailures {
+                guesser: "addr:10.0.0.9".into(),
+                count: 3,
+                since_ms: 1_000
+            },
+            SigninFailures {
+                guesser: "user:ada".into(),
+                count: 3,
+                since_ms: 1_000
+            },
+        ]
+    );
+    other
+        .record_signin_failure(&guessers[..1], 1_000 + window, window)
+        .unwrap();
+    let counted = Store::signin_failures(&store, &guessers, 1_000)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        counted,
+        vec![SigninFailures {
+            guesser: "user:ada".into(),
+            count: 1,
+            since_ms: 1_000 + window
+        }]
+    );
+    store.forget_signin_failures("user:ada").unwrap();
+    assert!(
+        Store::signin_failures(&other, &guessers, 0)
+            .unwrap()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]

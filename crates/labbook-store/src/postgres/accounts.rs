@@ -8,6 +8,7 @@ use labbook_core::run::validate_name;
 
 use super::{Db, PgStore};
 use crate::error::{Result, StoreError};
+use crate::types::SigninFailures;
 
 fn user_from_row(r: &Row) -> Result<User> {
     Ok(User {
@@ -34,6 +35,65 @@ fn token_from_row(r: &Row) -> Result<TokenInfo> {
 const TOKEN_COLUMNS: &str = "t.id, u.name, t.name, t.created_ms, t.revoked_ms, t.expires_ms";
 
 impl PgStore {
+    pub fn signin_failures(
+        &self,
+        guessers: &[String],
+        since_ms: i64,
+    ) -> Result<Vec<SigninFailures>> {
+        self.read(|db| {
+            db.rows(
+                "SELECT guesser, count, since_ms FROM signin_failures
+                 WHERE guesser = ANY($1) AND since_ms > $2",
+                &[&guessers, &since_ms],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(SigninFailures {
+                    guesser: r.try_get(0)?,
+                    count: u32::try_from(r.try_get::<_, i64>(1)?).unwrap_or(u32::MAX),
+                    since_ms: r.try_get(2)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    pub fn record_signin_failure(
+        &self,
+        guessers: &[String],
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<()> {
+        let fresh_after = now_ms - window_ms;
+        self.write(|db| {
+            // Windows that ended are forgotten here, so guessers with many
+            // names or addresses cannot grow the table past one window's worth.
+            db.exec(
+                "DELETE FROM signin_failures WHERE since_ms <= $1",
+                &[&fresh_after],
+            )?;
+            db.exec(
+                "INSERT INTO signin_failures (guesser, since_ms, count)
+                 SELECT g, $2, 1 FROM unnest($1::text[]) AS g
+                 ON CONFLICT (guesser) DO UPDATE SET
+                     count = CASE WHEN signin_failures.since_ms > $3 THEN signin_failures.count + 1 ELSE 1 END,
+                     since_ms = CASE WHEN signin_failures.since_ms > $3 THEN signin_failures.since_ms ELSE $2 END",
+                &[&guessers, &now_ms, &fresh_after],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn forget_signin_failures(&self, guesser: &str) -> Result<()> {
+        self.write(|db| {
+            db.exec(
+                "DELETE FROM signin_failures WHERE guesser = $1",
+                &[&guesser],
+            )?;
+            Ok(())
+        })
+    }
+
     pub fn create_user(&self, name: &str, password_hash: &str, now_ms: i64) -> Result<User> {
         validate_user_name(name)?;
         self.write(|db| {
