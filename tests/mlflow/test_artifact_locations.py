@@ -21,12 +21,22 @@ from pathlib import Path
 import mlflow
 import pytest
 import requests
-from conftest import ON_POSTGRES, LabbookServers, Server, _labbook_binary, labbook_only
+from conftest import (
+    ON_POSTGRES,
+    LabbookServers,
+    Server,
+    StoreRef,
+    _labbook_binary,
+    labbook_only,
+    store_args,
+    store_env,
+)
 from s3_server import S3Server, s3s_binary
 
-# These servers keep their runs in a .labbook folder, which they inspect; the
-# first pass of the suite runs them, and the team database's pass has its own.
-pytestmark = pytest.mark.skipif(
+# Most of these servers keep their runs in a .labbook folder, which the tests
+# inspect: the first pass of the suite runs them. A stopped bucket matters as
+# much to a team database, and runs in both passes.
+folder_only = pytest.mark.skipif(
     ON_POSTGRES, reason="about a .labbook store's own folder; run in the folder pass"
 )
 
@@ -66,6 +76,7 @@ def spool_is_empty(store: Path) -> bool:
 
 
 @labbook_only
+@folder_only
 def test_contents_live_in_the_bucket_once_each_and_read_back(
     tmp_path: Path, labbook_servers: LabbookServers, s3: S3Server
 ) -> None:
@@ -105,6 +116,7 @@ def test_contents_live_in_the_bucket_once_each_and_read_back(
 
 
 @labbook_only
+@folder_only
 def test_the_location_is_recorded_and_a_different_one_refused(
     tmp_path: Path, labbook_servers: LabbookServers, s3: S3Server
 ) -> None:
@@ -145,6 +157,7 @@ def test_the_location_is_recorded_and_a_different_one_refused(
 
 
 @labbook_only
+@folder_only
 def test_serve_refuses_a_bucket_it_cannot_write(tmp_path: Path, s3: S3Server) -> None:
     cases = {
         "s3://no-such-bucket/x": s3.env(),
@@ -176,9 +189,16 @@ def test_serve_refuses_a_bucket_it_cannot_write(tmp_path: Path, s3: S3Server) ->
 @labbook_only
 @pytest.mark.outage
 def test_a_stopped_bucket_fails_artifact_calls_with_503_and_nothing_half_visible(
-    tmp_path: Path, labbook_servers: LabbookServers, s3: S3Server
+    tmp_path: Path, labbook_servers: LabbookServers, s3: S3Server, fresh_store: StoreRef
 ) -> None:
-    server = serve(labbook_servers, tmp_path, s3)
+    # Its own temporary folder: a team database's server spools uploads there.
+    spool_root = tmp_path / "tmp"
+    spool_root.mkdir()
+    server = labbook_servers.start(
+        tmp_path,
+        env={**s3.env(), **store_env(fresh_store), "TMPDIR": str(spool_root)},
+        args=("--artifacts", "s3://team/lab"),
+    )
     client, run = run_with_file(server.url, tmp_path / "before.txt", "kept")
     (tmp_path / "doomed.txt").write_text("doomed")
     client.log_artifact(run, str(tmp_path / "doomed.txt"))
@@ -200,10 +220,11 @@ def test_a_stopped_bucket_fails_artifact_calls_with_503_and_nothing_half_visible
     assert requests.delete(f"{base}/doomed.txt", timeout=60).status_code == 200
     assert [f.path for f in client.list_artifacts(run)] == ["before.txt"]
     assert spool_is_empty(tmp_path / ".labbook")
+    assert not [p for p in spool_root.rglob("*") if p.is_file()], "an upload left in the spool"
 
     s3.start()
     assert blobs(s3) == before, "a half-written object is visible in the bucket"
-    labbook_cli(tmp_path / ".labbook", s3, "gc")
+    labbook_cli(fresh_store, s3, "gc")
     assert sorted(blobs(s3).values()) == [b"kept"]
     assert requests.get(f"{base}/before.txt", timeout=60).content == b"kept"
     assert requests.put(f"{base}/after.txt", data=b"later", timeout=60).status_code == 200
@@ -220,10 +241,11 @@ def run_with_file(url: str, file: Path, text: str) -> tuple[mlflow.MlflowClient,
     return client, run
 
 
-def labbook_cli(store: Path, s3: S3Server, *args: str) -> str:
-    """`labbook --dir STORE ARGS…` reaching the bucket, which must succeed; its output."""
+def labbook_cli(store: StoreRef, s3: S3Server, *args: str) -> str:
+    """`labbook --dir STORE ARGS…` (or `--store URL`) reaching the bucket,
+    which must succeed; its output."""
     done = subprocess.run(
-        [str(_labbook_binary()), "--dir", str(store), *args],
+        [str(_labbook_binary()), *store_args(store), *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -241,6 +263,7 @@ def _artifact_path(url: str, run_id: str) -> str:
 
 
 @labbook_only
+@folder_only
 def test_gc_frees_a_deleted_versions_objects_in_the_bucket(
     tmp_path: Path, labbook_servers: LabbookServers, s3: S3Server
 ) -> None:
@@ -268,6 +291,7 @@ def test_gc_frees_a_deleted_versions_objects_in_the_bucket(
 
 
 @labbook_only
+@folder_only
 def test_a_shared_folder_keeps_the_contents(
     tmp_path: Path, labbook_servers: LabbookServers
 ) -> None:

@@ -45,7 +45,7 @@ struct Cli {
     dir: Option<PathBuf>,
 
     /// A team server's database, `postgresql://user@host:port/db`, instead
-    /// of a `.labbook` store: for `serve`, `user`, `token` and `perm`. The
+    /// of a `.labbook` store: for `serve`, `user`, `token`, `perm` and `gc`. The
     /// password comes from PGPASSWORD or ~/.pgpass (never put it here, where
     /// `ps` shows it); the whole URL may also be in LABBOOK_STORE.
     #[arg(
@@ -471,11 +471,15 @@ fn main() -> ExitCode {
     if app.team_store.is_some()
         && !matches!(
             cli.command,
-            Command::Serve(_) | Command::User(_) | Command::Token(_) | Command::Perm(_)
+            Command::Serve(_)
+                | Command::User(_)
+                | Command::Token(_)
+                | Command::Perm(_)
+                | Command::Gc(_)
         )
     {
         let e = error::hinted(
-            "--store (or LABBOOK_STORE) names a team server's database, which only `serve`, `user`, `token` and `perm` use".to_string(),
+            "--store (or LABBOOK_STORE) names a team server's database, which only `serve`, `user`, `token`, `perm` and `gc` use".to_string(),
             "use --dir for a .labbook store, or unset LABBOOK_STORE",
         );
         return error::report(&e, app.color_stderr);

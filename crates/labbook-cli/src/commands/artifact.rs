@@ -683,7 +683,12 @@ fn render_lineage(graph: &LineageGraph, paint: Painter) -> Vec<String> {
 }
 
 pub fn gc(app: &App, args: GcArgs) -> Result<ExitCode> {
-    let (store, _) = app.open_existing()?;
+    // A team database's contents are collected by any one of its machines.
+    let store: std::sync::Arc<dyn labbook_store::Store> = if app.team_store.is_some() {
+        app.open_served_store()?.store
+    } else {
+        app.open_existing()?.0
+    };
     let report = store.gc(args.dry_run, now_ms())?;
     let mut out = std::io::stdout().lock();
     if args.json {
