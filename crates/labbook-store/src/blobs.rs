@@ -197,7 +197,7 @@ pub(crate) fn connect(dir: &Path, location: &ArtifactLocation) -> Box<dyn Blobs>
 
 /// Contents that cannot be reached at all (a damaged location file, a
 /// bucket this build cannot speak to): every call says why.
-/// Contents that cannot be reached: every call fails with `reason`.
+#[cfg(feature = "postgres")]
 pub(crate) fn unreachable(reason: String, location: ArtifactLocation) -> Box<dyn Blobs> {
     Box::new(Unreachable(reason, location))
 }

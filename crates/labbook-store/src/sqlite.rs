@@ -33,6 +33,7 @@ mod artifacts;
 mod backup;
 pub use backup::BackupReport;
 mod accounts;
+#[cfg(feature = "postgres")]
 pub(crate) use accounts::stored_permission;
 mod key_catalog;
 mod projects;

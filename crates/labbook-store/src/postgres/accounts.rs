@@ -40,22 +40,20 @@ impl PgStore {
         guessers: &[String],
         since_ms: i64,
     ) -> Result<Vec<SigninFailures>> {
-        self.read(|db| {
-            db.rows(
-                "SELECT guesser, count, since_ms FROM signin_failures
-                 WHERE guesser = ANY($1) AND since_ms > $2",
-                &[&guessers, &since_ms],
-            )?
-            .iter()
-            .map(|r| {
-                Ok(SigninFailures {
-                    guesser: r.try_get(0)?,
-                    count: u32::try_from(r.try_get::<_, i64>(1)?).unwrap_or(u32::MAX),
-                    since_ms: r.try_get(2)?,
-                })
+        self.read_rows(
+            "SELECT guesser, count, since_ms FROM signin_failures
+             WHERE guesser = ANY($1) AND since_ms > $2",
+            &[&guessers, &since_ms],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(SigninFailures {
+                guesser: r.try_get(0)?,
+                count: u32::try_from(r.try_get::<_, i64>(1)?).unwrap_or(u32::MAX),
+                since_ms: r.try_get(2)?,
             })
-            .collect()
         })
+        .collect()
     }
 
     pub fn record_signin_failure(
@@ -152,14 +150,13 @@ impl PgStore {
     }
 
     pub fn password_hash(&self, name: &str) -> Result<Option<(User, String)>> {
-        self.read(|db| {
-            db.row(
-                &format!("SELECT {USER_COLUMNS}, u.password_hash FROM users u WHERE u.name = $1"),
-                &[&name],
-            )?
-            .map(|r| Ok((user_from_row(&r)?, r.try_get::<_, String>(4)?)))
-            .transpose()
-        })
+        self.read_rows(
+            &format!("SELECT {USER_COLUMNS}, u.password_hash FROM users u WHERE u.name = $1"),
+            &[&name],
+        )?
+        .pop()
+        .map(|r| Ok((user_from_row(&r)?, r.try_get::<_, String>(4)?)))
+        .transpose()
     }
 
     pub fn create_token(
@@ -243,18 +240,17 @@ impl PgStore {
     }
 
     pub fn user_of_token(&self, digest: &str, now_ms: i64) -> Result<Option<User>> {
-        self.read(|db| {
-            db.row(
-                &format!(
-                    "SELECT {USER_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id
-                     WHERE t.digest = $1 AND t.revoked_ms IS NULL
-                         AND (t.expires_ms IS NULL OR t.expires_ms > $2)"
-                ),
-                &[&digest, &now_ms],
-            )?
-            .map(|r| user_from_row(&r))
-            .transpose()
-        })
+        self.read_rows(
+            &format!(
+                "SELECT {USER_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id
+                 WHERE t.digest = $1 AND t.revoked_ms IS NULL
+                     AND (t.expires_ms IS NULL OR t.expires_ms > $2)"
+            ),
+            &[&digest, &now_ms],
+        )?
+        .pop()
+        .map(|r| user_from_row(&r))
+        .transpose()
     }
 
     pub fn set_admin(&self, name: &str, admin: bool) -> Result<()> {
@@ -311,8 +307,8 @@ impl PgStore {
     }
 
     pub fn permissions(&self, user: Option<&str>) -> Result<Vec<Permission>> {
-        let rows: Vec<(String, String, String, String)> = self.read(|db| {
-            db.rows(
+        let rows: Vec<(String, String, String, String)> = self
+            .read_rows(
                 "SELECT u.name, p.kind, p.resource, p.role FROM permissions p
                  JOIN users u ON u.id = p.user_id
                  WHERE $1::TEXT IS NULL OR u.name = $1 ORDER BY u.name, p.kind, p.resource",
@@ -320,8 +316,7 @@ impl PgStore {
             )?
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
-            .collect()
-        })?;
+            .collect::<Result<_>>()?;
         rows.into_iter()
             .map(|(user, kind, resource, role)| {
                 crate::sqlite::stored_permission(user, &kind, resource, &role)

@@ -136,12 +136,6 @@ fn load_runs(
         .collect())
 }
 
-fn load_run(db: &mut Db<'_>, id: &str) -> Result<RunRecord> {
-    load_runs(db, "r.id = $1", &[&id])?
-        .pop()
-        .ok_or_else(|| no_run(id))
-}
-
 fn no_run(id: &str) -> StoreError {
     StoreError::NotFound {
         what: "run",
@@ -603,8 +597,66 @@ impl PgStore {
         self.get_run(&id)
     }
 
+    /// One run with its series' summaries, in one statement.
     pub fn get_run(&self, id: &str) -> Result<RunRecord> {
-        self.read(|db| load_run(db, id))
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "SELECT {RUN_COLUMNS}, m.keys, m.counts, m.last_steps, m.last_ts, m.last_values, m.mins, m.maxs
+                 FROM runs r JOIN projects p ON p.id = r.project_id
+                 LEFT JOIN LATERAL (
+                     SELECT array_agg(s.key) AS keys, array_agg(s.count) AS counts,
+                            array_agg(s.last_step) AS last_steps, array_agg(s.last_ts) AS last_ts,
+                            array_agg(s.last_value) AS last_values, array_agg(s.min_value) AS mins,
+                            array_agg(s.max_value) AS maxs
+                     FROM series s WHERE s.run_pk = r.pk AND s.count > 0
+                 ) m ON true
+                 WHERE r.id = $1"
+            )
+        });
+        let row = self
+            .read_rows(&SQL, &[&id])?
+            .pop()
+            .ok_or_else(|| no_run(id))?;
+        let (_, mut run) = decode_run(&row)?;
+        let first = RUN_COLUMNS.split(',').count();
+        let Some(keys) = row.try_get::<_, Option<Vec<String>>>(first)? else {
+            return Ok(run);
+        };
+        let counts: Vec<i64> = row.try_get(first + 1)?;
+        let steps: Vec<Option<i64>> = row.try_get(first + 2)?;
+        let times: Vec<Option<i64>> = row.try_get(first + 3)?;
+        let lasts: Vec<Option<f64>> = row.try_get(first + 4)?;
+        let mins: Vec<Option<f64>> = row.try_get(first + 5)?;
+        let maxs: Vec<Option<f64>> = row.try_get(first + 6)?;
+        if [
+            counts.len(),
+            steps.len(),
+            times.len(),
+            lasts.len(),
+            mins.len(),
+            maxs.len(),
+        ]
+        .iter()
+        .any(|n| *n != keys.len())
+        {
+            return Err(StoreError::Internal(format!(
+                "run {id}: uneven series summaries"
+            )));
+        }
+        for (i, key) in keys.into_iter().enumerate() {
+            run.metrics.insert(
+                key,
+                SeriesSummary {
+                    count: counts[i] as u64,
+                    last_step: steps[i].unwrap_or(0),
+                    last_ts_ms: times[i].unwrap_or(0),
+                    last: lasts[i].unwrap_or(f64::NAN),
+                    min: mins[i],
+                    max: maxs[i],
+                },
+            );
+        }
+        Ok(run)
     }
 
     pub fn resolve_run(&self, reference: &str, project: Option<&str>) -> Result<RunRecord> {
