@@ -138,12 +138,17 @@ struct Failures {
     count: u32,
 }
 
-/// How a guesser is named in a store's shared counts.
+/// How a guesser is named in a store's shared counts. A long user name
+/// (no account has one) is named by its digest, so every key fits the
+/// table's index and is counted.
 fn shared_keys(guessers: &[Option<Guesser>]) -> Vec<String> {
     guessers
         .iter()
         .flatten()
         .map(|g| match g {
+            Guesser::User(name) if name.len() > 128 || name.contains('\0') => {
+                format!("user:#{}", blake3::hash(name.as_bytes()).to_hex())
+            }
             Guesser::User(name) => format!("user:{name}"),
             Guesser::Client(addr) => format!("addr:{addr}"),
         })
@@ -409,6 +414,24 @@ impl Accounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_guesser_has_a_short_storable_key() {
+        let ip: std::net::IpAddr = [10, 0, 0, 9].into();
+        let keys = shared_keys(&[
+            Some(Guesser::User("ada".into())),
+            Some(Guesser::User("x".repeat(10_000))),
+            Some(Guesser::User("a\0b".into())),
+            None,
+            Some(Guesser::Client(ip)),
+        ]);
+        assert_eq!(keys[0], "user:ada");
+        assert!(keys[1].starts_with("user:#") && keys[1].len() == 70);
+        assert!(keys[2].starts_with("user:#") && !keys[2].contains('\0'));
+        assert_eq!(keys[3], "addr:10.0.0.9");
+        assert_eq!(limit_of_key(&keys[1]), MAX_WRONG_PER_USER);
+        assert_eq!(limit_of_key(&keys[3]), MAX_WRONG_PER_CLIENT);
+    }
 
     #[test]
     fn a_token_is_long_random_and_kept_only_as_its_digest() {
