@@ -24,7 +24,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{IsolationLevel, NoTls, Row, Statement};
+use postgres::{GenericClient, IsolationLevel, NoTls, Row, Statement};
 
 use crate::Store;
 use crate::error::{Result, StoreError};
@@ -116,14 +116,23 @@ pub(crate) struct Db<'a> {
 
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
+/// `sql` prepared on this connection, once: later calls reuse it.
+fn prepared(
+    client: &mut impl GenericClient,
+    statements: &mut HashMap<String, Statement>,
+    sql: &str,
+) -> Result<Statement> {
+    if let Some(statement) = statements.get(sql) {
+        return Ok(statement.clone());
+    }
+    let statement = client.prepare(sql)?;
+    statements.insert(sql.to_string(), statement.clone());
+    Ok(statement)
+}
+
 impl Db<'_> {
     fn prepared(&mut self, sql: &str) -> Result<Statement> {
-        if let Some(statement) = self.statements.get(sql) {
-            return Ok(statement.clone());
-        }
-        let statement = self.tx.prepare(sql)?;
-        self.statements.insert(sql.to_string(), statement.clone());
-        Ok(statement)
+        prepared(&mut self.tx, self.statements, sql)
     }
 
     pub(crate) fn rows(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
@@ -350,14 +359,7 @@ impl PgStore {
     pub(crate) fn read_rows(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
         let mut conn = self.connection()?;
         let PgConn { client, statements } = &mut *conn;
-        let statement = match statements.get(sql) {
-            Some(statement) => statement.clone(),
-            None => {
-                let statement = client.prepare(sql)?;
-                statements.insert(sql.to_string(), statement.clone());
-                statement
-            }
-        };
+        let statement = prepared(client, statements, sql)?;
         Ok(client.query(&statement, params)?)
     }
 
