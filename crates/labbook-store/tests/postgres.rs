@@ -1,13 +1,9 @@
-//! The PostgreSQL backend against a real PostgreSQL server: a throwaway
-//! cluster per test (`initdb` and `pg_ctl` from the machine's PostgreSQL),
-//! or the server `LABBOOK_TEST_POSTGRES` names (a URL to a role that may
-//! create databases). Without either the tests say why and pass, except
-//! under `CI=1`, where they must run.
+//! What only the PostgreSQL backend has to show, against a real server
+//! (`common::cluster`): replicas sharing one database, migrations racing,
+//! the database stopping. What every backend must do is in `conformance`.
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 
 use labbook_core::account::{ResourceKind, Role};
@@ -16,163 +12,8 @@ use labbook_store::series::SeriesWriter;
 use labbook_store::versions::{LineageStart, NewArtifactVersion, Placement, VersionSource};
 use labbook_store::*;
 
-/// A PostgreSQL server for one test, stopped when dropped.
-struct Cluster {
-    url: String,
-    /// The server's programs, data directory, `postgres` options, and the
-    /// folder holding it all.
-    data: Option<(PathBuf, PathBuf, String, tempfile::TempDir)>,
-}
-
-fn postgres_bin() -> Option<PathBuf> {
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
-        && out.status.success()
-    {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if dir.join("initdb").exists() {
-            return Some(dir);
-        }
-    }
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|d| d.join("initdb").exists())
-        .collect();
-    found.sort();
-    found.pop()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Runs a PostgreSQL tool as the `postgres` user when this process is root
-/// (PostgreSQL refuses to run as root), else as this user.
-fn as_postgres(tool: &std::path::Path) -> Command {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        let mut cmd = Command::new("runuser");
-        cmd.args(["-u", "postgres", "--"]).arg(tool);
-        cmd
-    } else {
-        Command::new(tool)
-    }
-}
-
-impl Cluster {
-    fn start() -> Option<Cluster> {
-        let name = format!("t{:016x}", random_bits());
-        if let Ok(admin) = std::env::var("LABBOOK_TEST_POSTGRES") {
-            let store = PgStoreAdmin(admin.clone());
-            store.create_database(&name);
-            let (base, _) = admin.rsplit_once('/').unwrap();
-            return Some(Cluster {
-                url: format!("{base}/{name}"),
-                data: None,
-            });
-        }
-        let Some(bin) = postgres_bin() else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "PostgreSQL is not installed, and CI must run these tests"
-            );
-            eprintln!(
-                "skipped: no PostgreSQL here (install postgresql, or set LABBOOK_TEST_POSTGRES)"
-            );
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let socket = dir.path().join("socket");
-        std::fs::create_dir(&socket).unwrap();
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
-            let status = Command::new("chown")
-                .args(["-R", "postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
-        let out = as_postgres(&bin.join("initdb"))
-            .args(["-A", "trust", "--no-sync", "-U", "postgres", "-D"])
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let port = free_port();
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            socket.display()
-        );
-        let cluster = Cluster {
-            url: format!("postgresql://postgres@127.0.0.1:{port}/{name}"),
-            data: Some((bin, data, options, dir)),
-        };
-        cluster.pg_ctl("start");
-        PgStoreAdmin(format!("postgresql://postgres@127.0.0.1:{port}/postgres"))
-            .create_database(&name);
-        Some(cluster)
-    }
-
-    fn pg_ctl(&self, action: &str) {
-        let (bin, data, options, dir) = self.data.as_ref().unwrap();
-        let out = as_postgres(&bin.join("pg_ctl"))
-            .args(["-w", "-m", "fast", "-D"])
-            .arg(data)
-            .arg("-o")
-            .arg(options)
-            .arg("-l")
-            .arg(dir.path().join("log"))
-            .arg(action)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl {action}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Some((bin, data, _, _)) = &self.data {
-            let _ = as_postgres(&bin.join("pg_ctl"))
-                .args(["-w", "-m", "immediate", "-D"])
-                .arg(data)
-                .arg("stop")
-                .output();
-        }
-    }
-}
-
-/// Creates databases through the `psql` client the server came with.
-struct PgStoreAdmin(String);
-
-impl PgStoreAdmin {
-    fn create_database(&self, name: &str) {
-        let out = Command::new("psql")
-            .arg(&self.0)
-            .args(["-v", "ON_ERROR_STOP=1", "-qc"])
-            .arg(format!("CREATE DATABASE {name}"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "psql: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
+mod common;
+use common::cluster::{Cluster, fresh_database};
 
 fn new_run(project: &str, name: &str) -> NewRun {
     let mut config = Config::new();
@@ -229,10 +70,10 @@ fn points(from: i64, to: i64) -> SeriesColumns {
 
 #[test]
 fn replicas_starting_together_migrate_once() {
-    let Some(cluster) = Cluster::start() else {
+    let Some(url) = fresh_database() else {
         return;
     };
-    let url = Arc::new(cluster.url.clone());
+    let url = Arc::new(url);
     let handles: Vec<_> = (0..8)
         .map(|_| {
             let url = url.clone();
@@ -242,7 +83,7 @@ fn replicas_starting_together_migrate_once() {
     for h in handles {
         h.join().unwrap().unwrap();
     }
-    let store = PgStore::connect(&cluster.url).unwrap();
+    let store = PgStore::connect(&url).unwrap();
     let projects = store.list_projects().unwrap();
     assert_eq!(
         projects
@@ -255,11 +96,11 @@ fn replicas_starting_together_migrate_once() {
 
 #[test]
 fn runs_round_trip_and_replicas_see_each_others_changes() {
-    let Some(cluster) = Cluster::start() else {
+    let Some(url) = fresh_database() else {
         return;
     };
-    let a = PgStore::connect(&cluster.url).unwrap();
-    let b = PgStore::connect(&cluster.url).unwrap();
+    let a = PgStore::connect(&url).unwrap();
+    let b = PgStore::connect(&url).unwrap();
     let (cursor, _) = b.changes_since(i64::MAX).unwrap();
     assert!(b.list_runs(&RunQuery::default()).unwrap().is_empty());
 
@@ -352,10 +193,10 @@ fn runs_round_trip_and_replicas_see_each_others_changes() {
 
 #[test]
 fn series_are_stored_once_read_back_and_compacted() {
-    let Some(cluster) = Cluster::start() else {
+    let Some(url) = fresh_database() else {
         return;
     };
-    let store = PgStore::connect(&cluster.url).unwrap();
+    let store = PgStore::connect(&url).unwrap();
     let run = store.create_run(&new_run("p", "curves")).unwrap();
     let mut writer = SeriesWriter::new();
     let mut expected = SeriesColumns::default();
@@ -455,10 +296,10 @@ fn series_are_stored_once_read_back_and_compacted() {
 
 #[test]
 fn a_batch_over_many_series_is_one_write_read_back_whole() {
-    let Some(cluster) = Cluster::start() else {
+    let Some(url) = fresh_database() else {
         return;
     };
-    let store = PgStore::connect(&cluster.url).unwrap();
+    let store = PgStore::connect(&url).unwrap();
     let run = store.create_run(&new_run("p", "wide")).unwrap();
     let mut writer = SeriesWriter::new();
     // 40 keys per write, new and old ones, with output: each write one
@@ -516,10 +357,10 @@ fn a_batch_over_many_series_is_one_write_read_back_whole() {
 
 #[test]
 fn notes_output_environment_projects_and_documents() {
-    let Some(cluster) = Cluster::start() else {
+    let Some(url) = fresh_database() else {
         return;
     };
-    let store = Arc::new(PgStore::connect(&cluster.url).unwrap());
+    let store = Arc::new(PgStore::connect(&url).unwrap());
     let run = store.create_run(&new_run("nlp", "bert")).unwrap();
     store.add_note(&run.id, "lr too high?", 10).unwrap();
     assert!(store.add_note(&run.id, "  ", 11).is_err());
@@ -632,10 +473,10 @@ fn notes_output_environment_projects_and_documents() {
 
 #[test]
 fn accounts_tokens_and_roles() {
-    let Some(cluster) = Cluster::start() else {
+    let Some(url) = fresh_database() else {
         return;
     };
-    let store = PgStore::connect(&cluster.url).unwrap();
+    let store = PgStore::connect(&url).unwrap();
     let ada = store.create_user("ada", "$argon2id$hash", 1).unwrap();
     assert!(matches!(
         store.create_user("ada", "$argon2id$other", 2),
@@ -675,7 +516,7 @@ fn accounts_tokens_and_roles() {
     for now in [1_000, 2_000, 3_000] {
         store.record_signin_failure(&guessers, now, window).unwrap();
     }
-    let other = PgStore::connect(&cluster.url).unwrap();
+    let other = PgStore::connect(&url).unwrap();
     let mut counted = Store::signin_failures(&other, &guessers, 0)
         .unwrap()
         .unwrap();
@@ -720,14 +561,16 @@ fn accounts_tokens_and_roles() {
 
 #[test]
 fn a_stopped_database_is_unavailable_then_recovers_by_itself() {
+    // A server of its own: stopping the shared one would fail other tests.
     let Some(cluster) = Cluster::start() else {
         return;
     };
-    if cluster.data.is_none() {
+    let url = cluster.create_database();
+    if !cluster.is_own() {
         eprintln!("skipped: the server LABBOOK_TEST_POSTGRES names cannot be stopped by a test");
         return;
     }
-    let store = PgStore::connect(&cluster.url).unwrap();
+    let store = PgStore::connect(&url).unwrap();
     let run = store.create_run(&new_run("p", "r")).unwrap();
     cluster.pg_ctl("stop");
     let err = store.get_run(&run.id).unwrap_err();
@@ -756,11 +599,11 @@ fn a_stopped_database_is_unavailable_then_recovers_by_itself() {
 
 #[test]
 fn claims_from_two_replicas_number_trials_once_each() {
-    let Some(cluster) = Cluster::start() else {
+    let Some(url) = fresh_database() else {
         return;
     };
-    let a = Arc::new(PgStore::connect(&cluster.url).unwrap());
-    let b = Arc::new(PgStore::connect(&cluster.url).unwrap());
+    let a = Arc::new(PgStore::connect(&url).unwrap());
+    let b = Arc::new(PgStore::connect(&url).unwrap());
     let new = NewStudy {
         project: "search".into(),
         name: "lr".into(),
@@ -853,10 +696,10 @@ fn claims_from_two_replicas_number_trials_once_each() {
 
 #[test]
 fn versions_are_logged_once_downloaded_and_traced() {
-    let Some(cluster) = Cluster::start() else {
+    let Some(url) = fresh_database() else {
         return;
     };
-    let store = PgStore::connect(&cluster.url).unwrap();
+    let store = PgStore::connect(&url).unwrap();
     let shared = tempfile::tempdir().unwrap();
     store
         .use_artifact_location(&ArtifactLocation::Folder(shared.path().join("contents")))

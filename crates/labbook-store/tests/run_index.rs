@@ -1,6 +1,8 @@
 //! The run index answers a query the same whether it was just opened
 //! (cold: each run holds only what the query reads) or every run was read
-//! in full first (warm).
+//! in full first (warm), and the same on every backend: PostgreSQL's
+//! answer to each generated query is SQLite's, run for run and field for
+//! field.
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic
 
 use std::collections::BTreeMap;
@@ -13,13 +15,16 @@ use labbook_store::*;
 use proptest::prelude::*;
 use serde_json::json;
 
+mod common;
+use common::Backend;
+
 const RUNS: usize = 48;
 
 /// A store of runs whose fields take every kind a query can meet: numbers,
 /// strings, bools, lists and nulls under the same config key; metrics some
 /// runs lack; NaN; keys with dots, spaces and quotes; deleted runs.
-fn seed(dir: &std::path::Path) {
-    let store = SqliteStore::open(dir).unwrap();
+/// Ids are given, so that two backends seeded alike hold the same runs.
+fn seed(store: &dyn Store) {
     for i in 0..RUNS {
         let a = match i % 6 {
             0 => json!(i as i64),
@@ -41,6 +46,7 @@ fn seed(dir: &std::path::Path) {
         .unwrap();
         let run = store
             .create_run(&NewRun {
+                id: Some(format!("run{i:02}")),
                 project: if i % 4 == 0 { "other" } else { "p" }.into(),
                 name: Some(format!("run-{i:02}")),
                 group: (i % 3 == 0).then(|| format!("g{}", i % 2)),
@@ -54,7 +60,6 @@ fn seed(dir: &std::path::Path) {
                 created_ms: 1_000 + (i as i64 % 7) * 10,
                 host: Some("h".into()),
                 pid: Some(1),
-                ..Default::default()
             })
             .unwrap();
         let writer = SeriesWriter::new();
@@ -237,11 +242,59 @@ fn ids(runs: &[labbook_core::RunRecord]) -> Vec<String> {
     runs.iter().map(|r| r.id.clone()).collect()
 }
 
+/// The stores every case reads: one per backend, seeded alike once.
+struct Seeded {
+    sqlite: Backend,
+    postgres: Option<Backend>,
+}
+
+fn seeded() -> &'static Seeded {
+    static SEEDED: std::sync::OnceLock<Seeded> = std::sync::OnceLock::new();
+    SEEDED.get_or_init(|| {
+        let sqlite = Backend::sqlite();
+        seed(&*sqlite.open());
+        let postgres = Backend::postgres();
+        if let Some(postgres) = &postgres {
+            seed(&*postgres.open());
+        }
+        Seeded { sqlite, postgres }
+    })
+}
+
+/// `query`'s answer from `backend`, checked to be the same from a warm
+/// index, a cold one, and a cold one asked again and again.
+fn answer(
+    backend: &Backend,
+    query: &RunQuery,
+) -> Result<(Vec<labbook_core::RunRecord>, usize), TestCaseError> {
+    let warm = backend.open();
+    warm.visit_runs(&RunQuery::default(), &mut |_| {}).unwrap();
+    let (want, want_total) = warm.list_runs_counted(query).unwrap();
+    let cold = backend.open();
+    let (got, got_total) = cold.list_runs_counted(query).unwrap();
+    prop_assert_eq!(ids(&got), ids(&want));
+    prop_assert_eq!(got_total, want_total);
+    // The page comes back in full, not as the partial records the
+    // cold index filtered.
+    // By their debug text: a NaN metric is equal to itself there.
+    for (got, want) in got.iter().zip(&want) {
+        prop_assert_eq!(format!("{got:?}"), format!("{want:?}"));
+    }
+    // And again and again: narrowed in SQL at first, then (a query
+    // repeated a dozen times) from the index loaded for it.
+    for _ in 0..14 {
+        let (again, again_total) = cold.list_runs_counted(query).unwrap();
+        prop_assert_eq!(ids(&again), ids(&want));
+        prop_assert_eq!(again_total, want_total);
+    }
+    Ok((want, want_total))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn a_cold_index_answers_as_the_warm_one(
+    fn a_cold_index_answers_as_the_warm_one_and_every_backend_alike(
         filter in prop::option::of(filter()),
         sort in sort(),
         project in prop::option::of(prop::sample::select(&["p", "other"][..])),
@@ -249,13 +302,6 @@ proptest! {
         offset in 0usize..8,
         limit in prop::option::of(1usize..20),
     ) {
-        static STORE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-        let dir = STORE.get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            seed(&dir.path().join(".labbook"));
-            dir
-        });
-        let path = dir.path().join(".labbook");
         let filter = filter.map(|text| parse_filter(&text));
         // A generated comparison the language refuses (an order on a list)
         // says nothing about the index.
@@ -269,36 +315,22 @@ proptest! {
             offset,
             deleted,
         };
-        let warm = SqliteStore::open(&path).unwrap();
-        warm.visit_runs(&RunQuery::default(), &mut |_| {}).unwrap();
-        let (want, want_total) = warm.list_runs_counted(&query).unwrap();
-        let cold = SqliteStore::open(&path).unwrap();
-        let (got, got_total) = cold.list_runs_counted(&query).unwrap();
-        prop_assert_eq!(ids(&got), ids(&want));
-        prop_assert_eq!(got_total, want_total);
-        // The page comes back in full, not as the partial records the
-        // cold index filtered.
-        // By their debug text: a NaN metric is equal to itself there.
-        for (got, want) in got.iter().zip(&want) {
-            prop_assert_eq!(format!("{got:?}"), format!("{want:?}"));
-        }
-        // And again and again: narrowed in SQL at first, then (a query
-        // repeated a dozen times) from the index loaded for it.
-        for _ in 0..14 {
-            let (again, again_total) = cold.list_runs_counted(&query).unwrap();
-            prop_assert_eq!(ids(&again), ids(&want));
-            prop_assert_eq!(again_total, want_total);
+        let stores = seeded();
+        let (sqlite, sqlite_total) = answer(&stores.sqlite, &query)?;
+        if let Some(postgres) = &stores.postgres {
+            let (got, got_total) = answer(postgres, &query)?;
+            prop_assert_eq!(got_total, sqlite_total);
+            prop_assert_eq!(ids(&got), ids(&sqlite));
+            for (got, want) in got.iter().zip(&sqlite) {
+                prop_assert_eq!(format!("{got:?}"), format!("{want:?}"));
+            }
         }
     }
 }
 
-/// A cold index keeps up with runs written after it was opened.
-#[test]
-fn a_cold_index_sees_later_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(".labbook");
-    seed(&path);
-    let reader = SqliteStore::open(&path).unwrap();
+fn cold_index_sees_later_writes(backend: &Backend) {
+    seed(&*backend.open());
+    let reader = backend.open();
     let query = RunQuery {
         filter: Some(parse_filter("config.b >= 1 and metrics.loss < 5").unwrap()),
         sort: parse_sort("-config.b,name").unwrap(),
@@ -306,7 +338,7 @@ fn a_cold_index_sees_later_writes() {
         ..Default::default()
     };
     let before = reader.list_runs_counted(&query).unwrap().1;
-    let writer = SqliteStore::open(&path).unwrap();
+    let writer = backend.open();
     let run = writer
         .create_run(&NewRun {
             project: "p".into(),
@@ -335,4 +367,17 @@ fn a_cold_index_sees_later_writes() {
     assert_eq!(runs[0].id, run.id);
     writer.purge_run(&run.id).unwrap();
     assert_eq!(reader.list_runs_counted(&query).unwrap().1, before);
+}
+
+/// A cold index keeps up with runs written after it was opened.
+#[test]
+fn a_cold_index_sees_later_writes() {
+    cold_index_sees_later_writes(&Backend::sqlite());
+}
+
+#[test]
+fn a_cold_index_sees_later_writes_on_postgres() {
+    if let Some(backend) = Backend::postgres() {
+        cold_index_sees_later_writes(&backend);
+    }
 }

@@ -1,7 +1,5 @@
 //! Projects with ids and lifecycles, params, key/value tags, artifacts and
 //! documents: what the MLflow API and later steps build on.
-#![allow(clippy::unwrap_used)] // a test that cannot set up should panic
-
 use std::sync::Arc;
 
 use labbook_core::model::{ModelVersion, RegisteredModel};
@@ -9,13 +7,9 @@ use labbook_core::{ConfigValue, DatasetInput, Point, RunStatus, SeriesColumns};
 use labbook_store::appender::Appender;
 use labbook_store::*;
 
-fn store() -> (tempfile::TempDir, Arc<SqliteStore>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join(".labbook")).unwrap();
-    (dir, Arc::new(store))
-}
+use crate::common::Backend;
 
-fn run_in(store: &SqliteStore, project: &str) -> String {
+fn run_in(store: &dyn Store, project: &str) -> String {
     store
         .create_run(&NewRun {
             project: project.into(),
@@ -26,12 +20,11 @@ fn run_in(store: &SqliteStore, project: &str) -> String {
         .id
 }
 
-#[test]
-fn default_project_exists_and_is_hidden_while_empty() {
-    let (_d, store) = store();
+pub fn default_project_exists_and_is_hidden_while_empty(b: &Backend) {
+    let store = b.open();
     let default = store.project(ProjectRef::Id(DEFAULT_PROJECT_ID)).unwrap();
     assert_eq!(default.name, "Default");
-    let listed = |store: &SqliteStore| {
+    let listed = |store: &dyn Store| {
         store
             .list_projects()
             .unwrap()
@@ -40,14 +33,13 @@ fn default_project_exists_and_is_hidden_while_empty() {
             .unwrap()
             .is_listed()
     };
-    assert!(!listed(&store));
-    run_in(&store, "Default");
-    assert!(listed(&store));
+    assert!(!listed(&*store));
+    run_in(&*store, "Default");
+    assert!(listed(&*store));
 }
 
-#[test]
-fn projects_rename_tag_delete_and_restore_with_their_runs() {
-    let (_d, store) = store();
+pub fn projects_rename_tag_delete_and_restore_with_their_runs(b: &Backend) {
+    let store = b.open();
     let p = store
         .create_project(&NewProject {
             name: "exp".into(),
@@ -62,8 +54,8 @@ fn projects_rename_tag_delete_and_restore_with_their_runs() {
         }),
         Err(StoreError::Conflict(_))
     ));
-    let kept = run_in(&store, "exp");
-    let deleted_before = run_in(&store, "exp");
+    let kept = run_in(&*store, "exp");
+    let deleted_before = run_in(&*store, "exp");
     store.delete_run(&deleted_before, 7).unwrap();
     // The run index refreshes the project name of every run after a rename.
     assert_eq!(store.list_runs(&RunQuery::default()).unwrap().len(), 1);
@@ -104,10 +96,9 @@ fn projects_rename_tag_delete_and_restore_with_their_runs() {
     assert!(store.get_run(&deleted_before).unwrap().deleted_ms.is_some());
 }
 
-#[test]
-fn params_are_immutable_and_a_refused_write_changes_nothing() {
-    let (_d, store) = store();
-    let id = run_in(&store, "p");
+pub fn params_are_immutable_and_a_refused_write_changes_nothing(b: &Backend) {
+    let store = b.open();
+    let id = run_in(&*store, "p");
     let params = |v: &str| RunPatch {
         params: Some([("lr".to_string(), ConfigValue::Str(v.into()))].into()),
         set_kv_tags: [("t".to_string(), v.to_string())].into(),
@@ -129,10 +120,9 @@ fn params_are_immutable_and_a_refused_write_changes_nothing() {
     ));
 }
 
-#[test]
-fn dataset_inputs_are_recorded_once_per_use() {
-    let (_d, store) = store();
-    let id = run_in(&store, "p");
+pub fn dataset_inputs_are_recorded_once_per_use(b: &Backend) {
+    let store = b.open();
+    let id = run_in(&*store, "p");
     let input = DatasetInput {
         name: "mnist".into(),
         digest: "abc".into(),
@@ -152,16 +142,15 @@ fn dataset_inputs_are_recorded_once_per_use() {
     assert_eq!(store.get_run(&id).unwrap().inputs, vec![input]);
 }
 
-#[test]
-fn artifacts_store_list_dedupe_and_delete() {
-    let (dir, store) = store();
+pub fn artifacts_store_list_dedupe_and_delete(b: &Backend) {
+    let store = b.open();
     let put = |path: &str, data: &[u8]| store.put_artifact(path, &mut &data[..], 1).unwrap();
     put("1/r/artifacts/a.txt", b"same");
     put("1/r/artifacts/sub/b.txt", b"same");
     put("1/r/artifacts/sub/deeper/c.bin", b"other");
     put("1/r2/artifacts/x.txt", b"x");
     let blobs = || {
-        walk(&dir.path().join(".labbook/artifacts/blobs"))
+        walk(&b.contents())
             .into_iter()
             .filter(|p| p.is_file())
             .count()
@@ -207,9 +196,8 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 use std::io::Read as _;
 
-#[test]
-fn registry_documents_update_atomically() {
-    let (_d, store) = store();
+pub fn registry_documents_update_atomically(b: &Backend) {
+    let store = b.open();
     let s: &dyn Store = &*store;
     models::update(
         s,
@@ -250,10 +238,9 @@ fn registry_documents_update_atomically() {
     assert!(models::registered_model(s, "nope").is_err());
 }
 
-#[test]
-fn the_appender_commits_each_call_and_seals_at_the_end() {
-    let (_d, store) = store();
-    let id = run_in(&store, "p");
+pub fn the_appender_commits_each_call_and_seals_at_the_end(b: &Backend) {
+    let store = b.open();
+    let id = run_in(&*store, "p");
     let appender = Appender::new(store.clone());
     for i in 0..100 {
         let mut s = SeriesColumns::default();
@@ -276,10 +263,9 @@ fn the_appender_commits_each_call_and_seals_at_the_end() {
     assert_eq!(read.steps, (0..100).collect::<Vec<_>>());
 }
 
-#[test]
-fn a_retried_request_after_a_restart_lands_once() {
-    let (_d, store) = store();
-    let id = run_in(&store, "p");
+pub fn a_retried_request_after_a_restart_lands_once(b: &Backend) {
+    let store = b.open();
+    let id = run_in(&*store, "p");
     let points = |range: std::ops::Range<i64>| {
         let mut s = SeriesColumns::default();
         for i in range {
@@ -332,8 +318,8 @@ fn steps(range: std::ops::Range<i64>) -> SeriesColumns {
     s
 }
 
-fn other_run_chunk(store: &Arc<SqliteStore>) {
-    let other = run_in(store, "q");
+fn other_run_chunk(store: &Arc<dyn Store>) {
+    let other = run_in(&**store, "q");
     Appender::new(store.clone())
         .commit(&other, vec![("m".into(), steps(0..5))], None, false)
         .unwrap();
@@ -341,10 +327,9 @@ fn other_run_chunk(store: &Arc<SqliteStore>) {
 
 /// A reaper that took the run's process for dead compacts its tails while
 /// the server's appender still holds them.
-#[test]
-fn an_appender_whose_tails_were_compacted_under_it_stores_each_point_once() {
-    let (_d, store) = store();
-    let id = run_in(&store, "p");
+pub fn an_appender_whose_tails_were_compacted_under_it_stores_each_point_once(b: &Backend) {
+    let store = b.open();
+    let id = run_in(&*store, "p");
     let appender = Appender::new(store.clone());
     for part in 0..3 {
         let range = part * 10..part * 10 + 10;
@@ -363,12 +348,11 @@ fn an_appender_whose_tails_were_compacted_under_it_stores_each_point_once() {
     assert_eq!(read.steps, (0..40).collect::<Vec<_>>());
 }
 
-#[test]
-fn a_writer_whose_run_was_reaped_keeps_every_point_once_and_runs_again() {
+pub fn a_writer_whose_run_was_reaped_keeps_every_point_once_and_runs_again(b: &Backend) {
     use labbook_store::writer::{PendingPoint, RunWriter, WriterOptions};
     use std::time::Duration;
-    let (_d, store) = store();
-    let id = run_in(&store, "p");
+    let store = b.open();
+    let id = run_in(&*store, "p");
     let writer = RunWriter::start(store.clone(), &id, WriterOptions::default()).unwrap();
     let key = writer.key_index("m").unwrap();
     let push = |range: std::ops::Range<i64>| {
@@ -408,10 +392,9 @@ fn a_writer_whose_run_was_reaped_keeps_every_point_once_and_runs_again() {
     assert_eq!(read.steps, (0..30).collect::<Vec<_>>());
 }
 
-#[test]
-fn a_run_its_writer_ends_as_crashed_stays_crashed() {
-    let (_d, store) = store();
-    let id = run_in(&store, "p");
+pub fn a_run_its_writer_ends_as_crashed_stays_crashed(b: &Backend) {
+    let store = b.open();
+    let id = run_in(&*store, "p");
     let write = WriteSet {
         run_id: id.clone(),
         patch: Some(RunPatch {
