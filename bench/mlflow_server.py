@@ -294,6 +294,23 @@ class Memory:
     processes: list[dict[str, Any]]
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """CPU time (user + system) spent by the tree so far: each live process's
+    own, plus what its exited children spent once it reaped them (a
+    PostgreSQL backend's time goes to the postmaster as its connection ends)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in process_tree(root):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        # After the command name: state is field 3, utime..cstime are 14..17.
+        fields = stat.rsplit(")", 1)[1].split()
+        total += sum(int(f) for f in fields[11:15])
+    return total / ticks
+
+
 def tree_memory(root: int) -> Memory:
     """RSS summed over the tree counts a page shared between processes (the
     Python runtime and libraries, in MLflow's case) once per process; PSS
@@ -860,6 +877,7 @@ def concurrent_client(
         errors.append(f"warm-up get_run: {e!r}"[:300])
     ready.put(run_id)
     go.wait()
+    cpu0 = time.process_time()
     acked = calls = 0
     latencies: list[float] = []
     t0 = time.perf_counter()
@@ -889,6 +907,7 @@ def concurrent_client(
             "errors": error_count,
             "first_errors": errors,
             "elapsed": time.perf_counter() - t0,
+            "cpu_s": time.process_time() - cpu0,
             "latencies": latencies,
             "endpoints": list(ENDPOINTS.items()),
         }

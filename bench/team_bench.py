@@ -60,6 +60,7 @@ from mlflow_server import (  # noqa: E402
     seeded_values,
     stop_server,
     timed_ms,
+    tree_cpu_seconds,
     tree_memory,
 )
 from pg_server import PgCluster, postgres_bin  # noqa: E402
@@ -130,7 +131,14 @@ def replicas(name: str, pg: PgCluster, s3: S3Server, tmp: Path, count: int = 2) 
     return out
 
 
-def ingest(urls: list[str], clients: int, seconds: float, batch: int) -> dict[str, Any]:
+def postmaster_pid(pg: PgCluster) -> int:
+    return int((pg.data / "postmaster.pid").read_text().split()[0])
+
+
+def ingest(
+    servers: list[Server], pg: PgCluster, clients: int, seconds: float, batch: int
+) -> dict[str, Any]:
+    urls = [s.url for s in servers]
     client = client_for(urls[0])
     experiment = client.create_experiment(f"ingest-{time.time_ns()}")
     run_ids = [client.create_run(experiment, run_name=f"c{i}").info.run_id for i in range(clients)]
@@ -150,8 +158,14 @@ def ingest(urls: list[str], clients: int, seconds: float, batch: int) -> dict[st
         for _ in procs:
             ready.get(timeout=900)
         log(f"  {clients} clients logging for {seconds:g} s through {len(urls)} replicas")
+        # Where the CPU goes, per call: the clients' own (each measures its
+        # own), the replicas' and PostgreSQL's (their process trees).
+        server_cpu0 = sum(tree_cpu_seconds(s.proc.pid) for s in servers)
+        pg_cpu0 = tree_cpu_seconds(postmaster_pid(pg))
         go.set()
         outcomes = [results.get(timeout=seconds + 900) for _ in procs]
+        server_cpu = sum(tree_cpu_seconds(s.proc.pid) for s in servers) - server_cpu0
+        pg_cpu = tree_cpu_seconds(postmaster_pid(pg)) - pg_cpu0
     finally:
         for p in procs:
             p.join(timeout=30)
@@ -166,7 +180,13 @@ def ingest(urls: list[str], clients: int, seconds: float, batch: int) -> dict[st
         duplicated += len(steps) - len(set(steps))
         missing += max(0, o["acked"] - len(set(steps)))
     latencies = sorted(x for o in outcomes for x in o["latencies"])
+    calls = max(1, sum(o["calls"] for o in outcomes))
     return {
+        "cpu_ms_per_call": {
+            "clients": sum(o["cpu_s"] for o in outcomes) * 1e3 / calls,
+            "servers": server_cpu * 1e3 / calls,
+            "postgres": pg_cpu * 1e3 / calls,
+        },
         "points_per_s": acked / wall,
         "acked": acked,
         "errors": sum(o["errors"] for o in outcomes),
@@ -289,7 +309,7 @@ def measure(name: str, args: argparse.Namespace, pg: PgCluster, s3: S3Server) ->
     try:
         result["idle"] = idle_memory(servers[0])
         log(f"{name}: ingest")
-        result["ingest"] = ingest(urls, args.clients, args.seconds, args.batch)
+        result["ingest"] = ingest(servers, pg, args.clients, args.seconds, args.batch)
         log(f"{name}: {json.dumps(result['ingest'])}")
         runs = args.labbook_runs if name == "labbook" else args.mlflow_runs
         client = client_for(urls[0])
@@ -349,6 +369,23 @@ def markdown(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> st
             f"| {name}: errors / acknowledged points missing / stored twice / p50 / p99 "
             f"| {i['errors']} / {i['missing']} / {i['duplicated']} / {i['p50_ms']:.1f} ms / "
             f"{i['p99_ms']:.1f} ms | | |"
+        )
+    for name, r in (("labbook", lab), ("MLflow", ml)):
+        if r is None:
+            continue
+        cpu = r["ingest"]["cpu_ms_per_call"]
+        rows.append(
+            f"| {name}: CPU per call, clients / servers / PostgreSQL "
+            f"| {cpu['clients']:.1f} / {cpu['servers']:.1f} / {cpu['postgres']:.1f} ms | | |"
+        )
+    if lab is not None and ml is not None:
+        # With every process on the same cores, a call costs the machine the
+        # sum of the three; the clients' share is the same whatever serves
+        # them, so it bounds the ratio even for a server that cost nothing.
+        ml_cpu, lab_cpu = ml["ingest"]["cpu_ms_per_call"], lab["ingest"]["cpu_ms_per_call"]
+        rows.append(
+            "| the ratio these cores allow: MLflow's CPU per call ÷ the clients' own "
+            f"| | | {sum(ml_cpu.values()) / lab_cpu['clients']:,.1f}× |"
         )
     for name, r in (("labbook", lab), ("MLflow", ml)):
         if r is None:
