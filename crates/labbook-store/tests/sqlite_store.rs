@@ -7,7 +7,7 @@ use labbook_store::series::SeriesWriter;
 use labbook_store::*;
 
 mod common;
-use common::{LONG_RUN, log, log_long_run, new_run, same, series};
+use common::{LONG_RUN, downsampled_from_every_point, log, log_long_run, new_run, same, series};
 
 fn store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -38,11 +38,7 @@ fn sketches_in_a_chunks_row_or_damaged_are_read_right() {
     let (dir, store) = store();
     let (run, all) = log_long_run(&store);
     let buckets = 500;
-    let exact = {
-        let mut d = series::Downsampler::new(0, LONG_RUN - 1, buckets);
-        d.add(&all);
-        d.finish()
-    };
+    let exact = downsampled_from_every_point(&all, buckets);
     // Sketches kept in the chunk's row, as chunks sealed before their own
     // table existed keep them: read from there.
     let (sketched, _) = store

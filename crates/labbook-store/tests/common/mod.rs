@@ -167,6 +167,14 @@ pub fn log_long_run(store: &dyn Store) -> (String, SeriesColumns) {
     (run.id, all)
 }
 
+/// The long run downsampled from every one of its points (`all`), no
+/// sketch read: what a sketched answer is measured against.
+pub fn downsampled_from_every_point(all: &SeriesColumns, buckets: usize) -> SeriesColumns {
+    let mut d = labbook_store::series::Downsampler::new(0, LONG_RUN - 1, buckets);
+    d.add(all);
+    d.finish()
+}
+
 /// Declares each listed conformance test once per backend:
 /// `sqlite::NAME` and `postgres::NAME`, each on a store of its own.
 #[allow(unused_macros)] // only `conformance` declares tests with it

@@ -9,7 +9,10 @@ use labbook_store::series::SeriesWriter;
 use labbook_store::*;
 use serde_json::json;
 
-use crate::common::{Backend, LONG_RUN, LONG_RUN_SPIKES, log, log_long_run, new_run, same, series};
+use crate::common::{
+    Backend, LONG_RUN, LONG_RUN_SPIKES, downsampled_from_every_point, log, log_long_run, new_run,
+    same, series,
+};
 
 pub fn runs_are_created_listed_filtered_and_sorted(b: &Backend) {
     let store = b.open();
@@ -664,11 +667,7 @@ pub fn a_long_runs_downsample_reads_sketches_and_keeps_every_spike(b: &Backend) 
     let (run, all) = log_long_run(&*store);
     let n = LONG_RUN;
     let buckets = 500;
-    let exact = {
-        let mut d = series::Downsampler::new(0, n - 1, buckets);
-        d.add(&all);
-        d.finish()
-    };
+    let exact = downsampled_from_every_point(&all, buckets);
     let (down, total) = store
         .downsample(&run, "y", StepRange::ALL, buckets, true)
         .unwrap();
@@ -735,7 +734,5 @@ pub fn a_long_runs_downsample_reads_sketches_and_keeps_every_spike(b: &Backend) 
     let (fine, _) = store
         .downsample(&run, "y", StepRange::ALL, 5_000, true)
         .unwrap();
-    let mut d = series::Downsampler::new(0, n - 1, 5_000);
-    d.add(&all);
-    assert!(same(&fine, &d.finish()));
+    assert!(same(&fine, &downsampled_from_every_point(&all, 5_000)));
 }
