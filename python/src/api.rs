@@ -114,6 +114,7 @@ impl Api {
     ) -> PyResult<Bound<'py, PyList>> {
         let query = RunQuery {
             project,
+            project_ids: None,
             filter: filter
                 .map(parse_filter)
                 .transpose()

@@ -176,6 +176,7 @@ fn run_query(
     };
     Ok(RunQuery {
         project,
+        project_ids: None,
         filter,
         sort,
         limit: Some(param_usize(params, "limit", 100, 10_000)?),

@@ -15,6 +15,12 @@ pub(crate) fn select<'a>(
     now_ms: i64,
 ) -> Vec<i64> {
     let mut runs: Vec<(i64, &RunRecord)> = runs
+        .filter(|(_, r)| {
+            query
+                .project_ids
+                .as_ref()
+                .is_none_or(|ids| ids.contains(&r.project_id))
+        })
         .filter(|(_, r)| query.project.as_ref().is_none_or(|p| *p == r.project))
         .filter(|(_, r)| match query.deleted {
             Deleted::Exclude => r.deleted_ms.is_none(),

@@ -113,6 +113,10 @@ pub enum Deleted {
 #[derive(Debug, Clone, Default)]
 pub struct RunQuery {
     pub project: Option<String>,
+    /// Only runs of these projects, by id (MLflow's experiment ids); none
+    /// at all when the list is empty. Checked before the filter, and
+    /// cheaply: an id is held in the run's record itself, a name is not.
+    pub project_ids: Option<Vec<i64>>,
     pub filter: Option<Expr>,
     /// Newest first when empty.
     pub sort: Vec<SortKey>,

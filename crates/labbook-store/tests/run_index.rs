@@ -298,6 +298,8 @@ proptest! {
         filter in prop::option::of(filter()),
         sort in sort(),
         project in prop::option::of(prop::sample::select(&["p", "other"][..])),
+        // The seeded projects' ids, the default project's and one of none.
+        project_ids in prop::option::of(prop::sample::subsequence(vec![0i64, 1, 2, 3, 99], 0..=3)),
         deleted in prop::sample::select(&[Deleted::Exclude, Deleted::Only, Deleted::Include][..]),
         offset in 0usize..8,
         limit in prop::option::of(1usize..20),
@@ -309,6 +311,7 @@ proptest! {
         let filter = filter.map(Result::unwrap);
         let query = RunQuery {
             project: project.map(str::to_string),
+            project_ids,
             filter,
             sort: if sort.is_empty() { Vec::new() } else { parse_sort(&sort).unwrap() },
             limit,

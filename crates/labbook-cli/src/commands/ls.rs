@@ -46,6 +46,7 @@ pub fn run(app: &App, args: LsArgs) -> Result<ExitCode> {
     // as fast as one of 50.
     let (runs, total) = store.list_runs_counted(&RunQuery {
         project: project.clone(),
+        project_ids: None,
         filter: filter.clone(),
         sort: sort.clone(),
         limit: (args.limit > 0).then_some(args.limit),

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use labbook_core::config::validate_key;
 use labbook_core::metric::validate_metric_key;
-use labbook_core::query::{Attr, Expr, Field, Fields, Literal, SortKey, Value as FieldValue};
+use labbook_core::query::{Attr, Field, Fields, SortKey, Value as FieldValue};
 use labbook_core::{Config, DatasetInput, ModelOutput, RunRecord, RunStatus, SeriesColumns};
 use labbook_store::models;
 use labbook_store::{
@@ -973,25 +973,17 @@ async fn search_runs(State(state): State<AppState>, req: Req) -> MlResult {
     let offset = decode_page_token(req.opt_str("page_token")?)?;
     blocking(&state, move |state| {
         let s = store(state);
-        let mut names = Vec::new();
+        let mut ids = Vec::new();
         let mut roots = HashMap::new();
         // An unknown experiment holds no runs (MLflow answers the same).
         for id in &experiments {
             if let Ok(p) = s.project(ProjectRef::Id(*id)) {
                 roots.insert(p.id, artifact_root(&p));
-                names.push(Literal::Str(p.name));
+                ids.push(p.id);
             }
         }
-        let scope = Expr::In {
-            field: Field::Attr(Attr::Project),
-            values: names,
-            negated: false,
-        };
-        let filter = Some(match filter {
-            Some(f) => Expr::all(vec![scope, f]),
-            None => scope,
-        });
         let query = RunQuery {
+            project_ids: Some(ids),
             filter,
             sort,
             deleted,

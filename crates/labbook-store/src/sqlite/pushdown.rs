@@ -163,6 +163,15 @@ pub(super) fn candidates(query: &RunQuery) -> Option<Candidates> {
             "+r.project_id = (SELECT id FROM projects WHERE name = {name})"
         ));
     }
+    if let Some(ids) = &query.project_ids {
+        // No id can name a project twice, and ids are numbers: written out.
+        let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+        sql.push(if ids.is_empty() {
+            "0".to_string()
+        } else {
+            format!("+r.project_id IN ({})", ids.join(","))
+        });
+    }
     match query.deleted {
         Deleted::Exclude => sql.push("r.deleted_ms IS NULL".into()),
         Deleted::Only => sql.push("r.deleted_ms IS NOT NULL".into()),

@@ -488,11 +488,12 @@ pub(super) fn answer_newest(
     conn: &Connection,
     query: &RunQuery,
 ) -> Result<Option<(Vec<RunRecord>, usize)>> {
-    let (Some(limit), None, true, Some(project)) = (
+    let (Some(limit), None, true, Some(project), None) = (
         query.limit,
         &query.filter,
         query.sort.is_empty(),
         &query.project,
+        &query.project_ids,
     ) else {
         return Ok(None);
     };
