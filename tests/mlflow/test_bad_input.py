@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -404,6 +405,17 @@ def test_search_arguments(ctx: Ctx) -> None:
     ):
         error(ctx.post("runs/search", body), 400, "INVALID_PARAMETER_VALUE")
     error(ctx.post("experiments/search", {"max_results": 0}), 400, "INVALID_PARAMETER_VALUE")
+    # One experiment named 100,000 times among unknown ones: the same runs
+    # as naming it once, answered without a lookup or a check per repeat.
+    once = ctx.post("runs/search", {"experiment_ids": [eid]})
+    assert once.status_code == 200, once.text
+    repeated = [eid, MISSING_EXPERIMENT] * 50_000
+    started = time.monotonic()
+    many = ctx.post("runs/search", {"experiment_ids": repeated})
+    assert many.status_code == 200, many.text[:300]
+    assert time.monotonic() - started < 10
+    ids = [r["info"]["run_id"] for r in many.json()["runs"]]
+    assert ids == [r["info"]["run_id"] for r in once.json()["runs"]] and ids
     error(
         ctx.post("experiments/search", {"max_results": 10, "filter": "nme = 'x'"}),
         400,

@@ -960,7 +960,11 @@ pub fn experiment_ids(req: &Req) -> MlResult<Vec<i64>> {
 }
 
 async fn search_runs(State(state): State<AppState>, req: Req) -> MlResult {
-    let experiments = experiment_ids(&req)?;
+    // An id asked for twice asks for nothing more: each is looked up once,
+    // and every run is checked against at most the projects that exist.
+    let mut experiments = experiment_ids(&req)?;
+    experiments.sort_unstable();
+    experiments.dedup();
     let filter = match req.opt_str("filter")?.filter(|f| !f.trim().is_empty()) {
         Some(f) => filter::run_filter(f)?,
         None => None,
