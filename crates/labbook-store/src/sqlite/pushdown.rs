@@ -164,7 +164,7 @@ pub(super) fn candidates(query: &RunQuery) -> Option<Candidates> {
         ));
     }
     if let Some(ids) = &query.project_ids {
-        // No id can name a project twice, and ids are numbers: written out.
+        // Numbers, so written into the SQL rather than bound; none matches nothing.
         let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
         sql.push(if ids.is_empty() {
             "0".to_string()
